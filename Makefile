@@ -1,0 +1,22 @@
+# The two commands of the README: `make demo` and `make test`. Each installs what it needs.
+.PHONY: demo test bench deps build fmt lint
+
+CARGO ?= cargo
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	$(CARGO) build --release --locked
+
+demo: build
+	@scripts/demo.sh
+
+test: deps
+	@scripts/test.sh
+
+bench: build
+	@scripts/bench.sh
+
+fmt:
+	$(CARGO) fmt --all

@@ -1,0 +1,35 @@
+# Shared shell helpers for the demo, test and bench scripts.
+
+# free_port START: the first port from START up that nothing listens on (loopback).
+free_port() {
+  local p=$1
+  while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
+  echo "$p"
+}
+
+# wait_http URL SECONDS: wait until URL answers 200.
+wait_http() {
+  local url=$1 deadline=$((SECONDS + $2))
+  until curl -fsS -o /dev/null "$url" 2>/dev/null; do
+    if [ $SECONDS -ge $deadline ]; then echo "timed out waiting for $url" >&2; return 1; fi
+    sleep 0.2
+  done
+}
+
+# backfill OPENMETRICS_FILE TSDB_DIR DAYS: promtool into a TSDB directory. One block per
+# whole span, so promtool reads the file a few times instead of once per 2 hours.
+backfill() {
+  local file=$1 dir=$2 days=$3
+  promtool tsdb create-blocks-from openmetrics --max-block-duration="$(( (days + 1) * 24 ))h" "$file" "$dir" >/dev/null
+}
+
+# start_prometheus TSDB_DIR PORT LOG: a Prometheus with no scrape targets serving the TSDB.
+start_prometheus() {
+  local dir=$1 port=$2 log=$3
+  printf 'global:\n  scrape_interval: 1m\nscrape_configs: []\n' > "$dir/../prometheus.yml"
+  prometheus --config.file="$dir/../prometheus.yml" --storage.tsdb.path="$dir" \
+    --storage.tsdb.retention.time=400d --web.listen-address="127.0.0.1:$port" \
+    --storage.tsdb.min-block-duration=2h --storage.tsdb.max-block-duration=2h \
+    --query.max-samples=100000000 >"$log" 2>&1 &
+  echo $!
+}

@@ -1,0 +1,179 @@
+//! The `rightsizer` subcommands: wiring of config, store, Prometheus and the jobs.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+
+use crate::config::{parse_time, Cli, Command, Settings, DEFAULT_LISTEN};
+use crate::http::{self, AppState};
+use crate::jobs;
+use crate::prometheus::PromClient;
+use crate::store::{self, RecommendationFilter, Store};
+use crate::synth;
+
+pub mod output;
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn prometheus(settings: &Settings) -> anyhow::Result<PromClient> {
+    let config = settings
+        .prometheus
+        .as_ref()
+        .ok_or_else(|| anyhow!("no Prometheus URL: set --prometheus-url or RIGHTSIZER_PROMETHEUS_URL"))?;
+    Ok(PromClient::new(config)?)
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(store::connect(&settings.database_url).await?)
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::resolve(&cli.global)?;
+    match cli.command {
+        Command::Migrate => {
+            open_store(&settings).await?;
+            println!("migrations applied to {}", store::redact_url(&settings.database_url));
+        }
+        Command::Collect { since, until } => {
+            let until = until.as_deref().map(parse_time).transpose()?;
+            let prom = prometheus(&settings)?;
+            let store = open_store(&settings).await?;
+            let r = jobs::collect_window(&prom, store.as_ref(), &settings.cluster, &settings.collector, since, until, now()).await?;
+            println!(
+                "collected {} hours ({} already collected) for cluster {}: {} workload containers, {} samples, {} rejected",
+                r.hours_collected, r.hours_already_collected, settings.cluster, r.containers, r.samples, r.rejected_samples
+            );
+        }
+        Command::Analyze => {
+            let store = open_store(&settings).await?;
+            let r = jobs::analyze_cluster(store.as_ref(), &settings.cluster, &settings.policy, now()).await?;
+            println!(
+                "analyzed {} workload containers of cluster {}: {} with a recommendation, {} with insufficient data",
+                r.containers, settings.cluster, r.ok, r.insufficient_data
+            );
+        }
+        Command::Recommend { output: format, namespace } => {
+            let store = open_store(&settings).await?;
+            let filter = RecommendationFilter { cluster: Some(settings.cluster.clone()), namespace, ..Default::default() };
+            let mut recs = store.recommendations(&filter).await?;
+            if recs.is_empty() {
+                let all = RecommendationFilter { cluster: Some(settings.cluster.clone()), ..Default::default() };
+                if store.recommendations(&all).await?.is_empty() {
+                    jobs::analyze_cluster(store.as_ref(), &settings.cluster, &settings.policy, now()).await?;
+                    recs = store.recommendations(&filter).await?;
+                }
+            }
+            let stdout = std::io::stdout();
+            output::write(&recs, format, stdout.lock())?;
+        }
+        Command::Serve { listen, collect_interval } => {
+            let listen = listen.or(settings.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.into());
+            let interval = collect_interval.unwrap_or(settings.collector.interval);
+            serve(&settings, &listen, interval).await?;
+        }
+        Command::Synth { seed, days, scale, end, out } => {
+            let end = match end {
+                Some(e) => parse_time(&e)?,
+                None => now(),
+            };
+            let end = end - end.rem_euclid(3600);
+            let cfg = synth::SynthConfig { seed, start: end - i64::from(days) * 86_400, end, scrape_interval_secs: 60, scale };
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let metrics = out.join("metrics.om");
+            let file = std::fs::File::create(&metrics).with_context(|| format!("creating {}", metrics.display()))?;
+            let truth = synth::generate(&cfg, std::io::BufWriter::with_capacity(1 << 20, file))?;
+            let truth_path = out.join("truth.json");
+            let mut f = std::fs::File::create(&truth_path)?;
+            serde_json::to_writer_pretty(&mut f, &truth)?;
+            f.flush()?;
+            println!(
+                "wrote {} and {} ({} workload containers, {} days, seed {seed})",
+                metrics.display(), truth_path.display(), truth.containers.len(), days
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn serve(settings: &Settings, listen: &str, interval: Duration) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(address = %listener.local_addr()?, "API listening");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let scheduler = match (settings.prometheus.is_some(), interval.is_zero()) {
+        (true, false) => {
+            let prom = prometheus(settings)?;
+            Some(tokio::spawn(schedule(prom, store.clone(), settings.clone(), interval, stop_rx.clone())))
+        }
+        _ => {
+            tracing::info!("no Prometheus URL or a zero interval: serving stored recommendations only");
+            None
+        }
+    };
+    let mut api_stop = stop_rx.clone();
+    let api = http::serve(listener, AppState { store }, async move {
+        let _ = api_stop.wait_for(|stop| *stop).await;
+    });
+    tokio::pin!(api);
+    tokio::select! {
+        res = &mut api => res?,
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(true);
+            api.await?;
+        }
+    }
+    if let Some(task) = scheduler {
+        let _ = stop_tx.send(true);
+        let _ = task.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Collects and analyzes every `interval` until told to stop.
+async fn schedule(
+    prom: PromClient,
+    store: Arc<dyn Store>,
+    settings: Settings,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let started = now();
+        match jobs::collect_window(&prom, store.as_ref(), &settings.cluster, &settings.collector, settings.policy.window, None, started).await {
+            Ok(r) => tracing::info!(hours = r.hours_collected, containers = r.containers, "scheduled collection done"),
+            Err(e) => tracing::error!(error = %e, "scheduled collection failed; the next run resumes from the last committed hour"),
+        }
+        match jobs::analyze_cluster(store.as_ref(), &settings.cluster, &settings.policy, now()).await {
+            Ok(r) => tracing::info!(containers = r.containers, ok = r.ok, "scheduled analysis done"),
+            Err(e) => tracing::error!(error = %e, "scheduled analysis failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.wait_for(|s| *s) => {
+                tracing::info!("scheduler stopped");
+                return;
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

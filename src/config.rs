@@ -1,0 +1,361 @@
+//! Configuration: flags, `RIGHTSIZER_*` environment variables, and an optional TOML file.
+//! A flag or environment variable wins over the file; the file wins over defaults.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::analyzer::Policy;
+use crate::prometheus::PromConfig;
+
+/// Default store: a SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://rightsizer.db";
+/// Default API address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// rightsizer: CPU and memory requests and limits for Kubernetes containers, proven from history.
+#[derive(Debug, Parser)]
+#[command(name = "rightsizer", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Options every subcommand takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by all subcommands.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// TOML config file; flags and environment variables override it.
+    #[arg(long, env = "RIGHTSIZER_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Store URL: sqlite://PATH (default sqlite://rightsizer.db) or postgres://USER@HOST/DB.
+    #[arg(long, env = "RIGHTSIZER_DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Prometheus base URL, e.g. http://127.0.0.1:9090.
+    #[arg(long, env = "RIGHTSIZER_PROMETHEUS_URL", global = true)]
+    pub prometheus_url: Option<String>,
+    /// Bearer token for Prometheus (prefer the file or the environment variable).
+    #[arg(long, env = "RIGHTSIZER_PROMETHEUS_TOKEN", global = true, hide_env_values = true)]
+    pub prometheus_token: Option<String>,
+    /// File holding the bearer token for Prometheus.
+    #[arg(long, env = "RIGHTSIZER_PROMETHEUS_TOKEN_FILE", global = true)]
+    pub prometheus_token_file: Option<PathBuf>,
+    /// Cluster name stored with every workload (default "default").
+    #[arg(long, env = "RIGHTSIZER_CLUSTER", global = true)]
+    pub cluster: Option<String>,
+    /// Log format: auto (text on a terminal, JSON otherwise), text or json.
+    #[arg(long, env = "RIGHTSIZER_LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Text on a terminal, JSON otherwise.
+    Auto,
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Output format of `recommend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// An aligned table.
+    Table,
+    /// A JSON array of recommendations.
+    Json,
+    /// A YAML list of recommendations.
+    Yaml,
+    /// CSV with a header row.
+    Csv,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API with the collector and analyzer on a schedule.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "RIGHTSIZER_LISTEN")]
+        listen: Option<String>,
+        /// How often to collect and analyze (e.g. 10m); 0 disables the schedule.
+        #[arg(long, env = "RIGHTSIZER_COLLECT_INTERVAL", value_parser = humantime::parse_duration)]
+        collect_interval: Option<Duration>,
+    },
+    /// Ingest a window of history from Prometheus.
+    Collect {
+        /// How far back to start, e.g. 14d or 36h.
+        #[arg(long, default_value = "14d", value_parser = humantime::parse_duration)]
+        since: Duration,
+        /// End of the window: RFC 3339 or unix seconds (default: now).
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Compute and store recommendations from the collected history.
+    Analyze,
+    /// Print the stored recommendations (analyzing first if there are none).
+    Recommend {
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+        /// Only this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Write a synthetic cluster's history (OpenMetrics) and its ground truth (JSON).
+    Synth {
+        /// Random seed; the same seed gives the same bytes.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Days of history.
+        #[arg(long, default_value_t = 14)]
+        days: u32,
+        /// Copies of the demo workload set (for benchmarks).
+        #[arg(long, default_value_t = 1)]
+        scale: usize,
+        /// End of the history: RFC 3339 or unix seconds (default: the start of the current hour).
+        #[arg(long)]
+        end: Option<String>,
+        /// Output directory (gets metrics.om and truth.json).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// The `[collector]` table of the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// Query resolution.
+    #[serde(with = "humantime_serde")]
+    pub step: Duration,
+    /// Hours per chunk.
+    pub chunk_hours: u32,
+    /// Chunks in flight at once.
+    pub concurrency: usize,
+    /// Schedule of `serve`.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Timeout of one Prometheus request.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            step: Duration::from_secs(60),
+            chunk_hours: 6,
+            concurrency: 2,
+            interval: Duration::from_secs(600),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    /// Store URL.
+    pub database_url: Option<String>,
+    /// Prometheus base URL.
+    pub prometheus_url: Option<String>,
+    /// File holding the Prometheus bearer token.
+    pub prometheus_token_file: Option<PathBuf>,
+    /// Cluster name.
+    pub cluster: Option<String>,
+    /// API address.
+    pub listen: Option<String>,
+    /// Collector settings.
+    pub collector: CollectorConfig,
+    /// Recommendation policy.
+    pub policy: Policy,
+}
+
+/// Errors in configuration, each naming the setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file can't be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+    /// A value is out of range or missing.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Everything resolved, ready to use.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Store URL.
+    pub database_url: String,
+    /// Prometheus, if configured.
+    pub prometheus: Option<PromConfig>,
+    /// Cluster name.
+    pub cluster: String,
+    /// Collector settings.
+    pub collector: CollectorConfig,
+    /// Recommendation policy.
+    pub policy: Policy,
+    /// API address from the file (the `serve` flag wins).
+    pub listen: Option<String>,
+}
+
+impl Settings {
+    /// Merges flags/env over the config file over defaults, and checks the result.
+    pub fn resolve(global: &GlobalArgs) -> Result<Settings, ConfigError> {
+        let file = match &global.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let token_file = global.prometheus_token_file.clone().or(file.prometheus_token_file.clone());
+        let token = match (&global.prometheus_token, token_file) {
+            (Some(t), _) => Some(SecretString::from(t.trim().to_string())),
+            (None, Some(path)) => Some(read_token(&path)?),
+            (None, None) => None,
+        };
+        let prometheus = global
+            .prometheus_url
+            .clone()
+            .or(file.prometheus_url.clone())
+            .map(|url| PromConfig { url, bearer_token: token, timeout: file.collector.timeout });
+        let c = &file.collector;
+        if c.step.as_secs() == 0 || 3600 % c.step.as_secs() != 0 {
+            return Err(ConfigError::Invalid(format!(
+                "collector.step must divide an hour evenly, got {}",
+                humantime::format_duration(c.step)
+            )));
+        }
+        if c.chunk_hours == 0 || c.chunk_hours as u64 * 3600 / c.step.as_secs() > 11_000 {
+            return Err(ConfigError::Invalid(
+                "collector.chunk_hours must be ≥ 1 and keep a chunk under Prometheus' 11,000 points per series".into(),
+            ));
+        }
+        if c.concurrency == 0 {
+            return Err(ConfigError::Invalid("collector.concurrency must be ≥ 1".into()));
+        }
+        file.policy.validate().map_err(ConfigError::Invalid)?;
+        let cluster = global.cluster.clone().or(file.cluster.clone()).unwrap_or_else(|| "default".into());
+        if cluster.is_empty() {
+            return Err(ConfigError::Invalid("cluster name must not be empty".into()));
+        }
+        Ok(Settings {
+            database_url: global
+                .database_url
+                .clone()
+                .or(file.database_url.clone())
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
+            prometheus,
+            cluster,
+            collector: file.collector.clone(),
+            policy: file.policy.clone(),
+            listen: file.listen.clone(),
+        })
+    }
+}
+
+fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.into(),
+        message: e.to_string().trim().replace('\n', " "),
+    })
+}
+
+fn read_token(path: &Path) -> Result<SecretString, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    Ok(SecretString::from(text.trim().to_string()))
+}
+
+/// Parses a time given as RFC 3339 or unix seconds.
+pub fn parse_time(s: &str) -> Result<i64, ConfigError> {
+    if let Ok(secs) = s.parse::<i64>() {
+        return Ok(secs);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp())
+        .map_err(|e| ConfigError::Invalid(format!("invalid time {s:?} (want RFC 3339 or unix seconds): {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Cli {
+        let mut argv = vec!["rightsizer"];
+        argv.extend_from_slice(extra);
+        argv.push("analyze");
+        Cli::try_parse_from(argv).unwrap()
+    }
+
+    fn write(name: &str, text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("rs-config-{}-{name}.toml", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let s = Settings::resolve(&args(&[]).global).unwrap();
+        assert_eq!(s.database_url, "sqlite://rightsizer.db");
+        assert_eq!(s.cluster, "default");
+        assert!(s.prometheus.is_none());
+        assert_eq!(s.policy, Policy::default());
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let path = write(
+            "flags",
+            "cluster = \"from-file\"\nprometheus_url = \"http://file:9090\"\n[policy]\nmargin = 0.2\nwindow = \"7d\"\n",
+        );
+        let cli = args(&["--config", path.to_str().unwrap(), "--cluster", "from-flag"]);
+        let s = Settings::resolve(&cli.global).unwrap();
+        assert_eq!(s.cluster, "from-flag");
+        assert_eq!(s.prometheus.unwrap().url, "http://file:9090");
+        assert_eq!(s.policy.margin, 0.2);
+        assert_eq!(s.policy.window_hours(), 168);
+    }
+
+    #[test]
+    fn bad_files_name_the_problem() {
+        let path = write("typo", "[policy]\nmargn = 0.2\n");
+        let err = Settings::resolve(&args(&["--config", path.to_str().unwrap()]).global).unwrap_err();
+        assert!(err.to_string().contains("unknown field `margn`"), "{err}");
+        let path = write("range", "[policy]\ncpu_percentile = 150\n");
+        let err = Settings::resolve(&args(&["--config", path.to_str().unwrap()]).global).unwrap_err();
+        assert_eq!(err.to_string(), "policy.cpu_percentile must be in (0, 100], got 150");
+        let err = Settings::resolve(&args(&["--config", "/nonexistent/rs.toml"]).global).unwrap_err();
+        assert!(err.to_string().starts_with("cannot read config file /nonexistent/rs.toml"), "{err}");
+    }
+
+    #[test]
+    fn parses_times() {
+        assert_eq!(parse_time("1700000000").unwrap(), 1_700_000_000);
+        assert_eq!(parse_time("2023-11-14T22:13:20Z").unwrap(), 1_700_000_000);
+        assert!(parse_time("yesterday").is_err());
+    }
+}

@@ -1,0 +1,79 @@
+//! The runs the CLI and the scheduler share: collect a window, analyze a cluster.
+
+use std::time::Duration;
+
+use crate::analyzer::{self, Policy};
+use crate::collector::{self, floor_hour, CollectOptions, CollectReport};
+use crate::config::CollectorConfig;
+use crate::model::Status;
+use crate::prometheus::PromClient;
+use crate::store::{Store, StoreError};
+
+/// Hours end this long before they count as complete: the last scrape of an hour
+/// may still be on its way.
+pub const SETTLE_SECS: i64 = 120;
+
+/// Collects `[until − since, until)` in whole hours. Without `until`, up to the last
+/// complete hour before now.
+pub async fn collect_window(
+    prom: &PromClient,
+    store: &dyn Store,
+    cluster: &str,
+    config: &CollectorConfig,
+    since: Duration,
+    until: Option<i64>,
+    now: i64,
+) -> Result<CollectReport, collector::CollectError> {
+    let to = match until {
+        Some(t) => floor_hour(t),
+        None => floor_hour(now - SETTLE_SECS),
+    };
+    let from = floor_hour(to - since.as_secs() as i64);
+    let opts = CollectOptions {
+        cluster: cluster.to_string(),
+        from,
+        to,
+        step_secs: config.step.as_secs() as i64,
+        chunk_hours: config.chunk_hours,
+        concurrency: config.concurrency,
+    };
+    collector::collect(prom, store, &opts).await
+}
+
+/// What an analysis did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct AnalyzeReport {
+    /// Workload containers analyzed.
+    pub containers: usize,
+    /// Of them, with a proposal.
+    pub ok: usize,
+    /// Of them, without enough history.
+    pub insufficient_data: usize,
+    /// End (exclusive) of the analyzed window, unix seconds.
+    pub window_end: i64,
+}
+
+/// Analyzes every workload container of `cluster` and replaces its stored recommendations.
+/// The window ends at the newest collected hour, so a collector that lags behind does not
+/// shrink it.
+#[tracing::instrument(skip_all, fields(cluster))]
+pub async fn analyze_cluster(
+    store: &dyn Store,
+    cluster: &str,
+    policy: &Policy,
+    now: i64,
+) -> Result<AnalyzeReport, StoreError> {
+    let window_end = store.watermark(cluster).await?.unwrap_or(now).min(now) - 1;
+    let to = floor_hour(window_end) + 3600;
+    let from = to - policy.window.as_secs() as i64;
+    let containers = store.containers(Some(cluster)).await?;
+    let mut recs = Vec::with_capacity(containers.len());
+    for c in &containers {
+        let usage = store.usage(&c.key, from, to).await?;
+        let input = analyzer::Input { key: &c.key, current: c.resources, usage: &usage };
+        recs.push(analyzer::recommend(&input, policy, window_end, now));
+    }
+    store.replace_recommendations(cluster, &recs).await?;
+    let ok = recs.iter().filter(|r| r.status == Status::Ok).count();
+    Ok(AnalyzeReport { containers: recs.len(), ok, insufficient_data: recs.len() - ok, window_end: to })
+}

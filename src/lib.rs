@@ -1,0 +1,26 @@
+//! rightsizer: right-size Kubernetes container requests and limits from Prometheus history.
+
+/// Recommendation logic: policy, percentiles, margins and floors (pure, no I/O).
+pub mod analyzer;
+/// Command-line interface: subcommands and their output.
+pub mod cli;
+/// Ingestion from Prometheus into hourly summaries: discovery, queries, watermarks.
+pub mod collector;
+/// Configuration from flags, `RIGHTSIZER_*` environment variables and a config file.
+pub mod config;
+/// The HTTP API.
+pub mod http;
+/// Runs shared by the CLI and the scheduler: collect a window, analyze a cluster.
+pub mod jobs;
+/// Plain data shared by the collector, store, analyzer and API.
+pub mod model;
+/// Prometheus HTTP API client and PromQL builders.
+pub mod prometheus;
+/// The mergeable usage summary (count, sum, max, log-bucketed histogram).
+pub mod sketch;
+/// Kubernetes-style quantity formatting (`250m`, `512Mi`).
+pub mod quantity;
+/// Storage: the `Store` trait with SQLite and Postgres backends.
+pub mod store;
+/// The synthetic cluster generator used by `make demo`, tests and benchmarks.
+pub mod synth;

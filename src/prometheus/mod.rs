@@ -1,0 +1,488 @@
+//! A small client for Prometheus' HTTP API: `query`, `query_range` and `series`.
+//!
+//! Answers are checked before they are trusted: HTTP status, content type, the
+//! `status`/`errorType` envelope, and string sample values (`NaN` and `±Inf`
+//! are skipped and counted, never returned as numbers).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+pub mod promql;
+
+/// Labels of one series.
+pub type Labels = BTreeMap<String, String>;
+
+/// Errors talking to Prometheus. Messages name the endpoint but never the token.
+#[derive(Debug, thiserror::Error)]
+pub enum PromError {
+    /// The URL given for Prometheus can't be used.
+    #[error("invalid Prometheus URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// Connection refused, DNS, TLS, timeout or a body cut short.
+    #[error("Prometheus at {url} unreachable: {message}")]
+    Http {
+        /// The endpoint that was called.
+        url: String,
+        /// What went wrong.
+        message: String,
+        /// Whether it was a timeout.
+        timeout: bool,
+    },
+    /// Prometheus (or a proxy) answered with an error status and no usable envelope.
+    #[error("Prometheus at {url} answered HTTP {status}: {snippet}")]
+    Status {
+        /// The endpoint that was called.
+        url: String,
+        /// HTTP status code.
+        status: u16,
+        /// The first bytes of the body.
+        snippet: String,
+    },
+    /// Prometheus refused the query (`"status":"error"`).
+    #[error("Prometheus rejected the query ({error_type}): {message}; query: {query}")]
+    Api {
+        /// `errorType` from the envelope, e.g. `bad_data`.
+        error_type: String,
+        /// `error` from the envelope.
+        message: String,
+        /// The PromQL that was sent.
+        query: String,
+    },
+    /// The answer was not what the Prometheus API documents.
+    #[error("unexpected answer from Prometheus at {url}: {message}")]
+    Decode {
+        /// The endpoint that was called.
+        url: String,
+        /// What did not fit.
+        message: String,
+    },
+}
+
+impl PromError {
+    /// Whether a later attempt might succeed (network trouble or a 5xx).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PromError::Http { .. } => true,
+            PromError::Status { status, .. } => *status >= 500,
+            PromError::Api { error_type, .. } => {
+                matches!(error_type.as_str(), "timeout" | "canceled" | "unavailable")
+            }
+            _ => false,
+        }
+    }
+}
+
+/// How to reach Prometheus.
+#[derive(Clone)]
+pub struct PromConfig {
+    /// Base URL, e.g. `http://127.0.0.1:9090` (a path prefix is kept).
+    pub url: String,
+    /// Bearer token sent as `Authorization: Bearer …`.
+    pub bearer_token: Option<SecretString>,
+    /// Timeout for one whole request, body included.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for PromConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PromConfig")
+            .field("url", &self.url)
+            .field("bearer_token", &self.bearer_token.as_ref().map(|_| "***"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// One series of a range answer, with its finite samples in time order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeSeries {
+    /// Series labels (`__name__` absent after aggregation).
+    pub labels: Labels,
+    /// `(unix seconds, value)` pairs.
+    pub samples: Vec<(i64, f64)>,
+}
+
+/// One series of an instant answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstantSample {
+    /// Series labels.
+    pub labels: Labels,
+    /// Unix seconds.
+    pub time: i64,
+    /// The value (finite).
+    pub value: f64,
+}
+
+/// A decoded answer plus what had to be skipped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer<T> {
+    /// The series.
+    pub series: Vec<T>,
+    /// Samples whose value was `NaN`, `+Inf` or `-Inf`, skipped.
+    pub non_finite_skipped: u64,
+    /// Warnings Prometheus attached to the answer.
+    pub warnings: Vec<String>,
+}
+
+/// The Prometheus HTTP API client.
+#[derive(Clone)]
+pub struct PromClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<SecretString>,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    status: &'a str,
+    #[serde(borrow, default)]
+    data: Option<&'a serde_json::value::RawValue>,
+    #[serde(rename = "errorType", default)]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    warnings: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct QueryData<'a> {
+    #[serde(rename = "resultType")]
+    result_type: &'a str,
+    #[serde(borrow)]
+    result: &'a serde_json::value::RawValue,
+}
+
+#[derive(Deserialize)]
+struct RawMatrixSeries<'a> {
+    metric: Labels,
+    #[serde(borrow, default)]
+    values: Vec<(f64, &'a str)>,
+}
+
+#[derive(Deserialize)]
+struct RawVectorSample<'a> {
+    metric: Labels,
+    #[serde(borrow)]
+    value: (f64, &'a str),
+}
+
+/// Parses a Prometheus sample value; `None` for NaN and ±Inf.
+pub fn parse_sample_value(s: &str) -> Result<Option<f64>, String> {
+    match s {
+        "NaN" | "+Inf" | "-Inf" | "Inf" => Ok(None),
+        _ => {
+            let v: f64 = s
+                .parse()
+                .map_err(|_| format!("sample value {s:?} is not a number"))?;
+            Ok(v.is_finite().then_some(v))
+        }
+    }
+}
+
+impl PromClient {
+    /// Builds a client; checks the URL and sets the timeout.
+    pub fn new(config: &PromConfig) -> Result<Self, PromError> {
+        let url = config.url.trim_end_matches('/').to_string();
+        let parsed = reqwest::Url::parse(&url).map_err(|e| PromError::InvalidUrl {
+            url: config.url.clone(),
+            reason: e.to_string(),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(PromError::InvalidUrl {
+                url: config.url.clone(),
+                reason: "scheme must be http or https".into(),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("rightsizer/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| PromError::InvalidUrl {
+                url: config.url.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(PromClient {
+            http,
+            base: url,
+            token: config.bearer_token.clone(),
+        })
+    }
+
+    /// Base URL.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// Instant query at `time` (unix seconds).
+    pub async fn query(&self, promql: &str, time: i64) -> Result<Answer<InstantSample>, PromError> {
+        let params = [("query", promql.to_string()), ("time", time.to_string())];
+        let (url, body) = self.post("/api/v1/query", &params).await?;
+        let data = decode_envelope(&url, &body, promql)?;
+        decode_vector(&url, data)
+    }
+
+    /// Range query over `[start, end]` (unix seconds, both inclusive) at `step_secs`.
+    pub async fn query_range(
+        &self,
+        promql: &str,
+        start: i64,
+        end: i64,
+        step_secs: i64,
+    ) -> Result<Answer<RangeSeries>, PromError> {
+        let params = [
+            ("query", promql.to_string()),
+            ("start", start.to_string()),
+            ("end", end.to_string()),
+            ("step", step_secs.to_string()),
+        ];
+        let (url, body) = self.post("/api/v1/query_range", &params).await?;
+        let data = decode_envelope(&url, &body, promql)?;
+        decode_matrix(&url, data)
+    }
+
+    /// Series matching any of `matchers` between `start` and `end`.
+    pub async fn series(&self, matchers: &[&str], start: i64, end: i64) -> Result<Vec<Labels>, PromError> {
+        let mut params: Vec<(&str, String)> = matchers.iter().map(|m| ("match[]", m.to_string())).collect();
+        params.push(("start", start.to_string()));
+        params.push(("end", end.to_string()));
+        let (url, body) = self.post("/api/v1/series", &params).await?;
+        let data = decode_envelope(&url, &body, &matchers.join(" or "))?;
+        serde_json::from_str(data.get()).map_err(|e| PromError::Decode {
+            url,
+            message: format!("series list: {e}"),
+        })
+    }
+
+    // POST with a form body: long PromQL never hits "414 Request-URI Too Large".
+    async fn post<K: serde::Serialize, V: serde::Serialize>(
+        &self,
+        path: &str,
+        params: &[(K, V)],
+    ) -> Result<(String, RawBody), PromError> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.http.post(&url).form(params);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token.expose_secret());
+        }
+        let http_err = |e: reqwest::Error| PromError::Http {
+            url: url.clone(),
+            timeout: e.is_timeout(),
+            message: describe_reqwest_error(&e),
+        };
+        let resp = req.send().await.map_err(http_err)?;
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let bytes = resp.bytes().await.map_err(http_err)?;
+        let is_json = content_type.starts_with("application/json");
+        // Prometheus puts its error envelope on 400/422/503 as JSON; anything else failing is a proxy or a crash.
+        if !is_json {
+            let snippet = snippet(&bytes);
+            return Err(if (200..300).contains(&status) {
+                PromError::Decode {
+                    url,
+                    message: format!("expected JSON, got content type {content_type:?}: {snippet}"),
+                }
+            } else {
+                PromError::Status { url, status, snippet }
+            });
+        }
+        Ok((url, RawBody { bytes, status }))
+    }
+}
+
+/// A JSON body and the status it came with.
+struct RawBody {
+    bytes: bytes::Bytes,
+    status: u16,
+}
+
+fn describe_reqwest_error(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut msg = if e.is_timeout() {
+        "request timed out".to_string()
+    } else if e.is_connect() {
+        "connection failed".to_string()
+    } else if e.is_body() || e.is_decode() {
+        "reading the answer failed".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+fn snippet(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn decode_envelope<'a>(
+    url: &str,
+    body: &'a RawBody,
+    query: &str,
+) -> Result<&'a serde_json::value::RawValue, PromError> {
+    let envelope: Envelope<'a> = serde_json::from_slice(&body.bytes).map_err(|e| {
+        if body.status >= 300 {
+            PromError::Status {
+                url: url.to_string(),
+                status: body.status,
+                snippet: snippet(&body.bytes),
+            }
+        } else {
+            PromError::Decode {
+                url: url.to_string(),
+                message: format!("invalid JSON ({e}): {}", snippet(&body.bytes)),
+            }
+        }
+    })?;
+    match envelope.status {
+        "success" if body.status < 300 => {
+            if !envelope.warnings.is_empty() {
+                tracing::warn!(warnings = ?envelope.warnings, "Prometheus attached warnings");
+            }
+            envelope.data.ok_or_else(|| PromError::Decode {
+                url: url.to_string(),
+                message: "success without data".into(),
+            })
+        }
+        "error" => Err(PromError::Api {
+            error_type: envelope.error_type.unwrap_or_else(|| "unknown".into()),
+            message: envelope.error.unwrap_or_default(),
+            query: query.to_string(),
+        }),
+        other => Err(PromError::Decode {
+            url: url.to_string(),
+            message: format!("HTTP {} with status {other:?}", body.status),
+        }),
+    }
+}
+
+fn check_result_type<'a>(url: &str, data: &'a serde_json::value::RawValue, want: &str) -> Result<QueryData<'a>, PromError> {
+    let data: QueryData<'a> = serde_json::from_str(data.get()).map_err(|e| PromError::Decode {
+        url: url.to_string(),
+        message: format!("query data: {e}"),
+    })?;
+    if data.result_type != want {
+        return Err(PromError::Decode {
+            url: url.to_string(),
+            message: format!("expected resultType {want}, got {}", data.result_type),
+        });
+    }
+    Ok(data)
+}
+
+fn decode_matrix(url: &str, data: &serde_json::value::RawValue) -> Result<Answer<RangeSeries>, PromError> {
+    let data = check_result_type(url, data, "matrix")?;
+    let raw: Vec<RawMatrixSeries> = serde_json::from_str(data.result.get()).map_err(|e| PromError::Decode {
+        url: url.to_string(),
+        message: format!("matrix: {e}"),
+    })?;
+    let mut skipped = 0;
+    let mut series = Vec::with_capacity(raw.len());
+    for s in raw {
+        let mut samples = Vec::with_capacity(s.values.len());
+        for (t, v) in s.values {
+            match parse_sample_value(v).map_err(|message| PromError::Decode { url: url.to_string(), message })? {
+                Some(v) => samples.push((t.round() as i64, v)),
+                None => skipped += 1,
+            }
+        }
+        series.push(RangeSeries { labels: s.metric, samples });
+    }
+    Ok(Answer { series, non_finite_skipped: skipped, warnings: Vec::new() })
+}
+
+fn decode_vector(url: &str, data: &serde_json::value::RawValue) -> Result<Answer<InstantSample>, PromError> {
+    let data = check_result_type(url, data, "vector")?;
+    let raw: Vec<RawVectorSample> = serde_json::from_str(data.result.get()).map_err(|e| PromError::Decode {
+        url: url.to_string(),
+        message: format!("vector: {e}"),
+    })?;
+    let mut skipped = 0;
+    let mut series = Vec::with_capacity(raw.len());
+    for s in raw {
+        match parse_sample_value(s.value.1).map_err(|message| PromError::Decode { url: url.to_string(), message })? {
+            Some(value) => series.push(InstantSample { labels: s.metric, time: s.value.0.round() as i64, value }),
+            None => skipped += 1,
+        }
+    }
+    Ok(Answer { series, non_finite_skipped: skipped, warnings: Vec::new() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(status: u16, json: &str) -> RawBody {
+        RawBody { bytes: bytes::Bytes::from(json.to_string()), status }
+    }
+
+    #[test]
+    fn decodes_a_matrix_skipping_non_finite_values() {
+        let b = body(
+            200,
+            r#"{"status":"success","data":{"resultType":"matrix","result":[
+              {"metric":{"namespace":"shop","pod":"api-1"},"values":[[1700000000,"0.5"],[1700000060,"NaN"],[1700000120,"+Inf"],[1700000180,"-Inf"],[1700000240,"1e-3"]]}]}}"#,
+        );
+        let data = decode_envelope("u", &b, "q").unwrap();
+        let answer = decode_matrix("u", data).unwrap();
+        assert_eq!(answer.non_finite_skipped, 3);
+        assert_eq!(answer.series[0].samples, vec![(1700000000, 0.5), (1700000240, 0.001)]);
+        assert_eq!(answer.series[0].labels["pod"], "api-1");
+    }
+
+    #[test]
+    fn error_envelope_names_type_message_and_query() {
+        let b = body(400, r#"{"status":"error","errorType":"bad_data","error":"parse error at char 5"}"#);
+        let err = decode_envelope("u", &b, "rate(x[5m]").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Prometheus rejected the query (bad_data): parse error at char 5; query: rate(x[5m]"
+        );
+        assert!(!err.is_transient());
+    }
+
+    #[test]
+    fn wrong_result_type_and_garbage_values_are_decode_errors() {
+        let b = body(200, r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#);
+        let data = decode_envelope("u", &b, "q").unwrap();
+        assert!(matches!(decode_matrix("u", data), Err(PromError::Decode { .. })));
+        let b = body(
+            200,
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"abc"]}]}}"#,
+        );
+        let data = decode_envelope("u", &b, "q").unwrap();
+        let err = decode_vector("u", data).unwrap_err();
+        assert!(err.to_string().contains("\"abc\" is not a number"), "{err}");
+    }
+
+    #[test]
+    fn token_is_not_in_debug_output() {
+        let cfg = PromConfig {
+            url: "http://p".into(),
+            bearer_token: Some(SecretString::from("hunter2")),
+            timeout: Duration::from_secs(1),
+        };
+        assert!(!format!("{cfg:?}").contains("hunter2"));
+    }
+}

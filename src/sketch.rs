@@ -1,0 +1,327 @@
+//! The mergeable usage summary: count, sum, max and a log-bucketed histogram.
+//!
+//! Buckets grow geometrically by `GAMMA = (1 + α) / (1 − α)` with α = 1%, so any
+//! quantile read back is within 1% of the true order statistic (the DDSketch
+//! bound), whatever the scale of the values. Two summaries merge by adding
+//! bucket counts, which is why hourly rows can be combined into any window.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Relative accuracy of quantiles.
+pub const RELATIVE_ACCURACY: f64 = 0.01;
+
+/// Values at or below this are counted as zero: CPU below a nano-core is idle.
+const MIN_POSITIVE: f64 = 1e-9;
+
+fn gamma_ln() -> f64 {
+    ((1.0 + RELATIVE_ACCURACY) / (1.0 - RELATIVE_ACCURACY)).ln()
+}
+
+/// A mergeable summary of non-negative samples.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sketch {
+    count: u64,
+    sum: f64,
+    max: f64,
+    zero_count: u64,
+    bins: BTreeMap<i32, u64>,
+}
+
+/// Why a sample was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// NaN or ±Inf.
+    NotFinite,
+    /// Usage can't be negative; a negative sample means a broken series.
+    Negative,
+}
+
+/// Error decoding a stored sketch.
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt usage sketch: {0}")]
+pub struct DecodeError(String);
+
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    count: u64,
+    sum: f64,
+    max: f64,
+    zero_count: u64,
+    first_index: i32,
+    // Runs of bucket counts from `first_index`; zeros inside the run mark empty buckets.
+    // Usage in one hour is clustered, so a dense run is smaller than (index, count) pairs.
+    counts: Vec<u64>,
+}
+
+impl Sketch {
+    /// An empty summary.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one sample; NaN, ±Inf and negative values are refused and leave the sketch unchanged.
+    pub fn insert(&mut self, value: f64) -> Result<(), Rejected> {
+        if !value.is_finite() {
+            return Err(Rejected::NotFinite);
+        }
+        if value < 0.0 {
+            return Err(Rejected::Negative);
+        }
+        self.count += 1;
+        self.sum += value;
+        if value > self.max {
+            self.max = value;
+        }
+        if value <= MIN_POSITIVE {
+            self.zero_count += 1;
+        } else {
+            *self.bins.entry(bucket_index(value)).or_insert(0) += 1;
+        }
+        Ok(())
+    }
+
+    /// Adds every sample of `other` to this summary.
+    pub fn merge(&mut self, other: &Sketch) {
+        self.count += other.count;
+        self.sum += other.sum;
+        if other.max > self.max {
+            self.max = other.max;
+        }
+        self.zero_count += other.zero_count;
+        for (&index, &n) in &other.bins {
+            *self.bins.entry(index).or_insert(0) += n;
+        }
+    }
+
+    /// Number of samples.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Sum of samples.
+    pub fn sum(&self) -> f64 {
+        self.sum
+    }
+
+    /// Largest sample (exact), 0 when empty.
+    pub fn max(&self) -> f64 {
+        self.max
+    }
+
+    /// Mean of samples, `None` when empty.
+    pub fn mean(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.sum / self.count as f64)
+    }
+
+    /// The `q`-quantile (0 ≤ q ≤ 1) by nearest rank, within 1% of the exact order statistic.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 || !(0.0..=1.0).contains(&q) {
+            return None;
+        }
+        // Nearest rank: the ceil(q·n)-th smallest sample (1-based).
+        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        if rank <= self.zero_count {
+            return Some(0.0);
+        }
+        if rank == self.count {
+            return Some(self.max);
+        }
+        let mut seen = self.zero_count;
+        for (&index, &n) in &self.bins {
+            seen += n;
+            if seen >= rank {
+                // The exact max is better than a bucket midpoint at the top.
+                return Some(bucket_value(index).min(self.max));
+            }
+        }
+        Some(self.max)
+    }
+
+    /// Buckets as (lower bound, upper bound, count), zero bucket first; for charts.
+    pub fn buckets(&self) -> Vec<(f64, f64, u64)> {
+        let g = gamma_ln().exp();
+        let mut out = Vec::with_capacity(self.bins.len() + 1);
+        if self.zero_count > 0 {
+            out.push((0.0, 0.0, self.zero_count));
+        }
+        for (&index, &n) in &self.bins {
+            let upper = g.powi(index);
+            out.push((upper / g, upper, n));
+        }
+        out
+    }
+
+    /// Compact binary form for the database.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let first_index = self.bins.keys().next().copied().unwrap_or(0);
+        let last_index = self.bins.keys().next_back().copied().unwrap_or(-1);
+        let width = (i64::from(last_index) - i64::from(first_index) + 1).max(0) as usize;
+        let mut counts = vec![0u64; width];
+        for (&index, &n) in &self.bins {
+            counts[(index - first_index) as usize] = n;
+        }
+        let wire = Wire {
+            count: self.count,
+            sum: self.sum,
+            max: self.max,
+            zero_count: self.zero_count,
+            first_index,
+            counts,
+        };
+        postcard::to_allocvec(&wire).expect("serializing to a Vec cannot fail")
+    }
+
+    /// Inverse of [`Sketch::to_bytes`]; checks the counts add up.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let wire: Wire = postcard::from_bytes(bytes).map_err(|e| DecodeError(e.to_string()))?;
+        let mut bins = BTreeMap::new();
+        let mut total = wire.zero_count;
+        for (offset, &n) in wire.counts.iter().enumerate() {
+            if n > 0 {
+                let index = i32::try_from(i64::from(wire.first_index) + offset as i64)
+                    .map_err(|_| DecodeError("bucket index out of range".into()))?;
+                bins.insert(index, n);
+                total += n;
+            }
+        }
+        if total != wire.count || !wire.sum.is_finite() || !wire.max.is_finite() {
+            return Err(DecodeError(format!(
+                "bucket counts add up to {total}, header says {}",
+                wire.count
+            )));
+        }
+        Ok(Sketch {
+            count: wire.count,
+            sum: wire.sum,
+            max: wire.max,
+            zero_count: wire.zero_count,
+            bins,
+        })
+    }
+}
+
+fn bucket_index(value: f64) -> i32 {
+    (value.ln() / gamma_ln()).ceil() as i32
+}
+
+/// The value reported for a bucket: the point whose relative distance to both
+/// bounds is equal, which is what bounds the error by α.
+fn bucket_value(index: i32) -> f64 {
+    let g = gamma_ln().exp();
+    2.0 * g.powi(index) / (g + 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn exact_nearest_rank(values: &[f64], q: f64) -> f64 {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+        sorted[rank - 1]
+    }
+
+    fn sketch_of(values: &[f64]) -> Sketch {
+        let mut s = Sketch::new();
+        for &v in values {
+            s.insert(v).unwrap();
+        }
+        s
+    }
+
+    #[test]
+    fn refuses_nan_inf_and_negative() {
+        let mut s = Sketch::new();
+        assert_eq!(s.insert(f64::NAN), Err(Rejected::NotFinite));
+        assert_eq!(s.insert(f64::INFINITY), Err(Rejected::NotFinite));
+        assert_eq!(s.insert(f64::NEG_INFINITY), Err(Rejected::NotFinite));
+        assert_eq!(s.insert(-0.5), Err(Rejected::Negative));
+        assert_eq!(s, Sketch::new());
+        assert_eq!(s.quantile(0.5), None);
+    }
+
+    #[test]
+    fn zeros_and_max_are_exact() {
+        let s = sketch_of(&[0.0, 0.0, 0.0, 0.25, 3.0]);
+        assert_eq!(s.quantile(0.5), Some(0.0));
+        assert_eq!(s.quantile(1.0), Some(3.0));
+        assert_eq!(s.max(), 3.0);
+        assert_eq!(s.count(), 5);
+    }
+
+    #[test]
+    fn round_trips_through_bytes() {
+        let s = sketch_of(&[0.0, 0.001, 0.002, 0.5, 1.7, 1.71, 2e9]);
+        let back = Sketch::from_bytes(&s.to_bytes()).unwrap();
+        assert_eq!(back, s);
+        assert!(Sketch::from_bytes(&[1, 2, 3]).is_err());
+    }
+
+    #[test]
+    fn an_hour_of_cpu_is_small() {
+        // 3 pods × 60 steps of CPU between 0.2 and 0.4 cores.
+        let values: Vec<f64> = (0..180).map(|i| 0.2 + 0.2 * (i as f64 / 180.0)).collect();
+        let bytes = sketch_of(&values).to_bytes().len();
+        assert!(bytes < 120, "{bytes} bytes");
+    }
+
+    proptest! {
+        #[test]
+        fn quantiles_within_one_percent(
+            values in prop::collection::vec(0.0f64..1e10, 1..2000),
+            q in 0.0f64..=1.0,
+        ) {
+            let exact = exact_nearest_rank(&values, q);
+            let got = sketch_of(&values).quantile(q).unwrap();
+            if exact <= MIN_POSITIVE {
+                prop_assert_eq!(got, 0.0);
+            } else {
+                prop_assert!((got - exact).abs() <= RELATIVE_ACCURACY * exact * (1.0 + 1e-9),
+                    "q={} exact={} got={}", q, exact, got);
+            }
+        }
+
+        #[test]
+        fn merging_is_associative_and_equals_the_union(
+            a in prop::collection::vec(0.0f64..100.0, 0..300),
+            b in prop::collection::vec(0.0f64..100.0, 0..300),
+            c in prop::collection::vec(0.0f64..100.0, 0..300),
+        ) {
+            let (sa, sb, sc) = (sketch_of(&a), sketch_of(&b), sketch_of(&c));
+            let mut left = sa.clone();
+            left.merge(&sb);
+            left.merge(&sc);
+            let mut bc = sb.clone();
+            bc.merge(&sc);
+            let mut right = sa.clone();
+            right.merge(&bc);
+            let union: Vec<f64> = a.iter().chain(&b).chain(&c).copied().collect();
+            let whole = sketch_of(&union);
+            prop_assert_eq!(left.count(), whole.count());
+            prop_assert_eq!(&left.bins, &whole.bins);
+            prop_assert_eq!(&right.bins, &whole.bins);
+            prop_assert_eq!(left.max(), whole.max());
+            prop_assert!((left.sum() - whole.sum()).abs() <= 1e-9 * whole.sum().max(1.0));
+            for q in [0.5, 0.9, 0.95, 0.99] {
+                prop_assert_eq!(left.quantile(q), whole.quantile(q));
+                prop_assert_eq!(right.quantile(q), whole.quantile(q));
+            }
+        }
+
+        #[test]
+        fn bad_samples_never_reach_the_sketch(
+            good in prop::collection::vec(0.0f64..10.0, 0..100),
+            bad in prop::collection::vec(prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY), -1e6f64..-1e-12], 0..50),
+        ) {
+            let mut s = Sketch::new();
+            for v in good.iter().chain(&bad) {
+                let _ = s.insert(*v);
+            }
+            prop_assert_eq!(s, sketch_of(&good));
+        }
+    }
+}

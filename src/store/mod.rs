@@ -1,0 +1,122 @@
+//! Where summaries, watermarks and recommendations live: one trait, a SQLite and a Postgres backend.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::model::{Chunk, ContainerKey, ContainerObservation, Recommendation, UsageHour};
+
+pub mod postgres;
+pub mod sqlite;
+
+/// Errors from the store; messages never carry passwords.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL has a scheme we don't speak.
+    #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    /// Could not reach or open the database.
+    #[error("cannot open database {url}: {source}")]
+    Connect {
+        /// The URL with any password replaced by `***`.
+        url: String,
+        /// What the driver said.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Applying migrations failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A stored row could not be decoded.
+    #[error("corrupt row in the database: {0}")]
+    Corrupt(String),
+}
+
+/// Which recommendations to list; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct RecommendationFilter {
+    /// Exact cluster.
+    pub cluster: Option<String>,
+    /// Exact namespace.
+    pub namespace: Option<String>,
+    /// Exact workload kind.
+    pub kind: Option<String>,
+    /// Exact workload name.
+    pub workload: Option<String>,
+}
+
+/// The storage interface shared by both backends (see the contract tests in `tests/store_contract.rs`).
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// Checks the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Hours (hour-aligned unix seconds) in `[from, to)` already collected for `cluster`, ascending.
+    async fn collected_hours(&self, cluster: &str, from: i64, to: i64) -> Result<Vec<i64>, StoreError>;
+    /// End (exclusive, unix seconds) of the newest collected hour of `cluster`.
+    async fn watermark(&self, cluster: &str) -> Result<Option<i64>, StoreError>;
+    /// Writes a chunk in one transaction: containers upserted (requests/limits only replaced by a
+    /// newer `seen_at`), usage rows replaced (never added to), hours marked collected.
+    async fn write_chunk(&self, chunk: &Chunk) -> Result<(), StoreError>;
+    /// Known workload containers, optionally of one cluster, ordered by key.
+    async fn containers(&self, cluster: Option<&str>) -> Result<Vec<ContainerObservation>, StoreError>;
+    /// Hourly usage of one workload container in `[from, to)`, ordered by resource then hour.
+    async fn usage(&self, key: &ContainerKey, from: i64, to: i64) -> Result<Vec<UsageHour>, StoreError>;
+    /// Replaces every stored recommendation of `cluster` with `recs`, in one transaction.
+    async fn replace_recommendations(&self, cluster: &str, recs: &[Recommendation]) -> Result<(), StoreError>;
+    /// Stored recommendations matching `filter`, ordered by namespace, kind, workload, container.
+    async fn recommendations(&self, filter: &RecommendationFilter) -> Result<Vec<Recommendation>, StoreError>;
+}
+
+/// Opens the store named by `url` (`sqlite://PATH`, `sqlite::memory:`, `postgres://…`) and migrates it.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
+        Arc::new(sqlite::SqliteStore::connect(url).await?)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Arc::new(postgres::PostgresStore::connect(url).await?)
+    } else {
+        return Err(StoreError::UnsupportedUrl(redact_url(url)));
+    };
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// Replaces the password of a URL with `***` so it can be logged.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/rs"),
+            "postgres://app:***@db:5432/rs"
+        );
+        assert_eq!(redact_url("postgres://app@db/rs"), "postgres://app@db/rs");
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}

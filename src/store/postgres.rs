@@ -1,0 +1,335 @@
+//! The production Postgres backend, shared by several replicas.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
+
+use super::sqlite::shared::{
+    check_cluster, filter_columns, ChunkPlan, ContainerIdRow, ContainerRow, RecommendationRow,
+    RecommendationValues, UsageRow, BATCH_ROWS,
+};
+use super::{redact_url, RecommendationFilter, Store, StoreError};
+use crate::model::{Chunk, ContainerKey, ContainerObservation, Recommendation, UsageHour};
+
+/// How long opening a connection may take before the database counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections per replica; the work is a few batched writes and small reads.
+const MAX_CONNECTIONS: u32 = 5;
+
+/// A store in a Postgres database.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to the database named by a `postgres://` URL.
+    ///
+    /// Does not migrate; [`crate::store::connect`] does both.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let connect_error = |source| StoreError::Connect {
+            url: redact_url(url),
+            source,
+        };
+        let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
+        // One direct connection first: a pool retries a refused connection until its timeout and then
+        // reports only "timed out", while this reports what actually went wrong, at once.
+        let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| {
+                connect_error(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+                )))
+            })?
+            .map_err(connect_error)?;
+        // Closing politely is a courtesy; the pool opens its own connections either way.
+        let _ = probe.close().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_lazy_with(options);
+        Ok(PostgresStore { pool })
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn migrate(&self) -> Result<(), StoreError> {
+        // sqlx takes an advisory lock, so replicas starting together migrate one at a time.
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("select 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(%cluster))]
+    async fn collected_hours(
+        &self,
+        cluster: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let hours = sqlx::query_scalar(
+            "select hour_start from collected_hours \
+             where cluster = $1 and hour_start >= $2 and hour_start < $3 \
+             order by hour_start",
+        )
+        .bind(cluster)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(hours)
+    }
+
+    #[tracing::instrument(skip_all, fields(%cluster))]
+    async fn watermark(&self, cluster: &str) -> Result<Option<i64>, StoreError> {
+        let newest: Option<i64> =
+            sqlx::query_scalar("select max(hour_start) from collected_hours where cluster = $1")
+                .bind(cluster)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(newest.map(|hour_start| hour_start + 3600))
+    }
+
+    #[tracing::instrument(
+        skip_all,
+        fields(cluster = %chunk.cluster, containers = chunk.containers.len(), usage_rows = chunk.usage.len())
+    )]
+    async fn write_chunk(&self, chunk: &Chunk) -> Result<(), StoreError> {
+        let plan = ChunkPlan::new(chunk)?;
+        let mut tx = self.pool.begin().await?;
+
+        for batch in plan.observed.chunks(BATCH_ROWS) {
+            let mut insert = QueryBuilder::<Postgres>::new(
+                "insert into containers (cluster, namespace, kind, workload, container, \
+                 cpu_request_millicores, cpu_limit_millicores, memory_request_bytes, memory_limit_bytes, seen_at) ",
+            );
+            insert.push_values(batch, |mut row, observed| {
+                let key = observed.key;
+                row.push_bind(&key.cluster)
+                    .push_bind(&key.namespace)
+                    .push_bind(&key.kind)
+                    .push_bind(&key.workload)
+                    .push_bind(&key.container)
+                    .push_bind(observed.resources.cpu_request_millicores)
+                    .push_bind(observed.resources.cpu_limit_millicores)
+                    .push_bind(observed.resources.memory_request_bytes)
+                    .push_bind(observed.resources.memory_limit_bytes)
+                    .push_bind(observed.seen_at);
+            });
+            // Backfilling an older window must not overwrite the requests/limits in force now.
+            insert.push(
+                " on conflict (cluster, namespace, kind, workload, container) do update set \
+                 cpu_request_millicores = excluded.cpu_request_millicores, \
+                 cpu_limit_millicores = excluded.cpu_limit_millicores, \
+                 memory_request_bytes = excluded.memory_request_bytes, \
+                 memory_limit_bytes = excluded.memory_limit_bytes, \
+                 seen_at = excluded.seen_at \
+                 where excluded.seen_at >= containers.seen_at",
+            );
+            insert.build().execute(&mut *tx).await?;
+        }
+
+        for batch in plan.usage_only.chunks(BATCH_ROWS) {
+            let mut insert = QueryBuilder::<Postgres>::new(
+                "insert into containers (cluster, namespace, kind, workload, container, seen_at) ",
+            );
+            insert.push_values(batch, |mut row, (key, seen_at)| {
+                row.push_bind(&key.cluster)
+                    .push_bind(&key.namespace)
+                    .push_bind(&key.kind)
+                    .push_bind(&key.workload)
+                    .push_bind(&key.container)
+                    .push_bind(*seen_at);
+            });
+            // Usage alone says nothing about requests/limits: never touch an existing row.
+            insert.push(" on conflict (cluster, namespace, kind, workload, container) do nothing");
+            insert.build().execute(&mut *tx).await?;
+        }
+
+        let mut ids = plan.id_map();
+        for batch in plan.usage_keys.chunks(BATCH_ROWS) {
+            let mut select = QueryBuilder::<Postgres>::new(
+                "select id, cluster, namespace, kind, workload, container from containers \
+                 where (cluster, namespace, kind, workload, container) in (",
+            );
+            select.push_values(batch, |mut row, key| {
+                row.push_bind(&key.cluster)
+                    .push_bind(&key.namespace)
+                    .push_bind(&key.kind)
+                    .push_bind(&key.workload)
+                    .push_bind(&key.container);
+            });
+            select.push(")");
+            let rows: Vec<ContainerIdRow> = select.build_query_as().fetch_all(&mut *tx).await?;
+            ids.extend(rows.into_iter().map(ContainerIdRow::into_entry));
+        }
+
+        for batch in plan.usage.chunks(BATCH_ROWS) {
+            let mut insert = QueryBuilder::<Postgres>::new(
+                "insert into usage_hours (container_id, resource, hour_start, sample_count, sum, max, sketch) ",
+            );
+            insert.push_values(batch, |mut row, usage| {
+                // Every usage key got a row above, in this transaction; a miss binds null and fails.
+                row.push_bind(ids.get(usage.key).copied())
+                    .push_bind(usage.resource.as_str())
+                    .push_bind(usage.hour_start)
+                    .push_bind(usage.sample_count)
+                    .push_bind(usage.sum)
+                    .push_bind(usage.max)
+                    .push_bind(&usage.sketch);
+            });
+            // Replace, never add: re-ingesting a window must not double-count.
+            insert.push(
+                " on conflict (container_id, resource, hour_start) do update set \
+                 sample_count = excluded.sample_count, sum = excluded.sum, max = excluded.max, \
+                 sketch = excluded.sketch",
+            );
+            insert.build().execute(&mut *tx).await?;
+        }
+
+        for batch in plan.hours.chunks(BATCH_ROWS) {
+            let mut insert =
+                QueryBuilder::<Postgres>::new("insert into collected_hours (cluster, hour_start) ");
+            insert.push_values(batch, |mut row, hour_start| {
+                row.push_bind(&chunk.cluster).push_bind(*hour_start);
+            });
+            insert.push(" on conflict (cluster, hour_start) do nothing");
+            insert.build().execute(&mut *tx).await?;
+        }
+
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(cluster = ?cluster))]
+    async fn containers(
+        &self,
+        cluster: Option<&str>,
+    ) -> Result<Vec<ContainerObservation>, StoreError> {
+        let mut select = QueryBuilder::<Postgres>::new(
+            "select cluster, namespace, kind, workload, container, cpu_request_millicores, \
+             cpu_limit_millicores, memory_request_bytes, memory_limit_bytes, seen_at from containers",
+        );
+        if let Some(cluster) = cluster {
+            select.push(" where cluster = ").push_bind(cluster);
+        }
+        // Byte order, like ContainerKey's Ord and SQLite, whatever the database's collation.
+        select.push(
+            " order by cluster collate \"C\", namespace collate \"C\", kind collate \"C\", \
+             workload collate \"C\", container collate \"C\"",
+        );
+        let rows: Vec<ContainerRow> = select.build_query_as().fetch_all(&self.pool).await?;
+        Ok(rows
+            .into_iter()
+            .map(ContainerRow::into_observation)
+            .collect())
+    }
+
+    #[tracing::instrument(skip_all, fields(key = %key))]
+    async fn usage(
+        &self,
+        key: &ContainerKey,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<UsageHour>, StoreError> {
+        let rows: Vec<UsageRow> = sqlx::query_as(
+            "select u.resource, u.hour_start, u.sample_count, u.sketch \
+             from usage_hours u join containers c on c.id = u.container_id \
+             where c.cluster = $1 and c.namespace = $2 and c.kind = $3 and c.workload = $4 \
+             and c.container = $5 and u.hour_start >= $6 and u.hour_start < $7 \
+             order by u.resource collate \"C\", u.hour_start",
+        )
+        .bind(&key.cluster)
+        .bind(&key.namespace)
+        .bind(&key.kind)
+        .bind(&key.workload)
+        .bind(&key.container)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| row.into_usage_hour(key))
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(%cluster, recommendations = recs.len()))]
+    async fn replace_recommendations(
+        &self,
+        cluster: &str,
+        recs: &[Recommendation],
+    ) -> Result<(), StoreError> {
+        check_cluster(cluster, recs)?;
+        let values = recs
+            .iter()
+            .map(RecommendationValues::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("delete from recommendations where cluster = $1")
+            .bind(cluster)
+            .execute(&mut *tx)
+            .await?;
+        for batch in values.chunks(BATCH_ROWS) {
+            let mut insert = QueryBuilder::<Postgres>::new(
+                "insert into recommendations \
+                 (cluster, namespace, kind, workload, container, status, confidence, computed_at, body) ",
+            );
+            insert.push_values(batch, |mut row, rec| {
+                let key = &rec.rec.key;
+                row.push_bind(&key.cluster)
+                    .push_bind(&key.namespace)
+                    .push_bind(&key.kind)
+                    .push_bind(&key.workload)
+                    .push_bind(&key.container)
+                    .push_bind(rec.rec.status.as_str())
+                    .push_bind(rec.rec.confidence.as_str())
+                    .push_bind(rec.rec.computed_at)
+                    .push_bind(&rec.body);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn recommendations(
+        &self,
+        filter: &RecommendationFilter,
+    ) -> Result<Vec<Recommendation>, StoreError> {
+        let mut select = QueryBuilder::<Postgres>::new(
+            "select cluster, namespace, kind, workload, container, body from recommendations where true",
+        );
+        for (column, value) in filter_columns(filter) {
+            if let Some(value) = value {
+                select
+                    .push(format_args!(" and {column} = "))
+                    .push_bind(value);
+            }
+        }
+        select.push(
+            " order by namespace collate \"C\", kind collate \"C\", workload collate \"C\", \
+             container collate \"C\", cluster collate \"C\"",
+        );
+        let rows: Vec<RecommendationRow> = select.build_query_as().fetch_all(&self.pool).await?;
+        rows.into_iter().map(RecommendationRow::decode).collect()
+    }
+}

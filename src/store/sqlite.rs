@@ -1,0 +1,636 @@
+//! The embedded SQLite backend: one file (or memory), no setup.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Sqlite};
+
+use super::{redact_url, RecommendationFilter, Store, StoreError};
+use crate::model::{Chunk, ContainerKey, ContainerObservation, Recommendation, UsageHour};
+use shared::{
+    check_cluster, filter_columns, ChunkPlan, ContainerIdRow, ContainerRow, RecommendationRow,
+    RecommendationValues, UsageRow, BATCH_ROWS,
+};
+
+/// How long a statement waits for another connection's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections for a file database; WAL lets readers run beside the one writer.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// A store in a SQLite database file, or in memory for `sqlite::memory:`.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database named by a `sqlite://PATH` or `sqlite::memory:` URL.
+    ///
+    /// Does not migrate; [`crate::store::connect`] does both.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let connect_error = |source| StoreError::Connect {
+            url: redact_url(url),
+            source,
+        };
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(connect_error)?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = if is_in_memory(url) {
+            // An in-memory database lives as long as its last connection: keep exactly one, forever,
+            // so every query sees the same data.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options)
+                .await
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(MAX_CONNECTIONS)
+                .connect_with(
+                    options
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Normal),
+                )
+                .await
+        }
+        .map_err(connect_error)?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+/// Whether a SQLite URL names a memory database (`sqlite::memory:` or `?mode=memory`).
+fn is_in_memory(url: &str) -> bool {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    path == ":memory:" || query.split('&').any(|param| param == "mode=memory")
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("select 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(%cluster))]
+    async fn collected_hours(
+        &self,
+        cluster: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let hours = sqlx::query_scalar(
+            "select hour_start from collected_hours \
+             where cluster = ? and hour_start >= ? and hour_start < ? \
+             order by hour_start",
+        )
+        .bind(cluster)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(hours)
+    }
+
+    #[tracing::instrument(skip_all, fields(%cluster))]
+    async fn watermark(&self, cluster: &str) -> Result<Option<i64>, StoreError> {
+        let newest: Option<i64> =
+            sqlx::query_scalar("select max(hour_start) from collected_hours where cluster = ?")
+                .bind(cluster)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(newest.map(|hour_start| hour_start + 3600))
+    }
+
+    #[tracing::instrument(
+        skip_all,
+        fields(cluster = %chunk.cluster, containers = chunk.containers.len(), usage_rows = chunk.usage.len())
+    )]
+    async fn write_chunk(&self, chunk: &Chunk) -> Result<(), StoreError> {
+        let plan = ChunkPlan::new(chunk)?;
+        let mut tx = self.pool.begin().await?;
+
+        for batch in plan.observed.chunks(BATCH_ROWS) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "insert into containers (cluster, namespace, kind, workload, container, \
+                 cpu_request_millicores, cpu_limit_millicores, memory_request_bytes, memory_limit_bytes, seen_at) ",
+            );
+            insert.push_values(batch, |mut row, observed| {
+                let key = observed.key;
+                row.push_bind(&key.cluster)
+                    .push_bind(&key.namespace)
+                    .push_bind(&key.kind)
+                    .push_bind(&key.workload)
+                    .push_bind(&key.container)
+                    .push_bind(observed.resources.cpu_request_millicores)
+                    .push_bind(observed.resources.cpu_limit_millicores)
+                    .push_bind(observed.resources.memory_request_bytes)
+                    .push_bind(observed.resources.memory_limit_bytes)
+                    .push_bind(observed.seen_at);
+            });
+            // Backfilling an older window must not overwrite the requests/limits in force now.
+            insert.push(
+                " on conflict (cluster, namespace, kind, workload, container) do update set \
+                 cpu_request_millicores = excluded.cpu_request_millicores, \
+                 cpu_limit_millicores = excluded.cpu_limit_millicores, \
+                 memory_request_bytes = excluded.memory_request_bytes, \
+                 memory_limit_bytes = excluded.memory_limit_bytes, \
+                 seen_at = excluded.seen_at \
+                 where excluded.seen_at >= containers.seen_at",
+            );
+            insert.build().execute(&mut *tx).await?;
+        }
+
+        for batch in plan.usage_only.chunks(BATCH_ROWS) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "insert into containers (cluster, namespace, kind, workload, container, seen_at) ",
+            );
+            insert.push_values(batch, |mut row, (key, seen_at)| {
+                row.push_bind(&key.cluster)
+                    .push_bind(&key.namespace)
+                    .push_bind(&key.kind)
+                    .push_bind(&key.workload)
+                    .push_bind(&key.container)
+                    .push_bind(*seen_at);
+            });
+            // Usage alone says nothing about requests/limits: never touch an existing row.
+            insert.push(" on conflict (cluster, namespace, kind, workload, container) do nothing");
+            insert.build().execute(&mut *tx).await?;
+        }
+
+        let mut ids = plan.id_map();
+        for batch in plan.usage_keys.chunks(BATCH_ROWS) {
+            let mut select = QueryBuilder::<Sqlite>::new(
+                "select id, cluster, namespace, kind, workload, container from containers \
+                 where (cluster, namespace, kind, workload, container) in (",
+            );
+            select.push_values(batch, |mut row, key| {
+                row.push_bind(&key.cluster)
+                    .push_bind(&key.namespace)
+                    .push_bind(&key.kind)
+                    .push_bind(&key.workload)
+                    .push_bind(&key.container);
+            });
+            select.push(")");
+            let rows: Vec<ContainerIdRow> = select.build_query_as().fetch_all(&mut *tx).await?;
+            ids.extend(rows.into_iter().map(ContainerIdRow::into_entry));
+        }
+
+        for batch in plan.usage.chunks(BATCH_ROWS) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "insert into usage_hours (container_id, resource, hour_start, sample_count, sum, max, sketch) ",
+            );
+            insert.push_values(batch, |mut row, usage| {
+                // Every usage key got a row above, in this transaction; a miss binds null and fails.
+                row.push_bind(ids.get(usage.key).copied())
+                    .push_bind(usage.resource.as_str())
+                    .push_bind(usage.hour_start)
+                    .push_bind(usage.sample_count)
+                    .push_bind(usage.sum)
+                    .push_bind(usage.max)
+                    .push_bind(&usage.sketch);
+            });
+            // Replace, never add: re-ingesting a window must not double-count.
+            insert.push(
+                " on conflict (container_id, resource, hour_start) do update set \
+                 sample_count = excluded.sample_count, sum = excluded.sum, max = excluded.max, \
+                 sketch = excluded.sketch",
+            );
+            insert.build().execute(&mut *tx).await?;
+        }
+
+        for batch in plan.hours.chunks(BATCH_ROWS) {
+            let mut insert =
+                QueryBuilder::<Sqlite>::new("insert into collected_hours (cluster, hour_start) ");
+            insert.push_values(batch, |mut row, hour_start| {
+                row.push_bind(&chunk.cluster).push_bind(*hour_start);
+            });
+            insert.push(" on conflict (cluster, hour_start) do nothing");
+            insert.build().execute(&mut *tx).await?;
+        }
+
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(cluster = ?cluster))]
+    async fn containers(
+        &self,
+        cluster: Option<&str>,
+    ) -> Result<Vec<ContainerObservation>, StoreError> {
+        let mut select = QueryBuilder::<Sqlite>::new(
+            "select cluster, namespace, kind, workload, container, cpu_request_millicores, \
+             cpu_limit_millicores, memory_request_bytes, memory_limit_bytes, seen_at from containers",
+        );
+        if let Some(cluster) = cluster {
+            select.push(" where cluster = ").push_bind(cluster);
+        }
+        select.push(" order by cluster, namespace, kind, workload, container");
+        let rows: Vec<ContainerRow> = select.build_query_as().fetch_all(&self.pool).await?;
+        Ok(rows
+            .into_iter()
+            .map(ContainerRow::into_observation)
+            .collect())
+    }
+
+    #[tracing::instrument(skip_all, fields(key = %key))]
+    async fn usage(
+        &self,
+        key: &ContainerKey,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<UsageHour>, StoreError> {
+        let rows: Vec<UsageRow> = sqlx::query_as(
+            "select u.resource, u.hour_start, u.sample_count, u.sketch \
+             from usage_hours u join containers c on c.id = u.container_id \
+             where c.cluster = ? and c.namespace = ? and c.kind = ? and c.workload = ? and c.container = ? \
+             and u.hour_start >= ? and u.hour_start < ? \
+             order by u.resource, u.hour_start",
+        )
+        .bind(&key.cluster)
+        .bind(&key.namespace)
+        .bind(&key.kind)
+        .bind(&key.workload)
+        .bind(&key.container)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| row.into_usage_hour(key))
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(%cluster, recommendations = recs.len()))]
+    async fn replace_recommendations(
+        &self,
+        cluster: &str,
+        recs: &[Recommendation],
+    ) -> Result<(), StoreError> {
+        check_cluster(cluster, recs)?;
+        let values = recs
+            .iter()
+            .map(RecommendationValues::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("delete from recommendations where cluster = ?")
+            .bind(cluster)
+            .execute(&mut *tx)
+            .await?;
+        for batch in values.chunks(BATCH_ROWS) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "insert into recommendations \
+                 (cluster, namespace, kind, workload, container, status, confidence, computed_at, body) ",
+            );
+            insert.push_values(batch, |mut row, rec| {
+                let key = &rec.rec.key;
+                row.push_bind(&key.cluster)
+                    .push_bind(&key.namespace)
+                    .push_bind(&key.kind)
+                    .push_bind(&key.workload)
+                    .push_bind(&key.container)
+                    .push_bind(rec.rec.status.as_str())
+                    .push_bind(rec.rec.confidence.as_str())
+                    .push_bind(rec.rec.computed_at)
+                    .push_bind(&rec.body);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn recommendations(
+        &self,
+        filter: &RecommendationFilter,
+    ) -> Result<Vec<Recommendation>, StoreError> {
+        let mut select = QueryBuilder::<Sqlite>::new(
+            "select cluster, namespace, kind, workload, container, body from recommendations where true",
+        );
+        for (column, value) in filter_columns(filter) {
+            if let Some(value) = value {
+                select
+                    .push(format_args!(" and {column} = "))
+                    .push_bind(value);
+            }
+        }
+        select.push(" order by namespace, kind, workload, container, cluster");
+        let rows: Vec<RecommendationRow> = select.build_query_as().fetch_all(&self.pool).await?;
+        rows.into_iter().map(RecommendationRow::decode).collect()
+    }
+}
+
+/// Pure helpers both backends share: chunk preparation, row types and their decoding.
+pub(super) mod shared {
+    use std::collections::{BTreeMap, HashMap};
+
+    use crate::model::{
+        Chunk, ContainerKey, ContainerObservation, Recommendation, Resource, Resources, UsageHour,
+    };
+    use crate::sketch::Sketch;
+    use crate::store::{RecommendationFilter, StoreError};
+
+    /// Rows per multi-row statement: at most 10 parameters a row keeps a batch far below SQLite's
+    /// 32766 and Postgres's 65535 bound parameters.
+    pub(in crate::store) const BATCH_ROWS: usize = 500;
+
+    /// The newest observation of one container in a chunk.
+    pub(in crate::store) struct Observed<'a> {
+        pub key: &'a ContainerKey,
+        pub resources: Resources,
+        pub seen_at: i64,
+    }
+
+    /// One usage row, encoded for the database.
+    pub(in crate::store) struct UsageValues<'a> {
+        pub key: &'a ContainerKey,
+        pub resource: Resource,
+        pub hour_start: i64,
+        pub sample_count: i64,
+        pub sum: f64,
+        pub max: f64,
+        pub sketch: Vec<u8>,
+    }
+
+    /// A chunk reduced to the rows to write, each key at most once per statement (Postgres refuses
+    /// an upsert that touches a row twice; SQLite would let the last one win — both now agree).
+    /// Rows are in key order, so concurrent writers lock shared rows in the same order and never
+    /// deadlock each other.
+    pub(in crate::store) struct ChunkPlan<'a> {
+        /// Containers with requests/limits, the newest observation of each key.
+        pub observed: Vec<Observed<'a>>,
+        /// Keys that only have usage, with the newest hour of it as `seen_at`.
+        pub usage_only: Vec<(&'a ContainerKey, i64)>,
+        /// Distinct keys of `usage`, whose ids the usage rows need.
+        pub usage_keys: Vec<&'a ContainerKey>,
+        /// Usage rows, the last one of each (key, resource, hour) in the chunk.
+        pub usage: Vec<UsageValues<'a>>,
+        /// Distinct collected hours.
+        pub hours: Vec<i64>,
+    }
+
+    impl<'a> ChunkPlan<'a> {
+        pub fn new(chunk: &'a Chunk) -> Result<Self, StoreError> {
+            let mut observed: BTreeMap<&ContainerKey, &ContainerObservation> = BTreeMap::new();
+            for container in &chunk.containers {
+                let newest = observed.entry(&container.key).or_insert(container);
+                if container.seen_at >= newest.seen_at {
+                    *newest = container;
+                }
+            }
+
+            let mut usage: BTreeMap<(&ContainerKey, Resource, i64), &UsageHour> = BTreeMap::new();
+            let mut newest_hour: BTreeMap<&ContainerKey, i64> = BTreeMap::new();
+            for hour in &chunk.usage {
+                usage.insert((&hour.key, hour.resource, hour.hour_start), hour);
+                let newest = newest_hour.entry(&hour.key).or_insert(hour.hour_start);
+                *newest = (*newest).max(hour.hour_start);
+            }
+
+            let usage_only = newest_hour
+                .iter()
+                .filter(|(key, _)| !observed.contains_key(*key))
+                .map(|(&key, &seen_at)| (key, seen_at))
+                .collect();
+            let usage_keys = newest_hour.keys().copied().collect();
+            let usage = usage
+                .into_values()
+                .map(UsageValues::new)
+                .collect::<Result<_, _>>()?;
+            let mut hours = chunk.hours.clone();
+            hours.sort_unstable();
+            hours.dedup();
+
+            Ok(ChunkPlan {
+                observed: observed
+                    .into_values()
+                    .map(|o| Observed {
+                        key: &o.key,
+                        resources: o.resources,
+                        seen_at: o.seen_at,
+                    })
+                    .collect(),
+                usage_only,
+                usage_keys,
+                usage,
+                hours,
+            })
+        }
+
+        /// An empty key → id map sized for the usage keys.
+        pub fn id_map(&self) -> HashMap<ContainerKey, i64> {
+            HashMap::with_capacity(self.usage_keys.len())
+        }
+    }
+
+    impl<'a> UsageValues<'a> {
+        fn new(hour: &'a UsageHour) -> Result<Self, StoreError> {
+            let sample_count = i64::try_from(hour.sketch.count()).map_err(|_| {
+                StoreError::Database(sqlx::Error::InvalidArgument(format!(
+                    "{} {} at {}: sample count {} does not fit a bigint",
+                    hour.key,
+                    hour.resource.as_str(),
+                    hour.hour_start,
+                    hour.sketch.count()
+                )))
+            })?;
+            Ok(UsageValues {
+                key: &hour.key,
+                resource: hour.resource,
+                hour_start: hour.hour_start,
+                sample_count,
+                sum: hour.sketch.sum(),
+                max: hour.sketch.max(),
+                sketch: hour.sketch.to_bytes(),
+            })
+        }
+    }
+
+    /// A recommendation with its JSON body.
+    pub(in crate::store) struct RecommendationValues<'a> {
+        pub rec: &'a Recommendation,
+        pub body: String,
+    }
+
+    impl<'a> RecommendationValues<'a> {
+        /// Serializes `rec`, refusing what would not read back (JSON writes a NaN as `null`).
+        pub fn new(rec: &'a Recommendation) -> Result<Self, StoreError> {
+            let encode_error = |e: serde_json::Error| {
+                StoreError::Database(sqlx::Error::Encode(
+                    format!("recommendation {}: {e}", rec.key).into(),
+                ))
+            };
+            let body = serde_json::to_string(rec).map_err(encode_error)?;
+            serde_json::from_str::<Recommendation>(&body).map_err(encode_error)?;
+            Ok(RecommendationValues { rec, body })
+        }
+    }
+
+    /// Refuses recommendations of another cluster: replacing one cluster must not touch the others.
+    pub(in crate::store) fn check_cluster(
+        cluster: &str,
+        recs: &[Recommendation],
+    ) -> Result<(), StoreError> {
+        match recs.iter().find(|rec| rec.key.cluster != cluster) {
+            Some(rec) => Err(StoreError::Database(sqlx::Error::InvalidArgument(format!(
+                "recommendation {} is not of cluster {cluster:?}",
+                rec.key
+            )))),
+            None => Ok(()),
+        }
+    }
+
+    /// A filter's key columns and values, for a `where` clause of bound parameters.
+    pub(in crate::store) fn filter_columns(
+        filter: &RecommendationFilter,
+    ) -> [(&'static str, Option<&str>); 4] {
+        [
+            ("cluster", filter.cluster.as_deref()),
+            ("namespace", filter.namespace.as_deref()),
+            ("kind", filter.kind.as_deref()),
+            ("workload", filter.workload.as_deref()),
+        ]
+    }
+
+    /// A container's id and key, to attach usage rows to it.
+    #[derive(sqlx::FromRow)]
+    pub(in crate::store) struct ContainerIdRow {
+        id: i64,
+        cluster: String,
+        namespace: String,
+        kind: String,
+        workload: String,
+        container: String,
+    }
+
+    impl ContainerIdRow {
+        pub fn into_entry(self) -> (ContainerKey, i64) {
+            let key = ContainerKey {
+                cluster: self.cluster,
+                namespace: self.namespace,
+                kind: self.kind,
+                workload: self.workload,
+                container: self.container,
+            };
+            (key, self.id)
+        }
+    }
+
+    /// A `containers` row.
+    #[derive(sqlx::FromRow)]
+    pub(in crate::store) struct ContainerRow {
+        cluster: String,
+        namespace: String,
+        kind: String,
+        workload: String,
+        container: String,
+        cpu_request_millicores: Option<i64>,
+        cpu_limit_millicores: Option<i64>,
+        memory_request_bytes: Option<i64>,
+        memory_limit_bytes: Option<i64>,
+        seen_at: i64,
+    }
+
+    impl ContainerRow {
+        pub fn into_observation(self) -> ContainerObservation {
+            ContainerObservation {
+                key: ContainerKey {
+                    cluster: self.cluster,
+                    namespace: self.namespace,
+                    kind: self.kind,
+                    workload: self.workload,
+                    container: self.container,
+                },
+                resources: Resources {
+                    cpu_request_millicores: self.cpu_request_millicores,
+                    cpu_limit_millicores: self.cpu_limit_millicores,
+                    memory_request_bytes: self.memory_request_bytes,
+                    memory_limit_bytes: self.memory_limit_bytes,
+                },
+                seen_at: self.seen_at,
+            }
+        }
+    }
+
+    /// A `usage_hours` row, read for one known container.
+    #[derive(sqlx::FromRow)]
+    pub(in crate::store) struct UsageRow {
+        resource: String,
+        hour_start: i64,
+        sample_count: i64,
+        sketch: Vec<u8>,
+    }
+
+    impl UsageRow {
+        pub fn into_usage_hour(self, key: &ContainerKey) -> Result<UsageHour, StoreError> {
+            let at = || format!("usage of {key} ({}) at {}", self.resource, self.hour_start);
+            let resource = Resource::parse(&self.resource)
+                .ok_or_else(|| StoreError::Corrupt(format!("{}: unknown resource", at())))?;
+            let sketch = Sketch::from_bytes(&self.sketch)
+                .map_err(|e| StoreError::Corrupt(format!("{}: {e}", at())))?;
+            if i64::try_from(sketch.count()).ok() != Some(self.sample_count) {
+                return Err(StoreError::Corrupt(format!(
+                    "{}: sample_count {} but the sketch holds {}",
+                    at(),
+                    self.sample_count,
+                    sketch.count()
+                )));
+            }
+            Ok(UsageHour {
+                key: key.clone(),
+                resource,
+                hour_start: self.hour_start,
+                sketch,
+            })
+        }
+    }
+
+    /// A `recommendations` row: the key (to name a corrupt body) and the body.
+    #[derive(sqlx::FromRow)]
+    pub(in crate::store) struct RecommendationRow {
+        cluster: String,
+        namespace: String,
+        kind: String,
+        workload: String,
+        container: String,
+        body: String,
+    }
+
+    impl RecommendationRow {
+        pub fn decode(self) -> Result<Recommendation, StoreError> {
+            serde_json::from_str(&self.body).map_err(|e| {
+                let key = ContainerKey {
+                    cluster: self.cluster,
+                    namespace: self.namespace,
+                    kind: self.kind,
+                    workload: self.workload,
+                    container: self.container,
+                };
+                StoreError::Corrupt(format!("recommendation {key}: {e}"))
+            })
+        }
+    }
+}

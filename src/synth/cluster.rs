@@ -1,0 +1,849 @@
+//! The demo cluster: workload definitions and their expansion into nodes,
+//! pods, container instances and owner objects over the history.
+//!
+//! Everything here is decided up front from the seed (ChaCha8Rng), so the
+//! metric passes only have to look things up.
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use super::usage::Profile;
+use super::{TruthEvent, TruthEventKind};
+
+const MI: i64 = 1 << 20;
+const GI: i64 = 1 << 30;
+
+/// Nodes per copy of the workload set.
+const NODES_PER_COPY: usize = 3;
+/// Only a share of nodes drops the odd scrape, so some series are gap-free.
+const MISSED_SCRAPE_PROB: f64 = 0.002;
+const CRON_PERIOD_SECS: i64 = 6 * 3600;
+/// Kubernetes' default `successfulJobsHistoryLimit`.
+const JOB_HISTORY_LIMIT: usize = 3;
+
+/// How a pod is owned, as kube-state-metrics reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    CronJob,
+    Pod,
+}
+
+impl Kind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Kind::Deployment => "Deployment",
+            Kind::StatefulSet => "StatefulSet",
+            Kind::DaemonSet => "DaemonSet",
+            Kind::CronJob => "CronJob",
+            Kind::Pod => "Pod",
+        }
+    }
+}
+
+/// Requests and limits of one container spec; `None` means unset.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Resources {
+    pub cpu_request_millicores: Option<i64>,
+    pub cpu_limit_millicores: Option<i64>,
+    pub memory_request_bytes: Option<i64>,
+    pub memory_limit_bytes: Option<i64>,
+}
+
+impl Resources {
+    const fn new(cpu_req_m: i64, mem_req: i64, cpu_lim_m: i64, mem_lim: i64) -> Self {
+        Resources {
+            cpu_request_millicores: Some(cpu_req_m),
+            cpu_limit_millicores: Some(cpu_lim_m),
+            memory_request_bytes: Some(mem_req),
+            memory_limit_bytes: Some(mem_lim),
+        }
+    }
+
+    const fn requests_only(cpu_req_m: i64, mem_req: i64) -> Self {
+        Resources {
+            cpu_request_millicores: Some(cpu_req_m),
+            cpu_limit_millicores: None,
+            memory_request_bytes: Some(mem_req),
+            memory_limit_bytes: None,
+        }
+    }
+
+    const NONE: Resources = Resources {
+        cpu_request_millicores: None,
+        cpu_limit_millicores: None,
+        memory_request_bytes: None,
+        memory_limit_bytes: None,
+    };
+
+    pub(crate) fn cpu_limit_cores(&self) -> Option<f64> {
+        self.cpu_limit_millicores.map(|m| m as f64 / 1000.0)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.cpu_request_millicores.is_none()
+            && self.cpu_limit_millicores.is_none()
+            && self.memory_request_bytes.is_none()
+            && self.memory_limit_bytes.is_none()
+    }
+
+    fn is_guaranteed(&self) -> bool {
+        self.cpu_limit_millicores.is_some()
+            && self.memory_limit_bytes.is_some()
+            && self.cpu_request_millicores == self.cpu_limit_millicores
+            && self.memory_request_bytes == self.memory_limit_bytes
+    }
+}
+
+struct ContainerDef {
+    name: &'static str,
+    image: &'static str,
+    res: Resources,
+    profile: Profile,
+    /// (replica index, position in the history as a fraction) of each restart.
+    restarts: &'static [(usize, f64)],
+    restart_reason: &'static str,
+}
+
+struct RolloutDef {
+    /// Position in the history, as a fraction, where the new ReplicaSet appears.
+    at: f64,
+    containers: &'static [ContainerDef],
+    /// New code, new appetite: CPU demand of the new pods relative to the old.
+    cpu_factor: f64,
+}
+
+struct WorkloadDef {
+    namespace: &'static str,
+    kind: Kind,
+    name: &'static str,
+    replicas: usize,
+    containers: &'static [ContainerDef],
+    rollout: Option<RolloutDef>,
+    /// Mimic an operator dropping cAdvisor's `id`/`name` labels: a restart
+    /// then resets the counter inside one series instead of starting a new one.
+    drop_id_labels: bool,
+}
+
+const fn c(
+    name: &'static str,
+    image: &'static str,
+    res: Resources,
+    profile: Profile,
+) -> ContainerDef {
+    ContainerDef {
+        name,
+        image,
+        res,
+        profile,
+        restarts: &[],
+        restart_reason: "",
+    }
+}
+
+const API_PROFILE: Profile = Profile {
+    cpu_diurnal: 0.5,
+    cpu_burst_prob: 0.02,
+    cpu_burst_factor: 2.5,
+    mem_spike_prob: 0.01,
+    mem_spike_bytes: 120.0 * MI as f64,
+    ..Profile::steady(0.32, 380.0 * MI as f64)
+};
+
+const CART_PROFILE: Profile = Profile {
+    cpu_diurnal: 0.4,
+    cpu_noise: 0.3,
+    cpu_burst_prob: 0.05,
+    cpu_burst_factor: 1.8,
+    ..Profile::steady(0.19, 190.0 * MI as f64)
+};
+
+const ETL_PROFILE: Profile = Profile {
+    cpu_diurnal: 0.2,
+    cpu_noise: 0.4,
+    mem_noise_bytes: 20.0 * MI as f64,
+    mem_creep_bytes_per_hour: 6.0 * MI as f64,
+    mem_spike_prob: 0.03,
+    mem_spike_bytes: 300.0 * MI as f64,
+    ..Profile::steady(0.6, 600.0 * MI as f64)
+};
+
+const POSTGRES_PROFILE: Profile = Profile {
+    cpu_diurnal: 0.35,
+    mem_spike_prob: 0.02,
+    mem_spike_bytes: 300.0 * MI as f64,
+    ..Profile::steady(0.25, 1100.0 * MI as f64)
+};
+
+const REPORT_PROFILE: Profile = Profile {
+    cpu_diurnal: 0.0,
+    cpu_noise: 0.2,
+    cpu_burst_prob: 0.0,
+    mem_ramp_bytes: 1000.0 * MI as f64,
+    ..Profile::steady(1.3, 300.0 * MI as f64)
+};
+
+const TINY_PROFILE: Profile = Profile {
+    cpu_diurnal: 0.1,
+    ..Profile::steady(0.002, 20.0 * MI as f64)
+};
+
+const WORKLOADS: &[WorkloadDef] = &[
+    WorkloadDef {
+        namespace: "shop",
+        kind: Kind::Deployment,
+        name: "api",
+        replicas: 3,
+        containers: &[c(
+            "api",
+            "registry.example.com/shop/api:1.8.2",
+            Resources::new(500, 512 * MI, 2000, GI),
+            API_PROFILE,
+        )],
+        rollout: Some(RolloutDef {
+            at: 0.45,
+            containers: &[c(
+                "api",
+                "registry.example.com/shop/api:1.9.0",
+                Resources::new(500, 768 * MI, 2000, GI),
+                API_PROFILE,
+            )],
+            cpu_factor: 1.15,
+        }),
+        drop_id_labels: false,
+    },
+    WorkloadDef {
+        namespace: "shop",
+        kind: Kind::Deployment,
+        name: "web",
+        replicas: 2,
+        containers: &[
+            c(
+                "web",
+                "docker.io/library/nginx:1.25.4",
+                Resources::new(250, 256 * MI, 1000, 512 * MI),
+                Profile::steady(0.12, 90.0 * MI as f64),
+            ),
+            c(
+                "istio-proxy",
+                "docker.io/istio/proxyv2:1.20.3",
+                Resources::new(100, 128 * MI, 500, 256 * MI),
+                Profile::steady(0.04, 60.0 * MI as f64),
+            ),
+        ],
+        rollout: None,
+        drop_id_labels: false,
+    },
+    // Over-provisioned: requests far above what it uses.
+    WorkloadDef {
+        namespace: "shop",
+        kind: Kind::Deployment,
+        name: "checkout",
+        replicas: 2,
+        containers: &[c(
+            "checkout",
+            "registry.example.com/shop/checkout:3.2.0",
+            Resources::new(2000, 2 * GI, 4000, 2 * GI),
+            Profile::steady(0.035, 150.0 * MI as f64),
+        )],
+        rollout: None,
+        drop_id_labels: false,
+    },
+    // Under-provisioned: throttled at its CPU limit and OOMKilled at its
+    // memory limit.
+    WorkloadDef {
+        namespace: "shop",
+        kind: Kind::Deployment,
+        name: "cart",
+        replicas: 2,
+        containers: &[ContainerDef {
+            restarts: &[(0, 0.3), (0, 0.55), (0, 0.8), (1, 0.65)],
+            restart_reason: "OOMKilled",
+            ..c(
+                "cart",
+                "registry.example.com/shop/cart:2.4.1",
+                Resources::new(100, 128 * MI, 250, 256 * MI),
+                CART_PROFILE,
+            )
+        }],
+        rollout: None,
+        drop_id_labels: false,
+    },
+    // No limits at all; leaks memory, crashes, and its cAdvisor series lack
+    // id/name labels.
+    WorkloadDef {
+        namespace: "data",
+        kind: Kind::Deployment,
+        name: "etl-worker",
+        replicas: 1,
+        containers: &[ContainerDef {
+            restarts: &[(0, 0.35), (0, 0.7)],
+            restart_reason: "Error",
+            ..c(
+                "etl-worker",
+                "registry.example.com/data/etl-worker:0.14.2",
+                Resources::requests_only(500, GI),
+                ETL_PROFILE,
+            )
+        }],
+        rollout: None,
+        drop_id_labels: true,
+    },
+    // BestEffort: no requests, no limits.
+    WorkloadDef {
+        namespace: "monitoring",
+        kind: Kind::Deployment,
+        name: "blackbox-exporter",
+        replicas: 1,
+        containers: &[c(
+            "blackbox-exporter",
+            "quay.io/prometheus/blackbox-exporter:v0.24.0",
+            Resources::NONE,
+            Profile::steady(0.004, 24.0 * MI as f64),
+        )],
+        rollout: None,
+        drop_id_labels: false,
+    },
+    WorkloadDef {
+        namespace: "data",
+        kind: Kind::StatefulSet,
+        name: "postgres",
+        replicas: 2,
+        containers: &[
+            c(
+                "postgres",
+                "docker.io/library/postgres:16.2",
+                Resources::new(1000, 2 * GI, 1000, 2 * GI),
+                POSTGRES_PROFILE,
+            ),
+            c(
+                "metrics-exporter",
+                "quay.io/prometheuscommunity/postgres-exporter:v0.15.0",
+                Resources::new(100, 64 * MI, 100, 64 * MI),
+                Profile::steady(0.01, 28.0 * MI as f64),
+            ),
+        ],
+        rollout: None,
+        drop_id_labels: false,
+    },
+    WorkloadDef {
+        namespace: "monitoring",
+        kind: Kind::DaemonSet,
+        name: "node-exporter",
+        replicas: 0,
+        containers: &[c(
+            "node-exporter",
+            "quay.io/prometheus/node-exporter:v1.7.0",
+            Resources::new(50, 64 * MI, 250, 128 * MI),
+            Profile::steady(0.02, 22.0 * MI as f64),
+        )],
+        rollout: None,
+        drop_id_labels: false,
+    },
+    WorkloadDef {
+        namespace: "batch",
+        kind: Kind::CronJob,
+        name: "report-builder",
+        replicas: 0,
+        containers: &[c(
+            "report-builder",
+            "registry.example.com/batch/report-builder:2024.03",
+            Resources::new(1000, GI, 2000, 2 * GI),
+            REPORT_PROFILE,
+        )],
+        rollout: None,
+        drop_id_labels: false,
+    },
+    WorkloadDef {
+        namespace: "data",
+        kind: Kind::Pod,
+        name: "toolbox",
+        replicas: 1,
+        containers: &[c(
+            "toolbox",
+            "docker.io/library/busybox:1.36",
+            Resources::new(10, 32 * MI, 100, 64 * MI),
+            TINY_PROFILE,
+        )],
+        rollout: None,
+        drop_id_labels: false,
+    },
+];
+
+/// A kubelet, scraped at its own offset within each interval.
+pub(crate) struct Node {
+    pub name: String,
+    /// The kubelet's `instance` label (ip:port).
+    pub instance: String,
+    pub offset_secs: i64,
+    /// Flaky nodes miss the odd scrape (all of that node's series at once).
+    pub flaky: bool,
+}
+
+/// One run of a container: a restart starts a new instance (new container id).
+pub(crate) struct Instance {
+    pub container_id: String,
+    /// First tick (inclusive) and last tick (exclusive) it runs.
+    pub start: i64,
+    pub end: i64,
+    /// Fraction of the first interval it ran before its first scrape, so the
+    /// counter starts near, but not at, zero.
+    pub first_frac: f64,
+    /// CPU seconds already used before the history starts (0 for containers
+    /// started inside it): long-running counters do not start near zero.
+    pub prior_cpu_secs: f64,
+    pub key: u64,
+    /// Why it ended, if it ended before its pod did.
+    pub end_reason: Option<&'static str>,
+}
+
+impl Instance {
+    pub(crate) fn oom_killed(&self) -> bool {
+        self.end_reason == Some("OOMKilled")
+    }
+}
+
+pub(crate) struct PodContainer {
+    pub name: &'static str,
+    pub image: &'static str,
+    /// Index of the workload container it pools into.
+    pub wc: usize,
+    pub res: Resources,
+    pub profile: Profile,
+    pub cpu_factor: f64,
+    pub instances: Vec<Instance>,
+}
+
+pub(crate) struct Pod {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub node: usize,
+    pub ip: String,
+    /// Direct owner as in `kube_pod_owner` ("<none>" for a bare pod).
+    pub owner_kind: &'static str,
+    pub owner_name: String,
+    /// cAdvisor series exist for ticks [start, end).
+    pub start: i64,
+    pub end: i64,
+    /// kube-state-metrics keeps a completed Job's pod until the Job is deleted.
+    pub ksm_end: i64,
+    /// The pod's cgroup path; containers live below it.
+    pub cgroup: String,
+    pub pause_id: String,
+    pub key: u64,
+    pub drop_id_labels: bool,
+    pub containers: Vec<PodContainer>,
+}
+
+/// A ReplicaSet or a Job: something kube-state-metrics reports an owner for.
+pub(crate) struct OwnedObject {
+    pub namespace: String,
+    pub name: String,
+    pub owner_name: String,
+    pub start: i64,
+    pub end: i64,
+}
+
+pub(crate) struct DeploymentObject {
+    pub namespace: String,
+    pub name: String,
+    pub replicas: usize,
+}
+
+/// The unit of the ground truth: all pods of one workload's container.
+pub(crate) struct WorkloadContainer {
+    pub namespace: String,
+    pub kind: Kind,
+    pub workload: String,
+    pub container: String,
+}
+
+pub(crate) struct Cluster {
+    pub start: i64,
+    pub end: i64,
+    pub interval_secs: i64,
+    pub ticks: i64,
+    pub ksm_offset_secs: i64,
+    pub missed_scrape_key: u64,
+    pub nodes: Vec<Node>,
+    pub pods: Vec<Pod>,
+    pub deployments: Vec<DeploymentObject>,
+    pub replicasets: Vec<OwnedObject>,
+    pub jobs: Vec<OwnedObject>,
+    pub workload_containers: Vec<WorkloadContainer>,
+    pub events: Vec<TruthEvent>,
+}
+
+impl Cluster {
+    /// Unix seconds at which tick `k` starts (the node offset comes on top).
+    pub(crate) fn tick_time(&self, k: i64) -> i64 {
+        self.start + k * self.interval_secs
+    }
+
+    pub(crate) fn scrape_missed(&self, node: usize, k: i64) -> bool {
+        self.nodes[node].flaky
+            && super::usage::unit(self.missed_scrape_key, k, node as u64 * 7 + 100)
+                < MISSED_SCRAPE_PROB
+    }
+
+    pub(crate) fn build(seed: u64, start: i64, end: i64, interval_secs: i64, scale: usize) -> Self {
+        use rand::SeedableRng;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let ticks = (end - start + interval_secs - 1) / interval_secs;
+        let mut cl = Cluster {
+            start,
+            end,
+            interval_secs,
+            ticks,
+            ksm_offset_secs: 9 % interval_secs,
+            missed_scrape_key: rng.gen(),
+            nodes: Vec::new(),
+            pods: Vec::new(),
+            deployments: Vec::new(),
+            replicasets: Vec::new(),
+            jobs: Vec::new(),
+            workload_containers: Vec::new(),
+            events: Vec::new(),
+        };
+        for copy in 0..scale.max(1) {
+            cl.build_copy(&mut rng, copy);
+        }
+        cl.events.sort_by(|a, b| (a.time, &a.pod).cmp(&(b.time, &b.pod)));
+        cl
+    }
+
+    fn build_copy(&mut self, rng: &mut ChaCha8Rng, copy: usize) {
+        let first_node = self.nodes.len();
+        for i in first_node..first_node + NODES_PER_COPY {
+            self.nodes.push(Node {
+                name: format!("node-{}", i + 1),
+                instance: format!("10.0.{}.{}:10250", i / 200, i % 200 + 11),
+                offset_secs: (i as i64 * 17) % self.interval_secs,
+                flaky: i % NODES_PER_COPY == 2,
+            });
+        }
+        let suffix = if copy == 0 {
+            String::new()
+        } else {
+            format!("-{}", copy + 1)
+        };
+        for def in WORKLOADS {
+            let ns = format!("{}{}", def.namespace, suffix);
+            let wc_base = self.workload_containers.len();
+            for cd in def.containers {
+                self.workload_containers.push(WorkloadContainer {
+                    namespace: ns.clone(),
+                    kind: def.kind,
+                    workload: def.name.to_string(),
+                    container: cd.name.to_string(),
+                });
+            }
+            let node_for = |rng: &mut ChaCha8Rng| first_node + rng.gen_range(0..NODES_PER_COPY);
+            match def.kind {
+                Kind::Deployment => {
+                    self.deployments.push(DeploymentObject {
+                        namespace: ns.clone(),
+                        name: def.name.to_string(),
+                        replicas: def.replicas,
+                    });
+                    let rollout_tick = def
+                        .rollout
+                        .as_ref()
+                        .map(|r| ((r.at * self.ticks as f64).round() as i64).clamp(1, self.ticks));
+                    let mut generations = vec![(0i64, def.containers, 1.0)];
+                    if let (Some(r), Some(t)) = (&def.rollout, rollout_tick) {
+                        generations.push((t, r.containers, r.cpu_factor));
+                    }
+                    for (g, &(gen_start, containers, cpu_factor)) in generations.iter().enumerate() {
+                        let rs = format!("{}-{}", def.name, k8s_name_suffix(rng, 10));
+                        self.replicasets.push(OwnedObject {
+                            namespace: ns.clone(),
+                            name: rs.clone(),
+                            owner_name: def.name.to_string(),
+                            start: gen_start,
+                            end: self.ticks,
+                        });
+                        for r in 0..def.replicas {
+                            // Surge one pod at a time: each new pod starts one
+                            // tick before the old pod it replaces goes away.
+                            let start = if g == 0 { 0 } else { gen_start + 2 * r as i64 };
+                            let end = match generations.get(g + 1) {
+                                Some(&(next, _, _)) => next + 2 * r as i64 + 1,
+                                None => self.ticks,
+                            };
+                            let (start, end) = (start.min(self.ticks), end.min(self.ticks));
+                            if start >= end {
+                                continue;
+                            }
+                            let name = format!("{}-{}", rs, k8s_name_suffix(rng, 5));
+                            if g > 0 && r == 0 {
+                                self.events.push(TruthEvent {
+                                    time: self.tick_time(start),
+                                    kind: TruthEventKind::Rollout,
+                                    namespace: ns.clone(),
+                                    workload: def.name.to_string(),
+                                    pod: name.clone(),
+                                    container: String::new(),
+                                    reason: format!("new ReplicaSet {rs}"),
+                                });
+                            }
+                            let node = node_for(rng);
+                            self.push_pod(
+                                rng,
+                                PodPlan {
+                                    namespace: &ns,
+                                    name,
+                                    node,
+                                    owner_kind: "ReplicaSet",
+                                    owner_name: rs.clone(),
+                                    start,
+                                    end,
+                                    ksm_end: end,
+                                    def,
+                                    containers,
+                                    cpu_factor,
+                                    replica: r,
+                                    wc_base,
+                                },
+                            );
+                        }
+                    }
+                }
+                Kind::StatefulSet | Kind::DaemonSet | Kind::Pod => {
+                    let count = if def.kind == Kind::DaemonSet {
+                        NODES_PER_COPY
+                    } else {
+                        def.replicas
+                    };
+                    for r in 0..count {
+                        let (name, owner_kind, owner_name, node) = match def.kind {
+                            Kind::StatefulSet => (
+                                format!("{}-{}", def.name, r),
+                                "StatefulSet",
+                                def.name.to_string(),
+                                node_for(rng),
+                            ),
+                            Kind::DaemonSet => (
+                                format!("{}-{}", def.name, k8s_name_suffix(rng, 5)),
+                                "DaemonSet",
+                                def.name.to_string(),
+                                first_node + r,
+                            ),
+                            _ => (
+                                def.name.to_string(),
+                                "<none>",
+                                "<none>".to_string(),
+                                node_for(rng),
+                            ),
+                        };
+                        self.push_pod(
+                            rng,
+                            PodPlan {
+                                namespace: &ns,
+                                name,
+                                node,
+                                owner_kind,
+                                owner_name,
+                                start: 0,
+                                end: self.ticks,
+                                ksm_end: self.ticks,
+                                def,
+                                containers: def.containers,
+                                cpu_factor: 1.0,
+                                replica: r,
+                                wc_base,
+                            },
+                        );
+                    }
+                }
+                Kind::CronJob => self.build_cronjob(rng, def, &ns, first_node, wc_base),
+            }
+        }
+    }
+
+    fn build_cronjob(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        def: &'static WorkloadDef,
+        ns: &str,
+        first_node: usize,
+        wc_base: usize,
+    ) {
+        let first_run = (self.start + CRON_PERIOD_SECS - 1).div_euclid(CRON_PERIOD_SECS) * CRON_PERIOD_SECS;
+        let mut job_pods = Vec::new();
+        let mut run = first_run;
+        while run < self.end {
+            // The pod is scheduled at the first tick at or after the run time.
+            let start = (run - self.start + self.interval_secs - 1) / self.interval_secs;
+            let life_secs = rng.gen_range(300..=600);
+            let life_ticks = ((life_secs + self.interval_secs / 2) / self.interval_secs).max(2);
+            let end = (start + life_ticks).min(self.ticks);
+            let job = format!("{}-{}", def.name, run / 60);
+            let name = format!("{}-{}", job, k8s_name_suffix(rng, 5));
+            if start < end {
+                self.jobs.push(OwnedObject {
+                    namespace: ns.to_string(),
+                    name: job.clone(),
+                    owner_name: def.name.to_string(),
+                    start,
+                    end: self.ticks,
+                });
+                let node = first_node + rng.gen_range(0..NODES_PER_COPY);
+                job_pods.push((self.jobs.len() - 1, self.pods.len(), end));
+                self.push_pod(
+                    rng,
+                    PodPlan {
+                        namespace: ns,
+                        name,
+                        node,
+                        owner_kind: "Job",
+                        owner_name: job,
+                        start,
+                        end,
+                        ksm_end: self.ticks,
+                        def,
+                        containers: def.containers,
+                        cpu_factor: 1.0,
+                        replica: 0,
+                        wc_base,
+                    },
+                );
+                // The last container finishes with the pod.
+                for pc in &mut self.pods.last_mut().expect("just pushed").containers {
+                    if let Some(last) = pc.instances.last_mut() {
+                        last.end_reason = Some("Completed");
+                    }
+                }
+            }
+            run += CRON_PERIOD_SECS;
+        }
+        // The CronJob controller deletes a Job once enough newer ones have finished.
+        for i in 0..job_pods.len() {
+            if let Some(&(_, _, newer_end)) = job_pods.get(i + JOB_HISTORY_LIMIT) {
+                let (job, pod, _) = job_pods[i];
+                self.jobs[job].end = newer_end;
+                self.pods[pod].ksm_end = newer_end;
+            }
+        }
+    }
+
+    fn push_pod(&mut self, rng: &mut ChaCha8Rng, plan: PodPlan<'_>) {
+        let uid = uuid_v4(rng);
+        let qos = if plan.containers.iter().all(|c| c.res.is_guaranteed()) {
+            "/kubepods"
+        } else if plan.containers.iter().all(|c| c.res.is_empty()) {
+            "/kubepods/besteffort"
+        } else {
+            "/kubepods/burstable"
+        };
+        let node = plan.node;
+        let ip_host = self.pods.len() % 250 + 2;
+        let mut pod = Pod {
+            namespace: plan.namespace.to_string(),
+            name: plan.name,
+            uid: uid.clone(),
+            node,
+            ip: format!("10.244.{}.{}", node, ip_host),
+            owner_kind: plan.owner_kind,
+            owner_name: plan.owner_name,
+            start: plan.start,
+            end: plan.end,
+            ksm_end: plan.ksm_end.max(plan.end),
+            cgroup: format!("{qos}/pod{uid}"),
+            pause_id: hex_id(rng),
+            key: rng.gen(),
+            drop_id_labels: plan.def.drop_id_labels,
+            containers: Vec::new(),
+        };
+        for (j, cd) in plan.containers.iter().enumerate() {
+            let mut cuts: Vec<i64> = cd
+                .restarts
+                .iter()
+                .filter(|&&(replica, _)| replica == plan.replica)
+                .map(|&(_, at)| (at * self.ticks as f64).round() as i64)
+                .filter(|&t| t > pod.start && t < pod.end)
+                .collect();
+            cuts.sort_unstable();
+            cuts.dedup();
+            let mut bounds = vec![pod.start];
+            bounds.extend(&cuts);
+            bounds.push(pod.end);
+            let mut instances = Vec::new();
+            for w in bounds.windows(2) {
+                let restarted = w[1] < pod.end;
+                instances.push(Instance {
+                    container_id: hex_id(rng),
+                    start: w[0],
+                    end: w[1],
+                    first_frac: rng.gen_range(0.1..0.9),
+                    prior_cpu_secs: if w[0] == 0 {
+                        cd.profile.cpu_cores * plan.cpu_factor * rng.gen_range(3600.0..259_200.0)
+                    } else {
+                        0.0
+                    },
+                    key: rng.gen(),
+                    end_reason: restarted.then_some(cd.restart_reason),
+                });
+                if restarted {
+                    self.events.push(TruthEvent {
+                        time: self.tick_time(w[1]),
+                        kind: TruthEventKind::Restart,
+                        namespace: pod.namespace.clone(),
+                        workload: plan.def.name.to_string(),
+                        pod: pod.name.clone(),
+                        container: cd.name.to_string(),
+                        reason: cd.restart_reason.to_string(),
+                    });
+                }
+            }
+            pod.containers.push(PodContainer {
+                name: cd.name,
+                image: cd.image,
+                wc: plan.wc_base + j,
+                res: cd.res,
+                profile: cd.profile,
+                cpu_factor: plan.cpu_factor,
+                instances,
+            });
+        }
+        self.pods.push(pod);
+    }
+}
+
+struct PodPlan<'a> {
+    namespace: &'a str,
+    name: String,
+    node: usize,
+    owner_kind: &'static str,
+    owner_name: String,
+    start: i64,
+    end: i64,
+    ksm_end: i64,
+    def: &'static WorkloadDef,
+    containers: &'static [ContainerDef],
+    cpu_factor: f64,
+    replica: usize,
+    wc_base: usize,
+}
+
+/// Kubernetes' generated-name alphabet (no vowels, no look-alikes).
+fn k8s_name_suffix(rng: &mut ChaCha8Rng, len: usize) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..len)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+fn hex_id(rng: &mut ChaCha8Rng) -> String {
+    (0..4).map(|_| format!("{:016x}", rng.gen::<u64>())).collect()
+}
+
+fn uuid_v4(rng: &mut ChaCha8Rng) -> String {
+    let a: u128 = rng.gen();
+    let a = (a & !(0xF << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
+    let h = format!("{a:032x}");
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}

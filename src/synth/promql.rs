@@ -1,0 +1,203 @@
+//! Just enough of Prometheus 2.42's PromQL engine to predict, bit for bit,
+//! what `rate(...[5m])` and `max_over_time(...[1m])` return for the series
+//! we write, then `max by (namespace, pod, container)` over them.
+
+use std::collections::VecDeque;
+
+/// `rate()` of one counter series over the samples of one range, exactly as
+/// `extrapolatedRate` in Prometheus v2.42 `promql/functions.go` computes it
+/// (counter, per second). Timestamps are milliseconds; the range is
+/// `[range_end_ms - range_ms, range_end_ms]`, both ends inclusive in 2.x.
+/// `None` when fewer than two samples fall in the range (Prometheus drops
+/// the element).
+pub(crate) fn extrapolated_rate(samples: &[(i64, f64)], range_end_ms: i64, range_ms: i64) -> Option<f64> {
+    if samples.len() < 2 {
+        return None;
+    }
+    let range_start_ms = range_end_ms - range_ms;
+    let (first_t, first_v) = samples[0];
+    let (last_t, last_v) = samples[samples.len() - 1];
+    let mut result = last_v - first_v;
+    let mut prev = first_v;
+    for &(_, v) in &samples[1..] {
+        if v < prev {
+            result += prev;
+        }
+        prev = v;
+    }
+    let mut duration_to_start = (first_t - range_start_ms) as f64 / 1000.0;
+    let duration_to_end = (range_end_ms - last_t) as f64 / 1000.0;
+    let sampled_interval = (last_t - first_t) as f64 / 1000.0;
+    let average_between = sampled_interval / (samples.len() - 1) as f64;
+    // 2.42 clamps to the counter's zero point *before* the threshold test
+    // (later versions swapped the order).
+    if result > 0.0 && first_v >= 0.0 {
+        let duration_to_zero = sampled_interval * (first_v / result);
+        if duration_to_zero < duration_to_start {
+            duration_to_start = duration_to_zero;
+        }
+    }
+    let threshold = average_between * 1.1;
+    let mut extrapolate_to = sampled_interval;
+    if duration_to_start < threshold {
+        extrapolate_to += duration_to_start;
+    } else {
+        extrapolate_to += average_between / 2.0;
+    }
+    if duration_to_end < threshold {
+        extrapolate_to += duration_to_end;
+    } else {
+        extrapolate_to += average_between / 2.0;
+    }
+    let mut factor = extrapolate_to / sampled_interval;
+    factor /= range_ms as f64 / 1000.0;
+    Some(result * factor)
+}
+
+/// Which range function a [`WindowEval`] emulates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RangeFn {
+    Rate,
+    MaxOverTime,
+}
+
+struct SeriesWindow {
+    group: u32,
+    samples: VecDeque<(i64, f64)>,
+    active: bool,
+}
+
+/// Streams samples of many series (each in time order) and evaluates
+/// `max by (group) (fn(series[range]))` at increasing timestamps, keeping
+/// only the samples still inside the range.
+pub(crate) struct WindowEval {
+    range_ms: i64,
+    func: RangeFn,
+    series: Vec<SeriesWindow>,
+    active: Vec<u32>,
+    best: Vec<f64>,
+    touched: Vec<u32>,
+}
+
+impl WindowEval {
+    /// `series_groups[s]` is the output group (a pod container) of series `s`.
+    pub(crate) fn new(func: RangeFn, range_secs: i64, series_groups: &[usize], groups: usize) -> Self {
+        WindowEval {
+            range_ms: range_secs * 1000,
+            func,
+            series: series_groups
+                .iter()
+                .map(|&g| SeriesWindow {
+                    group: g as u32,
+                    samples: VecDeque::new(),
+                    active: false,
+                })
+                .collect(),
+            active: Vec::new(),
+            best: vec![f64::NEG_INFINITY; groups],
+            touched: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, series: usize, t_secs: i64, v: f64) {
+        let s = &mut self.series[series];
+        s.samples.push_back((t_secs * 1000, v));
+        if !s.active {
+            s.active = true;
+            self.active.push(series as u32);
+        }
+    }
+
+    /// Evaluates at `t_secs`; every sample at or before it must have been
+    /// pushed. Calls `sink(group, value)` once per group with a value.
+    pub(crate) fn eval(&mut self, t_secs: i64, mut sink: impl FnMut(usize, f64)) {
+        let t_ms = t_secs * 1000;
+        let start_ms = t_ms - self.range_ms;
+        let mut i = 0;
+        while i < self.active.len() {
+            let s = &mut self.series[self.active[i] as usize];
+            while s.samples.front().is_some_and(|&(ts, _)| ts < start_ms) {
+                s.samples.pop_front();
+            }
+            if s.samples.is_empty() {
+                s.active = false;
+                self.active.swap_remove(i);
+                continue;
+            }
+            i += 1;
+            let window = s.samples.make_contiguous();
+            // Samples of the current scrape may already be past `t`.
+            let n = window.partition_point(|&(ts, _)| ts <= t_ms);
+            let window = &window[..n];
+            let value = match self.func {
+                RangeFn::Rate => extrapolated_rate(window, t_ms, self.range_ms),
+                RangeFn::MaxOverTime => window.iter().map(|&(_, v)| v).reduce(f64::max),
+            };
+            if let Some(v) = value {
+                let g = s.group as usize;
+                if self.best[g] == f64::NEG_INFINITY {
+                    self.touched.push(g as u32);
+                }
+                if v > self.best[g] {
+                    self.best[g] = v;
+                }
+            }
+        }
+        for g in self.touched.drain(..) {
+            let g = g as usize;
+            sink(g, self.best[g]);
+            self.best[g] = f64::NEG_INFINITY;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_of_a_steady_counter_is_its_slope() {
+        // 1 unit/s, scraped every 60 s, aligned with the range: 5 intervals
+        // seen, extrapolated to the full 300 s window.
+        let s: Vec<(i64, f64)> = (0..=5).map(|i| (i * 60_000, 60.0 * i as f64 + 1000.0)).collect();
+        let r = extrapolated_rate(&s, 300_000, 300_000).unwrap();
+        assert!((r - 1.0).abs() < 1e-12, "{r}");
+    }
+
+    #[test]
+    fn rate_handles_a_reset_inside_the_series() {
+        let s = [(0, 100.0), (60_000, 160.0), (120_000, 30.0), (180_000, 90.0)];
+        // Increase: 60 + 30 + 60 = 150 over 180 s; extrapolated by the
+        // aligned start (0 s, clamp irrelevant) and the 120 s gap at the end
+        // (> 1.1 x 60 s, so half an interval).
+        let r = extrapolated_rate(&s, 300_000, 300_000).unwrap();
+        let expected = 150.0 * ((180.0 + 0.0 + 30.0) / 180.0) / 300.0;
+        assert!((r - expected).abs() < 1e-12, "{r} vs {expected}");
+    }
+
+    #[test]
+    fn rate_clamps_extrapolation_at_the_counter_zero_point() {
+        // A new counter: starts at 6 after 6 s of a 1/s rate.
+        let s = [(240_000, 6.0), (300_000, 66.0)];
+        // duration_to_start = 240 s >= threshold 66 s, but the zero point
+        // (6 s back) is applied first and is below the threshold.
+        let r = extrapolated_rate(&s, 300_000, 300_000).unwrap();
+        let expected = 60.0 * ((60.0 + 6.0 + 0.0) / 60.0) / 300.0;
+        assert!((r - expected).abs() < 1e-12, "{r} vs {expected}");
+    }
+
+    #[test]
+    fn window_eval_takes_the_max_per_group_and_forgets_old_samples() {
+        let mut w = WindowEval::new(RangeFn::MaxOverTime, 60, &[0, 0, 1], 2);
+        w.push(0, 0, 1.0);
+        w.push(1, 30, 5.0);
+        w.push(2, 60, 7.0);
+        let mut got = Vec::new();
+        w.eval(60, |g, v| got.push((g, v)));
+        got.sort_by_key(|a| a.0);
+        assert_eq!(got, vec![(0, 5.0), (1, 7.0)]);
+        got.clear();
+        w.eval(121, |g, v| got.push((g, v)));
+        assert!(got.is_empty());
+    }
+}

@@ -1,0 +1,940 @@
+//! The metric families, one pass over time each, and the truth computed from
+//! the values as they are written.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{self, BufWriter, Write};
+
+use super::cluster::{Cluster, Instance, Pod, PodContainer};
+use super::promql::{RangeFn, WindowEval};
+use super::usage::{self, MemoryShape};
+use super::{
+    quantile_exact, GroundTruth, ProbeValue, SynthConfig, TruthContainer, CPU_RATE_RANGE_SECS, MEMORY_RANGE_SECS,
+    TRUTH_STEP_SECS,
+};
+
+const KUBELET: &[(&str, &str)] = &[("job", "kubelet"), ("metrics_path", "/metrics/cadvisor")];
+const KSM: &[(&str, &str)] = &[("instance", "ksm:8080"), ("job", "kube-state-metrics")];
+const PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.9";
+const MI: f64 = (1 << 20) as f64;
+
+pub(crate) struct Run {
+    pub truth: GroundTruth,
+    pub probes: Vec<ProbeValue>,
+    pub lines: u64,
+}
+
+pub(crate) fn run<W: Write>(cfg: &SynthConfig, out: W, want_truth: bool, probe_times: &[i64]) -> io::Result<Run> {
+    if cfg.scrape_interval_secs <= 0 || cfg.end <= cfg.start {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "synth: need scrape_interval_secs > 0 and end > start",
+        ));
+    }
+    let cluster = Cluster::build(cfg.seed, cfg.start, cfg.end, cfg.scrape_interval_secs, cfg.scale);
+    let idx = Index::new(&cluster);
+    let truth = want_truth.then(|| TruthAcc::new(&cluster, &idx, probe_times));
+    let mut g = Gen {
+        cl: &cluster,
+        om: Om {
+            out: BufWriter::with_capacity(1 << 20, out),
+            lines: 0,
+        },
+        idx,
+        truth,
+    };
+    g.cadvisor_cpu()?;
+    g.cadvisor_memory()?;
+    g.cadvisor_container_counters()?;
+    g.ksm()?;
+    g.om.out.write_all(b"# EOF\n")?;
+    g.om.lines += 1;
+    g.om.out.flush()?;
+    let lines = g.om.lines;
+    let (truth, probes) = match g.truth.take() {
+        Some(acc) => acc.finish(cfg, &cluster, &g.idx),
+        None => (
+            GroundTruth {
+                seed: cfg.seed,
+                start: cfg.start,
+                end: cfg.end,
+                step_secs: TRUTH_STEP_SECS,
+                containers: Vec::new(),
+                events: cluster.events.clone(),
+            },
+            Vec::new(),
+        ),
+    };
+    Ok(Run { truth, probes, lines })
+}
+
+/// OpenMetrics output.
+struct Om<W: Write> {
+    out: BufWriter<W>,
+    lines: u64,
+}
+
+impl<W: Write> Om<W> {
+    fn family(&mut self, family: &str, kind: &str) -> io::Result<()> {
+        self.lines += 1;
+        writeln!(self.out, "# TYPE {family} {kind}")
+    }
+
+    /// `prefix` is `name{labels} ` as built by [`series`].
+    fn sample(&mut self, prefix: &str, v: f64, t: i64) -> io::Result<()> {
+        self.lines += 1;
+        // `{}` on f64 prints the shortest text that parses back to the same
+        // value, so Prometheus stores exactly what the truth used.
+        writeln!(self.out, "{prefix}{v} {t}")
+    }
+}
+
+/// `name{k="v",...} `; empty values are left out, as Prometheus drops them.
+fn series(name: &str, labels: &[(&str, &str)]) -> String {
+    let mut s = String::with_capacity(256);
+    s.push_str(name);
+    s.push('{');
+    let mut first = true;
+    for (k, v) in labels {
+        if v.is_empty() {
+            continue;
+        }
+        if !first {
+            s.push(',');
+        }
+        first = false;
+        s.push_str(k);
+        s.push_str("=\"");
+        for ch in v.chars() {
+            match ch {
+                '\\' => s.push_str("\\\\"),
+                '"' => s.push_str("\\\""),
+                '\n' => s.push_str("\\n"),
+                c => s.push(c),
+            }
+        }
+        s.push('"');
+    }
+    s.push_str("} ");
+    s
+}
+
+/// Flat numbering of pod containers, instances and cAdvisor container series.
+struct Index {
+    /// First pod-container number of each pod.
+    pc_base: Vec<usize>,
+    pc_pod: Vec<usize>,
+    pc_wc: Vec<usize>,
+    /// First instance number of each pod container.
+    inst_base: Vec<usize>,
+    /// First container-series number of each pod container: one series per
+    /// instance, or one for all of them when id/name labels are dropped.
+    series_base: Vec<usize>,
+    /// Pod container of each container series.
+    series_pc: Vec<usize>,
+    instances: usize,
+    pods_by_start: Vec<usize>,
+}
+
+impl Index {
+    fn new(cl: &Cluster) -> Self {
+        let mut ix = Index {
+            pc_base: Vec::new(),
+            pc_pod: Vec::new(),
+            pc_wc: Vec::new(),
+            inst_base: Vec::new(),
+            series_base: Vec::new(),
+            series_pc: Vec::new(),
+            instances: 0,
+            pods_by_start: (0..cl.pods.len()).collect(),
+        };
+        for (p, pod) in cl.pods.iter().enumerate() {
+            ix.pc_base.push(ix.pc_pod.len());
+            for c in &pod.containers {
+                let pc = ix.pc_pod.len();
+                ix.pc_pod.push(p);
+                ix.pc_wc.push(c.wc);
+                ix.inst_base.push(ix.instances);
+                ix.instances += c.instances.len();
+                ix.series_base.push(ix.series_pc.len());
+                let n = if pod.drop_id_labels { 1 } else { c.instances.len() };
+                ix.series_pc.extend(std::iter::repeat_n(pc, n));
+            }
+        }
+        ix.pods_by_start.sort_by_key(|&p| cl.pods[p].start);
+        ix
+    }
+
+    fn series_of(&self, pod: &Pod, pc: usize, inst: usize) -> usize {
+        self.series_base[pc] + if pod.drop_id_labels { 0 } else { inst }
+    }
+}
+
+/// Pods alive at the current tick, kept up to date as time advances.
+struct Sweep<'a> {
+    order: &'a [usize],
+    next: usize,
+    active: Vec<usize>,
+}
+
+impl<'a> Sweep<'a> {
+    fn new(order: &'a [usize]) -> Self {
+        Sweep {
+            order,
+            next: 0,
+            active: Vec::new(),
+        }
+    }
+
+    fn advance(&mut self, k: i64, start: impl Fn(usize) -> i64, end: impl Fn(usize) -> i64) {
+        self.active.retain(|&p| end(p) > k);
+        while self.next < self.order.len() && start(self.order[self.next]) <= k {
+            let p = self.order[self.next];
+            if end(p) > k {
+                self.active.push(p);
+            }
+            self.next += 1;
+        }
+    }
+}
+
+/// The instance of `c` running at tick `k`, with its position.
+fn running(c: &PodContainer, k: i64) -> Option<(usize, &Instance)> {
+    c.instances.iter().enumerate().find(|(_, i)| i.start <= k && k < i.end)
+}
+
+/// The instance kube-state-metrics reports at tick `k`: the latest started.
+fn current(c: &PodContainer, k: i64) -> (usize, &Instance) {
+    let i = c.instances.iter().rposition(|i| i.start <= k).unwrap_or(0);
+    (i, &c.instances[i])
+}
+
+struct TruthAcc {
+    cpu: WindowEval,
+    memory: WindowEval,
+    cpu_values: Vec<Vec<f64>>,
+    memory_peak: Vec<f64>,
+    memory_samples: Vec<u64>,
+    pc_seen: Vec<bool>,
+    probe_times: HashSet<i64>,
+    probes: BTreeMap<(i64, usize), (Option<f64>, Option<f64>)>,
+}
+
+impl TruthAcc {
+    fn new(cl: &Cluster, ix: &Index, probe_times: &[i64]) -> Self {
+        let groups = ix.pc_pod.len();
+        let wcs = cl.workload_containers.len();
+        TruthAcc {
+            cpu: WindowEval::new(RangeFn::Rate, CPU_RATE_RANGE_SECS, &ix.series_pc, groups),
+            memory: WindowEval::new(RangeFn::MaxOverTime, MEMORY_RANGE_SECS, &ix.series_pc, groups),
+            cpu_values: vec![Vec::new(); wcs],
+            memory_peak: vec![f64::NEG_INFINITY; wcs],
+            memory_samples: vec![0; wcs],
+            pc_seen: vec![false; groups],
+            probe_times: probe_times.iter().copied().collect(),
+            probes: BTreeMap::new(),
+        }
+    }
+
+    fn finish(self, cfg: &SynthConfig, cl: &Cluster, ix: &Index) -> (GroundTruth, Vec<ProbeValue>) {
+        let mut pods = vec![0usize; cl.workload_containers.len()];
+        let mut restarts = vec![0u32; cl.workload_containers.len()];
+        let mut ooms = vec![0u32; cl.workload_containers.len()];
+        // The current spec is the one of the most recently started pod.
+        let mut latest: Vec<Option<(i64, usize)>> = vec![None; cl.workload_containers.len()];
+        for (pc, &p) in ix.pc_pod.iter().enumerate() {
+            let wc = ix.pc_wc[pc];
+            let pod = &cl.pods[p];
+            let c = &pod.containers[pc - ix.pc_base[p]];
+            pods[wc] += usize::from(self.pc_seen[pc]);
+            let ended: Vec<&Instance> = c.instances.iter().filter(|i| i.end < pod.end).collect();
+            restarts[wc] += ended.len() as u32;
+            ooms[wc] += ended.iter().filter(|i| i.oom_killed()).count() as u32;
+            if latest[wc].is_none_or(|(start, _)| pod.start >= start) {
+                latest[wc] = Some((pod.start, pc));
+            }
+        }
+        let mut containers = Vec::new();
+        for (wc, mut values) in self.cpu_values.into_iter().enumerate() {
+            let w = &cl.workload_containers[wc];
+            values.sort_by(f64::total_cmp);
+            let q = |q: f64| if values.is_empty() { 0.0 } else { quantile_exact(&values, q) };
+            let res = latest[wc]
+                .map(|(_, pc)| {
+                    let p = ix.pc_pod[pc];
+                    cl.pods[p].containers[pc - ix.pc_base[p]].res
+                })
+                .unwrap_or_default();
+            containers.push(TruthContainer {
+                namespace: w.namespace.clone(),
+                kind: w.kind.as_str().to_string(),
+                workload: w.workload.clone(),
+                container: w.container.clone(),
+                cpu_samples: values.len() as u64,
+                cpu_p50_cores: q(0.5),
+                cpu_p90_cores: q(0.9),
+                cpu_p95_cores: q(0.95),
+                cpu_p99_cores: q(0.99),
+                cpu_max_cores: values.last().copied().unwrap_or(0.0),
+                memory_peak_bytes: if self.memory_samples[wc] > 0 {
+                    self.memory_peak[wc]
+                } else {
+                    0.0
+                },
+                memory_samples: self.memory_samples[wc],
+                pods: pods[wc],
+                restarts: restarts[wc],
+                oom_kills: ooms[wc],
+                cpu_request_millicores: res.cpu_request_millicores,
+                cpu_limit_millicores: res.cpu_limit_millicores,
+                memory_request_bytes: res.memory_request_bytes,
+                memory_limit_bytes: res.memory_limit_bytes,
+            });
+        }
+        containers.sort_by(|a, b| {
+            (&a.namespace, &a.kind, &a.workload, &a.container).cmp(&(&b.namespace, &b.kind, &b.workload, &b.container))
+        });
+        let probes = self
+            .probes
+            .into_iter()
+            .map(|((t, pc), (cpu, mem))| {
+                let p = ix.pc_pod[pc];
+                let pod = &cl.pods[p];
+                ProbeValue {
+                    t,
+                    namespace: pod.namespace.clone(),
+                    pod: pod.name.clone(),
+                    container: pod.containers[pc - ix.pc_base[p]].name.to_string(),
+                    cpu_cores: cpu,
+                    memory_bytes: mem,
+                }
+            })
+            .collect();
+        let truth = GroundTruth {
+            seed: cfg.seed,
+            start: cfg.start,
+            end: cfg.end,
+            step_secs: TRUTH_STEP_SECS,
+            containers,
+            events: cl.events.clone(),
+        };
+        (truth, probes)
+    }
+}
+
+/// Walks the eval timestamps as the passes advance through time.
+struct EvalClock {
+    next: i64,
+    last: i64,
+}
+
+impl EvalClock {
+    fn new(cl: &Cluster) -> Self {
+        EvalClock {
+            next: cl.start,
+            last: cl.end - TRUTH_STEP_SECS,
+        }
+    }
+
+    /// Eval timestamps all of whose samples are written once tick `k` is.
+    fn due(&mut self, cl: &Cluster, k: i64) -> impl Iterator<Item = i64> {
+        let horizon = (cl.tick_time(k) + cl.interval_secs - 1).min(self.last);
+        let from = self.next;
+        let n = if horizon >= from {
+            (horizon - from) / TRUTH_STEP_SECS + 1
+        } else {
+            0
+        };
+        self.next = from + n * TRUTH_STEP_SECS;
+        (0..n).map(move |i| from + i * TRUTH_STEP_SECS)
+    }
+}
+
+struct Gen<'a, W: Write> {
+    cl: &'a Cluster,
+    om: Om<W>,
+    idx: Index,
+    truth: Option<TruthAcc>,
+}
+
+/// Labels of a cAdvisor series for one container instance (or the pause
+/// container), keyed like kubelet's /metrics/cadvisor.
+fn cadvisor_labels<'l>(
+    cl: &'l Cluster,
+    pod: &'l Pod,
+    container: &'l str,
+    image: &'l str,
+    cgroup: &'l str,
+    id: &'l str,
+) -> Vec<(&'l str, &'l str)> {
+    let node = &cl.nodes[pod.node];
+    let (cgroup, id) = if pod.drop_id_labels { ("", "") } else { (cgroup, id) };
+    let mut v = vec![
+        ("container", container),
+        ("id", cgroup),
+        ("image", image),
+        ("instance", node.instance.as_str()),
+    ];
+    v.extend_from_slice(KUBELET);
+    v.extend_from_slice(&[
+        ("name", id),
+        ("namespace", pod.namespace.as_str()),
+        ("node", node.name.as_str()),
+        ("pod", pod.name.as_str()),
+    ]);
+    v
+}
+
+/// Prefixes of a pod's non-container series: the pod cgroup and the pause container.
+fn pod_level_prefixes(cl: &Cluster, name: &str, pod: &Pod) -> (String, String) {
+    let pause_cgroup = format!("{}/{}", pod.cgroup, pod.pause_id);
+    (
+        series(name, &cadvisor_labels(cl, pod, "", "", &pod.cgroup, "")),
+        series(
+            name,
+            &cadvisor_labels(cl, pod, "POD", PAUSE_IMAGE, &pause_cgroup, &pod.pause_id),
+        ),
+    )
+}
+
+/// Prefixes of every container series of `name`, by series number.
+fn container_prefixes(cl: &Cluster, ix: &Index, name: &str) -> Vec<String> {
+    let mut out = Vec::with_capacity(ix.series_pc.len());
+    for (p, pod) in cl.pods.iter().enumerate() {
+        for (j, c) in pod.containers.iter().enumerate() {
+            let n = if pod.drop_id_labels { 1 } else { c.instances.len() };
+            for inst in &c.instances[..n] {
+                let cgroup = format!("{}/{}", pod.cgroup, inst.container_id);
+                out.push(series(
+                    name,
+                    &cadvisor_labels(cl, pod, c.name, c.image, &cgroup, &inst.container_id),
+                ));
+            }
+            debug_assert_eq!(out.len(), ix.series_base[ix.pc_base[p] + j] + n);
+        }
+    }
+    out
+}
+
+/// Node-level cgroups (`/` and `/kubepods`): no pod, no container.
+fn node_prefixes(cl: &Cluster, name: &str) -> Vec<(String, String)> {
+    cl.nodes
+        .iter()
+        .map(|n| {
+            let labels = |id: &'static str| {
+                let mut v = vec![("id", id), ("instance", n.instance.as_str())];
+                v.extend_from_slice(KUBELET);
+                v.push(("node", n.name.as_str()));
+                series(name, &v)
+            };
+            (labels("/"), labels("/kubepods"))
+        })
+        .collect()
+}
+
+impl<W: Write> Gen<'_, W> {
+    fn cadvisor_cpu(&mut self) -> io::Result<()> {
+        let cl = self.cl;
+        let name = "container_cpu_usage_seconds_total";
+        self.om.family("container_cpu_usage_seconds", "counter")?;
+        let prefixes = container_prefixes(cl, &self.idx, name);
+        let pod_prefixes: Vec<(String, String)> = cl.pods.iter().map(|p| pod_level_prefixes(cl, name, p)).collect();
+        let node_prefixes = node_prefixes(cl, name);
+        let iv = cl.interval_secs as f64;
+        let mut counters: Vec<f64> = Vec::with_capacity(self.idx.instances);
+        for pod in &cl.pods {
+            for c in &pod.containers {
+                counters.extend(c.instances.iter().map(|i| i.prior_cpu_secs));
+            }
+        }
+        let mut pod_counters: Vec<f64> = cl
+            .pods
+            .iter()
+            .map(|p| p.containers.iter().map(|c| c.instances[0].prior_cpu_secs).sum())
+            .collect();
+        let mut pause_counters = vec![0.0; cl.pods.len()];
+        let mut node_counters: Vec<(f64, f64)> = (0..cl.nodes.len())
+            .map(|n| {
+                let uptime = usage::unit(cl.missed_scrape_key, n as i64, 500) * 1e6;
+                (uptime + 2e5, uptime)
+            })
+            .collect();
+        let mut node_inc = vec![0.0; cl.nodes.len()];
+        let mut clock = EvalClock::new(cl);
+        let mut sweep = Sweep::new(&self.idx.pods_by_start);
+        for k in 0..cl.ticks {
+            let base = cl.tick_time(k);
+            sweep.advance(k, |p| cl.pods[p].start, |p| cl.pods[p].end);
+            node_inc.iter_mut().for_each(|v| *v = 0.0);
+            for &p in &sweep.active {
+                let pod = &cl.pods[p];
+                let ts = base + cl.nodes[pod.node].offset_secs;
+                let scraped = ts < cl.end && !cl.scrape_missed(pod.node, k);
+                let pause_frac = if k == pod.start { 0.5 } else { 1.0 };
+                let mut pod_inc = 0.0;
+                for (j, c) in pod.containers.iter().enumerate() {
+                    let Some((i, inst)) = running(c, k) else { continue };
+                    let pc = self.idx.pc_base[p] + j;
+                    let demand = usage::cpu_demand_cores(&c.profile, inst.key, k, base, c.cpu_factor);
+                    let cores = usage::cpu_usage_cores(demand, c.res.cpu_limit_cores());
+                    let frac = if k == inst.start && inst.prior_cpu_secs == 0.0 {
+                        inst.first_frac
+                    } else {
+                        1.0
+                    };
+                    let inc = cores * iv * frac;
+                    let ctr = &mut counters[self.idx.inst_base[pc] + i];
+                    *ctr += inc;
+                    pod_inc += inc;
+                    if scraped {
+                        let s = self.idx.series_of(pod, pc, i);
+                        self.om.sample(&prefixes[s], *ctr, ts)?;
+                        if let Some(t) = &mut self.truth {
+                            t.cpu.push(s, ts, *ctr);
+                        }
+                    }
+                }
+                let pause_inc = 0.0001 * (0.5 + usage::unit(pod.key, k, 20)) * iv * pause_frac;
+                pause_counters[p] += pause_inc;
+                pod_counters[p] += pod_inc + pause_inc;
+                node_inc[pod.node] += pod_inc + pause_inc;
+                if scraped {
+                    self.om.sample(&pod_prefixes[p].0, pod_counters[p], ts)?;
+                    self.om.sample(&pod_prefixes[p].1, pause_counters[p], ts)?;
+                }
+            }
+            for (n, node) in cl.nodes.iter().enumerate() {
+                let ts = base + node.offset_secs;
+                let system = 0.15 * (1.0 + 0.3 * usage::unit(cl.missed_scrape_key, k, 600 + n as u64)) * iv;
+                node_counters[n].0 += node_inc[n] + system;
+                node_counters[n].1 += node_inc[n];
+                if ts < cl.end && !cl.scrape_missed(n, k) {
+                    self.om.sample(&node_prefixes[n].0, node_counters[n].0, ts)?;
+                    self.om.sample(&node_prefixes[n].1, node_counters[n].1, ts)?;
+                }
+            }
+            if let Some(truth) = &mut self.truth {
+                for t in clock.due(cl, k) {
+                    let probe = truth.probe_times.contains(&t);
+                    let TruthAcc {
+                        cpu,
+                        cpu_values,
+                        pc_seen,
+                        probes,
+                        ..
+                    } = truth;
+                    let idx = &self.idx;
+                    cpu.eval(t, |pc, v| {
+                        cpu_values[idx.pc_wc[pc]].push(v);
+                        pc_seen[pc] = true;
+                        if probe {
+                            probes.entry((t, pc)).or_default().0 = Some(v);
+                        }
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn cadvisor_memory(&mut self) -> io::Result<()> {
+        let cl = self.cl;
+        let name = "container_memory_working_set_bytes";
+        self.om.family(name, "gauge")?;
+        let prefixes = container_prefixes(cl, &self.idx, name);
+        let pod_prefixes: Vec<(String, String)> = cl.pods.iter().map(|p| pod_level_prefixes(cl, name, p)).collect();
+        let node_prefixes = node_prefixes(cl, name);
+        let mut node_sum = vec![0.0; cl.nodes.len()];
+        let mut clock = EvalClock::new(cl);
+        let mut sweep = Sweep::new(&self.idx.pods_by_start);
+        for k in 0..cl.ticks {
+            let base = cl.tick_time(k);
+            sweep.advance(k, |p| cl.pods[p].start, |p| cl.pods[p].end);
+            node_sum.iter_mut().for_each(|v| *v = 0.0);
+            for &p in &sweep.active {
+                let pod = &cl.pods[p];
+                let ts = base + cl.nodes[pod.node].offset_secs;
+                let scraped = ts < cl.end && !cl.scrape_missed(pod.node, k);
+                let mut pod_sum = 0.0;
+                for (j, c) in pod.containers.iter().enumerate() {
+                    let Some((i, inst)) = running(c, k) else { continue };
+                    let pc = self.idx.pc_base[p] + j;
+                    let shape = MemoryShape {
+                        age_ticks: k - inst.start,
+                        life_ticks: inst.end - inst.start,
+                        interval_secs: cl.interval_secs,
+                        limit_bytes: c.res.memory_limit_bytes.map(|b| b as f64),
+                        oom_ramp: inst.oom_killed(),
+                    };
+                    let v = usage::memory_bytes(&c.profile, inst.key, k, &shape);
+                    pod_sum += v;
+                    if scraped {
+                        let s = self.idx.series_of(pod, pc, i);
+                        self.om.sample(&prefixes[s], v, ts)?;
+                        if let Some(t) = &mut self.truth {
+                            t.memory.push(s, ts, v);
+                        }
+                    }
+                }
+                let pause = 4096.0 * (100.0 + (8.0 * usage::unit(pod.key, k.div_euclid(30), 21)).floor());
+                // The pod cgroup also holds page cache and kernel memory.
+                let pod_total = pod_sum + pause + 1.5 * MI;
+                node_sum[pod.node] += pod_total;
+                if scraped {
+                    self.om.sample(&pod_prefixes[p].0, pod_total, ts)?;
+                    self.om.sample(&pod_prefixes[p].1, pause, ts)?;
+                }
+            }
+            for (n, node) in cl.nodes.iter().enumerate() {
+                let ts = base + node.offset_secs;
+                if ts < cl.end && !cl.scrape_missed(n, k) {
+                    let system = 4096.0 * (230_000.0 + (5000.0 * usage::unit(cl.missed_scrape_key, k, 700 + n as u64)).floor());
+                    self.om.sample(&node_prefixes[n].0, node_sum[n] + system, ts)?;
+                    self.om.sample(&node_prefixes[n].1, node_sum[n], ts)?;
+                }
+            }
+            if let Some(truth) = &mut self.truth {
+                for t in clock.due(cl, k) {
+                    let probe = truth.probe_times.contains(&t);
+                    let TruthAcc {
+                        memory,
+                        memory_peak,
+                        memory_samples,
+                        pc_seen,
+                        probes,
+                        ..
+                    } = truth;
+                    let idx = &self.idx;
+                    memory.eval(t, |pc, v| {
+                        let wc = idx.pc_wc[pc];
+                        memory_peak[wc] = memory_peak[wc].max(v);
+                        memory_samples[wc] += 1;
+                        pc_seen[pc] = true;
+                        if probe {
+                            probes.entry((t, pc)).or_default().1 = Some(v);
+                        }
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Container-only counters: CFS periods (only with a CPU limit) and OOM events.
+    fn cadvisor_container_counters(&mut self) -> io::Result<()> {
+        let iv = self.cl.interval_secs;
+        self.container_counter("container_cpu_cfs_periods", |c, inst, k, base| {
+            let limit = c.res.cpu_limit_cores()?;
+            let demand = usage::cpu_demand_cores(&c.profile, inst.key, k, base, c.cpu_factor);
+            Some(usage::cfs_periods(demand, limit, iv).0)
+        })?;
+        self.container_counter("container_cpu_cfs_throttled_periods", |c, inst, k, base| {
+            let limit = c.res.cpu_limit_cores()?;
+            let demand = usage::cpu_demand_cores(&c.profile, inst.key, k, base, c.cpu_factor);
+            Some(usage::cfs_periods(demand, limit, iv).1)
+        })?;
+        // The kill is counted on the scrape just before the container goes.
+        self.container_counter("container_oom_events", |_, inst, k, _| {
+            Some(if inst.oom_killed() && k == inst.end - 1 { 1.0 } else { 0.0 })
+        })
+    }
+
+    /// One counter family over container instances; `inc` gives the increase
+    /// during tick `k`, or `None` when the container has no such series.
+    fn container_counter(
+        &mut self,
+        family: &str,
+        inc: impl Fn(&PodContainer, &Instance, i64, i64) -> Option<f64>,
+    ) -> io::Result<()> {
+        let cl = self.cl;
+        let name = format!("{family}_total");
+        self.om.family(family, "counter")?;
+        let prefixes = container_prefixes(cl, &self.idx, &name);
+        let mut counters = vec![0.0; self.idx.instances];
+        let mut sweep = Sweep::new(&self.idx.pods_by_start);
+        for k in 0..cl.ticks {
+            let base = cl.tick_time(k);
+            sweep.advance(k, |p| cl.pods[p].start, |p| cl.pods[p].end);
+            for &p in &sweep.active {
+                let pod = &cl.pods[p];
+                let ts = base + cl.nodes[pod.node].offset_secs;
+                let scraped = ts < cl.end && !cl.scrape_missed(pod.node, k);
+                for (j, c) in pod.containers.iter().enumerate() {
+                    let Some((i, inst)) = running(c, k) else { continue };
+                    let Some(d) = inc(c, inst, k, base) else { continue };
+                    let pc = self.idx.pc_base[p] + j;
+                    let ctr = &mut counters[self.idx.inst_base[pc] + i];
+                    *ctr += d;
+                    if scraped {
+                        self.om.sample(&prefixes[self.idx.series_of(pod, pc, i)], *ctr, ts)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn ksm(&mut self) -> io::Result<()> {
+        let cl = self.cl;
+        let node_ip = |n: usize| cl.nodes[n].instance.split(':').next().unwrap_or("").to_string();
+        self.ksm_pod_family("kube_pod_info", "gauge", |pod| {
+            let host_ip = node_ip(pod.node);
+            let (created_kind, created_name) = match pod.owner_kind {
+                "<none>" => ("", ""),
+                k => (k, pod.owner_name.as_str()),
+            };
+            vec![(
+                ksm_series(
+                    "kube_pod_info",
+                    &[
+                        ("created_by_kind", created_kind),
+                        ("created_by_name", created_name),
+                        ("host_ip", &host_ip),
+                        ("host_network", "false"),
+                        ("namespace", &pod.namespace),
+                        ("node", &cl.nodes[pod.node].name),
+                        ("pod", &pod.name),
+                        ("pod_ip", &pod.ip),
+                        ("uid", &pod.uid),
+                    ],
+                ),
+                KsmValue::Const(1.0),
+            )]
+        })?;
+        self.ksm_pod_family("kube_pod_owner", "gauge", |pod| {
+            let controller = if pod.owner_kind == "<none>" { "<none>" } else { "true" };
+            vec![(
+                ksm_series(
+                    "kube_pod_owner",
+                    &[
+                        ("namespace", &pod.namespace),
+                        ("owner_is_controller", controller),
+                        ("owner_kind", pod.owner_kind),
+                        ("owner_name", &pod.owner_name),
+                        ("pod", &pod.name),
+                        ("uid", &pod.uid),
+                    ],
+                ),
+                KsmValue::Const(1.0),
+            )]
+        })?;
+        for (family, limits) in [
+            ("kube_pod_container_resource_requests", false),
+            ("kube_pod_container_resource_limits", true),
+        ] {
+            self.ksm_pod_family(family, "gauge", |pod| {
+                let mut v = Vec::new();
+                for c in &pod.containers {
+                    let (cpu, mem) = if limits {
+                        (c.res.cpu_limit_millicores, c.res.memory_limit_bytes)
+                    } else {
+                        (c.res.cpu_request_millicores, c.res.memory_request_bytes)
+                    };
+                    let quantities = [
+                        ("cpu", "core", cpu.map(|m| m as f64 / 1000.0)),
+                        ("memory", "byte", mem.map(|b| b as f64)),
+                    ];
+                    for (resource, unit, q) in quantities {
+                        let Some(q) = q else { continue };
+                        let labels = [
+                            ("container", c.name),
+                            ("namespace", &pod.namespace),
+                            ("node", &cl.nodes[pod.node].name),
+                            ("pod", &pod.name),
+                            ("resource", resource),
+                            ("uid", &pod.uid),
+                            ("unit", unit),
+                        ];
+                        v.push((ksm_series(family, &labels), KsmValue::Const(q)));
+                    }
+                }
+                v
+            })?;
+        }
+        self.ksm_pod_family("kube_pod_container_info", "gauge", |pod| {
+            let mut v = Vec::new();
+            for (j, c) in pod.containers.iter().enumerate() {
+                for (i, inst) in c.instances.iter().enumerate() {
+                    let image_id = format!("{}@sha256:{}", c.image.split(':').next().unwrap_or(""), digest(c.image));
+                    let container_id = format!("containerd://{}", inst.container_id);
+                    let labels = [
+                        ("container", c.name),
+                        ("container_id", container_id.as_str()),
+                        ("image", c.image),
+                        ("image_id", &image_id),
+                        ("image_spec", c.image),
+                        ("namespace", &pod.namespace),
+                        ("pod", &pod.name),
+                        ("uid", &pod.uid),
+                    ];
+                    v.push((ksm_series("kube_pod_container_info", &labels), KsmValue::WhileCurrent(j, i)));
+                }
+            }
+            v
+        })?;
+        self.ksm_pod_family("kube_pod_container_status_restarts", "counter", |pod| {
+            pod.containers
+                .iter()
+                .enumerate()
+                .map(|(j, c)| {
+                    let labels = [
+                        ("container", c.name),
+                        ("namespace", pod.namespace.as_str()),
+                        ("pod", pod.name.as_str()),
+                        ("uid", pod.uid.as_str()),
+                    ];
+                    (
+                        ksm_series("kube_pod_container_status_restarts_total", &labels),
+                        KsmValue::Restarts(j),
+                    )
+                })
+                .collect()
+        })?;
+        self.ksm_pod_family("kube_pod_container_status_last_terminated_reason", "gauge", |pod| {
+            let mut v = Vec::new();
+            for (j, c) in pod.containers.iter().enumerate() {
+                let Some(reason) = c.instances[0].end_reason.filter(|_| c.instances.len() > 1) else {
+                    continue;
+                };
+                let labels = [
+                    ("container", c.name),
+                    ("namespace", pod.namespace.as_str()),
+                    ("pod", pod.name.as_str()),
+                    ("reason", reason),
+                    ("uid", pod.uid.as_str()),
+                ];
+                v.push((
+                    ksm_series("kube_pod_container_status_last_terminated_reason", &labels),
+                    KsmValue::AfterRestart(j),
+                ));
+            }
+            v
+        })?;
+        let rs: Vec<(String, i64, i64)> = cl
+            .replicasets
+            .iter()
+            .map(|o| {
+                let labels = [
+                    ("namespace", o.namespace.as_str()),
+                    ("owner_is_controller", "true"),
+                    ("owner_kind", "Deployment"),
+                    ("owner_name", o.owner_name.as_str()),
+                    ("replicaset", o.name.as_str()),
+                ];
+                (ksm_series("kube_replicaset_owner", &labels), o.start, o.end)
+            })
+            .collect();
+        self.ksm_object_family("kube_replicaset_owner", &rs)?;
+        let jobs: Vec<(String, i64, i64)> = cl
+            .jobs
+            .iter()
+            .map(|o| {
+                let labels = [
+                    ("job_name", o.name.as_str()),
+                    ("namespace", o.namespace.as_str()),
+                    ("owner_is_controller", "true"),
+                    ("owner_kind", "CronJob"),
+                    ("owner_name", o.owner_name.as_str()),
+                ];
+                (ksm_series("kube_job_owner", &labels), o.start, o.end)
+            })
+            .collect();
+        self.ksm_object_family("kube_job_owner", &jobs)?;
+        self.om.family("kube_deployment_spec_replicas", "gauge")?;
+        let deployments: Vec<(String, f64)> = cl
+            .deployments
+            .iter()
+            .map(|d| {
+                let labels = [("deployment", d.name.as_str()), ("namespace", d.namespace.as_str())];
+                (ksm_series("kube_deployment_spec_replicas", &labels), d.replicas as f64)
+            })
+            .collect();
+        for k in 0..cl.ticks {
+            let ts = cl.tick_time(k) + cl.ksm_offset_secs;
+            if ts >= cl.end {
+                continue;
+            }
+            for (prefix, v) in &deployments {
+                self.om.sample(prefix, *v, ts)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One kube-state-metrics family over pods, scraped while the pod object
+    /// exists (for a finished Job's pod, until the Job is deleted).
+    fn ksm_pod_family(
+        &mut self,
+        family: &str,
+        kind: &str,
+        series_of: impl Fn(&Pod) -> Vec<(String, KsmValue)>,
+    ) -> io::Result<()> {
+        let cl = self.cl;
+        self.om.family(family, kind)?;
+        let per_pod: Vec<Vec<(String, KsmValue)>> = cl.pods.iter().map(&series_of).collect();
+        let mut sweep = Sweep::new(&self.idx.pods_by_start);
+        for k in 0..cl.ticks {
+            let ts = cl.tick_time(k) + cl.ksm_offset_secs;
+            sweep.advance(k, |p| cl.pods[p].start, |p| cl.pods[p].ksm_end);
+            if ts >= cl.end {
+                continue;
+            }
+            for &p in &sweep.active {
+                let pod = &cl.pods[p];
+                for (prefix, value) in &per_pod[p] {
+                    let v = match *value {
+                        KsmValue::Const(v) => Some(v),
+                        KsmValue::WhileCurrent(j, i) => (current(&pod.containers[j], k).0 == i).then_some(1.0),
+                        KsmValue::Restarts(j) => Some(current(&pod.containers[j], k).0 as f64),
+                        KsmValue::AfterRestart(j) => (current(&pod.containers[j], k).0 > 0).then_some(1.0),
+                    };
+                    if let Some(v) = v {
+                        self.om.sample(prefix, v, ts)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn ksm_object_family(&mut self, family: &str, objects: &[(String, i64, i64)]) -> io::Result<()> {
+        let cl = self.cl;
+        self.om.family(family, "gauge")?;
+        for k in 0..cl.ticks {
+            let ts = cl.tick_time(k) + cl.ksm_offset_secs;
+            if ts >= cl.end {
+                continue;
+            }
+            for (prefix, start, end) in objects {
+                if *start <= k && k < *end {
+                    self.om.sample(prefix, 1.0, ts)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a kube-state-metrics pod series' value follows the pod's life.
+#[derive(Clone, Copy)]
+enum KsmValue {
+    Const(f64),
+    /// Present while instance `.1` is the latest of container `.0`.
+    WhileCurrent(usize, usize),
+    /// Restart count of container `.0`.
+    Restarts(usize),
+    /// Present once container `.0` has restarted.
+    AfterRestart(usize),
+}
+
+fn ksm_series(name: &str, labels: &[(&str, &str)]) -> String {
+    let mut v: Vec<(&str, &str)> = labels.to_vec();
+    v.extend_from_slice(KSM);
+    v.sort_by(|a, b| a.0.cmp(b.0));
+    series(name, &v)
+}
+
+/// A stable fake sha256 digest for an image reference.
+fn digest(image: &str) -> String {
+    let seed = image.bytes().fold(0u64, |h, b| usage::mix(h ^ u64::from(b)));
+    (0..4).map(|i| format!("{:016x}", usage::mix(seed + i))).collect()
+}

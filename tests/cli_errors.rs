@@ -1,0 +1,133 @@
+//! Bad input through the real binary: each case is one line on stderr naming what
+//! failed, a non-zero exit, and nothing half-written in the store.
+
+use std::process::Command;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+fn temp_db(name: &str) -> (String, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("rs-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("rs.db");
+    (format!("sqlite://{}", path.display()), path)
+}
+
+/// Runs the binary; returns (exit code, stderr).
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rightsizer"))
+        .args(args)
+        .env_remove("RIGHTSIZER_PROMETHEUS_URL")
+        .env_remove("RIGHTSIZER_DATABASE_URL")
+        .env("RIGHTSIZER_LOG", "off")
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+async fn run_async(args: Vec<String>) -> (i32, String) {
+    tokio::task::spawn_blocking(move || run(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+        .unwrap()
+}
+
+async fn collected_hours(db_url: &str) -> usize {
+    let store = rightsizer::store::connect(db_url).await.unwrap();
+    store.collected_hours("default", 0, i64::MAX / 2).await.unwrap().len()
+}
+
+/// A server that answers every request with `response`.
+async fn fake(response: &'static str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let _ = sock.read(&mut buf).await;
+                let _ = sock.write_all(response.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    url
+}
+
+fn assert_one_line(stderr: &str, starts_with: &str) {
+    assert_eq!(stderr.trim_end().lines().count(), 1, "not one line: {stderr}");
+    assert!(stderr.starts_with(starts_with), "expected {starts_with:?}, got {stderr:?}");
+}
+
+#[tokio::test]
+async fn unreachable_prometheus() {
+    let (db, _) = temp_db("unreachable");
+    let (code, stderr) = run_async(
+        ["--database-url", &db, "--prometheus-url", "http://127.0.0.1:1", "collect", "--since", "3h"]
+            .map(String::from)
+            .to_vec(),
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert_one_line(&stderr, "error: Prometheus at http://127.0.0.1:1/api/v1/query unreachable: connection failed");
+    assert_eq!(collected_hours(&db).await, 0);
+}
+
+#[tokio::test]
+async fn prometheus_error_envelope() {
+    let url = fake(
+        "HTTP/1.1 422 Unprocessable Entity\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n\
+         {\"status\":\"error\",\"errorType\":\"execution\",\"error\":\"query processing would load too many samples into memory\"}",
+    )
+    .await;
+    let (db, _) = temp_db("envelope");
+    let (code, stderr) =
+        run_async(["--database-url", &db, "--prometheus-url", &url, "collect", "--since", "3h"].map(String::from).to_vec()).await;
+    assert_eq!(code, 1);
+    assert_one_line(
+        &stderr,
+        "error: Prometheus rejected the query (execution): query processing would load too many samples into memory; query: max by (__name__, namespace, pod",
+    );
+    assert_eq!(collected_hours(&db).await, 0);
+}
+
+#[tokio::test]
+async fn prometheus_non_json_answer() {
+    let url = fake("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n<html>login</html>").await;
+    let (db, _) = temp_db("nonjson");
+    let (code, stderr) =
+        run_async(["--database-url", &db, "--prometheus-url", &url, "collect", "--since", "3h"].map(String::from).to_vec()).await;
+    assert_eq!(code, 1);
+    assert_one_line(
+        &stderr,
+        &format!("error: unexpected answer from Prometheus at {url}/api/v1/query: expected JSON, got content type \"text/html\": <html>login</html>"),
+    );
+    assert_eq!(collected_hours(&db).await, 0);
+}
+
+#[test]
+fn unknown_database_scheme() {
+    let (code, stderr) = run(&["--database-url", "mysql://root@localhost/x", "migrate"]);
+    assert_eq!(code, 1);
+    assert_one_line(
+        &stderr,
+        "error: unsupported database URL \"mysql://root@localhost/x\": expected sqlite://PATH or postgres://…",
+    );
+}
+
+#[test]
+fn missing_prometheus_url() {
+    let (db, path) = temp_db("nourl");
+    let (code, stderr) = run(&["--database-url", &db, "collect"]);
+    assert_eq!(code, 1);
+    assert_one_line(&stderr, "error: no Prometheus URL: set --prometheus-url or RIGHTSIZER_PROMETHEUS_URL");
+    assert!(!path.exists(), "the store must not be created before the Prometheus URL is checked");
+}
+
+#[test]
+fn invalid_until() {
+    let (db, _) = temp_db("until");
+    let (code, stderr) = run(&["--database-url", &db, "--prometheus-url", "http://127.0.0.1:1", "collect", "--until", "last tuesday"]);
+    assert_eq!(code, 1);
+    assert_one_line(&stderr, "error: invalid time \"last tuesday\" (want RFC 3339 or unix seconds)");
+}

@@ -1,0 +1,134 @@
+//! The Prometheus client against protocol faults a real Prometheus won't produce on
+//! demand: a proxy's HTML 502, a 503 error envelope, a hang, a truncated body, a
+//! non-JSON 200, and bearer-token auth. A tiny local server plays each part.
+
+use std::time::Duration;
+
+use rightsizer::prometheus::{PromClient, PromConfig, PromError};
+use secrecy::SecretString;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Serves `response` (raw HTTP) to every connection; returns the base URL and the
+/// requests it saw.
+async fn fake(response: &'static str, delay: Duration) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let _ = tx.send(String::from_utf8_lossy(&buf[..n]).to_string());
+                tokio::time::sleep(delay).await;
+                let _ = sock.write_all(response.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    (url, rx)
+}
+
+fn client(url: &str, timeout: Duration, token: Option<&str>) -> PromClient {
+    PromClient::new(&PromConfig {
+        url: url.to_string(),
+        bearer_token: token.map(|t| SecretString::from(t.to_string())),
+        timeout,
+    })
+    .unwrap()
+}
+
+const OK_MATRIX: &str = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n\
+{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"metric\":{\"pod\":\"a\"},\"values\":[[10,\"1\"],[70,\"NaN\"],[130,\"+Inf\"]]}]}}";
+
+#[tokio::test]
+async fn decodes_and_sends_the_bearer_token() {
+    let (url, mut seen) = fake(OK_MATRIX, Duration::ZERO).await;
+    let answer = client(&url, Duration::from_secs(5), Some("s3cret"))
+        .query_range("up{job=\"x\"}", 10, 130, 60)
+        .await
+        .unwrap();
+    assert_eq!(answer.series[0].samples, vec![(10, 1.0)]);
+    assert_eq!(answer.non_finite_skipped, 2);
+    let request = seen.recv().await.unwrap();
+    assert!(request.starts_with("POST /api/v1/query_range "), "{request}");
+    assert!(request.to_ascii_lowercase().contains("authorization: bearer s3cret"), "{request}");
+    assert!(request.contains("query=up%7Bjob%3D%22x%22%7D"), "{request}");
+}
+
+#[tokio::test]
+async fn error_envelope_on_503_is_an_api_error() {
+    let (url, _) = fake(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n\
+         {\"status\":\"error\",\"errorType\":\"unavailable\",\"error\":\"too many concurrent queries\"}",
+        Duration::ZERO,
+    )
+    .await;
+    let err = client(&url, Duration::from_secs(5), None).query("up", 100).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Prometheus rejected the query (unavailable): too many concurrent queries; query: up"
+    );
+    assert!(err.is_transient());
+}
+
+#[tokio::test]
+async fn proxy_html_is_a_status_error_with_a_snippet() {
+    let (url, _) = fake(
+        "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n<html><body>Bad gateway</body></html>",
+        Duration::ZERO,
+    )
+    .await;
+    let err = client(&url, Duration::from_secs(5), None).query("up", 100).await.unwrap_err();
+    assert!(matches!(err, PromError::Status { status: 502, .. }), "{err:?}");
+    assert!(err.to_string().contains("answered HTTP 502: <html><body>Bad gateway"), "{err}");
+    assert!(err.is_transient());
+}
+
+#[tokio::test]
+async fn non_json_success_is_a_decode_error() {
+    let (url, _) = fake(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nhello",
+        Duration::ZERO,
+    )
+    .await;
+    let err = client(&url, Duration::from_secs(5), None).query("up", 100).await.unwrap_err();
+    assert!(err.to_string().contains("expected JSON, got content type \"text/plain\": hello"), "{err}");
+    assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn truncated_body_is_an_error_not_partial_data() {
+    let (url, _) = fake(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\nConnection: close\r\n\r\n\
+         {\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"metric\":{},\"values\":[[1,\"1\"]",
+        Duration::ZERO,
+    )
+    .await;
+    let err = client(&url, Duration::from_secs(5), None).query_range("up", 1, 61, 60).await.unwrap_err();
+    assert!(matches!(err, PromError::Http { .. }), "{err:?}");
+    assert!(err.is_transient());
+}
+
+#[tokio::test]
+async fn a_hang_times_out() {
+    let (url, _) = fake(OK_MATRIX, Duration::from_secs(30)).await;
+    let started = std::time::Instant::now();
+    let err = client(&url, Duration::from_millis(300), None).query("up", 1).await.unwrap_err();
+    assert!(matches!(err, PromError::Http { timeout: true, .. }), "{err:?}");
+    assert!(err.to_string().contains("request timed out"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn unreachable_and_invalid_urls() {
+    let err = client("http://127.0.0.1:1", Duration::from_secs(2), None).query("up", 1).await.unwrap_err();
+    assert!(err.to_string().starts_with("Prometheus at http://127.0.0.1:1/api/v1/query unreachable: connection failed"), "{err}");
+    let err = PromClient::new(&PromConfig { url: "ftp://x".into(), bearer_token: None, timeout: Duration::from_secs(1) })
+        .err()
+        .unwrap();
+    assert_eq!(err.to_string(), "invalid Prometheus URL \"ftp://x\": scheme must be http or https");
+}

@@ -1,0 +1,982 @@
+//! One scenario suite, run against both store backends: a fresh SQLite file and a fresh Postgres database.
+//!
+//! Postgres comes from `RIGHTSIZER_TEST_POSTGRES_URL` (default `postgres://root@127.0.0.1:5432/postgres`);
+//! each test creates its own throwaway database there and drops it afterwards, so tests run in parallel.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rightsizer::model::{
+    Chunk, Confidence, ContainerKey, ContainerObservation, Evidence, Recommendation, Resource,
+    Resources, Status, UsageHour,
+};
+use rightsizer::sketch::Sketch;
+use rightsizer::store::{self, RecommendationFilter, Store, StoreError};
+use sqlx::Connection;
+
+const HOUR: i64 = 3600;
+/// 2024-01-01T00:00:00Z, hour-aligned.
+const T0: i64 = 1_704_067_200;
+
+// ---------------------------------------------------------------------------------------------
+// Backends
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn unique_name() -> String {
+    format!(
+        "rs_test_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("RIGHTSIZER_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".to_string())
+}
+
+/// `url` with its database name replaced by `database`.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    format!("{server}/{database}{query}")
+}
+
+/// A throwaway database that is removed when the scenario ends, passed or not.
+enum Scratch {
+    Sqlite(PathBuf),
+    Postgres { admin_url: String, name: String },
+}
+
+impl Scratch {
+    async fn sqlite() -> (Self, String) {
+        let path = std::env::temp_dir().join(format!("{}.sqlite", unique_name()));
+        let url = format!("sqlite://{}", path.display());
+        (Scratch::Sqlite(path), url)
+    }
+
+    async fn postgres() -> (Self, String) {
+        let admin_url = postgres_admin_url();
+        let name = unique_name();
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+            panic!("Postgres for the store tests is not reachable at {admin_url} (set RIGHTSIZER_TEST_POSTGRES_URL): {e}")
+        });
+        sqlx::query(&format!("create database {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create the test database");
+        let _ = admin.close().await;
+        let url = with_database(&admin_url, &name);
+        (Scratch::Postgres { admin_url, name }, url)
+    }
+
+    /// Best effort: a leftover scratch database or file is harmless.
+    async fn remove(self) {
+        match self {
+            Scratch::Sqlite(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut file = path.clone().into_os_string();
+                    file.push(suffix);
+                    let _ = std::fs::remove_file(file);
+                }
+            }
+            Scratch::Postgres { admin_url, name } => {
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
+                    let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
+                        .execute(&mut admin)
+                        .await;
+                    let _ = admin.close().await;
+                }
+            }
+        }
+    }
+}
+
+/// Direct access to a store's database, for planting what the `Store` trait can't write.
+#[derive(Clone)]
+enum Backdoor {
+    Sqlite(String),
+    Postgres(String),
+}
+
+impl Backdoor {
+    /// Runs the statement written for this backend.
+    async fn execute(&self, sqlite: &str, postgres: &str) {
+        match self {
+            Backdoor::Sqlite(url) => {
+                let mut db = sqlx::SqliteConnection::connect(url).await.unwrap();
+                sqlx::query(sqlite).execute(&mut db).await.unwrap();
+                db.close().await.unwrap();
+            }
+            Backdoor::Postgres(url) => {
+                let mut db = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query(postgres).execute(&mut db).await.unwrap();
+                db.close().await.unwrap();
+            }
+        }
+    }
+}
+
+/// Runs `scenario` on a fresh, migrated store of `backend`, then removes the database.
+async fn run_with_backdoor<F, Fut>(backend: &str, scenario: F)
+where
+    F: FnOnce(Arc<dyn Store>, Backdoor) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (scratch, url) = match backend {
+        "sqlite" => Scratch::sqlite().await,
+        "postgres" => Scratch::postgres().await,
+        other => unreachable!("no backend {other}"),
+    };
+    let backdoor = match backend {
+        "sqlite" => Backdoor::Sqlite(url.clone()),
+        _ => Backdoor::Postgres(url.clone()),
+    };
+    let outcome = match store::connect(&url).await {
+        Ok(store) => {
+            assert_eq!(store.backend(), backend);
+            // On its own task so a failed assertion still lets us drop the database below.
+            tokio::spawn(scenario(store, backdoor)).await
+        }
+        Err(e) => {
+            scratch.remove().await;
+            panic!("cannot open the {backend} test store: {e}");
+        }
+    };
+    scratch.remove().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Runs a scenario that only needs the store.
+async fn run<F, Fut>(backend: &str, scenario: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    run_with_backdoor(backend, |store, _| scenario(store)).await;
+}
+
+/// Defines `<scenario>::sqlite` and `<scenario>::postgres` for each scenario function, run by `$runner`.
+macro_rules! contract {
+    ($runner:ident: $($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$runner("sqlite", super::$scenario).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$runner("postgres", super::$scenario).await;
+                }
+            }
+        )*
+    };
+}
+
+contract!(
+    run: migrating_twice_is_harmless,
+    a_chunk_reads_back_as_written,
+    rewriting_a_chunk_replaces_instead_of_adding,
+    only_a_newer_observation_replaces_resources,
+    usage_without_an_observation_creates_a_container,
+    duplicates_inside_one_chunk_keep_the_last,
+    a_failing_chunk_writes_nothing,
+    big_chunks_are_written_in_batches,
+    recommendations_are_replaced_per_cluster_and_filtered,
+);
+contract!(run_with_backdoor: corrupt_rows_are_reported);
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+fn key(
+    cluster: &str,
+    namespace: &str,
+    kind: &str,
+    workload: &str,
+    container: &str,
+) -> ContainerKey {
+    ContainerKey {
+        cluster: cluster.into(),
+        namespace: namespace.into(),
+        kind: kind.into(),
+        workload: workload.into(),
+        container: container.into(),
+    }
+}
+
+fn sketch_of(values: &[f64]) -> Sketch {
+    let mut sketch = Sketch::new();
+    for &value in values {
+        sketch.insert(value).expect("valid sample");
+    }
+    sketch
+}
+
+fn usage(key: &ContainerKey, resource: Resource, hour_start: i64, values: &[f64]) -> UsageHour {
+    UsageHour {
+        key: key.clone(),
+        resource,
+        hour_start,
+        sketch: sketch_of(values),
+    }
+}
+
+fn observation(
+    key: &ContainerKey,
+    cpu_request_millicores: i64,
+    memory_request_bytes: i64,
+    seen_at: i64,
+) -> ContainerObservation {
+    ContainerObservation {
+        key: key.clone(),
+        resources: Resources {
+            cpu_request_millicores: Some(cpu_request_millicores),
+            cpu_limit_millicores: None,
+            memory_request_bytes: Some(memory_request_bytes),
+            memory_limit_bytes: Some(2 * memory_request_bytes),
+        },
+        seen_at,
+    }
+}
+
+fn api() -> ContainerKey {
+    key("prod", "shop", "Deployment", "api", "app")
+}
+
+fn sidecar() -> ContainerKey {
+    key("prod", "shop", "Deployment", "api", "envoy")
+}
+
+/// Two hours of one cluster: two containers, CPU and memory, and a third hour with no usage at all.
+fn two_hours() -> Chunk {
+    let (api, sidecar) = (api(), sidecar());
+    Chunk {
+        cluster: "prod".into(),
+        hours: vec![T0, T0 + HOUR, T0 + 2 * HOUR],
+        containers: vec![
+            observation(&api, 250, 256 << 20, T0 + HOUR),
+            observation(&sidecar, 50, 64 << 20, T0 + HOUR),
+        ],
+        usage: vec![
+            usage(&api, Resource::Cpu, T0, &[0.1, 0.2, 0.25, 0.0]),
+            usage(&api, Resource::Cpu, T0 + HOUR, &[0.3, 0.5]),
+            usage(&api, Resource::Memory, T0, &[1.5e8, 1.6e8]),
+            usage(&api, Resource::Memory, T0 + HOUR, &[1.7e8]),
+            usage(&sidecar, Resource::Cpu, T0, &[0.01]),
+        ],
+    }
+}
+
+/// The rows of `chunk` for `key`, in the order [`Store::usage`] promises.
+fn expected_usage(chunk: &Chunk, key: &ContainerKey) -> Vec<UsageHour> {
+    let mut rows: Vec<UsageHour> = chunk
+        .usage
+        .iter()
+        .filter(|u| &u.key == key)
+        .cloned()
+        .collect();
+    rows.sort_by_key(|u| (u.resource, u.hour_start));
+    rows
+}
+
+fn recommendation(
+    key: &ContainerKey,
+    cpu_request_millicores: i64,
+    computed_at: i64,
+) -> Recommendation {
+    Recommendation {
+        key: key.clone(),
+        status: Status::Ok,
+        current: Resources {
+            cpu_request_millicores: Some(1000),
+            ..Resources::default()
+        },
+        recommended: Resources {
+            cpu_request_millicores: Some(cpu_request_millicores),
+            cpu_limit_millicores: None,
+            memory_request_bytes: Some(300 << 20),
+            memory_limit_bytes: Some(300 << 20),
+        },
+        confidence: Confidence::High,
+        confidence_score: 0.9,
+        reason: "p95 CPU plus 15%".into(),
+        strategy: "percentile".into(),
+        evidence: Evidence {
+            cpu_percentile: 95.0,
+            cpu_percentile_millicores: Some(212.5),
+            memory_peak_bytes: Some(2.5e8),
+            samples: 2016,
+            memory_samples: 2016,
+            history_hours: 168,
+            window_hours: 168,
+            margin: 0.15,
+            rules: vec!["request = p95 × 1.15".into()],
+        },
+        computed_at,
+    }
+}
+
+fn insufficient(key: &ContainerKey, computed_at: i64) -> Recommendation {
+    Recommendation {
+        status: Status::InsufficientData,
+        recommended: Resources::default(),
+        confidence: Confidence::Low,
+        confidence_score: 0.1,
+        reason: "only 3 hours of history".into(),
+        ..recommendation(key, 0, computed_at)
+    }
+}
+
+/// Everything a store holds about `cluster`, to compare before and after.
+async fn snapshot(
+    store: &dyn Store,
+    cluster: &str,
+) -> (
+    Vec<ContainerObservation>,
+    Vec<Vec<UsageHour>>,
+    Vec<i64>,
+    Option<i64>,
+) {
+    let containers = store.containers(Some(cluster)).await.unwrap();
+    let mut usage = Vec::new();
+    for container in &containers {
+        usage.push(
+            store
+                .usage(&container.key, i64::MIN, i64::MAX)
+                .await
+                .unwrap(),
+        );
+    }
+    let hours = store
+        .collected_hours(cluster, i64::MIN, i64::MAX)
+        .await
+        .unwrap();
+    let watermark = store.watermark(cluster).await.unwrap();
+    (containers, usage, hours, watermark)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+
+async fn migrating_twice_is_harmless(store: Arc<dyn Store>) {
+    // `connect` migrated once already; start-up and `rightsizer migrate` may both run it again.
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    store.ping().await.unwrap();
+    store.write_chunk(&two_hours()).await.unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(store.containers(None).await.unwrap().len(), 2);
+}
+
+async fn a_chunk_reads_back_as_written(store: Arc<dyn Store>) {
+    assert_eq!(store.watermark("prod").await.unwrap(), None);
+    assert!(store.containers(None).await.unwrap().is_empty());
+
+    let chunk = two_hours();
+    store.write_chunk(&chunk).await.unwrap();
+
+    let mut expected = chunk.containers.clone();
+    expected.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(store.containers(Some("prod")).await.unwrap(), expected);
+    assert_eq!(store.containers(None).await.unwrap(), expected);
+    assert!(store.containers(Some("staging")).await.unwrap().is_empty());
+
+    // Sketches come back equal, so every percentile computed from them does too.
+    let api_usage = store.usage(&api(), T0, T0 + 2 * HOUR).await.unwrap();
+    assert_eq!(api_usage, expected_usage(&chunk, &api()));
+    assert_eq!(api_usage[0].sketch.count(), 4);
+    assert_eq!(api_usage[0].sketch.max(), 0.25);
+    assert_eq!(
+        store.usage(&sidecar(), T0, T0 + 2 * HOUR).await.unwrap(),
+        expected_usage(&chunk, &sidecar())
+    );
+
+    // `[from, to)`: the end is exclusive.
+    let first_hour = store.usage(&api(), T0, T0 + HOUR).await.unwrap();
+    assert_eq!(
+        first_hour
+            .iter()
+            .map(|u| (u.resource, u.hour_start))
+            .collect::<Vec<_>>(),
+        [(Resource::Cpu, T0), (Resource::Memory, T0)]
+    );
+    assert!(store
+        .usage(
+            &key("prod", "shop", "Deployment", "api", "nope"),
+            T0,
+            T0 + HOUR
+        )
+        .await
+        .unwrap()
+        .is_empty());
+
+    assert_eq!(
+        store
+            .collected_hours("prod", T0, T0 + 3 * HOUR)
+            .await
+            .unwrap(),
+        [T0, T0 + HOUR, T0 + 2 * HOUR]
+    );
+    assert_eq!(
+        store
+            .collected_hours("prod", T0 + HOUR, T0 + 2 * HOUR)
+            .await
+            .unwrap(),
+        [T0 + HOUR]
+    );
+    assert!(store
+        .collected_hours("staging", T0, T0 + 3 * HOUR)
+        .await
+        .unwrap()
+        .is_empty());
+    // The hour without usage still counts as collected.
+    assert_eq!(store.watermark("prod").await.unwrap(), Some(T0 + 3 * HOUR));
+    assert_eq!(store.watermark("staging").await.unwrap(), None);
+}
+
+async fn rewriting_a_chunk_replaces_instead_of_adding(store: Arc<dyn Store>) {
+    let chunk = two_hours();
+    store.write_chunk(&chunk).await.unwrap();
+    let first = snapshot(&*store, "prod").await;
+    store.write_chunk(&chunk).await.unwrap();
+    assert_eq!(snapshot(&*store, "prod").await, first);
+
+    // Re-collecting the window with different numbers replaces the summary; counts are not added.
+    let mut recollected = chunk.clone();
+    recollected.usage[0] = usage(&api(), Resource::Cpu, T0, &[0.9]);
+    store.write_chunk(&recollected).await.unwrap();
+    let cpu = store.usage(&api(), T0, T0 + HOUR).await.unwrap();
+    assert_eq!(cpu[0].resource, Resource::Cpu);
+    assert_eq!(cpu[0].sketch, sketch_of(&[0.9]));
+    assert_eq!(cpu[0].sketch.count(), 1);
+    assert_eq!(
+        store
+            .collected_hours("prod", T0, T0 + 3 * HOUR)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+async fn only_a_newer_observation_replaces_resources(store: Arc<dyn Store>) {
+    let api = api();
+    let at = |seen_at: i64, cpu_request_millicores: i64| Chunk {
+        cluster: "prod".into(),
+        hours: vec![seen_at - seen_at.rem_euclid(HOUR)],
+        containers: vec![observation(
+            &api,
+            cpu_request_millicores,
+            256 << 20,
+            seen_at,
+        )],
+        usage: vec![],
+    };
+
+    store.write_chunk(&at(T0 + 10 * HOUR, 500)).await.unwrap();
+    // A backfill of an older window must not roll the spec back.
+    store.write_chunk(&at(T0 + 2 * HOUR, 100)).await.unwrap();
+    let now = store.containers(Some("prod")).await.unwrap();
+    assert_eq!(now, [observation(&api, 500, 256 << 20, T0 + 10 * HOUR)]);
+
+    // The same instant again, and then a newer one, do replace it.
+    store.write_chunk(&at(T0 + 10 * HOUR, 600)).await.unwrap();
+    assert_eq!(
+        store.containers(None).await.unwrap()[0]
+            .resources
+            .cpu_request_millicores,
+        Some(600)
+    );
+    let mut unset = at(T0 + 11 * HOUR, 0);
+    unset.containers[0].resources = Resources::default();
+    store.write_chunk(&unset).await.unwrap();
+    assert_eq!(store.containers(None).await.unwrap(), unset.containers);
+}
+
+async fn usage_without_an_observation_creates_a_container(store: Arc<dyn Store>) {
+    let orphan = key("prod", "batch", "CronJob", "report", "main");
+    let chunk = Chunk {
+        cluster: "prod".into(),
+        hours: vec![T0, T0 + HOUR, T0 + 2 * HOUR],
+        containers: vec![],
+        usage: vec![
+            usage(&orphan, Resource::Cpu, T0 + 2 * HOUR, &[1.0]),
+            usage(&orphan, Resource::Cpu, T0, &[2.0]),
+            usage(&orphan, Resource::Memory, T0 + HOUR, &[3.0e9]),
+        ],
+    };
+    store.write_chunk(&chunk).await.unwrap();
+    assert_eq!(
+        store.containers(Some("prod")).await.unwrap(),
+        [ContainerObservation {
+            key: orphan.clone(),
+            resources: Resources::default(),
+            seen_at: T0 + 2 * HOUR,
+        }]
+    );
+    assert_eq!(
+        store.usage(&orphan, T0, T0 + 3 * HOUR).await.unwrap(),
+        expected_usage(&chunk, &orphan)
+    );
+
+    // Known requests are not erased by later usage that comes without an observation.
+    let observed = observation(&orphan, 1000, 4 << 30, T0 + 3 * HOUR);
+    store
+        .write_chunk(&Chunk {
+            cluster: "prod".into(),
+            hours: vec![T0 + 3 * HOUR],
+            containers: vec![observed.clone()],
+            usage: vec![],
+        })
+        .await
+        .unwrap();
+    store
+        .write_chunk(&Chunk {
+            cluster: "prod".into(),
+            hours: vec![T0 + 5 * HOUR],
+            containers: vec![],
+            usage: vec![usage(&orphan, Resource::Cpu, T0 + 5 * HOUR, &[1.0])],
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.containers(Some("prod")).await.unwrap(), [observed]);
+    assert_eq!(
+        store.usage(&orphan, T0, T0 + 6 * HOUR).await.unwrap().len(),
+        4
+    );
+}
+
+async fn duplicates_inside_one_chunk_keep_the_last(store: Arc<dyn Store>) {
+    // Postgres refuses an upsert touching one row twice and SQLite doesn't; the store makes both agree.
+    let api = api();
+    let chunk = Chunk {
+        cluster: "prod".into(),
+        hours: vec![T0, T0],
+        containers: vec![
+            observation(&api, 300, 1 << 30, T0 + 1800),
+            observation(&api, 200, 1 << 30, T0 + 600),
+        ],
+        usage: vec![
+            usage(&api, Resource::Cpu, T0, &[1.0, 2.0]),
+            usage(&api, Resource::Cpu, T0, &[3.0]),
+        ],
+    };
+    store.write_chunk(&chunk).await.unwrap();
+    assert_eq!(
+        store.containers(None).await.unwrap(),
+        [observation(&api, 300, 1 << 30, T0 + 1800)]
+    );
+    assert_eq!(
+        store.usage(&api, T0, T0 + HOUR).await.unwrap(),
+        [usage(&api, Resource::Cpu, T0, &[3.0])]
+    );
+    assert_eq!(
+        store.collected_hours("prod", T0, T0 + HOUR).await.unwrap(),
+        [T0]
+    );
+}
+
+async fn a_failing_chunk_writes_nothing(store: Arc<dyn Store>) {
+    let good = two_hours();
+    store.write_chunk(&good).await.unwrap();
+    let before = snapshot(&*store, "prod").await;
+
+    // Usage hours must be hour-aligned (a check constraint). The misaligned row comes last, after
+    // more than one batch of valid rows, a new container and a changed observation were written,
+    // so only a rollback can hide them.
+    let newcomer = key("prod", "shop", "StatefulSet", "db", "postgres");
+    let mut bad = Chunk {
+        cluster: "prod".into(),
+        hours: vec![T0 + 3 * HOUR],
+        containers: vec![
+            observation(&api(), 999, 1 << 30, T0 + 5 * HOUR),
+            observation(&newcomer, 100, 1 << 30, T0),
+        ],
+        usage: (0..700)
+            .map(|h| usage(&newcomer, Resource::Cpu, T0 + h * HOUR, &[0.5]))
+            .collect(),
+    };
+    bad.usage
+        .push(usage(&newcomer, Resource::Memory, T0 + 90, &[1.0]));
+    let err = store
+        .write_chunk(&bad)
+        .await
+        .expect_err("a misaligned hour must be refused");
+    match &err {
+        StoreError::Database(sqlx::Error::Database(db)) => {
+            assert_eq!(db.kind(), sqlx::error::ErrorKind::CheckViolation, "{err}")
+        }
+        other => panic!("expected the check constraint to refuse the row, got {other:?}"),
+    }
+
+    assert_eq!(snapshot(&*store, "prod").await, before);
+    assert!(store
+        .usage(&newcomer, i64::MIN, i64::MAX)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The store is still usable afterwards.
+    bad.usage.pop();
+    store.write_chunk(&bad).await.unwrap();
+    assert_eq!(
+        store
+            .usage(&newcomer, i64::MIN, i64::MAX)
+            .await
+            .unwrap()
+            .len(),
+        700
+    );
+}
+
+async fn big_chunks_are_written_in_batches(store: Arc<dyn Store>) {
+    // More rows than fit one statement's bound parameters on either engine.
+    let keys: Vec<ContainerKey> = (0..1200)
+        .map(|i| {
+            key(
+                "big",
+                &format!("ns{:02}", i % 40),
+                "Deployment",
+                &format!("w{i:04}"),
+                "app",
+            )
+        })
+        .collect();
+    let hours: Vec<i64> = (0..24).map(|h| T0 + h * HOUR).collect();
+    let chunk = Chunk {
+        cluster: "big".into(),
+        hours: hours.clone(),
+        containers: keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| observation(k, i as i64, 1 << 20, T0))
+            .collect(),
+        usage: keys
+            .iter()
+            .take(300)
+            .flat_map(|k| {
+                hours
+                    .iter()
+                    .map(move |&h| usage(k, Resource::Cpu, h, &[0.1, 0.2]))
+            })
+            .collect(),
+    };
+    let started = Instant::now();
+    store.write_chunk(&chunk).await.unwrap();
+    store.write_chunk(&chunk).await.unwrap();
+    let containers = store.containers(Some("big")).await.unwrap();
+    assert_eq!(containers.len(), 1200);
+    assert!(
+        containers.windows(2).all(|w| w[0].key < w[1].key),
+        "ordered by key"
+    );
+    let w0042 = containers
+        .iter()
+        .find(|c| c.key.workload == "w0042")
+        .unwrap();
+    assert_eq!(w0042.resources.cpu_request_millicores, Some(42));
+    assert_eq!(
+        store.usage(&keys[7], T0, T0 + 24 * HOUR).await.unwrap(),
+        expected_usage(&chunk, &keys[7])
+    );
+    assert!(store
+        .usage(&keys[700], T0, T0 + 24 * HOUR)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.watermark("big").await.unwrap(), Some(T0 + 24 * HOUR));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "slow batch writes: {:?}",
+        started.elapsed()
+    );
+}
+
+async fn recommendations_are_replaced_per_cluster_and_filtered(store: Arc<dyn Store>) {
+    let filter = |cluster: Option<&str>,
+                  namespace: Option<&str>,
+                  kind: Option<&str>,
+                  workload: Option<&str>| {
+        RecommendationFilter {
+            cluster: cluster.map(Into::into),
+            namespace: namespace.map(Into::into),
+            kind: kind.map(Into::into),
+            workload: workload.map(Into::into),
+        }
+    };
+    let all = RecommendationFilter::default();
+    assert!(store.recommendations(&all).await.unwrap().is_empty());
+
+    let prod = vec![
+        recommendation(&key("prod", "shop", "Deployment", "api", "app"), 200, T0),
+        insufficient(&key("prod", "shop", "Deployment", "api", "envoy"), T0),
+        recommendation(&key("prod", "shop", "StatefulSet", "api", "app"), 300, T0),
+        recommendation(
+            &key("prod", "billing", "Deployment", "invoices", "app"),
+            400,
+            T0,
+        ),
+    ];
+    let staging = vec![recommendation(
+        &key("staging", "shop", "Deployment", "api", "app"),
+        100,
+        T0,
+    )];
+    store.replace_recommendations("prod", &prod).await.unwrap();
+    store
+        .replace_recommendations("staging", &staging)
+        .await
+        .unwrap();
+
+    // Whole bodies round-trip, ordered by namespace, kind, workload, container.
+    let listed = store
+        .recommendations(&filter(Some("prod"), None, None, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        listed,
+        [
+            prod[3].clone(),
+            prod[0].clone(),
+            prod[1].clone(),
+            prod[2].clone()
+        ]
+    );
+    assert_eq!(store.recommendations(&all).await.unwrap().len(), 5);
+
+    let shop = store
+        .recommendations(&filter(None, Some("shop"), None, None))
+        .await
+        .unwrap();
+    assert_eq!(shop.len(), 4);
+    assert!(shop.iter().all(|r| r.key.namespace == "shop"));
+
+    let api_deployment = store
+        .recommendations(&filter(None, None, Some("Deployment"), Some("api")))
+        .await
+        .unwrap();
+    let keys: Vec<_> = api_deployment
+        .iter()
+        .map(|r| (r.key.cluster.as_str(), r.key.container.as_str()))
+        .collect();
+    // Clusters come last in the order: a workload's containers across clusters sit side by side.
+    assert_eq!(
+        keys,
+        [("prod", "app"), ("staging", "app"), ("prod", "envoy")]
+    );
+
+    let staging_listed = store
+        .recommendations(&filter(
+            Some("staging"),
+            Some("shop"),
+            Some("Deployment"),
+            Some("api"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(staging_listed, staging);
+    assert!(store
+        .recommendations(&filter(Some("prod"), Some("nope"), None, None))
+        .await
+        .unwrap()
+        .is_empty());
+    // Values are bound, not pasted into SQL.
+    assert!(store
+        .recommendations(&filter(Some("prod' or '1'='1"), None, None, None))
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A new analysis replaces the cluster's set: gone containers disappear, other clusters stay.
+    let rerun = vec![recommendation(
+        &key("prod", "shop", "Deployment", "api", "app"),
+        250,
+        T0 + HOUR,
+    )];
+    store.replace_recommendations("prod", &rerun).await.unwrap();
+    assert_eq!(
+        store
+            .recommendations(&filter(Some("prod"), None, None, None))
+            .await
+            .unwrap(),
+        rerun
+    );
+    assert_eq!(
+        store
+            .recommendations(&filter(Some("staging"), None, None, None))
+            .await
+            .unwrap(),
+        staging
+    );
+
+    // A failed replacement leaves the previous set: one that would not read back, a duplicate key,
+    // a recommendation of another cluster.
+    let mut unreadable = rerun[0].clone();
+    unreadable.confidence_score = f64::NAN;
+    assert!(store
+        .replace_recommendations("prod", &[unreadable])
+        .await
+        .is_err());
+    let duplicate = vec![rerun[0].clone(), rerun[0].clone()];
+    assert!(store
+        .replace_recommendations("prod", &duplicate)
+        .await
+        .is_err());
+    assert!(store
+        .replace_recommendations("prod", &staging)
+        .await
+        .is_err());
+    assert_eq!(
+        store
+            .recommendations(&filter(Some("prod"), None, None, None))
+            .await
+            .unwrap(),
+        rerun
+    );
+
+    store.replace_recommendations("prod", &[]).await.unwrap();
+    assert!(store
+        .recommendations(&filter(Some("prod"), None, None, None))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.recommendations(&all).await.unwrap(), staging);
+}
+
+async fn corrupt_rows_are_reported(store: Arc<dyn Store>, backdoor: Backdoor) {
+    store.write_chunk(&two_hours()).await.unwrap();
+    let recs = vec![
+        recommendation(&api(), 200, T0),
+        recommendation(&sidecar(), 20, T0),
+    ];
+    store.replace_recommendations("prod", &recs).await.unwrap();
+
+    // A sketch that no longer decodes.
+    backdoor
+        .execute(
+            &format!("update usage_hours set sketch = x'ff' where hour_start = {T0} and resource = 'memory'"),
+            &format!("update usage_hours set sketch = '\\xff'::bytea where hour_start = {T0} and resource = 'memory'"),
+        )
+        .await;
+    match store.usage(&api(), T0, T0 + 2 * HOUR).await {
+        Err(StoreError::Corrupt(message)) => assert!(
+            message.contains("prod/shop/Deployment/api/app"),
+            "{message}"
+        ),
+        other => panic!("expected a corrupt-row error, got {other:?}"),
+    }
+    // Other rows of the same container stay readable.
+    assert_eq!(
+        store
+            .usage(&api(), T0 + HOUR, T0 + 2 * HOUR)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // A sample count that disagrees with its sketch.
+    let bump = format!(
+        "update usage_hours set sample_count = sample_count + 1 where hour_start = {}",
+        T0 + HOUR
+    );
+    backdoor.execute(&bump, &bump).await;
+    assert!(matches!(
+        store.usage(&api(), T0 + HOUR, T0 + 2 * HOUR).await,
+        Err(StoreError::Corrupt(_))
+    ));
+
+    // A recommendation body that is not a recommendation.
+    let garble = "update recommendations set body = '{\"not\": \"a recommendation\"}' where container = 'envoy'";
+    backdoor.execute(garble, garble).await;
+    match store
+        .recommendations(&RecommendationFilter::default())
+        .await
+    {
+        Err(StoreError::Corrupt(message)) => assert!(
+            message.contains("prod/shop/Deployment/api/envoy"),
+            "{message}"
+        ),
+        other => panic!("expected a corrupt-row error, got {other:?}"),
+    }
+    let api_workload = RecommendationFilter {
+        workload: Some("api".into()),
+        ..RecommendationFilter::default()
+    };
+    assert!(store.recommendations(&api_workload).await.is_err());
+    assert_eq!(store.containers(None).await.unwrap().len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection errors (no database needed)
+
+#[tokio::test]
+async fn an_unsupported_url_is_refused() {
+    let err = store::connect("mysql://root@127.0.0.1/x")
+        .await
+        .err()
+        .expect("mysql is not supported");
+    assert!(matches!(err, StoreError::UnsupportedUrl(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_fails_fast() {
+    let started = Instant::now();
+    let err = store::connect("postgres://root:hunter2@127.0.0.1:1/x")
+        .await
+        .err()
+        .expect("nothing listens on port 1");
+    match &err {
+        // The driver's own cause (connection refused), not a pool's generic time-out.
+        StoreError::Connect {
+            url,
+            source: sqlx::Error::Io(_),
+        } => assert_eq!(url, "postgres://root:***@127.0.0.1:1/x"),
+        other => panic!("expected a connect error, got {other:?}"),
+    }
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn an_unopenable_sqlite_file_is_a_connect_error() {
+    let path = std::env::temp_dir()
+        .join(unique_name())
+        .join("missing-dir")
+        .join("db.sqlite");
+    let err = store::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .err()
+        .expect("the directory does not exist");
+    assert!(matches!(err, StoreError::Connect { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_memory_sqlite_store_keeps_its_data() {
+    let store = store::connect("sqlite::memory:").await.unwrap();
+    store.write_chunk(&two_hours()).await.unwrap();
+    // Across awaits and idle time, every query sees the one memory database.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(store.containers(None).await.unwrap().len(), 2);
+    assert_eq!(store.watermark("prod").await.unwrap(), Some(T0 + 3 * HOUR));
+}

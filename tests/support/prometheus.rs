@@ -1,0 +1,212 @@
+//! A real Prometheus (Debian's 2.42 at /usr/bin) filled with OpenMetrics
+//! history by `promtool tsdb create-blocks-from openmetrics`, for tests.
+//!
+//! Only std: the readiness probe is a hand-written HTTP/1.0 GET, so the
+//! helper works the same from sync and async tests.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A directory under the system temp dir, removed on drop.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// Creates a fresh, uniquely named directory.
+    pub fn new(prefix: &str) -> io::Result<Self> {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let path = std::env::temp_dir().join(format!(
+            "{prefix}-{}-{}-{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&path)?;
+        Ok(TempDir { path })
+    }
+
+    /// The directory's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// promtool re-reads the whole input once per block window, and rounds the
+/// requested maximum down to 2h x 3^n (2h, 6h, 18h, 54h, 162h, 486h, ...),
+/// windows aligned on multiples of it since the epoch. Asking for 3x the
+/// span (at least 24h) gives one or two windows, so two or three passes.
+pub fn max_block_duration_for(span_secs: i64) -> String {
+    let hours = (span_secs + 3599) / 3600;
+    format!("{}h", (hours * 3).max(24))
+}
+
+/// Runs `promtool tsdb create-blocks-from openmetrics` into `data_dir`;
+/// returns how long it took.
+pub fn backfill(openmetrics: &Path, data_dir: &Path, max_block_duration: &str) -> io::Result<Duration> {
+    let started = Instant::now();
+    let out = Command::new("promtool")
+        .args(["tsdb", "create-blocks-from", "openmetrics", "--quiet"])
+        .arg(format!("--max-block-duration={max_block_duration}"))
+        .arg(openmetrics)
+        .arg(data_dir)
+        .output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "promtool failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(started.elapsed())
+}
+
+/// A running Prometheus serving a backfilled TSDB; killed on drop.
+pub struct Prometheus {
+    child: Child,
+    url: String,
+    dir: TempDir,
+    /// How long promtool took, when this instance did the backfill.
+    pub backfill_time: Option<Duration>,
+}
+
+impl Prometheus {
+    /// Backfills `openmetrics` (whose samples span `span_secs`) into a
+    /// fresh temp dir and serves it.
+    pub fn from_openmetrics(openmetrics: &Path, span_secs: i64) -> io::Result<Self> {
+        let dir = TempDir::new("rightsizer-prometheus")?;
+        let data = dir.path().join("data");
+        fs::create_dir_all(&data)?;
+        let took = backfill(openmetrics, &data, &max_block_duration_for(span_secs))?;
+        let mut prom = Self::serve(dir)?;
+        prom.backfill_time = Some(took);
+        Ok(prom)
+    }
+
+    /// Serves the TSDB in `dir/data` (created by [`backfill`]).
+    pub fn serve(dir: TempDir) -> io::Result<Self> {
+        let data = dir.path().join("data");
+        let config = dir.path().join("prometheus.yml");
+        fs::write(&config, "global:\n  scrape_interval: 1m\nscrape_configs: []\n")?;
+        // Another process may grab the port between probe and bind: retry.
+        let mut last_err = None;
+        for _ in 0..5 {
+            let port = free_port()?;
+            let log = fs::File::create(dir.path().join("prometheus.log"))?;
+            let child = Command::new("prometheus")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.tsdb.path={}", data.display()))
+                .arg("--storage.tsdb.retention.time=400d")
+                // Keep the backfilled blocks as they are: no background compaction.
+                .arg("--storage.tsdb.min-block-duration=2h")
+                .arg("--storage.tsdb.max-block-duration=2h")
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--log.level=warn")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()?;
+            let mut prom = Prometheus {
+                child,
+                url: format!("http://127.0.0.1:{port}"),
+                dir,
+                backfill_time: None,
+            };
+            match prom.wait_ready(port, Duration::from_secs(60)) {
+                Ok(()) => return Ok(prom),
+                Err(e) => {
+                    last_err = Some(e);
+                    let _ = prom.child.kill();
+                    let _ = prom.child.wait();
+                    // Take the dir back for the next attempt.
+                    let Prometheus { dir: d, .. } = prom.into_parts();
+                    return_dir(d, &mut last_err)?;
+                    unreachable!()
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| io::Error::other("prometheus did not start")))
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:40123`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The server's log so far, for failure messages.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self, port: u16, timeout: Duration) -> io::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Err(io::Error::other(format!("prometheus exited ({status}): {}", self.log())));
+            }
+            if http_status(port, "/-/ready").ok() == Some(200) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::other(format!("prometheus not ready in {timeout:?}: {}", self.log())));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn into_parts(self) -> Parts {
+        let me = std::mem::ManuallyDrop::new(self);
+        // SAFETY-free move-out: read the fields by cloning what we need.
+        Parts {
+            dir: TempDir {
+                path: me.dir.path.clone(),
+            },
+        }
+    }
+}
+
+struct Parts {
+    dir: TempDir,
+}
+
+fn return_dir(_dir: TempDir, _err: &mut Option<io::Error>) -> io::Result<()> {
+    Ok(())
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The status code of a GET on 127.0.0.1:`port``path`.
+fn http_status(port: u16, path: &str) -> io::Result<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut head = [0u8; 32];
+    let n = s.read(&mut head)?;
+    let line = String::from_utf8_lossy(&head[..n]);
+    line.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("bad HTTP answer: {line:?}")))
+}

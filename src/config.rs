@@ -35,13 +35,23 @@ pub struct GlobalArgs {
     #[arg(long, env = "RIGHTSIZER_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Store URL: sqlite://PATH (default sqlite://rightsizer.db) or postgres://USER@HOST/DB.
-    #[arg(long, env = "RIGHTSIZER_DATABASE_URL", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "RIGHTSIZER_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     /// Prometheus base URL, e.g. http://127.0.0.1:9090.
     #[arg(long, env = "RIGHTSIZER_PROMETHEUS_URL", global = true)]
     pub prometheus_url: Option<String>,
     /// Bearer token for Prometheus (prefer the file or the environment variable).
-    #[arg(long, env = "RIGHTSIZER_PROMETHEUS_TOKEN", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "RIGHTSIZER_PROMETHEUS_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
     pub prometheus_token: Option<String>,
     /// File holding the bearer token for Prometheus.
     #[arg(long, env = "RIGHTSIZER_PROMETHEUS_TOKEN_FILE", global = true)]
@@ -231,7 +241,10 @@ impl Settings {
             Some(path) => load_file(path)?,
             None => FileConfig::default(),
         };
-        let token_file = global.prometheus_token_file.clone().or(file.prometheus_token_file.clone());
+        let token_file = global
+            .prometheus_token_file
+            .clone()
+            .or(file.prometheus_token_file.clone());
         let token = match (&global.prometheus_token, token_file) {
             (Some(t), _) => Some(SecretString::from(t.trim().to_string())),
             (None, Some(path)) => Some(read_token(&path)?),
@@ -241,7 +254,11 @@ impl Settings {
             .prometheus_url
             .clone()
             .or(file.prometheus_url.clone())
-            .map(|url| PromConfig { url, bearer_token: token, timeout: file.collector.timeout });
+            .map(|url| PromConfig {
+                url,
+                bearer_token: token,
+                timeout: file.collector.timeout,
+            });
         let c = &file.collector;
         if c.step.as_secs() == 0 || 3600 % c.step.as_secs() != 0 {
             return Err(ConfigError::Invalid(format!(
@@ -255,12 +272,20 @@ impl Settings {
             ));
         }
         if c.concurrency == 0 {
-            return Err(ConfigError::Invalid("collector.concurrency must be ≥ 1".into()));
+            return Err(ConfigError::Invalid(
+                "collector.concurrency must be ≥ 1".into(),
+            ));
         }
         file.policy.validate().map_err(ConfigError::Invalid)?;
-        let cluster = global.cluster.clone().or(file.cluster.clone()).unwrap_or_else(|| "default".into());
+        let cluster = global
+            .cluster
+            .clone()
+            .or(file.cluster.clone())
+            .unwrap_or_else(|| "default".into());
         if cluster.is_empty() {
-            return Err(ConfigError::Invalid("cluster name must not be empty".into()));
+            return Err(ConfigError::Invalid(
+                "cluster name must not be empty".into(),
+            ));
         }
         Ok(Settings {
             database_url: global
@@ -278,7 +303,10 @@ impl Settings {
 }
 
 fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
     toml::from_str(&text).map_err(|e| ConfigError::Parse {
         path: path.into(),
         message: e.to_string().trim().replace('\n', " "),
@@ -286,7 +314,10 @@ fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
 }
 
 fn read_token(path: &Path) -> Result<SecretString, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
     Ok(SecretString::from(text.trim().to_string()))
 }
 
@@ -297,7 +328,11 @@ pub fn parse_time(s: &str) -> Result<i64, ConfigError> {
     }
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|t| t.timestamp())
-        .map_err(|e| ConfigError::Invalid(format!("invalid time {s:?} (want RFC 3339 or unix seconds): {e}")))
+        .map_err(|e| {
+            ConfigError::Invalid(format!(
+                "invalid time {s:?} (want RFC 3339 or unix seconds): {e}"
+            ))
+        })
 }
 
 #[cfg(test)]
@@ -312,7 +347,8 @@ mod tests {
     }
 
     fn write(name: &str, text: &str) -> PathBuf {
-        let path = std::env::temp_dir().join(format!("rs-config-{}-{name}.toml", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("rs-config-{}-{name}.toml", std::process::id()));
         std::fs::write(&path, text).unwrap();
         path
     }
@@ -343,13 +379,23 @@ mod tests {
     #[test]
     fn bad_files_name_the_problem() {
         let path = write("typo", "[policy]\nmargn = 0.2\n");
-        let err = Settings::resolve(&args(&["--config", path.to_str().unwrap()]).global).unwrap_err();
+        let err =
+            Settings::resolve(&args(&["--config", path.to_str().unwrap()]).global).unwrap_err();
         assert!(err.to_string().contains("unknown field `margn`"), "{err}");
         let path = write("range", "[policy]\ncpu_percentile = 150\n");
-        let err = Settings::resolve(&args(&["--config", path.to_str().unwrap()]).global).unwrap_err();
-        assert_eq!(err.to_string(), "policy.cpu_percentile must be in (0, 100], got 150");
-        let err = Settings::resolve(&args(&["--config", "/nonexistent/rs.toml"]).global).unwrap_err();
-        assert!(err.to_string().starts_with("cannot read config file /nonexistent/rs.toml"), "{err}");
+        let err =
+            Settings::resolve(&args(&["--config", path.to_str().unwrap()]).global).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "policy.cpu_percentile must be in (0, 100], got 150"
+        );
+        let err =
+            Settings::resolve(&args(&["--config", "/nonexistent/rs.toml"]).global).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot read config file /nonexistent/rs.toml"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -70,10 +70,19 @@ pub async fn analyze_cluster(
     let mut recs = Vec::with_capacity(containers.len());
     for c in &containers {
         let usage = store.usage(&c.key, from, to).await?;
-        let input = analyzer::Input { key: &c.key, current: c.resources, usage: &usage };
+        let input = analyzer::Input {
+            key: &c.key,
+            current: c.resources,
+            usage: &usage,
+        };
         recs.push(analyzer::recommend(&input, policy, window_end, now));
     }
     store.replace_recommendations(cluster, &recs).await?;
     let ok = recs.iter().filter(|r| r.status == Status::Ok).count();
-    Ok(AnalyzeReport { containers: recs.len(), ok, insufficient_data: recs.len() - ok, window_end: to })
+    Ok(AnalyzeReport {
+        containers: recs.len(),
+        ok,
+        insufficient_data: recs.len() - ok,
+        window_end: to,
+    })
 }

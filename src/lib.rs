@@ -16,10 +16,10 @@ pub mod jobs;
 pub mod model;
 /// Prometheus HTTP API client and PromQL builders.
 pub mod prometheus;
-/// The mergeable usage summary (count, sum, max, log-bucketed histogram).
-pub mod sketch;
 /// Kubernetes-style quantity formatting (`250m`, `512Mi`).
 pub mod quantity;
+/// The mergeable usage summary (count, sum, max, log-bucketed histogram).
+pub mod sketch;
 /// Storage: the `Store` trait with SQLite and Postgres backends.
 pub mod store;
 /// The synthetic cluster generator used by `make demo`, tests and benchmarks.

@@ -23,7 +23,10 @@ fn run(args: &[&str]) -> (i32, String) {
         .env("RIGHTSIZER_LOG", "off")
         .output()
         .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 async fn run_async(args: Vec<String>) -> (i32, String) {
@@ -34,7 +37,11 @@ async fn run_async(args: Vec<String>) -> (i32, String) {
 
 async fn collected_hours(db_url: &str) -> usize {
     let store = rightsizer::store::connect(db_url).await.unwrap();
-    store.collected_hours("default", 0, i64::MAX / 2).await.unwrap().len()
+    store
+        .collected_hours("default", 0, i64::MAX / 2)
+        .await
+        .unwrap()
+        .len()
 }
 
 /// A server that answers every request with `response`.
@@ -55,21 +62,39 @@ async fn fake(response: &'static str) -> String {
 }
 
 fn assert_one_line(stderr: &str, starts_with: &str) {
-    assert_eq!(stderr.trim_end().lines().count(), 1, "not one line: {stderr}");
-    assert!(stderr.starts_with(starts_with), "expected {starts_with:?}, got {stderr:?}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "not one line: {stderr}"
+    );
+    assert!(
+        stderr.starts_with(starts_with),
+        "expected {starts_with:?}, got {stderr:?}"
+    );
 }
 
 #[tokio::test]
 async fn unreachable_prometheus() {
     let (db, _) = temp_db("unreachable");
     let (code, stderr) = run_async(
-        ["--database-url", &db, "--prometheus-url", "http://127.0.0.1:1", "collect", "--since", "3h"]
-            .map(String::from)
-            .to_vec(),
+        [
+            "--database-url",
+            &db,
+            "--prometheus-url",
+            "http://127.0.0.1:1",
+            "collect",
+            "--since",
+            "3h",
+        ]
+        .map(String::from)
+        .to_vec(),
     )
     .await;
     assert_eq!(code, 1);
-    assert_one_line(&stderr, "error: Prometheus at http://127.0.0.1:1/api/v1/query unreachable: connection failed");
+    assert_one_line(
+        &stderr,
+        "error: Prometheus at http://127.0.0.1:1/api/v1/query unreachable: connection failed",
+    );
     assert_eq!(collected_hours(&db).await, 0);
 }
 
@@ -81,8 +106,20 @@ async fn prometheus_error_envelope() {
     )
     .await;
     let (db, _) = temp_db("envelope");
-    let (code, stderr) =
-        run_async(["--database-url", &db, "--prometheus-url", &url, "collect", "--since", "3h"].map(String::from).to_vec()).await;
+    let (code, stderr) = run_async(
+        [
+            "--database-url",
+            &db,
+            "--prometheus-url",
+            &url,
+            "collect",
+            "--since",
+            "3h",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
     assert_eq!(code, 1);
     assert_one_line(
         &stderr,
@@ -93,10 +130,25 @@ async fn prometheus_error_envelope() {
 
 #[tokio::test]
 async fn prometheus_non_json_answer() {
-    let url = fake("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n<html>login</html>").await;
+    let url = fake(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n<html>login</html>",
+    )
+    .await;
     let (db, _) = temp_db("nonjson");
-    let (code, stderr) =
-        run_async(["--database-url", &db, "--prometheus-url", &url, "collect", "--since", "3h"].map(String::from).to_vec()).await;
+    let (code, stderr) = run_async(
+        [
+            "--database-url",
+            &db,
+            "--prometheus-url",
+            &url,
+            "collect",
+            "--since",
+            "3h",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
     assert_eq!(code, 1);
     assert_one_line(
         &stderr,
@@ -120,14 +172,31 @@ fn missing_prometheus_url() {
     let (db, path) = temp_db("nourl");
     let (code, stderr) = run(&["--database-url", &db, "collect"]);
     assert_eq!(code, 1);
-    assert_one_line(&stderr, "error: no Prometheus URL: set --prometheus-url or RIGHTSIZER_PROMETHEUS_URL");
-    assert!(!path.exists(), "the store must not be created before the Prometheus URL is checked");
+    assert_one_line(
+        &stderr,
+        "error: no Prometheus URL: set --prometheus-url or RIGHTSIZER_PROMETHEUS_URL",
+    );
+    assert!(
+        !path.exists(),
+        "the store must not be created before the Prometheus URL is checked"
+    );
 }
 
 #[test]
 fn invalid_until() {
     let (db, _) = temp_db("until");
-    let (code, stderr) = run(&["--database-url", &db, "--prometheus-url", "http://127.0.0.1:1", "collect", "--until", "last tuesday"]);
+    let (code, stderr) = run(&[
+        "--database-url",
+        &db,
+        "--prometheus-url",
+        "http://127.0.0.1:1",
+        "collect",
+        "--until",
+        "last tuesday",
+    ]);
     assert_eq!(code, 1);
-    assert_one_line(&stderr, "error: invalid time \"last tuesday\" (want RFC 3339 or unix seconds)");
+    assert_one_line(
+        &stderr,
+        "error: invalid time \"last tuesday\" (want RFC 3339 or unix seconds)",
+    );
 }

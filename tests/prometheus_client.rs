@@ -11,13 +11,18 @@ use tokio::net::TcpListener;
 
 /// Serves `response` (raw HTTP) to every connection; returns the base URL and the
 /// requests it saw.
-async fn fake(response: &'static str, delay: Duration) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+async fn fake(
+    response: &'static str,
+    delay: Duration,
+) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
             let tx = tx.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 65536];
@@ -54,8 +59,16 @@ async fn decodes_and_sends_the_bearer_token() {
     assert_eq!(answer.series[0].samples, vec![(10, 1.0)]);
     assert_eq!(answer.non_finite_skipped, 2);
     let request = seen.recv().await.unwrap();
-    assert!(request.starts_with("POST /api/v1/query_range "), "{request}");
-    assert!(request.to_ascii_lowercase().contains("authorization: bearer s3cret"), "{request}");
+    assert!(
+        request.starts_with("POST /api/v1/query_range "),
+        "{request}"
+    );
+    assert!(
+        request
+            .to_ascii_lowercase()
+            .contains("authorization: bearer s3cret"),
+        "{request}"
+    );
     assert!(request.contains("query=up%7Bjob%3D%22x%22%7D"), "{request}");
 }
 
@@ -67,7 +80,10 @@ async fn error_envelope_on_503_is_an_api_error() {
         Duration::ZERO,
     )
     .await;
-    let err = client(&url, Duration::from_secs(5), None).query("up", 100).await.unwrap_err();
+    let err = client(&url, Duration::from_secs(5), None)
+        .query("up", 100)
+        .await
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "Prometheus rejected the query (unavailable): too many concurrent queries; query: up"
@@ -82,9 +98,19 @@ async fn proxy_html_is_a_status_error_with_a_snippet() {
         Duration::ZERO,
     )
     .await;
-    let err = client(&url, Duration::from_secs(5), None).query("up", 100).await.unwrap_err();
-    assert!(matches!(err, PromError::Status { status: 502, .. }), "{err:?}");
-    assert!(err.to_string().contains("answered HTTP 502: <html><body>Bad gateway"), "{err}");
+    let err = client(&url, Duration::from_secs(5), None)
+        .query("up", 100)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PromError::Status { status: 502, .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("answered HTTP 502: <html><body>Bad gateway"),
+        "{err}"
+    );
     assert!(err.is_transient());
 }
 
@@ -95,8 +121,15 @@ async fn non_json_success_is_a_decode_error() {
         Duration::ZERO,
     )
     .await;
-    let err = client(&url, Duration::from_secs(5), None).query("up", 100).await.unwrap_err();
-    assert!(err.to_string().contains("expected JSON, got content type \"text/plain\": hello"), "{err}");
+    let err = client(&url, Duration::from_secs(5), None)
+        .query("up", 100)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("expected JSON, got content type \"text/plain\": hello"),
+        "{err}"
+    );
     assert!(!err.is_transient());
 }
 
@@ -108,7 +141,10 @@ async fn truncated_body_is_an_error_not_partial_data() {
         Duration::ZERO,
     )
     .await;
-    let err = client(&url, Duration::from_secs(5), None).query_range("up", 1, 61, 60).await.unwrap_err();
+    let err = client(&url, Duration::from_secs(5), None)
+        .query_range("up", 1, 61, 60)
+        .await
+        .unwrap_err();
     assert!(matches!(err, PromError::Http { .. }), "{err:?}");
     assert!(err.is_transient());
 }
@@ -117,18 +153,39 @@ async fn truncated_body_is_an_error_not_partial_data() {
 async fn a_hang_times_out() {
     let (url, _) = fake(OK_MATRIX, Duration::from_secs(30)).await;
     let started = std::time::Instant::now();
-    let err = client(&url, Duration::from_millis(300), None).query("up", 1).await.unwrap_err();
-    assert!(matches!(err, PromError::Http { timeout: true, .. }), "{err:?}");
+    let err = client(&url, Duration::from_millis(300), None)
+        .query("up", 1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PromError::Http { timeout: true, .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("request timed out"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
 #[tokio::test]
 async fn unreachable_and_invalid_urls() {
-    let err = client("http://127.0.0.1:1", Duration::from_secs(2), None).query("up", 1).await.unwrap_err();
-    assert!(err.to_string().starts_with("Prometheus at http://127.0.0.1:1/api/v1/query unreachable: connection failed"), "{err}");
-    let err = PromClient::new(&PromConfig { url: "ftp://x".into(), bearer_token: None, timeout: Duration::from_secs(1) })
-        .err()
-        .unwrap();
-    assert_eq!(err.to_string(), "invalid Prometheus URL \"ftp://x\": scheme must be http or https");
+    let err = client("http://127.0.0.1:1", Duration::from_secs(2), None)
+        .query("up", 1)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with(
+            "Prometheus at http://127.0.0.1:1/api/v1/query unreachable: connection failed"
+        ),
+        "{err}"
+    );
+    let err = PromClient::new(&PromConfig {
+        url: "ftp://x".into(),
+        bearer_token: None,
+        timeout: Duration::from_secs(1),
+    })
+    .err()
+    .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "invalid Prometheus URL \"ftp://x\": scheme must be http or https"
+    );
 }

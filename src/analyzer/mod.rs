@@ -41,7 +41,10 @@ struct Window {
 fn merge_window(usage: &[UsageHour], from: i64, to: i64) -> Window {
     let mut w = Window::default();
     let mut hours: Vec<i64> = Vec::new();
-    for u in usage.iter().filter(|u| u.hour_start >= from && u.hour_start < to) {
+    for u in usage
+        .iter()
+        .filter(|u| u.hour_start >= from && u.hour_start < to)
+    {
         match u.resource {
             Resource::Cpu => w.cpu.merge(&u.sketch),
             Resource::Memory => w.memory.merge(&u.sketch),
@@ -121,14 +124,24 @@ pub fn recommend(input: &Input<'_>, policy: &Policy, window_end: i64, now: i64) 
         ));
     }
     if w.cpu.count() < policy.min_samples {
-        missing.push(format!("{} CPU samples, need {}", w.cpu.count(), policy.min_samples));
+        missing.push(format!(
+            "{} CPU samples, need {}",
+            w.cpu.count(),
+            policy.min_samples
+        ));
     }
     let (Some(cpu_pct), Some(peak)) = (cpu_pct_millicores, memory_peak) else {
         missing.push("no memory or CPU usage in the window".into());
-        return Recommendation { reason: format!("insufficient data: {}", missing.join("; ")), ..base };
+        return Recommendation {
+            reason: format!("insufficient data: {}", missing.join("; ")),
+            ..base
+        };
     };
     if !missing.is_empty() {
-        return Recommendation { reason: format!("insufficient data: {}", missing.join("; ")), ..base };
+        return Recommendation {
+            reason: format!("insufficient data: {}", missing.join("; ")),
+            ..base
+        };
     }
 
     let factor = 1.0 + policy.margin;
@@ -142,7 +155,10 @@ pub fn recommend(input: &Input<'_>, policy: &Policy, window_end: i64, now: i64) 
     ));
     if cpu_request < policy.min_cpu_millicores {
         cpu_request = policy.min_cpu_millicores;
-        evidence.rules.push(format!("cpu request raised to the floor {}", quantity::cpu(cpu_request)));
+        evidence.rules.push(format!(
+            "cpu request raised to the floor {}",
+            quantity::cpu(cpu_request)
+        ));
     }
     let cpu_limit = (cpu_request as f64 * policy.cpu_limit_ratio).ceil() as i64;
     evidence.rules.push(format!(
@@ -159,7 +175,10 @@ pub fn recommend(input: &Input<'_>, policy: &Policy, window_end: i64, now: i64) 
     ));
     if memory < policy.min_memory_bytes {
         memory = policy.min_memory_bytes;
-        evidence.rules.push(format!("memory raised to the floor {}", quantity::memory(memory)));
+        evidence.rules.push(format!(
+            "memory raised to the floor {}",
+            quantity::memory(memory)
+        ));
     }
     let recommended = Resources {
         cpu_request_millicores: Some(cpu_request),
@@ -196,7 +215,13 @@ fn direction(current: Option<i64>, recommended: Option<i64>) -> &'static str {
 }
 
 /// One line a person can read in a table: which way each resource moves and from what evidence.
-fn summarize(current: &Resources, rec: &Resources, pct_label: &str, cpu_pct: f64, peak: f64) -> String {
+fn summarize(
+    current: &Resources,
+    rec: &Resources,
+    pct_label: &str,
+    cpu_pct: f64,
+    peak: f64,
+) -> String {
     let mut parts = Vec::new();
     if current.cpu_limit_millicores.is_none() || current.memory_limit_bytes.is_none() {
         parts.push("no limits set".to_string());
@@ -241,8 +266,18 @@ mod tests {
                 c.insert(cpu[(i + h as usize) % cpu.len()]).unwrap();
                 m.insert(mem[(i + h as usize) % mem.len()]).unwrap();
             }
-            out.push(UsageHour { key: key(), resource: Resource::Cpu, hour_start, sketch: c });
-            out.push(UsageHour { key: key(), resource: Resource::Memory, hour_start, sketch: m });
+            out.push(UsageHour {
+                key: key(),
+                resource: Resource::Cpu,
+                hour_start,
+                sketch: c,
+            });
+            out.push(UsageHour {
+                key: key(),
+                resource: Resource::Memory,
+                hour_start,
+                sketch: m,
+            });
         }
         out
     }
@@ -258,19 +293,34 @@ mod tests {
             memory_request_bytes: Some(512 * MIB),
             memory_limit_bytes: Some(512 * MIB),
         };
-        let r = recommend(&Input { key: &k, current, usage: &usage }, &Policy::default(), NOW, NOW);
+        let r = recommend(
+            &Input {
+                key: &k,
+                current,
+                usage: &usage,
+            },
+            &Policy::default(),
+            NOW,
+            NOW,
+        );
         assert_eq!(r.status, Status::Ok);
         let p95 = r.evidence.cpu_percentile_millicores.unwrap();
         assert!((p95 - 95.0).abs() <= 0.95, "{p95}");
         let req = r.recommended.cpu_request_millicores.unwrap();
         assert_eq!(req, (p95 * 1.15).ceil() as i64);
         assert_eq!(r.recommended.cpu_limit_millicores, Some(4 * req));
-        assert_eq!(r.recommended.memory_request_bytes, r.recommended.memory_limit_bytes);
+        assert_eq!(
+            r.recommended.memory_request_bytes,
+            r.recommended.memory_limit_bytes
+        );
         assert_eq!(r.recommended.memory_limit_bytes, Some(230 * MIB));
         assert_eq!(r.confidence, Confidence::High);
         assert_eq!(r.evidence.history_hours, 336);
         assert_eq!(r.evidence.window_hours, 336);
-        assert_eq!(r.reason, format!("cpu down (p95 {p95:.1}m); memory down (peak 200.0Mi)"));
+        assert_eq!(
+            r.reason,
+            format!("cpu down (p95 {p95:.1}m); memory down (peak 200.0Mi)")
+        );
         assert_eq!(r.evidence.rules.len(), 3, "{:?}", r.evidence.rules);
     }
 
@@ -278,11 +328,24 @@ mod tests {
     fn floors_apply_to_idle_containers() {
         let k = key();
         let usage = usage(48, &[0.0, 0.0001], &[MIB as f64]);
-        let r = recommend(&Input { key: &k, current: Resources::default(), usage: &usage }, &Policy::default(), NOW, NOW);
+        let r = recommend(
+            &Input {
+                key: &k,
+                current: Resources::default(),
+                usage: &usage,
+            },
+            &Policy::default(),
+            NOW,
+            NOW,
+        );
         assert_eq!(r.recommended.cpu_request_millicores, Some(10));
         assert_eq!(r.recommended.cpu_limit_millicores, Some(40));
         assert_eq!(r.recommended.memory_limit_bytes, Some(32 * MIB));
-        assert!(r.reason.starts_with("no limits set; cpu set"), "{}", r.reason);
+        assert!(
+            r.reason.starts_with("no limits set; cpu set"),
+            "{}",
+            r.reason
+        );
         assert!(r.evidence.rules.iter().any(|x| x.contains("floor")));
     }
 
@@ -290,7 +353,16 @@ mod tests {
     fn under_a_day_is_insufficient() {
         let k = key();
         let usage = usage(20, &[0.2], &[MIB as f64 * 300.0]);
-        let r = recommend(&Input { key: &k, current: Resources::default(), usage: &usage }, &Policy::default(), NOW, NOW);
+        let r = recommend(
+            &Input {
+                key: &k,
+                current: Resources::default(),
+                usage: &usage,
+            },
+            &Policy::default(),
+            NOW,
+            NOW,
+        );
         assert_eq!(r.status, Status::InsufficientData);
         assert_eq!(r.recommended, Resources::default());
         assert_eq!(r.reason, "insufficient data: 20 hours of history, need 24");
@@ -301,7 +373,16 @@ mod tests {
     fn hours_outside_the_window_are_ignored() {
         let k = key();
         let usage = usage(30 * 24, &[0.1], &[MIB as f64 * 100.0]);
-        let r = recommend(&Input { key: &k, current: Resources::default(), usage: &usage }, &Policy::default(), NOW, NOW);
+        let r = recommend(
+            &Input {
+                key: &k,
+                current: Resources::default(),
+                usage: &usage,
+            },
+            &Policy::default(),
+            NOW,
+            NOW,
+        );
         assert_eq!(r.evidence.history_hours, 336);
         assert_eq!(r.evidence.samples, 336 * 60);
     }
@@ -311,8 +392,19 @@ mod tests {
         let k = key();
         for peak_mib in [33.3, 100.0, 511.9, 4096.5] {
             let usage = usage(48, &[0.1], &[peak_mib * MIB as f64]);
-            let r = recommend(&Input { key: &k, current: Resources::default(), usage: &usage }, &Policy::default(), NOW, NOW);
-            assert!(r.recommended.memory_limit_bytes.unwrap() as f64 >= peak_mib * MIB as f64 * 1.15);
+            let r = recommend(
+                &Input {
+                    key: &k,
+                    current: Resources::default(),
+                    usage: &usage,
+                },
+                &Policy::default(),
+                NOW,
+                NOW,
+            );
+            assert!(
+                r.recommended.memory_limit_bytes.unwrap() as f64 >= peak_mib * MIB as f64 * 1.15
+            );
         }
     }
 }

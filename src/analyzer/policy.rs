@@ -56,7 +56,10 @@ impl Policy {
             ));
         }
         if !(0.0..=10.0).contains(&self.margin) {
-            return Err(format!("policy.margin must be between 0 and 10, got {}", self.margin));
+            return Err(format!(
+                "policy.margin must be between 0 and 10, got {}",
+                self.margin
+            ));
         }
         if !(self.cpu_limit_ratio >= 1.0 && self.cpu_limit_ratio.is_finite()) {
             return Err(format!(
@@ -65,7 +68,9 @@ impl Policy {
             ));
         }
         if self.min_cpu_millicores < 1 || self.min_memory_bytes < MIB {
-            return Err("policy.min_cpu_millicores must be ≥ 1 and policy.min_memory_bytes ≥ 1Mi".into());
+            return Err(
+                "policy.min_cpu_millicores must be ≥ 1 and policy.min_memory_bytes ≥ 1Mi".into(),
+            );
         }
         if self.window.as_secs() < 3600 {
             return Err("policy.window must be at least 1h".into());

@@ -20,10 +20,9 @@ fn now() -> i64 {
 }
 
 fn prometheus(settings: &Settings) -> anyhow::Result<PromClient> {
-    let config = settings
-        .prometheus
-        .as_ref()
-        .ok_or_else(|| anyhow!("no Prometheus URL: set --prometheus-url or RIGHTSIZER_PROMETHEUS_URL"))?;
+    let config = settings.prometheus.as_ref().ok_or_else(|| {
+        anyhow!("no Prometheus URL: set --prometheus-url or RIGHTSIZER_PROMETHEUS_URL")
+    })?;
     Ok(PromClient::new(config)?)
 }
 
@@ -37,13 +36,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Migrate => {
             open_store(&settings).await?;
-            println!("migrations applied to {}", store::redact_url(&settings.database_url));
+            println!(
+                "migrations applied to {}",
+                store::redact_url(&settings.database_url)
+            );
         }
         Command::Collect { since, until } => {
             let until = until.as_deref().map(parse_time).transpose()?;
             let prom = prometheus(&settings)?;
             let store = open_store(&settings).await?;
-            let r = jobs::collect_window(&prom, store.as_ref(), &settings.cluster, &settings.collector, since, until, now()).await?;
+            let r = jobs::collect_window(
+                &prom,
+                store.as_ref(),
+                &settings.cluster,
+                &settings.collector,
+                since,
+                until,
+                now(),
+            )
+            .await?;
             println!(
                 "collected {} hours ({} already collected) for cluster {}: {} workload containers, {} samples, {} rejected",
                 r.hours_collected, r.hours_already_collected, settings.cluster, r.containers, r.samples, r.rejected_samples
@@ -51,41 +62,77 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Analyze => {
             let store = open_store(&settings).await?;
-            let r = jobs::analyze_cluster(store.as_ref(), &settings.cluster, &settings.policy, now()).await?;
+            let r =
+                jobs::analyze_cluster(store.as_ref(), &settings.cluster, &settings.policy, now())
+                    .await?;
             println!(
                 "analyzed {} workload containers of cluster {}: {} with a recommendation, {} with insufficient data",
                 r.containers, settings.cluster, r.ok, r.insufficient_data
             );
         }
-        Command::Recommend { output: format, namespace } => {
+        Command::Recommend {
+            output: format,
+            namespace,
+        } => {
             let store = open_store(&settings).await?;
-            let filter = RecommendationFilter { cluster: Some(settings.cluster.clone()), namespace, ..Default::default() };
+            let filter = RecommendationFilter {
+                cluster: Some(settings.cluster.clone()),
+                namespace,
+                ..Default::default()
+            };
             let mut recs = store.recommendations(&filter).await?;
             if recs.is_empty() {
-                let all = RecommendationFilter { cluster: Some(settings.cluster.clone()), ..Default::default() };
+                let all = RecommendationFilter {
+                    cluster: Some(settings.cluster.clone()),
+                    ..Default::default()
+                };
                 if store.recommendations(&all).await?.is_empty() {
-                    jobs::analyze_cluster(store.as_ref(), &settings.cluster, &settings.policy, now()).await?;
+                    jobs::analyze_cluster(
+                        store.as_ref(),
+                        &settings.cluster,
+                        &settings.policy,
+                        now(),
+                    )
+                    .await?;
                     recs = store.recommendations(&filter).await?;
                 }
             }
             let stdout = std::io::stdout();
             output::write(&recs, format, stdout.lock())?;
         }
-        Command::Serve { listen, collect_interval } => {
-            let listen = listen.or(settings.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.into());
+        Command::Serve {
+            listen,
+            collect_interval,
+        } => {
+            let listen = listen
+                .or(settings.listen.clone())
+                .unwrap_or_else(|| DEFAULT_LISTEN.into());
             let interval = collect_interval.unwrap_or(settings.collector.interval);
             serve(&settings, &listen, interval).await?;
         }
-        Command::Synth { seed, days, scale, end, out } => {
+        Command::Synth {
+            seed,
+            days,
+            scale,
+            end,
+            out,
+        } => {
             let end = match end {
                 Some(e) => parse_time(&e)?,
                 None => now(),
             };
             let end = end - end.rem_euclid(3600);
-            let cfg = synth::SynthConfig { seed, start: end - i64::from(days) * 86_400, end, scrape_interval_secs: 60, scale };
+            let cfg = synth::SynthConfig {
+                seed,
+                start: end - i64::from(days) * 86_400,
+                end,
+                scrape_interval_secs: 60,
+                scale,
+            };
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let metrics = out.join("metrics.om");
-            let file = std::fs::File::create(&metrics).with_context(|| format!("creating {}", metrics.display()))?;
+            let file = std::fs::File::create(&metrics)
+                .with_context(|| format!("creating {}", metrics.display()))?;
             let truth = synth::generate(&cfg, std::io::BufWriter::with_capacity(1 << 20, file))?;
             let truth_path = out.join("truth.json");
             let mut f = std::fs::File::create(&truth_path)?;
@@ -93,7 +140,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             f.flush()?;
             println!(
                 "wrote {} and {} ({} workload containers, {} days, seed {seed})",
-                metrics.display(), truth_path.display(), truth.containers.len(), days
+                metrics.display(),
+                truth_path.display(),
+                truth.containers.len(),
+                days
             );
         }
     }
@@ -102,16 +152,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(settings: &Settings, listen: &str, interval: Duration) -> anyhow::Result<()> {
     let store = open_store(settings).await?;
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(address = %listener.local_addr()?, "API listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let scheduler = match (settings.prometheus.is_some(), interval.is_zero()) {
         (true, false) => {
             let prom = prometheus(settings)?;
-            Some(tokio::spawn(schedule(prom, store.clone(), settings.clone(), interval, stop_rx.clone())))
+            Some(tokio::spawn(schedule(
+                prom,
+                store.clone(),
+                settings.clone(),
+                interval,
+                stop_rx.clone(),
+            )))
         }
         _ => {
-            tracing::info!("no Prometheus URL or a zero interval: serving stored recommendations only");
+            tracing::info!(
+                "no Prometheus URL or a zero interval: serving stored recommendations only"
+            );
             None
         }
     };
@@ -146,12 +206,34 @@ async fn schedule(
 ) {
     loop {
         let started = now();
-        match jobs::collect_window(&prom, store.as_ref(), &settings.cluster, &settings.collector, settings.policy.window, None, started).await {
-            Ok(r) => tracing::info!(hours = r.hours_collected, containers = r.containers, "scheduled collection done"),
-            Err(e) => tracing::error!(error = %e, "scheduled collection failed; the next run resumes from the last committed hour"),
+        match jobs::collect_window(
+            &prom,
+            store.as_ref(),
+            &settings.cluster,
+            &settings.collector,
+            settings.policy.window,
+            None,
+            started,
+        )
+        .await
+        {
+            Ok(r) => tracing::info!(
+                hours = r.hours_collected,
+                containers = r.containers,
+                "scheduled collection done"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "scheduled collection failed; the next run resumes from the last committed hour")
+            }
         }
-        match jobs::analyze_cluster(store.as_ref(), &settings.cluster, &settings.policy, now()).await {
-            Ok(r) => tracing::info!(containers = r.containers, ok = r.ok, "scheduled analysis done"),
+        match jobs::analyze_cluster(store.as_ref(), &settings.cluster, &settings.policy, now())
+            .await
+        {
+            Ok(r) => tracing::info!(
+                containers = r.containers,
+                ok = r.ok,
+                "scheduled analysis done"
+            ),
             Err(e) => tracing::error!(error = %e, "scheduled analysis failed"),
         }
         tokio::select! {
@@ -168,7 +250,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing a SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -24,8 +24,16 @@ pub fn table(recs: &[Recommendation]) -> String {
         .load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header([
-            "NAMESPACE", "KIND", "WORKLOAD", "CONTAINER", "CPU REQUEST", "CPU LIMIT", "MEM REQUEST", "MEM LIMIT",
-            "CONFIDENCE", "REASON",
+            "NAMESPACE",
+            "KIND",
+            "WORKLOAD",
+            "CONTAINER",
+            "CPU REQUEST",
+            "CPU LIMIT",
+            "MEM REQUEST",
+            "MEM LIMIT",
+            "CONFIDENCE",
+            "REASON",
         ]);
     for r in recs {
         let (c, n) = (&r.current, &r.recommended);
@@ -34,10 +42,22 @@ pub fn table(recs: &[Recommendation]) -> String {
             r.key.kind.clone(),
             r.key.workload.clone(),
             r.key.container.clone(),
-            change(cpu_opt(c.cpu_request_millicores), cpu_opt(n.cpu_request_millicores)),
-            change(cpu_opt(c.cpu_limit_millicores), cpu_opt(n.cpu_limit_millicores)),
-            change(memory_opt(c.memory_request_bytes), memory_opt(n.memory_request_bytes)),
-            change(memory_opt(c.memory_limit_bytes), memory_opt(n.memory_limit_bytes)),
+            change(
+                cpu_opt(c.cpu_request_millicores),
+                cpu_opt(n.cpu_request_millicores),
+            ),
+            change(
+                cpu_opt(c.cpu_limit_millicores),
+                cpu_opt(n.cpu_limit_millicores),
+            ),
+            change(
+                memory_opt(c.memory_request_bytes),
+                memory_opt(n.memory_request_bytes),
+            ),
+            change(
+                memory_opt(c.memory_limit_bytes),
+                memory_opt(n.memory_limit_bytes),
+            ),
             r.confidence.as_str().to_string(),
             r.reason.clone(),
         ]);
@@ -50,7 +70,11 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 }
 
 /// Writes `recs` in `format` to `out`.
-pub fn write(recs: &[Recommendation], format: OutputFormat, mut out: impl Write) -> anyhow::Result<()> {
+pub fn write(
+    recs: &[Recommendation],
+    format: OutputFormat,
+    mut out: impl Write,
+) -> anyhow::Result<()> {
     match format {
         OutputFormat::Table => writeln!(out, "{}", table(recs))?,
         OutputFormat::Json => {
@@ -61,26 +85,48 @@ pub fn write(recs: &[Recommendation], format: OutputFormat, mut out: impl Write)
         OutputFormat::Csv => {
             let mut w = csv::Writer::from_writer(out);
             w.write_record([
-                "cluster", "namespace", "kind", "workload", "container", "status",
-                "current_cpu_request_millicores", "current_cpu_limit_millicores",
-                "current_memory_request_bytes", "current_memory_limit_bytes",
-                "recommended_cpu_request_millicores", "recommended_cpu_limit_millicores",
-                "recommended_memory_request_bytes", "recommended_memory_limit_bytes",
-                "confidence", "cpu_percentile_millicores", "memory_peak_bytes", "history_hours", "reason",
+                "cluster",
+                "namespace",
+                "kind",
+                "workload",
+                "container",
+                "status",
+                "current_cpu_request_millicores",
+                "current_cpu_limit_millicores",
+                "current_memory_request_bytes",
+                "current_memory_limit_bytes",
+                "recommended_cpu_request_millicores",
+                "recommended_cpu_limit_millicores",
+                "recommended_memory_request_bytes",
+                "recommended_memory_limit_bytes",
+                "confidence",
+                "cpu_percentile_millicores",
+                "memory_peak_bytes",
+                "history_hours",
+                "reason",
             ])?;
             for r in recs {
                 let (c, n, e) = (&r.current, &r.recommended, &r.evidence);
                 w.write_record([
-                    r.key.cluster.clone(), r.key.namespace.clone(), r.key.kind.clone(), r.key.workload.clone(),
-                    r.key.container.clone(), r.status.as_str().to_string(),
-                    opt(c.cpu_request_millicores), opt(c.cpu_limit_millicores),
-                    opt(c.memory_request_bytes), opt(c.memory_limit_bytes),
-                    opt(n.cpu_request_millicores), opt(n.cpu_limit_millicores),
-                    opt(n.memory_request_bytes), opt(n.memory_limit_bytes),
+                    r.key.cluster.clone(),
+                    r.key.namespace.clone(),
+                    r.key.kind.clone(),
+                    r.key.workload.clone(),
+                    r.key.container.clone(),
+                    r.status.as_str().to_string(),
+                    opt(c.cpu_request_millicores),
+                    opt(c.cpu_limit_millicores),
+                    opt(c.memory_request_bytes),
+                    opt(c.memory_limit_bytes),
+                    opt(n.cpu_request_millicores),
+                    opt(n.cpu_limit_millicores),
+                    opt(n.memory_request_bytes),
+                    opt(n.memory_limit_bytes),
                     r.confidence.as_str().to_string(),
                     opt(e.cpu_percentile_millicores.map(|v| format!("{v:.1}"))),
                     opt(e.memory_peak_bytes.map(|v| format!("{v:.0}"))),
-                    e.history_hours.to_string(), r.reason.clone(),
+                    e.history_hours.to_string(),
+                    r.reason.clone(),
                 ])?;
             }
             w.flush()?;

@@ -36,13 +36,18 @@ impl Owners {
                 continue;
             }
             let edge = (kind, name);
-            match s.labels.get("__name__").map(String::as_str) {
-                Some("kube_pod_owner") => insert_edge(&mut owners.pods, (namespace, get("pod")), edge),
-                Some("kube_replicaset_owner") => {
-                    insert_edge(&mut owners.replicasets, (namespace, get("replicaset")), edge)
-                }
-                Some("kube_job_owner") => insert_edge(&mut owners.jobs, (namespace, get("job_name")), edge),
-                _ => {}
+            // Range functions drop the metric name, so the edge type comes from the label
+            // only its metric has; `pod` goes last since scrape relabeling may add it anywhere.
+            if s.labels.contains_key("replicaset") {
+                insert_edge(
+                    &mut owners.replicasets,
+                    (namespace, get("replicaset")),
+                    edge,
+                );
+            } else if s.labels.contains_key("job_name") {
+                insert_edge(&mut owners.jobs, (namespace, get("job_name")), edge);
+            } else if s.labels.contains_key("pod") {
+                insert_edge(&mut owners.pods, (namespace, get("pod")), edge);
             }
         }
         owners
@@ -58,7 +63,11 @@ impl Owners {
         let Some((kind, name)) = self.pods.get(&(namespace.to_string(), pod.to_string())) else {
             return infer_from_pod_name(pod);
         };
-        let found = |kind: &str, name: &str| Workload { kind: kind.into(), name: name.into(), inferred: false };
+        let found = |kind: &str, name: &str| Workload {
+            kind: kind.into(),
+            name: name.into(),
+            inferred: false,
+        };
         match kind.as_str() {
             "<none>" | "" => found("Pod", pod),
             "ReplicaSet" => match self.replicasets.get(&(namespace.to_string(), name.clone())) {
@@ -80,7 +89,11 @@ fn is_named(kind: &str, name: &str) -> bool {
 
 // A pod can carry several owner references; the controller one is what we want, and a
 // real owner beats "<none>".
-fn insert_edge(map: &mut HashMap<(String, String), (String, String)>, key: (String, String), edge: (String, String)) {
+fn insert_edge(
+    map: &mut HashMap<(String, String), (String, String)>,
+    key: (String, String),
+    edge: (String, String),
+) {
     match map.get(&key) {
         Some((k, _)) if k != "<none>" && edge.0 == "<none>" => {}
         _ => {
@@ -98,7 +111,11 @@ fn is_generated(s: &str, min: usize, max: usize) -> bool {
 /// Guesses the owner from Kubernetes' pod naming: `deploy-<hash>-<5>` is a Deployment,
 /// `name-<ordinal>` a StatefulSet, `name-<5>` a DaemonSet; anything else a bare pod.
 fn infer_from_pod_name(pod: &str) -> Workload {
-    let guess = |kind: &str, name: &str| Workload { kind: kind.into(), name: name.into(), inferred: true };
+    let guess = |kind: &str, name: &str| Workload {
+        kind: kind.into(),
+        name: name.into(),
+        inferred: true,
+    };
     let Some((head, last)) = pod.rsplit_once('-') else {
         return guess("Pod", pod);
     };
@@ -125,30 +142,84 @@ mod tests {
     use crate::prometheus::Labels;
 
     fn sample(pairs: &[(&str, &str)]) -> InstantSample {
-        let labels: Labels = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        InstantSample { labels, time: 0, value: 1.0 }
+        let labels: Labels = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        InstantSample {
+            labels,
+            time: 0,
+            value: 1.0,
+        }
     }
 
     #[test]
     fn follows_owner_chains() {
         let owners = Owners::from_samples(&[
-            sample(&[("__name__", "kube_pod_owner"), ("namespace", "shop"), ("pod", "api-7d9f-abcde"), ("owner_kind", "ReplicaSet"), ("owner_name", "api-7d9f")]),
-            sample(&[("__name__", "kube_replicaset_owner"), ("namespace", "shop"), ("replicaset", "api-7d9f"), ("owner_kind", "Deployment"), ("owner_name", "api")]),
-            sample(&[("__name__", "kube_pod_owner"), ("namespace", "batch"), ("pod", "etl-28000-xyz12"), ("owner_kind", "Job"), ("owner_name", "etl-28000")]),
-            sample(&[("__name__", "kube_job_owner"), ("namespace", "batch"), ("job_name", "etl-28000"), ("owner_kind", "CronJob"), ("owner_name", "etl")]),
-            sample(&[("__name__", "kube_pod_owner"), ("namespace", "data"), ("pod", "pg-0"), ("owner_kind", "StatefulSet"), ("owner_name", "pg")]),
-            sample(&[("__name__", "kube_pod_owner"), ("namespace", "data"), ("pod", "debug"), ("owner_kind", "<none>"), ("owner_name", "<none>")]),
-            sample(&[("__name__", "kube_pod_owner"), ("namespace", "data"), ("pod", "orphan-rs-1"), ("owner_kind", "ReplicaSet"), ("owner_name", "orphan-rs")]),
+            sample(&[
+                ("namespace", "shop"),
+                ("pod", "api-7d9f-abcde"),
+                ("owner_kind", "ReplicaSet"),
+                ("owner_name", "api-7d9f"),
+            ]),
+            sample(&[
+                ("namespace", "shop"),
+                ("replicaset", "api-7d9f"),
+                ("owner_kind", "Deployment"),
+                ("owner_name", "api"),
+            ]),
+            sample(&[
+                ("namespace", "batch"),
+                ("pod", "etl-28000-xyz12"),
+                ("owner_kind", "Job"),
+                ("owner_name", "etl-28000"),
+            ]),
+            sample(&[
+                ("namespace", "batch"),
+                ("job_name", "etl-28000"),
+                ("owner_kind", "CronJob"),
+                ("owner_name", "etl"),
+            ]),
+            sample(&[
+                ("namespace", "data"),
+                ("pod", "pg-0"),
+                ("owner_kind", "StatefulSet"),
+                ("owner_name", "pg"),
+            ]),
+            sample(&[
+                ("namespace", "data"),
+                ("pod", "debug"),
+                ("owner_kind", "<none>"),
+                ("owner_name", "<none>"),
+            ]),
+            sample(&[
+                ("namespace", "data"),
+                ("pod", "orphan-rs-1"),
+                ("owner_kind", "ReplicaSet"),
+                ("owner_name", "orphan-rs"),
+            ]),
         ]);
         let w = |ns, pod| {
             let w = owners.resolve(ns, pod);
             (w.kind, w.name, w.inferred)
         };
-        assert_eq!(w("shop", "api-7d9f-abcde"), ("Deployment".into(), "api".into(), false));
-        assert_eq!(w("batch", "etl-28000-xyz12"), ("CronJob".into(), "etl".into(), false));
-        assert_eq!(w("data", "pg-0"), ("StatefulSet".into(), "pg".into(), false));
+        assert_eq!(
+            w("shop", "api-7d9f-abcde"),
+            ("Deployment".into(), "api".into(), false)
+        );
+        assert_eq!(
+            w("batch", "etl-28000-xyz12"),
+            ("CronJob".into(), "etl".into(), false)
+        );
+        assert_eq!(
+            w("data", "pg-0"),
+            ("StatefulSet".into(), "pg".into(), false)
+        );
         assert_eq!(w("data", "debug"), ("Pod".into(), "debug".into(), false));
-        assert_eq!(w("data", "orphan-rs-1"), ("ReplicaSet".into(), "orphan-rs".into(), false));
+        assert_eq!(
+            w("data", "orphan-rs-1"),
+            ("ReplicaSet".into(), "orphan-rs".into(), false)
+        );
     }
 
     #[test]
@@ -158,9 +229,15 @@ mod tests {
             let w = owners.resolve("ns", pod);
             (w.kind, w.name, w.inferred)
         };
-        assert_eq!(w("web-5f7c9d8b6-x2k9p"), ("Deployment".into(), "web".into(), true));
+        assert_eq!(
+            w("web-5f7c9d8b6-x2k9p"),
+            ("Deployment".into(), "web".into(), true)
+        );
         assert_eq!(w("redis-2"), ("StatefulSet".into(), "redis".into(), true));
-        assert_eq!(w("node-exporter-q8z2m"), ("DaemonSet".into(), "node-exporter".into(), true));
+        assert_eq!(
+            w("node-exporter-q8z2m"),
+            ("DaemonSet".into(), "node-exporter".into(), true)
+        );
         assert_eq!(w("standalone"), ("Pod".into(), "standalone".into(), true));
     }
 }

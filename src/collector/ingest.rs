@@ -50,7 +50,11 @@ struct Resolver<'a> {
 
 impl Resolver<'_> {
     fn key(&mut self, s: &RangeSeries) -> Option<ContainerKey> {
-        let (namespace, pod, container) = (label(s, "namespace"), label(s, "pod"), label(s, "container"));
+        let (namespace, pod, container) = (
+            label(s, "namespace"),
+            label(s, "pod"),
+            label(s, "container"),
+        );
         if namespace.is_empty() || pod.is_empty() || container.is_empty() || container == "POD" {
             return None;
         }
@@ -83,11 +87,22 @@ struct Latest {
 /// Builds the chunk for `hours` of `cluster` from the answers.
 pub fn build_chunk(cluster: &str, hours: Vec<i64>, answers: &Answers) -> (Chunk, ChunkStats) {
     let owners = Owners::from_samples(&answers.owners);
-    let mut resolver = Resolver { cluster, owners: &owners, cache: HashMap::new(), inferred: 0 };
-    let mut stats = ChunkStats { rejected: answers.non_finite_skipped, ..ChunkStats::default() };
+    let mut resolver = Resolver {
+        cluster,
+        owners: &owners,
+        cache: HashMap::new(),
+        inferred: 0,
+    };
+    let mut stats = ChunkStats {
+        rejected: answers.non_finite_skipped,
+        ..ChunkStats::default()
+    };
 
     let mut sketches: BTreeMap<(ContainerKey, Resource, i64), Sketch> = BTreeMap::new();
-    for (resource, series) in [(Resource::Cpu, &answers.cpu), (Resource::Memory, &answers.memory)] {
+    for (resource, series) in [
+        (Resource::Cpu, &answers.cpu),
+        (Resource::Memory, &answers.memory),
+    ] {
         for s in series {
             let Some(key) = resolver.key(s) else {
                 stats.ignored_series += 1;
@@ -109,18 +124,31 @@ pub fn build_chunk(cluster: &str, hours: Vec<i64>, answers: &Answers) -> (Chunk,
     let mut latest: BTreeMap<ContainerKey, Latest> = BTreeMap::new();
     for s in &answers.specs {
         let Some(key) = resolver.key(s) else { continue };
-        let Some(&(t, v)) = s.samples.last() else { continue };
+        let Some(&(t, v)) = s.samples.last() else {
+            continue;
+        };
         let entry = latest.entry(key).or_default();
         if t > entry.seen_at {
-            *entry = Latest { seen_at: t, resources: Resources::default() };
+            *entry = Latest {
+                seen_at: t,
+                resources: Resources::default(),
+            };
         }
         if t == entry.seen_at {
             let r = &mut entry.resources;
             let slot = match (label(s, "__name__"), label(s, "resource")) {
-                ("kube_pod_container_resource_requests", "cpu") => Some((&mut r.cpu_request_millicores, 1000.0)),
-                ("kube_pod_container_resource_limits", "cpu") => Some((&mut r.cpu_limit_millicores, 1000.0)),
-                ("kube_pod_container_resource_requests", "memory") => Some((&mut r.memory_request_bytes, 1.0)),
-                ("kube_pod_container_resource_limits", "memory") => Some((&mut r.memory_limit_bytes, 1.0)),
+                ("kube_pod_container_resource_requests", "cpu") => {
+                    Some((&mut r.cpu_request_millicores, 1000.0))
+                }
+                ("kube_pod_container_resource_limits", "cpu") => {
+                    Some((&mut r.cpu_limit_millicores, 1000.0))
+                }
+                ("kube_pod_container_resource_requests", "memory") => {
+                    Some((&mut r.memory_request_bytes, 1.0))
+                }
+                ("kube_pod_container_resource_limits", "memory") => {
+                    Some((&mut r.memory_limit_bytes, 1.0))
+                }
                 _ => None,
             };
             if let Some((slot, scale)) = slot {
@@ -133,13 +161,30 @@ pub fn build_chunk(cluster: &str, hours: Vec<i64>, answers: &Answers) -> (Chunk,
 
     let containers = latest
         .into_iter()
-        .map(|(key, l)| ContainerObservation { key, resources: l.resources, seen_at: l.seen_at })
+        .map(|(key, l)| ContainerObservation {
+            key,
+            resources: l.resources,
+            seen_at: l.seen_at,
+        })
         .collect();
     let usage = sketches
         .into_iter()
-        .map(|((key, resource, hour_start), sketch)| UsageHour { key, resource, hour_start, sketch })
+        .map(|((key, resource, hour_start), sketch)| UsageHour {
+            key,
+            resource,
+            hour_start,
+            sketch,
+        })
         .collect();
-    (Chunk { cluster: cluster.to_string(), hours, containers, usage }, stats)
+    (
+        Chunk {
+            cluster: cluster.to_string(),
+            hours,
+            containers,
+            usage,
+        },
+        stats,
+    )
 }
 
 #[cfg(test)]
@@ -148,8 +193,14 @@ mod tests {
     use crate::prometheus::Labels;
 
     fn series(pairs: &[(&str, &str)], samples: &[(i64, f64)]) -> RangeSeries {
-        let labels: Labels = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        RangeSeries { labels, samples: samples.to_vec() }
+        let labels: Labels = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        RangeSeries {
+            labels,
+            samples: samples.to_vec(),
+        }
     }
 
     fn owner(pod: &str) -> InstantSample {
@@ -163,7 +214,11 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        InstantSample { labels, time: 0, value: 1.0 }
+        InstantSample {
+            labels,
+            time: 0,
+            value: 1.0,
+        }
     }
 
     #[test]
@@ -171,20 +226,68 @@ mod tests {
         let answers = Answers {
             owners: vec![owner("db-0"), owner("db-1")],
             cpu: vec![
-                series(&[("namespace", "shop"), ("pod", "db-0"), ("container", "pg")], &[(3600, 0.1), (7140, 0.2), (7200, 0.3)]),
-                series(&[("namespace", "shop"), ("pod", "db-1"), ("container", "pg")], &[(3660, -1.0), (3720, 0.4)]),
-                series(&[("namespace", "shop"), ("pod", "db-1"), ("container", "POD")], &[(3660, 9.0)]),
+                series(
+                    &[("namespace", "shop"), ("pod", "db-0"), ("container", "pg")],
+                    &[(3600, 0.1), (7140, 0.2), (7200, 0.3)],
+                ),
+                series(
+                    &[("namespace", "shop"), ("pod", "db-1"), ("container", "pg")],
+                    &[(3660, -1.0), (3720, 0.4)],
+                ),
+                series(
+                    &[("namespace", "shop"), ("pod", "db-1"), ("container", "POD")],
+                    &[(3660, 9.0)],
+                ),
             ],
             specs: vec![
-                series(&[("__name__", "kube_pod_container_resource_requests"), ("namespace", "shop"), ("pod", "db-0"), ("container", "pg"), ("resource", "cpu")], &[(3600, 0.5), (7200, 0.25)]),
-                series(&[("__name__", "kube_pod_container_resource_requests"), ("namespace", "shop"), ("pod", "db-1"), ("container", "pg"), ("resource", "cpu")], &[(3600, 0.5)]),
-                series(&[("__name__", "kube_pod_container_resource_limits"), ("namespace", "shop"), ("pod", "db-0"), ("container", "pg"), ("resource", "memory")], &[(7200, 1048576.0)]),
+                series(
+                    &[
+                        ("__name__", "kube_pod_container_resource_requests"),
+                        ("namespace", "shop"),
+                        ("pod", "db-0"),
+                        ("container", "pg"),
+                        ("resource", "cpu"),
+                    ],
+                    &[(3600, 0.5), (7200, 0.25)],
+                ),
+                series(
+                    &[
+                        ("__name__", "kube_pod_container_resource_requests"),
+                        ("namespace", "shop"),
+                        ("pod", "db-1"),
+                        ("container", "pg"),
+                        ("resource", "cpu"),
+                    ],
+                    &[(3600, 0.5)],
+                ),
+                series(
+                    &[
+                        ("__name__", "kube_pod_container_resource_limits"),
+                        ("namespace", "shop"),
+                        ("pod", "db-0"),
+                        ("container", "pg"),
+                        ("resource", "memory"),
+                    ],
+                    &[(7200, 1048576.0)],
+                ),
             ],
             ..Answers::default()
         };
         let (chunk, stats) = build_chunk("c", vec![3600, 7200], &answers);
-        assert_eq!(stats, ChunkStats { samples: 4, rejected: 1, inferred_pods: 0, ignored_series: 1 });
-        let hours: Vec<(i64, u64)> = chunk.usage.iter().map(|u| (u.hour_start, u.sketch.count())).collect();
+        assert_eq!(
+            stats,
+            ChunkStats {
+                samples: 4,
+                rejected: 1,
+                inferred_pods: 0,
+                ignored_series: 1
+            }
+        );
+        let hours: Vec<(i64, u64)> = chunk
+            .usage
+            .iter()
+            .map(|u| (u.hour_start, u.sketch.count()))
+            .collect();
         assert_eq!(hours, vec![(3600, 3), (7200, 1)]);
         assert_eq!(chunk.usage[0].key.workload, "db");
         assert_eq!(chunk.containers.len(), 1);

@@ -124,7 +124,12 @@ impl ChunkQueries {
         let start = hours[0];
         let end = hours[hours.len() - 1] + 3600 - step_secs;
         let span = end - start + step_secs + OWNER_LOOKBACK_SECS;
-        let range = |promql: String, step_secs: i64| RangeQuery { promql, start, end, step_secs };
+        let range = |promql: String, step_secs: i64| RangeQuery {
+            promql,
+            start,
+            end,
+            step_secs,
+        };
         ChunkQueries {
             owners: queries::owners(span),
             owners_time: end,
@@ -145,14 +150,22 @@ pub fn plan(missing: &[i64], chunk_hours: u32) -> Vec<Vec<i64>> {
     plan_chunks(missing, chunk_hours.max(1))
 }
 
-async fn fetch_chunk(prom: &PromClient, hours: &[i64], step_secs: i64) -> Result<ingest::Answers, PromError> {
+async fn fetch_chunk(
+    prom: &PromClient,
+    hours: &[i64],
+    step_secs: i64,
+) -> Result<ingest::Answers, PromError> {
     let q = ChunkQueries::new(hours, step_secs);
     let owners = prom.query(&q.owners, q.owners_time).await?;
     let mut ranges = Vec::with_capacity(3);
     for r in q.ranges() {
-        ranges.push(prom.query_range(&r.promql, r.start, r.end, r.step_secs).await?);
+        ranges.push(
+            prom.query_range(&r.promql, r.start, r.end, r.step_secs)
+                .await?,
+        );
     }
-    let skipped = owners.non_finite_skipped + ranges.iter().map(|a| a.non_finite_skipped).sum::<u64>();
+    let skipped =
+        owners.non_finite_skipped + ranges.iter().map(|a| a.non_finite_skipped).sum::<u64>();
     let mut ranges = ranges.into_iter().map(|a| a.series);
     Ok(ingest::Answers {
         non_finite_skipped: skipped,
@@ -166,18 +179,42 @@ async fn fetch_chunk(prom: &PromClient, hours: &[i64], step_secs: i64) -> Result
 /// Collects the missing hours of `[from, to)`; returns what it did. Chunks written
 /// before an error stay written.
 #[tracing::instrument(skip_all, fields(cluster = %opts.cluster, from = opts.from, to = opts.to))]
-pub async fn collect(prom: &PromClient, store: &dyn Store, opts: &CollectOptions) -> Result<CollectReport, CollectError> {
+pub async fn collect(
+    prom: &PromClient,
+    store: &dyn Store,
+    opts: &CollectOptions,
+) -> Result<CollectReport, CollectError> {
     if opts.from % 3600 != 0 || opts.to % 3600 != 0 || opts.from > opts.to {
-        return Err(CollectError::Window(format!("[{}, {}) is not a range of whole hours", opts.from, opts.to)));
+        return Err(CollectError::Window(format!(
+            "[{}, {}) is not a range of whole hours",
+            opts.from, opts.to
+        )));
     }
     if opts.step_secs <= 0 || 3600 % opts.step_secs != 0 {
-        return Err(CollectError::Window(format!("step {}s must divide an hour", opts.step_secs)));
+        return Err(CollectError::Window(format!(
+            "step {}s must divide an hour",
+            opts.step_secs
+        )));
     }
-    let done: HashSet<i64> = store.collected_hours(&opts.cluster, opts.from, opts.to).await?.into_iter().collect();
-    let missing: Vec<i64> = (opts.from..opts.to).step_by(3600).filter(|h| !done.contains(h)).collect();
-    let mut report = CollectReport { hours_already_collected: done.len() as u64, ..CollectReport::default() };
+    let done: HashSet<i64> = store
+        .collected_hours(&opts.cluster, opts.from, opts.to)
+        .await?
+        .into_iter()
+        .collect();
+    let missing: Vec<i64> = (opts.from..opts.to)
+        .step_by(3600)
+        .filter(|h| !done.contains(h))
+        .collect();
+    let mut report = CollectReport {
+        hours_already_collected: done.len() as u64,
+        ..CollectReport::default()
+    };
     let chunks = plan(&missing, opts.chunk_hours);
-    tracing::info!(missing_hours = missing.len(), chunks = chunks.len(), "collecting");
+    tracing::info!(
+        missing_hours = missing.len(),
+        chunks = chunks.len(),
+        "collecting"
+    );
 
     let mut seen = HashSet::new();
     let mut answers = futures::stream::iter(chunks)
@@ -197,11 +234,19 @@ pub async fn collect(prom: &PromClient, store: &dyn Store, opts: &CollectOptions
         report.samples += stats.samples;
         report.rejected_samples += stats.rejected;
         report.inferred_pods += stats.inferred_pods;
-        tracing::debug!(first_hour = chunk.hours[0], hours = n_hours, samples = stats.samples, "chunk written");
+        tracing::debug!(
+            first_hour = chunk.hours[0],
+            hours = n_hours,
+            samples = stats.samples,
+            "chunk written"
+        );
     }
     report.containers = seen.len() as u64;
     if report.inferred_pods > 0 {
-        tracing::warn!(pods = report.inferred_pods, "some pods had no kube_pod_owner series: their workload was inferred from the pod name");
+        tracing::warn!(
+            pods = report.inferred_pods,
+            "some pods had no kube_pod_owner series: their workload was inferred from the pod name"
+        );
     }
     Ok(report)
 }
@@ -216,7 +261,12 @@ mod tests {
         let missing = vec![h(0), h(1), h(2), h(3), h(5), h(6), h(9)];
         assert_eq!(
             plan_chunks(&missing, 3),
-            vec![vec![h(0), h(1), h(2)], vec![h(3)], vec![h(5), h(6)], vec![h(9)]]
+            vec![
+                vec![h(0), h(1), h(2)],
+                vec![h(3)],
+                vec![h(5), h(6)],
+                vec![h(9)]
+            ]
         );
     }
 }

@@ -6,7 +6,10 @@ use crate::prometheus::promql::{duration, selector, Op};
 /// cAdvisor series of real containers: the pod cgroup (no `container` label) and the
 /// pause container (`POD`) are excluded.
 fn cadvisor(metric: &str) -> String {
-    selector(metric, &[("container", Op::Ne, ""), ("container", Op::Ne, "POD")])
+    selector(
+        metric,
+        &[("container", Op::Ne, ""), ("container", Op::Ne, "POD")],
+    )
 }
 
 /// CPU cores used per pod container: the 5-minute rate, as dashboards show it. `max`
@@ -32,7 +35,7 @@ pub fn memory_peak(step_secs: i64) -> String {
 /// Owner edges alive at any time in the last `span_secs`.
 pub fn owners(span_secs: i64) -> String {
     format!(
-        "max by (__name__, namespace, pod, replicaset, job_name, owner_kind, owner_name) \
+        "max by (namespace, pod, replicaset, job_name, owner_kind, owner_name) \
          (max_over_time({{__name__=~\"kube_pod_owner|kube_replicaset_owner|kube_job_owner\"}}[{}]))",
         duration(span_secs)
     )

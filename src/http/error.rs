@@ -58,7 +58,12 @@ impl IntoResponse for ApiError {
         if let ApiError::Store(cause) = &self {
             tracing::error!(error = %cause, "store error while serving a request");
         }
-        let body = Body { error: Detail { code: self.code(), message: self.to_string() } };
+        let body = Body {
+            error: Detail {
+                code: self.code(),
+                message: self.to_string(),
+            },
+        };
         (self.status_code(), Json(body)).into_response()
     }
 }

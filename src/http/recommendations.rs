@@ -15,7 +15,10 @@ use crate::store::RecommendationFilter;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/recommendations", get(list))
-        .route("/api/v1/recommendations/{namespace}/{kind}/{name}", get(one_workload))
+        .route(
+            "/api/v1/recommendations/{namespace}/{kind}/{name}",
+            get(one_workload),
+        )
 }
 
 /// Filters of the list.
@@ -42,7 +45,9 @@ fn params<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
 
 fn non_empty(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
     match value {
-        Some(v) if v.is_empty() => Err(ApiError::BadRequest(format!("parameter `{name}` must not be empty"))),
+        Some(v) if v.is_empty() => Err(ApiError::BadRequest(format!(
+            "parameter `{name}` must not be empty"
+        ))),
         v => Ok(v),
     }
 }
@@ -59,7 +64,10 @@ async fn list(
         workload: None,
     };
     let items = state.store.recommendations(&filter).await?;
-    Ok(Json(Items { count: items.len(), items }))
+    Ok(Json(Items {
+        count: items.len(),
+        items,
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,7 +90,12 @@ async fn one_workload(
     };
     let items = state.store.recommendations(&filter).await?;
     if items.is_empty() {
-        return Err(ApiError::NotFound(format!("no recommendation for {namespace}/{kind}/{name}")));
+        return Err(ApiError::NotFound(format!(
+            "no recommendation for {namespace}/{kind}/{name}"
+        )));
     }
-    Ok(Json(Items { count: items.len(), items }))
+    Ok(Json(Items {
+        count: items.len(),
+        items,
+    }))
 }

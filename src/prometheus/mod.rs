@@ -251,8 +251,16 @@ impl PromClient {
     }
 
     /// Series matching any of `matchers` between `start` and `end`.
-    pub async fn series(&self, matchers: &[&str], start: i64, end: i64) -> Result<Vec<Labels>, PromError> {
-        let mut params: Vec<(&str, String)> = matchers.iter().map(|m| ("match[]", m.to_string())).collect();
+    pub async fn series(
+        &self,
+        matchers: &[&str],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Labels>, PromError> {
+        let mut params: Vec<(&str, String)> = matchers
+            .iter()
+            .map(|m| ("match[]", m.to_string()))
+            .collect();
         params.push(("start", start.to_string()));
         params.push(("end", end.to_string()));
         let (url, body) = self.post("/api/v1/series", &params).await?;
@@ -298,7 +306,11 @@ impl PromClient {
                     message: format!("expected JSON, got content type {content_type:?}: {snippet}"),
                 }
             } else {
-                PromError::Status { url, status, snippet }
+                PromError::Status {
+                    url,
+                    status,
+                    snippet,
+                }
             });
         }
         Ok((url, RawBody { bytes, status }))
@@ -377,7 +389,11 @@ fn decode_envelope<'a>(
     }
 }
 
-fn check_result_type<'a>(url: &str, data: &'a serde_json::value::RawValue, want: &str) -> Result<QueryData<'a>, PromError> {
+fn check_result_type<'a>(
+    url: &str,
+    data: &'a serde_json::value::RawValue,
+    want: &str,
+) -> Result<QueryData<'a>, PromError> {
     let data: QueryData<'a> = serde_json::from_str(data.get()).map_err(|e| PromError::Decode {
         url: url.to_string(),
         message: format!("query data: {e}"),
@@ -391,42 +407,71 @@ fn check_result_type<'a>(url: &str, data: &'a serde_json::value::RawValue, want:
     Ok(data)
 }
 
-fn decode_matrix(url: &str, data: &serde_json::value::RawValue) -> Result<Answer<RangeSeries>, PromError> {
+fn decode_matrix(
+    url: &str,
+    data: &serde_json::value::RawValue,
+) -> Result<Answer<RangeSeries>, PromError> {
     let data = check_result_type(url, data, "matrix")?;
-    let raw: Vec<RawMatrixSeries> = serde_json::from_str(data.result.get()).map_err(|e| PromError::Decode {
-        url: url.to_string(),
-        message: format!("matrix: {e}"),
-    })?;
+    let raw: Vec<RawMatrixSeries> =
+        serde_json::from_str(data.result.get()).map_err(|e| PromError::Decode {
+            url: url.to_string(),
+            message: format!("matrix: {e}"),
+        })?;
     let mut skipped = 0;
     let mut series = Vec::with_capacity(raw.len());
     for s in raw {
         let mut samples = Vec::with_capacity(s.values.len());
         for (t, v) in s.values {
-            match parse_sample_value(v).map_err(|message| PromError::Decode { url: url.to_string(), message })? {
+            match parse_sample_value(v).map_err(|message| PromError::Decode {
+                url: url.to_string(),
+                message,
+            })? {
                 Some(v) => samples.push((t.round() as i64, v)),
                 None => skipped += 1,
             }
         }
-        series.push(RangeSeries { labels: s.metric, samples });
+        series.push(RangeSeries {
+            labels: s.metric,
+            samples,
+        });
     }
-    Ok(Answer { series, non_finite_skipped: skipped, warnings: Vec::new() })
+    Ok(Answer {
+        series,
+        non_finite_skipped: skipped,
+        warnings: Vec::new(),
+    })
 }
 
-fn decode_vector(url: &str, data: &serde_json::value::RawValue) -> Result<Answer<InstantSample>, PromError> {
+fn decode_vector(
+    url: &str,
+    data: &serde_json::value::RawValue,
+) -> Result<Answer<InstantSample>, PromError> {
     let data = check_result_type(url, data, "vector")?;
-    let raw: Vec<RawVectorSample> = serde_json::from_str(data.result.get()).map_err(|e| PromError::Decode {
-        url: url.to_string(),
-        message: format!("vector: {e}"),
-    })?;
+    let raw: Vec<RawVectorSample> =
+        serde_json::from_str(data.result.get()).map_err(|e| PromError::Decode {
+            url: url.to_string(),
+            message: format!("vector: {e}"),
+        })?;
     let mut skipped = 0;
     let mut series = Vec::with_capacity(raw.len());
     for s in raw {
-        match parse_sample_value(s.value.1).map_err(|message| PromError::Decode { url: url.to_string(), message })? {
-            Some(value) => series.push(InstantSample { labels: s.metric, time: s.value.0.round() as i64, value }),
+        match parse_sample_value(s.value.1).map_err(|message| PromError::Decode {
+            url: url.to_string(),
+            message,
+        })? {
+            Some(value) => series.push(InstantSample {
+                labels: s.metric,
+                time: s.value.0.round() as i64,
+                value,
+            }),
             None => skipped += 1,
         }
     }
-    Ok(Answer { series, non_finite_skipped: skipped, warnings: Vec::new() })
+    Ok(Answer {
+        series,
+        non_finite_skipped: skipped,
+        warnings: Vec::new(),
+    })
 }
 
 #[cfg(test)]
@@ -434,7 +479,10 @@ mod tests {
     use super::*;
 
     fn body(status: u16, json: &str) -> RawBody {
-        RawBody { bytes: bytes::Bytes::from(json.to_string()), status }
+        RawBody {
+            bytes: bytes::Bytes::from(json.to_string()),
+            status,
+        }
     }
 
     #[test]
@@ -447,13 +495,19 @@ mod tests {
         let data = decode_envelope("u", &b, "q").unwrap();
         let answer = decode_matrix("u", data).unwrap();
         assert_eq!(answer.non_finite_skipped, 3);
-        assert_eq!(answer.series[0].samples, vec![(1700000000, 0.5), (1700000240, 0.001)]);
+        assert_eq!(
+            answer.series[0].samples,
+            vec![(1700000000, 0.5), (1700000240, 0.001)]
+        );
         assert_eq!(answer.series[0].labels["pod"], "api-1");
     }
 
     #[test]
     fn error_envelope_names_type_message_and_query() {
-        let b = body(400, r#"{"status":"error","errorType":"bad_data","error":"parse error at char 5"}"#);
+        let b = body(
+            400,
+            r#"{"status":"error","errorType":"bad_data","error":"parse error at char 5"}"#,
+        );
         let err = decode_envelope("u", &b, "rate(x[5m]").unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -464,9 +518,15 @@ mod tests {
 
     #[test]
     fn wrong_result_type_and_garbage_values_are_decode_errors() {
-        let b = body(200, r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#);
+        let b = body(
+            200,
+            r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#,
+        );
         let data = decode_envelope("u", &b, "q").unwrap();
-        assert!(matches!(decode_matrix("u", data), Err(PromError::Decode { .. })));
+        assert!(matches!(
+            decode_matrix("u", data),
+            Err(PromError::Decode { .. })
+        ));
         let b = body(
             200,
             r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"abc"]}]}}"#,

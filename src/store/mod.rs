@@ -58,20 +58,40 @@ pub trait Store: Send + Sync {
     /// Checks the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Hours (hour-aligned unix seconds) in `[from, to)` already collected for `cluster`, ascending.
-    async fn collected_hours(&self, cluster: &str, from: i64, to: i64) -> Result<Vec<i64>, StoreError>;
+    async fn collected_hours(
+        &self,
+        cluster: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<i64>, StoreError>;
     /// End (exclusive, unix seconds) of the newest collected hour of `cluster`.
     async fn watermark(&self, cluster: &str) -> Result<Option<i64>, StoreError>;
     /// Writes a chunk in one transaction: containers upserted (requests/limits only replaced by a
     /// newer `seen_at`), usage rows replaced (never added to), hours marked collected.
     async fn write_chunk(&self, chunk: &Chunk) -> Result<(), StoreError>;
     /// Known workload containers, optionally of one cluster, ordered by key.
-    async fn containers(&self, cluster: Option<&str>) -> Result<Vec<ContainerObservation>, StoreError>;
+    async fn containers(
+        &self,
+        cluster: Option<&str>,
+    ) -> Result<Vec<ContainerObservation>, StoreError>;
     /// Hourly usage of one workload container in `[from, to)`, ordered by resource then hour.
-    async fn usage(&self, key: &ContainerKey, from: i64, to: i64) -> Result<Vec<UsageHour>, StoreError>;
+    async fn usage(
+        &self,
+        key: &ContainerKey,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<UsageHour>, StoreError>;
     /// Replaces every stored recommendation of `cluster` with `recs`, in one transaction.
-    async fn replace_recommendations(&self, cluster: &str, recs: &[Recommendation]) -> Result<(), StoreError>;
+    async fn replace_recommendations(
+        &self,
+        cluster: &str,
+        recs: &[Recommendation],
+    ) -> Result<(), StoreError>;
     /// Stored recommendations matching `filter`, ordered by namespace, kind, workload, container.
-    async fn recommendations(&self, filter: &RecommendationFilter) -> Result<Vec<Recommendation>, StoreError>;
+    async fn recommendations(
+        &self,
+        filter: &RecommendationFilter,
+    ) -> Result<Vec<Recommendation>, StoreError>;
 }
 
 /// Opens the store named by `url` (`sqlite://PATH`, `sqlite::memory:`, `postgres://…`) and migrates it.

@@ -511,7 +511,8 @@ impl Cluster {
         for copy in 0..scale.max(1) {
             cl.build_copy(&mut rng, copy);
         }
-        cl.events.sort_by(|a, b| (a.time, &a.pod).cmp(&(b.time, &b.pod)));
+        cl.events
+            .sort_by(|a, b| (a.time, &a.pod).cmp(&(b.time, &b.pod)));
         cl
     }
 
@@ -557,7 +558,8 @@ impl Cluster {
                     if let (Some(r), Some(t)) = (&def.rollout, rollout_tick) {
                         generations.push((t, r.containers, r.cpu_factor));
                     }
-                    for (g, &(gen_start, containers, cpu_factor)) in generations.iter().enumerate() {
+                    for (g, &(gen_start, containers, cpu_factor)) in generations.iter().enumerate()
+                    {
                         let rs = format!("{}-{}", def.name, k8s_name_suffix(rng, 10));
                         self.replicasets.push(OwnedObject {
                             namespace: ns.clone(),
@@ -672,7 +674,8 @@ impl Cluster {
         first_node: usize,
         wc_base: usize,
     ) {
-        let first_run = (self.start + CRON_PERIOD_SECS - 1).div_euclid(CRON_PERIOD_SECS) * CRON_PERIOD_SECS;
+        let first_run =
+            (self.start + CRON_PERIOD_SECS - 1).div_euclid(CRON_PERIOD_SECS) * CRON_PERIOD_SECS;
         let mut job_pods = Vec::new();
         let mut run = first_run;
         while run < self.end {
@@ -838,12 +841,21 @@ fn k8s_name_suffix(rng: &mut ChaCha8Rng, len: usize) -> String {
 }
 
 fn hex_id(rng: &mut ChaCha8Rng) -> String {
-    (0..4).map(|_| format!("{:016x}", rng.gen::<u64>())).collect()
+    (0..4)
+        .map(|_| format!("{:016x}", rng.gen::<u64>()))
+        .collect()
 }
 
 fn uuid_v4(rng: &mut ChaCha8Rng) -> String {
     let a: u128 = rng.gen();
     let a = (a & !(0xF << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
     let h = format!("{a:032x}");
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }

@@ -78,9 +78,18 @@ pub struct GroundTruth {
 
 impl GroundTruth {
     /// The truth for one workload container, if it exists.
-    pub fn container(&self, namespace: &str, kind: &str, workload: &str, container: &str) -> Option<&TruthContainer> {
+    pub fn container(
+        &self,
+        namespace: &str,
+        kind: &str,
+        workload: &str,
+        container: &str,
+    ) -> Option<&TruthContainer> {
         self.containers.iter().find(|c| {
-            c.namespace == namespace && c.kind == kind && c.workload == workload && c.container == container
+            c.namespace == namespace
+                && c.kind == kind
+                && c.workload == workload
+                && c.container == container
         })
     }
 }
@@ -202,6 +211,19 @@ pub fn write_openmetrics<W: io::Write>(cfg: &SynthConfig, out: W) -> io::Result<
     Ok(writer::run(cfg, out, false, &[])?.lines)
 }
 
+/// The rollouts and restarts [`generate`] will produce for `cfg`, without
+/// generating anything: tests use it to pick probe timestamps.
+pub fn plan_events(cfg: &SynthConfig) -> Vec<TruthEvent> {
+    cluster::Cluster::build(
+        cfg.seed,
+        cfg.start,
+        cfg.end,
+        cfg.scrape_interval_secs.max(1),
+        cfg.scale,
+    )
+    .events
+}
+
 /// The nearest-rank quantile of ascending `sorted` values: the value at index
 /// `ceil(q * n) - 1`, clamped to the slice. NaN for an empty slice.
 pub fn quantile_exact(sorted: &[f64], q: f64) -> f64 {
@@ -247,11 +269,14 @@ mod tests {
             .filter(|l| l.starts_with("container_cpu_usage_seconds_total{"))
             .collect();
         // The pod cgroup: no container label at all, id = the pod's cgroup.
-        assert!(cpu
-            .iter()
-            .any(|l| !l.contains("container=") && l.contains("pod=\"") && l.contains("id=\"/kubepods/burstable/pod")));
+        assert!(cpu.iter().any(|l| !l.contains("container=")
+            && l.contains("pod=\"")
+            && l.contains("id=\"/kubepods/burstable/pod")));
         assert!(cpu.iter().any(|l| l.contains("container=\"POD\"")));
-        assert!(text.lines().any(|l| l.starts_with("container_memory_working_set_bytes{") && l.contains("container=\"POD\"")));
+        assert!(text
+            .lines()
+            .any(|l| l.starts_with("container_memory_working_set_bytes{")
+                && l.contains("container=\"POD\"")));
     }
 
     #[test]
@@ -267,7 +292,10 @@ mod tests {
                 current = family;
             } else if !line.starts_with('#') {
                 let name = line.split(['{', ' ']).next().unwrap();
-                assert!(name == current || name == format!("{current}_total"), "{name} outside {current}");
+                assert!(
+                    name == current || name == format!("{current}_total"),
+                    "{name} outside {current}"
+                );
             }
         }
         assert!(seen.contains("container_cpu_usage_seconds"));
@@ -290,18 +318,36 @@ mod tests {
             "batch/CronJob/report-builder/report-builder",
             "data/Pod/toolbox/toolbox",
         ] {
-            assert!(names.iter().any(|n| n == want), "missing {want} in {names:?}");
+            assert!(
+                names.iter().any(|n| n == want),
+                "missing {want} in {names:?}"
+            );
         }
         let api = truth.container("shop", "Deployment", "api", "api").unwrap();
         // 3 replicas rolled to 3 new pods.
         assert_eq!(api.pods, 6);
         assert_eq!(api.memory_request_bytes, Some(768 << 20));
-        let blackbox = truth.container("monitoring", "Deployment", "blackbox-exporter", "blackbox-exporter").unwrap();
-        assert_eq!((blackbox.cpu_request_millicores, blackbox.memory_limit_bytes), (None, None));
-        let cart = truth.container("shop", "Deployment", "cart", "cart").unwrap();
+        let blackbox = truth
+            .container(
+                "monitoring",
+                "Deployment",
+                "blackbox-exporter",
+                "blackbox-exporter",
+            )
+            .unwrap();
+        assert_eq!(
+            (blackbox.cpu_request_millicores, blackbox.memory_limit_bytes),
+            (None, None)
+        );
+        let cart = truth
+            .container("shop", "Deployment", "cart", "cart")
+            .unwrap();
         assert_eq!((cart.restarts, cart.oom_kills), (4, 4));
         for c in &truth.containers {
-            assert!(c.cpu_p50_cores <= c.cpu_p95_cores && c.cpu_p95_cores <= c.cpu_max_cores, "{c:?}");
+            assert!(
+                c.cpu_p50_cores <= c.cpu_p95_cores && c.cpu_p95_cores <= c.cpu_max_cores,
+                "{c:?}"
+            );
             assert!(c.cpu_samples > 0 && c.memory_samples > 0, "{c:?}");
         }
     }
@@ -315,7 +361,11 @@ mod tests {
         };
         let (_, truth) = render(&cfg);
         assert!(truth.containers.iter().any(|c| c.namespace == "shop-3"));
-        let per_copy = truth.containers.iter().filter(|c| c.namespace.starts_with("shop")).count();
+        let per_copy = truth
+            .containers
+            .iter()
+            .filter(|c| c.namespace.starts_with("shop"))
+            .count();
         assert_eq!(per_copy % 3, 0);
     }
 

@@ -10,7 +10,11 @@ use std::collections::VecDeque;
 /// `[range_end_ms - range_ms, range_end_ms]`, both ends inclusive in 2.x.
 /// `None` when fewer than two samples fall in the range (Prometheus drops
 /// the element).
-pub(crate) fn extrapolated_rate(samples: &[(i64, f64)], range_end_ms: i64, range_ms: i64) -> Option<f64> {
+pub(crate) fn extrapolated_rate(
+    samples: &[(i64, f64)],
+    range_end_ms: i64,
+    range_ms: i64,
+) -> Option<f64> {
     if samples.len() < 2 {
         return None;
     }
@@ -81,7 +85,12 @@ pub(crate) struct WindowEval {
 
 impl WindowEval {
     /// `series_groups[s]` is the output group (a pod container) of series `s`.
-    pub(crate) fn new(func: RangeFn, range_secs: i64, series_groups: &[usize], groups: usize) -> Self {
+    pub(crate) fn new(
+        func: RangeFn,
+        range_secs: i64,
+        series_groups: &[usize],
+        groups: usize,
+    ) -> Self {
         WindowEval {
             range_ms: range_secs * 1000,
             func,
@@ -159,14 +168,21 @@ mod tests {
     fn rate_of_a_steady_counter_is_its_slope() {
         // 1 unit/s, scraped every 60 s, aligned with the range: 5 intervals
         // seen, extrapolated to the full 300 s window.
-        let s: Vec<(i64, f64)> = (0..=5).map(|i| (i * 60_000, 60.0 * i as f64 + 1000.0)).collect();
+        let s: Vec<(i64, f64)> = (0..=5)
+            .map(|i| (i * 60_000, 60.0 * i as f64 + 1000.0))
+            .collect();
         let r = extrapolated_rate(&s, 300_000, 300_000).unwrap();
         assert!((r - 1.0).abs() < 1e-12, "{r}");
     }
 
     #[test]
     fn rate_handles_a_reset_inside_the_series() {
-        let s = [(0, 100.0), (60_000, 160.0), (120_000, 30.0), (180_000, 90.0)];
+        let s = [
+            (0, 100.0),
+            (60_000, 160.0),
+            (120_000, 30.0),
+            (180_000, 90.0),
+        ];
         // Increase: 60 + 30 + 60 = 150 over 180 s; extrapolated by the
         // aligned start (0 s, clamp irrelevant) and the 120 s gap at the end
         // (> 1.1 x 60 s, so half an interval).

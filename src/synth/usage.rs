@@ -65,7 +65,13 @@ impl Profile {
 }
 
 /// CPU the container would use at `tick` if nothing capped it, in cores.
-pub(crate) fn cpu_demand_cores(p: &Profile, key: u64, tick: i64, unix_secs: i64, factor: f64) -> f64 {
+pub(crate) fn cpu_demand_cores(
+    p: &Profile,
+    key: u64,
+    tick: i64,
+    unix_secs: i64,
+    factor: f64,
+) -> f64 {
     let hour = (unix_secs.rem_euclid(86_400)) as f64 / 3600.0;
     let diurnal = 1.0 + p.cpu_diurnal * (2.0 * PI * (hour - 8.0) / 24.0).sin();
     let noise = 1.0 + p.cpu_noise * centred(key, tick, 0);

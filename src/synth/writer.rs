@@ -8,8 +8,8 @@ use super::cluster::{Cluster, Instance, Pod, PodContainer};
 use super::promql::{RangeFn, WindowEval};
 use super::usage::{self, MemoryShape};
 use super::{
-    quantile_exact, GroundTruth, ProbeValue, SynthConfig, TruthContainer, CPU_RATE_RANGE_SECS, MEMORY_RANGE_SECS,
-    TRUTH_STEP_SECS,
+    quantile_exact, GroundTruth, ProbeValue, SynthConfig, TruthContainer, CPU_RATE_RANGE_SECS,
+    MEMORY_RANGE_SECS, TRUTH_STEP_SECS,
 };
 
 const KUBELET: &[(&str, &str)] = &[("job", "kubelet"), ("metrics_path", "/metrics/cadvisor")];
@@ -23,14 +23,25 @@ pub(crate) struct Run {
     pub lines: u64,
 }
 
-pub(crate) fn run<W: Write>(cfg: &SynthConfig, out: W, want_truth: bool, probe_times: &[i64]) -> io::Result<Run> {
+pub(crate) fn run<W: Write>(
+    cfg: &SynthConfig,
+    out: W,
+    want_truth: bool,
+    probe_times: &[i64],
+) -> io::Result<Run> {
     if cfg.scrape_interval_secs <= 0 || cfg.end <= cfg.start {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "synth: need scrape_interval_secs > 0 and end > start",
         ));
     }
-    let cluster = Cluster::build(cfg.seed, cfg.start, cfg.end, cfg.scrape_interval_secs, cfg.scale);
+    let cluster = Cluster::build(
+        cfg.seed,
+        cfg.start,
+        cfg.end,
+        cfg.scrape_interval_secs,
+        cfg.scale,
+    );
     let idx = Index::new(&cluster);
     let truth = want_truth.then(|| TruthAcc::new(&cluster, &idx, probe_times));
     let mut g = Gen {
@@ -64,7 +75,11 @@ pub(crate) fn run<W: Write>(cfg: &SynthConfig, out: W, want_truth: bool, probe_t
             Vec::new(),
         ),
     };
-    Ok(Run { truth, probes, lines })
+    Ok(Run {
+        truth,
+        probes,
+        lines,
+    })
 }
 
 /// OpenMetrics output.
@@ -156,7 +171,11 @@ impl Index {
                 ix.inst_base.push(ix.instances);
                 ix.instances += c.instances.len();
                 ix.series_base.push(ix.series_pc.len());
-                let n = if pod.drop_id_labels { 1 } else { c.instances.len() };
+                let n = if pod.drop_id_labels {
+                    1
+                } else {
+                    c.instances.len()
+                };
                 ix.series_pc.extend(std::iter::repeat_n(pc, n));
             }
         }
@@ -199,7 +218,10 @@ impl<'a> Sweep<'a> {
 
 /// The instance of `c` running at tick `k`, with its position.
 fn running(c: &PodContainer, k: i64) -> Option<(usize, &Instance)> {
-    c.instances.iter().enumerate().find(|(_, i)| i.start <= k && k < i.end)
+    c.instances
+        .iter()
+        .enumerate()
+        .find(|(_, i)| i.start <= k && k < i.end)
 }
 
 /// The instance kube-state-metrics reports at tick `k`: the latest started.
@@ -225,7 +247,12 @@ impl TruthAcc {
         let wcs = cl.workload_containers.len();
         TruthAcc {
             cpu: WindowEval::new(RangeFn::Rate, CPU_RATE_RANGE_SECS, &ix.series_pc, groups),
-            memory: WindowEval::new(RangeFn::MaxOverTime, MEMORY_RANGE_SECS, &ix.series_pc, groups),
+            memory: WindowEval::new(
+                RangeFn::MaxOverTime,
+                MEMORY_RANGE_SECS,
+                &ix.series_pc,
+                groups,
+            ),
             cpu_values: vec![Vec::new(); wcs],
             memory_peak: vec![f64::NEG_INFINITY; wcs],
             memory_samples: vec![0; wcs],
@@ -257,7 +284,13 @@ impl TruthAcc {
         for (wc, mut values) in self.cpu_values.into_iter().enumerate() {
             let w = &cl.workload_containers[wc];
             values.sort_by(f64::total_cmp);
-            let q = |q: f64| if values.is_empty() { 0.0 } else { quantile_exact(&values, q) };
+            let q = |q: f64| {
+                if values.is_empty() {
+                    0.0
+                } else {
+                    quantile_exact(&values, q)
+                }
+            };
             let res = latest[wc]
                 .map(|(_, pc)| {
                     let p = ix.pc_pod[pc];
@@ -291,7 +324,12 @@ impl TruthAcc {
             });
         }
         containers.sort_by(|a, b| {
-            (&a.namespace, &a.kind, &a.workload, &a.container).cmp(&(&b.namespace, &b.kind, &b.workload, &b.container))
+            (&a.namespace, &a.kind, &a.workload, &a.container).cmp(&(
+                &b.namespace,
+                &b.kind,
+                &b.workload,
+                &b.container,
+            ))
         });
         let probes = self
             .probes
@@ -367,7 +405,11 @@ fn cadvisor_labels<'l>(
     id: &'l str,
 ) -> Vec<(&'l str, &'l str)> {
     let node = &cl.nodes[pod.node];
-    let (cgroup, id) = if pod.drop_id_labels { ("", "") } else { (cgroup, id) };
+    let (cgroup, id) = if pod.drop_id_labels {
+        ("", "")
+    } else {
+        (cgroup, id)
+    };
     let mut v = vec![
         ("container", container),
         ("id", cgroup),
@@ -401,7 +443,11 @@ fn container_prefixes(cl: &Cluster, ix: &Index, name: &str) -> Vec<String> {
     let mut out = Vec::with_capacity(ix.series_pc.len());
     for (p, pod) in cl.pods.iter().enumerate() {
         for (j, c) in pod.containers.iter().enumerate() {
-            let n = if pod.drop_id_labels { 1 } else { c.instances.len() };
+            let n = if pod.drop_id_labels {
+                1
+            } else {
+                c.instances.len()
+            };
             for inst in &c.instances[..n] {
                 let cgroup = format!("{}/{}", pod.cgroup, inst.container_id);
                 out.push(series(
@@ -437,7 +483,11 @@ impl<W: Write> Gen<'_, W> {
         let name = "container_cpu_usage_seconds_total";
         self.om.family("container_cpu_usage_seconds", "counter")?;
         let prefixes = container_prefixes(cl, &self.idx, name);
-        let pod_prefixes: Vec<(String, String)> = cl.pods.iter().map(|p| pod_level_prefixes(cl, name, p)).collect();
+        let pod_prefixes: Vec<(String, String)> = cl
+            .pods
+            .iter()
+            .map(|p| pod_level_prefixes(cl, name, p))
+            .collect();
         let node_prefixes = node_prefixes(cl, name);
         let iv = cl.interval_secs as f64;
         let mut counters: Vec<f64> = Vec::with_capacity(self.idx.instances);
@@ -449,7 +499,12 @@ impl<W: Write> Gen<'_, W> {
         let mut pod_counters: Vec<f64> = cl
             .pods
             .iter()
-            .map(|p| p.containers.iter().map(|c| c.instances[0].prior_cpu_secs).sum())
+            .map(|p| {
+                p.containers
+                    .iter()
+                    .map(|c| c.instances[0].prior_cpu_secs)
+                    .sum()
+            })
             .collect();
         let mut pause_counters = vec![0.0; cl.pods.len()];
         let mut node_counters: Vec<(f64, f64)> = (0..cl.nodes.len())
@@ -472,9 +527,12 @@ impl<W: Write> Gen<'_, W> {
                 let pause_frac = if k == pod.start { 0.5 } else { 1.0 };
                 let mut pod_inc = 0.0;
                 for (j, c) in pod.containers.iter().enumerate() {
-                    let Some((i, inst)) = running(c, k) else { continue };
+                    let Some((i, inst)) = running(c, k) else {
+                        continue;
+                    };
                     let pc = self.idx.pc_base[p] + j;
-                    let demand = usage::cpu_demand_cores(&c.profile, inst.key, k, base, c.cpu_factor);
+                    let demand =
+                        usage::cpu_demand_cores(&c.profile, inst.key, k, base, c.cpu_factor);
                     let cores = usage::cpu_usage_cores(demand, c.res.cpu_limit_cores());
                     let frac = if k == inst.start && inst.prior_cpu_secs == 0.0 {
                         inst.first_frac
@@ -504,12 +562,15 @@ impl<W: Write> Gen<'_, W> {
             }
             for (n, node) in cl.nodes.iter().enumerate() {
                 let ts = base + node.offset_secs;
-                let system = 0.15 * (1.0 + 0.3 * usage::unit(cl.missed_scrape_key, k, 600 + n as u64)) * iv;
+                let system =
+                    0.15 * (1.0 + 0.3 * usage::unit(cl.missed_scrape_key, k, 600 + n as u64)) * iv;
                 node_counters[n].0 += node_inc[n] + system;
                 node_counters[n].1 += node_inc[n];
                 if ts < cl.end && !cl.scrape_missed(n, k) {
-                    self.om.sample(&node_prefixes[n].0, node_counters[n].0, ts)?;
-                    self.om.sample(&node_prefixes[n].1, node_counters[n].1, ts)?;
+                    self.om
+                        .sample(&node_prefixes[n].0, node_counters[n].0, ts)?;
+                    self.om
+                        .sample(&node_prefixes[n].1, node_counters[n].1, ts)?;
                 }
             }
             if let Some(truth) = &mut self.truth {
@@ -541,7 +602,11 @@ impl<W: Write> Gen<'_, W> {
         let name = "container_memory_working_set_bytes";
         self.om.family(name, "gauge")?;
         let prefixes = container_prefixes(cl, &self.idx, name);
-        let pod_prefixes: Vec<(String, String)> = cl.pods.iter().map(|p| pod_level_prefixes(cl, name, p)).collect();
+        let pod_prefixes: Vec<(String, String)> = cl
+            .pods
+            .iter()
+            .map(|p| pod_level_prefixes(cl, name, p))
+            .collect();
         let node_prefixes = node_prefixes(cl, name);
         let mut node_sum = vec![0.0; cl.nodes.len()];
         let mut clock = EvalClock::new(cl);
@@ -556,7 +621,9 @@ impl<W: Write> Gen<'_, W> {
                 let scraped = ts < cl.end && !cl.scrape_missed(pod.node, k);
                 let mut pod_sum = 0.0;
                 for (j, c) in pod.containers.iter().enumerate() {
-                    let Some((i, inst)) = running(c, k) else { continue };
+                    let Some((i, inst)) = running(c, k) else {
+                        continue;
+                    };
                     let pc = self.idx.pc_base[p] + j;
                     let shape = MemoryShape {
                         age_ticks: k - inst.start,
@@ -575,7 +642,8 @@ impl<W: Write> Gen<'_, W> {
                         }
                     }
                 }
-                let pause = 4096.0 * (100.0 + (8.0 * usage::unit(pod.key, k.div_euclid(30), 21)).floor());
+                let pause =
+                    4096.0 * (100.0 + (8.0 * usage::unit(pod.key, k.div_euclid(30), 21)).floor());
                 // The pod cgroup also holds page cache and kernel memory.
                 let pod_total = pod_sum + pause + 1.5 * MI;
                 node_sum[pod.node] += pod_total;
@@ -587,8 +655,12 @@ impl<W: Write> Gen<'_, W> {
             for (n, node) in cl.nodes.iter().enumerate() {
                 let ts = base + node.offset_secs;
                 if ts < cl.end && !cl.scrape_missed(n, k) {
-                    let system = 4096.0 * (230_000.0 + (5000.0 * usage::unit(cl.missed_scrape_key, k, 700 + n as u64)).floor());
-                    self.om.sample(&node_prefixes[n].0, node_sum[n] + system, ts)?;
+                    let system = 4096.0
+                        * (230_000.0
+                            + (5000.0 * usage::unit(cl.missed_scrape_key, k, 700 + n as u64))
+                                .floor());
+                    self.om
+                        .sample(&node_prefixes[n].0, node_sum[n] + system, ts)?;
                     self.om.sample(&node_prefixes[n].1, node_sum[n], ts)?;
                 }
             }
@@ -634,7 +706,11 @@ impl<W: Write> Gen<'_, W> {
         })?;
         // The kill is counted on the scrape just before the container goes.
         self.container_counter("container_oom_events", |_, inst, k, _| {
-            Some(if inst.oom_killed() && k == inst.end - 1 { 1.0 } else { 0.0 })
+            Some(if inst.oom_killed() && k == inst.end - 1 {
+                1.0
+            } else {
+                0.0
+            })
         })
     }
 
@@ -659,13 +735,18 @@ impl<W: Write> Gen<'_, W> {
                 let ts = base + cl.nodes[pod.node].offset_secs;
                 let scraped = ts < cl.end && !cl.scrape_missed(pod.node, k);
                 for (j, c) in pod.containers.iter().enumerate() {
-                    let Some((i, inst)) = running(c, k) else { continue };
-                    let Some(d) = inc(c, inst, k, base) else { continue };
+                    let Some((i, inst)) = running(c, k) else {
+                        continue;
+                    };
+                    let Some(d) = inc(c, inst, k, base) else {
+                        continue;
+                    };
                     let pc = self.idx.pc_base[p] + j;
                     let ctr = &mut counters[self.idx.inst_base[pc] + i];
                     *ctr += d;
                     if scraped {
-                        self.om.sample(&prefixes[self.idx.series_of(pod, pc, i)], *ctr, ts)?;
+                        self.om
+                            .sample(&prefixes[self.idx.series_of(pod, pc, i)], *ctr, ts)?;
                     }
                 }
             }
@@ -675,7 +756,14 @@ impl<W: Write> Gen<'_, W> {
 
     fn ksm(&mut self) -> io::Result<()> {
         let cl = self.cl;
-        let node_ip = |n: usize| cl.nodes[n].instance.split(':').next().unwrap_or("").to_string();
+        let node_ip = |n: usize| {
+            cl.nodes[n]
+                .instance
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        };
         self.ksm_pod_family("kube_pod_info", "gauge", |pod| {
             let host_ip = node_ip(pod.node);
             let (created_kind, created_name) = match pod.owner_kind {
@@ -701,7 +789,11 @@ impl<W: Write> Gen<'_, W> {
             )]
         })?;
         self.ksm_pod_family("kube_pod_owner", "gauge", |pod| {
-            let controller = if pod.owner_kind == "<none>" { "<none>" } else { "true" };
+            let controller = if pod.owner_kind == "<none>" {
+                "<none>"
+            } else {
+                "true"
+            };
             vec![(
                 ksm_series(
                     "kube_pod_owner",
@@ -754,7 +846,11 @@ impl<W: Write> Gen<'_, W> {
             let mut v = Vec::new();
             for (j, c) in pod.containers.iter().enumerate() {
                 for (i, inst) in c.instances.iter().enumerate() {
-                    let image_id = format!("{}@sha256:{}", c.image.split(':').next().unwrap_or(""), digest(c.image));
+                    let image_id = format!(
+                        "{}@sha256:{}",
+                        c.image.split(':').next().unwrap_or(""),
+                        digest(c.image)
+                    );
                     let container_id = format!("containerd://{}", inst.container_id);
                     let labels = [
                         ("container", c.name),
@@ -766,7 +862,10 @@ impl<W: Write> Gen<'_, W> {
                         ("pod", &pod.name),
                         ("uid", &pod.uid),
                     ];
-                    v.push((ksm_series("kube_pod_container_info", &labels), KsmValue::WhileCurrent(j, i)));
+                    v.push((
+                        ksm_series("kube_pod_container_info", &labels),
+                        KsmValue::WhileCurrent(j, i),
+                    ));
                 }
             }
             v
@@ -789,26 +888,31 @@ impl<W: Write> Gen<'_, W> {
                 })
                 .collect()
         })?;
-        self.ksm_pod_family("kube_pod_container_status_last_terminated_reason", "gauge", |pod| {
-            let mut v = Vec::new();
-            for (j, c) in pod.containers.iter().enumerate() {
-                let Some(reason) = c.instances[0].end_reason.filter(|_| c.instances.len() > 1) else {
-                    continue;
-                };
-                let labels = [
-                    ("container", c.name),
-                    ("namespace", pod.namespace.as_str()),
-                    ("pod", pod.name.as_str()),
-                    ("reason", reason),
-                    ("uid", pod.uid.as_str()),
-                ];
-                v.push((
-                    ksm_series("kube_pod_container_status_last_terminated_reason", &labels),
-                    KsmValue::AfterRestart(j),
-                ));
-            }
-            v
-        })?;
+        self.ksm_pod_family(
+            "kube_pod_container_status_last_terminated_reason",
+            "gauge",
+            |pod| {
+                let mut v = Vec::new();
+                for (j, c) in pod.containers.iter().enumerate() {
+                    let Some(reason) = c.instances[0].end_reason.filter(|_| c.instances.len() > 1)
+                    else {
+                        continue;
+                    };
+                    let labels = [
+                        ("container", c.name),
+                        ("namespace", pod.namespace.as_str()),
+                        ("pod", pod.name.as_str()),
+                        ("reason", reason),
+                        ("uid", pod.uid.as_str()),
+                    ];
+                    v.push((
+                        ksm_series("kube_pod_container_status_last_terminated_reason", &labels),
+                        KsmValue::AfterRestart(j),
+                    ));
+                }
+                v
+            },
+        )?;
         let rs: Vec<(String, i64, i64)> = cl
             .replicasets
             .iter()
@@ -844,8 +948,14 @@ impl<W: Write> Gen<'_, W> {
             .deployments
             .iter()
             .map(|d| {
-                let labels = [("deployment", d.name.as_str()), ("namespace", d.namespace.as_str())];
-                (ksm_series("kube_deployment_spec_replicas", &labels), d.replicas as f64)
+                let labels = [
+                    ("deployment", d.name.as_str()),
+                    ("namespace", d.namespace.as_str()),
+                ];
+                (
+                    ksm_series("kube_deployment_spec_replicas", &labels),
+                    d.replicas as f64,
+                )
             })
             .collect();
         for k in 0..cl.ticks {
@@ -883,9 +993,13 @@ impl<W: Write> Gen<'_, W> {
                 for (prefix, value) in &per_pod[p] {
                     let v = match *value {
                         KsmValue::Const(v) => Some(v),
-                        KsmValue::WhileCurrent(j, i) => (current(&pod.containers[j], k).0 == i).then_some(1.0),
+                        KsmValue::WhileCurrent(j, i) => {
+                            (current(&pod.containers[j], k).0 == i).then_some(1.0)
+                        }
                         KsmValue::Restarts(j) => Some(current(&pod.containers[j], k).0 as f64),
-                        KsmValue::AfterRestart(j) => (current(&pod.containers[j], k).0 > 0).then_some(1.0),
+                        KsmValue::AfterRestart(j) => {
+                            (current(&pod.containers[j], k).0 > 0).then_some(1.0)
+                        }
                     };
                     if let Some(v) = v {
                         self.om.sample(prefix, v, ts)?;
@@ -896,7 +1010,11 @@ impl<W: Write> Gen<'_, W> {
         Ok(())
     }
 
-    fn ksm_object_family(&mut self, family: &str, objects: &[(String, i64, i64)]) -> io::Result<()> {
+    fn ksm_object_family(
+        &mut self,
+        family: &str,
+        objects: &[(String, i64, i64)],
+    ) -> io::Result<()> {
         let cl = self.cl;
         self.om.family(family, "gauge")?;
         for k in 0..cl.ticks {
@@ -935,6 +1053,10 @@ fn ksm_series(name: &str, labels: &[(&str, &str)]) -> String {
 
 /// A stable fake sha256 digest for an image reference.
 fn digest(image: &str) -> String {
-    let seed = image.bytes().fold(0u64, |h, b| usage::mix(h ^ u64::from(b)));
-    (0..4).map(|i| format!("{:016x}", usage::mix(seed + i))).collect()
+    let seed = image
+        .bytes()
+        .fold(0u64, |h, b| usage::mix(h ^ u64::from(b)));
+    (0..4)
+        .map(|i| format!("{:016x}", usage::mix(seed + i)))
+        .collect()
 }

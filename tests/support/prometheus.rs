@@ -22,7 +22,10 @@ impl TempDir {
     /// Creates a fresh, uniquely named directory.
     pub fn new(prefix: &str) -> io::Result<Self> {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
         let path = std::env::temp_dir().join(format!(
             "{prefix}-{}-{}-{nanos}",
             std::process::id(),
@@ -55,7 +58,11 @@ pub fn max_block_duration_for(span_secs: i64) -> String {
 
 /// Runs `promtool tsdb create-blocks-from openmetrics` into `data_dir`;
 /// returns how long it took.
-pub fn backfill(openmetrics: &Path, data_dir: &Path, max_block_duration: &str) -> io::Result<Duration> {
+pub fn backfill(
+    openmetrics: &Path,
+    data_dir: &Path,
+    max_block_duration: &str,
+) -> io::Result<Duration> {
     let started = Instant::now();
     let out = Command::new("promtool")
         .args(["tsdb", "create-blocks-from", "openmetrics", "--quiet"])
@@ -98,43 +105,30 @@ impl Prometheus {
 
     /// Serves the TSDB in `dir/data` (created by [`backfill`]).
     pub fn serve(dir: TempDir) -> io::Result<Self> {
-        let data = dir.path().join("data");
         let config = dir.path().join("prometheus.yml");
-        fs::write(&config, "global:\n  scrape_interval: 1m\nscrape_configs: []\n")?;
-        // Another process may grab the port between probe and bind: retry.
+        fs::write(
+            &config,
+            "global:\n  scrape_interval: 1m\nscrape_configs: []\n",
+        )?;
         let mut last_err = None;
+        // Another process may take the port between probe and bind: retry then.
         for _ in 0..5 {
             let port = free_port()?;
-            let log = fs::File::create(dir.path().join("prometheus.log"))?;
-            let child = Command::new("prometheus")
-                .arg(format!("--config.file={}", config.display()))
-                .arg(format!("--storage.tsdb.path={}", data.display()))
-                .arg("--storage.tsdb.retention.time=400d")
-                // Keep the backfilled blocks as they are: no background compaction.
-                .arg("--storage.tsdb.min-block-duration=2h")
-                .arg("--storage.tsdb.max-block-duration=2h")
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg("--log.level=warn")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()?;
-            let mut prom = Prometheus {
-                child,
-                url: format!("http://127.0.0.1:{port}"),
-                dir,
-                backfill_time: None,
-            };
-            match prom.wait_ready(port, Duration::from_secs(60)) {
-                Ok(()) => return Ok(prom),
-                Err(e) => {
-                    last_err = Some(e);
-                    let _ = prom.child.kill();
-                    let _ = prom.child.wait();
-                    // Take the dir back for the next attempt.
-                    let Prometheus { dir: d, .. } = prom.into_parts();
-                    return_dir(d, &mut last_err)?;
-                    unreachable!()
+            let mut child = spawn(&dir, &config, port)?;
+            match wait_ready(&mut child, &dir, port, Duration::from_secs(60)) {
+                Ok(()) => {
+                    return Ok(Prometheus {
+                        child,
+                        url: format!("http://127.0.0.1:{port}"),
+                        dir,
+                        backfill_time: None,
+                    })
+                }
+                Err(Startup::Exited(e)) => last_err = Some(e),
+                Err(Startup::Failed(e)) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(e);
                 }
             }
         }
@@ -148,42 +142,69 @@ impl Prometheus {
 
     /// The server's log so far, for failure messages.
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
-    }
-
-    fn wait_ready(&mut self, port: u16, timeout: Duration) -> io::Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Err(io::Error::other(format!("prometheus exited ({status}): {}", self.log())));
-            }
-            if http_status(port, "/-/ready").ok() == Some(200) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(io::Error::other(format!("prometheus not ready in {timeout:?}: {}", self.log())));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn into_parts(self) -> Parts {
-        let me = std::mem::ManuallyDrop::new(self);
-        // SAFETY-free move-out: read the fields by cloning what we need.
-        Parts {
-            dir: TempDir {
-                path: me.dir.path.clone(),
-            },
-        }
+        read_log(&self.dir)
     }
 }
 
-struct Parts {
-    dir: TempDir,
+enum Startup {
+    /// The process died (most likely the port was taken): worth a retry.
+    Exited(io::Error),
+    Failed(io::Error),
 }
 
-fn return_dir(_dir: TempDir, _err: &mut Option<io::Error>) -> io::Result<()> {
-    Ok(())
+fn read_log(dir: &TempDir) -> String {
+    fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
+}
+
+fn spawn(dir: &TempDir, config: &Path, port: u16) -> io::Result<Child> {
+    let log = fs::File::create(dir.path().join("prometheus.log"))?;
+    Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg("--storage.tsdb.retention.time=400d")
+        // Keep the backfilled blocks as they are: no background compaction.
+        .arg("--storage.tsdb.min-block-duration=2h")
+        .arg("--storage.tsdb.max-block-duration=2h")
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--log.level=warn")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+}
+
+fn wait_ready(
+    child: &mut Child,
+    dir: &TempDir,
+    port: u16,
+    timeout: Duration,
+) -> Result<(), Startup> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                return Err(Startup::Exited(io::Error::other(format!(
+                    "prometheus exited ({status}): {}",
+                    read_log(dir)
+                ))))
+            }
+            Ok(None) => {}
+            Err(e) => return Err(Startup::Failed(e)),
+        }
+        if http_status(port, "/-/ready").ok() == Some(200) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Startup::Failed(io::Error::other(format!(
+                "prometheus not ready in {timeout:?}: {}",
+                read_log(dir)
+            ))));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 impl Drop for Prometheus {

@@ -1,0 +1,451 @@
+//! The synthetic cluster's ground truth against a real Prometheus 2.42:
+//! backfill the generated OpenMetrics with promtool, ask the collector's two
+//! queries, and demand the same numbers.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::io::BufWriter;
+use std::time::Instant;
+
+use rightsizer::synth::{
+    self, quantile_exact, GroundTruth, ProbeValue, SynthConfig, TruthEventKind, TRUTH_STEP_SECS,
+};
+use serde_json::Value;
+use support::prometheus::{self as prom, Prometheus, TempDir};
+
+/// 2023-11-14 22:00 UTC.
+const START: i64 = 1_699_999_200;
+const DAYS: i64 = 2;
+const CPU_QUERY: &str = r#"max by (namespace, pod, container) (rate(container_cpu_usage_seconds_total{container!="",container!="POD"}[5m]))"#;
+const MEMORY_QUERY: &str = r#"max by (namespace, pod, container) (max_over_time(container_memory_working_set_bytes{container!="",container!="POD"}[1m]))"#;
+/// Prometheus refuses range answers of more than 11,000 points per series.
+const MAX_POINTS: i64 = 11_000;
+
+type PodKey = (String, String, String);
+
+fn assert_close(what: &str, got: f64, want: f64) {
+    let scale = got.abs().max(want.abs());
+    assert!(
+        (got - want).abs() <= 1e-9 * scale || (got - want).abs() < 1e-12,
+        "{what}: prometheus {got} vs truth {want}"
+    );
+}
+
+/// `query_range` in chunks of at most [`MAX_POINTS`] points; values by
+/// (namespace, pod, container), then by timestamp.
+async fn query_range(
+    client: &reqwest::Client,
+    base: &str,
+    query: &str,
+    start: i64,
+    end: i64,
+) -> BTreeMap<PodKey, BTreeMap<i64, f64>> {
+    let mut out: BTreeMap<PodKey, BTreeMap<i64, f64>> = BTreeMap::new();
+    let mut from = start;
+    while from <= end {
+        let to = (from + (MAX_POINTS - 1) * TRUTH_STEP_SECS).min(end);
+        let body: Value = client
+            .get(format!("{base}/api/v1/query_range"))
+            .query(&[
+                ("query", query.to_string()),
+                ("start", from.to_string()),
+                ("end", to.to_string()),
+                ("step", TRUTH_STEP_SECS.to_string()),
+            ])
+            .send()
+            .await
+            .expect("query_range")
+            .json()
+            .await
+            .expect("query_range JSON");
+        assert_eq!(body["status"], "success", "{body}");
+        for series in body["data"]["result"].as_array().expect("matrix") {
+            let label = |name: &str| series["metric"][name].as_str().unwrap_or("").to_string();
+            let key = (label("namespace"), label("pod"), label("container"));
+            let points = out.entry(key).or_default();
+            for pair in series["values"].as_array().expect("values") {
+                let t = pair[0].as_f64().expect("timestamp").round() as i64;
+                let v: f64 = pair[1].as_str().expect("value").parse().expect("float");
+                points.insert(t, v);
+            }
+        }
+        from = to + TRUTH_STEP_SECS;
+    }
+    out
+}
+
+/// Label sets of every series matching `selector` in `[start, end]`.
+async fn series(
+    client: &reqwest::Client,
+    base: &str,
+    selector: &str,
+    start: i64,
+    end: i64,
+) -> Vec<HashMap<String, String>> {
+    let body: Value = client
+        .get(format!("{base}/api/v1/series"))
+        .query(&[
+            ("match[]", selector.to_string()),
+            ("start", start.to_string()),
+            ("end", end.to_string()),
+        ])
+        .send()
+        .await
+        .expect("series")
+        .json()
+        .await
+        .expect("series JSON");
+    assert_eq!(body["status"], "success", "{body}");
+    serde_json::from_value(body["data"].clone()).expect("label sets")
+}
+
+/// (namespace, pod) -> (kind, workload), through kube-state-metrics' owner
+/// series exactly as the collector resolves them.
+async fn owners(
+    client: &reqwest::Client,
+    base: &str,
+    start: i64,
+    end: i64,
+) -> HashMap<(String, String), (String, String)> {
+    let mut rs = HashMap::new();
+    for s in series(client, base, "kube_replicaset_owner", start, end).await {
+        rs.insert(
+            (s["namespace"].clone(), s["replicaset"].clone()),
+            s["owner_name"].clone(),
+        );
+    }
+    let mut jobs = HashMap::new();
+    for s in series(client, base, "kube_job_owner", start, end).await {
+        jobs.insert(
+            (s["namespace"].clone(), s["job_name"].clone()),
+            s["owner_name"].clone(),
+        );
+    }
+    let mut out = HashMap::new();
+    for s in series(client, base, "kube_pod_owner", start, end).await {
+        let (ns, pod) = (s["namespace"].clone(), s["pod"].clone());
+        let owner = s["owner_name"].clone();
+        let resolved = match s["owner_kind"].as_str() {
+            "ReplicaSet" => ("Deployment".to_string(), rs[&(ns.clone(), owner)].clone()),
+            "Job" => ("CronJob".to_string(), jobs[&(ns.clone(), owner)].clone()),
+            "<none>" => ("Pod".to_string(), pod.clone()),
+            kind => (kind.to_string(), owner),
+        };
+        out.insert((ns, pod), resolved);
+    }
+    out
+}
+
+/// Eval timestamps around every rollout and restart, the first CronJob run
+/// and both ends of the history.
+fn probe_windows(cfg: &SynthConfig) -> Vec<(i64, i64)> {
+    let last = cfg.end - TRUTH_STEP_SECS;
+    let mut windows = vec![(cfg.start, cfg.start + 600), (last - 600, last)];
+    let events = synth::plan_events(cfg);
+    assert!(events.iter().any(|e| e.kind == TruthEventKind::Rollout));
+    assert!(events.iter().any(|e| e.reason == "OOMKilled"));
+    assert!(events.iter().any(|e| e.workload == "etl-worker"));
+    for e in &events {
+        windows.push((e.time - 180, e.time + 720));
+    }
+    let first_cron = (cfg.start / 21_600 + 1) * 21_600;
+    windows.push((first_cron - 60, first_cron + 900));
+    windows
+        .into_iter()
+        .map(|(a, b)| (a.max(cfg.start), b.min(last)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truth_matches_a_real_prometheus() {
+    let cfg = SynthConfig::new(42, START, START + DAYS * 86_400);
+    let windows = probe_windows(&cfg);
+    let probe_times: Vec<i64> = windows
+        .iter()
+        .flat_map(|&(a, b)| (a..=b).step_by(TRUTH_STEP_SECS as usize))
+        .collect();
+
+    let dir = TempDir::new("rightsizer-synth-truth").unwrap();
+    let path = dir.path().join("history.om");
+    let started = Instant::now();
+    let file = BufWriter::new(fs::File::create(&path).unwrap());
+    let (truth, probes) = synth::generate_with_probes(&cfg, file, &probe_times).unwrap();
+    let generated = started.elapsed();
+    let prometheus = Prometheus::from_openmetrics(&path, cfg.end - cfg.start).unwrap();
+    eprintln!(
+        "generated {} bytes in {generated:?}; promtool took {:?}",
+        fs::metadata(&path).unwrap().len(),
+        prometheus.backfill_time.unwrap()
+    );
+    let base = prometheus.url().to_string();
+    let client = reqwest::Client::new();
+
+    check_probes(&client, &base, &windows, &probes).await;
+    check_distributions(&client, &base, &cfg, &truth).await;
+    check_restarts_and_excluded_series(&client, &base, &cfg, &truth).await;
+}
+
+/// Per-pod values at single eval timestamps, including where old and new
+/// series overlap (rollout, restart with a new container id, counter reset
+/// inside one series, a CronJob pod's short life).
+async fn check_probes(
+    client: &reqwest::Client,
+    base: &str,
+    windows: &[(i64, i64)],
+    probes: &[ProbeValue],
+) {
+    let mut want_cpu: BTreeMap<(i64, PodKey), f64> = BTreeMap::new();
+    let mut want_memory: BTreeMap<(i64, PodKey), f64> = BTreeMap::new();
+    for p in probes {
+        let key = (
+            p.t,
+            (p.namespace.clone(), p.pod.clone(), p.container.clone()),
+        );
+        if let Some(v) = p.cpu_cores {
+            want_cpu.insert(key.clone(), v);
+        }
+        if let Some(v) = p.memory_bytes {
+            want_memory.insert(key, v);
+        }
+    }
+    for (query, want, what) in [
+        (CPU_QUERY, &want_cpu, "cpu"),
+        (MEMORY_QUERY, &want_memory, "memory"),
+    ] {
+        let mut got: BTreeMap<(i64, PodKey), f64> = BTreeMap::new();
+        for &(a, b) in windows {
+            for (key, points) in query_range(client, base, query, a, b).await {
+                for (t, v) in points {
+                    got.insert((t, key.clone()), v);
+                }
+            }
+        }
+        let missing: Vec<_> = want
+            .keys()
+            .filter(|k| !got.contains_key(k))
+            .take(5)
+            .collect();
+        let extra: Vec<_> = got
+            .keys()
+            .filter(|k| !want.contains_key(k))
+            .take(5)
+            .collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{what}: missing in prometheus {missing:?}, not in truth {extra:?}"
+        );
+        for (k, g) in &got {
+            assert_close(&format!("{what} at {k:?}"), *g, want[k]);
+        }
+        assert!(got.len() > 1000, "{what}: only {} probe values", got.len());
+    }
+}
+
+/// Every workload container's pooled distribution, recomputed from
+/// Prometheus' full range answers.
+async fn check_distributions(
+    client: &reqwest::Client,
+    base: &str,
+    cfg: &SynthConfig,
+    truth: &GroundTruth,
+) {
+    let last = cfg.end - TRUTH_STEP_SECS;
+    let owners = owners(client, base, cfg.start, cfg.end).await;
+    type Wc = (String, String, String, String);
+    let workload = |(ns, pod, container): &PodKey| -> Wc {
+        let (kind, name) = owners
+            .get(&(ns.clone(), pod.clone()))
+            .unwrap_or_else(|| panic!("no owner for {ns}/{pod}"));
+        (ns.clone(), kind.clone(), name.clone(), container.clone())
+    };
+    let mut cpu: BTreeMap<Wc, Vec<f64>> = BTreeMap::new();
+    let mut pods: BTreeMap<Wc, BTreeSet<String>> = BTreeMap::new();
+    for (key, points) in query_range(client, base, CPU_QUERY, cfg.start, last).await {
+        let wc = workload(&key);
+        pods.entry(wc.clone()).or_default().insert(key.1.clone());
+        cpu.entry(wc).or_default().extend(points.values());
+    }
+    let mut memory: BTreeMap<Wc, (f64, u64)> = BTreeMap::new();
+    for (key, points) in query_range(client, base, MEMORY_QUERY, cfg.start, last).await {
+        let wc = workload(&key);
+        pods.entry(wc.clone()).or_default().insert(key.1.clone());
+        let e = memory.entry(wc).or_insert((f64::NEG_INFINITY, 0));
+        for v in points.values() {
+            e.0 = e.0.max(*v);
+            e.1 += 1;
+        }
+    }
+    let truth_keys: BTreeSet<Wc> = truth
+        .containers
+        .iter()
+        .map(|c| {
+            (
+                c.namespace.clone(),
+                c.kind.clone(),
+                c.workload.clone(),
+                c.container.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(cpu.keys().cloned().collect::<BTreeSet<_>>(), truth_keys);
+    for c in &truth.containers {
+        let wc = (
+            c.namespace.clone(),
+            c.kind.clone(),
+            c.workload.clone(),
+            c.container.clone(),
+        );
+        let name = format!("{}/{}/{}/{}", c.namespace, c.kind, c.workload, c.container);
+        let values = cpu.get_mut(&wc).unwrap();
+        values.sort_by(f64::total_cmp);
+        assert_eq!(values.len() as u64, c.cpu_samples, "{name} cpu samples");
+        assert_close(
+            &format!("{name} p50"),
+            quantile_exact(values, 0.5),
+            c.cpu_p50_cores,
+        );
+        assert_close(
+            &format!("{name} p90"),
+            quantile_exact(values, 0.9),
+            c.cpu_p90_cores,
+        );
+        assert_close(
+            &format!("{name} p95"),
+            quantile_exact(values, 0.95),
+            c.cpu_p95_cores,
+        );
+        assert_close(
+            &format!("{name} p99"),
+            quantile_exact(values, 0.99),
+            c.cpu_p99_cores,
+        );
+        assert_close(
+            &format!("{name} max"),
+            *values.last().unwrap(),
+            c.cpu_max_cores,
+        );
+        let (peak, n) = memory[&wc];
+        assert_eq!(n, c.memory_samples, "{name} memory samples");
+        assert_close(&format!("{name} memory peak"), peak, c.memory_peak_bytes);
+        assert_eq!(pods[&wc].len(), c.pods, "{name} pods");
+    }
+    let api = truth.container("shop", "Deployment", "api", "api").unwrap();
+    assert_eq!(
+        api.pods, 6,
+        "the rolled Deployment is one workload with old and new pods"
+    );
+}
+
+/// kube-state-metrics' restart counters and OOM reasons agree with the
+/// truth, and the series collectors must exclude are really stored.
+async fn check_restarts_and_excluded_series(
+    client: &reqwest::Client,
+    base: &str,
+    cfg: &SynthConfig,
+    truth: &GroundTruth,
+) {
+    let instant = |query: String| {
+        let client = client.clone();
+        let base = base.to_string();
+        let t = cfg.end - 1;
+        async move {
+            let body: Value = client
+                .get(format!("{base}/api/v1/query"))
+                .query(&[("query", query), ("time", t.to_string())])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(body["status"], "success", "{body}");
+            body["data"]["result"].as_array().unwrap().clone()
+        }
+    };
+    let span = format!("{}s", cfg.end - cfg.start);
+    let restarts = instant(format!(
+        "sum by (namespace, container) (max_over_time(kube_pod_container_status_restarts_total[{span}]))"
+    ))
+    .await;
+    for c in &truth.containers {
+        let got = restarts
+            .iter()
+            .filter(|r| {
+                r["metric"]["namespace"] == c.namespace.as_str()
+                    && r["metric"]["container"] == c.container.as_str()
+            })
+            .map(|r| r["value"][1].as_str().unwrap().parse::<f64>().unwrap())
+            .sum::<f64>();
+        assert_eq!(
+            got as u32, c.restarts,
+            "{}/{} restarts",
+            c.workload, c.container
+        );
+    }
+    let cart = truth
+        .container("shop", "Deployment", "cart", "cart")
+        .unwrap();
+    assert!(cart.restarts > 0 && cart.oom_kills == cart.restarts);
+    let oom = instant(format!(
+        "count(max_over_time(kube_pod_container_status_last_terminated_reason{{reason=\"OOMKilled\",container=\"cart\"}}[{span}]))"
+    ))
+    .await;
+    assert_eq!(oom[0]["value"][1], "2", "both cart pods were OOMKilled");
+    for selector in [
+        r#"container_cpu_usage_seconds_total{container="",pod!=""}"#,
+        r#"container_cpu_usage_seconds_total{container="POD"}"#,
+        r#"container_memory_working_set_bytes{container=""}"#,
+    ] {
+        let n = instant(format!("count(count_over_time({selector}[{span}]))")).await;
+        assert!(!n.is_empty(), "no series for {selector}");
+    }
+    let limits = series(
+        client,
+        base,
+        r#"kube_pod_container_resource_limits{namespace="data",container="etl-worker"}"#,
+        cfg.start,
+        cfg.end,
+    )
+    .await;
+    assert!(limits.is_empty(), "etl-worker has no limits");
+    let throttled = series(
+        client,
+        base,
+        r#"container_cpu_cfs_throttled_periods_total{container="etl-worker"}"#,
+        cfg.start,
+        cfg.end,
+    )
+    .await;
+    assert!(throttled.is_empty(), "no CFS series without a CPU limit");
+}
+
+/// Sizes the 14-day demo for `make demo`: run with
+/// `cargo test --release --test synth_truth -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_fourteen_days() {
+    let end = START + 14 * 86_400;
+    let cfg = SynthConfig::new(1, START, end);
+    let dir = TempDir::new("rightsizer-synth-measure").unwrap();
+    let path = dir.path().join("history.om");
+    let started = Instant::now();
+    let truth = synth::generate(&cfg, fs::File::create(&path).unwrap()).unwrap();
+    let generated = started.elapsed();
+    let bytes = fs::metadata(&path).unwrap().len();
+    let lines = fs::read(&path)
+        .unwrap()
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count();
+    let data = dir.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    let block = prom::max_block_duration_for(end - START);
+    let took = prom::backfill(&path, &data, &block).unwrap();
+    eprintln!(
+        "14 days, scale 1: {bytes} bytes, {lines} lines, {} workload containers; generated in {generated:?}; \
+         promtool --max-block-duration={block} took {took:?}",
+        truth.containers.len()
+    );
+}

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use crate::model::{Chunk, ContainerKey, ContainerObservation, Recommendation, UsageHour};
 
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 /// Errors from the store; messages never carry passwords.
@@ -30,6 +31,9 @@ pub enum StoreError {
     /// A query failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The caller asked to store something the schema can't hold.
+    #[error("refused to store: {0}")]
+    Invalid(String),
     /// A stored row could not be decoded.
     #[error("corrupt row in the database: {0}")]
     Corrupt(String),

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
 
-use super::sqlite::shared::{
+use super::rows::{
     check_cluster, filter_columns, ChunkPlan, ContainerIdRow, ContainerRow, RecommendationRow,
     RecommendationValues, UsageRow, BATCH_ROWS,
 };

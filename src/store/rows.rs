@@ -1,0 +1,287 @@
+//! Row shapes and chunk preparation shared by both backends.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::model::{
+    Chunk, ContainerKey, ContainerObservation, Recommendation, Resource, Resources, UsageHour,
+};
+use crate::sketch::Sketch;
+use crate::store::{RecommendationFilter, StoreError};
+
+/// Rows per multi-row statement: at most 10 parameters a row keeps a batch far below SQLite's
+/// 32766 and Postgres's 65535 bound parameters.
+pub(in crate::store) const BATCH_ROWS: usize = 500;
+
+/// The newest observation of one container in a chunk.
+pub(in crate::store) struct Observed<'a> {
+    pub key: &'a ContainerKey,
+    pub resources: Resources,
+    pub seen_at: i64,
+}
+
+/// One usage row, encoded for the database.
+pub(in crate::store) struct UsageValues<'a> {
+    pub key: &'a ContainerKey,
+    pub resource: Resource,
+    pub hour_start: i64,
+    pub sample_count: i64,
+    pub sum: f64,
+    pub max: f64,
+    pub sketch: Vec<u8>,
+}
+
+/// A chunk reduced to the rows to write, each key at most once per statement (Postgres refuses
+/// an upsert that touches a row twice; SQLite would let the last one win — both now agree).
+/// Rows are in key order, so concurrent writers lock shared rows in the same order and never
+/// deadlock each other.
+pub(in crate::store) struct ChunkPlan<'a> {
+    /// Containers with requests/limits, the newest observation of each key.
+    pub observed: Vec<Observed<'a>>,
+    /// Keys that only have usage, with the newest hour of it as `seen_at`.
+    pub usage_only: Vec<(&'a ContainerKey, i64)>,
+    /// Distinct keys of `usage`, whose ids the usage rows need.
+    pub usage_keys: Vec<&'a ContainerKey>,
+    /// Usage rows, the last one of each (key, resource, hour) in the chunk.
+    pub usage: Vec<UsageValues<'a>>,
+    /// Distinct collected hours.
+    pub hours: Vec<i64>,
+}
+
+impl<'a> ChunkPlan<'a> {
+    pub fn new(chunk: &'a Chunk) -> Result<Self, StoreError> {
+        let mut observed: BTreeMap<&ContainerKey, &ContainerObservation> = BTreeMap::new();
+        for container in &chunk.containers {
+            let newest = observed.entry(&container.key).or_insert(container);
+            if container.seen_at >= newest.seen_at {
+                *newest = container;
+            }
+        }
+
+        let mut usage: BTreeMap<(&ContainerKey, Resource, i64), &UsageHour> = BTreeMap::new();
+        let mut newest_hour: BTreeMap<&ContainerKey, i64> = BTreeMap::new();
+        for hour in &chunk.usage {
+            usage.insert((&hour.key, hour.resource, hour.hour_start), hour);
+            let newest = newest_hour.entry(&hour.key).or_insert(hour.hour_start);
+            *newest = (*newest).max(hour.hour_start);
+        }
+
+        let usage_only = newest_hour
+            .iter()
+            .filter(|(key, _)| !observed.contains_key(*key))
+            .map(|(&key, &seen_at)| (key, seen_at))
+            .collect();
+        let usage_keys = newest_hour.keys().copied().collect();
+        let usage = usage
+            .into_values()
+            .map(UsageValues::new)
+            .collect::<Result<_, _>>()?;
+        let mut hours = chunk.hours.clone();
+        hours.sort_unstable();
+        hours.dedup();
+
+        Ok(ChunkPlan {
+            observed: observed
+                .into_values()
+                .map(|o| Observed {
+                    key: &o.key,
+                    resources: o.resources,
+                    seen_at: o.seen_at,
+                })
+                .collect(),
+            usage_only,
+            usage_keys,
+            usage,
+            hours,
+        })
+    }
+
+    /// An empty key → id map sized for the usage keys.
+    pub fn id_map(&self) -> HashMap<ContainerKey, i64> {
+        HashMap::with_capacity(self.usage_keys.len())
+    }
+}
+
+impl<'a> UsageValues<'a> {
+    fn new(hour: &'a UsageHour) -> Result<Self, StoreError> {
+        let sample_count = i64::try_from(hour.sketch.count()).map_err(|_| {
+            StoreError::Invalid(format!(
+                "{} {} at {}: sample count {} does not fit a bigint",
+                hour.key,
+                hour.resource.as_str(),
+                hour.hour_start,
+                hour.sketch.count()
+            ))
+        })?;
+        Ok(UsageValues {
+            key: &hour.key,
+            resource: hour.resource,
+            hour_start: hour.hour_start,
+            sample_count,
+            sum: hour.sketch.sum(),
+            max: hour.sketch.max(),
+            sketch: hour.sketch.to_bytes(),
+        })
+    }
+}
+
+/// A recommendation with its JSON body.
+pub(in crate::store) struct RecommendationValues<'a> {
+    pub rec: &'a Recommendation,
+    pub body: String,
+}
+
+impl<'a> RecommendationValues<'a> {
+    /// Serializes `rec`, refusing what would not read back (JSON writes a NaN as `null`).
+    pub fn new(rec: &'a Recommendation) -> Result<Self, StoreError> {
+        let encode_error =
+            |e: serde_json::Error| StoreError::Invalid(format!("recommendation {}: {e}", rec.key));
+        let body = serde_json::to_string(rec).map_err(encode_error)?;
+        serde_json::from_str::<Recommendation>(&body).map_err(encode_error)?;
+        Ok(RecommendationValues { rec, body })
+    }
+}
+
+/// Refuses recommendations of another cluster: replacing one cluster must not touch the others.
+pub(in crate::store) fn check_cluster(
+    cluster: &str,
+    recs: &[Recommendation],
+) -> Result<(), StoreError> {
+    match recs.iter().find(|rec| rec.key.cluster != cluster) {
+        Some(rec) => Err(StoreError::Invalid(format!(
+            "recommendation {} is not of cluster {cluster:?}",
+            rec.key
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A filter's key columns and values, for a `where` clause of bound parameters.
+pub(in crate::store) fn filter_columns(
+    filter: &RecommendationFilter,
+) -> [(&'static str, Option<&str>); 4] {
+    [
+        ("cluster", filter.cluster.as_deref()),
+        ("namespace", filter.namespace.as_deref()),
+        ("kind", filter.kind.as_deref()),
+        ("workload", filter.workload.as_deref()),
+    ]
+}
+
+/// A container's id and key, to attach usage rows to it.
+#[derive(sqlx::FromRow)]
+pub(in crate::store) struct ContainerIdRow {
+    id: i64,
+    cluster: String,
+    namespace: String,
+    kind: String,
+    workload: String,
+    container: String,
+}
+
+impl ContainerIdRow {
+    pub fn into_entry(self) -> (ContainerKey, i64) {
+        let key = ContainerKey {
+            cluster: self.cluster,
+            namespace: self.namespace,
+            kind: self.kind,
+            workload: self.workload,
+            container: self.container,
+        };
+        (key, self.id)
+    }
+}
+
+/// A `containers` row.
+#[derive(sqlx::FromRow)]
+pub(in crate::store) struct ContainerRow {
+    cluster: String,
+    namespace: String,
+    kind: String,
+    workload: String,
+    container: String,
+    cpu_request_millicores: Option<i64>,
+    cpu_limit_millicores: Option<i64>,
+    memory_request_bytes: Option<i64>,
+    memory_limit_bytes: Option<i64>,
+    seen_at: i64,
+}
+
+impl ContainerRow {
+    pub fn into_observation(self) -> ContainerObservation {
+        ContainerObservation {
+            key: ContainerKey {
+                cluster: self.cluster,
+                namespace: self.namespace,
+                kind: self.kind,
+                workload: self.workload,
+                container: self.container,
+            },
+            resources: Resources {
+                cpu_request_millicores: self.cpu_request_millicores,
+                cpu_limit_millicores: self.cpu_limit_millicores,
+                memory_request_bytes: self.memory_request_bytes,
+                memory_limit_bytes: self.memory_limit_bytes,
+            },
+            seen_at: self.seen_at,
+        }
+    }
+}
+
+/// A `usage_hours` row, read for one known container.
+#[derive(sqlx::FromRow)]
+pub(in crate::store) struct UsageRow {
+    resource: String,
+    hour_start: i64,
+    sample_count: i64,
+    sketch: Vec<u8>,
+}
+
+impl UsageRow {
+    pub fn into_usage_hour(self, key: &ContainerKey) -> Result<UsageHour, StoreError> {
+        let at = || format!("usage of {key} ({}) at {}", self.resource, self.hour_start);
+        let resource = Resource::parse(&self.resource)
+            .ok_or_else(|| StoreError::Corrupt(format!("{}: unknown resource", at())))?;
+        let sketch = Sketch::from_bytes(&self.sketch)
+            .map_err(|e| StoreError::Corrupt(format!("{}: {e}", at())))?;
+        if i64::try_from(sketch.count()).ok() != Some(self.sample_count) {
+            return Err(StoreError::Corrupt(format!(
+                "{}: sample_count {} but the sketch holds {}",
+                at(),
+                self.sample_count,
+                sketch.count()
+            )));
+        }
+        Ok(UsageHour {
+            key: key.clone(),
+            resource,
+            hour_start: self.hour_start,
+            sketch,
+        })
+    }
+}
+
+/// A `recommendations` row: the key (to name a corrupt body) and the body.
+#[derive(sqlx::FromRow)]
+pub(in crate::store) struct RecommendationRow {
+    cluster: String,
+    namespace: String,
+    kind: String,
+    workload: String,
+    container: String,
+    body: String,
+}
+
+impl RecommendationRow {
+    pub fn decode(self) -> Result<Recommendation, StoreError> {
+        serde_json::from_str(&self.body).map_err(|e| {
+            let key = ContainerKey {
+                cluster: self.cluster,
+                namespace: self.namespace,
+                kind: self.kind,
+                workload: self.workload,
+                container: self.container,
+            };
+            StoreError::Corrupt(format!("recommendation {key}: {e}"))
+        })
+    }
+}

@@ -16,11 +16,12 @@ wait_http() {
   done
 }
 
-# backfill OPENMETRICS_FILE TSDB_DIR DAYS: promtool into a TSDB directory. One block per
-# whole span, so promtool reads the file a few times instead of once per 2 hours.
+# backfill OPENMETRICS_FILE TSDB_DIR DAYS: promtool into a TSDB directory. promtool reads
+# the whole file once per block window and rounds the maximum down to 2h x 3^n, so asking
+# for 3x the span gives one or two windows instead of one per 2 hours.
 backfill() {
   local file=$1 dir=$2 days=$3
-  promtool tsdb create-blocks-from openmetrics --max-block-duration="$(( (days + 1) * 24 ))h" "$file" "$dir" >/dev/null
+  promtool tsdb create-blocks-from openmetrics --quiet --max-block-duration="$(( days * 24 * 3 ))h" "$file" "$dir" >/dev/null
 }
 
 # start_prometheus TSDB_DIR PORT LOG: a Prometheus with no scrape targets serving the TSDB.

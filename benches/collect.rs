@@ -20,7 +20,10 @@ fn env(name: &str) -> String {
 
 /// Replays every query of the collection plan with the collector's concurrency.
 async fn prometheus_floor(url: &str, from: i64, to: i64, cfg: &CollectorConfig) -> (Duration, u64) {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(300)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .unwrap();
     let step = cfg.step.as_secs() as i64;
     let hours: Vec<i64> = (from..to).step_by(3600).collect();
     let started = Instant::now();
@@ -29,8 +32,16 @@ async fn prometheus_floor(url: &str, from: i64, to: i64, cfg: &CollectorConfig) 
             let http = http.clone();
             async move {
                 let q = ChunkQueries::new(&chunk, step);
-                let mut requests: Vec<(&str, Vec<(&str, String)>)> =
-                    vec![("/api/v1/query", vec![("query", q.owners.clone()), ("time", q.owners_time.to_string())])];
+                let mut requests: Vec<(&str, Vec<(&str, String)>)> = q
+                    .instants()
+                    .iter()
+                    .map(|(promql, time)| {
+                        (
+                            "/api/v1/query",
+                            vec![("query", promql.to_string()), ("time", time.to_string())],
+                        )
+                    })
+                    .collect();
                 for r in q.ranges() {
                     requests.push((
                         "/api/v1/query_range",
@@ -44,7 +55,12 @@ async fn prometheus_floor(url: &str, from: i64, to: i64, cfg: &CollectorConfig) 
                 }
                 let mut n = 0u64;
                 for (path, form) in requests {
-                    let resp = http.post(format!("{url}{path}")).form(&form).send().await.unwrap();
+                    let resp = http
+                        .post(format!("{url}{path}"))
+                        .form(&form)
+                        .send()
+                        .await
+                        .unwrap();
                     assert!(resp.status().is_success(), "{path}: {}", resp.status());
                     n += resp.bytes().await.unwrap().len() as u64;
                 }
@@ -73,7 +89,11 @@ fn run_measured(bin: &str, args: &[&str], db_url: &str, prom: &str) -> (Duration
     loop {
         if let Ok(status) = std::fs::read_to_string(&status_path) {
             if let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:")) {
-                let kib: u64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+                let kib: u64 = line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
                 peak_kib = peak_kib.max(kib);
             }
         }
@@ -101,16 +121,24 @@ async fn main() {
     let to: i64 = env("BENCH_TO").parse().unwrap();
     let bin = env("BENCH_BIN");
     let dir = PathBuf::from(env("BENCH_DIR"));
-    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
     let cfg = CollectorConfig::default();
     let until = to.to_string();
     let since = format!("{}s", to - from);
 
     // Warm Prometheus' page cache once so neither side pays the first disk reads.
     let (warm, bytes) = prometheus_floor(&url, from, to, &cfg).await;
-    println!("warm-up replay: {:.2} s, {:.1} MB of answers", warm.as_secs_f64(), bytes as f64 / 1e6);
+    println!(
+        "warm-up replay: {:.2} s, {:.1} MB of answers",
+        warm.as_secs_f64(),
+        bytes as f64 / 1e6
+    );
 
-    let (mut floor, mut collect, mut rss, mut analyze, mut analyze_rss) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut floor, mut collect, mut rss, mut analyze, mut analyze_rss) =
+        (vec![], vec![], vec![], vec![], vec![]);
     let mut db_bytes = 0;
     for round in 0..rounds {
         let (t, _) = prometheus_floor(&url, from, to, &cfg).await;
@@ -118,7 +146,12 @@ async fn main() {
         let db = dir.join(format!("bench-{round}.db"));
         let _ = std::fs::remove_file(&db);
         let db_url = format!("sqlite://{}", db.display());
-        let (t, peak) = run_measured(&bin, &["collect", "--since", &since, "--until", &until], &db_url, &url);
+        let (t, peak) = run_measured(
+            &bin,
+            &["collect", "--since", &since, "--until", &until],
+            &db_url,
+            &url,
+        );
         collect.push(t.as_secs_f64());
         rss.push(peak as f64);
         let (t, peak) = run_measured(&bin, &["analyze"], &db_url, &url);
@@ -128,10 +161,20 @@ async fn main() {
     }
     let (f, c) = (median(floor.clone()), median(collect.clone()));
     println!("rounds: {rounds} (medians below)");
-    println!("prometheus floor (same queries, plain HTTP, concurrency {}): {f:.2} s  {floor:?}", cfg.concurrency);
+    println!(
+        "prometheus floor (same queries, plain HTTP, concurrency {}): {f:.2} s  {floor:?}",
+        cfg.concurrency
+    );
     println!("rightsizer collect: {c:.2} s  {collect:?}");
     println!("collector / floor: {:.2}", c / f);
     println!("collector peak RSS: {:.1} MB", median(rss) / 1e6);
-    println!("rightsizer analyze: {:.2} s, peak RSS {:.1} MB", median(analyze), median(analyze_rss) / 1e6);
-    println!("SQLite file after collect + analyze: {:.1} MB", db_bytes as f64 / 1e6);
+    println!(
+        "rightsizer analyze: {:.2} s, peak RSS {:.1} MB",
+        median(analyze),
+        median(analyze_rss) / 1e6
+    );
+    println!(
+        "SQLite file after collect + analyze: {:.1} MB",
+        db_bytes as f64 / 1e6
+    );
 }

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::analyzer::Policy;
+use crate::analyzer::{PolicyOverride, PolicySet, Pricing};
 use crate::prometheus::PromConfig;
 
 /// Default store: a SQLite file in the working directory.
@@ -189,8 +189,10 @@ pub struct FileConfig {
     pub listen: Option<String>,
     /// Collector settings.
     pub collector: CollectorConfig,
-    /// Recommendation policy.
-    pub policy: Policy,
+    /// Recommendation policy: global values, `namespaces.<ns>` and `workloads."<ns>/<Kind>/<name>"` overrides.
+    pub policy: PolicyOverride,
+    /// Prices for the cost of changes.
+    pub pricing: Pricing,
 }
 
 /// Errors in configuration, each naming the setting at fault.
@@ -228,8 +230,10 @@ pub struct Settings {
     pub cluster: String,
     /// Collector settings.
     pub collector: CollectorConfig,
-    /// Recommendation policy.
-    pub policy: Policy,
+    /// Recommendation policies.
+    pub policy: PolicySet,
+    /// Prices for the cost of changes.
+    pub pricing: Pricing,
     /// API address from the file (the `serve` flag wins).
     pub listen: Option<String>,
 }
@@ -276,7 +280,12 @@ impl Settings {
                 "collector.concurrency must be ≥ 1".into(),
             ));
         }
-        file.policy.validate().map_err(ConfigError::Invalid)?;
+        let policy = PolicySet::new(file.policy.clone()).map_err(ConfigError::Invalid)?;
+        if !(file.pricing.cpu_core_hour >= 0.0 && file.pricing.memory_gib_hour >= 0.0) {
+            return Err(ConfigError::Invalid(
+                "pricing.cpu_core_hour and pricing.memory_gib_hour must be ≥ 0".into(),
+            ));
+        }
         let cluster = global
             .cluster
             .clone()
@@ -296,7 +305,8 @@ impl Settings {
             prometheus,
             cluster,
             collector: file.collector.clone(),
-            policy: file.policy.clone(),
+            policy,
+            pricing: file.pricing.clone(),
             listen: file.listen.clone(),
         })
     }
@@ -359,7 +369,7 @@ mod tests {
         assert_eq!(s.database_url, "sqlite://rightsizer.db");
         assert_eq!(s.cluster, "default");
         assert!(s.prometheus.is_none());
-        assert_eq!(s.policy, Policy::default());
+        assert_eq!(s.policy.global(), crate::analyzer::Policy::default());
     }
 
     #[test]
@@ -372,8 +382,8 @@ mod tests {
         let s = Settings::resolve(&cli.global).unwrap();
         assert_eq!(s.cluster, "from-flag");
         assert_eq!(s.prometheus.unwrap().url, "http://file:9090");
-        assert_eq!(s.policy.margin, 0.2);
-        assert_eq!(s.policy.window_hours(), 168);
+        assert_eq!(s.policy.global().margin, 0.2);
+        assert_eq!(s.policy.global().window_hours(), 168);
     }
 
     #[test]

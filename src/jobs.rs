@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::analyzer::{self, Policy};
+use std::collections::{BTreeMap, HashMap};
+
+use crate::analyzer::{self, PolicySet, Pricing};
 use crate::collector::{self, floor_hour, CollectOptions, CollectReport};
 use crate::config::CollectorConfig;
 use crate::model::Status;
@@ -47,10 +49,23 @@ pub struct AnalyzeReport {
     pub containers: usize,
     /// Of them, with a proposal.
     pub ok: usize,
+    /// Of them, already within the minimum change.
+    pub no_change: usize,
     /// Of them, without enough history.
     pub insufficient_data: usize,
     /// End (exclusive) of the analyzed window, unix seconds.
     pub window_end: i64,
+}
+
+/// What an analysis needs besides the store.
+#[derive(Debug, Clone)]
+pub struct AnalysisSettings {
+    /// Policies with their overrides.
+    pub policies: PolicySet,
+    /// Prices for the impact.
+    pub pricing: Pricing,
+    /// Collector resolution (samples per pod per hour = 3600 / step).
+    pub step_secs: i64,
 }
 
 /// Analyzes every workload container of `cluster` and replaces its stored recommendations.
@@ -60,29 +75,54 @@ pub struct AnalyzeReport {
 pub async fn analyze_cluster(
     store: &dyn Store,
     cluster: &str,
-    policy: &Policy,
+    settings: &AnalysisSettings,
     now: i64,
 ) -> Result<AnalyzeReport, StoreError> {
     let window_end = store.watermark(cluster).await?.unwrap_or(now).min(now) - 1;
     let to = floor_hour(window_end) + 3600;
-    let from = to - policy.window.as_secs() as i64;
+    let workloads: HashMap<_, _> = store
+        .workloads(Some(cluster))
+        .await?
+        .into_iter()
+        .map(|w| (w.key.clone(), w))
+        .collect();
     let containers = store.containers(Some(cluster)).await?;
+    let no_annotations = BTreeMap::new();
     let mut recs = Vec::with_capacity(containers.len());
     for c in &containers {
+        let workload = workloads.get(&c.key.workload_key());
+        let annotations = workload.map(|w| &w.annotations).unwrap_or(&no_annotations);
+        let (policy, policy_sources, policy_problem) =
+            settings.policies.resolve(&c.key, annotations);
+        let from = to - policy.window.as_secs() as i64;
         let usage = store.usage(&c.key, from, to).await?;
+        let signals = store.signals(&c.key, from, to).await?;
         let input = analyzer::Input {
             key: &c.key,
             current: c.resources,
             usage: &usage,
+            signals: &signals,
+            workload,
         };
-        recs.push(analyzer::recommend(&input, policy, window_end, now));
+        let ctx = analyzer::Context {
+            policy_sources,
+            policy_problem,
+            pricing: &settings.pricing,
+            step_secs: settings.step_secs,
+        };
+        recs.push(analyzer::recommend(&input, &policy, &ctx, window_end, now));
     }
     store.replace_recommendations(cluster, &recs).await?;
     let ok = recs.iter().filter(|r| r.status == Status::Ok).count();
+    let insufficient_data = recs
+        .iter()
+        .filter(|r| r.status == Status::InsufficientData)
+        .count();
     Ok(AnalyzeReport {
         containers: recs.len(),
         ok,
-        insufficient_data: recs.len() - ok,
+        no_change: recs.len() - ok - insufficient_data,
+        insufficient_data,
         window_end: to,
     })
 }

@@ -1,5 +1,7 @@
 //! The plain data that flows from the collector through the store to the analyzer and API.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::sketch::Sketch;
@@ -95,6 +97,94 @@ pub struct UsageHour {
     pub sketch: Sketch,
 }
 
+/// One hour of restart, OOM and CPU-throttling counts for one workload container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalHour {
+    /// Which workload container.
+    pub key: ContainerKey,
+    /// Unix seconds of the start of the hour.
+    pub hour_start: i64,
+    /// Container restarts in the hour, all pods together.
+    pub restarts: u32,
+    /// Of them (or from `container_oom_events_total`), OOM kills.
+    pub oom_kills: u32,
+    /// CFS periods elapsed (only containers with a CPU limit have them).
+    pub cfs_periods: f64,
+    /// CFS periods in which the container was throttled.
+    pub cfs_throttled_periods: f64,
+}
+
+/// Identity of a workload (the top-level owner of pods).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WorkloadKey {
+    /// Cluster name.
+    pub cluster: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Kind of the top-level owner.
+    pub kind: String,
+    /// Name of the top-level owner.
+    pub name: String,
+}
+
+impl ContainerKey {
+    /// The workload this container belongs to.
+    pub fn workload_key(&self) -> WorkloadKey {
+        WorkloadKey {
+            cluster: self.cluster.clone(),
+            namespace: self.namespace.clone(),
+            kind: self.kind.clone(),
+            name: self.workload.clone(),
+        }
+    }
+}
+
+/// A HorizontalPodAutoscaler targeting a workload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HpaInfo {
+    /// HPA name.
+    pub name: String,
+    /// `spec.minReplicas`.
+    pub min_replicas: Option<i64>,
+    /// `spec.maxReplicas`.
+    pub max_replicas: Option<i64>,
+    /// Target average CPU utilization in percent of the request, when it scales on that.
+    pub cpu_target_utilization: Option<f64>,
+    /// Every metric it scales on, e.g. `cpu utilization 70`, `memory utilization 80`, `queue_depth average 100`.
+    pub metrics: Vec<String>,
+}
+
+/// A PodDisruptionBudget covering a workload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PdbInfo {
+    /// PDB name.
+    pub name: String,
+    /// `status.disruptionsAllowed`.
+    pub disruptions_allowed: Option<i64>,
+    /// `status.expectedPods`.
+    pub expected_pods: Option<i64>,
+    /// How the PDB was tied to the workload: `selector` (Kubernetes API) or `name` (kube-state-metrics has no selectors).
+    pub matched_by: String,
+}
+
+/// Workload-level facts: replicas, autoscaling, disruption budget, annotations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadInfo {
+    /// Which workload.
+    pub key: WorkloadKey,
+    /// `spec.replicas` where the kind has it.
+    pub spec_replicas: Option<i64>,
+    /// The HPA scaling it, if any.
+    pub hpa: Option<HpaInfo>,
+    /// The PDB covering it, if any.
+    pub pdb: Option<PdbInfo>,
+    /// `rightsizer.io/*` annotations (from the Kubernetes API source).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Unix seconds of the newest sample this comes from.
+    pub seen_at: i64,
+}
+
 /// Everything one collection chunk produced; the store writes it in one transaction.
 #[derive(Debug, Clone, Default)]
 pub struct Chunk {
@@ -106,14 +196,20 @@ pub struct Chunk {
     pub containers: Vec<ContainerObservation>,
     /// Hourly usage summaries.
     pub usage: Vec<UsageHour>,
+    /// Hourly restart, OOM and throttling counts.
+    pub signals: Vec<SignalHour>,
+    /// Workload-level facts seen in the chunk.
+    pub workloads: Vec<WorkloadInfo>,
 }
 
 /// Whether a recommendation proposes numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
-    /// Enough history: `recommended` holds the proposal.
+    /// Enough history, and the change is worth making: `recommended` holds the proposal.
     Ok,
+    /// Enough history, but every value is within the minimum change of the current one.
+    NoChange,
     /// Too little history: `recommended` repeats nothing and `reason` says what is missing.
     InsufficientData,
 }
@@ -123,6 +219,7 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Ok => "ok",
+            Status::NoChange => "no-change",
             Status::InsufficientData => "insufficient-data",
         }
     }
@@ -152,7 +249,7 @@ impl Confidence {
 }
 
 /// The inputs and rules behind a recommendation, so a reader can check it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
     /// The CPU percentile the request is derived from (95 means p95).
     pub cpu_percentile: f64,
@@ -172,6 +269,113 @@ pub struct Evidence {
     pub margin: f64,
     /// Each rule that decided a number, in words.
     pub rules: Vec<String>,
+    /// What memory was sized from: `peak` or a percentile such as `p99.9`.
+    #[serde(default)]
+    pub memory_basis: String,
+    /// OOM kills in the window.
+    #[serde(default)]
+    pub oom_kills: u32,
+    /// Container restarts in the window.
+    #[serde(default)]
+    pub restarts: u32,
+    /// Throttled share of CFS periods in the window (containers with a CPU limit).
+    #[serde(default)]
+    pub throttled_ratio: Option<f64>,
+    /// Average number of pods running (from samples per step).
+    #[serde(default)]
+    pub average_replicas: f64,
+    /// The policy levels that applied, most general first.
+    #[serde(default)]
+    pub policy_sources: Vec<String>,
+}
+
+/// How much a recommendation matters.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Informational.
+    #[default]
+    Info,
+    /// Worth acting on.
+    Warning,
+    /// Risk now: OOM kills, CPU starvation, usage above limits.
+    Critical,
+}
+
+impl Severity {
+    /// Stable name used in the API and CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// Something the guidance says about a workload container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Stable code, e.g. `no-limits`, `guaranteed-cpu`, `oom-killed`.
+    pub code: String,
+    /// How much it matters.
+    pub severity: Severity,
+    /// What and why, in words.
+    pub message: String,
+}
+
+/// What history says would have happened under some requests and limits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BacktestFigures {
+    /// Share of CPU samples above the CPU request (time spent borrowing idle CPU).
+    pub cpu_over_request_share: Option<f64>,
+    /// Share of CPU samples above the CPU limit (would have been throttled).
+    pub cpu_over_limit_share: Option<f64>,
+    /// Hours whose memory peak exceeded the memory limit (would have been OOM-killed).
+    pub memory_over_limit_hours: Option<u32>,
+}
+
+/// The backtest of the window: current values against recommended ones.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Backtest {
+    /// With the requests and limits in force.
+    pub current: BacktestFigures,
+    /// With the recommended ones.
+    pub recommended: BacktestFigures,
+    /// True when history was OOM-censored: peaks above the old limit were never observed.
+    pub memory_censored: bool,
+}
+
+/// What applying the recommendation changes for scheduling and cost.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Impact {
+    /// Average replicas the change is multiplied by.
+    pub replicas: f64,
+    /// Change in requested CPU cores across replicas (negative frees cores).
+    pub cpu_cores_delta: f64,
+    /// Change in requested memory GiB across replicas.
+    pub memory_gib_delta: f64,
+    /// Change in monthly cost of the requests, in `currency`.
+    pub monthly_cost_delta: f64,
+    /// Currency of the prices.
+    pub currency: String,
+}
+
+/// How a CPU-utilization HPA reacts to a new CPU request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HpaEffect {
+    /// HPA name.
+    pub hpa: String,
+    /// Its CPU utilization target in percent.
+    pub cpu_target_utilization: f64,
+    /// Average replicas now.
+    pub current_replicas: f64,
+    /// Replicas expected after the change with the same target (≈ current × old / new request), within min/max.
+    pub expected_replicas: f64,
+    /// The target that keeps today's scale point with the new request.
+    pub target_utilization_for_same_scale: f64,
 }
 
 /// One workload container's proposed requests and limits, with the evidence.
@@ -198,4 +402,19 @@ pub struct Recommendation {
     pub evidence: Evidence,
     /// Unix seconds when the analysis ran.
     pub computed_at: i64,
+    /// How much it matters.
+    #[serde(default)]
+    pub severity: Severity,
+    /// What the guidance says about this container and its workload.
+    #[serde(default)]
+    pub findings: Vec<Finding>,
+    /// Current vs recommended values replayed on the window.
+    #[serde(default)]
+    pub backtest: Option<Backtest>,
+    /// Cores, GiB and money the change frees (negative) or needs.
+    #[serde(default)]
+    pub impact: Option<Impact>,
+    /// The replica change an HPA on CPU utilization would make.
+    #[serde(default)]
+    pub hpa: Option<HpaEffect>,
 }

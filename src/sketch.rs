@@ -139,6 +139,53 @@ impl Sketch {
         Some(self.max)
     }
 
+    /// Samples above `threshold` (bucket resolution: within 1% of `threshold`), for backtests.
+    pub fn count_above(&self, threshold: f64) -> u64 {
+        if self.count == 0 || threshold >= self.max {
+            return 0;
+        }
+        if threshold < MIN_POSITIVE {
+            return self.count - self.zero_count;
+        }
+        let from = bucket_index(threshold);
+        // The threshold's own bucket straddles it; count it as below (favours the threshold).
+        self.bins.range(from + 1..).map(|(_, n)| n).sum()
+    }
+
+    /// The `q`-quantile of several summaries, each weighted (e.g. by the age of its hour).
+    /// Weights must be finite and non-negative; `None` when the total weight is zero.
+    pub fn weighted_quantile(parts: &[(f64, &Sketch)], q: f64) -> Option<f64> {
+        if !(0.0..=1.0).contains(&q) {
+            return None;
+        }
+        let mut zero = 0.0;
+        let mut max = 0.0f64;
+        let mut bins: BTreeMap<i32, f64> = BTreeMap::new();
+        for (w, s) in parts.iter().filter(|(w, s)| *w > 0.0 && s.count > 0) {
+            zero += w * s.zero_count as f64;
+            max = max.max(s.max);
+            for (&i, &n) in &s.bins {
+                *bins.entry(i).or_insert(0.0) += w * n as f64;
+            }
+        }
+        let total = zero + bins.values().sum::<f64>();
+        if total <= 0.0 {
+            return None;
+        }
+        let rank = q * total;
+        if rank <= zero {
+            return Some(0.0);
+        }
+        let mut seen = zero;
+        for (&index, &n) in &bins {
+            seen += n;
+            if seen >= rank * (1.0 - 1e-12) {
+                return Some(bucket_value(index).min(max));
+            }
+        }
+        Some(max)
+    }
+
     /// Buckets as (lower bound, upper bound, count), zero bucket first; for charts.
     pub fn buckets(&self) -> Vec<(f64, f64, u64)> {
         let g = gamma_ln().exp();
@@ -218,11 +265,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The exact order statistic at the nearest rank, from statrs.
     fn exact_nearest_rank(values: &[f64], q: f64) -> f64 {
-        let mut sorted = values.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-        sorted[rank - 1]
+        use statrs::statistics::{Data, OrderStatistics};
+        let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+        Data::new(values.to_vec()).order_statistic(rank)
     }
 
     fn sketch_of(values: &[f64]) -> Sketch {
@@ -251,6 +298,34 @@ mod tests {
         assert_eq!(s.quantile(1.0), Some(3.0));
         assert_eq!(s.max(), 3.0);
         assert_eq!(s.count(), 5);
+    }
+
+    #[test]
+    fn counts_above_a_threshold() {
+        let s = sketch_of(&[0.0, 0.1, 0.2, 0.3, 0.4, 0.5]);
+        assert_eq!(s.count_above(0.25), 3);
+        assert_eq!(s.count_above(0.0), 5);
+        assert_eq!(s.count_above(0.5), 0);
+        assert_eq!(Sketch::new().count_above(1.0), 0);
+    }
+
+    #[test]
+    fn weighted_quantile_with_equal_weights_is_the_merged_quantile() {
+        let a = sketch_of(&[0.1, 0.2, 0.3]);
+        let b = sketch_of(&[1.0, 2.0, 3.0, 4.0]);
+        let mut merged = a.clone();
+        merged.merge(&b);
+        for q in [0.1, 0.5, 0.9, 0.95] {
+            assert_eq!(
+                Sketch::weighted_quantile(&[(1.0, &a), (1.0, &b)], q),
+                merged.quantile(q),
+                "q={q}"
+            );
+        }
+        // Weighting the second hour down pulls the median to the first one.
+        let m = Sketch::weighted_quantile(&[(1.0, &a), (0.01, &b)], 0.5).unwrap();
+        assert!((m - 0.2).abs() < 0.01, "{m}");
+        assert_eq!(Sketch::weighted_quantile(&[(0.0, &a)], 0.5), None);
     }
 
     #[test]

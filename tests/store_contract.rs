@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rightsizer::model::{
-    Chunk, Confidence, ContainerKey, ContainerObservation, Evidence, Recommendation, Resource,
-    Resources, Status, UsageHour,
+    Chunk, Confidence, ContainerKey, ContainerObservation, Evidence, PdbInfo, Recommendation,
+    Resource, Resources, Severity, SignalHour, Status, UsageHour, WorkloadInfo,
 };
 use rightsizer::sketch::Sketch;
 use rightsizer::store::{self, RecommendationFilter, Store, StoreError};
@@ -267,6 +267,27 @@ fn sidecar() -> ContainerKey {
 fn two_hours() -> Chunk {
     let (api, sidecar) = (api(), sidecar());
     Chunk {
+        signals: vec![SignalHour {
+            key: api.clone(),
+            hour_start: T0 + HOUR,
+            restarts: 2,
+            oom_kills: 1,
+            cfs_periods: 6000.0,
+            cfs_throttled_periods: 1500.0,
+        }],
+        workloads: vec![WorkloadInfo {
+            key: api.workload_key(),
+            spec_replicas: Some(3),
+            hpa: None,
+            pdb: Some(PdbInfo {
+                name: "api".into(),
+                disruptions_allowed: Some(0),
+                expected_pods: Some(3),
+                matched_by: "name".into(),
+            }),
+            annotations: [("rightsizer.io/margin".to_string(), "0.2".to_string())].into(),
+            seen_at: T0 + 2 * HOUR,
+        }],
         cluster: "prod".into(),
         hours: vec![T0, T0 + HOUR, T0 + 2 * HOUR],
         containers: vec![
@@ -327,8 +348,14 @@ fn recommendation(
             window_hours: 168,
             margin: 0.15,
             rules: vec!["request = p95 × 1.15".into()],
+            ..Evidence::default()
         },
         computed_at,
+        severity: Severity::Info,
+        findings: Vec::new(),
+        backtest: None,
+        impact: None,
+        hpa: None,
     }
 }
 
@@ -407,6 +434,33 @@ async fn a_chunk_reads_back_as_written(store: Arc<dyn Store>) {
         expected_usage(&chunk, &sidecar())
     );
 
+    // Signals and workload facts come back as written; an older observation doesn't replace them.
+    assert_eq!(
+        store.signals(&api(), T0, T0 + 3 * HOUR).await.unwrap(),
+        chunk.signals
+    );
+    assert!(store
+        .signals(&api(), T0, T0 + HOUR)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.workloads(Some("prod")).await.unwrap(),
+        chunk.workloads
+    );
+    let mut older = chunk.workloads[0].clone();
+    older.seen_at -= HOUR;
+    older.spec_replicas = Some(1);
+    store
+        .write_chunk(&Chunk {
+            cluster: "prod".into(),
+            workloads: vec![older],
+            ..Chunk::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.workloads(None).await.unwrap(), chunk.workloads);
+
     // `[from, to)`: the end is exclusive.
     let first_hour = store.usage(&api(), T0, T0 + HOUR).await.unwrap();
     assert_eq!(
@@ -478,6 +532,8 @@ async fn rewriting_a_chunk_replaces_instead_of_adding(store: Arc<dyn Store>) {
 async fn only_a_newer_observation_replaces_resources(store: Arc<dyn Store>) {
     let api = api();
     let at = |seen_at: i64, cpu_request_millicores: i64| Chunk {
+        signals: Vec::new(),
+        workloads: Vec::new(),
         cluster: "prod".into(),
         hours: vec![seen_at - seen_at.rem_euclid(HOUR)],
         containers: vec![observation(
@@ -512,6 +568,8 @@ async fn only_a_newer_observation_replaces_resources(store: Arc<dyn Store>) {
 async fn usage_without_an_observation_creates_a_container(store: Arc<dyn Store>) {
     let orphan = key("prod", "batch", "CronJob", "report", "main");
     let chunk = Chunk {
+        signals: Vec::new(),
+        workloads: Vec::new(),
         cluster: "prod".into(),
         hours: vec![T0, T0 + HOUR, T0 + 2 * HOUR],
         containers: vec![],
@@ -539,6 +597,8 @@ async fn usage_without_an_observation_creates_a_container(store: Arc<dyn Store>)
     let observed = observation(&orphan, 1000, 4 << 30, T0 + 3 * HOUR);
     store
         .write_chunk(&Chunk {
+            signals: Vec::new(),
+            workloads: Vec::new(),
             cluster: "prod".into(),
             hours: vec![T0 + 3 * HOUR],
             containers: vec![observed.clone()],
@@ -548,6 +608,8 @@ async fn usage_without_an_observation_creates_a_container(store: Arc<dyn Store>)
         .unwrap();
     store
         .write_chunk(&Chunk {
+            signals: Vec::new(),
+            workloads: Vec::new(),
             cluster: "prod".into(),
             hours: vec![T0 + 5 * HOUR],
             containers: vec![],
@@ -566,6 +628,8 @@ async fn duplicates_inside_one_chunk_keep_the_last(store: Arc<dyn Store>) {
     // Postgres refuses an upsert touching one row twice and SQLite doesn't; the store makes both agree.
     let api = api();
     let chunk = Chunk {
+        signals: Vec::new(),
+        workloads: Vec::new(),
         cluster: "prod".into(),
         hours: vec![T0, T0],
         containers: vec![
@@ -602,6 +666,8 @@ async fn a_failing_chunk_writes_nothing(store: Arc<dyn Store>) {
     // so only a rollback can hide them.
     let newcomer = key("prod", "shop", "StatefulSet", "db", "postgres");
     let mut bad = Chunk {
+        signals: Vec::new(),
+        workloads: Vec::new(),
         cluster: "prod".into(),
         hours: vec![T0 + 3 * HOUR],
         containers: vec![
@@ -660,6 +726,8 @@ async fn big_chunks_are_written_in_batches(store: Arc<dyn Store>) {
         .collect();
     let hours: Vec<i64> = (0..24).map(|h| T0 + h * HOUR).collect();
     let chunk = Chunk {
+        signals: Vec::new(),
+        workloads: Vec::new(),
         cluster: "big".into(),
         hours: hours.clone(),
         containers: keys

@@ -1,21 +1,55 @@
 //! Turns hourly usage summaries into recommendations. Pure: no I/O, `now` is passed in.
 //!
-//! The guidance strategy: CPU request = the CPU percentile (p95) plus the margin,
-//! CPU limit = 4 × request; memory request = memory limit = the peak working set
-//! plus the margin; floors for both; CPU rounded up to a millicore, memory up to a MiB.
+//! The guidance: CPU request = a high percentile (p95) of usage plus a margin, CPU limit =
+//! 4 × request; memory request = memory limit = the peak working set plus a margin, raised
+//! after OOM kills; floors, ceilings and rounding; no proposal below a minimum change.
+//! Every number carries the rule that decided it, a backtest, its impact and findings.
+
+use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Confidence, ContainerKey, Evidence, Recommendation, Resource, Resources, Status, UsageHour,
+    Backtest, Confidence, ContainerKey, Evidence, Finding, HpaEffect, Impact, Recommendation,
+    Resource, Resources, Severity, SignalHour, Status, UsageHour, WorkloadInfo,
 };
 use crate::quantity;
 use crate::sketch::Sketch;
 
+pub mod backtest;
+pub mod findings;
 pub mod policy;
+pub mod strategy;
 
-pub use policy::{Policy, MIB};
+pub use policy::{MemoryBasis, Policy, PolicyOverride, PolicySet, MIB};
 
-/// Name of the default strategy, reported with every recommendation.
-pub const STRATEGY: &str = "guidance";
+/// Prices of requested resources, for the cost of a change. Defaults are typical
+/// on-demand cloud prices per vCPU-hour and GiB-hour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Pricing {
+    /// Price of one requested core for one hour.
+    pub cpu_core_hour: f64,
+    /// Price of one requested GiB of memory for one hour.
+    pub memory_gib_hour: f64,
+    /// Currency of both prices.
+    pub currency: String,
+}
+
+impl Default for Pricing {
+    fn default() -> Self {
+        Pricing {
+            cpu_core_hour: 0.0316,
+            memory_gib_hour: 0.0042,
+            currency: "USD".into(),
+        }
+    }
+}
+
+/// Hours in an average month, for monthly cost.
+const HOURS_PER_MONTH: f64 = 730.0;
+/// Usage within this share of the CPU limit counts as "at the limit" for the throttling rule.
+const AT_LIMIT: f64 = 0.9;
+/// CPU p95 below this many millicores counts as idle.
+const IDLE_MILLICORES: f64 = 5.0;
 
 /// What the analyzer needs for one workload container.
 #[derive(Debug, Clone)]
@@ -26,28 +60,71 @@ pub struct Input<'a> {
     pub current: Resources,
     /// Its hourly usage; hours outside the policy window are ignored.
     pub usage: &'a [UsageHour],
+    /// Its hourly restarts, OOM kills and throttling.
+    pub signals: &'a [SignalHour],
+    /// Its workload's replicas, HPA, PDB and annotations, when known.
+    pub workload: Option<&'a WorkloadInfo>,
+}
+
+/// The surroundings of an analysis.
+#[derive(Debug, Clone)]
+pub struct Context<'a> {
+    /// Policy levels that applied (see [`PolicySet::resolve`]).
+    pub policy_sources: Vec<String>,
+    /// A policy annotation that could not be used.
+    pub policy_problem: Option<String>,
+    /// Prices for the impact.
+    pub pricing: &'a Pricing,
+    /// Collector resolution: samples per pod per hour = 3600 / step.
+    pub step_secs: i64,
 }
 
 /// Merged usage over the window.
-#[derive(Debug, Default)]
-struct Window {
+struct Window<'a> {
     cpu: Sketch,
     memory: Sketch,
+    cpu_hours: Vec<(i64, &'a Sketch)>,
+    memory_hours: Vec<(i64, &'a Sketch)>,
     history_hours: u32,
     first_hour: Option<i64>,
     last_hour: Option<i64>,
+    oom_kills: u32,
+    restarts: u32,
+    throttled_ratio: Option<f64>,
 }
 
-fn merge_window(usage: &[UsageHour], from: i64, to: i64) -> Window {
-    let mut w = Window::default();
+fn merge_window<'a>(
+    usage: &'a [UsageHour],
+    signals: &[SignalHour],
+    from: i64,
+    to: i64,
+) -> Window<'a> {
+    let mut w = Window {
+        cpu: Sketch::new(),
+        memory: Sketch::new(),
+        cpu_hours: Vec::new(),
+        memory_hours: Vec::new(),
+        history_hours: 0,
+        first_hour: None,
+        last_hour: None,
+        oom_kills: 0,
+        restarts: 0,
+        throttled_ratio: None,
+    };
     let mut hours: Vec<i64> = Vec::new();
     for u in usage
         .iter()
         .filter(|u| u.hour_start >= from && u.hour_start < to)
     {
         match u.resource {
-            Resource::Cpu => w.cpu.merge(&u.sketch),
-            Resource::Memory => w.memory.merge(&u.sketch),
+            Resource::Cpu => {
+                w.cpu.merge(&u.sketch);
+                w.cpu_hours.push((u.hour_start, &u.sketch));
+            }
+            Resource::Memory => {
+                w.memory.merge(&u.sketch);
+                w.memory_hours.push((u.hour_start, &u.sketch));
+            }
         }
         if u.sketch.count() > 0 {
             hours.push(u.hour_start);
@@ -58,6 +135,17 @@ fn merge_window(usage: &[UsageHour], from: i64, to: i64) -> Window {
     w.history_hours = hours.len() as u32;
     w.first_hour = hours.first().copied();
     w.last_hour = hours.last().copied();
+    let (mut periods, mut throttled) = (0.0, 0.0);
+    for s in signals
+        .iter()
+        .filter(|s| s.hour_start >= from && s.hour_start < to)
+    {
+        w.oom_kills += s.oom_kills;
+        w.restarts += s.restarts;
+        periods += s.cfs_periods;
+        throttled += s.cfs_throttled_periods;
+    }
+    w.throttled_ratio = (periods > 0.0).then(|| (throttled / periods).clamp(0.0, 1.0));
     w
 }
 
@@ -81,27 +169,91 @@ fn confidence(w: &Window) -> (Confidence, f64) {
     (level, score)
 }
 
+fn round_up(value: f64, multiple: i64) -> i64 {
+    let m = multiple.max(1) as f64;
+    ((value / m - 1e-9).ceil().max(1.0) * m) as i64
+}
+
+fn trim_float(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+fn percent(v: f64) -> String {
+    format!("{}%", trim_float(v * 100.0))
+}
+
+/// Whether `recommended` differs enough from `current` to bother: a value missing now, or
+/// a change of at least the relative minimum and the absolute minimum.
+fn worth_changing(
+    current: Option<i64>,
+    recommended: Option<i64>,
+    min_relative: f64,
+    min_absolute: i64,
+) -> bool {
+    match (current, recommended) {
+        (None, Some(_)) | (Some(_), None) => true,
+        (Some(c), Some(r)) => {
+            let delta = (r - c).abs();
+            delta >= min_absolute && (c == 0 || delta as f64 / c as f64 >= min_relative)
+        }
+        (None, None) => false,
+    }
+}
+
 /// Computes the recommendation for one workload container from the window of
 /// `policy.window` that ends with the hour holding `window_end`; `now` is when it runs.
-pub fn recommend(input: &Input<'_>, policy: &Policy, window_end: i64, now: i64) -> Recommendation {
+pub fn recommend(
+    input: &Input<'_>,
+    policy: &Policy,
+    ctx: &Context<'_>,
+    window_end: i64,
+    now: i64,
+) -> Recommendation {
     let window_hours = policy.window_hours();
     let to = window_end - window_end.rem_euclid(3600) + 3600;
     let from = to - i64::from(window_hours) * 3600;
-    let w = merge_window(input.usage, from, to);
+    let w = merge_window(input.usage, input.signals, from, to);
+    let strategy = strategy::for_policy(policy);
     let (confidence, confidence_score) = confidence(&w);
     let q = policy.cpu_percentile / 100.0;
-    let cpu_pct_millicores = w.cpu.quantile(q).map(|cores| cores * 1000.0);
-    let memory_peak = (w.memory.count() > 0).then(|| w.memory.max());
+    let cpu_pct_millicores =
+        strategy::quantile(strategy.as_ref(), &w.cpu_hours, q, to).map(|c| c * 1000.0);
+    let memory_base =
+        strategy::memory_basis(strategy.as_ref(), &w.memory_hours, policy.memory_basis, to);
+    let steps_per_hour = (3600 / ctx.step_secs.max(1)) as f64;
+    let average_replicas = if w.history_hours > 0 {
+        w.cpu.count() as f64 / (f64::from(w.history_hours) * steps_per_hour)
+    } else {
+        0.0
+    };
+    let pct_label = format!("p{}", trim_float(policy.cpu_percentile));
+
+    let mut findings = findings::about_resources(&input.current);
+    findings.extend(findings::about_workload(input.workload, average_replicas));
+    if let Some(problem) = &ctx.policy_problem {
+        findings.push(Finding {
+            code: "invalid-annotation".into(),
+            severity: Severity::Warning,
+            message: problem.clone(),
+        });
+    }
     let mut evidence = Evidence {
         cpu_percentile: policy.cpu_percentile,
         cpu_percentile_millicores: cpu_pct_millicores,
-        memory_peak_bytes: memory_peak,
+        memory_peak_bytes: (w.memory.count() > 0).then(|| w.memory.max()),
         samples: w.cpu.count(),
         memory_samples: w.memory.count(),
         history_hours: w.history_hours,
         window_hours,
         margin: policy.margin,
         rules: Vec::new(),
+        memory_basis: policy.memory_basis.label(),
+        oom_kills: w.oom_kills,
+        restarts: w.restarts,
+        throttled_ratio: w.throttled_ratio,
+        average_replicas: (average_replicas * 100.0).round() / 100.0,
+        policy_sources: ctx.policy_sources.clone(),
     };
     let base = Recommendation {
         key: input.key.clone(),
@@ -111,9 +263,14 @@ pub fn recommend(input: &Input<'_>, policy: &Policy, window_end: i64, now: i64) 
         confidence,
         confidence_score,
         reason: String::new(),
-        strategy: STRATEGY.into(),
+        strategy: strategy.name().into(),
         evidence: evidence.clone(),
         computed_at: now,
+        severity: Severity::Info,
+        findings: Vec::new(),
+        backtest: None,
+        impact: None,
+        hpa: None,
     };
 
     let mut missing = Vec::new();
@@ -130,29 +287,88 @@ pub fn recommend(input: &Input<'_>, policy: &Policy, window_end: i64, now: i64) 
             policy.min_samples
         ));
     }
-    let (Some(cpu_pct), Some(peak)) = (cpu_pct_millicores, memory_peak) else {
+    let (Some(cpu_pct), Some(memory_base)) = (cpu_pct_millicores, memory_base) else {
         missing.push("no memory or CPU usage in the window".into());
+        let severity = findings
+            .iter()
+            .map(|f| f.severity)
+            .max()
+            .unwrap_or_default()
+            .min(Severity::Warning);
         return Recommendation {
             reason: format!("insufficient data: {}", missing.join("; ")),
+            findings,
+            severity,
             ..base
         };
     };
     if !missing.is_empty() {
+        let severity = findings
+            .iter()
+            .map(|f| f.severity)
+            .max()
+            .unwrap_or_default()
+            .min(Severity::Warning);
         return Recommendation {
             reason: format!("insufficient data: {}", missing.join("; ")),
+            findings,
+            severity,
             ..base
         };
     }
 
+    let mut reasons: Vec<String> = Vec::new();
     let factor = 1.0 + policy.margin;
-    let pct_label = format!("p{}", trim_float(policy.cpu_percentile));
-    let mut cpu_request = (cpu_pct * factor).ceil() as i64;
+
+    // CPU request.
+    let mut cpu_request = cpu_pct * factor;
     evidence.rules.push(format!(
         "cpu request = {pct_label} {} × {} = {}",
         quantity::cpu_measured(cpu_pct),
         trim_float(factor),
-        quantity::cpu(cpu_request)
+        quantity::cpu_measured(cpu_request)
     ));
+    let at_limit = input.current.cpu_limit_millicores.is_some_and(|limit| {
+        w.cpu.quantile(0.99).unwrap_or(0.0) * 1000.0 >= AT_LIMIT * limit as f64
+    });
+    let starved = w
+        .throttled_ratio
+        .is_some_and(|r| r >= policy.throttling_ratio)
+        && at_limit;
+    if starved {
+        let ratio = w.throttled_ratio.unwrap_or(0.0);
+        cpu_request *= 1.0 + policy.throttling_bump;
+        let mut rule = format!(
+            "CPU-starved (throttled {} of periods, usage at the limit): request raised {} above the censored percentile",
+            percent(ratio),
+            percent(policy.throttling_bump)
+        );
+        if let (Some(old_limit), Some(ratio_limit)) =
+            (input.current.cpu_limit_millicores, policy.cpu_limit_ratio)
+        {
+            // Observed usage never exceeded the old limit; the new limit must clear it.
+            let needed = old_limit as f64 * (1.0 + policy.throttling_bump) / ratio_limit;
+            if cpu_request < needed {
+                cpu_request = needed;
+                rule.push_str(&format!(
+                    " and to {} so the limit clears the old one by {}",
+                    quantity::cpu_measured(needed),
+                    percent(policy.throttling_bump)
+                ));
+            }
+        }
+        evidence.rules.push(rule);
+        reasons.push(format!(
+            "CPU-starved: throttled {} of periods",
+            percent(ratio)
+        ));
+        findings.push(Finding {
+            code: "cpu-starved".into(),
+            severity: Severity::Critical,
+            message: format!("throttled in {} of CFS periods with usage at the CPU limit: observed usage understates demand", percent(ratio)),
+        });
+    }
+    let mut cpu_request = round_up(cpu_request, policy.cpu_round_millicores);
     if cpu_request < policy.min_cpu_millicores {
         cpu_request = policy.min_cpu_millicores;
         evidence.rules.push(format!(
@@ -160,19 +376,84 @@ pub fn recommend(input: &Input<'_>, policy: &Policy, window_end: i64, now: i64) 
             quantity::cpu(cpu_request)
         ));
     }
-    let cpu_limit = (cpu_request as f64 * policy.cpu_limit_ratio).ceil() as i64;
+    if let Some(max) = policy.max_cpu_millicores.filter(|m| cpu_request > *m) {
+        cpu_request = max;
+        evidence.rules.push(format!(
+            "cpu request capped at the ceiling {}",
+            quantity::cpu(max)
+        ));
+        findings.push(Finding {
+            code: "cpu-capped".into(),
+            severity: Severity::Warning,
+            message: format!(
+                "the CPU request wanted more than the policy maximum {}",
+                quantity::cpu(max)
+            ),
+        });
+    }
+    let cpu_limit = match policy.cpu_limit_ratio {
+        Some(ratio) => {
+            let limit = round_up(cpu_request as f64 * ratio, policy.cpu_round_millicores);
+            evidence.rules.push(format!(
+                "cpu limit = {} × cpu request = {}",
+                trim_float(ratio),
+                quantity::cpu(limit)
+            ));
+            Some(limit)
+        }
+        None => {
+            evidence
+                .rules
+                .push("no cpu limit (policy cpu_limit_ratio = none)".into());
+            findings.push(Finding {
+                code: "no-cpu-limit-by-policy".into(),
+                severity: Severity::Info,
+                message: "policy sets no CPU limit: the guidance is to always set limits".into(),
+            });
+            None
+        }
+    };
+
+    // Memory request = limit.
+    let basis_label = policy.memory_basis.label();
+    let mut memory = memory_base * factor;
     evidence.rules.push(format!(
-        "cpu limit = {} × cpu request = {}",
-        trim_float(policy.cpu_limit_ratio),
-        quantity::cpu(cpu_limit)
-    ));
-    let mut memory = round_up_to_mib(peak * factor);
-    evidence.rules.push(format!(
-        "memory request = memory limit = peak {} × {} = {}",
-        quantity::memory_measured(peak),
+        "memory request = memory limit = {basis_label} {} × {} = {}",
+        quantity::memory_measured(memory_base),
         trim_float(factor),
-        quantity::memory(memory)
+        quantity::memory_measured(memory)
     ));
+    let mut memory_censored = false;
+    if w.oom_kills > 0 {
+        memory_censored = true;
+        let old = input
+            .current
+            .memory_limit_bytes
+            .map(|b| b as f64)
+            .unwrap_or(w.memory.max());
+        let bumped = (old * policy.oom_bump_factor).max(old + policy.oom_bump_min_bytes as f64);
+        if memory < bumped {
+            memory = bumped;
+        }
+        evidence.rules.push(format!(
+            "OOMKilled {} times: the peak is censored at the old limit {}, so memory ≥ max(old × {}, old + {}) = {}",
+            w.oom_kills,
+            quantity::memory_measured(old),
+            trim_float(policy.oom_bump_factor),
+            quantity::memory(policy.oom_bump_min_bytes),
+            quantity::memory_measured(bumped)
+        ));
+        reasons.push(format!("OOMKilled {} times", w.oom_kills));
+        findings.push(Finding {
+            code: "oom-killed".into(),
+            severity: Severity::Critical,
+            message: format!(
+                "OOMKilled {} times in the window: memory was raised above the old limit",
+                w.oom_kills
+            ),
+        });
+    }
+    let mut memory = round_up(memory, policy.memory_round_bytes);
     if memory < policy.min_memory_bytes {
         memory = policy.min_memory_bytes;
         evidence.rules.push(format!(
@@ -180,29 +461,193 @@ pub fn recommend(input: &Input<'_>, policy: &Policy, window_end: i64, now: i64) 
             quantity::memory(memory)
         ));
     }
+    if let Some(max) = policy.max_memory_bytes.filter(|m| memory > *m) {
+        memory = max;
+        evidence.rules.push(format!(
+            "memory capped at the ceiling {}",
+            quantity::memory(max)
+        ));
+        findings.push(Finding {
+            code: "memory-capped".into(),
+            severity: Severity::Critical,
+            message: format!(
+                "memory wanted more than the policy maximum {}: OOM risk",
+                quantity::memory(max)
+            ),
+        });
+    }
+
     let recommended = Resources {
         cpu_request_millicores: Some(cpu_request),
-        cpu_limit_millicores: Some(cpu_limit),
+        cpu_limit_millicores: cpu_limit,
         memory_request_bytes: Some(memory),
         memory_limit_bytes: Some(memory),
     };
-    let reason = summarize(&input.current, &recommended, &pct_label, cpu_pct, peak);
+
+    if cpu_pct < IDLE_MILLICORES {
+        findings.push(Finding {
+            code: "idle".into(),
+            severity: Severity::Info,
+            message: format!(
+                "idle: CPU {pct_label} is {}; the floors apply — is it still needed?",
+                quantity::cpu_measured(cpu_pct)
+            ),
+        });
+    }
+
+    // Backtest, impact, HPA.
+    let memory_hours: Vec<&Sketch> = w.memory_hours.iter().map(|(_, s)| *s).collect();
+    let backtest = Backtest {
+        current: backtest::replay(&input.current, &w.cpu, &memory_hours),
+        recommended: backtest::replay(&recommended, &w.cpu, &memory_hours),
+        memory_censored,
+    };
+    let replicas = input
+        .workload
+        .and_then(|i| i.spec_replicas)
+        .map(|r| r as f64)
+        .filter(|r| *r > 0.0)
+        .unwrap_or(average_replicas);
+    let cores = |m: Option<i64>| m.unwrap_or(0) as f64 / 1000.0;
+    let gib = |b: Option<i64>| b.unwrap_or(0) as f64 / (1024.0 * 1024.0 * 1024.0);
+    let cpu_cores_delta = (cores(recommended.cpu_request_millicores)
+        - cores(input.current.cpu_request_millicores))
+        * replicas;
+    let memory_gib_delta = (gib(recommended.memory_request_bytes)
+        - gib(input.current.memory_request_bytes))
+        * replicas;
+    let impact = Impact {
+        replicas: (replicas * 100.0).round() / 100.0,
+        cpu_cores_delta,
+        memory_gib_delta,
+        monthly_cost_delta: (cpu_cores_delta * ctx.pricing.cpu_core_hour
+            + memory_gib_delta * ctx.pricing.memory_gib_hour)
+            * HOURS_PER_MONTH,
+        currency: ctx.pricing.currency.clone(),
+    };
+    let hpa = input.workload.and_then(|i| i.hpa.as_ref()).and_then(|h| {
+        let target = h.cpu_target_utilization?;
+        let old = input.current.cpu_request_millicores? as f64;
+        let new = cpu_request as f64;
+        let mut expected = average_replicas * old / new;
+        if let Some(min) = h.min_replicas {
+            expected = expected.max(min as f64);
+        }
+        if let Some(max) = h.max_replicas {
+            expected = expected.min(max as f64);
+        }
+        Some(HpaEffect {
+            hpa: h.name.clone(),
+            cpu_target_utilization: target,
+            current_replicas: (average_replicas * 100.0).round() / 100.0,
+            expected_replicas: (expected * 100.0).round() / 100.0,
+            target_utilization_for_same_scale: (target * old / new).round(),
+        })
+    });
+    if let Some(effect) = &hpa {
+        if (effect.expected_replicas - effect.current_replicas).abs() >= 0.5 {
+            reasons.push(format!(
+                "HPA {}: ~{} → ~{} replicas at {}% target (or set the target to {}%)",
+                effect.hpa,
+                trim_float(effect.current_replicas),
+                trim_float(effect.expected_replicas),
+                effect.cpu_target_utilization,
+                effect.target_utilization_for_same_scale
+            ));
+        }
+    }
+
+    // Status, severity, reason.
+    let c = &input.current;
+    let cpu_worth = worth_changing(
+        c.cpu_request_millicores,
+        recommended.cpu_request_millicores,
+        policy.min_change_relative,
+        policy.min_change_cpu_millicores,
+    ) || worth_changing(
+        c.cpu_limit_millicores,
+        recommended.cpu_limit_millicores,
+        policy.min_change_relative,
+        policy.min_change_cpu_millicores,
+    );
+    let memory_worth = worth_changing(
+        c.memory_request_bytes,
+        recommended.memory_request_bytes,
+        policy.min_change_relative,
+        policy.min_change_memory_bytes,
+    ) || worth_changing(
+        c.memory_limit_bytes,
+        recommended.memory_limit_bytes,
+        policy.min_change_relative,
+        policy.min_change_memory_bytes,
+    );
+    let status = if cpu_worth || memory_worth || starved || w.oom_kills > 0 {
+        Status::Ok
+    } else {
+        Status::NoChange
+    };
+    let under_provisioned = backtest.current.memory_over_limit_hours.unwrap_or(0) > 0
+        || c.memory_limit_bytes
+            .is_some_and(|l| (l as f64) < memory_base)
+        || c.cpu_request_millicores
+            .is_some_and(|r| (r as f64) < cpu_pct * 0.5);
+    let big_gap = |cur: Option<i64>, rec: i64, abs: i64| {
+        cur.is_some_and(|c| {
+            (rec - c).abs() >= abs.max(1) * 4 && ((rec - c).abs() as f64) >= 0.5 * c as f64
+        })
+    };
+    let mut severity = findings
+        .iter()
+        .map(|f| f.severity)
+        .max()
+        .unwrap_or_default();
+    if under_provisioned {
+        severity = Severity::Critical;
+    } else if status == Status::Ok
+        && (big_gap(
+            c.cpu_request_millicores,
+            cpu_request,
+            policy.min_change_cpu_millicores,
+        ) || big_gap(
+            c.memory_request_bytes,
+            memory,
+            policy.min_change_memory_bytes,
+        ))
+    {
+        severity = severity.max(Severity::Warning);
+    }
+    if status == Status::NoChange {
+        reasons.push("within the minimum change: nothing to do".into());
+    }
+    if findings
+        .iter()
+        .any(|f| f.code == "no-limits" || f.code == "best-effort")
+    {
+        reasons.push("no limits set".into());
+    }
+    reasons.push(format!(
+        "cpu {} ({pct_label} {})",
+        direction(c.cpu_request_millicores, Some(cpu_request)),
+        quantity::cpu_measured(cpu_pct)
+    ));
+    reasons.push(format!(
+        "memory {} ({basis_label} {})",
+        direction(c.memory_limit_bytes, Some(memory)),
+        quantity::memory_measured(memory_base)
+    ));
+
     Recommendation {
-        status: Status::Ok,
+        status,
         recommended,
-        reason,
+        reason: reasons.join("; "),
         evidence,
+        severity,
+        findings,
+        backtest: Some(backtest),
+        impact: Some(impact),
+        hpa,
         ..base
     }
-}
-
-fn round_up_to_mib(bytes: f64) -> i64 {
-    ((bytes / MIB as f64).ceil() as i64).max(1) * MIB
-}
-
-fn trim_float(v: f64) -> String {
-    let s = format!("{v:.3}");
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 fn direction(current: Option<i64>, recommended: Option<i64>) -> &'static str {
@@ -214,197 +659,5 @@ fn direction(current: Option<i64>, recommended: Option<i64>) -> &'static str {
     }
 }
 
-/// One line a person can read in a table: which way each resource moves and from what evidence.
-fn summarize(
-    current: &Resources,
-    rec: &Resources,
-    pct_label: &str,
-    cpu_pct: f64,
-    peak: f64,
-) -> String {
-    let mut parts = Vec::new();
-    if current.cpu_limit_millicores.is_none() || current.memory_limit_bytes.is_none() {
-        parts.push("no limits set".to_string());
-    }
-    parts.push(format!(
-        "cpu {} ({pct_label} {})",
-        direction(current.cpu_request_millicores, rec.cpu_request_millicores),
-        quantity::cpu_measured(cpu_pct)
-    ));
-    parts.push(format!(
-        "memory {} (peak {})",
-        direction(current.memory_limit_bytes, rec.memory_limit_bytes),
-        quantity::memory_measured(peak)
-    ));
-    parts.join("; ")
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const NOW: i64 = 1_700_000_000 - 1_700_000_000 % 3600 + 1800;
-
-    fn key() -> ContainerKey {
-        ContainerKey {
-            cluster: "c".into(),
-            namespace: "shop".into(),
-            kind: "Deployment".into(),
-            workload: "api".into(),
-            container: "app".into(),
-        }
-    }
-
-    /// `hours` hours ending at NOW's hour, CPU cycling through `cpu`, memory through `mem`.
-    fn usage(hours: i64, cpu: &[f64], mem: &[f64]) -> Vec<UsageHour> {
-        let last = NOW - NOW % 3600;
-        let mut out = Vec::new();
-        for h in 0..hours {
-            let hour_start = last - h * 3600;
-            let (mut c, mut m) = (Sketch::new(), Sketch::new());
-            for i in 0..60 {
-                c.insert(cpu[(i + h as usize) % cpu.len()]).unwrap();
-                m.insert(mem[(i + h as usize) % mem.len()]).unwrap();
-            }
-            out.push(UsageHour {
-                key: key(),
-                resource: Resource::Cpu,
-                hour_start,
-                sketch: c,
-            });
-            out.push(UsageHour {
-                key: key(),
-                resource: Resource::Memory,
-                hour_start,
-                sketch: m,
-            });
-        }
-        out
-    }
-
-    #[test]
-    fn applies_the_guidance() {
-        let k = key();
-        let cpu: Vec<f64> = (1..=100).map(|i| i as f64 / 1000.0).collect(); // 1m..100m
-        let usage = usage(14 * 24, &cpu, &[100.0 * MIB as f64, 200.0 * MIB as f64]);
-        let current = Resources {
-            cpu_request_millicores: Some(500),
-            cpu_limit_millicores: Some(1000),
-            memory_request_bytes: Some(512 * MIB),
-            memory_limit_bytes: Some(512 * MIB),
-        };
-        let r = recommend(
-            &Input {
-                key: &k,
-                current,
-                usage: &usage,
-            },
-            &Policy::default(),
-            NOW,
-            NOW,
-        );
-        assert_eq!(r.status, Status::Ok);
-        let p95 = r.evidence.cpu_percentile_millicores.unwrap();
-        assert!((p95 - 95.0).abs() <= 0.95, "{p95}");
-        let req = r.recommended.cpu_request_millicores.unwrap();
-        assert_eq!(req, (p95 * 1.15).ceil() as i64);
-        assert_eq!(r.recommended.cpu_limit_millicores, Some(4 * req));
-        assert_eq!(
-            r.recommended.memory_request_bytes,
-            r.recommended.memory_limit_bytes
-        );
-        assert_eq!(r.recommended.memory_limit_bytes, Some(230 * MIB));
-        assert_eq!(r.confidence, Confidence::High);
-        assert_eq!(r.evidence.history_hours, 336);
-        assert_eq!(r.evidence.window_hours, 336);
-        assert_eq!(
-            r.reason,
-            format!("cpu down (p95 {p95:.1}m); memory down (peak 200.0Mi)")
-        );
-        assert_eq!(r.evidence.rules.len(), 3, "{:?}", r.evidence.rules);
-    }
-
-    #[test]
-    fn floors_apply_to_idle_containers() {
-        let k = key();
-        let usage = usage(48, &[0.0, 0.0001], &[MIB as f64]);
-        let r = recommend(
-            &Input {
-                key: &k,
-                current: Resources::default(),
-                usage: &usage,
-            },
-            &Policy::default(),
-            NOW,
-            NOW,
-        );
-        assert_eq!(r.recommended.cpu_request_millicores, Some(10));
-        assert_eq!(r.recommended.cpu_limit_millicores, Some(40));
-        assert_eq!(r.recommended.memory_limit_bytes, Some(32 * MIB));
-        assert!(
-            r.reason.starts_with("no limits set; cpu set"),
-            "{}",
-            r.reason
-        );
-        assert!(r.evidence.rules.iter().any(|x| x.contains("floor")));
-    }
-
-    #[test]
-    fn under_a_day_is_insufficient() {
-        let k = key();
-        let usage = usage(20, &[0.2], &[MIB as f64 * 300.0]);
-        let r = recommend(
-            &Input {
-                key: &k,
-                current: Resources::default(),
-                usage: &usage,
-            },
-            &Policy::default(),
-            NOW,
-            NOW,
-        );
-        assert_eq!(r.status, Status::InsufficientData);
-        assert_eq!(r.recommended, Resources::default());
-        assert_eq!(r.reason, "insufficient data: 20 hours of history, need 24");
-        assert_eq!(r.confidence, Confidence::Low);
-    }
-
-    #[test]
-    fn hours_outside_the_window_are_ignored() {
-        let k = key();
-        let usage = usage(30 * 24, &[0.1], &[MIB as f64 * 100.0]);
-        let r = recommend(
-            &Input {
-                key: &k,
-                current: Resources::default(),
-                usage: &usage,
-            },
-            &Policy::default(),
-            NOW,
-            NOW,
-        );
-        assert_eq!(r.evidence.history_hours, 336);
-        assert_eq!(r.evidence.samples, 336 * 60);
-    }
-
-    #[test]
-    fn memory_never_below_the_peak() {
-        let k = key();
-        for peak_mib in [33.3, 100.0, 511.9, 4096.5] {
-            let usage = usage(48, &[0.1], &[peak_mib * MIB as f64]);
-            let r = recommend(
-                &Input {
-                    key: &k,
-                    current: Resources::default(),
-                    usage: &usage,
-                },
-                &Policy::default(),
-                NOW,
-                NOW,
-            );
-            assert!(
-                r.recommended.memory_limit_bytes.unwrap() as f64 >= peak_mib * MIB as f64 * 1.15
-            );
-        }
-    }
-}
+mod tests;

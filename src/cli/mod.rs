@@ -15,6 +15,14 @@ use crate::synth;
 
 pub mod output;
 
+fn analysis_settings(settings: &Settings) -> jobs::AnalysisSettings {
+    jobs::AnalysisSettings {
+        policies: settings.policy.clone(),
+        pricing: settings.pricing.clone(),
+        step_secs: settings.collector.step.as_secs() as i64,
+    }
+}
+
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -62,12 +70,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Analyze => {
             let store = open_store(&settings).await?;
-            let r =
-                jobs::analyze_cluster(store.as_ref(), &settings.cluster, &settings.policy, now())
-                    .await?;
+            let r = jobs::analyze_cluster(
+                store.as_ref(),
+                &settings.cluster,
+                &analysis_settings(&settings),
+                now(),
+            )
+            .await?;
             println!(
-                "analyzed {} workload containers of cluster {}: {} with a recommendation, {} with insufficient data",
-                r.containers, settings.cluster, r.ok, r.insufficient_data
+                "analyzed {} workload containers of cluster {}: {} to change, {} already right-sized, {} with insufficient data",
+                r.containers, settings.cluster, r.ok, r.no_change, r.insufficient_data
             );
         }
         Command::Recommend {
@@ -90,7 +102,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     jobs::analyze_cluster(
                         store.as_ref(),
                         &settings.cluster,
-                        &settings.policy,
+                        &analysis_settings(&settings),
                         now(),
                     )
                     .await?;
@@ -211,7 +223,7 @@ async fn schedule(
             store.as_ref(),
             &settings.cluster,
             &settings.collector,
-            settings.policy.window,
+            settings.policy.global().window,
             None,
             started,
         )
@@ -226,8 +238,13 @@ async fn schedule(
                 tracing::error!(error = %e, "scheduled collection failed; the next run resumes from the last committed hour")
             }
         }
-        match jobs::analyze_cluster(store.as_ref(), &settings.cluster, &settings.policy, now())
-            .await
+        match jobs::analyze_cluster(
+            store.as_ref(),
+            &settings.cluster,
+            &analysis_settings(&settings),
+            now(),
+        )
+        .await
         {
             Ok(r) => tracing::info!(
                 containers = r.containers,

@@ -1,8 +1,11 @@
 //! Turns one chunk's Prometheus answers into hourly summaries and container observations.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::model::{Chunk, ContainerKey, ContainerObservation, Resource, Resources, UsageHour};
+use crate::model::{
+    Chunk, ContainerKey, ContainerObservation, HpaInfo, PdbInfo, Resource, Resources, SignalHour,
+    UsageHour, WorkloadInfo, WorkloadKey,
+};
 use crate::prometheus::{InstantSample, RangeSeries};
 use crate::sketch::{Rejected, Sketch};
 
@@ -13,8 +16,10 @@ use super::discovery::Owners;
 pub struct Answers {
     /// Owner edges (instant).
     pub owners: Vec<InstantSample>,
-    /// Requests, limits and info per pod container (range).
-    pub specs: Vec<RangeSeries>,
+    /// Workload facts: replicas, HPAs, PDBs (instant, raw series).
+    pub facts: Vec<InstantSample>,
+    /// Requests, limits, info and counters per pod container (range).
+    pub state: Vec<RangeSeries>,
     /// CPU cores per pod container (range).
     pub cpu: Vec<RangeSeries>,
     /// Memory peak per pod container (range).
@@ -119,10 +124,59 @@ pub fn build_chunk(cluster: &str, hours: Vec<i64>, answers: &Answers) -> (Chunk,
         }
     }
 
-    // The spec of a workload container is the one of its newest pods: the last time any
-    // of its pods reported, and at that time the largest value (pods mid-rollout differ).
+    let first_hour = hours.iter().copied().min().unwrap_or(0);
+    let latest = latest_specs(&answers.state, &mut resolver);
+    let signals = signal_hours(&answers.state, &mut resolver, first_hour);
+    stats.inferred_pods = resolver.inferred;
+
+    let containers = latest
+        .into_iter()
+        .map(|(key, l)| ContainerObservation {
+            key,
+            resources: l.resources,
+            seen_at: l.seen_at,
+        })
+        .collect();
+    let usage: Vec<UsageHour> = sketches
+        .into_iter()
+        .map(|((key, resource, hour_start), sketch)| UsageHour {
+            key,
+            resource,
+            hour_start,
+            sketch,
+        })
+        .collect();
+    let seen_at = hours.iter().copied().max().map(|h| h + 3600).unwrap_or(0);
+    let workload_keys: BTreeSet<WorkloadKey> = usage.iter().map(|u| u.key.workload_key()).collect();
+    let workloads = workload_facts(&answers.facts, &workload_keys, seen_at);
+    let chunk = Chunk {
+        cluster: cluster.to_string(),
+        hours,
+        containers,
+        usage,
+        signals,
+        workloads,
+    };
+    (chunk, stats)
+}
+
+fn is_spec(name: &str) -> bool {
+    matches!(
+        name,
+        "kube_pod_container_resource_requests"
+            | "kube_pod_container_resource_limits"
+            | "kube_pod_container_info"
+    )
+}
+
+/// The spec of a workload container is the one of its newest pods: the last time any of
+/// its pods reported, and at that time the largest value (pods mid-rollout differ).
+fn latest_specs(
+    state: &[RangeSeries],
+    resolver: &mut Resolver<'_>,
+) -> BTreeMap<ContainerKey, Latest> {
     let mut latest: BTreeMap<ContainerKey, Latest> = BTreeMap::new();
-    for s in &answers.specs {
+    for s in state.iter().filter(|s| is_spec(label(s, "__name__"))) {
         let Some(key) = resolver.key(s) else { continue };
         let Some(&(t, v)) = s.samples.last() else {
             continue;
@@ -157,36 +211,194 @@ pub fn build_chunk(cluster: &str, hours: Vec<i64>, answers: &Answers) -> (Chunk,
             }
         }
     }
-    stats.inferred_pods = resolver.inferred;
+    latest
+}
 
-    let containers = latest
-        .into_iter()
-        .map(|(key, l)| ContainerObservation {
-            key,
-            resources: l.resources,
-            seen_at: l.seen_at,
-        })
-        .collect();
-    let usage = sketches
-        .into_iter()
-        .map(|((key, resource, hour_start), sketch)| UsageHour {
-            key,
-            resource,
-            hour_start,
-            sketch,
-        })
-        .collect();
+/// Increases of a counter between consecutive samples, as `(time of the later sample,
+/// increase)`; a drop is a reset (Prometheus' rule: the new value is the increase).
+fn increases(samples: &[(i64, f64)]) -> impl Iterator<Item = (i64, f64)> + '_ {
+    samples.windows(2).map(|w| {
+        let ((_, prev), (t, v)) = (w[0], w[1]);
+        (t, if v >= prev { v - prev } else { v })
+    })
+}
+
+#[derive(Default)]
+struct Counts {
+    restarts: f64,
+    oom_from_reason: f64,
+    oom_events: f64,
+    periods: f64,
+    throttled: f64,
+}
+
+type PodContainer = (String, String, String);
+
+fn pod_container(s: &RangeSeries) -> PodContainer {
     (
-        Chunk {
-            cluster: cluster.to_string(),
-            hours,
-            containers,
-            usage,
-        },
-        stats,
+        label(s, "namespace").into(),
+        label(s, "pod").into(),
+        label(s, "container").into(),
     )
 }
 
+/// Per-hour restarts, OOM kills and throttling from the state counters. A restart counts
+/// as an OOM kill when the container's last termination reason is OOMKilled right then;
+/// `container_oom_events_total` counts the same kills, so the larger of the two wins.
+fn signal_hours(
+    state: &[RangeSeries],
+    resolver: &mut Resolver<'_>,
+    first_hour: i64,
+) -> Vec<SignalHour> {
+    const REASON: &str = "kube_pod_container_status_last_terminated_reason";
+    let mut oom_reason: HashMap<PodContainer, HashSet<i64>> = HashMap::new();
+    for s in state.iter().filter(|s| label(s, "__name__") == REASON) {
+        let times = s.samples.iter().filter(|(_, v)| *v > 0.0).map(|(t, _)| *t);
+        oom_reason
+            .entry(pod_container(s))
+            .or_default()
+            .extend(times);
+    }
+    let mut counts: BTreeMap<(ContainerKey, i64), Counts> = BTreeMap::new();
+    for s in state {
+        let name = label(s, "__name__");
+        if is_spec(name) || name == REASON {
+            continue;
+        }
+        let Some(key) = resolver.key(s) else { continue };
+        let reasons = oom_reason.get(&pod_container(s));
+        for (t, inc) in increases(&s.samples).filter(|(t, inc)| *t >= first_hour && *inc > 0.0) {
+            let c = counts
+                .entry((key.clone(), t - t.rem_euclid(3600)))
+                .or_default();
+            match name {
+                "kube_pod_container_status_restarts_total" => {
+                    c.restarts += inc;
+                    if reasons.is_some_and(|r| r.contains(&t)) {
+                        c.oom_from_reason += inc;
+                    }
+                }
+                "container_oom_events_total" => c.oom_events += inc,
+                "container_cpu_cfs_periods_total" => c.periods += inc,
+                "container_cpu_cfs_throttled_periods_total" => c.throttled += inc,
+                _ => {}
+            }
+        }
+    }
+    counts
+        .into_iter()
+        .map(|((key, hour_start), c)| SignalHour {
+            key,
+            hour_start,
+            restarts: c.restarts.round() as u32,
+            oom_kills: c.oom_from_reason.max(c.oom_events).round() as u32,
+            cfs_periods: c.periods,
+            cfs_throttled_periods: c.throttled.min(c.periods),
+        })
+        .collect()
+}
+
+fn new_hpa(name: &str) -> HpaInfo {
+    HpaInfo {
+        name: name.into(),
+        min_replicas: None,
+        max_replicas: None,
+        cpu_target_utilization: None,
+        metrics: Vec::new(),
+    }
+}
+
+/// Workload facts of the workloads seen in the chunk. kube-state-metrics has no PDB
+/// selectors, so a PDB is tied to a workload by name (`<name>` or `<name>-pdb`); the
+/// Kubernetes API source ties them by selector.
+fn workload_facts(
+    facts: &[InstantSample],
+    workloads: &BTreeSet<WorkloadKey>,
+    seen_at: i64,
+) -> Vec<WorkloadInfo> {
+    let mut replicas: HashMap<(String, String, String), i64> = HashMap::new();
+    let mut hpas: BTreeMap<(String, String), HpaInfo> = BTreeMap::new();
+    let mut hpa_targets: HashMap<(String, String, String), (String, String)> = HashMap::new();
+    let mut pdbs: BTreeMap<(String, String), PdbInfo> = BTreeMap::new();
+    for s in facts {
+        let get = |k: &str| s.labels.get(k).cloned().unwrap_or_default();
+        let ns = get("namespace");
+        let hpa_key = (ns.clone(), get("horizontalpodautoscaler"));
+        let pdb_key = (ns.clone(), get("poddisruptionbudget"));
+        let value = s.value.round() as i64;
+        match s.labels.get("__name__").map(String::as_str).unwrap_or("") {
+            "kube_deployment_spec_replicas" => {
+                replicas.insert((ns, "Deployment".into(), get("deployment")), value);
+            }
+            "kube_statefulset_replicas" => {
+                replicas.insert((ns, "StatefulSet".into(), get("statefulset")), value);
+            }
+            "kube_horizontalpodautoscaler_info" => {
+                hpa_targets.insert(
+                    (ns, get("scaletargetref_kind"), get("scaletargetref_name")),
+                    hpa_key,
+                );
+            }
+            "kube_horizontalpodautoscaler_spec_target_metric" => {
+                let hpa = hpas
+                    .entry(hpa_key.clone())
+                    .or_insert_with(|| new_hpa(&hpa_key.1));
+                let (metric, target_type) = (get("metric_name"), get("metric_target_type"));
+                if metric == "cpu" && target_type == "utilization" {
+                    hpa.cpu_target_utilization = Some(s.value);
+                }
+                hpa.metrics
+                    .push(format!("{metric} {target_type} {}", s.value));
+                hpa.metrics.sort();
+            }
+            "kube_horizontalpodautoscaler_spec_min_replicas" => {
+                hpas.entry(hpa_key.clone())
+                    .or_insert_with(|| new_hpa(&hpa_key.1))
+                    .min_replicas = Some(value);
+            }
+            "kube_horizontalpodautoscaler_spec_max_replicas" => {
+                hpas.entry(hpa_key.clone())
+                    .or_insert_with(|| new_hpa(&hpa_key.1))
+                    .max_replicas = Some(value);
+            }
+            name @ ("kube_poddisruptionbudget_status_pod_disruptions_allowed"
+            | "kube_poddisruptionbudget_status_expected_pods") => {
+                let pdb = pdbs.entry(pdb_key.clone()).or_insert_with(|| PdbInfo {
+                    name: pdb_key.1.clone(),
+                    disruptions_allowed: None,
+                    expected_pods: None,
+                    matched_by: "name".into(),
+                });
+                if name.ends_with("disruptions_allowed") {
+                    pdb.disruptions_allowed = Some(value);
+                } else {
+                    pdb.expected_pods = Some(value);
+                }
+            }
+            _ => {}
+        }
+    }
+    workloads
+        .iter()
+        .map(|w| {
+            let id = (w.namespace.clone(), w.kind.clone(), w.name.clone());
+            let hpa = hpa_targets
+                .get(&id)
+                .map(|k| hpas.get(k).cloned().unwrap_or_else(|| new_hpa(&k.1)));
+            let pdb = [w.name.clone(), format!("{}-pdb", w.name)]
+                .into_iter()
+                .find_map(|name| pdbs.get(&(w.namespace.clone(), name)).cloned());
+            WorkloadInfo {
+                key: w.clone(),
+                spec_replicas: replicas.get(&id).copied(),
+                hpa,
+                pdb,
+                annotations: BTreeMap::new(),
+                seen_at,
+            }
+        })
+        .collect()
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,7 +451,7 @@ mod tests {
                     &[(3660, 9.0)],
                 ),
             ],
-            specs: vec![
+            state: vec![
                 series(
                     &[
                         ("__name__", "kube_pod_container_resource_requests"),

@@ -1,8 +1,8 @@
 //! Ingests usage history from Prometheus into hourly summaries in the store.
 //!
 //! A run looks at the hours of `[from, to)` that are not yet collected for the
-//! cluster, groups them into chunks of consecutive hours, asks Prometheus four
-//! aggregated queries per chunk (owners, container specs, CPU, memory) and writes
+//! cluster, groups them into chunks of consecutive hours, asks Prometheus five
+//! aggregated queries per chunk (owners, workload facts, container state, CPU, memory) and writes
 //! each chunk with its hours in one transaction. An interrupted run leaves whole
 //! chunks only; the next run picks up the hours still missing.
 
@@ -20,8 +20,10 @@ pub mod queries;
 /// Extra history before a chunk that owner lookups cover: a rate over 5 minutes still
 /// reports a pod for a few minutes after its owner series ended.
 const OWNER_LOOKBACK_SECS: i64 = 600;
-/// Container specs change rarely; a coarse step keeps that query small.
-const SPEC_STEP_SECS: i64 = 300;
+/// Container state (specs and counters) needs no fine resolution; a coarse step keeps that
+/// query small. The state query starts one step early so a counter increase right at the
+/// chunk boundary is seen.
+pub const STATE_STEP_SECS: i64 = 300;
 
 /// Why a collection run stopped.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +50,7 @@ pub struct CollectOptions {
     pub to: i64,
     /// Query resolution.
     pub step_secs: i64,
-    /// Hours per chunk (one transaction, four queries).
+    /// Hours per chunk (one transaction, five queries).
     pub chunk_hours: u32,
     /// Chunks fetched at once; each chunk runs its queries one after another.
     pub concurrency: usize,
@@ -103,15 +105,17 @@ pub struct RangeQuery {
     pub step_secs: i64,
 }
 
-/// The four queries of one chunk. Public so benchmarks can replay exactly them.
+/// The five queries of one chunk. Public so benchmarks can replay exactly them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkQueries {
     /// Owner edges: an instant query at `owners_time`.
     pub owners: String,
     /// Evaluation time of `owners`.
     pub owners_time: i64,
-    /// Requests, limits and info per pod container.
-    pub specs: RangeQuery,
+    /// Workload facts (replicas, HPA, PDB): an instant query at `owners_time`.
+    pub facts: String,
+    /// Requests, limits, info, restarts, OOM and throttling counters per pod container.
+    pub state: RangeQuery,
     /// CPU usage per pod container.
     pub cpu: RangeQuery,
     /// Memory peak per pod container.
@@ -133,15 +137,29 @@ impl ChunkQueries {
         ChunkQueries {
             owners: queries::owners(span),
             owners_time: end,
-            specs: range(queries::container_specs(), SPEC_STEP_SECS.max(step_secs)),
+            facts: queries::workload_facts(),
+            state: RangeQuery {
+                promql: queries::container_state(),
+                start: start - STATE_STEP_SECS.max(step_secs),
+                end,
+                step_secs: STATE_STEP_SECS.max(step_secs),
+            },
             cpu: range(queries::cpu_usage(), step_secs),
             memory: range(queries::memory_peak(step_secs), step_secs),
         }
     }
 
+    /// The instant queries (PromQL, time), in the order they are sent.
+    pub fn instants(&self) -> [(&str, i64); 2] {
+        [
+            (&self.owners, self.owners_time),
+            (&self.facts, self.owners_time),
+        ]
+    }
+
     /// The range queries, in the order they are sent.
     pub fn ranges(&self) -> [&RangeQuery; 3] {
-        [&self.specs, &self.cpu, &self.memory]
+        [&self.state, &self.cpu, &self.memory]
     }
 }
 
@@ -157,6 +175,7 @@ async fn fetch_chunk(
 ) -> Result<ingest::Answers, PromError> {
     let q = ChunkQueries::new(hours, step_secs);
     let owners = prom.query(&q.owners, q.owners_time).await?;
+    let facts = prom.query(&q.facts, q.owners_time).await?;
     let mut ranges = Vec::with_capacity(3);
     for r in q.ranges() {
         ranges.push(
@@ -164,13 +183,15 @@ async fn fetch_chunk(
                 .await?,
         );
     }
-    let skipped =
-        owners.non_finite_skipped + ranges.iter().map(|a| a.non_finite_skipped).sum::<u64>();
+    let skipped = owners.non_finite_skipped
+        + facts.non_finite_skipped
+        + ranges.iter().map(|a| a.non_finite_skipped).sum::<u64>();
     let mut ranges = ranges.into_iter().map(|a| a.series);
     Ok(ingest::Answers {
         non_finite_skipped: skipped,
         owners: owners.series,
-        specs: ranges.next().unwrap_or_default(),
+        facts: facts.series,
+        state: ranges.next().unwrap_or_default(),
         cpu: ranges.next().unwrap_or_default(),
         memory: ranges.next().unwrap_or_default(),
     })

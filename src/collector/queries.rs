@@ -41,11 +41,25 @@ pub fn owners(span_secs: i64) -> String {
     )
 }
 
-/// Container specs over time: requests, limits, and `info` to know a container exists
-/// even when it sets neither (BestEffort).
-pub fn container_specs() -> String {
+/// Container state over time: requests, limits, `info` (to know a container exists even
+/// when it sets neither: BestEffort), restarts with the last termination reason, OOM events
+/// and CFS throttling counters. Counters are turned into per-hour increases by the
+/// collector, so a coarse step is enough.
+pub fn container_state() -> String {
     "max by (__name__, namespace, pod, container, resource) \
-     ({__name__=~\"kube_pod_container_resource_requests|kube_pod_container_resource_limits|kube_pod_container_info\",\
-     resource=~\"cpu|memory|\"})"
+     ({__name__=~\"kube_pod_container_resource_requests|kube_pod_container_resource_limits|kube_pod_container_info|\
+     kube_pod_container_status_restarts_total|kube_pod_container_status_last_terminated_reason|\
+     container_oom_events_total|container_cpu_cfs_periods_total|container_cpu_cfs_throttled_periods_total\",\
+     resource=~\"cpu|memory|\",reason=~\"OOMKilled|\"})"
+        .to_string()
+}
+
+/// Workload facts at an instant: replicas, HPAs (targets and metrics) and PDB status.
+/// Raw selectors keep `__name__`, which tells the series apart.
+pub fn workload_facts() -> String {
+    "{__name__=~\"kube_horizontalpodautoscaler_info|kube_horizontalpodautoscaler_spec_target_metric|\
+     kube_horizontalpodautoscaler_spec_min_replicas|kube_horizontalpodautoscaler_spec_max_replicas|\
+     kube_poddisruptionbudget_status_pod_disruptions_allowed|kube_poddisruptionbudget_status_expected_pods|\
+     kube_deployment_spec_replicas|kube_statefulset_replicas\"}"
         .to_string()
 }

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::model::{Chunk, ContainerKey, ContainerObservation, Recommendation, UsageHour};
+use crate::model::{
+    Chunk, ContainerKey, ContainerObservation, Recommendation, SignalHour, UsageHour, WorkloadInfo,
+};
 
 pub mod postgres;
 mod rows;
@@ -85,6 +87,15 @@ pub trait Store: Send + Sync {
         from: i64,
         to: i64,
     ) -> Result<Vec<UsageHour>, StoreError>;
+    /// Hourly restarts, OOM kills and throttling of one workload container in `[from, to)`, by hour.
+    async fn signals(
+        &self,
+        key: &ContainerKey,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<SignalHour>, StoreError>;
+    /// Workload facts (replicas, HPA, PDB, annotations), optionally of one cluster.
+    async fn workloads(&self, cluster: Option<&str>) -> Result<Vec<WorkloadInfo>, StoreError>;
     /// Replaces every stored recommendation of `cluster` with `recs`, in one transaction.
     async fn replace_recommendations(
         &self,

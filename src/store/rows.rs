@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::model::{
-    Chunk, ContainerKey, ContainerObservation, Recommendation, Resource, Resources, UsageHour,
+    Chunk, ContainerKey, ContainerObservation, Recommendation, Resource, Resources, SignalHour,
+    UsageHour, WorkloadInfo, WorkloadKey,
 };
 use crate::sketch::Sketch;
 use crate::store::{RecommendationFilter, StoreError};
@@ -43,6 +44,10 @@ pub(in crate::store) struct ChunkPlan<'a> {
     pub usage_keys: Vec<&'a ContainerKey>,
     /// Usage rows, the last one of each (key, resource, hour) in the chunk.
     pub usage: Vec<UsageValues<'a>>,
+    /// Signal rows, the last one of each (key, hour) in the chunk.
+    pub signals: Vec<&'a SignalHour>,
+    /// Workload facts, the newest of each workload, with their JSON bodies.
+    pub workloads: Vec<(&'a WorkloadInfo, String)>,
     /// Distinct collected hours.
     pub hours: Vec<i64>,
 }
@@ -64,6 +69,28 @@ impl<'a> ChunkPlan<'a> {
             let newest = newest_hour.entry(&hour.key).or_insert(hour.hour_start);
             *newest = (*newest).max(hour.hour_start);
         }
+
+        let mut signals: BTreeMap<(&ContainerKey, i64), &SignalHour> = BTreeMap::new();
+        for signal in &chunk.signals {
+            signals.insert((&signal.key, signal.hour_start), signal);
+            let newest = newest_hour.entry(&signal.key).or_insert(signal.hour_start);
+            *newest = (*newest).max(signal.hour_start);
+        }
+        let mut workloads: BTreeMap<&WorkloadKey, &WorkloadInfo> = BTreeMap::new();
+        for w in &chunk.workloads {
+            let newest = workloads.entry(&w.key).or_insert(w);
+            if w.seen_at >= newest.seen_at {
+                *newest = w;
+            }
+        }
+        let workloads = workloads
+            .into_values()
+            .map(|w| {
+                serde_json::to_string(w)
+                    .map(|body| (w, body))
+                    .map_err(|e| StoreError::Invalid(format!("workload {:?}: {e}", w.key)))
+            })
+            .collect::<Result<_, _>>()?;
 
         let usage_only = newest_hour
             .iter()
@@ -91,6 +118,8 @@ impl<'a> ChunkPlan<'a> {
             usage_only,
             usage_keys,
             usage,
+            signals: signals.into_values().collect(),
+            workloads,
             hours,
         })
     }
@@ -282,6 +311,57 @@ impl RecommendationRow {
                 container: self.container,
             };
             StoreError::Corrupt(format!("recommendation {key}: {e}"))
+        })
+    }
+}
+
+/// A stored signal hour.
+#[derive(sqlx::FromRow)]
+pub(in crate::store) struct SignalRow {
+    hour_start: i64,
+    restarts: i64,
+    oom_kills: i64,
+    cfs_periods: f64,
+    cfs_throttled_periods: f64,
+}
+
+impl SignalRow {
+    pub fn into_signal_hour(self, key: &ContainerKey) -> Result<SignalHour, StoreError> {
+        let count = |v: i64, what: &str| {
+            u32::try_from(v).map_err(|_| {
+                StoreError::Corrupt(format!(
+                    "signals of {key} at {}: {what} = {v}",
+                    self.hour_start
+                ))
+            })
+        };
+        Ok(SignalHour {
+            key: key.clone(),
+            hour_start: self.hour_start,
+            restarts: count(self.restarts, "restarts")?,
+            oom_kills: count(self.oom_kills, "oom_kills")?,
+            cfs_periods: self.cfs_periods,
+            cfs_throttled_periods: self.cfs_throttled_periods,
+        })
+    }
+}
+
+/// A stored workload: its facts as JSON.
+#[derive(sqlx::FromRow)]
+pub(in crate::store) struct WorkloadRow {
+    namespace: String,
+    kind: String,
+    name: String,
+    body: String,
+}
+
+impl WorkloadRow {
+    pub fn into_info(self) -> Result<WorkloadInfo, StoreError> {
+        serde_json::from_str(&self.body).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "workload {}/{}/{}: {e}",
+                self.namespace, self.kind, self.name
+            ))
         })
     }
 }

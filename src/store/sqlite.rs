@@ -11,10 +11,12 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use super::rows::{
     check_cluster, filter_columns, ChunkPlan, ContainerIdRow, ContainerRow, RecommendationRow,
-    RecommendationValues, UsageRow, BATCH_ROWS,
+    RecommendationValues, SignalRow, UsageRow, WorkloadRow, BATCH_ROWS,
 };
 use super::{redact_url, RecommendationFilter, Store, StoreError};
-use crate::model::{Chunk, ContainerKey, ContainerObservation, Recommendation, UsageHour};
+use crate::model::{
+    Chunk, ContainerKey, ContainerObservation, Recommendation, SignalHour, UsageHour, WorkloadInfo,
+};
 
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -221,6 +223,47 @@ impl Store for SqliteStore {
             insert.build().execute(&mut *tx).await?;
         }
 
+        for batch in plan.signals.chunks(BATCH_ROWS) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "insert into signal_hours (container_id, hour_start, restarts, oom_kills, cfs_periods, cfs_throttled_periods) ",
+            );
+            insert.push_values(batch, |mut row, signal| {
+                row.push_bind(ids.get(&signal.key).copied())
+                    .push_bind(signal.hour_start)
+                    .push_bind(i64::from(signal.restarts))
+                    .push_bind(i64::from(signal.oom_kills))
+                    .push_bind(signal.cfs_periods)
+                    .push_bind(signal.cfs_throttled_periods);
+            });
+            // Replace, never add, as for usage.
+            insert.push(
+                " on conflict (container_id, hour_start) do update set \
+                 restarts = excluded.restarts, oom_kills = excluded.oom_kills, \
+                 cfs_periods = excluded.cfs_periods, cfs_throttled_periods = excluded.cfs_throttled_periods",
+            );
+            insert.build().execute(&mut *tx).await?;
+        }
+
+        for batch in plan.workloads.chunks(BATCH_ROWS) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "insert into workloads (cluster, namespace, kind, name, seen_at, body) ",
+            );
+            insert.push_values(batch, |mut row, (w, body)| {
+                row.push_bind(&w.key.cluster)
+                    .push_bind(&w.key.namespace)
+                    .push_bind(&w.key.kind)
+                    .push_bind(&w.key.name)
+                    .push_bind(w.seen_at)
+                    .push_bind(body);
+            });
+            // As for container specs: an older window must not overwrite newer facts.
+            insert.push(
+                " on conflict (cluster, namespace, kind, name) do update set \
+                 seen_at = excluded.seen_at, body = excluded.body where excluded.seen_at >= workloads.seen_at",
+            );
+            insert.build().execute(&mut *tx).await?;
+        }
+
         for batch in plan.hours.chunks(BATCH_ROWS) {
             let mut insert =
                 QueryBuilder::<Sqlite>::new("insert into collected_hours (cluster, hour_start) ");
@@ -281,6 +324,46 @@ impl Store for SqliteStore {
         rows.into_iter()
             .map(|row| row.into_usage_hour(key))
             .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(key = %key))]
+    async fn signals(
+        &self,
+        key: &ContainerKey,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<SignalHour>, StoreError> {
+        let rows: Vec<SignalRow> = sqlx::query_as(
+            "select s.hour_start, s.restarts, s.oom_kills, s.cfs_periods, s.cfs_throttled_periods \
+             from signal_hours s join containers c on c.id = s.container_id \
+             where c.cluster = ? and c.namespace = ? and c.kind = ? and c.workload = ? \
+             and c.container = ? and s.hour_start >= ? and s.hour_start < ? \
+             order by s.hour_start",
+        )
+        .bind(&key.cluster)
+        .bind(&key.namespace)
+        .bind(&key.kind)
+        .bind(&key.workload)
+        .bind(&key.container)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| row.into_signal_hour(key))
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(cluster = ?cluster))]
+    async fn workloads(&self, cluster: Option<&str>) -> Result<Vec<WorkloadInfo>, StoreError> {
+        let mut select =
+            QueryBuilder::<Sqlite>::new("select namespace, kind, name, body from workloads");
+        if let Some(cluster) = cluster {
+            select.push(" where cluster = ").push_bind(cluster);
+        }
+        select.push(" order by cluster, namespace, kind, name");
+        let rows: Vec<WorkloadRow> = select.build_query_as().fetch_all(&self.pool).await?;
+        rows.into_iter().map(WorkloadRow::into_info).collect()
     }
 
     #[tracing::instrument(skip_all, fields(%cluster, recommendations = recs.len()))]

@@ -281,6 +281,12 @@ pub struct Evidence {
     /// Throttled share of CFS periods in the window (containers with a CPU limit).
     #[serde(default)]
     pub throttled_ratio: Option<f64>,
+    /// Mean CPU usage per pod in the window, in millicores ("used" in fleet totals).
+    #[serde(default)]
+    pub cpu_mean_millicores: Option<f64>,
+    /// Mean memory working set per pod in the window, in bytes.
+    #[serde(default)]
+    pub memory_mean_bytes: Option<f64>,
     /// Average number of pods running (from samples per step).
     #[serde(default)]
     pub average_replicas: f64,

@@ -252,6 +252,8 @@ pub fn recommend(
         oom_kills: w.oom_kills,
         restarts: w.restarts,
         throttled_ratio: w.throttled_ratio,
+        cpu_mean_millicores: w.cpu.mean().map(|c| c * 1000.0),
+        memory_mean_bytes: w.memory.mean(),
         average_replicas: (average_replicas * 100.0).round() / 100.0,
         policy_sources: ctx.policy_sources.clone(),
     };

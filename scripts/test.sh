@@ -32,5 +32,7 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
+echo "==> deploy manifests (kubectl kustomize, kubernetes-validate, our guidance)"
+scripts/check-deploy.sh
 echo "==> cargo test"
-cargo test --all-targets --locked
+cargo test --locked

@@ -99,6 +99,23 @@ pub enum Command {
         /// How often to collect and analyze (e.g. 10m); 0 disables the schedule.
         #[arg(long, env = "RIGHTSIZER_COLLECT_INTERVAL", value_parser = humantime::parse_duration)]
         collect_interval: Option<Duration>,
+        /// API tokens, comma-separated (prefer the file). Actions need one; reads too with --api-auth-reads.
+        #[arg(
+            long,
+            env = "RIGHTSIZER_API_TOKENS",
+            hide_env_values = true,
+            value_delimiter = ','
+        )]
+        api_tokens: Vec<String>,
+        /// File with API tokens, one per line.
+        #[arg(long, env = "RIGHTSIZER_API_TOKEN_FILE")]
+        api_token_file: Option<PathBuf>,
+        /// Require a token for reads as well.
+        #[arg(long, env = "RIGHTSIZER_API_AUTH_READS")]
+        api_auth_reads: bool,
+        /// /readyz fails when the newest collected hour is older than this (default: 3 × the interval + 1h).
+        #[arg(long, env = "RIGHTSIZER_READY_MAX_COLLECTION_AGE", value_parser = humantime::parse_duration)]
+        ready_max_collection_age: Option<Duration>,
     },
     /// Ingest a window of history from Prometheus.
     Collect {

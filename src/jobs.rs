@@ -15,22 +15,39 @@ use crate::store::{Store, StoreError};
 /// may still be on its way.
 pub const SETTLE_SECS: i64 = 120;
 
-/// Collects `[until − since, until)` in whole hours. Without `until`, up to the last
-/// complete hour before now.
+/// Which hours to collect: `[until − since, until)` in whole hours; without `until`, up to
+/// the last complete hour before `now`.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowSpec {
+    /// How far back from the end.
+    pub since: Duration,
+    /// End of the window (unix seconds), or `None` for now.
+    pub until: Option<i64>,
+    /// The current time (unix seconds).
+    pub now: i64,
+}
+
+impl WindowSpec {
+    /// `[from, to)` as hour-aligned unix seconds.
+    pub fn hours(&self) -> (i64, i64) {
+        let to = match self.until {
+            Some(t) => floor_hour(t),
+            None => floor_hour(self.now - SETTLE_SECS),
+        };
+        (floor_hour(to - self.since.as_secs() as i64), to)
+    }
+}
+
+/// Collects the hours of `window` for `cluster`.
 pub async fn collect_window(
     prom: &PromClient,
     store: &dyn Store,
     cluster: &str,
     config: &CollectorConfig,
-    since: Duration,
-    until: Option<i64>,
-    now: i64,
+    window: WindowSpec,
+    progress: collector::Progress,
 ) -> Result<CollectReport, collector::CollectError> {
-    let to = match until {
-        Some(t) => floor_hour(t),
-        None => floor_hour(now - SETTLE_SECS),
-    };
-    let from = floor_hour(to - since.as_secs() as i64);
+    let (from, to) = window.hours();
     let opts = CollectOptions {
         cluster: cluster.to_string(),
         from,
@@ -38,6 +55,7 @@ pub async fn collect_window(
         step_secs: config.step.as_secs() as i64,
         chunk_hours: config.chunk_hours,
         concurrency: config.concurrency,
+        progress,
     };
     collector::collect(prom, store, &opts).await
 }
@@ -125,4 +143,64 @@ pub async fn analyze_cluster(
         insufficient_data,
         window_end: to,
     })
+}
+
+/// What API-triggered and scheduled runs need.
+#[derive(Clone)]
+pub struct JobRunner {
+    /// Prometheus, when configured (collect needs it; analyze doesn't).
+    pub prometheus: Option<PromClient>,
+    /// Cluster name.
+    pub cluster: String,
+    /// Collector settings.
+    pub collector: CollectorConfig,
+    /// Analysis settings.
+    pub analysis: AnalysisSettings,
+}
+
+impl JobRunner {
+    /// Collects the policy window up to the last complete hour, reporting progress.
+    pub async fn collect(
+        &self,
+        store: &dyn Store,
+        run: &crate::runs::RunHandle,
+    ) -> Result<serde_json::Value, String> {
+        let prom = self
+            .prometheus
+            .as_ref()
+            .ok_or("no Prometheus URL configured")?;
+        let progress = collector::Progress::new(run.clone_progress());
+        let window = self.analysis.policies.global().window;
+        let now = chrono::Utc::now().timestamp();
+        let window = WindowSpec {
+            since: window,
+            until: None,
+            now,
+        };
+        let report = collect_window(
+            prom,
+            store,
+            &self.cluster,
+            &self.collector,
+            window,
+            progress,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok(serde_json::to_value(report).expect("reports serialize"))
+    }
+
+    /// Analyzes the cluster.
+    pub async fn analyze(
+        &self,
+        store: &dyn Store,
+        run: &crate::runs::RunHandle,
+    ) -> Result<serde_json::Value, String> {
+        let now = chrono::Utc::now().timestamp();
+        let report = analyze_cluster(store, &self.cluster, &self.analysis, now)
+            .await
+            .map_err(|e| e.to_string())?;
+        run.progress(report.containers as u64, report.containers as u64);
+        Ok(serde_json::to_value(report).expect("reports serialize"))
+    }
 }

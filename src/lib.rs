@@ -4,6 +4,8 @@
 pub mod analyzer;
 /// Command-line interface: subcommands and their output.
 pub mod cli;
+/// The Kubernetes API as an optional source: workloads, HPAs and PDBs (kube reflectors).
+pub mod cluster;
 /// Ingestion from Prometheus into hourly summaries: discovery, queries, watermarks.
 pub mod collector;
 /// Configuration from flags, `RIGHTSIZER_*` environment variables and a config file.
@@ -14,13 +16,21 @@ pub mod http;
 pub mod jobs;
 /// Plain data shared by the collector, store, analyzer and API.
 pub mod model;
+/// Output formats of recommendations: table, JSON, YAML, CSV.
+pub mod output;
+/// Patches (strategic-merge, JSON, kustomize, YAML) that apply a workload's recommendations.
+pub mod patch;
 /// Prometheus HTTP API client and PromQL builders.
 pub mod prometheus;
 /// Kubernetes-style quantity formatting (`250m`, `512Mi`).
 pub mod quantity;
+/// Collection and analysis runs: ids, progress, outcome, one of a kind at a time.
+pub mod runs;
 /// The mergeable usage summary (count, sum, max, log-bucketed histogram).
 pub mod sketch;
 /// Storage: the `Store` trait with SQLite and Postgres backends.
 pub mod store;
 /// The synthetic cluster generator used by `make demo`, tests and benchmarks.
 pub mod synth;
+/// The service's own metrics (served at `/metrics`).
+pub mod telemetry;

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::sketch::Sketch;
 
 /// Identity of a workload container: recommendations are per this key, pooled over all pods.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct ContainerKey {
     /// Cluster name, as configured for the Prometheus source.
     pub cluster: String,
@@ -32,7 +34,7 @@ impl std::fmt::Display for ContainerKey {
 }
 
 /// Requests and limits of one container; `None` where unset.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Resources {
     /// CPU request in millicores.
     pub cpu_request_millicores: Option<i64>,
@@ -45,7 +47,19 @@ pub struct Resources {
 }
 
 /// The resource a usage summary describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Resource {
     /// CPU usage in cores (5-minute rate of `container_cpu_usage_seconds_total`).
@@ -74,7 +88,7 @@ impl Resource {
 }
 
 /// A workload container as last seen by the collector.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ContainerObservation {
     /// Which workload container.
     pub key: ContainerKey,
@@ -98,7 +112,7 @@ pub struct UsageHour {
 }
 
 /// One hour of restart, OOM and CPU-throttling counts for one workload container.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SignalHour {
     /// Which workload container.
     pub key: ContainerKey,
@@ -115,7 +129,9 @@ pub struct SignalHour {
 }
 
 /// Identity of a workload (the top-level owner of pods).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct WorkloadKey {
     /// Cluster name.
     pub cluster: String,
@@ -140,7 +156,7 @@ impl ContainerKey {
 }
 
 /// A HorizontalPodAutoscaler targeting a workload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HpaInfo {
     /// HPA name.
     pub name: String,
@@ -155,7 +171,7 @@ pub struct HpaInfo {
 }
 
 /// A PodDisruptionBudget covering a workload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PdbInfo {
     /// PDB name.
     pub name: String,
@@ -168,7 +184,7 @@ pub struct PdbInfo {
 }
 
 /// Workload-level facts: replicas, autoscaling, disruption budget, annotations.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkloadInfo {
     /// Which workload.
     pub key: WorkloadKey,
@@ -181,6 +197,9 @@ pub struct WorkloadInfo {
     /// `rightsizer.io/*` annotations (from the Kubernetes API source).
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// Workload labels, for label selectors (from the Kubernetes API source).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     /// Unix seconds of the newest sample this comes from.
     pub seen_at: i64,
 }
@@ -203,7 +222,7 @@ pub struct Chunk {
 }
 
 /// Whether a recommendation proposes numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
     /// Enough history, and the change is worth making: `recommended` holds the proposal.
@@ -226,7 +245,9 @@ impl Status {
 }
 
 /// How far to trust a recommendation, from hours of history and sample coverage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Confidence {
     /// Little history or sparse samples.
@@ -249,7 +270,7 @@ impl Confidence {
 }
 
 /// The inputs and rules behind a recommendation, so a reader can check it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Evidence {
     /// The CPU percentile the request is derived from (95 means p95).
     pub cpu_percentile: f64,
@@ -297,7 +318,18 @@ pub struct Evidence {
 
 /// How much a recommendation matters.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -322,7 +354,7 @@ impl Severity {
 }
 
 /// Something the guidance says about a workload container.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Finding {
     /// Stable code, e.g. `no-limits`, `guaranteed-cpu`, `oom-killed`.
     pub code: String,
@@ -333,7 +365,7 @@ pub struct Finding {
 }
 
 /// What history says would have happened under some requests and limits.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BacktestFigures {
     /// Share of CPU samples above the CPU request (time spent borrowing idle CPU).
     pub cpu_over_request_share: Option<f64>,
@@ -344,7 +376,7 @@ pub struct BacktestFigures {
 }
 
 /// The backtest of the window: current values against recommended ones.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Backtest {
     /// With the requests and limits in force.
     pub current: BacktestFigures,
@@ -355,7 +387,7 @@ pub struct Backtest {
 }
 
 /// What applying the recommendation changes for scheduling and cost.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Impact {
     /// Average replicas the change is multiplied by.
     pub replicas: f64,
@@ -370,7 +402,7 @@ pub struct Impact {
 }
 
 /// How a CPU-utilization HPA reacts to a new CPU request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HpaEffect {
     /// HPA name.
     pub hpa: String,
@@ -385,7 +417,7 @@ pub struct HpaEffect {
 }
 
 /// One workload container's proposed requests and limits, with the evidence.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Recommendation {
     /// Which workload container.
     #[serde(flatten)]

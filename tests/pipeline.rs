@@ -60,6 +60,7 @@ fn options(truth: &GroundTruth, to: i64) -> CollectOptions {
         step_secs: 60,
         chunk_hours: 6,
         concurrency: 2,
+        progress: Default::default(),
     }
 }
 

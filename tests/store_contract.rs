@@ -286,6 +286,7 @@ fn two_hours() -> Chunk {
                 matched_by: "name".into(),
             }),
             annotations: [("rightsizer.io/margin".to_string(), "0.2".to_string())].into(),
+            labels: [("app".to_string(), "api".to_string())].into(),
             seen_at: T0 + 2 * HOUR,
         }],
         cluster: "prod".into(),

@@ -149,6 +149,7 @@ mod tests {
             hpa: None,
             pdb: None,
             annotations: Default::default(),
+            labels: Default::default(),
             seen_at: 0,
         };
         assert_eq!(codes(&about_workload(Some(&info), 3.0)), ["no-pdb"]);

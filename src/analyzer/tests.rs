@@ -310,6 +310,7 @@ fn hpa_replica_change_is_spelled_out() {
         }),
         pdb: None,
         annotations: BTreeMap::new(),
+        labels: BTreeMap::new(),
         seen_at: 0,
     };
     let r = run(

@@ -10,10 +10,10 @@ use crate::config::{parse_time, Cli, Command, Settings, DEFAULT_LISTEN};
 use crate::http::{self, AppState};
 use crate::jobs;
 use crate::prometheus::PromClient;
+use crate::runs::RunKind;
 use crate::store::{self, RecommendationFilter, Store};
-use crate::synth;
 
-pub mod output;
+use crate::synth;
 
 fn analysis_settings(settings: &Settings) -> jobs::AnalysisSettings {
     jobs::AnalysisSettings {
@@ -58,9 +58,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 store.as_ref(),
                 &settings.cluster,
                 &settings.collector,
-                since,
-                until,
-                now(),
+                jobs::WindowSpec {
+                    since,
+                    until,
+                    now: now(),
+                },
+                Default::default(),
             )
             .await?;
             println!(
@@ -110,17 +113,45 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             let stdout = std::io::stdout();
-            output::write(&recs, format, stdout.lock())?;
+            crate::output::write(&recs, format, stdout.lock())?;
         }
         Command::Serve {
             listen,
             collect_interval,
+            api_tokens,
+            api_token_file,
+            api_auth_reads,
+            ready_max_collection_age,
         } => {
             let listen = listen
                 .or(settings.listen.clone())
                 .unwrap_or_else(|| DEFAULT_LISTEN.into());
             let interval = collect_interval.unwrap_or(settings.collector.interval);
-            serve(&settings, &listen, interval).await?;
+            let mut tokens = api_tokens;
+            if let Some(path) = api_token_file {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read API token file {}", path.display()))?;
+                tokens.extend(text.lines().map(str::to_string));
+            }
+            let auth = http::auth::AuthConfig::new(tokens, api_auth_reads);
+            if api_auth_reads && !auth.has_tokens() {
+                anyhow::bail!(
+                    "--api-auth-reads needs API tokens (RIGHTSIZER_API_TOKENS or --api-token-file)"
+                );
+            }
+            let ready_max_collection_age = ready_max_collection_age.or_else(|| {
+                (!interval.is_zero()).then(|| interval * 3 + Duration::from_secs(3600))
+            });
+            serve(
+                &settings,
+                ServeOptions {
+                    listen,
+                    interval,
+                    auth,
+                    ready_max_collection_age,
+                },
+            )
+            .await?;
         }
         Command::Synth {
             seed,
@@ -162,40 +193,58 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(settings: &Settings, listen: &str, interval: Duration) -> anyhow::Result<()> {
+/// Options of `serve` beyond the shared settings.
+struct ServeOptions {
+    listen: String,
+    interval: Duration,
+    auth: http::auth::AuthConfig,
+    ready_max_collection_age: Option<Duration>,
+}
+
+async fn serve(settings: &Settings, opts: ServeOptions) -> anyhow::Result<()> {
     let store = open_store(settings).await?;
-    let listener = tokio::net::TcpListener::bind(listen)
+    let listener = tokio::net::TcpListener::bind(&opts.listen)
         .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
     tracing::info!(address = %listener.local_addr()?, "API listening");
+    let runner = Arc::new(jobs::JobRunner {
+        prometheus: settings
+            .prometheus
+            .as_ref()
+            .map(PromClient::new)
+            .transpose()?,
+        cluster: settings.cluster.clone(),
+        collector: settings.collector.clone(),
+        analysis: analysis_settings(settings),
+    });
+    if !opts.auth.has_tokens() {
+        tracing::info!("no API tokens configured: POST /api/v1/collect and /analyze are disabled");
+    }
+    let mut state = AppState::new(store);
+    state.jobs = Some(runner.clone());
+    state.auth = Arc::new(opts.auth);
+    state.readiness_max_collection_age = opts.ready_max_collection_age;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let scheduler = match (settings.prometheus.is_some(), interval.is_zero()) {
-        (true, false) => {
-            let prom = prometheus(settings)?;
-            Some(tokio::spawn(schedule(
-                prom,
-                store.clone(),
-                settings.clone(),
-                interval,
-                stop_rx.clone(),
-            )))
-        }
-        _ => {
-            tracing::info!(
-                "no Prometheus URL or a zero interval: serving stored recommendations only"
-            );
-            None
-        }
+    let scheduler = if runner.prometheus.is_some() && !opts.interval.is_zero() {
+        Some(tokio::spawn(schedule(
+            state.clone(),
+            runner,
+            opts.interval,
+            stop_rx.clone(),
+        )))
+    } else {
+        tracing::info!("no Prometheus URL or a zero interval: serving stored recommendations only");
+        None
     };
     let mut api_stop = stop_rx.clone();
-    let api = http::serve(listener, AppState { store }, async move {
+    let api = http::serve(listener, state, async move {
         let _ = api_stop.wait_for(|stop| *stop).await;
     });
     tokio::pin!(api);
     tokio::select! {
         res = &mut api => res?,
         _ = shutdown_signal() => {
-            tracing::info!("shutting down");
+            tracing::info!("shutting down: finishing in-flight requests");
             let _ = stop_tx.send(true);
             api.await?;
         }
@@ -208,53 +257,41 @@ async fn serve(settings: &Settings, listen: &str, interval: Duration) -> anyhow:
     Ok(())
 }
 
-/// Collects and analyzes every `interval` until told to stop.
+/// Collects and analyzes every `interval` (with up to 10% jitter, so replicas and clusters
+/// don't query Prometheus in lockstep) until told to stop. A run already going (started
+/// from the API) is not doubled: that tick is skipped.
 async fn schedule(
-    prom: PromClient,
-    store: Arc<dyn Store>,
-    settings: Settings,
+    state: AppState,
+    runner: Arc<jobs::JobRunner>,
     interval: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    use rand::Rng;
     loop {
-        let started = now();
-        match jobs::collect_window(
-            &prom,
-            store.as_ref(),
-            &settings.cluster,
-            &settings.collector,
-            settings.policy.global().window,
-            None,
-            started,
-        )
-        .await
-        {
-            Ok(r) => tracing::info!(
-                hours = r.hours_collected,
-                containers = r.containers,
-                "scheduled collection done"
-            ),
-            Err(e) => {
-                tracing::error!(error = %e, "scheduled collection failed; the next run resumes from the last committed hour")
+        for kind in [RunKind::Collect, RunKind::Analyze] {
+            let Ok(run) = state.runs.try_start(kind, "schedule") else {
+                tracing::info!(
+                    ?kind,
+                    "a run of this kind is already going; skipping this tick"
+                );
+                continue;
+            };
+            let outcome = match kind {
+                RunKind::Collect => runner.collect(state.store.as_ref(), &run).await,
+                RunKind::Analyze => runner.analyze(state.store.as_ref(), &run).await,
+            };
+            match &outcome {
+                Ok(report) => tracing::info!(?kind, %report, "scheduled run done"),
+                Err(e) => {
+                    tracing::error!(?kind, error = %e, "scheduled run failed; the next one resumes from the last committed hour")
+                }
             }
+            state.snapshot.invalidate().await;
+            run.finish(outcome);
         }
-        match jobs::analyze_cluster(
-            store.as_ref(),
-            &settings.cluster,
-            &analysis_settings(&settings),
-            now(),
-        )
-        .await
-        {
-            Ok(r) => tracing::info!(
-                containers = r.containers,
-                ok = r.ok,
-                "scheduled analysis done"
-            ),
-            Err(e) => tracing::error!(error = %e, "scheduled analysis failed"),
-        }
+        let jitter = interval.mul_f64(rand::thread_rng().gen_range(0.0..0.1));
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(interval + jitter) => {}
             _ = stop.wait_for(|s| *s) => {
                 tracing::info!("scheduler stopped");
                 return;

@@ -394,6 +394,7 @@ fn workload_facts(
                 hpa,
                 pdb,
                 annotations: BTreeMap::new(),
+                labels: BTreeMap::new(),
                 seen_at,
             }
         })

@@ -39,6 +39,33 @@ pub enum CollectError {
     Window(String),
 }
 
+/// Called after each committed chunk with (hours done, hours to do).
+#[derive(Clone, Default)]
+pub struct Progress(Option<std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>>);
+
+impl Progress {
+    /// A progress callback.
+    pub fn new(f: impl Fn(u64, u64) + Send + Sync + 'static) -> Self {
+        Progress(Some(std::sync::Arc::new(f)))
+    }
+
+    fn report(&self, done: u64, total: u64) {
+        if let Some(f) = &self.0 {
+            f(done, total);
+        }
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Progress(callback)"
+        } else {
+            "Progress(none)"
+        })
+    }
+}
+
 /// What to collect.
 #[derive(Debug, Clone)]
 pub struct CollectOptions {
@@ -54,6 +81,8 @@ pub struct CollectOptions {
     pub chunk_hours: u32,
     /// Chunks fetched at once; each chunk runs its queries one after another.
     pub concurrency: usize,
+    /// Told after each committed chunk.
+    pub progress: Progress,
 }
 
 /// What a run did.
@@ -251,6 +280,8 @@ pub async fn collect(
         seen.extend(chunk.usage.iter().map(|u| u.key.clone()));
         seen.extend(chunk.containers.iter().map(|c| c.key.clone()));
         report.hours_collected += n_hours;
+        opts.progress
+            .report(report.hours_collected, missing.len() as u64);
         report.chunks += 1;
         report.samples += stats.samples;
         report.rejected_samples += stats.rejected;

@@ -2,50 +2,131 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use axum::extract::{MatchedPath, Request};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
 use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::jobs::JobRunner;
+use crate::runs::RunRegistry;
 use crate::store::Store;
+use crate::telemetry::{metrics, HttpLabels};
 
+pub mod auth;
 pub mod error;
+pub mod fleet;
+pub mod openapi;
+pub mod ops;
+pub mod query;
 pub mod recommendations;
+pub mod runs;
+pub mod snapshot;
+pub mod workloads;
 
 use error::ApiError;
+
+/// Largest request body accepted (the API takes parameters, not uploads).
+const BODY_LIMIT_BYTES: usize = 64 * 1024;
+/// Longest a request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What handlers share.
 #[derive(Clone)]
 pub struct AppState {
     /// The store.
     pub store: Arc<dyn Store>,
+    /// Recommendations in memory, reloaded when the store changes.
+    pub snapshot: Arc<snapshot::SnapshotCache>,
+    /// Collection and analysis runs.
+    pub runs: RunRegistry,
+    /// What runs need; `None` when the server only serves stored data.
+    pub jobs: Option<Arc<JobRunner>>,
+    /// Who may call.
+    pub auth: Arc<auth::AuthConfig>,
+    /// `/readyz` fails when the newest collected hour is older than this.
+    pub readiness_max_collection_age: Option<Duration>,
+}
+
+impl AppState {
+    /// State serving `store` with no runs, no auth and a 1-second snapshot check.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        AppState {
+            snapshot: Arc::new(snapshot::SnapshotCache::new(
+                store.clone(),
+                Duration::from_secs(1),
+            )),
+            store,
+            runs: RunRegistry::default(),
+            jobs: None,
+            auth: Arc::new(auth::AuthConfig::default()),
+            readiness_max_collection_age: None,
+        }
+    }
 }
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
+    let reads = Router::new()
         .merge(recommendations::router())
+        .merge(workloads::router())
+        .merge(fleet::router())
+        .merge(runs::router())
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_for_reads,
+        ));
+    let actions = runs::actions().route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_for_actions,
+    ));
+    Router::new()
+        .merge(ops::router())
+        .merge(openapi::router())
+        .merge(reads)
+        .merge(actions)
         .fallback(not_found)
+        .layer(middleware::from_fn(record_metrics))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
+            REQUEST_TIMEOUT,
         ))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
-}
-
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!("no route for {}", uri.path()))
+}
+
+/// Counts requests and their durations by matched route (not raw path: bounded labels).
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let labels = HttpLabels {
+        route,
+        method,
+        status: response.status().as_u16(),
+    };
+    let m = metrics();
+    m.http_requests.get_or_create(&labels).inc();
+    m.http_duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
 }
 
 /// Serves the API on `listener` until `shutdown` completes, finishing in-flight requests.

@@ -1,15 +1,17 @@
-//! `/api/v1/recommendations`: the fleet list and one workload's containers.
+//! `/api/v1/recommendations`: the fleet list (filters, sorting, cursor pages, CSV) and one
+//! workload's containers.
 
-use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
+use super::query::{self, check_names, Format, ListQuery, RawParams};
 use super::AppState;
-use crate::model::Recommendation;
-use crate::store::RecommendationFilter;
+use crate::model::{Recommendation, WorkloadKey};
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -21,81 +23,135 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-/// Filters of the list.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListParams {
-    cluster: Option<String>,
-    namespace: Option<String>,
-    kind: Option<String>,
+/// A page of recommendations.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RecommendationPage {
+    /// Items on this page.
+    pub count: usize,
+    /// Matches in total.
+    pub total: usize,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+    /// The recommendations.
+    #[schema(value_type = Vec<Recommendation>)]
+    pub items: Vec<std::sync::Arc<Recommendation>>,
 }
 
-/// A list answer.
-#[derive(Debug, Serialize)]
-struct Items {
-    count: usize,
-    items: Vec<Recommendation>,
+fn wants_csv(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim().starts_with("text/csv")))
 }
 
-fn params<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    query
-        .map(|Query(p)| p)
-        .map_err(|e| ApiError::BadRequest(format!("invalid query parameters: {}", e.body_text())))
-}
-
-fn non_empty(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
-    match value {
-        Some(v) if v.is_empty() => Err(ApiError::BadRequest(format!(
-            "parameter `{name}` must not be empty"
-        ))),
-        v => Ok(v),
-    }
-}
-
-async fn list(
+/// The fleet list.
+#[utoipa::path(
+    get,
+    path = "/api/v1/recommendations",
+    tag = "recommendations",
+    params(
+        ("cluster" = Option<String>, Query, description = "Exact cluster"),
+        ("namespace" = Option<String>, Query, description = "Namespace, exact or a glob (`shop-*`)"),
+        ("kind" = Option<String>, Query, description = "Workload kind, e.g. Deployment"),
+        ("name" = Option<String>, Query, description = "Workload name, exact or a glob"),
+        ("selector" = Option<String>, Query, description = "Label selector (`app=api,tier!=db`); labels come from the Kubernetes API source"),
+        ("severity" = Option<String>, Query, description = "info, warning or critical"),
+        ("confidence" = Option<String>, Query, description = "low, medium or high"),
+        ("status" = Option<String>, Query, description = "ok, no-change or insufficient-data"),
+        ("min_savings" = Option<f64>, Query, description = "Only recommendations saving at least this much per month"),
+        ("sort" = Option<String>, Query, description = "savings (default), severity or name"),
+        ("order" = Option<String>, Query, description = "asc or desc (default: desc, asc for name)"),
+        ("limit" = Option<usize>, Query, description = "Page size, 1 to 1000 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("format" = Option<String>, Query, description = "json (default) or csv (every match, no pages); also Accept: text/csv"),
+    ),
+    responses(
+        (status = 200, description = "A page of recommendations (or CSV)", body = RecommendationPage),
+        (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 401, description = "Token required", body = ErrorBody),
+        (status = 403, description = "Token not accepted", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
+    )
+)]
+pub async fn list(
     State(state): State<AppState>,
-    query: Result<Query<ListParams>, QueryRejection>,
-) -> Result<Json<Items>, ApiError> {
-    let p = params(query)?;
-    let filter = RecommendationFilter {
-        cluster: non_empty("cluster", p.cluster)?,
-        namespace: non_empty("namespace", p.namespace)?,
-        kind: non_empty("kind", p.kind)?,
-        workload: None,
-    };
-    let items = state.store.recommendations(&filter).await?;
-    Ok(Json(Items {
-        count: items.len(),
-        items,
-    }))
+    headers: HeaderMap,
+    Query(raw): Query<RawParams>,
+) -> Result<Response, ApiError> {
+    let q = ListQuery::parse(&raw, wants_csv(&headers))?;
+    let snapshot = state.snapshot.get().await?;
+    let page = query::page(&snapshot, &q);
+    if q.format == Format::Csv {
+        let recs: Vec<Recommendation> = page.items.iter().map(|r| (**r).clone()).collect();
+        let mut body = Vec::new();
+        crate::output::write(&recs, crate::config::OutputFormat::Csv, &mut body)
+            .map_err(|e| ApiError::BadRequest(format!("CSV export failed: {e}")))?;
+        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response());
+    }
+    Ok(Json(RecommendationPage {
+        count: page.items.len(),
+        total: page.total,
+        next_cursor: page.next_cursor,
+        items: page.items,
+    })
+    .into_response())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OneParams {
-    cluster: Option<String>,
-}
-
-async fn one_workload(
+/// One workload's containers (the cluster is optional when the name is unique).
+#[utoipa::path(
+    get,
+    path = "/api/v1/recommendations/{namespace}/{kind}/{name}",
+    tag = "recommendations",
+    params(
+        ("namespace" = String, Path, description = "Namespace"),
+        ("kind" = String, Path, description = "Workload kind"),
+        ("name" = String, Path, description = "Workload name"),
+        ("cluster" = Option<String>, Query, description = "Cluster, when several have this workload"),
+    ),
+    responses(
+        (status = 200, description = "The workload's containers", body = RecommendationPage),
+        (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 404, description = "No such workload", body = ErrorBody),
+    )
+)]
+pub async fn one_workload(
     State(state): State<AppState>,
     Path((namespace, kind, name)): Path<(String, String, String)>,
-    query: Result<Query<OneParams>, QueryRejection>,
-) -> Result<Json<Items>, ApiError> {
-    let p = params(query)?;
-    let filter = RecommendationFilter {
-        cluster: non_empty("cluster", p.cluster)?,
-        namespace: Some(namespace.clone()),
-        kind: Some(kind.clone()),
-        workload: Some(name.clone()),
-    };
-    let items = state.store.recommendations(&filter).await?;
+    Query(raw): Query<RawParams>,
+) -> Result<Json<RecommendationPage>, ApiError> {
+    let p = check_names(&raw, &["cluster"])?;
+    let snapshot = state.snapshot.get().await?;
+    let items: Vec<_> = snapshot
+        .recommendations
+        .iter()
+        .filter(|r| {
+            r.key.namespace == namespace
+                && r.key.kind == kind
+                && r.key.workload == name
+                && p.get("cluster").is_none_or(|c| *c == r.key.cluster)
+        })
+        .cloned()
+        .collect();
     if items.is_empty() {
         return Err(ApiError::NotFound(format!(
             "no recommendation for {namespace}/{kind}/{name}"
         )));
     }
-    Ok(Json(Items {
+    Ok(Json(RecommendationPage {
         count: items.len(),
+        total: items.len(),
+        next_cursor: None,
         items,
     }))
+}
+
+/// The key of a workload from path parts.
+pub fn workload_key(cluster: String, namespace: String, kind: String, name: String) -> WorkloadKey {
+    WorkloadKey {
+        cluster,
+        namespace,
+        kind,
+        name,
+    }
 }

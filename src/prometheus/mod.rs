@@ -67,6 +67,18 @@ pub enum PromError {
 }
 
 impl PromError {
+    /// Short name of the failure class, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PromError::InvalidUrl { .. } => "invalid_url",
+            PromError::Http { timeout: true, .. } => "timeout",
+            PromError::Http { .. } => "http",
+            PromError::Status { .. } => "status",
+            PromError::Api { .. } => "api",
+            PromError::Decode { .. } => "decode",
+        }
+    }
+
     /// Whether a later attempt might succeed (network trouble or a 5xx).
     pub fn is_transient(&self) -> bool {
         match self {
@@ -225,10 +237,13 @@ impl PromClient {
 
     /// Instant query at `time` (unix seconds).
     pub async fn query(&self, promql: &str, time: i64) -> Result<Answer<InstantSample>, PromError> {
-        let params = [("query", promql.to_string()), ("time", time.to_string())];
-        let (url, body) = self.post("/api/v1/query", &params).await?;
-        let data = decode_envelope(&url, &body, promql)?;
-        decode_vector(&url, data)
+        observed("query", async {
+            let params = [("query", promql.to_string()), ("time", time.to_string())];
+            let (url, body) = self.post("/api/v1/query", &params).await?;
+            let data = decode_envelope(&url, &body, promql)?;
+            decode_vector(&url, data)
+        })
+        .await
     }
 
     /// Range query over `[start, end]` (unix seconds, both inclusive) at `step_secs`.
@@ -239,15 +254,18 @@ impl PromClient {
         end: i64,
         step_secs: i64,
     ) -> Result<Answer<RangeSeries>, PromError> {
-        let params = [
-            ("query", promql.to_string()),
-            ("start", start.to_string()),
-            ("end", end.to_string()),
-            ("step", step_secs.to_string()),
-        ];
-        let (url, body) = self.post("/api/v1/query_range", &params).await?;
-        let data = decode_envelope(&url, &body, promql)?;
-        decode_matrix(&url, data)
+        observed("query_range", async {
+            let params = [
+                ("query", promql.to_string()),
+                ("start", start.to_string()),
+                ("end", end.to_string()),
+                ("step", step_secs.to_string()),
+            ];
+            let (url, body) = self.post("/api/v1/query_range", &params).await?;
+            let data = decode_envelope(&url, &body, promql)?;
+            decode_matrix(&url, data)
+        })
+        .await
     }
 
     /// Series matching any of `matchers` between `start` and `end`.
@@ -315,6 +333,20 @@ impl PromClient {
         }
         Ok((url, RawBody { bytes, status }))
     }
+}
+
+async fn observed<T>(
+    endpoint: &str,
+    request: impl std::future::Future<Output = Result<T, PromError>>,
+) -> Result<T, PromError> {
+    let started = std::time::Instant::now();
+    let result = request.await;
+    crate::telemetry::metrics().observe_query(
+        endpoint,
+        started.elapsed(),
+        result.as_ref().err().map(PromError::kind),
+    );
+    result
 }
 
 /// A JSON body and the status it came with.

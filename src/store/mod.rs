@@ -102,6 +102,8 @@ pub trait Store: Send + Sync {
         cluster: &str,
         recs: &[Recommendation],
     ) -> Result<(), StoreError>;
+    /// Changes whenever the stored recommendations change: (newest `computed_at`, row count).
+    async fn recommendations_version(&self) -> Result<(i64, i64), StoreError>;
     /// Stored recommendations matching `filter`, ordered by namespace, kind, workload, container.
     async fn recommendations(
         &self,

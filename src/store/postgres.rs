@@ -354,6 +354,16 @@ impl Store for PostgresStore {
         rows.into_iter().map(WorkloadRow::into_info).collect()
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn recommendations_version(&self) -> Result<(i64, i64), StoreError> {
+        let row: (i64, i64) = sqlx::query_as(
+            "select coalesce(max(computed_at), 0)::bigint, count(*)::bigint from recommendations",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row)
+    }
+
     #[tracing::instrument(skip_all, fields(%cluster, recommendations = recs.len()))]
     async fn replace_recommendations(
         &self,

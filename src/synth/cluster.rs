@@ -421,7 +421,6 @@ pub(crate) struct Pod {
     pub name: String,
     pub uid: String,
     pub node: usize,
-    pub ip: String,
     /// Direct owner as in `kube_pod_owner` ("<none>" for a bare pod).
     pub owner_kind: &'static str,
     pub owner_name: String,
@@ -743,13 +742,11 @@ impl Cluster {
             "/kubepods/burstable"
         };
         let node = plan.node;
-        let ip_host = self.pods.len() % 250 + 2;
         let mut pod = Pod {
             namespace: plan.namespace.to_string(),
             name: plan.name,
             uid: uid.clone(),
             node,
-            ip: format!("10.244.{}.{}", node, ip_host),
             owner_kind: plan.owner_kind,
             owner_name: plan.owner_name,
             start: plan.start,

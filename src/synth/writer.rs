@@ -756,38 +756,6 @@ impl<W: Write> Gen<'_, W> {
 
     fn ksm(&mut self) -> io::Result<()> {
         let cl = self.cl;
-        let node_ip = |n: usize| {
-            cl.nodes[n]
-                .instance
-                .split(':')
-                .next()
-                .unwrap_or("")
-                .to_string()
-        };
-        self.ksm_pod_family("kube_pod_info", "gauge", |pod| {
-            let host_ip = node_ip(pod.node);
-            let (created_kind, created_name) = match pod.owner_kind {
-                "<none>" => ("", ""),
-                k => (k, pod.owner_name.as_str()),
-            };
-            vec![(
-                ksm_series(
-                    "kube_pod_info",
-                    &[
-                        ("created_by_kind", created_kind),
-                        ("created_by_name", created_name),
-                        ("host_ip", &host_ip),
-                        ("host_network", "false"),
-                        ("namespace", &pod.namespace),
-                        ("node", &cl.nodes[pod.node].name),
-                        ("pod", &pod.name),
-                        ("pod_ip", &pod.ip),
-                        ("uid", &pod.uid),
-                    ],
-                ),
-                KsmValue::Const(1.0),
-            )]
-        })?;
         self.ksm_pod_family("kube_pod_owner", "gauge", |pod| {
             let controller = if pod.owner_kind == "<none>" {
                 "<none>"
@@ -846,18 +814,11 @@ impl<W: Write> Gen<'_, W> {
             let mut v = Vec::new();
             for (j, c) in pod.containers.iter().enumerate() {
                 for (i, inst) in c.instances.iter().enumerate() {
-                    let image_id = format!(
-                        "{}@sha256:{}",
-                        c.image.split(':').next().unwrap_or(""),
-                        digest(c.image)
-                    );
                     let container_id = format!("containerd://{}", inst.container_id);
                     let labels = [
                         ("container", c.name),
                         ("container_id", container_id.as_str()),
                         ("image", c.image),
-                        ("image_id", &image_id),
-                        ("image_spec", c.image),
                         ("namespace", &pod.namespace),
                         ("pod", &pod.name),
                         ("uid", &pod.uid),
@@ -1049,14 +1010,4 @@ fn ksm_series(name: &str, labels: &[(&str, &str)]) -> String {
     v.extend_from_slice(KSM);
     v.sort_by(|a, b| a.0.cmp(b.0));
     series(name, &v)
-}
-
-/// A stable fake sha256 digest for an image reference.
-fn digest(image: &str) -> String {
-    let seed = image
-        .bytes()
-        .fold(0u64, |h, b| usage::mix(h ^ u64::from(b)));
-    (0..4)
-        .map(|i| format!("{:016x}", usage::mix(seed + i)))
-        .collect()
 }

@@ -1,2 +1,3 @@
+pub mod kube_api;
 pub mod postgres;
 pub mod prometheus;

@@ -47,13 +47,24 @@ impl Drop for TempDir {
     }
 }
 
-/// promtool re-reads the whole input once per block window, and rounds the
-/// requested maximum down to 2h x 3^n (2h, 6h, 18h, 54h, 162h, 486h, ...),
-/// windows aligned on multiples of it since the epoch. Asking for 3x the
-/// span (at least 24h) gives one or two windows, so two or three passes.
-pub fn max_block_duration_for(span_secs: i64) -> String {
-    let hours = (span_secs + 3599) / 3600;
-    format!("{}h", (hours * 3).max(24))
+/// promtool (2.42) re-reads the whole input once to find its time range,
+/// then once per block window. It rounds `--max-block-duration` down to
+/// 2h x 3^n (2h, 6h, 18h, 54h, 162h, 486h, 1458h, ..., 39366h at most) and
+/// aligns windows on multiples of that since the epoch, so a history that
+/// straddles a boundary costs an extra pass. Asking for the largest window
+/// (about 4.5 years) makes that nearly impossible; memory does not grow
+/// with the window (promtool mmaps the input and the head holds compressed
+/// chunks).
+pub const MAX_BLOCK_DURATION: &str = "39366h";
+
+/// The `--max-block-duration` to backfill a history spanning `span_secs`
+/// in one window (two passes over the file).
+pub fn max_block_duration_for(span_secs: i64) -> &'static str {
+    assert!(
+        span_secs < 39_366 * 3600,
+        "history longer than promtool's largest block"
+    );
+    MAX_BLOCK_DURATION
 }
 
 /// Runs `promtool tsdb create-blocks-from openmetrics` into `data_dir`;
@@ -97,7 +108,22 @@ impl Prometheus {
         let dir = TempDir::new("rightsizer-prometheus")?;
         let data = dir.path().join("data");
         fs::create_dir_all(&data)?;
-        let took = backfill(openmetrics, &data, &max_block_duration_for(span_secs))?;
+        let took = backfill(openmetrics, &data, max_block_duration_for(span_secs))?;
+        let mut prom = Self::serve(dir)?;
+        prom.backfill_time = Some(took);
+        Ok(prom)
+    }
+
+    /// Like [`Prometheus::from_openmetrics`] for text held in memory (small
+    /// hand-written fixtures); it must end with `# EOF`.
+    pub fn from_openmetrics_text(text: &[u8], span_secs: i64) -> io::Result<Self> {
+        let dir = TempDir::new("rightsizer-prometheus")?;
+        let input = dir.path().join("input.om");
+        fs::write(&input, text)?;
+        let data = dir.path().join("data");
+        fs::create_dir_all(&data)?;
+        let took = backfill(&input, &data, max_block_duration_for(span_secs))?;
+        fs::remove_file(&input)?;
         let mut prom = Self::serve(dir)?;
         prom.backfill_time = Some(took);
         Ok(prom)

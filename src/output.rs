@@ -1,4 +1,5 @@
-//! How `recommend` prints: a table for people, JSON/YAML/CSV for tools.
+//! Recommendations for people and tools: an aligned table, JSON, YAML and CSV (shared by
+//! the CLI and the API's CSV export).
 
 use std::io::Write;
 

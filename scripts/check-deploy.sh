@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# Renders the kustomize manifests (deploy/base and deploy/optional/servicemonitor), validates
+# them against the bundled Kubernetes schemas (offline, strict: unknown fields fail), and
+# checks the rendered objects follow our own guidance. Exits non-zero on any failure.
+# Needs kubectl (for `kubectl kustomize`) and python3; installs kubernetes-validate from PyPI
+# when missing. Takes about two seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The oldest and newest Kubernetes versions whose schemas we validate against.
+K8S_VERSIONS=${K8S_VERSIONS:-"1.31.0 1.37.0"}
+
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "check-deploy: kubectl not found (needed for kubectl kustomize)" >&2
+  exit 1
+fi
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  echo "check-deploy: installing kubernetes-validate from PyPI" >&2
+  python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate >&2
+fi
+
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+echo "==> kubectl kustomize deploy/base, deploy/optional/servicemonitor"
+kubectl kustomize deploy/base >"$out/base.yaml"
+kubectl kustomize deploy/optional/servicemonitor >"$out/servicemonitor.yaml"
+
+for v in $K8S_VERSIONS; do
+  echo "==> kubernetes-validate --strict (Kubernetes $v)"
+  # The ServiceMonitor is a CRD without a bundled schema: kubernetes-validate only warns about
+  # it (hidden here); the checks below look at it instead.
+  kubernetes-validate --strict --quiet --no-warn -k "$v" "$out/base.yaml" "$out/servicemonitor.yaml"
+done
+
+echo "==> our own guidance in the rendered manifests"
+python3 - "$out/base.yaml" "$out/servicemonitor.yaml" <<'PY'
+import re
+import sys
+import tomllib
+
+import yaml
+
+failures = []
+
+
+def check(ok, message):
+    if not ok:
+        failures.append(message)
+
+
+def cpu_millicores(q):
+    q = str(q)
+    return float(q[:-1]) if q.endswith("m") else float(q) * 1000
+
+
+BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+DECIMAL = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def memory_bytes(q):
+    m = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", str(q))
+    if not m:
+        raise ValueError(f"unparseable memory quantity {q!r}")
+    number, unit = float(m.group(1)), m.group(2)
+    return number * (BINARY.get(unit) or DECIMAL.get(unit) or 1)
+
+
+def load(path):
+    return [d for d in yaml.safe_load_all(open(path)) if d]
+
+
+def one(docs, kind, where):
+    found = [d for d in docs if d["kind"] == kind]
+    check(len(found) == 1, f"{where}: want exactly one {kind}, found {len(found)}")
+    return found[0] if found else {}
+
+
+base = load(sys.argv[1])
+overlay = load(sys.argv[2])
+check(not [d for d in base if d["kind"] == "Secret"],
+      "base: Secrets must not be rendered (they are created out of band, see docs/deploy.md)")
+
+dep = one(base, "Deployment", "base")
+ns = dep["metadata"]["namespace"]
+spec = dep["spec"]
+pod = spec["template"]["spec"]
+pod_labels = spec["template"]["metadata"]["labels"]
+check(spec.get("replicas") == 2, f"Deployment replicas must be 2, is {spec.get('replicas')}")
+check(spec["selector"]["matchLabels"].items() <= pod_labels.items(),
+      "Deployment selector must match its pod labels")
+
+psc = pod.get("securityContext", {})
+check(psc.get("seccompProfile", {}).get("type") == "RuntimeDefault",
+      "pod securityContext.seccompProfile.type must be RuntimeDefault")
+volumes = {v["name"]: v for v in pod.get("volumes", [])}
+
+for c in pod["containers"] + pod.get("initContainers", []):
+    name = c["name"]
+    res = c.get("resources", {})
+    req, lim = res.get("requests", {}), res.get("limits", {})
+    for r in ("cpu", "memory"):
+        check(r in req and r in lim, f"{name}: {r} request and limit must both be set")
+    if "memory" in req and "memory" in lim:
+        check(memory_bytes(req["memory"]) == memory_bytes(lim["memory"]),
+              f"{name}: memory request ({req['memory']}) must equal the limit ({lim['memory']})")
+    if "cpu" in req and "cpu" in lim:
+        check(abs(cpu_millicores(lim["cpu"]) - 4 * cpu_millicores(req["cpu"])) < 1e-9,
+              f"{name}: CPU limit ({lim['cpu']}) must be 4 x the request ({req['cpu']})")
+    sc = c.get("securityContext", {})
+    check(sc.get("runAsNonRoot") is True or psc.get("runAsNonRoot") is True,
+          f"{name}: runAsNonRoot must be true")
+    check(sc.get("readOnlyRootFilesystem") is True, f"{name}: readOnlyRootFilesystem must be true")
+    check(sc.get("allowPrivilegeEscalation") is False,
+          f"{name}: allowPrivilegeEscalation must be false")
+    check("ALL" in sc.get("capabilities", {}).get("drop", []), f"{name}: must drop ALL capabilities")
+    mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+    check("emptyDir" in volumes.get(mounts.get("/tmp"), {}), f"{name}: /tmp must be an emptyDir")
+
+app = pod["containers"][0]
+ports = {p.get("name"): p["containerPort"] for p in app.get("ports", [])}
+check(ports.get("http") == 8080, "container port 8080 must be named http")
+for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+    get = app.get(probe, {}).get("httpGet", {})
+    check(get.get("path") == path, f"{probe} must GET {path}, is {get.get('path')}")
+    check(get.get("port") in ("http", 8080), f"{probe} must use the http port")
+
+args = app.get("args", [])
+check(args[:1] == ["serve"], f"the container must run `serve`, args are {args}")
+check("--listen" in args and args[args.index("--listen") + 1] == "0.0.0.0:8080",
+      "serve must listen on 0.0.0.0:8080")
+check("--config" in args and args[args.index("--config") + 1] == "/etc/rightsizer/config.toml",
+      "serve must read --config /etc/rightsizer/config.toml")
+env = {e["name"]: e for e in app.get("env", [])}
+for var in ("RIGHTSIZER_DATABASE_URL", "RIGHTSIZER_API_TOKENS"):
+    check("secretKeyRef" in env.get(var, {}).get("valueFrom", {}),
+          f"{var} must come from a Secret (secretKeyRef), never a literal value")
+
+mounts = {m["mountPath"]: m["name"] for m in app.get("volumeMounts", [])}
+config_volume = volumes.get(mounts.get("/etc/rightsizer"), {})
+cm_name = config_volume.get("configMap", {}).get("name")
+cms = [d for d in base if d["kind"] == "ConfigMap" and d["metadata"]["name"] == cm_name]
+check(len(cms) == 1, f"/etc/rightsizer must be the rendered ConfigMap, is {config_volume}")
+if cms:
+    text = cms[0].get("data", {}).get("config.toml")
+    check(text is not None, "the ConfigMap must hold config.toml")
+    if text is not None:
+        try:
+            config = tomllib.loads(text)
+            check("database_url" not in config,
+                  "config.toml must not hold database_url: it is a secret")
+        except tomllib.TOMLDecodeError as e:
+            check(False, f"config.toml is not valid TOML: {e}")
+
+pdb = one(base, "PodDisruptionBudget", "base")
+check(pdb.get("spec", {}).get("minAvailable") == 1, "PDB minAvailable must be 1")
+check(pdb.get("spec", {}).get("selector", {}).get("matchLabels", {}).items() <= pod_labels.items(),
+      "PDB must select the Deployment's pods")
+
+svc = one(base, "Service", "base")
+svc_ports = {p.get("name"): p for p in svc.get("spec", {}).get("ports", [])}
+check(svc_ports.get("http", {}).get("port") == 8080, "Service must expose port 8080 named http")
+check(svc.get("spec", {}).get("selector", {}).items() <= pod_labels.items(),
+      "Service must select the Deployment's pods")
+
+sa = one(base, "ServiceAccount", "base")
+check(pod.get("serviceAccountName") == sa.get("metadata", {}).get("name"),
+      "the pods must run as the rendered ServiceAccount")
+role = one(base, "ClusterRole", "base")
+granted = set()
+for rule in role.get("rules", []):
+    check(sorted(rule.get("verbs", [])) == ["get", "list", "watch"],
+          f"ClusterRole verbs must be exactly get/list/watch: {rule}")
+    for group in rule.get("apiGroups", []):
+        for resource in rule.get("resources", []):
+            granted.add((group, resource))
+wanted = {("apps", "deployments"), ("apps", "statefulsets"), ("apps", "daemonsets"),
+          ("batch", "jobs"), ("batch", "cronjobs"), ("autoscaling", "horizontalpodautoscalers"),
+          ("policy", "poddisruptionbudgets")}
+check(granted == wanted, f"ClusterRole must grant exactly {sorted(wanted)}, grants {sorted(granted)}")
+binding = one(base, "ClusterRoleBinding", "base")
+check(binding.get("roleRef", {}).get("name") == role.get("metadata", {}).get("name"),
+      "ClusterRoleBinding must bind the ClusterRole")
+check({"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": ns}
+      in binding.get("subjects", []),
+      "ClusterRoleBinding must bind the ServiceAccount in the Deployment's namespace")
+
+sm = one(overlay, "ServiceMonitor", "servicemonitor overlay")
+if sm:
+    check(sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items(),
+          "ServiceMonitor must select the Service")
+    endpoint = sm["spec"]["endpoints"][0]
+    check(endpoint.get("port") == "http" and endpoint.get("path") == "/metrics",
+          "ServiceMonitor must scrape port http, path /metrics")
+check(len(overlay) == len(base) + 1, "the servicemonitor overlay must be the base plus one object")
+
+if failures:
+    for f in failures:
+        print(f"check-deploy: FAIL {f}", file=sys.stderr)
+    sys.exit(1)
+print(f"check-deploy: ok ({len(base)} objects in deploy/base, ServiceMonitor overlay)")
+PY

@@ -1,0 +1,273 @@
+//! Fleet views: `/api/v1/clusters`, `/api/v1/namespaces` (with totals) and `/api/v1/findings`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use super::error::{ApiError, ErrorBody};
+use super::query::{check_names, savings, RawParams};
+use super::AppState;
+use crate::model::{Recommendation, Severity};
+
+/// Routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/clusters", get(clusters))
+        .route("/api/v1/namespaces", get(namespaces))
+        .route("/api/v1/findings", get(findings))
+}
+
+/// Requested and recommended resources across replicas, and money.
+#[derive(Debug, Default, Clone, Serialize, utoipa::ToSchema)]
+pub struct Totals {
+    /// Workloads.
+    pub workloads: usize,
+    /// Workload containers.
+    pub containers: usize,
+    /// CPU cores requested now, across replicas.
+    pub requested_cores: f64,
+    /// CPU cores recommended, across replicas.
+    pub recommended_cores: f64,
+    /// Cores in use on average, across replicas.
+    pub used_cores: f64,
+    /// Memory GiB requested now, across replicas.
+    pub requested_gib: f64,
+    /// Memory GiB recommended, across replicas.
+    pub recommended_gib: f64,
+    /// Memory GiB in use on average, across replicas.
+    pub used_gib: f64,
+    /// Money per month the recommendations save (negative: cost).
+    pub monthly_savings: f64,
+    /// Containers by severity.
+    pub critical: usize,
+    /// See `critical`.
+    pub warning: usize,
+}
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+impl Totals {
+    fn add(&mut self, r: &Recommendation) {
+        let replicas = r
+            .impact
+            .as_ref()
+            .map(|i| i.replicas)
+            .unwrap_or(r.evidence.average_replicas);
+        let (c, n, e) = (&r.current, &r.recommended, &r.evidence);
+        self.containers += 1;
+        self.requested_cores += c.cpu_request_millicores.unwrap_or(0) as f64 / 1000.0 * replicas;
+        self.recommended_cores += n
+            .cpu_request_millicores
+            .or(c.cpu_request_millicores)
+            .unwrap_or(0) as f64
+            / 1000.0
+            * replicas;
+        self.used_cores += e.cpu_mean_millicores.unwrap_or(0.0) / 1000.0 * replicas;
+        self.requested_gib += c.memory_request_bytes.unwrap_or(0) as f64 / GIB * replicas;
+        self.recommended_gib += n
+            .memory_request_bytes
+            .or(c.memory_request_bytes)
+            .unwrap_or(0) as f64
+            / GIB
+            * replicas;
+        self.used_gib += e.memory_mean_bytes.unwrap_or(0.0) / GIB * replicas;
+        self.monthly_savings += savings(r);
+        match r.severity {
+            Severity::Critical => self.critical += 1,
+            Severity::Warning => self.warning += 1,
+            Severity::Info => {}
+        }
+    }
+}
+
+/// Totals of a group of recommendations.
+pub fn totals<'a>(recs: impl Iterator<Item = &'a Recommendation>) -> Totals {
+    let mut t = Totals::default();
+    let mut workloads = BTreeSet::new();
+    for r in recs {
+        workloads.insert(r.key.workload_key());
+        t.add(r);
+    }
+    t.workloads = workloads.len();
+    t
+}
+
+/// One cluster.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ClusterSummary {
+    /// Cluster name.
+    pub cluster: String,
+    /// End (unix seconds) of the newest collected hour.
+    pub collected_until: Option<i64>,
+    /// Totals.
+    #[serde(flatten)]
+    pub totals: Totals,
+}
+
+/// Clusters with totals.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ClusterList {
+    /// The clusters.
+    pub items: Vec<ClusterSummary>,
+}
+
+/// Every cluster with recommendations.
+#[utoipa::path(get, path = "/api/v1/clusters", tag = "fleet",
+    responses((status = 200, body = ClusterList), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn clusters(
+    State(state): State<AppState>,
+    Query(raw): Query<RawParams>,
+) -> Result<Json<ClusterList>, ApiError> {
+    check_names(&raw, &[])?;
+    let snapshot = state.snapshot.get().await?;
+    let mut groups: BTreeMap<&str, Vec<&Recommendation>> = BTreeMap::new();
+    for r in &snapshot.recommendations {
+        groups.entry(&r.key.cluster).or_default().push(r);
+    }
+    let mut items = Vec::new();
+    for (cluster, recs) in groups {
+        items.push(ClusterSummary {
+            cluster: cluster.to_string(),
+            collected_until: state.store.watermark(cluster).await?,
+            totals: totals(recs.into_iter()),
+        });
+    }
+    Ok(Json(ClusterList { items }))
+}
+
+/// One namespace.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NamespaceSummary {
+    /// Cluster.
+    pub cluster: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Totals.
+    #[serde(flatten)]
+    pub totals: Totals,
+}
+
+/// Namespaces with totals.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NamespaceList {
+    /// The namespaces.
+    pub items: Vec<NamespaceSummary>,
+}
+
+/// Namespaces with totals, optionally of one cluster.
+#[utoipa::path(get, path = "/api/v1/namespaces", tag = "fleet",
+    params(("cluster" = Option<String>, Query, description = "Exact cluster")),
+    responses((status = 200, body = NamespaceList), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn namespaces(
+    State(state): State<AppState>,
+    Query(raw): Query<RawParams>,
+) -> Result<Json<NamespaceList>, ApiError> {
+    let p = check_names(&raw, &["cluster"])?;
+    let snapshot = state.snapshot.get().await?;
+    let mut groups: BTreeMap<(&str, &str), Vec<&Recommendation>> = BTreeMap::new();
+    for r in snapshot
+        .recommendations
+        .iter()
+        .filter(|r| p.get("cluster").is_none_or(|c| *c == r.key.cluster))
+    {
+        groups
+            .entry((&r.key.cluster, &r.key.namespace))
+            .or_default()
+            .push(r);
+    }
+    let items = groups
+        .into_iter()
+        .map(|((cluster, namespace), recs)| NamespaceSummary {
+            cluster: cluster.into(),
+            namespace: namespace.into(),
+            totals: totals(recs.into_iter()),
+        })
+        .collect();
+    Ok(Json(NamespaceList { items }))
+}
+
+/// A finding with the container it is about.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FindingItem {
+    /// Cluster.
+    pub cluster: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Workload kind.
+    pub kind: String,
+    /// Workload name.
+    pub workload: String,
+    /// Container.
+    pub container: String,
+    /// Code.
+    pub code: String,
+    /// Severity.
+    pub severity: Severity,
+    /// Message.
+    pub message: String,
+}
+
+/// Findings, most severe first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FindingList {
+    /// Findings matching.
+    pub count: usize,
+    /// The findings.
+    pub items: Vec<FindingItem>,
+}
+
+/// Findings across the fleet.
+#[utoipa::path(get, path = "/api/v1/findings", tag = "fleet",
+    params(
+        ("cluster" = Option<String>, Query, description = "Exact cluster"),
+        ("namespace" = Option<String>, Query, description = "Exact namespace"),
+        ("severity" = Option<String>, Query, description = "info, warning or critical"),
+        ("code" = Option<String>, Query, description = "Finding code, e.g. no-limits"),
+    ),
+    responses((status = 200, body = FindingList), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn findings(
+    State(state): State<AppState>,
+    Query(raw): Query<RawParams>,
+) -> Result<Json<FindingList>, ApiError> {
+    let p = check_names(&raw, &["cluster", "namespace", "severity", "code"])?;
+    let severity = match p.get("severity").map(String::as_str) {
+        None => None,
+        Some("info") => Some(Severity::Info),
+        Some("warning") => Some(Severity::Warning),
+        Some("critical") => Some(Severity::Critical),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "parameter `severity` must be one of info, warning, critical; got `{other}`"
+            )))
+        }
+    };
+    let snapshot = state.snapshot.get().await?;
+    let mut items: Vec<FindingItem> = snapshot
+        .recommendations
+        .iter()
+        .filter(|r| p.get("cluster").is_none_or(|c| *c == r.key.cluster))
+        .filter(|r| p.get("namespace").is_none_or(|n| *n == r.key.namespace))
+        .flat_map(|r| r.findings.iter().map(move |f| (r, f)))
+        .filter(|(_, f)| {
+            severity.is_none_or(|s| s == f.severity) && p.get("code").is_none_or(|c| *c == f.code)
+        })
+        .map(|(r, f)| FindingItem {
+            cluster: r.key.cluster.clone(),
+            namespace: r.key.namespace.clone(),
+            kind: r.key.kind.clone(),
+            workload: r.key.workload.clone(),
+            container: r.key.container.clone(),
+            code: f.code.clone(),
+            severity: f.severity,
+            message: f.message.clone(),
+        })
+        .collect();
+    items.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    Ok(Json(FindingList {
+        count: items.len(),
+        items,
+    }))
+}

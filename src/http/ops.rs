@@ -1,0 +1,136 @@
+//! Operations: `/healthz` (the process is up), `/readyz` (the store answers and the last
+//! collection is recent enough) and `/metrics` (the service's own metrics).
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use super::AppState;
+use crate::telemetry::{metrics, ClusterLabels, SeverityLabels};
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(prometheus_metrics))
+}
+
+/// Liveness.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: String,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// Readiness and what decided it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not-ready`.
+    pub status: String,
+    /// `ok` or what failed.
+    pub store: String,
+    /// `ok`, `not-checked` (no collector) or how stale the collection is.
+    pub collection: String,
+}
+
+/// Ready when the store answers and, with a collector, the newest collected hour is not
+/// older than the configured maximum age.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let store = match state.store.ping().await {
+        Ok(()) => "ok".to_string(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: store check failed");
+            "the database is unavailable".to_string()
+        }
+    };
+    let collection = match (&state.jobs, state.readiness_max_collection_age) {
+        (Some(jobs), Some(max_age)) if jobs.prometheus.is_some() => {
+            collection_check(&state, &jobs.cluster, max_age).await
+        }
+        _ => "not-checked".to_string(),
+    };
+    let ready = store == "ok" && (collection == "ok" || collection == "not-checked");
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Readiness {
+            status: if ready { "ready" } else { "not-ready" }.into(),
+            store,
+            collection,
+        }),
+    )
+}
+
+async fn collection_check(state: &AppState, cluster: &str, max_age: Duration) -> String {
+    let now = chrono::Utc::now().timestamp();
+    match state.store.watermark(cluster).await {
+        Ok(Some(until)) if now - until <= max_age.as_secs() as i64 => "ok".into(),
+        Ok(Some(until)) => format!(
+            "stale: newest collected hour ended {}s ago (max {}s)",
+            now - until,
+            max_age.as_secs()
+        ),
+        Ok(None) => "nothing collected yet".into(),
+        Err(_) => "the database is unavailable".into(),
+    }
+}
+
+/// The Prometheus text exposition of the service's metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+pub async fn prometheus_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let m = metrics();
+    if let Ok(snapshot) = state.snapshot.get().await {
+        let mut clusters = std::collections::BTreeSet::new();
+        let mut counts = std::collections::BTreeMap::new();
+        for r in &snapshot.recommendations {
+            clusters.insert(r.key.cluster.clone());
+            *counts
+                .entry((r.key.cluster.clone(), r.severity.as_str()))
+                .or_insert(0i64) += 1;
+        }
+        for ((cluster, severity), n) in counts {
+            m.recommendations
+                .get_or_create(&SeverityLabels {
+                    cluster,
+                    severity: severity.into(),
+                })
+                .set(n);
+        }
+        let now = chrono::Utc::now().timestamp();
+        for cluster in clusters {
+            if let Ok(Some(until)) = state.store.watermark(&cluster).await {
+                m.collector_lag
+                    .get_or_create(&ClusterLabels { cluster })
+                    .set((now - until) as f64);
+            }
+        }
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.encode(),
+    )
+}

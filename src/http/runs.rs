@@ -1,0 +1,102 @@
+//! `POST /api/v1/collect`, `POST /api/v1/analyze` and `GET /api/v1/runs/{id}`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use super::error::{ApiError, ErrorBody};
+use super::AppState;
+use crate::runs::{RunInfo, RunKind};
+
+/// The action routes (behind the action auth layer).
+pub fn actions() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/collect", post(collect))
+        .route("/api/v1/analyze", post(analyze))
+}
+
+/// The read routes.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/runs/{id}", get(run))
+}
+
+fn start(state: &AppState, kind: RunKind) -> Result<(StatusCode, Json<RunInfo>), ApiError> {
+    let Some(jobs) = state.jobs.clone() else {
+        return Err(ApiError::Unavailable(
+            "runs need the collector configured (a Prometheus URL)".into(),
+        ));
+    };
+    let handle = state
+        .runs
+        .try_start(kind, "api")
+        .map_err(|running_id| ApiError::Conflict {
+            message: format!(
+                "a {} run is already running",
+                if kind == RunKind::Collect {
+                    "collect"
+                } else {
+                    "analyze"
+                }
+            ),
+            running_id,
+        })?;
+    let id = handle.id.clone();
+    let snapshot = state.snapshot.clone();
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        let outcome = match kind {
+            RunKind::Collect => jobs.collect(store.as_ref(), &handle).await,
+            RunKind::Analyze => jobs.analyze(store.as_ref(), &handle).await,
+        };
+        snapshot.invalidate().await;
+        handle.finish(outcome);
+    });
+    let info = state.runs.get(&id).expect("just started");
+    Ok((StatusCode::ACCEPTED, Json(info)))
+}
+
+/// Starts a collection of the new hours.
+#[utoipa::path(post, path = "/api/v1/collect", tag = "runs", security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Started", body = RunInfo),
+        (status = 401, description = "Token required", body = ErrorBody),
+        (status = 403, description = "Token not accepted, or actions disabled", body = ErrorBody),
+        (status = 409, description = "A collect run is already running (running_id)", body = ErrorBody),
+        (status = 503, description = "No Prometheus configured", body = ErrorBody),
+    ))]
+pub async fn collect(
+    State(state): State<AppState>,
+) -> Result<(StatusCode, Json<RunInfo>), ApiError> {
+    start(&state, RunKind::Collect)
+}
+
+/// Starts an analysis.
+#[utoipa::path(post, path = "/api/v1/analyze", tag = "runs", security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Started", body = RunInfo),
+        (status = 401, description = "Token required", body = ErrorBody),
+        (status = 403, description = "Token not accepted, or actions disabled", body = ErrorBody),
+        (status = 409, description = "An analyze run is already running (running_id)", body = ErrorBody),
+        (status = 503, description = "Not configured", body = ErrorBody),
+    ))]
+pub async fn analyze(
+    State(state): State<AppState>,
+) -> Result<(StatusCode, Json<RunInfo>), ApiError> {
+    start(&state, RunKind::Analyze)
+}
+
+/// A run's progress and outcome.
+#[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs",
+    params(("id" = String, Path, description = "Run id from POST /collect or /analyze")),
+    responses((status = 200, body = RunInfo), (status = 404, body = ErrorBody)))]
+pub async fn run(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RunInfo>, ApiError> {
+    state
+        .runs
+        .get(&id)
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no run {id}")))
+}

@@ -1,0 +1,160 @@
+//! The service's own metrics, in the Prometheus text format at `/metrics`: HTTP requests by
+//! route, status and duration; Prometheus query durations and failures; collector lag per
+//! cluster and recommendations by severity (both read when scraped).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Labels of HTTP metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// Matched route template, e.g. `/api/v1/workloads/{cluster}/{namespace}/{kind}/{name}`.
+    pub route: String,
+    /// HTTP method.
+    pub method: String,
+    /// Status code.
+    pub status: u16,
+}
+
+/// Labels of Prometheus query metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueryLabels {
+    /// `query`, `query_range` or `series`.
+    pub endpoint: String,
+}
+
+/// Labels of Prometheus query failures.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    /// `query`, `query_range` or `series`.
+    pub endpoint: String,
+    /// `http`, `status`, `api` or `decode`.
+    pub kind: String,
+}
+
+/// Labels per cluster.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    /// Cluster name.
+    pub cluster: String,
+}
+
+/// Labels per severity.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SeverityLabels {
+    /// Cluster name.
+    pub cluster: String,
+    /// `info`, `warning` or `critical`.
+    pub severity: String,
+}
+
+/// Every metric of the process.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests served.
+    pub http_requests: Family<HttpLabels, Counter>,
+    /// Request durations in seconds.
+    pub http_duration: Family<HttpLabels, Histogram>,
+    /// Prometheus query durations in seconds.
+    pub query_duration: Family<QueryLabels, Histogram>,
+    /// Prometheus query failures.
+    pub query_failures: Family<FailureLabels, Counter>,
+    /// Seconds since the end of the newest collected hour, per cluster (set when scraped).
+    pub collector_lag: Family<ClusterLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Recommendations by severity (set when scraped).
+    pub recommendations: Family<SeverityLabels, Gauge>,
+}
+
+fn buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        let mut registry = Registry::with_prefix("rightsizer");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let http_duration =
+            Family::<HttpLabels, Histogram>::new_with_constructor(buckets as fn() -> Histogram);
+        let query_duration =
+            Family::<QueryLabels, Histogram>::new_with_constructor(buckets as fn() -> Histogram);
+        let query_failures = Family::<FailureLabels, Counter>::default();
+        let collector_lag =
+            Family::<ClusterLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let recommendations = Family::<SeverityLabels, Gauge>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests served",
+            http_requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request duration",
+            http_duration.clone(),
+        );
+        registry.register(
+            "prometheus_query_duration_seconds",
+            "Prometheus query duration",
+            query_duration.clone(),
+        );
+        registry.register(
+            "prometheus_query_failures",
+            "Prometheus queries that failed, by kind",
+            query_failures.clone(),
+        );
+        registry.register(
+            "collector_lag_seconds",
+            "Seconds since the end of the newest collected hour",
+            collector_lag.clone(),
+        );
+        registry.register(
+            "recommendations",
+            "Stored recommendations by severity",
+            recommendations.clone(),
+        );
+        Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            query_duration,
+            query_failures,
+            collector_lag,
+            recommendations,
+        }
+    })
+}
+
+impl Metrics {
+    /// Records one Prometheus query.
+    pub fn observe_query(&self, endpoint: &str, took: Duration, failure: Option<&str>) {
+        self.query_duration
+            .get_or_create(&QueryLabels {
+                endpoint: endpoint.into(),
+            })
+            .observe(took.as_secs_f64());
+        if let Some(kind) = failure {
+            self.query_failures
+                .get_or_create(&FailureLabels {
+                    endpoint: endpoint.into(),
+                    kind: kind.into(),
+                })
+                .inc();
+        }
+    }
+
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -10,6 +10,8 @@ pub mod cluster;
 pub mod collector;
 /// Configuration from flags, `RIGHTSIZER_*` environment variables and a config file.
 pub mod config;
+/// GitOps hand-over: in-place manifest edits, kustomize/kubectl patches, branch, commit, push and pull request.
+pub mod gitops;
 /// The HTTP API.
 pub mod http;
 /// Runs shared by the CLI and the scheduler: collect a window, analyze a cluster.

@@ -1,3 +1,4 @@
+pub mod forge;
 pub mod kube_api;
 pub mod postgres;
 pub mod prometheus;

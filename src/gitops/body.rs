@@ -1,0 +1,326 @@
+//! The words of a change: commit messages and pull-request bodies.
+//!
+//! The PR body is a Markdown table per workload, one row per container. Its
+//! columns are the [`COLUMNS`] list: a header and a function from a row to a
+//! cell, so a new column (backtest risk, impact, findings) is one more entry.
+
+use std::collections::BTreeSet;
+
+use super::plan::Proposal;
+use super::{ContainerChange, OutputMode, WorkloadRef};
+use crate::model::{Recommendation, Resources};
+use crate::quantity;
+
+/// `rightsizer: right-size N workloads[ in NAMESPACE]`.
+pub(crate) fn title(workloads: usize, namespace: Option<&str>) -> String {
+    let noun = if workloads == 1 {
+        "workload"
+    } else {
+        "workloads"
+    };
+    match namespace {
+        Some(ns) => format!("rightsizer: right-size {workloads} {noun} in {ns}"),
+        None => format!("rightsizer: right-size {workloads} {noun}"),
+    }
+}
+
+/// A short before → after of the quantities that differ.
+pub(crate) fn summary(before: &Resources, after: &Resources) -> String {
+    let pairs = [
+        (
+            "cpu request",
+            before.cpu_request_millicores,
+            after.cpu_request_millicores,
+            true,
+        ),
+        (
+            "cpu limit",
+            before.cpu_limit_millicores,
+            after.cpu_limit_millicores,
+            true,
+        ),
+        (
+            "memory request",
+            before.memory_request_bytes,
+            after.memory_request_bytes,
+            false,
+        ),
+        (
+            "memory limit",
+            before.memory_limit_bytes,
+            after.memory_limit_bytes,
+            false,
+        ),
+    ];
+    let mut parts = Vec::new();
+    for (label, b, a, is_cpu) in pairs {
+        if b == a {
+            continue;
+        }
+        let fmt = |v: Option<i64>| {
+            if is_cpu {
+                quantity::cpu_opt(v)
+            } else {
+                quantity::memory_opt(v)
+            }
+        };
+        parts.push(format!("{label} {} → {}", fmt(b), fmt(a)));
+    }
+    parts.join(", ")
+}
+
+/// The commit message: the title, then one line per changed container.
+pub(crate) fn commit_message(
+    changes: &[(WorkloadRef, Vec<ContainerChange>)],
+    namespace: Option<&str>,
+) -> String {
+    let mut message = title(changes.len(), namespace);
+    message.push_str("\n\n");
+    for (workload, containers) in changes {
+        for c in containers {
+            message.push_str(&format!(
+                "- {workload} {}: {}\n",
+                c.container,
+                summary(&c.before, &c.after)
+            ));
+        }
+    }
+    message
+}
+
+/// What a cell is computed from.
+pub(crate) struct Row<'a> {
+    /// Container name.
+    pub container: &'a str,
+    /// Requests and limits before.
+    pub before: &'a Resources,
+    /// Requests and limits after.
+    pub after: &'a Resources,
+    /// The recommendation (evidence, confidence, reason, and whatever is added later).
+    pub rec: &'a Recommendation,
+}
+
+/// One column of the per-workload table.
+pub(crate) struct Column {
+    /// Header text.
+    pub header: &'static str,
+    /// The cell of a row (Markdown; `|` is escaped afterwards).
+    pub cell: fn(&Row) -> String,
+}
+
+/// The table's columns, in order.
+pub(crate) const COLUMNS: &[Column] = &[
+    Column {
+        header: "Container",
+        cell: container_cell,
+    },
+    Column {
+        header: "CPU request",
+        cell: cpu_request_cell,
+    },
+    Column {
+        header: "CPU limit",
+        cell: cpu_limit_cell,
+    },
+    Column {
+        header: "Memory request",
+        cell: memory_request_cell,
+    },
+    Column {
+        header: "Memory limit",
+        cell: memory_limit_cell,
+    },
+    Column {
+        header: "Evidence",
+        cell: evidence_cell,
+    },
+    Column {
+        header: "Confidence",
+        cell: confidence_cell,
+    },
+    Column {
+        header: "Reason",
+        cell: reason_cell,
+    },
+];
+
+fn change(before: Option<i64>, after: Option<i64>, fmt: fn(Option<i64>) -> String) -> String {
+    if before == after {
+        format!("`{}`", fmt(after))
+    } else {
+        format!("`{}` → **`{}`**", fmt(before), fmt(after))
+    }
+}
+
+fn container_cell(r: &Row) -> String {
+    format!("`{}`", r.container)
+}
+
+fn cpu_request_cell(r: &Row) -> String {
+    change(
+        r.before.cpu_request_millicores,
+        r.after.cpu_request_millicores,
+        quantity::cpu_opt,
+    )
+}
+
+fn cpu_limit_cell(r: &Row) -> String {
+    change(
+        r.before.cpu_limit_millicores,
+        r.after.cpu_limit_millicores,
+        quantity::cpu_opt,
+    )
+}
+
+fn memory_request_cell(r: &Row) -> String {
+    change(
+        r.before.memory_request_bytes,
+        r.after.memory_request_bytes,
+        quantity::memory_opt,
+    )
+}
+
+fn memory_limit_cell(r: &Row) -> String {
+    change(
+        r.before.memory_limit_bytes,
+        r.after.memory_limit_bytes,
+        quantity::memory_opt,
+    )
+}
+
+fn evidence_cell(r: &Row) -> String {
+    let e = &r.rec.evidence;
+    let percentile = format!("{}", e.cpu_percentile);
+    let cpu = e
+        .cpu_percentile_millicores
+        .map(|m| format!("p{percentile} CPU {}", quantity::cpu_measured(m)))
+        .unwrap_or_else(|| format!("p{percentile} CPU n/a"));
+    let memory = e
+        .memory_peak_bytes
+        .map(|b| format!("peak memory {}", quantity::memory_measured(b)))
+        .unwrap_or_else(|| "peak memory n/a".into());
+    format!(
+        "{cpu}; {memory}; {} h of history in {} h, margin {:.0}%",
+        e.history_hours,
+        e.window_hours,
+        e.margin * 100.0
+    )
+}
+
+fn confidence_cell(r: &Row) -> String {
+    format!(
+        "{} ({:.2})",
+        r.rec.confidence.as_str(),
+        r.rec.confidence_score
+    )
+}
+
+fn reason_cell(r: &Row) -> String {
+    r.rec.reason.clone()
+}
+
+fn escape_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+/// The Markdown table of one workload.
+pub(crate) fn table(rows: &[Row]) -> String {
+    let mut out = String::new();
+    let headers: Vec<&str> = COLUMNS.iter().map(|c| c.header).collect();
+    out.push_str(&format!("| {} |\n", headers.join(" | ")));
+    out.push_str(&format!("|{}\n", "---|".repeat(COLUMNS.len())));
+    for row in rows {
+        let cells: Vec<String> = COLUMNS
+            .iter()
+            .map(|c| escape_cell(&(c.cell)(row)))
+            .collect();
+        out.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    out
+}
+
+/// The pull-request body: an introduction, a table per workload, a footer.
+pub(crate) fn pull_request_body(proposals: &[&Proposal], mode: OutputMode) -> String {
+    let workloads = proposals.len();
+    let mut out = format!(
+        "rightsizer proposes new CPU and memory requests and limits for {workloads} {}, from measured usage.\n",
+        if workloads == 1 { "workload" } else { "workloads" }
+    );
+    out.push_str(match mode {
+        OutputMode::InPlace => "Only the `resources` blocks of the manifests below change.\n",
+        OutputMode::Kustomize => "Each workload gets a kustomize strategic-merge patch.\n",
+        OutputMode::Patches => {
+            "Each workload gets a `kubectl patch` body; the commands are in README.txt.\n"
+        }
+    });
+    let mut strategies = BTreeSet::new();
+    for p in proposals {
+        let w = &p.workload;
+        out.push_str(&format!(
+            "\n### {} `{}` in `{}`\n\n",
+            w.kind, w.name, w.namespace
+        ));
+        if let Some(loc) = &p.location {
+            out.push_str(&format!("`{}` (line {})\n\n", loc.file.display(), loc.line));
+        }
+        let rows: Vec<Row> = p
+            .containers
+            .iter()
+            .map(|c| Row {
+                container: &c.rec.key.container,
+                before: &c.before,
+                after: &c.after,
+                rec: c.rec,
+            })
+            .collect();
+        out.push_str(&table(&rows));
+        let rules: Vec<String> = p
+            .containers
+            .iter()
+            .flat_map(|c| {
+                c.rec.evidence.rules.iter().map(move |r| {
+                    format!("- `{}`: {}\n", c.rec.key.container, r.replace('\n', " "))
+                })
+            })
+            .collect();
+        if !rules.is_empty() {
+            out.push_str("\n<details><summary>Rules behind these numbers</summary>\n\n");
+            out.push_str(&rules.concat());
+            out.push_str("\n</details>\n");
+        }
+        for note in &p.notes {
+            out.push_str(&format!("\n> **Note:** {note}\n"));
+        }
+        strategies.extend(p.containers.iter().map(|c| c.rec.strategy.as_str()));
+    }
+    let strategies: Vec<&str> = strategies.into_iter().collect();
+    out.push_str(&format!(
+        "\n---\n<sub>Generated by rightsizer (strategy: {}) from the usage history in the Evidence column. Re-running rightsizer updates this branch and this pull request rather than opening another.</sub>\n",
+        strategies.join(", ")
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_have_one_cell_per_column() {
+        let before = Resources {
+            cpu_request_millicores: Some(100),
+            ..Resources::default()
+        };
+        let after = Resources {
+            cpu_request_millicores: Some(250),
+            ..Resources::default()
+        };
+        assert_eq!(summary(&before, &after), "cpu request 100m → 250m");
+        assert_eq!(change(Some(100), Some(100), quantity::cpu_opt), "`100m`");
+        assert_eq!(escape_cell("a|b\nc"), "a\\|b c");
+        assert_eq!(
+            title(1, Some("shop")),
+            "rightsizer: right-size 1 workload in shop"
+        );
+    }
+}

@@ -139,6 +139,9 @@ pub enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Hand the recommendations over as a GitOps change: edit manifests in a checkout, or
+    /// write kustomize / kubectl patches; optionally branch, commit, push and open a pull request.
+    Gitops(GitopsArgs),
     /// Write a synthetic cluster's history (OpenMetrics) and its ground truth (JSON).
     Synth {
         /// Random seed; the same seed gives the same bytes.
@@ -157,6 +160,63 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+/// Options of `rightsizer gitops`.
+#[derive(Debug, Args)]
+pub struct GitopsArgs {
+    /// The GitOps checkout to edit.
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// in-place (edit the manifests), kustomize (patch files + kustomization) or patches (kubectl patch bodies).
+    #[arg(long, default_value = "in-place")]
+    pub output: String,
+    /// Where kustomize or patches output goes (default: <repo>/rightsizer-patches).
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+    /// At most this many workloads per branch, to keep pull requests reviewable.
+    #[arg(long)]
+    pub max_workloads: Option<usize>,
+    /// One branch (and pull request) per namespace: <branch>-<namespace>.
+    #[arg(long)]
+    pub group_by_namespace: bool,
+    /// Branch to create or update.
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// Commit the change on the branch.
+    #[arg(long)]
+    pub commit: bool,
+    /// Push the branch to this remote.
+    #[arg(long)]
+    pub push: Option<String>,
+    /// Open or update a pull request: github or gitlab.
+    #[arg(long)]
+    pub pull_request: Option<String>,
+    /// owner/name on GitHub, or the project path or id on GitLab.
+    #[arg(long)]
+    pub forge_repo: Option<String>,
+    /// API base URL (GitHub Enterprise, self-hosted GitLab).
+    #[arg(long)]
+    pub forge_url: Option<String>,
+    /// Branch the pull request targets.
+    #[arg(long, default_value = "main")]
+    pub base_branch: String,
+    /// File with the forge token (else RIGHTSIZER_GIT_TOKEN).
+    #[arg(long, env = "RIGHTSIZER_GIT_TOKEN_FILE")]
+    pub git_token_file: Option<PathBuf>,
+    /// Print the report as JSON instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The `[gitops]` table of the config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GitopsConfig {
+    /// Which changes are worth proposing.
+    pub filter: crate::gitops::ProposalFilter,
+    /// Workloads deployed by Helm: where their `resources:` live in a values file.
+    pub helm_values: Vec<crate::gitops::HelmValuesMapping>,
 }
 
 /// The `[collector]` table of the config file.
@@ -210,6 +270,8 @@ pub struct FileConfig {
     pub policy: PolicyOverride,
     /// Prices for the cost of changes.
     pub pricing: Pricing,
+    /// GitOps hand-over settings.
+    pub gitops: GitopsConfig,
 }
 
 /// Errors in configuration, each naming the setting at fault.
@@ -251,6 +313,8 @@ pub struct Settings {
     pub policy: PolicySet,
     /// Prices for the cost of changes.
     pub pricing: Pricing,
+    /// GitOps hand-over settings.
+    pub gitops: GitopsConfig,
     /// API address from the file (the `serve` flag wins).
     pub listen: Option<String>,
 }
@@ -324,6 +388,7 @@ impl Settings {
             collector: file.collector.clone(),
             policy,
             pricing: file.pricing.clone(),
+            gitops: file.gitops.clone(),
             listen: file.listen.clone(),
         })
     }

@@ -42,6 +42,7 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::resolve(&cli.global)?;
     match cli.command {
+        Command::Gitops(args) => gitops(&settings, args).await?,
         Command::Migrate => {
             open_store(&settings).await?;
             println!(
@@ -189,6 +190,81 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 days
             );
         }
+    }
+    Ok(())
+}
+
+async fn gitops(settings: &Settings, args: crate::config::GitopsArgs) -> anyhow::Result<()> {
+    use crate::gitops::{self, ForgeConfig, ForgeKind, GitopsOptions, OutputMode};
+    let output = match args.output.as_str() {
+        "in-place" => OutputMode::InPlace,
+        "kustomize" => OutputMode::Kustomize,
+        "patches" => OutputMode::Patches,
+        other => anyhow::bail!("--output must be in-place, kustomize or patches, got {other:?}"),
+    };
+    let pull_request = match args.pull_request.as_deref() {
+        None => None,
+        Some(kind) => {
+            let kind = match kind {
+                "github" => ForgeKind::GitHub,
+                "gitlab" => ForgeKind::GitLab,
+                other => anyhow::bail!("--pull-request must be github or gitlab, got {other:?}"),
+            };
+            let repo = args
+                .forge_repo
+                .clone()
+                .ok_or_else(|| anyhow!("--pull-request needs --forge-repo"))?;
+            let token = gitops::read_token(args.git_token_file.as_deref())?;
+            let mut forge = ForgeConfig::new(kind, repo, args.base_branch.clone(), token);
+            if let Some(url) = &args.forge_url {
+                forge.base_url = url.clone();
+            }
+            Some(forge)
+        }
+    };
+    let mut opts = GitopsOptions::new(&args.repo);
+    opts.output = output;
+    opts.out_dir = args.out_dir;
+    opts.max_workloads = args.max_workloads;
+    opts.group_by_namespace = args.group_by_namespace;
+    opts.helm_values = settings.gitops.helm_values.clone();
+    opts.filter = settings.gitops.filter.clone();
+    opts.branch = args.branch;
+    opts.commit = args.commit;
+    opts.push = args.push;
+    opts.pull_request = pull_request;
+    let store = open_store(settings).await?;
+    let filter = RecommendationFilter {
+        cluster: Some(settings.cluster.clone()),
+        ..Default::default()
+    };
+    let recs = store.recommendations(&filter).await?;
+    if recs.is_empty() {
+        anyhow::bail!(
+            "no recommendations stored for cluster {}: run `rightsizer analyze` first",
+            settings.cluster
+        );
+    }
+    let report = gitops::run(&opts, &recs).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{} workloads changed in {} files; {} skipped, {} ambiguous, {} without a manifest, {} malformed files, {} unknown kinds",
+        report.changed.len(),
+        report.files.len(),
+        report.skipped.len(),
+        report.ambiguous.len(),
+        report.missing.len(),
+        report.malformed.len(),
+        report.unknown_kinds.len()
+    );
+    for f in &report.files {
+        println!("  edited {}", f.display());
+    }
+    for b in &report.branches {
+        println!("  branch {}", serde_json::to_string(b)?);
     }
     Ok(())
 }

@@ -12,7 +12,8 @@ build: deps
 demo: build
 	@scripts/demo.sh
 
-test: deps
+test:
+	@scripts/deps.sh --test
 	@scripts/test.sh
 
 bench: build

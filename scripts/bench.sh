@@ -23,7 +23,7 @@ if [ ! -f "$data/ready" ] || [ "$(cat "$data/ready")" != "$end" ]; then
   t1=$(date +%s%N)
   echo "    $(du -h "$data/metrics.om" | cut -f1) of OpenMetrics in $(( (t1 - t0) / 1000000 )) ms"
   echo "==> backfilling with promtool"
-  backfill "$data/metrics.om" "$data/tsdb" "$days"
+  backfill "$data/metrics.om" "$data/tsdb"
   t2=$(date +%s%N)
   echo "    promtool: $(( (t2 - t1) / 1000000 )) ms"
   rm -f "$data/metrics.om"

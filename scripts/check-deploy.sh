@@ -15,8 +15,14 @@ if ! command -v kubectl >/dev/null 2>&1; then
   exit 1
 fi
 if ! command -v kubernetes-validate >/dev/null 2>&1; then
-  echo "check-deploy: installing kubernetes-validate from PyPI" >&2
-  python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate >&2
+  # A venv of our own: Debian's system Python refuses pip installs (PEP 668).
+  venv=target/pyvenv
+  if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+    echo "check-deploy: installing kubernetes-validate from PyPI into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate >&2
+  fi
+  PATH="$PWD/$venv/bin:$PATH"
 fi
 
 out=$(mktemp -d)

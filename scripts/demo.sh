@@ -16,7 +16,9 @@ echo "==> generating $days days of a synthetic cluster's history"
 "$bin" synth --seed 42 --days "$days" --out "$work/data"
 echo "==> backfilling it into Prometheus with promtool ($(du -h "$work/data/metrics.om" | cut -f1) of OpenMetrics)"
 t0=$SECONDS
-backfill "$work/data/metrics.om" "$work/tsdb" "$days"
+backfill "$work/data/metrics.om" "$work/tsdb"
+# 2+ GB of text, no longer needed once in the TSDB.
+rm -f "$work/data/metrics.om"
 echo "    done in $((SECONDS - t0)) s"
 port=$(free_port 19090)
 prom_pid=$(start_prometheus "$work/tsdb" "$port" "$work/prometheus.log")

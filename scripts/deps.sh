@@ -7,6 +7,13 @@ need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v pg_ctlcluster >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v git >/dev/null 2>&1 || need+=(git)
+# Headless browser tests of the dashboard and the HTML report (make test only).
+if [ "${1:-}" = "--test" ]; then
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
+  python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}" >&2
   sudo=""

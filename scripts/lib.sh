@@ -16,12 +16,13 @@ wait_http() {
   done
 }
 
-# backfill OPENMETRICS_FILE TSDB_DIR DAYS: promtool into a TSDB directory. promtool reads
-# the whole file once per block window and rounds the maximum down to 2h x 3^n, so asking
-# for 3x the span gives one or two windows instead of one per 2 hours.
+# backfill OPENMETRICS_FILE TSDB_DIR: promtool into a TSDB directory. promtool reads the whole
+# file once per block window, and rounds --max-block-duration down to 2h x 3^n with windows
+# aligned to multiples of it since the epoch; the largest (39366h) keeps any history in one
+# or two windows, so two or three passes instead of one per 2 hours.
 backfill() {
-  local file=$1 dir=$2 days=$3
-  promtool tsdb create-blocks-from openmetrics --quiet --max-block-duration="$(( days * 24 * 3 ))h" "$file" "$dir" >/dev/null
+  local file=$1 dir=$2
+  promtool tsdb create-blocks-from openmetrics --quiet --max-block-duration=39366h "$file" "$dir" >/dev/null
 }
 
 # start_prometheus TSDB_DIR PORT LOG: a Prometheus with no scrape targets serving the TSDB.

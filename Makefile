@@ -18,6 +18,7 @@ test:
 
 bench: build
 	@scripts/bench.sh
+	@scripts/bench-api.sh
 
 fmt:
 	$(CARGO) fmt --all

@@ -20,6 +20,7 @@ use crate::store::Store;
 use crate::telemetry::{metrics, HttpLabels};
 
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod fleet;
 pub mod openapi;
@@ -89,6 +90,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ops::router())
         .merge(openapi::router())
+        .merge(dashboard::router())
         .merge(reads)
         .merge(actions)
         .fallback(not_found)

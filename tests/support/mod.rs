@@ -1,3 +1,4 @@
+pub mod browser;
 pub mod forge;
 pub mod kube_api;
 pub mod postgres;

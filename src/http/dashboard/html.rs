@@ -1,0 +1,148 @@
+//! Small HTML helpers: escaping, URL encoding, number formatting and the page shell.
+
+use std::fmt::{self, Write};
+
+/// Escapes `s` for HTML text and for quoted attribute values.
+pub fn escape_html(s: &str) -> String {
+    Esc(s).to_string()
+}
+
+/// A `Display` wrapper that escapes while formatting, so `write!` needs no temporary string.
+pub struct Esc<'a>(pub &'a str);
+
+impl fmt::Display for Esc<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut rest = self.0;
+        while let Some(at) = rest.find(['&', '<', '>', '"', '\'']) {
+            f.write_str(&rest[..at])?;
+            f.write_str(match rest.as_bytes()[at] {
+                b'&' => "&amp;",
+                b'<' => "&lt;",
+                b'>' => "&gt;",
+                b'"' => "&quot;",
+                _ => "&#39;",
+            })?;
+            rest = &rest[at + 1..];
+        }
+        f.write_str(rest)
+    }
+}
+
+/// Percent-encodes `s` for a path segment, query value or fragment: everything but
+/// RFC 3986 unreserved characters.
+pub fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// A number with thousands separators and `decimals` digits: `12,345.6`.
+pub fn group_thousands(value: f64, decimals: usize) -> String {
+    let text = format!("{:.*}", decimals, value.abs());
+    let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let mut grouped = String::new();
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    let negative = value < 0.0 && text.bytes().any(|b| matches!(b, b'1'..=b'9'));
+    let sign = if negative { "−" } else { "" };
+    if frac.is_empty() {
+        format!("{sign}{grouped}")
+    } else {
+        format!("{sign}{grouped}.{frac}")
+    }
+}
+
+/// Money per month: `$1,234` for USD/EUR/GBP, `1,234 CHF` otherwise.
+pub fn money(amount: f64, currency: &str) -> String {
+    let decimals = if amount.abs() < 100.0 { 2 } else { 0 };
+    let number = group_thousands(amount, decimals);
+    let (sign, digits) = match number.strip_prefix('−') {
+        Some(d) => ("−", d),
+        None => ("", number.as_str()),
+    };
+    match currency {
+        "USD" | "" => format!("{sign}${digits}"),
+        "EUR" => format!("{sign}€{digits}"),
+        "GBP" => format!("{sign}£{digits}"),
+        other => format!("{sign}{digits} {other}"),
+    }
+}
+
+/// A share (0..1) as a percentage: `12.5%`, `<0.1%` for tiny non-zero shares.
+pub fn percent(share: f64) -> String {
+    if share > 0.0 && share < 0.001 {
+        "<0.1%".into()
+    } else {
+        format!("{:.1}%", share * 100.0)
+    }
+}
+
+/// Unix seconds as `2024-05-01 12:00 UTC`.
+pub fn timestamp(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|| secs.to_string())
+}
+
+/// The page shell: head with the stylesheet and script, a header bar and `body` in `<main>`.
+pub fn page(title: &str, body: &str) -> String {
+    let mut out = String::with_capacity(body.len() + 1024);
+    let _ = write!(
+        out,
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{title} · rightsizer</title>\n\
+         <link rel=\"stylesheet\" href=\"/assets/app.css?v={v}\">\n\
+         <script src=\"/assets/app.js?v={v}\" defer></script>\n</head>\n<body>\n\
+         <header class=\"top\"><a class=\"brand\" href=\"/\">rightsizer</a>\
+         <span class=\"tagline\">requests &amp; limits from history</span></header>\n\
+         <main>\n{body}</main>\n</body>\n</html>\n",
+        title = Esc(title),
+        v = env!("CARGO_PKG_VERSION"),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_every_special_character() {
+        assert_eq!(
+            escape_html(r#"<script>alert("x" & 'y')</script>"#),
+            "&lt;script&gt;alert(&quot;x&quot; &amp; &#39;y&#39;)&lt;/script&gt;"
+        );
+        assert_eq!(escape_html("plain-name"), "plain-name");
+        assert_eq!(escape_html("ünï"), "ünï");
+    }
+
+    #[test]
+    fn encodes_components() {
+        assert_eq!(encode_component("a b/c&d=é"), "a%20b%2Fc%26d%3D%C3%A9");
+        assert_eq!(encode_component("api-v1.2_x~"), "api-v1.2_x~");
+    }
+
+    #[test]
+    fn formats_numbers() {
+        assert_eq!(group_thousands(1234567.891, 1), "1,234,567.9");
+        assert_eq!(group_thousands(-999.0, 0), "−999");
+        assert_eq!(group_thousands(-0.001, 1), "0.0");
+        assert_eq!(money(1234.4, "USD"), "$1,234");
+        assert_eq!(money(-12.5, "EUR"), "−€12.50");
+        assert_eq!(money(300.0, "CHF"), "300 CHF");
+        assert_eq!(percent(0.1234), "12.3%");
+        assert_eq!(percent(0.00001), "<0.1%");
+        assert_eq!(timestamp(1_700_000_000), "2023-11-14 22:13 UTC");
+    }
+}

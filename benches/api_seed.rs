@@ -9,7 +9,11 @@ use rightsizer::model::{
 fn rec(i: usize) -> Recommendation {
     let ns = format!("team-{:03}", i / 100);
     let workload = format!("svc-{:04}", i / 2);
-    let container = if i.is_multiple_of(2) { "app" } else { "sidecar" };
+    let container = if i.is_multiple_of(2) {
+        "app"
+    } else {
+        "sidecar"
+    };
     let cpu = 50 + (i * 37 % 900) as i64;
     let mem = (64 + (i * 53 % 1900) as i64) << 20;
     let severity = [Severity::Info, Severity::Warning, Severity::Critical][i % 3];

@@ -56,6 +56,25 @@ pub struct GlobalArgs {
     /// File holding the bearer token for Prometheus.
     #[arg(long, env = "RIGHTSIZER_PROMETHEUS_TOKEN_FILE", global = true)]
     pub prometheus_token_file: Option<PathBuf>,
+    /// User for HTTP basic auth to Prometheus (password from RIGHTSIZER_PROMETHEUS_PASSWORD or the file).
+    #[arg(long, env = "RIGHTSIZER_PROMETHEUS_USER", global = true)]
+    pub prometheus_user: Option<String>,
+    /// File holding the basic-auth password.
+    #[arg(long, env = "RIGHTSIZER_PROMETHEUS_PASSWORD_FILE", global = true)]
+    pub prometheus_password_file: Option<PathBuf>,
+    /// Extra header on every Prometheus request, `Name: value` (repeatable; e.g. X-Scope-OrgID).
+    #[arg(long = "prometheus-header", global = true)]
+    pub prometheus_headers: Vec<String>,
+    /// PEM file with CA certificates to trust for Prometheus.
+    #[arg(long, env = "RIGHTSIZER_PROMETHEUS_CA_FILE", global = true)]
+    pub prometheus_ca_file: Option<PathBuf>,
+    /// Don't verify Prometheus' TLS certificate (testing only).
+    #[arg(
+        long,
+        env = "RIGHTSIZER_PROMETHEUS_INSECURE_SKIP_VERIFY",
+        global = true
+    )]
+    pub prometheus_insecure_skip_verify: bool,
     /// Cluster name stored with every workload (default "default").
     #[arg(long, env = "RIGHTSIZER_CLUSTER", global = true)]
     pub cluster: Option<String>,
@@ -236,6 +255,8 @@ pub struct CollectorConfig {
     /// Timeout of one Prometheus request.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Retries of a Prometheus request after a timeout, connection error or 5xx.
+    pub retries: u32,
 }
 
 impl Default for CollectorConfig {
@@ -246,6 +267,7 @@ impl Default for CollectorConfig {
             concurrency: 2,
             interval: Duration::from_secs(600),
             timeout: Duration::from_secs(60),
+            retries: 3,
         }
     }
 }
@@ -260,6 +282,16 @@ pub struct FileConfig {
     pub prometheus_url: Option<String>,
     /// File holding the Prometheus bearer token.
     pub prometheus_token_file: Option<PathBuf>,
+    /// Basic-auth user for Prometheus.
+    pub prometheus_user: Option<String>,
+    /// File holding the basic-auth password.
+    pub prometheus_password_file: Option<PathBuf>,
+    /// Extra headers on every Prometheus request.
+    pub prometheus_headers: std::collections::BTreeMap<String, String>,
+    /// PEM file with CA certificates to trust.
+    pub prometheus_ca_file: Option<PathBuf>,
+    /// Don't verify Prometheus' TLS certificate.
+    pub prometheus_insecure_skip_verify: bool,
     /// Cluster name.
     pub cluster: Option<String>,
     /// API address.
@@ -339,11 +371,40 @@ impl Settings {
             .prometheus_url
             .clone()
             .or(file.prometheus_url.clone())
-            .map(|url| PromConfig {
-                url,
-                bearer_token: token,
-                timeout: file.collector.timeout,
-            });
+            .map(|url| -> Result<PromConfig, ConfigError> {
+                let user = global.prometheus_user.clone().or(file.prometheus_user.clone());
+                let basic_auth = match user {
+                    None => None,
+                    Some(user) => {
+                        let password = match (std::env::var("RIGHTSIZER_PROMETHEUS_PASSWORD").ok(), global.prometheus_password_file.clone().or(file.prometheus_password_file.clone())) {
+                            (Some(p), _) => SecretString::from(p),
+                            (None, Some(path)) => read_token(&path)?,
+                            (None, None) => return Err(ConfigError::Invalid("a Prometheus user needs RIGHTSIZER_PROMETHEUS_PASSWORD or --prometheus-password-file".into())),
+                        };
+                        Some((user, password))
+                    }
+                };
+                let mut headers: Vec<(String, SecretString)> =
+                    file.prometheus_headers.iter().map(|(k, v)| (k.clone(), SecretString::from(v.clone()))).collect();
+                for h in &global.prometheus_headers {
+                    let (name, value) = h.split_once(':').ok_or_else(|| {
+                        ConfigError::Invalid(format!("--prometheus-header must be `Name: value`, got {:?}", h.split(':').next().unwrap_or("")))
+                    })?;
+                    headers.push((name.trim().to_string(), SecretString::from(value.trim().to_string())));
+                }
+                Ok(PromConfig {
+                    url,
+                    bearer_token: token,
+                    timeout: file.collector.timeout,
+                    retries: file.collector.retries,
+                    basic_auth,
+                    headers,
+                    ca_file: global.prometheus_ca_file.clone().or(file.prometheus_ca_file.clone()),
+                    insecure_skip_verify: global.prometheus_insecure_skip_verify || file.prometheus_insecure_skip_verify,
+                    ..PromConfig::default()
+                })
+            })
+            .transpose()?;
         let c = &file.collector;
         if c.step.as_secs() == 0 || 3600 % c.step.as_secs() != 0 {
             return Err(ConfigError::Invalid(format!(

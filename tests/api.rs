@@ -472,6 +472,7 @@ async fn actions_need_tokens_and_run_one_at_a_time() {
         url: hanging_prometheus().await,
         bearer_token: None,
         timeout: std::time::Duration::from_secs(5),
+        ..Default::default()
     })
     .unwrap();
     state.jobs = Some(Arc::new(rightsizer::jobs::JobRunner {
@@ -620,9 +621,9 @@ async fn openapi_document_matches_the_handlers() {
     }
     let checked_in = std::fs::read_to_string(&path)
         .expect("docs/openapi.json exists (UPDATE_OPENAPI=1 cargo test --test api writes it)");
-    assert_eq!(
-        checked_in.trim_end(),
-        generated,
+    // Not assert_eq: the documents are long, and the fix is the same whatever differs.
+    assert!(
+        checked_in.trim_end() == generated,
         "docs/openapi.json is stale: run UPDATE_OPENAPI=1 cargo test --test api"
     );
 

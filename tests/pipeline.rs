@@ -48,6 +48,7 @@ fn client(url: &str) -> PromClient {
         url: url.into(),
         bearer_token: None,
         timeout: Duration::from_secs(60),
+        ..PromConfig::default()
     })
     .unwrap()
 }

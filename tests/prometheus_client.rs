@@ -42,6 +42,9 @@ fn client(url: &str, timeout: Duration, token: Option<&str>) -> PromClient {
         url: url.to_string(),
         bearer_token: token.map(|t| SecretString::from(t.to_string())),
         timeout,
+        // These tests look at one answer each; retries have their own test below.
+        retries: 0,
+        ..PromConfig::default()
     })
     .unwrap()
 }
@@ -181,6 +184,7 @@ async fn unreachable_and_invalid_urls() {
         url: "ftp://x".into(),
         bearer_token: None,
         timeout: Duration::from_secs(1),
+        ..PromConfig::default()
     })
     .err()
     .unwrap();
@@ -188,4 +192,107 @@ async fn unreachable_and_invalid_urls() {
         err.to_string(),
         "invalid Prometheus URL \"ftp://x\": scheme must be http or https"
     );
+}
+
+/// Answers each connection with the next of `responses` (the last one repeats) and counts
+/// the requests.
+async fn scripted(
+    responses: Vec<&'static str>,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let response = responses[n.min(responses.len() - 1)];
+            let mut buf = vec![0u8; 65536];
+            let _ = sock.read(&mut buf).await;
+            let _ = sock.write_all(response.as_bytes()).await;
+            let _ = sock.shutdown().await;
+        }
+    });
+    (url, count)
+}
+
+const UNAVAILABLE: &str = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n<html>busy</html>";
+const BAD_DATA: &str =
+    "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n\
+{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":\"parse error\"}";
+
+fn retrying(url: &str, retries: u32) -> PromClient {
+    PromClient::new(&PromConfig {
+        url: url.into(),
+        timeout: Duration::from_secs(5),
+        retries,
+        retry_backoff: Duration::from_millis(20),
+        ..PromConfig::default()
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_with_backoff() {
+    let (url, count) = scripted(vec![UNAVAILABLE, UNAVAILABLE, OK_MATRIX]).await;
+    let answer = retrying(&url, 3)
+        .query_range("up", 10, 130, 60)
+        .await
+        .unwrap();
+    assert_eq!(answer.series[0].samples, vec![(10, 1.0)]);
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+    let (url, count) = scripted(vec![UNAVAILABLE]).await;
+    let err = retrying(&url, 2).query("up", 1).await.unwrap_err();
+    assert!(
+        matches!(err, PromError::Status { status: 503, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        count.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "the first try and 2 retries, then the error"
+    );
+}
+
+#[tokio::test]
+async fn client_errors_and_promql_errors_are_not_retried() {
+    let (url, count) = scripted(vec![BAD_DATA, OK_MATRIX]).await;
+    let err = retrying(&url, 3).query("rate(x[5m]", 1).await.unwrap_err();
+    assert!(matches!(err, PromError::Api { .. }), "{err:?}");
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn basic_auth_and_extra_headers_are_sent() {
+    let (url, mut seen) = fake(OK_MATRIX, Duration::ZERO).await;
+    let client = PromClient::new(&PromConfig {
+        url,
+        basic_auth: Some(("reader".into(), SecretString::from("pw".to_string()))),
+        headers: vec![(
+            "X-Scope-OrgID".into(),
+            SecretString::from("tenant-a".to_string()),
+        )],
+        ..PromConfig::default()
+    })
+    .unwrap();
+    client.query_range("up", 10, 130, 60).await.unwrap();
+    let request = seen.recv().await.unwrap().to_ascii_lowercase();
+    assert!(
+        request.contains("authorization: basic cmvhzgvyonb3"),
+        "{request}"
+    );
+    assert!(request.contains("x-scope-orgid: tenant-a"), "{request}");
+}
+
+#[tokio::test]
+async fn a_missing_ca_file_is_a_clear_error() {
+    let err = PromClient::new(&PromConfig {
+        url: "https://prometheus:9090".into(),
+        ca_file: Some("/nonexistent/ca.pem".into()),
+        ..PromConfig::default()
+    })
+    .err()
+    .unwrap();
+    assert!(err.to_string().starts_with("invalid Prometheus URL \"https://prometheus:9090\": cannot read CA file /nonexistent/ca.pem"), "{err}");
 }

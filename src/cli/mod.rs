@@ -15,6 +15,29 @@ use crate::store::{self, RecommendationFilter, Store};
 
 use crate::synth;
 
+/// A progress bar with an ETA on a terminal; nothing otherwise (logs say enough).
+fn progress_bar() -> crate::collector::Progress {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return Default::default();
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} collecting [{bar:40}] {pos}/{len} hours, {per_sec}, ETA {eta}",
+        )
+        .expect("the template is valid")
+        .progress_chars("=> "),
+    );
+    crate::collector::Progress::new(move |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+        if done >= total {
+            bar.finish_and_clear();
+        }
+    })
+}
+
 fn analysis_settings(settings: &Settings) -> jobs::AnalysisSettings {
     jobs::AnalysisSettings {
         policies: settings.policy.clone(),
@@ -64,7 +87,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     until,
                     now: now(),
                 },
-                Default::default(),
+                progress_bar(),
             )
             .await?;
             println!(

@@ -101,6 +101,34 @@ pub struct PromConfig {
     pub bearer_token: Option<SecretString>,
     /// Timeout for one whole request, body included.
     pub timeout: Duration,
+    /// HTTP basic auth (user, password), e.g. for a proxy in front of Prometheus.
+    pub basic_auth: Option<(String, SecretString)>,
+    /// Extra headers on every request (e.g. `X-Scope-OrgID` for Mimir); values are secret.
+    pub headers: Vec<(String, SecretString)>,
+    /// PEM file with extra CA certificates to trust.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Accept any TLS certificate. Only for testing: says so loudly in the log.
+    pub insecure_skip_verify: bool,
+    /// Attempts after the first for timeouts, connection errors and 5xx (never for 4xx or PromQL errors).
+    pub retries: u32,
+    /// First backoff; doubles each attempt, with jitter, capped at 30 s.
+    pub retry_backoff: Duration,
+}
+
+impl Default for PromConfig {
+    fn default() -> Self {
+        PromConfig {
+            url: String::new(),
+            bearer_token: None,
+            timeout: Duration::from_secs(60),
+            basic_auth: None,
+            headers: Vec::new(),
+            ca_file: None,
+            insecure_skip_verify: false,
+            retries: 3,
+            retry_backoff: Duration::from_millis(500),
+        }
+    }
 }
 
 impl std::fmt::Debug for PromConfig {
@@ -109,6 +137,21 @@ impl std::fmt::Debug for PromConfig {
             .field("url", &self.url)
             .field("bearer_token", &self.bearer_token.as_ref().map(|_| "***"))
             .field("timeout", &self.timeout)
+            .field(
+                "basic_auth",
+                &self.basic_auth.as_ref().map(|(user, _)| (user, "***")),
+            )
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(name, _)| (name, "***"))
+                    .collect::<Vec<_>>(),
+            )
+            .field("ca_file", &self.ca_file)
+            .field("insecure_skip_verify", &self.insecure_skip_verify)
+            .field("retries", &self.retries)
             .finish()
     }
 }
@@ -150,6 +193,9 @@ pub struct PromClient {
     http: reqwest::Client,
     base: String,
     token: Option<SecretString>,
+    basic_auth: Option<(String, SecretString)>,
+    retries: u32,
+    retry_backoff: Duration,
 }
 
 #[derive(Deserialize)]
@@ -214,19 +260,45 @@ impl PromClient {
                 reason: "scheme must be http or https".into(),
             });
         }
-        let http = reqwest::Client::builder()
+        let invalid = |reason: String| PromError::InvalidUrl {
+            url: config.url.clone(),
+            reason,
+        };
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (name, value) in &config.headers {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| invalid(format!("invalid header name {name:?}")))?;
+            let mut value = reqwest::header::HeaderValue::from_str(value.expose_secret())
+                .map_err(|_| invalid(format!("invalid value for header {name}")))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        let mut builder = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("rightsizer/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| PromError::InvalidUrl {
-                url: config.url.clone(),
-                reason: e.to_string(),
-            })?;
+            .default_headers(headers);
+        if let Some(path) = &config.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| invalid(format!("cannot read CA file {}: {e}", path.display())))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| invalid(format!("CA file {} is not PEM: {e}", path.display())))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if config.insecure_skip_verify {
+            tracing::warn!(url = %url, "TLS certificate verification is OFF for Prometheus (insecure_skip_verify)");
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let http = builder.build().map_err(|e| invalid(e.to_string()))?;
         Ok(PromClient {
             http,
             base: url,
             token: config.bearer_token.clone(),
+            basic_auth: config.basic_auth.clone(),
+            retries: config.retries,
+            retry_backoff: config.retry_backoff,
         })
     }
 
@@ -235,9 +307,30 @@ impl PromClient {
         &self.base
     }
 
+    /// Runs `attempt`, again after a backoff when it fails transiently, at most
+    /// `retries` more times. Each attempt is timed and counted in the metrics.
+    async fn with_retries<T, F, Fut>(&self, endpoint: &str, attempt: F) -> Result<T, PromError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, PromError>>,
+    {
+        let mut tries = 0;
+        loop {
+            match observed(endpoint, attempt()).await {
+                Err(e) if e.is_transient() && tries < self.retries => {
+                    tries += 1;
+                    let backoff = backoff(self.retry_backoff, tries);
+                    tracing::warn!(error = %e, attempt = tries, retry_in = ?backoff, "Prometheus request failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
     /// Instant query at `time` (unix seconds).
     pub async fn query(&self, promql: &str, time: i64) -> Result<Answer<InstantSample>, PromError> {
-        observed("query", async {
+        self.with_retries("query", || async {
             let params = [("query", promql.to_string()), ("time", time.to_string())];
             let (url, body) = self.post("/api/v1/query", &params).await?;
             let data = decode_envelope(&url, &body, promql)?;
@@ -254,7 +347,7 @@ impl PromClient {
         end: i64,
         step_secs: i64,
     ) -> Result<Answer<RangeSeries>, PromError> {
-        observed("query_range", async {
+        self.with_retries("query_range", || async {
             let params = [
                 ("query", promql.to_string()),
                 ("start", start.to_string()),
@@ -299,6 +392,8 @@ impl PromClient {
         let mut req = self.http.post(&url).form(params);
         if let Some(token) = &self.token {
             req = req.bearer_auth(token.expose_secret());
+        } else if let Some((user, password)) = &self.basic_auth {
+            req = req.basic_auth(user, Some(password.expose_secret()));
         }
         let http_err = |e: reqwest::Error| PromError::Http {
             url: url.clone(),
@@ -333,6 +428,15 @@ impl PromClient {
         }
         Ok((url, RawBody { bytes, status }))
     }
+}
+
+/// Exponential backoff with full jitter: a random wait in [base·2^(n-1)/2, base·2^(n-1)], at most 30 s.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    use rand::Rng;
+    let ceiling = base
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(Duration::from_secs(30));
+    ceiling.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
 }
 
 async fn observed<T>(
@@ -573,8 +677,22 @@ mod tests {
         let cfg = PromConfig {
             url: "http://p".into(),
             bearer_token: Some(SecretString::from("hunter2")),
-            timeout: Duration::from_secs(1),
+            basic_auth: Some(("me".into(), SecretString::from("hunter3"))),
+            headers: vec![("X-Scope-OrgID".into(), SecretString::from("hunter4"))],
+            ..PromConfig::default()
         };
-        assert!(!format!("{cfg:?}").contains("hunter2"));
+        let debug = format!("{cfg:?}");
+        assert!(!debug.contains("hunter"), "{debug}");
+        assert!(debug.contains("X-Scope-OrgID"));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let base = Duration::from_millis(100);
+        for attempt in 1..=20 {
+            let b = backoff(base, attempt);
+            let ceiling = (base * (1 << (attempt - 1).min(16))).min(Duration::from_secs(30));
+            assert!(b <= ceiling && b >= ceiling / 2, "attempt {attempt}: {b:?}");
+        }
     }
 }

@@ -7,7 +7,7 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::usage::Profile;
+use super::usage::{self, Profile};
 use super::{TruthEvent, TruthEventKind};
 
 const MI: i64 = 1 << 20;
@@ -115,16 +115,40 @@ struct RolloutDef {
     cpu_factor: f64,
 }
 
+/// A HorizontalPodAutoscaler on CPU utilization. Its replica count follows
+/// the daily load between min and max (see [`usage::hpa_replicas`]).
+pub(crate) struct HpaDef {
+    pub name: &'static str,
+    pub min_replicas: usize,
+    pub max_replicas: usize,
+    /// Target average CPU utilization, in percent of the request.
+    pub cpu_target_utilization: f64,
+}
+
+/// A PodDisruptionBudget over all pods of its workload.
+pub(crate) struct PdbDef {
+    pub name: &'static str,
+    pub disruptions_allowed: i64,
+}
+
 struct WorkloadDef {
     namespace: &'static str,
     kind: Kind,
     name: &'static str,
+    /// Fixed replica count; for a Deployment with an HPA, see `hpa`.
     replicas: usize,
     containers: &'static [ContainerDef],
     rollout: Option<RolloutDef>,
     /// Mimic an operator dropping cAdvisor's `id`/`name` labels: a restart
     /// then resets the counter inside one series instead of starting a new one.
     drop_id_labels: bool,
+    /// Deployments only: scaled by this HPA instead of a fixed count.
+    hpa: Option<HpaDef>,
+    /// Deployments and StatefulSets only.
+    pdb: Option<PdbDef>,
+    /// Deployments only: created this many hours before the end of the
+    /// history (`None`: it was already running when the history starts).
+    age_hours: Option<i64>,
 }
 
 const fn c(
@@ -190,6 +214,17 @@ const TINY_PROFILE: Profile = Profile {
     ..Profile::steady(0.002, 20.0 * MI as f64)
 };
 
+/// Per pod: the HPA evens the load out, so little daily cycle is left.
+const FRONTEND_PROFILE: Profile = Profile {
+    cpu_diurnal: 0.1,
+    ..Profile::steady(0.2, 210.0 * MI as f64)
+};
+
+const IDLE_PROFILE: Profile = Profile {
+    cpu_diurnal: 0.2,
+    ..Profile::steady(0.0008, 10.0 * MI as f64)
+};
+
 const WORKLOADS: &[WorkloadDef] = &[
     WorkloadDef {
         namespace: "shop",
@@ -213,6 +248,13 @@ const WORKLOADS: &[WorkloadDef] = &[
             cpu_factor: 1.15,
         }),
         drop_id_labels: false,
+        hpa: None,
+        // maxUnavailable: 0: no voluntary disruption is ever allowed.
+        pdb: Some(PdbDef {
+            name: "api",
+            disruptions_allowed: 0,
+        }),
+        age_hours: None,
     },
     WorkloadDef {
         namespace: "shop",
@@ -235,6 +277,9 @@ const WORKLOADS: &[WorkloadDef] = &[
         ],
         rollout: None,
         drop_id_labels: false,
+        hpa: None,
+        pdb: None,
+        age_hours: None,
     },
     // Over-provisioned: requests far above what it uses.
     WorkloadDef {
@@ -250,6 +295,9 @@ const WORKLOADS: &[WorkloadDef] = &[
         )],
         rollout: None,
         drop_id_labels: false,
+        hpa: None,
+        pdb: None,
+        age_hours: None,
     },
     // Under-provisioned: throttled at its CPU limit and OOMKilled at its
     // memory limit.
@@ -270,6 +318,9 @@ const WORKLOADS: &[WorkloadDef] = &[
         }],
         rollout: None,
         drop_id_labels: false,
+        hpa: None,
+        pdb: None,
+        age_hours: None,
     },
     // No limits at all; leaks memory, crashes, and its cAdvisor series lack
     // id/name labels.
@@ -290,6 +341,9 @@ const WORKLOADS: &[WorkloadDef] = &[
         }],
         rollout: None,
         drop_id_labels: true,
+        hpa: None,
+        pdb: None,
+        age_hours: None,
     },
     // BestEffort: no requests, no limits.
     WorkloadDef {
@@ -305,6 +359,9 @@ const WORKLOADS: &[WorkloadDef] = &[
         )],
         rollout: None,
         drop_id_labels: false,
+        hpa: None,
+        pdb: None,
+        age_hours: None,
     },
     WorkloadDef {
         namespace: "data",
@@ -327,6 +384,9 @@ const WORKLOADS: &[WorkloadDef] = &[
         ],
         rollout: None,
         drop_id_labels: false,
+        hpa: None,
+        pdb: None,
+        age_hours: None,
     },
     WorkloadDef {
         namespace: "monitoring",
@@ -341,6 +401,9 @@ const WORKLOADS: &[WorkloadDef] = &[
         )],
         rollout: None,
         drop_id_labels: false,
+        hpa: None,
+        pdb: None,
+        age_hours: None,
     },
     WorkloadDef {
         namespace: "batch",
@@ -355,6 +418,9 @@ const WORKLOADS: &[WorkloadDef] = &[
         )],
         rollout: None,
         drop_id_labels: false,
+        hpa: None,
+        pdb: None,
+        age_hours: None,
     },
     WorkloadDef {
         namespace: "data",
@@ -369,6 +435,73 @@ const WORKLOADS: &[WorkloadDef] = &[
         )],
         rollout: None,
         drop_id_labels: false,
+        hpa: None,
+        pdb: None,
+        age_hours: None,
+    },
+    // Scaled by an HPA on CPU utilization: pods come and go with the daily
+    // load. The request is well above what a pod uses, so rightsizing it
+    // changes the replica count.
+    WorkloadDef {
+        namespace: "shop",
+        kind: Kind::Deployment,
+        name: "frontend",
+        replicas: 2,
+        containers: &[c(
+            "frontend",
+            "registry.example.com/shop/frontend:5.1.0",
+            Resources::new(500, 384 * MI, 1000, 384 * MI),
+            FRONTEND_PROFILE,
+        )],
+        rollout: None,
+        drop_id_labels: false,
+        hpa: Some(HpaDef {
+            name: "frontend",
+            min_replicas: 2,
+            max_replicas: 8,
+            cpu_target_utilization: 70.0,
+        }),
+        pdb: Some(PdbDef {
+            name: "frontend-pdb",
+            disruptions_allowed: 1,
+        }),
+        age_hours: None,
+    },
+    // Deployed 20 hours before the end: too little history to size it.
+    WorkloadDef {
+        namespace: "shop",
+        kind: Kind::Deployment,
+        name: "new-feature",
+        replicas: 1,
+        containers: &[c(
+            "new-feature",
+            "registry.example.com/shop/new-feature:0.1.0",
+            Resources::new(200, 256 * MI, 800, 256 * MI),
+            Profile::steady(0.05, 110.0 * MI as f64),
+        )],
+        rollout: None,
+        drop_id_labels: false,
+        hpa: None,
+        pdb: None,
+        age_hours: Some(20),
+    },
+    // Idle: a millicore and a few MiB against 100m / 128Mi.
+    WorkloadDef {
+        namespace: "monitoring",
+        kind: Kind::Deployment,
+        name: "idle-exporter",
+        replicas: 1,
+        containers: &[c(
+            "idle-exporter",
+            "quay.io/prometheus/statsd-exporter:v0.26.0",
+            Resources::new(100, 128 * MI, 400, 128 * MI),
+            IDLE_PROFILE,
+        )],
+        rollout: None,
+        drop_id_labels: false,
+        hpa: None,
+        pdb: None,
+        age_hours: None,
     },
 ];
 
@@ -446,10 +579,19 @@ pub(crate) struct OwnedObject {
     pub end: i64,
 }
 
-pub(crate) struct DeploymentObject {
+/// A Deployment or StatefulSet: what kube-state-metrics reports replicas,
+/// HPAs and PDBs for.
+pub(crate) struct ControllerObject {
     pub namespace: String,
+    pub kind: Kind,
     pub name: String,
+    /// `spec.replicas` when no HPA sets it.
     pub replicas: usize,
+    /// First tick (inclusive) and last tick (exclusive) the object exists.
+    pub start: i64,
+    pub end: i64,
+    pub hpa: Option<&'static HpaDef>,
+    pub pdb: Option<&'static PdbDef>,
 }
 
 /// The unit of the ground truth: all pods of one workload's container.
@@ -469,7 +611,7 @@ pub(crate) struct Cluster {
     pub missed_scrape_key: u64,
     pub nodes: Vec<Node>,
     pub pods: Vec<Pod>,
-    pub deployments: Vec<DeploymentObject>,
+    pub controllers: Vec<ControllerObject>,
     pub replicasets: Vec<OwnedObject>,
     pub jobs: Vec<OwnedObject>,
     pub workload_containers: Vec<WorkloadContainer>,
@@ -482,10 +624,49 @@ impl Cluster {
         self.start + k * self.interval_secs
     }
 
+    /// `spec.replicas` of a controller at tick `k`, `None` while it does not exist.
+    pub(crate) fn replicas_at(&self, c: &ControllerObject, k: i64) -> Option<usize> {
+        if k < c.start || k >= c.end {
+            return None;
+        }
+        Some(match c.hpa {
+            Some(h) => usage::hpa_replicas(h.min_replicas, h.max_replicas, self.tick_time(k)),
+            None => c.replicas,
+        })
+    }
+
+    /// Runs of ticks within `[start, end)` during which replica slot `slot`
+    /// of controller `c` is wanted. Scaling down removes the highest slots
+    /// (the newest pods) first, so each run is one pod.
+    fn slot_runs(
+        &self,
+        c: &ControllerObject,
+        slot: usize,
+        start: i64,
+        end: i64,
+    ) -> Vec<(i64, i64)> {
+        let mut runs = Vec::new();
+        let mut open: Option<i64> = None;
+        for k in start..end {
+            let wanted = self.replicas_at(c, k).is_some_and(|n| n > slot);
+            match (wanted, open) {
+                (true, None) => open = Some(k),
+                (false, Some(from)) => {
+                    runs.push((from, k));
+                    open = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(from) = open {
+            runs.push((from, end));
+        }
+        runs
+    }
+
     pub(crate) fn scrape_missed(&self, node: usize, k: i64) -> bool {
         self.nodes[node].flaky
-            && super::usage::unit(self.missed_scrape_key, k, node as u64 * 7 + 100)
-                < MISSED_SCRAPE_PROB
+            && usage::unit(self.missed_scrape_key, k, node as u64 * 7 + 100) < MISSED_SCRAPE_PROB
     }
 
     pub(crate) fn build(seed: u64, start: i64, end: i64, interval_secs: i64, scale: usize) -> Self {
@@ -501,7 +682,7 @@ impl Cluster {
             missed_scrape_key: rng.gen(),
             nodes: Vec::new(),
             pods: Vec::new(),
-            deployments: Vec::new(),
+            controllers: Vec::new(),
             replicasets: Vec::new(),
             jobs: Vec::new(),
             workload_containers: Vec::new(),
@@ -543,77 +724,20 @@ impl Cluster {
             }
             let node_for = |rng: &mut ChaCha8Rng| first_node + rng.gen_range(0..NODES_PER_COPY);
             match def.kind {
-                Kind::Deployment => {
-                    self.deployments.push(DeploymentObject {
-                        namespace: ns.clone(),
-                        name: def.name.to_string(),
-                        replicas: def.replicas,
-                    });
-                    let rollout_tick = def
-                        .rollout
-                        .as_ref()
-                        .map(|r| ((r.at * self.ticks as f64).round() as i64).clamp(1, self.ticks));
-                    let mut generations = vec![(0i64, def.containers, 1.0)];
-                    if let (Some(r), Some(t)) = (&def.rollout, rollout_tick) {
-                        generations.push((t, r.containers, r.cpu_factor));
-                    }
-                    for (g, &(gen_start, containers, cpu_factor)) in generations.iter().enumerate()
-                    {
-                        let rs = format!("{}-{}", def.name, k8s_name_suffix(rng, 10));
-                        self.replicasets.push(OwnedObject {
-                            namespace: ns.clone(),
-                            name: rs.clone(),
-                            owner_name: def.name.to_string(),
-                            start: gen_start,
-                            end: self.ticks,
-                        });
-                        for r in 0..def.replicas {
-                            // Surge one pod at a time: each new pod starts one
-                            // tick before the old pod it replaces goes away.
-                            let start = if g == 0 { 0 } else { gen_start + 2 * r as i64 };
-                            let end = match generations.get(g + 1) {
-                                Some(&(next, _, _)) => next + 2 * r as i64 + 1,
-                                None => self.ticks,
-                            };
-                            let (start, end) = (start.min(self.ticks), end.min(self.ticks));
-                            if start >= end {
-                                continue;
-                            }
-                            let name = format!("{}-{}", rs, k8s_name_suffix(rng, 5));
-                            if g > 0 && r == 0 {
-                                self.events.push(TruthEvent {
-                                    time: self.tick_time(start),
-                                    kind: TruthEventKind::Rollout,
-                                    namespace: ns.clone(),
-                                    workload: def.name.to_string(),
-                                    pod: name.clone(),
-                                    container: String::new(),
-                                    reason: format!("new ReplicaSet {rs}"),
-                                });
-                            }
-                            let node = node_for(rng);
-                            self.push_pod(
-                                rng,
-                                PodPlan {
-                                    namespace: &ns,
-                                    name,
-                                    node,
-                                    owner_kind: "ReplicaSet",
-                                    owner_name: rs.clone(),
-                                    start,
-                                    end,
-                                    ksm_end: end,
-                                    def,
-                                    containers,
-                                    cpu_factor,
-                                    replica: r,
-                                    wc_base,
-                                },
-                            );
-                        }
-                    }
-                }
+                Kind::Deployment => self.build_deployment(rng, def, &ns, first_node, wc_base),
                 Kind::StatefulSet | Kind::DaemonSet | Kind::Pod => {
+                    if def.kind == Kind::StatefulSet {
+                        self.controllers.push(ControllerObject {
+                            namespace: ns.clone(),
+                            kind: def.kind,
+                            name: def.name.to_string(),
+                            replicas: def.replicas,
+                            start: 0,
+                            end: self.ticks,
+                            hpa: None,
+                            pdb: def.pdb.as_ref(),
+                        });
+                    }
                     let count = if def.kind == Kind::DaemonSet {
                         NODES_PER_COPY
                     } else {
@@ -661,6 +785,101 @@ impl Cluster {
                     }
                 }
                 Kind::CronJob => self.build_cronjob(rng, def, &ns, first_node, wc_base),
+            }
+        }
+    }
+
+    fn build_deployment(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        def: &'static WorkloadDef,
+        ns: &str,
+        first_node: usize,
+        wc_base: usize,
+    ) {
+        let created = def.age_hours.map_or(0, |h| {
+            (self.ticks - h * 3600 / self.interval_secs).clamp(0, self.ticks)
+        });
+        self.controllers.push(ControllerObject {
+            namespace: ns.to_string(),
+            kind: def.kind,
+            name: def.name.to_string(),
+            replicas: def.replicas,
+            start: created,
+            end: self.ticks,
+            hpa: def.hpa.as_ref(),
+            pdb: def.pdb.as_ref(),
+        });
+        let controller = self.controllers.len() - 1;
+        let slots = def.hpa.as_ref().map_or(def.replicas, |h| h.max_replicas);
+        let rollout_tick = def
+            .rollout
+            .as_ref()
+            .map(|r| ((r.at * self.ticks as f64).round() as i64).clamp(1, self.ticks));
+        let mut generations = vec![(created, def.containers, 1.0)];
+        if let (Some(r), Some(t)) = (&def.rollout, rollout_tick) {
+            generations.push((t.max(created), r.containers, r.cpu_factor));
+        }
+        let node_for = |rng: &mut ChaCha8Rng| first_node + rng.gen_range(0..NODES_PER_COPY);
+        for (g, &(gen_start, containers, cpu_factor)) in generations.iter().enumerate() {
+            let rs = format!("{}-{}", def.name, k8s_name_suffix(rng, 10));
+            self.replicasets.push(OwnedObject {
+                namespace: ns.to_string(),
+                name: rs.clone(),
+                owner_name: def.name.to_string(),
+                start: gen_start,
+                end: self.ticks,
+            });
+            for r in 0..slots {
+                // Surge one pod at a time: each new pod starts one
+                // tick before the old pod it replaces goes away.
+                let start = if g == 0 {
+                    gen_start
+                } else {
+                    gen_start + 2 * r as i64
+                };
+                let end = match generations.get(g + 1) {
+                    Some(&(next, _, _)) => next + 2 * r as i64 + 1,
+                    None => self.ticks,
+                };
+                let (start, end) = (start.min(self.ticks), end.min(self.ticks));
+                if start >= end {
+                    continue;
+                }
+                let runs = self.slot_runs(&self.controllers[controller], r, start, end);
+                for (run_start, run_end) in runs {
+                    let name = format!("{}-{}", rs, k8s_name_suffix(rng, 5));
+                    if g > 0 && r == 0 && run_start == start {
+                        self.events.push(TruthEvent {
+                            time: self.tick_time(run_start),
+                            kind: TruthEventKind::Rollout,
+                            namespace: ns.to_string(),
+                            workload: def.name.to_string(),
+                            pod: name.clone(),
+                            container: String::new(),
+                            reason: format!("new ReplicaSet {rs}"),
+                        });
+                    }
+                    let node = node_for(rng);
+                    self.push_pod(
+                        rng,
+                        PodPlan {
+                            namespace: ns,
+                            name,
+                            node,
+                            owner_kind: "ReplicaSet",
+                            owner_name: rs.clone(),
+                            start: run_start,
+                            end: run_end,
+                            ksm_end: run_end,
+                            def,
+                            containers,
+                            cpu_factor,
+                            replica: r,
+                            wc_base,
+                        },
+                    );
+                }
             }
         }
     }

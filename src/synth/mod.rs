@@ -74,6 +74,10 @@ pub struct GroundTruth {
     /// Rollouts and restarts, in time order, for tests that look around them.
     #[serde(default)]
     pub events: Vec<TruthEvent>,
+    /// Deployments and StatefulSets: replicas, HPA and PDB, sorted by
+    /// (namespace, kind, name).
+    #[serde(default)]
+    pub workloads: Vec<TruthWorkload>,
 }
 
 impl GroundTruth {
@@ -92,6 +96,59 @@ impl GroundTruth {
                 && c.container == container
         })
     }
+
+    /// The truth for one Deployment or StatefulSet, if it exists.
+    pub fn workload(&self, namespace: &str, kind: &str, name: &str) -> Option<&TruthWorkload> {
+        self.workloads
+            .iter()
+            .find(|w| w.namespace == namespace && w.kind == kind && w.name == name)
+    }
+}
+
+/// A Deployment or StatefulSet as kube-state-metrics reports it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TruthWorkload {
+    /// Namespace of the workload.
+    pub namespace: String,
+    /// Deployment or StatefulSet.
+    pub kind: String,
+    /// Workload name.
+    pub name: String,
+    /// Unix seconds of the first scrape tick at which it exists (the
+    /// history's start for workloads older than the history).
+    pub created: i64,
+    /// `spec.replicas` at the last scrape tick.
+    pub replicas: usize,
+    /// `spec.replicas` averaged over the scrape ticks at which it exists.
+    pub average_replicas: f64,
+    /// The HPA scaling it, if any.
+    pub hpa: Option<TruthHpa>,
+    /// The PodDisruptionBudget covering its pods, if any.
+    pub pdb: Option<TruthPdb>,
+}
+
+/// A HorizontalPodAutoscaler on CPU utilization.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TruthHpa {
+    /// HPA name.
+    pub name: String,
+    /// `spec.minReplicas`.
+    pub min_replicas: usize,
+    /// `spec.maxReplicas`.
+    pub max_replicas: usize,
+    /// Target average CPU utilization, percent of the request.
+    pub cpu_target_utilization: f64,
+}
+
+/// A PodDisruptionBudget's status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TruthPdb {
+    /// PDB name.
+    pub name: String,
+    /// `status.disruptionsAllowed`.
+    pub disruptions_allowed: i64,
+    /// `status.expectedPods` at the last scrape tick.
+    pub expected_pods: i64,
 }
 
 /// The pooled usage distribution of one container of one workload.
@@ -129,6 +186,14 @@ pub struct TruthContainer {
     /// How many of those restarts were OOM kills.
     #[serde(default)]
     pub oom_kills: u32,
+    /// Clock hours (unix hours) holding at least one CPU or memory value.
+    #[serde(default)]
+    pub history_hours: u32,
+    /// Σ throttled CFS periods / Σ CFS periods over the history, all pods
+    /// together, from the counter increases written; `None` without a CPU
+    /// limit (no CFS series).
+    #[serde(default)]
+    pub cfs_throttled_ratio: Option<f64>,
     /// Current (latest pod's) CPU request; `None` when unset.
     pub cpu_request_millicores: Option<i64>,
     /// Current CPU limit; `None` when unset.
@@ -243,6 +308,11 @@ mod tests {
         SynthConfig::new(7, 1_699_999_200, 1_699_999_200 + 7 * 3600)
     }
 
+    /// 2023-11-15 00:00 UTC, one day: the daily load cycle, whole.
+    fn one_day() -> SynthConfig {
+        SynthConfig::new(7, 1_700_006_400, 1_700_006_400 + 86_400)
+    }
+
     fn render(cfg: &SynthConfig) -> (Vec<u8>, GroundTruth) {
         let mut buf = Vec::new();
         let truth = generate(cfg, &mut buf).unwrap();
@@ -350,6 +420,168 @@ mod tests {
             );
             assert!(c.cpu_samples > 0 && c.memory_samples > 0, "{c:?}");
         }
+    }
+
+    /// `(timestamp, value)` of every sample of series whose line starts
+    /// with `name{` and contains every one of `labels`.
+    fn samples(text: &str, name: &str, labels: &[&str]) -> Vec<(i64, f64)> {
+        let prefix = format!("{name}{{");
+        text.lines()
+            .filter(|l| l.starts_with(&prefix) && labels.iter().all(|x| l.contains(x)))
+            .map(|l| {
+                let mut tail = l.rsplit(' ');
+                let t = tail.next().unwrap().parse().unwrap();
+                let v = tail.next().unwrap().parse().unwrap();
+                (t, v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hpa_deployment_follows_its_replica_count() {
+        let (buf, truth) = render(&one_day());
+        let text = String::from_utf8(buf).unwrap();
+        let w = truth.workload("shop", "Deployment", "frontend").unwrap();
+        let hpa = w.hpa.as_ref().unwrap();
+        assert_eq!((hpa.min_replicas, hpa.max_replicas), (2, 8));
+        assert!(
+            w.average_replicas > 3.0 && w.average_replicas < 4.5,
+            "{w:?}"
+        );
+        let spec = samples(
+            &text,
+            "kube_deployment_spec_replicas",
+            &["deployment=\"frontend\""],
+        );
+        assert_eq!(spec.len(), 1440);
+        let mean = spec.iter().map(|s| s.1).sum::<f64>() / spec.len() as f64;
+        assert!((mean - w.average_replicas).abs() < 1e-9);
+        let seen: std::collections::BTreeSet<i64> = spec.iter().map(|s| s.1 as i64).collect();
+        assert_eq!(seen, (2..=8).collect());
+        // kube-state-metrics sees exactly spec.replicas frontend pods at each scrape.
+        let mut pods: std::collections::BTreeMap<i64, f64> = Default::default();
+        for (t, _) in samples(&text, "kube_pod_owner", &["pod=\"frontend-"]) {
+            *pods.entry(t).or_default() += 1.0;
+        }
+        for (t, n) in &spec {
+            assert_eq!(pods.get(t), Some(n), "pods at {t}");
+        }
+        let c = truth
+            .container("shop", "Deployment", "frontend", "frontend")
+            .unwrap();
+        // Two pods all day, and one per replica slot above the minimum.
+        assert_eq!(c.pods, 2 + 6, "pods come and go");
+        for (family, want) in [
+            ("kube_horizontalpodautoscaler_info", 1.0),
+            ("kube_horizontalpodautoscaler_spec_target_metric", 70.0),
+            ("kube_horizontalpodautoscaler_spec_min_replicas", 2.0),
+            ("kube_horizontalpodautoscaler_spec_max_replicas", 8.0),
+        ] {
+            let s = samples(
+                &text,
+                family,
+                &[
+                    "horizontalpodautoscaler=\"frontend\"",
+                    "job=\"kube-state-metrics\"",
+                ],
+            );
+            assert_eq!(s.len(), 1440, "{family}");
+            assert!(s.iter().all(|x| x.1 == want), "{family}");
+        }
+        assert_eq!(
+            samples(
+                &text,
+                "kube_horizontalpodautoscaler_info",
+                &["scaletargetref_kind=\"Deployment\",scaletargetref_name=\"frontend\""]
+            )
+            .len(),
+            1440
+        );
+    }
+
+    #[test]
+    fn late_workload_exists_only_for_its_last_hours() {
+        let cfg = SynthConfig::new(7, 1_700_006_400, 1_700_006_400 + 2 * 86_400);
+        let (buf, truth) = render(&cfg);
+        let text = String::from_utf8(buf).unwrap();
+        let w = truth.workload("shop", "Deployment", "new-feature").unwrap();
+        assert_eq!(w.created, cfg.end - 20 * 3600);
+        let c = truth
+            .container("shop", "Deployment", "new-feature", "new-feature")
+            .unwrap();
+        assert_eq!(c.history_hours, 20);
+        let api = truth.container("shop", "Deployment", "api", "api").unwrap();
+        assert_eq!(api.history_hours, 48);
+        for name in ["kube_deployment_spec_replicas", "kube_replicaset_owner"] {
+            let s = samples(&text, name, &["new-feature"]);
+            assert_eq!(s.len(), 20 * 60, "{name}");
+            assert!(s.iter().all(|(t, _)| *t >= w.created), "{name}");
+        }
+        assert!(
+            samples(&text, "container_cpu_usage_seconds_total", &["new-feature"])
+                .iter()
+                .all(|(t, _)| *t >= w.created)
+        );
+    }
+
+    #[test]
+    fn truth_has_throttling_pdbs_and_replicas() {
+        let (buf, truth) = render(&one_day());
+        let text = String::from_utf8(buf).unwrap();
+        let cart = truth
+            .container("shop", "Deployment", "cart", "cart")
+            .unwrap();
+        let ratio = cart.cfs_throttled_ratio.unwrap();
+        assert!(ratio > 0.1 && ratio < 0.5, "cart throttled {ratio}");
+        let etl = truth
+            .container("data", "Deployment", "etl-worker", "etl-worker")
+            .unwrap();
+        assert_eq!(etl.cfs_throttled_ratio, None, "no CPU limit, no CFS series");
+        let idle = truth
+            .container("monitoring", "Deployment", "idle-exporter", "idle-exporter")
+            .unwrap();
+        assert!(idle.cpu_p95_cores < 0.002 && idle.memory_peak_bytes < 12.0 * 1048576.0);
+        let api = truth.workload("shop", "Deployment", "api").unwrap();
+        let pdb = api.pdb.as_ref().unwrap();
+        assert_eq!(
+            (
+                pdb.name.as_str(),
+                pdb.disruptions_allowed,
+                pdb.expected_pods
+            ),
+            ("api", 0, 3)
+        );
+        assert!(truth
+            .workload("shop", "Deployment", "web")
+            .unwrap()
+            .pdb
+            .is_none());
+        let frontend = truth.workload("shop", "Deployment", "frontend").unwrap();
+        assert_eq!(frontend.pdb.as_ref().unwrap().disruptions_allowed, 1);
+        let allowed = samples(
+            &text,
+            "kube_poddisruptionbudget_status_pod_disruptions_allowed",
+            &["poddisruptionbudget=\"api\""],
+        );
+        assert_eq!(allowed.len(), 1440);
+        assert!(allowed.iter().all(|s| s.1 == 0.0));
+        let expected = samples(
+            &text,
+            "kube_poddisruptionbudget_status_expected_pods",
+            &["poddisruptionbudget=\"frontend-pdb\""],
+        );
+        assert_eq!(expected.len(), 1440);
+        let sts = samples(
+            &text,
+            "kube_statefulset_replicas",
+            &["statefulset=\"postgres\""],
+        );
+        assert_eq!(sts.len(), 1440);
+        assert!(sts.iter().all(|s| s.1 == 2.0));
+        let kinds: Vec<&str> = truth.workloads.iter().map(|w| w.kind.as_str()).collect();
+        assert!(kinds
+            .iter()
+            .all(|k| *k == "Deployment" || *k == "StatefulSet"));
     }
 
     #[test]

@@ -84,6 +84,18 @@ pub(crate) fn cpu_demand_cores(
     (p.cpu_cores * factor * diurnal * noise * burst).max(p.cpu_cores * factor * 0.05)
 }
 
+/// The replica count an HPA settles on at `unix_secs`: a business-hours
+/// load curve (quiet at night, peaking mid-afternoon UTC like the CPU cycle)
+/// between `min` and `max`. Decided per 5-minute slot, so pods live for a
+/// while, and scale changes never fall on the last minute of an hour.
+pub(crate) fn hpa_replicas(min: usize, max: usize, unix_secs: i64) -> usize {
+    let slot = unix_secs - unix_secs.rem_euclid(300);
+    let hour = slot.rem_euclid(86_400) as f64 / 3600.0;
+    let day = (2.0 * PI * (hour - 8.0) / 24.0).sin().max(0.0);
+    let load = min as f64 + (max - min) as f64 * 1.08 * day * day;
+    (load.round() as usize).clamp(min, max)
+}
+
 /// What the container actually gets: the CFS quota caps usage at the limit.
 pub(crate) fn cpu_usage_cores(demand: f64, limit_cores: Option<f64>) -> f64 {
     match limit_cores {

@@ -1,15 +1,15 @@
 //! The metric families, one pass over time each, and the truth computed from
 //! the values as they are written.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{self, BufWriter, Write};
 
-use super::cluster::{Cluster, Instance, Pod, PodContainer};
+use super::cluster::{Cluster, ControllerObject, Instance, Kind, Pod, PodContainer};
 use super::promql::{RangeFn, WindowEval};
 use super::usage::{self, MemoryShape};
 use super::{
-    quantile_exact, GroundTruth, ProbeValue, SynthConfig, TruthContainer, CPU_RATE_RANGE_SECS,
-    MEMORY_RANGE_SECS, TRUTH_STEP_SECS,
+    quantile_exact, GroundTruth, ProbeValue, SynthConfig, TruthContainer, TruthHpa, TruthPdb,
+    TruthWorkload, CPU_RATE_RANGE_SECS, MEMORY_RANGE_SECS, TRUTH_STEP_SECS,
 };
 
 const KUBELET: &[(&str, &str)] = &[("job", "kubelet"), ("metrics_path", "/metrics/cadvisor")];
@@ -71,6 +71,7 @@ pub(crate) fn run<W: Write>(
                 step_secs: TRUTH_STEP_SECS,
                 containers: Vec::new(),
                 events: cluster.events.clone(),
+                workloads: Vec::new(),
             },
             Vec::new(),
         ),
@@ -236,6 +237,10 @@ struct TruthAcc {
     cpu_values: Vec<Vec<f64>>,
     memory_peak: Vec<f64>,
     memory_samples: Vec<u64>,
+    /// Unix hours holding a CPU or memory value, per workload container.
+    hours: Vec<BTreeSet<i64>>,
+    /// (CFS periods, throttled periods) written, per workload container.
+    cfs: Vec<[f64; 2]>,
     pc_seen: Vec<bool>,
     probe_times: HashSet<i64>,
     probes: BTreeMap<(i64, usize), (Option<f64>, Option<f64>)>,
@@ -256,6 +261,8 @@ impl TruthAcc {
             cpu_values: vec![Vec::new(); wcs],
             memory_peak: vec![f64::NEG_INFINITY; wcs],
             memory_samples: vec![0; wcs],
+            hours: vec![BTreeSet::new(); wcs],
+            cfs: vec![[0.0; 2]; wcs],
             pc_seen: vec![false; groups],
             probe_times: probe_times.iter().copied().collect(),
             probes: BTreeMap::new(),
@@ -317,6 +324,9 @@ impl TruthAcc {
                 pods: pods[wc],
                 restarts: restarts[wc],
                 oom_kills: ooms[wc],
+                history_hours: self.hours[wc].len() as u32,
+                cfs_throttled_ratio: (self.cfs[wc][0] > 0.0)
+                    .then(|| self.cfs[wc][1] / self.cfs[wc][0]),
                 cpu_request_millicores: res.cpu_request_millicores,
                 cpu_limit_millicores: res.cpu_limit_millicores,
                 memory_request_bytes: res.memory_request_bytes,
@@ -354,9 +364,46 @@ impl TruthAcc {
             step_secs: TRUTH_STEP_SECS,
             containers,
             events: cl.events.clone(),
+            workloads: truth_workloads(cl),
         };
         (truth, probes)
     }
+}
+
+/// Replicas, HPAs and PDBs from the plan (kube-state-metrics writes them as planned).
+fn truth_workloads(cl: &Cluster) -> Vec<TruthWorkload> {
+    let mut out: Vec<TruthWorkload> = cl
+        .controllers
+        .iter()
+        .map(|c| {
+            let replicas: Vec<usize> = (c.start..c.end)
+                .filter_map(|k| cl.replicas_at(c, k))
+                .collect();
+            let last = replicas.last().copied().unwrap_or(0);
+            TruthWorkload {
+                namespace: c.namespace.clone(),
+                kind: c.kind.as_str().to_string(),
+                name: c.name.clone(),
+                created: cl.tick_time(c.start),
+                replicas: last,
+                average_replicas: replicas.iter().sum::<usize>() as f64
+                    / replicas.len().max(1) as f64,
+                hpa: c.hpa.map(|h| TruthHpa {
+                    name: h.name.to_string(),
+                    min_replicas: h.min_replicas,
+                    max_replicas: h.max_replicas,
+                    cpu_target_utilization: h.cpu_target_utilization,
+                }),
+                pdb: c.pdb.map(|p| TruthPdb {
+                    name: p.name.to_string(),
+                    disruptions_allowed: p.disruptions_allowed,
+                    expected_pods: last as i64,
+                }),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.namespace, &a.kind, &a.name).cmp(&(&b.namespace, &b.kind, &b.name)));
+    out
 }
 
 /// Walks the eval timestamps as the passes advance through time.
@@ -579,13 +626,16 @@ impl<W: Write> Gen<'_, W> {
                     let TruthAcc {
                         cpu,
                         cpu_values,
+                        hours,
                         pc_seen,
                         probes,
                         ..
                     } = truth;
                     let idx = &self.idx;
+                    let hour = t - t.rem_euclid(3600);
                     cpu.eval(t, |pc, v| {
                         cpu_values[idx.pc_wc[pc]].push(v);
+                        hours[idx.pc_wc[pc]].insert(hour);
                         pc_seen[pc] = true;
                         if probe {
                             probes.entry((t, pc)).or_default().0 = Some(v);
@@ -671,13 +721,16 @@ impl<W: Write> Gen<'_, W> {
                         memory,
                         memory_peak,
                         memory_samples,
+                        hours,
                         pc_seen,
                         probes,
                         ..
                     } = truth;
                     let idx = &self.idx;
+                    let hour = t - t.rem_euclid(3600);
                     memory.eval(t, |pc, v| {
                         let wc = idx.pc_wc[pc];
+                        hours[wc].insert(hour);
                         memory_peak[wc] = memory_peak[wc].max(v);
                         memory_samples[wc] += 1;
                         pc_seen[pc] = true;
@@ -694,18 +747,22 @@ impl<W: Write> Gen<'_, W> {
     /// Container-only counters: CFS periods (only with a CPU limit) and OOM events.
     fn cadvisor_container_counters(&mut self) -> io::Result<()> {
         let iv = self.cl.interval_secs;
-        self.container_counter("container_cpu_cfs_periods", |c, inst, k, base| {
+        self.container_counter("container_cpu_cfs_periods", Some(0), |c, inst, k, base| {
             let limit = c.res.cpu_limit_cores()?;
             let demand = usage::cpu_demand_cores(&c.profile, inst.key, k, base, c.cpu_factor);
             Some(usage::cfs_periods(demand, limit, iv).0)
         })?;
-        self.container_counter("container_cpu_cfs_throttled_periods", |c, inst, k, base| {
-            let limit = c.res.cpu_limit_cores()?;
-            let demand = usage::cpu_demand_cores(&c.profile, inst.key, k, base, c.cpu_factor);
-            Some(usage::cfs_periods(demand, limit, iv).1)
-        })?;
+        self.container_counter(
+            "container_cpu_cfs_throttled_periods",
+            Some(1),
+            |c, inst, k, base| {
+                let limit = c.res.cpu_limit_cores()?;
+                let demand = usage::cpu_demand_cores(&c.profile, inst.key, k, base, c.cpu_factor);
+                Some(usage::cfs_periods(demand, limit, iv).1)
+            },
+        )?;
         // The kill is counted on the scrape just before the container goes.
-        self.container_counter("container_oom_events", |_, inst, k, _| {
+        self.container_counter("container_oom_events", None, |_, inst, k, _| {
             Some(if inst.oom_killed() && k == inst.end - 1 {
                 1.0
             } else {
@@ -716,9 +773,11 @@ impl<W: Write> Gen<'_, W> {
 
     /// One counter family over container instances; `inc` gives the increase
     /// during tick `k`, or `None` when the container has no such series.
+    /// Increases that reach the file are summed into CFS truth slot `cfs`.
     fn container_counter(
         &mut self,
         family: &str,
+        cfs: Option<usize>,
         inc: impl Fn(&PodContainer, &Instance, i64, i64) -> Option<f64>,
     ) -> io::Result<()> {
         let cl = self.cl;
@@ -744,6 +803,9 @@ impl<W: Write> Gen<'_, W> {
                     let pc = self.idx.pc_base[p] + j;
                     let ctr = &mut counters[self.idx.inst_base[pc] + i];
                     *ctr += d;
+                    if let (Some(slot), Some(truth), true) = (cfs, &mut self.truth, ts < cl.end) {
+                        truth.cfs[self.idx.pc_wc[pc]][slot] += d;
+                    }
                     if scraped {
                         self.om
                             .sample(&prefixes[self.idx.series_of(pod, pc, i)], *ctr, ts)?;
@@ -904,28 +966,160 @@ impl<W: Write> Gen<'_, W> {
             })
             .collect();
         self.ksm_object_family("kube_job_owner", &jobs)?;
-        self.om.family("kube_deployment_spec_replicas", "gauge")?;
-        let deployments: Vec<(String, f64)> = cl
-            .deployments
+        self.controller_families()
+    }
+
+    /// Replicas of Deployments and StatefulSets, their HPAs and PDBs: one
+    /// series per object, scraped while the object exists.
+    fn controller_families(&mut self) -> io::Result<()> {
+        let cl = self.cl;
+        let replicas = |c: &ControllerObject, k: i64| cl.replicas_at(c, k).map(|n| n as f64);
+        let exists = |c: &ControllerObject, k: i64| cl.replicas_at(c, k).map(|_| 1.0);
+        let of_kind = |kind: Kind, label: &'static str, family: &'static str| {
+            move |c: &ControllerObject| {
+                (c.kind == kind).then(|| {
+                    ksm_series(
+                        family,
+                        &[
+                            (label, c.name.as_str()),
+                            ("namespace", c.namespace.as_str()),
+                        ],
+                    )
+                })
+            }
+        };
+        self.controller_family(
+            "kube_deployment_spec_replicas",
+            of_kind(
+                Kind::Deployment,
+                "deployment",
+                "kube_deployment_spec_replicas",
+            ),
+            replicas,
+        )?;
+        self.controller_family(
+            "kube_statefulset_replicas",
+            of_kind(
+                Kind::StatefulSet,
+                "statefulset",
+                "kube_statefulset_replicas",
+            ),
+            replicas,
+        )?;
+        self.controller_family(
+            "kube_horizontalpodautoscaler_info",
+            |c| {
+                let h = c.hpa?;
+                let kind = c.kind.as_str();
+                Some(ksm_series(
+                    "kube_horizontalpodautoscaler_info",
+                    &[
+                        ("horizontalpodautoscaler", h.name),
+                        ("namespace", c.namespace.as_str()),
+                        ("scaletargetref_api_version", "apps/v1"),
+                        ("scaletargetref_kind", kind),
+                        ("scaletargetref_name", c.name.as_str()),
+                    ],
+                ))
+            },
+            exists,
+        )?;
+        self.controller_family(
+            "kube_horizontalpodautoscaler_spec_target_metric",
+            |c| {
+                let h = c.hpa?;
+                Some(ksm_series(
+                    "kube_horizontalpodautoscaler_spec_target_metric",
+                    &[
+                        ("horizontalpodautoscaler", h.name),
+                        ("metric_name", "cpu"),
+                        ("metric_target_type", "utilization"),
+                        ("namespace", c.namespace.as_str()),
+                    ],
+                ))
+            },
+            |c, k| {
+                exists(c, k)?;
+                Some(c.hpa?.cpu_target_utilization)
+            },
+        )?;
+        for (family, max) in [
+            ("kube_horizontalpodautoscaler_spec_min_replicas", false),
+            ("kube_horizontalpodautoscaler_spec_max_replicas", true),
+        ] {
+            self.controller_family(
+                family,
+                |c| {
+                    let h = c.hpa?;
+                    Some(ksm_series(
+                        family,
+                        &[
+                            ("horizontalpodautoscaler", h.name),
+                            ("namespace", c.namespace.as_str()),
+                        ],
+                    ))
+                },
+                |c, k| {
+                    let h = c.hpa?;
+                    exists(c, k)?;
+                    Some(if max { h.max_replicas } else { h.min_replicas } as f64)
+                },
+            )?;
+        }
+        let pdb_series = |family: &'static str| {
+            move |c: &ControllerObject| {
+                let p = c.pdb?;
+                Some(ksm_series(
+                    family,
+                    &[
+                        ("namespace", c.namespace.as_str()),
+                        ("poddisruptionbudget", p.name),
+                    ],
+                ))
+            }
+        };
+        self.controller_family(
+            "kube_poddisruptionbudget_status_pod_disruptions_allowed",
+            pdb_series("kube_poddisruptionbudget_status_pod_disruptions_allowed"),
+            |c, k| {
+                exists(c, k)?;
+                Some(c.pdb?.disruptions_allowed as f64)
+            },
+        )?;
+        self.controller_family(
+            "kube_poddisruptionbudget_status_expected_pods",
+            pdb_series("kube_poddisruptionbudget_status_expected_pods"),
+            |c, k| {
+                c.pdb?;
+                replicas(c, k)
+            },
+        )
+    }
+
+    /// One gauge family with a series per controller object for which
+    /// `series_of` gives one; `value` is `None` at ticks without a sample.
+    fn controller_family(
+        &mut self,
+        family: &str,
+        series_of: impl Fn(&ControllerObject) -> Option<String>,
+        value: impl Fn(&ControllerObject, i64) -> Option<f64>,
+    ) -> io::Result<()> {
+        let cl = self.cl;
+        let series: Vec<(&ControllerObject, String)> = cl
+            .controllers
             .iter()
-            .map(|d| {
-                let labels = [
-                    ("deployment", d.name.as_str()),
-                    ("namespace", d.namespace.as_str()),
-                ];
-                (
-                    ksm_series("kube_deployment_spec_replicas", &labels),
-                    d.replicas as f64,
-                )
-            })
+            .filter_map(|c| series_of(c).map(|s| (c, s)))
             .collect();
+        self.om.family(family, "gauge")?;
         for k in 0..cl.ticks {
             let ts = cl.tick_time(k) + cl.ksm_offset_secs;
             if ts >= cl.end {
                 continue;
             }
-            for (prefix, v) in &deployments {
-                self.om.sample(prefix, *v, ts)?;
+            for (c, prefix) in &series {
+                if let Some(v) = value(c, k) {
+                    self.om.sample(prefix, v, ts)?;
+                }
             }
         }
         Ok(())

@@ -92,6 +92,7 @@ fn rec(i: usize) -> Recommendation {
         }),
         impact: Some(Impact {
             replicas: 3.0,
+            replicas_after: 3.0,
             cpu_cores_delta: -(cpu as f64) * 3.0 / 1000.0,
             memory_gib_delta: -(mem as f64) * 3.0 / (1u64 << 30) as f64,
             monthly_cost_delta: -(cpu as f64) * 0.069 - (mem >> 20) as f64 * 0.009,

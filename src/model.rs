@@ -389,8 +389,11 @@ pub struct Backtest {
 /// What applying the recommendation changes for scheduling and cost.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Impact {
-    /// Average replicas the change is multiplied by.
+    /// Replicas now (the average for an HPA-scaled workload).
     pub replicas: f64,
+    /// Replicas after the change: what an HPA on CPU utilization is expected to run, else the same.
+    #[serde(default)]
+    pub replicas_after: f64,
     /// Change in requested CPU cores across replicas (negative frees cores).
     pub cpu_cores_delta: f64,
     /// Change in requested memory GiB across replicas.

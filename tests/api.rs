@@ -67,6 +67,7 @@ fn rec(namespace: &str, kind: &str, workload: &str, container: &str) -> Recommen
         backtest: None,
         impact: Some(Impact {
             replicas: 1.0,
+            replicas_after: 1.0,
             cpu_cores_delta: -0.38,
             memory_gib_delta: 0.04,
             monthly_cost_delta: -8.65,

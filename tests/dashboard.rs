@@ -142,6 +142,7 @@ fn proposal(
         }),
         impact: Some(Impact {
             replicas,
+            replicas_after: replicas,
             cpu_cores_delta,
             memory_gib_delta,
             monthly_cost_delta: (cpu_cores_delta * 0.0316 + memory_gib_delta * 0.0042) * 730.0,

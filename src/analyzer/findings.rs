@@ -72,7 +72,15 @@ pub fn about_workload(info: Option<&WorkloadInfo>, average_replicas: f64) -> Vec
         .map(|r| r as f64)
         .unwrap_or(average_replicas);
     let pdb = info.and_then(|i| i.pdb.as_ref());
-    let multi = replicas >= 1.5
+    // DaemonSets and batch pods are not governed by PodDisruptionBudgets the same way: node
+    // drains skip DaemonSet pods and Jobs run to completion.
+    let kind_has_pdb = info.is_some_and(|i| {
+        matches!(
+            i.key.kind.as_str(),
+            "Deployment" | "StatefulSet" | "Rollout" | "ReplicaSet"
+        )
+    });
+    let multi = kind_has_pdb && replicas >= 1.5
         || info
             .and_then(|i| i.hpa.as_ref())
             .is_some_and(|h| h.max_replicas.unwrap_or(1) > 1);
@@ -154,6 +162,17 @@ mod tests {
         };
         assert_eq!(codes(&about_workload(Some(&info), 3.0)), ["no-pdb"]);
         assert!(about_workload(None, 1.0).is_empty());
+        let daemonset = WorkloadInfo {
+            key: WorkloadKey {
+                kind: "DaemonSet".into(),
+                ..info.key.clone()
+            },
+            ..info.clone()
+        };
+        assert!(
+            about_workload(Some(&daemonset), 3.0).is_empty(),
+            "node drains skip DaemonSet pods"
+        );
         info.pdb = Some(PdbInfo {
             name: "api".into(),
             disruptions_allowed: Some(0),

@@ -504,29 +504,6 @@ pub fn recommend(
         recommended: backtest::replay(&recommended, &w.cpu, &memory_hours),
         memory_censored,
     };
-    let replicas = input
-        .workload
-        .and_then(|i| i.spec_replicas)
-        .map(|r| r as f64)
-        .filter(|r| *r > 0.0)
-        .unwrap_or(average_replicas);
-    let cores = |m: Option<i64>| m.unwrap_or(0) as f64 / 1000.0;
-    let gib = |b: Option<i64>| b.unwrap_or(0) as f64 / (1024.0 * 1024.0 * 1024.0);
-    let cpu_cores_delta = (cores(recommended.cpu_request_millicores)
-        - cores(input.current.cpu_request_millicores))
-        * replicas;
-    let memory_gib_delta = (gib(recommended.memory_request_bytes)
-        - gib(input.current.memory_request_bytes))
-        * replicas;
-    let impact = Impact {
-        replicas: (replicas * 100.0).round() / 100.0,
-        cpu_cores_delta,
-        memory_gib_delta,
-        monthly_cost_delta: (cpu_cores_delta * ctx.pricing.cpu_core_hour
-            + memory_gib_delta * ctx.pricing.memory_gib_hour)
-            * HOURS_PER_MONTH,
-        currency: ctx.pricing.currency.clone(),
-    };
     let hpa = input.workload.and_then(|i| i.hpa.as_ref()).and_then(|h| {
         let target = h.cpu_target_utilization?;
         let old = input.current.cpu_request_millicores? as f64;
@@ -546,6 +523,34 @@ pub fn recommend(
             target_utilization_for_same_scale: (target * old / new).round(),
         })
     });
+    // An HPA on CPU utilization answers a new CPU request with a new replica count: the
+    // impact compares today's average replicas with the expected ones, not a fixed count.
+    let replicas = match &hpa {
+        Some(effect) => effect.current_replicas,
+        None => input
+            .workload
+            .and_then(|i| i.spec_replicas)
+            .map(|r| r as f64)
+            .filter(|r| *r > 0.0)
+            .unwrap_or(average_replicas),
+    };
+    let replicas_after = hpa.as_ref().map_or(replicas, |e| e.expected_replicas);
+    let cores = |m: Option<i64>| m.unwrap_or(0) as f64 / 1000.0;
+    let gib = |b: Option<i64>| b.unwrap_or(0) as f64 / (1024.0 * 1024.0 * 1024.0);
+    let cpu_cores_delta = cores(recommended.cpu_request_millicores) * replicas_after
+        - cores(input.current.cpu_request_millicores) * replicas;
+    let memory_gib_delta = gib(recommended.memory_request_bytes) * replicas_after
+        - gib(input.current.memory_request_bytes) * replicas;
+    let impact = Impact {
+        replicas: (replicas * 100.0).round() / 100.0,
+        replicas_after: (replicas_after * 100.0).round() / 100.0,
+        cpu_cores_delta,
+        memory_gib_delta,
+        monthly_cost_delta: (cpu_cores_delta * ctx.pricing.cpu_core_hour
+            + memory_gib_delta * ctx.pricing.memory_gib_hour)
+            * HOURS_PER_MONTH,
+        currency: ctx.pricing.currency.clone(),
+    };
     if let Some(effect) = &hpa {
         if (effect.expected_replicas - effect.current_replicas).abs() >= 0.5 {
             reasons.push(format!(

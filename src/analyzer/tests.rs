@@ -333,7 +333,15 @@ fn hpa_replica_change_is_spelled_out() {
     );
     assert!(r.reason.contains("HPA api: ~4 → ~"), "{}", r.reason);
     assert_eq!(codes(&r), ["no-pdb", "hpa-cpu-only"]);
-    assert_eq!(r.impact.as_ref().unwrap().replicas, 4.0);
+    let impact = r.impact.as_ref().unwrap();
+    assert_eq!(impact.replicas, 4.0);
+    assert_eq!(impact.replicas_after, effect.expected_replicas);
+    // Requested CPU across replicas stays about the same: the HPA adds pods as the request shrinks.
+    let expected_delta = new / 1000.0 * effect.expected_replicas - 0.5 * 4.0;
+    assert!(
+        (impact.cpu_cores_delta - expected_delta).abs() < 1e-9,
+        "{impact:?}"
+    );
 }
 
 #[test]

@@ -4,7 +4,6 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -12,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::snapshot::Snapshot;
-use crate::model::{Confidence, Recommendation, Severity, Status, WorkloadInfo};
+use crate::model::{Confidence, ContainerKey, Recommendation, Severity, Status, WorkloadInfo};
 
 /// Default page size.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -230,7 +229,7 @@ struct Cursor {
     /// Sort value of the last item.
     v: f64,
     /// Key of the last item.
-    k: String,
+    k: ContainerKey,
 }
 
 impl Cursor {
@@ -388,14 +387,6 @@ impl ListQuery {
                 selector_matches(sel, workloads.get(&k.workload_key()).map(|w| &w.labels))
             })
     }
-
-    fn sort_value(&self, r: &Recommendation) -> f64 {
-        match self.sort {
-            SortBy::Savings => savings(r),
-            SortBy::Severity => r.severity as u8 as f64,
-            SortBy::Name => 0.0,
-        }
-    }
 }
 
 /// Money per month the recommendation saves (negative when it costs).
@@ -406,73 +397,90 @@ pub fn savings(r: &Recommendation) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The stable identity used to order ties and in cursors.
-pub fn key_string(r: &Recommendation) -> String {
-    r.key.to_string()
+/// The order of a list: by the sort value (descending when asked), ties by key ascending,
+/// so pages are stable whatever the order.
+pub fn compare(
+    sort: SortBy,
+    descending: bool,
+    a: (f64, &ContainerKey),
+    b: (f64, &ContainerKey),
+) -> Ordering {
+    if sort == SortBy::Name {
+        let by_key = a.1.cmp(b.1);
+        return if descending { by_key.reverse() } else { by_key };
+    }
+    let by_value = a.0.total_cmp(&b.0);
+    let by_value = if descending {
+        by_value.reverse()
+    } else {
+        by_value
+    };
+    by_value.then_with(|| a.1.cmp(b.1))
 }
 
-/// A page of results.
+/// The sort value of a recommendation.
+pub fn sort_value(sort: SortBy, r: &Recommendation) -> f64 {
+    match sort {
+        SortBy::Savings => savings(r),
+        SortBy::Severity => r.severity as u8 as f64,
+        SortBy::Name => 0.0,
+    }
+}
+
+/// A page of results: indexes into the snapshot's recommendations.
 pub struct Page {
     /// The items of this page.
-    pub items: Vec<Arc<Recommendation>>,
+    pub items: Vec<usize>,
     /// Matches in total.
     pub total: usize,
     /// Cursor of the next page, if any.
     pub next_cursor: Option<String>,
 }
 
-/// Filters, sorts and pages the snapshot (CSV: every match).
+/// Filters and pages the snapshot along its presorted order (CSV: every match). One pass,
+/// no sorting and no allocation per item: a page of the whole fleet costs microseconds.
 pub fn page(snapshot: &Snapshot, q: &ListQuery) -> Page {
-    let mut rows: Vec<(f64, String, &Arc<Recommendation>)> = snapshot
-        .recommendations
-        .iter()
-        .filter(|r| q.matches(r, &snapshot.workloads))
-        .map(|r| (q.sort_value(r), key_string(r), r))
-        .collect();
-    let order = |a: &(f64, String, &Arc<Recommendation>), b_v: f64, b_k: &str| -> Ordering {
-        let by_value = a.0.total_cmp(&b_v);
-        let by_value = if q.descending {
-            by_value.reverse()
-        } else {
-            by_value
-        };
-        // Names always tie-break ascending, so pages are stable whatever the order.
-        let by_key = a.1.as_str().cmp(b_k);
-        if q.sort == SortBy::Name && q.descending {
-            by_key.reverse()
-        } else {
-            by_value.then(by_key)
+    let recs = &snapshot.recommendations;
+    let mut items = Vec::with_capacity(q.limit.min(recs.len()));
+    let mut total = 0;
+    let mut more = false;
+    let mut past_cursor = q.cursor.is_none();
+    for &i in snapshot.order(q.sort, q.descending) {
+        let r = &recs[i];
+        if !q.matches(r, &snapshot.workloads) {
+            continue;
         }
-    };
-    rows.sort_by(|a, b| order(a, b.0, &b.1));
-    let total = rows.len();
-    if q.format == Format::Csv {
-        return Page {
-            items: rows.into_iter().map(|(_, _, r)| r.clone()).collect(),
-            total,
-            next_cursor: None,
-        };
+        total += 1;
+        if !past_cursor {
+            let c = q.cursor.as_ref().expect("set when not past it");
+            past_cursor = compare(
+                q.sort,
+                q.descending,
+                (sort_value(q.sort, r), &r.key),
+                (c.v, &c.k),
+            ) == Ordering::Greater;
+            if !past_cursor {
+                continue;
+            }
+        }
+        if q.format == Format::Csv || items.len() < q.limit {
+            items.push(i);
+        } else {
+            more = true;
+        }
     }
-    let start = match &q.cursor {
-        Some(c) => rows.partition_point(|row| order(row, c.v, &c.k) != Ordering::Greater),
-        None => 0,
-    };
-    let end = (start + q.limit).min(total);
-    let next_cursor = (end < total && end > start).then(|| {
-        let (v, k, _) = &rows[end - 1];
+    let next_cursor = (more && !items.is_empty()).then(|| {
+        let last = &recs[*items.last().expect("not empty")];
         Cursor {
             s: q.sort,
             d: q.descending,
-            v: *v,
-            k: k.clone(),
+            v: sort_value(q.sort, last),
+            k: last.key.clone(),
         }
         .encode()
     });
     Page {
-        items: rows[start..end]
-            .iter()
-            .map(|(_, _, r)| (*r).clone())
-            .collect(),
+        items,
         total,
         next_cursor,
     }

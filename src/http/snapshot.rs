@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, RwLock};
 
+use super::query::{compare, sort_value, SortBy};
 use crate::model::{Recommendation, WorkloadInfo, WorkloadKey};
 use crate::store::{RecommendationFilter, Store, StoreError};
 
@@ -19,11 +20,62 @@ pub struct Snapshot {
     pub version: (i64, i64),
     /// All recommendations, ordered by cluster, namespace, kind, workload, container.
     pub recommendations: Vec<Arc<Recommendation>>,
+    /// Each recommendation as JSON, serialized once per load rather than once per request.
+    pub json: Vec<Box<serde_json::value::RawValue>>,
     /// Workload facts (labels, HPA, PDB) by workload.
     pub workloads: BTreeMap<WorkloadKey, WorkloadInfo>,
+    /// Indexes into `recommendations` in each list order: [sort][descending].
+    orders: [[Vec<usize>; 2]; 3],
 }
 
 impl Snapshot {
+    /// A snapshot of `recommendations` (any order) and `workloads`.
+    pub fn new(
+        version: (i64, i64),
+        mut recommendations: Vec<Recommendation>,
+        workloads: Vec<WorkloadInfo>,
+    ) -> Self {
+        recommendations.sort_by(|a, b| a.key.cmp(&b.key));
+        let json = recommendations
+            .iter()
+            .map(|r| serde_json::value::to_raw_value(r).expect("recommendations serialize"))
+            .collect();
+        let recommendations: Vec<Arc<Recommendation>> =
+            recommendations.into_iter().map(Arc::new).collect();
+        let orders = [SortBy::Savings, SortBy::Severity, SortBy::Name].map(|sort| {
+            [false, true].map(|descending| {
+                let mut order: Vec<usize> = (0..recommendations.len()).collect();
+                order.sort_by(|&a, &b| {
+                    let (ra, rb) = (&recommendations[a], &recommendations[b]);
+                    compare(
+                        sort,
+                        descending,
+                        (sort_value(sort, ra), &ra.key),
+                        (sort_value(sort, rb), &rb.key),
+                    )
+                });
+                order
+            })
+        });
+        Snapshot {
+            version,
+            recommendations,
+            json,
+            workloads: workloads.into_iter().map(|w| (w.key.clone(), w)).collect(),
+            orders,
+        }
+    }
+
+    /// Indexes of every recommendation in the order of `sort`.
+    pub fn order(&self, sort: SortBy, descending: bool) -> &[usize] {
+        let s = match sort {
+            SortBy::Savings => 0,
+            SortBy::Severity => 1,
+            SortBy::Name => 2,
+        };
+        &self.orders[s][usize::from(descending)]
+    }
+
     /// The containers of one workload, in container order.
     pub fn workload(&self, key: &WorkloadKey) -> Vec<Arc<Recommendation>> {
         self.recommendations
@@ -77,22 +129,10 @@ impl SnapshotCache {
             let recommendations = self
                 .store
                 .recommendations(&RecommendationFilter::default())
-                .await?
-                .into_iter()
-                .map(Arc::new)
-                .collect();
-            let workloads = self
-                .store
-                .workloads(None)
-                .await?
-                .into_iter()
-                .map(|w| (w.key.clone(), w))
-                .collect();
-            *self.current.write().await = Arc::new(Snapshot {
-                version,
-                recommendations,
-                workloads,
-            });
+                .await?;
+            let workloads = self.store.workloads(None).await?;
+            *self.current.write().await =
+                Arc::new(Snapshot::new(version, recommendations, workloads));
         }
         *checked = Some(Instant::now());
         Ok(self.current.read().await.clone())

@@ -172,6 +172,9 @@ pub enum Command {
         /// Copies of the demo workload set (for benchmarks).
         #[arg(long, default_value_t = 1)]
         scale: usize,
+        /// Index of the first copy (for writing a large fleet one copy per file).
+        #[arg(long, default_value_t = 0)]
+        first_copy: usize,
         /// End of the history: RFC 3339 or unix seconds (default: the start of the current hour).
         #[arg(long)]
         end: Option<String>,

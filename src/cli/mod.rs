@@ -181,6 +181,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             seed,
             days,
             scale,
+            first_copy,
             end,
             out,
         } => {
@@ -195,6 +196,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 end,
                 scrape_interval_secs: 60,
                 scale,
+                first_copy,
             };
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let metrics = out.join("metrics.om");

@@ -669,7 +669,13 @@ impl Cluster {
             && usage::unit(self.missed_scrape_key, k, node as u64 * 7 + 100) < MISSED_SCRAPE_PROB
     }
 
-    pub(crate) fn build(seed: u64, start: i64, end: i64, interval_secs: i64, scale: usize) -> Self {
+    pub(crate) fn build(
+        seed: u64,
+        start: i64,
+        end: i64,
+        interval_secs: i64,
+        copies: std::ops::Range<usize>,
+    ) -> Self {
         use rand::SeedableRng;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let ticks = (end - start + interval_secs - 1) / interval_secs;
@@ -688,7 +694,7 @@ impl Cluster {
             workload_containers: Vec::new(),
             events: Vec::new(),
         };
-        for copy in 0..scale.max(1) {
+        for copy in copies {
             cl.build_copy(&mut rng, copy);
         }
         cl.events

@@ -32,6 +32,9 @@ pub struct SynthConfig {
     /// 1 is the demo cluster; N adds copies of the workload set in
     /// namespaces suffixed `-2`, `-3`, ..., each on its own 3 nodes.
     pub scale: usize,
+    /// Index of the first copy (namespaces suffixed `-{first_copy + 1}` onwards): a large fleet
+    /// can be written one copy per file, so promtool never holds the whole fleet in memory.
+    pub first_copy: usize,
 }
 
 impl SynthConfig {
@@ -43,6 +46,7 @@ impl SynthConfig {
             end,
             scrape_interval_secs: 60,
             scale: 1,
+            first_copy: 0,
         }
     }
 }
@@ -284,7 +288,7 @@ pub fn plan_events(cfg: &SynthConfig) -> Vec<TruthEvent> {
         cfg.start,
         cfg.end,
         cfg.scrape_interval_secs.max(1),
-        cfg.scale,
+        cfg.first_copy..cfg.first_copy + cfg.scale.max(1),
     )
     .events
 }

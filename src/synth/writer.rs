@@ -40,7 +40,7 @@ pub(crate) fn run<W: Write>(
         cfg.start,
         cfg.end,
         cfg.scrape_interval_secs,
-        cfg.scale,
+        cfg.first_copy..cfg.first_copy + cfg.scale.max(1),
     );
     let idx = Index::new(&cluster);
     let truth = want_truth.then(|| TruthAcc::new(&cluster, &idx, probe_times));

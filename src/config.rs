@@ -75,6 +75,10 @@ pub struct GlobalArgs {
         global = true
     )]
     pub prometheus_insecure_skip_verify: bool,
+    /// Read workloads, HPAs, PDBs and rightsizer.io annotations from the Kubernetes API too
+    /// (in-cluster config or kubeconfig; a `[kubernetes]` config table also turns it on).
+    #[arg(long, env = "RIGHTSIZER_KUBERNETES", global = true)]
+    pub kubernetes: bool,
     /// Cluster name stored with every workload (default "default").
     #[arg(long, env = "RIGHTSIZER_CLUSTER", global = true)]
     pub cluster: Option<String>,
@@ -307,6 +311,8 @@ pub struct FileConfig {
     pub pricing: Pricing,
     /// GitOps hand-over settings.
     pub gitops: GitopsConfig,
+    /// The Kubernetes API source: kubeconfig, context, namespaces, label selector.
+    pub kubernetes: Option<crate::cluster::ClusterSourceConfig>,
 }
 
 /// Errors in configuration, each naming the setting at fault.
@@ -350,6 +356,8 @@ pub struct Settings {
     pub pricing: Pricing,
     /// GitOps hand-over settings.
     pub gitops: GitopsConfig,
+    /// The Kubernetes API source, when enabled.
+    pub kubernetes: Option<crate::cluster::ClusterSourceConfig>,
     /// API address from the file (the `serve` flag wins).
     pub listen: Option<String>,
 }
@@ -453,6 +461,15 @@ impl Settings {
             policy,
             pricing: file.pricing.clone(),
             gitops: file.gitops.clone(),
+            kubernetes: match (&file.kubernetes, global.kubernetes) {
+                (Some(k), _) => {
+                    k.validate()
+                        .map_err(|e| ConfigError::Invalid(format!("kubernetes: {e}")))?;
+                    Some(k.clone())
+                }
+                (None, true) => Some(crate::cluster::ClusterSourceConfig::default()),
+                (None, false) => None,
+            },
             listen: file.listen.clone(),
         })
     }

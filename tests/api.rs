@@ -485,6 +485,7 @@ async fn actions_need_tokens_and_run_one_at_a_time() {
             pricing: Default::default(),
             step_secs: 60,
         },
+        kubernetes: None,
     }));
     state.auth = Arc::new(rightsizer::http::auth::AuthConfig::new(
         ["s3cret".to_string(), "other".to_string()],

@@ -97,17 +97,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Analyze => {
             let store = open_store(&settings).await?;
-            let r = jobs::analyze_cluster(
+            let kubernetes = jobs::kubernetes_snapshot(settings.kubernetes.as_ref()).await;
+            let r = jobs::analyze_cluster_with(
                 store.as_ref(),
                 &settings.cluster,
                 &analysis_settings(&settings),
                 now(),
+                kubernetes.as_ref(),
             )
             .await?;
             println!(
                 "analyzed {} workload containers of cluster {}: {} to change, {} already right-sized, {} with insufficient data",
                 r.containers, settings.cluster, r.ok, r.no_change, r.insufficient_data
             );
+            if kubernetes.is_some() && (r.only_in_kubernetes > 0 || r.only_in_prometheus > 0) {
+                println!(
+                    "the Kubernetes API lists {} workload containers without usage in Prometheus; Prometheus has {} the API doesn't list",
+                    r.only_in_kubernetes, r.only_in_prometheus
+                );
+            }
         }
         Command::Recommend {
             output: format,
@@ -317,6 +325,7 @@ async fn serve(settings: &Settings, opts: ServeOptions) -> anyhow::Result<()> {
         cluster: settings.cluster.clone(),
         collector: settings.collector.clone(),
         analysis: analysis_settings(settings),
+        kubernetes: settings.kubernetes.clone(),
     });
     if !opts.auth.has_tokens() {
         tracing::info!("no API tokens configured: POST /api/v1/collect and /analyze are disabled");

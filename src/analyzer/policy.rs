@@ -671,7 +671,7 @@ mod tests {
             .contains("memory_basis must be"));
         assert!(set("min_memory = \"12 apples\"")
             .unwrap_err()
-            .contains("invalid memory quantity"));
+            .contains("min_memory: invalid quantity"));
         assert!(set("margn = 1")
             .unwrap_err()
             .contains("unknown field `margn`"));

@@ -160,6 +160,15 @@ pub enum Command {
         #[arg(long)]
         namespace: Option<String>,
     },
+    /// Build a fleet report from the stored recommendations, store it and print or write it.
+    Report {
+        /// md, html (one self-contained file with inline SVG charts), csv or json.
+        #[arg(long, value_enum, default_value_t = crate::report::Format::Markdown)]
+        format: crate::report::Format,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Hand the recommendations over as a GitOps change: edit manifests in a checkout, or
@@ -245,6 +254,30 @@ pub struct GitopsConfig {
     pub helm_values: Vec<crate::gitops::HelmValuesMapping>,
 }
 
+/// The `[reports]` table of the config file: when `serve` builds reports and how many it keeps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportsConfig {
+    /// An interval (`24h`, fired on multiples from the epoch, UTC) or a cron expression
+    /// (`cron: 0 6 * * 1`); empty turns scheduled reports off.
+    pub schedule: String,
+    /// Reports kept at least, newest first.
+    pub keep: usize,
+    /// Older reports beyond `keep` are deleted.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        ReportsConfig {
+            schedule: "24h".into(),
+            keep: 30,
+            max_age: Duration::from_secs(90 * 86_400),
+        }
+    }
+}
+
 /// The `[collector]` table of the config file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -313,6 +346,8 @@ pub struct FileConfig {
     pub gitops: GitopsConfig,
     /// The Kubernetes API source: kubeconfig, context, namespaces, label selector.
     pub kubernetes: Option<crate::cluster::ClusterSourceConfig>,
+    /// Scheduled reports.
+    pub reports: ReportsConfig,
 }
 
 /// Errors in configuration, each naming the setting at fault.
@@ -358,6 +393,10 @@ pub struct Settings {
     pub gitops: GitopsConfig,
     /// The Kubernetes API source, when enabled.
     pub kubernetes: Option<crate::cluster::ClusterSourceConfig>,
+    /// When reports are built, `None` when off.
+    pub report_schedule: Option<crate::report::Schedule>,
+    /// Scheduled reports settings.
+    pub reports: ReportsConfig,
     /// API address from the file (the `serve` flag wins).
     pub listen: Option<String>,
 }
@@ -461,6 +500,14 @@ impl Settings {
             policy,
             pricing: file.pricing.clone(),
             gitops: file.gitops.clone(),
+            report_schedule: match file.reports.schedule.trim() {
+                "" | "off" => None,
+                text => Some(
+                    crate::report::Schedule::parse(text)
+                        .map_err(|e| ConfigError::Invalid(format!("reports.schedule: {e}")))?,
+                ),
+            },
+            reports: file.reports.clone(),
             kubernetes: match (&file.kubernetes, global.kubernetes) {
                 (Some(k), _) => {
                     k.validate()
@@ -569,6 +616,21 @@ mod tests {
                 .starts_with("cannot read config file /nonexistent/rs.toml"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn report_schedules_are_checked() {
+        let path = write("reports", "[reports]\nschedule = \"cron: 61 * * * *\"\n");
+        let err =
+            Settings::resolve(&args(&["--config", path.to_str().unwrap()]).global).unwrap_err();
+        assert!(err.to_string().starts_with("reports.schedule: "), "{err}");
+        let path = write(
+            "reports-ok",
+            "[reports]\nschedule = \"cron: 0 6 * * 1\"\nkeep = 4\n",
+        );
+        let s = Settings::resolve(&args(&["--config", path.to_str().unwrap()]).global).unwrap();
+        assert!(s.report_schedule.is_some());
+        assert_eq!(s.reports.keep, 4);
     }
 
     #[test]

@@ -14,7 +14,10 @@ use rightsizer::model::{
     Resource, Resources, Severity, SignalHour, Status, UsageHour, WorkloadInfo,
 };
 use rightsizer::sketch::Sketch;
-use rightsizer::store::{self, RecommendationFilter, Store, StoreError};
+use rightsizer::store::{
+    self, RecommendationFilter, ReportListing, Store, StoreError, StoredReport, StoredReportInput,
+};
+use serde_json::json;
 use sqlx::Connection;
 
 const HOUR: i64 = 3600;
@@ -198,8 +201,9 @@ contract!(
     a_failing_chunk_writes_nothing,
     big_chunks_are_written_in_batches,
     recommendations_are_replaced_per_cluster_and_filtered,
+    reports_are_saved_listed_and_pruned,
 );
-contract!(run_with_backdoor: corrupt_rows_are_reported);
+contract!(run_with_backdoor: corrupt_rows_are_reported, corrupt_reports_are_reported);
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -990,6 +994,123 @@ async fn corrupt_rows_are_reported(store: Arc<dyn Store>, backdoor: Backdoor) {
     };
     assert!(store.recommendations(&api_workload).await.is_err());
     assert_eq!(store.containers(None).await.unwrap().len(), 2);
+}
+
+/// A report as the store sees it: JSON it keeps and does not interpret.
+fn report_input(generated_at: i64, savings: f64) -> StoredReportInput {
+    let summary = json!({ "currency": "EUR", "monthly_savings": savings, "containers": 3 });
+    StoredReportInput {
+        generated_at,
+        body: json!({
+            "version": 1,
+            "generated_at": generated_at,
+            "summary": summary.clone(),
+            "note": "naïve ✓ 'single' \"double\" \\ back",
+            "ratios": [0.1, 1e-7, -2.5, 123456789.125],
+            "lines": (0..2000).map(|i| json!({ "workload": format!("w{i}"), "savings": i })).collect::<Vec<_>>(),
+        }),
+        summary,
+    }
+}
+
+fn stored(id: i64, input: &StoredReportInput) -> StoredReport {
+    StoredReport {
+        id,
+        generated_at: input.generated_at,
+        summary: input.summary.clone(),
+        body: input.body.clone(),
+    }
+}
+
+fn listing_ids(listings: &[ReportListing]) -> Vec<i64> {
+    listings.iter().map(|l| l.id).collect()
+}
+
+async fn reports_are_saved_listed_and_pruned(store: Arc<dyn Store>) {
+    const DAY: i64 = 86_400;
+    assert_eq!(store.latest_report().await.unwrap(), None);
+    assert!(store.list_reports(10).await.unwrap().is_empty());
+    assert_eq!(store.report(1).await.unwrap(), None);
+
+    let inputs = [
+        report_input(T0, 10.5),
+        report_input(T0 + DAY, 20.25),
+        // Generated at the same second as the previous one: the later id is the newer.
+        report_input(T0 + DAY, 30.0),
+    ];
+    let mut ids = Vec::new();
+    for input in &inputs {
+        ids.push(store.save_report(input).await.unwrap());
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    for (id, input) in ids.iter().zip(&inputs) {
+        assert_eq!(store.report(*id).await.unwrap(), Some(stored(*id, input)));
+    }
+    assert_eq!(
+        store.latest_report().await.unwrap(),
+        Some(stored(ids[2], &inputs[2]))
+    );
+    let listed = store.list_reports(10).await.unwrap();
+    assert_eq!(listing_ids(&listed), [ids[2], ids[1], ids[0]]);
+    assert_eq!(listed[1].generated_at, T0 + DAY);
+    assert_eq!(listed[1].summary, inputs[1].summary);
+    assert_eq!(
+        listing_ids(&store.list_reports(2).await.unwrap()),
+        [ids[2], ids[1]]
+    );
+    assert!(store.list_reports(0).await.unwrap().is_empty());
+    assert_eq!(store.report(ids[2] + 100).await.unwrap(), None);
+
+    // Retention: only reports both older than the cut-off and beyond the newest N go.
+    assert_eq!(store.prune_reports(1, T0 + DAY).await.unwrap(), 1);
+    assert_eq!(
+        listing_ids(&store.list_reports(10).await.unwrap()),
+        [ids[2], ids[1]]
+    );
+    assert_eq!(store.prune_reports(0, T0 + DAY).await.unwrap(), 0);
+    assert_eq!(store.prune_reports(5, i64::MAX).await.unwrap(), 0);
+    assert_eq!(store.prune_reports(1, i64::MAX).await.unwrap(), 1);
+    assert_eq!(
+        listing_ids(&store.list_reports(10).await.unwrap()),
+        [ids[2]]
+    );
+    assert_eq!(store.prune_reports(0, i64::MAX).await.unwrap(), 1);
+    assert_eq!(store.latest_report().await.unwrap(), None);
+
+    // Ids are never reused, even after the newest report was pruned.
+    let next = store.save_report(&inputs[0]).await.unwrap();
+    assert!(next > ids[2], "{next} reuses an id up to {}", ids[2]);
+    assert_eq!(
+        store.latest_report().await.unwrap(),
+        Some(stored(next, &inputs[0]))
+    );
+}
+
+async fn corrupt_reports_are_reported(store: Arc<dyn Store>, backdoor: Backdoor) {
+    let first = store.save_report(&report_input(T0, 1.0)).await.unwrap();
+    let second = store
+        .save_report(&report_input(T0 + HOUR, 2.0))
+        .await
+        .unwrap();
+    let garble = format!("update reports set body = '{{not json' where id = {second}");
+    backdoor.execute(&garble, &garble).await;
+    for result in [store.report(second).await, store.latest_report().await] {
+        match result {
+            Err(StoreError::Corrupt(message)) => {
+                assert!(message.contains(&format!("report {second}")), "{message}")
+            }
+            other => panic!("expected a corrupt-row error, got {other:?}"),
+        }
+    }
+    // The other report and the list (summaries only) still read.
+    assert!(store.report(first).await.unwrap().is_some());
+    assert_eq!(store.list_reports(10).await.unwrap().len(), 2);
+    let garble = format!("update reports set summary = '' where id = {first}");
+    backdoor.execute(&garble, &garble).await;
+    assert!(matches!(
+        store.list_reports(10).await,
+        Err(StoreError::Corrupt(message)) if message.contains(&format!("report {first}"))
+    ));
 }
 
 // ---------------------------------------------------------------------------------------------

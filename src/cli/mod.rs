@@ -66,6 +66,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::resolve(&cli.global)?;
     match cli.command {
         Command::Gitops(args) => gitops(&settings, args).await?,
+        Command::Report { format, out } => {
+            let store = open_store(&settings).await?;
+            let (id, report) = crate::report::generate_and_store(store.as_ref(), now()).await?;
+            let text = crate::report::render(&report, format);
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, &text)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!("report {id} written to {}", path.display());
+                }
+                None => print!("{text}"),
+            }
+        }
         Command::Migrate => {
             open_store(&settings).await?;
             println!(
@@ -346,6 +359,14 @@ async fn serve(settings: &Settings, opts: ServeOptions) -> anyhow::Result<()> {
         tracing::info!("no Prometheus URL or a zero interval: serving stored recommendations only");
         None
     };
+    let reporter = settings.report_schedule.clone().map(|schedule| {
+        tokio::spawn(schedule_reports(
+            state.store.clone(),
+            schedule,
+            settings.reports.clone(),
+            stop_rx.clone(),
+        ))
+    });
     let mut api_stop = stop_rx.clone();
     let api = http::serve(listener, state, async move {
         let _ = api_stop.wait_for(|stop| *stop).await;
@@ -359,12 +380,43 @@ async fn serve(settings: &Settings, opts: ServeOptions) -> anyhow::Result<()> {
             api.await?;
         }
     }
-    if let Some(task) = scheduler {
-        let _ = stop_tx.send(true);
+    let _ = stop_tx.send(true);
+    for task in scheduler.into_iter().chain(reporter) {
         let _ = task.await;
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Builds, stores and prunes a report at each time of `schedule` until told to stop.
+async fn schedule_reports(
+    store: Arc<dyn Store>,
+    schedule: crate::report::Schedule,
+    config: crate::config::ReportsConfig,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let next = schedule.next_after(now());
+        let wait = Duration::from_secs((next - now()).max(0) as u64);
+        tracing::info!(next, "next scheduled report");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => {
+                tracing::info!("report scheduler stopped");
+                return;
+            }
+        }
+        match crate::report::generate_and_store(store.as_ref(), now()).await {
+            Ok((id, _)) => tracing::info!(id, "scheduled report stored"),
+            Err(e) => tracing::error!(error = %e, "scheduled report failed"),
+        }
+        let oldest = now() - config.max_age.as_secs() as i64;
+        match store.prune_reports(config.keep, oldest).await {
+            Ok(n) if n > 0 => tracing::info!(deleted = n, "old reports pruned"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "pruning reports failed"),
+        }
+    }
 }
 
 /// Collects and analyzes every `interval` (with up to 10% jitter, so replicas and clusters

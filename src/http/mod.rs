@@ -27,6 +27,7 @@ pub mod openapi;
 pub mod ops;
 pub mod query;
 pub mod recommendations;
+pub mod reports;
 pub mod runs;
 pub mod snapshot;
 pub mod workloads;
@@ -79,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .merge(workloads::router())
         .merge(fleet::router())
         .merge(runs::router())
+        .merge(reports::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_for_reads,

@@ -32,6 +32,9 @@ impl Modify for BearerAuth {
         super::fleet::clusters,
         super::fleet::namespaces,
         super::fleet::findings,
+        super::reports::list,
+        super::reports::latest,
+        super::reports::by_id,
         super::runs::collect,
         super::runs::analyze,
         super::runs::run,
@@ -45,6 +48,7 @@ impl Modify for BearerAuth {
         (name = "recommendations", description = "What each container should request"),
         (name = "workloads", description = "One workload: evidence, backtest, impact, findings, patch"),
         (name = "fleet", description = "Clusters, namespaces and findings with totals"),
+        (name = "reports", description = "Stored fleet reports as JSON, Markdown, HTML or CSV"),
         (name = "runs", description = "Trigger and follow collection and analysis"),
         (name = "operations", description = "Health, readiness, metrics"),
     )

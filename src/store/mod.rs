@@ -54,6 +54,41 @@ pub struct RecommendationFilter {
     pub workload: Option<String>,
 }
 
+/// A report to store. The store keeps JSON and does not interpret it (see `crate::report`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredReportInput {
+    /// Unix seconds the report was generated at.
+    pub generated_at: i64,
+    /// Its fleet summary, returned by [`Store::list_reports`] without the body.
+    pub summary: serde_json::Value,
+    /// The whole report.
+    pub body: serde_json::Value,
+}
+
+/// A stored report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredReport {
+    /// Id, assigned by the store, never reused.
+    pub id: i64,
+    /// Unix seconds the report was generated at.
+    pub generated_at: i64,
+    /// Its fleet summary.
+    pub summary: serde_json::Value,
+    /// The whole report.
+    pub body: serde_json::Value,
+}
+
+/// A stored report without its body, as lists show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportListing {
+    /// Id.
+    pub id: i64,
+    /// Unix seconds the report was generated at.
+    pub generated_at: i64,
+    /// Its fleet summary.
+    pub summary: serde_json::Value,
+}
+
 /// The storage interface shared by both backends (see the contract tests in `tests/store_contract.rs`).
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -109,6 +144,17 @@ pub trait Store: Send + Sync {
         &self,
         filter: &RecommendationFilter,
     ) -> Result<Vec<Recommendation>, StoreError>;
+    /// Stores a report and returns its id.
+    async fn save_report(&self, report: &StoredReportInput) -> Result<i64, StoreError>;
+    /// The report with this id, if stored.
+    async fn report(&self, id: i64) -> Result<Option<StoredReport>, StoreError>;
+    /// The newest report (greatest `generated_at`, then greatest id), if any.
+    async fn latest_report(&self) -> Result<Option<StoredReport>, StoreError>;
+    /// At most `limit` reports without their bodies, newest first.
+    async fn list_reports(&self, limit: usize) -> Result<Vec<ReportListing>, StoreError>;
+    /// Retention: deletes every report generated before `older_than` (unix seconds) that is not
+    /// among the `keep_newest` newest; returns how many were deleted.
+    async fn prune_reports(&self, keep_newest: usize, older_than: i64) -> Result<u64, StoreError>;
 }
 
 /// Opens the store named by `url` (`sqlite://PATH`, `sqlite::memory:`, `postgres://…`) and migrates it.

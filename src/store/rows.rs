@@ -7,7 +7,9 @@ use crate::model::{
     UsageHour, WorkloadInfo, WorkloadKey,
 };
 use crate::sketch::Sketch;
-use crate::store::{RecommendationFilter, StoreError};
+use crate::store::{
+    RecommendationFilter, ReportListing, StoreError, StoredReport, StoredReportInput,
+};
 
 /// Rows per multi-row statement: at most 10 parameters a row keeps a batch far below SQLite's
 /// 32766 and Postgres's 65535 bound parameters.
@@ -362,6 +364,71 @@ impl WorkloadRow {
                 "workload {}/{}/{}: {e}",
                 self.namespace, self.kind, self.name
             ))
+        })
+    }
+}
+
+/// A report's summary and body, encoded for the database.
+pub(in crate::store) struct ReportValues {
+    pub generated_at: i64,
+    pub summary: String,
+    pub body: String,
+}
+
+impl ReportValues {
+    pub fn new(input: &StoredReportInput) -> Self {
+        ReportValues {
+            generated_at: input.generated_at,
+            summary: input.summary.to_string(),
+            body: input.body.to_string(),
+        }
+    }
+}
+
+/// Converts a caller's row limit to a bound parameter.
+pub(in crate::store) fn limit_param(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+fn report_json(id: i64, what: &str, text: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("report {id}: {what} is not JSON: {e}")))
+}
+
+/// A `reports` row.
+#[derive(sqlx::FromRow)]
+pub(in crate::store) struct ReportRow {
+    id: i64,
+    generated_at: i64,
+    summary: String,
+    body: String,
+}
+
+impl ReportRow {
+    pub fn decode(self) -> Result<StoredReport, StoreError> {
+        Ok(StoredReport {
+            summary: report_json(self.id, "summary", &self.summary)?,
+            body: report_json(self.id, "body", &self.body)?,
+            id: self.id,
+            generated_at: self.generated_at,
+        })
+    }
+}
+
+/// A `reports` row without its body.
+#[derive(sqlx::FromRow)]
+pub(in crate::store) struct ReportListingRow {
+    id: i64,
+    generated_at: i64,
+    summary: String,
+}
+
+impl ReportListingRow {
+    pub fn decode(self) -> Result<ReportListing, StoreError> {
+        Ok(ReportListing {
+            summary: report_json(self.id, "summary", &self.summary)?,
+            id: self.id,
+            generated_at: self.generated_at,
         })
     }
 }

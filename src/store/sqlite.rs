@@ -13,7 +13,9 @@ use super::rows::{
     check_cluster, filter_columns, ChunkPlan, ContainerIdRow, ContainerRow, RecommendationRow,
     RecommendationValues, SignalRow, UsageRow, WorkloadRow, BATCH_ROWS,
 };
+use super::rows::{limit_param, ReportListingRow, ReportRow, ReportValues};
 use super::{redact_url, RecommendationFilter, Store, StoreError};
+use super::{ReportListing, StoredReport, StoredReportInput};
 use crate::model::{
     Chunk, ContainerKey, ContainerObservation, Recommendation, SignalHour, UsageHour, WorkloadInfo,
 };
@@ -432,5 +434,66 @@ impl Store for SqliteStore {
         select.push(" order by namespace, kind, workload, container, cluster");
         let rows: Vec<RecommendationRow> = select.build_query_as().fetch_all(&self.pool).await?;
         rows.into_iter().map(RecommendationRow::decode).collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(generated_at = report.generated_at))]
+    async fn save_report(&self, report: &StoredReportInput) -> Result<i64, StoreError> {
+        let values = ReportValues::new(report);
+        let id = sqlx::query_scalar(
+            "insert into reports (generated_at, summary, body) values (?, ?, ?) returning id",
+        )
+        .bind(values.generated_at)
+        .bind(&values.summary)
+        .bind(&values.body)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    #[tracing::instrument(skip_all, fields(%id))]
+    async fn report(&self, id: i64) -> Result<Option<StoredReport>, StoreError> {
+        let row: Option<ReportRow> =
+            sqlx::query_as("select id, generated_at, summary, body from reports where id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(ReportRow::decode).transpose()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn latest_report(&self) -> Result<Option<StoredReport>, StoreError> {
+        let row: Option<ReportRow> = sqlx::query_as(
+            "select id, generated_at, summary, body from reports \
+             order by generated_at desc, id desc limit 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(ReportRow::decode).transpose()
+    }
+
+    #[tracing::instrument(skip_all, fields(%limit))]
+    async fn list_reports(&self, limit: usize) -> Result<Vec<ReportListing>, StoreError> {
+        let rows: Vec<ReportListingRow> = sqlx::query_as(
+            "select id, generated_at, summary from reports \
+             order by generated_at desc, id desc limit ?",
+        )
+        .bind(limit_param(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(ReportListingRow::decode).collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(%keep_newest, %older_than))]
+    async fn prune_reports(&self, keep_newest: usize, older_than: i64) -> Result<u64, StoreError> {
+        let deleted = sqlx::query(
+            "delete from reports where generated_at < ? and id not in \
+             (select id from reports order by generated_at desc, id desc limit ?)",
+        )
+        .bind(older_than)
+        .bind(limit_param(keep_newest))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(deleted)
     }
 }

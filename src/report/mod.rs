@@ -1,0 +1,491 @@
+//! Fleet reports: what the stored recommendations add up to (requested vs used vs recommended,
+//! money, risks, guidance findings, change since the previous report), built by a pure
+//! [`build`], stored as JSON and rendered as Markdown, self-contained HTML with inline SVG
+//! charts, CSV or JSON by [`render`]. [`generate_and_store`] is what the CLI and the scheduler
+//! call; [`Schedule`] says when the scheduler does.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Confidence, ContainerKey, Recommendation, Resources, Severity, Status};
+use crate::store::{
+    RecommendationFilter, ReportListing, Store, StoreError, StoredReport, StoredReportInput,
+};
+
+mod build;
+mod chart;
+mod csv;
+mod html;
+mod markdown;
+mod schedule;
+mod text;
+
+pub use build::build;
+pub use schedule::{Cron, Schedule, ScheduleError};
+
+/// Version of the [`Report`] JSON shape; bumped when a field changes meaning.
+pub const REPORT_VERSION: u32 = 1;
+/// Entries in the top over- and under-provisioned lists.
+pub const TOP_N: usize = 10;
+/// Share of CPU samples above the current CPU limit that makes a throttling risk.
+pub const THROTTLING_SHARE: f64 = 0.05;
+/// Example containers kept per finding code.
+pub const FINDING_EXAMPLES: usize = 3;
+
+/// A fleet report: everything every format shows, as stored (JSON) in the database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Report {
+    /// Shape version ([`REPORT_VERSION`]).
+    pub version: u32,
+    /// Unix seconds the report was generated at.
+    pub generated_at: i64,
+    /// Fleet totals and counts.
+    pub summary: Summary,
+    /// Totals per cluster, by name.
+    pub clusters: Vec<GroupTotals>,
+    /// Totals per namespace, by cluster then name.
+    pub namespaces: Vec<GroupTotals>,
+    /// Containers whose recommendation saves the most money, largest first (at most [`TOP_N`]).
+    pub over_provisioned: Vec<Line>,
+    /// Critical containers and those whose recommendation costs the most, worst first (at most [`TOP_N`]).
+    pub under_provisioned: Vec<Line>,
+    /// OOM-killed containers, or whose memory peak exceeded the current limit in the backtest.
+    pub oom_risks: Vec<Line>,
+    /// CPU-starved containers, or above the current CPU limit in ≥ [`THROTTLING_SHARE`] of samples.
+    pub throttling_risks: Vec<Line>,
+    /// Guidance findings by code, most severe and most frequent first.
+    pub findings: Vec<FindingSummary>,
+    /// Containers with too little history to recommend anything.
+    pub insufficient_data: Vec<Line>,
+    /// What changed since the previous report; absent for the first one.
+    pub change: Option<Change>,
+    /// Every workload container, by key (the CSV rows).
+    pub containers: Vec<Line>,
+}
+
+/// Requested, used and recommended resources across replicas, and money (as `/api/v1/clusters`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ReportTotals)]
+pub struct Totals {
+    /// Workloads.
+    pub workloads: usize,
+    /// Workload containers.
+    pub containers: usize,
+    /// CPU cores requested now, across replicas.
+    pub requested_cores: f64,
+    /// CPU cores in use on average, across replicas.
+    pub used_cores: f64,
+    /// CPU cores recommended, across replicas (the current request where nothing is recommended).
+    pub recommended_cores: f64,
+    /// Memory GiB requested now, across replicas.
+    pub requested_gib: f64,
+    /// Memory GiB in use on average, across replicas.
+    pub used_gib: f64,
+    /// Memory GiB recommended, across replicas.
+    pub recommended_gib: f64,
+    /// Money per month the recommendations save, net (negative: they cost).
+    pub monthly_savings: f64,
+    /// Containers of severity critical.
+    pub critical: usize,
+    /// Containers of severity warning.
+    pub warning: usize,
+}
+
+impl From<crate::http::fleet::Totals> for Totals {
+    fn from(t: crate::http::fleet::Totals) -> Self {
+        Totals {
+            workloads: t.workloads,
+            containers: t.containers,
+            requested_cores: tidy(t.requested_cores),
+            used_cores: tidy(t.used_cores),
+            recommended_cores: tidy(t.recommended_cores),
+            requested_gib: tidy(t.requested_gib),
+            used_gib: tidy(t.used_gib),
+            recommended_gib: tidy(t.recommended_gib),
+            monthly_savings: tidy(t.monthly_savings),
+            critical: t.critical,
+            warning: t.warning,
+        }
+    }
+}
+
+/// The fleet at a glance.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ReportSummary)]
+pub struct Summary {
+    /// Currency of the money figures (from the recommendations' prices).
+    pub currency: String,
+    /// Fleet totals.
+    #[serde(flatten)]
+    pub totals: Totals,
+    /// Money per month the cheaper recommendations free, before the costlier ones are subtracted.
+    pub monthly_savings_gross: f64,
+    /// Money per month the costlier recommendations need.
+    pub monthly_cost_increase: f64,
+    /// Containers by status and risk.
+    pub counts: Counts,
+}
+
+/// Containers by status and risk (in a [`Change`]: the difference to the previous report).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ReportCounts)]
+pub struct Counts {
+    /// Status `ok`: a change is proposed.
+    pub ok: i64,
+    /// Status `no-change`.
+    pub no_change: i64,
+    /// Status `insufficient-data`.
+    pub insufficient_data: i64,
+    /// Severity critical.
+    pub critical: i64,
+    /// Severity warning.
+    pub warning: i64,
+    /// Severity info.
+    pub info: i64,
+    /// Entries of `over_provisioned` before the top cut.
+    pub over_provisioned: i64,
+    /// Entries of `under_provisioned` before the top cut.
+    pub under_provisioned: i64,
+    /// Entries of `oom_risks`.
+    pub oom_risks: i64,
+    /// Entries of `throttling_risks`.
+    pub throttling_risks: i64,
+    /// Findings, all codes together.
+    pub findings: i64,
+}
+
+/// Totals of one cluster or one namespace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ReportGroupTotals)]
+pub struct GroupTotals {
+    /// Cluster.
+    pub cluster: String,
+    /// Namespace; absent for a cluster's totals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Totals.
+    #[serde(flatten)]
+    pub totals: Totals,
+}
+
+/// One workload container's key figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ReportLine)]
+pub struct Line {
+    /// Which workload container.
+    #[serde(flatten)]
+    pub key: ContainerKey,
+    /// `ok`, `no-change` or `insufficient-data`.
+    pub status: Status,
+    /// How much it matters.
+    pub severity: Severity,
+    /// Trust in the recommendation.
+    pub confidence: Confidence,
+    /// Requests and limits in force.
+    pub current: Resources,
+    /// Recommended requests and limits (all null unless the status is `ok`).
+    pub recommended: Resources,
+    /// Average replicas the figures are multiplied by.
+    pub replicas: f64,
+    /// Mean CPU usage per pod, millicores.
+    pub cpu_mean_millicores: Option<f64>,
+    /// The CPU percentile used (95 means p95).
+    pub cpu_percentile: f64,
+    /// That percentile of CPU usage, millicores.
+    pub cpu_percentile_millicores: Option<f64>,
+    /// Mean memory working set per pod, bytes.
+    pub memory_mean_bytes: Option<f64>,
+    /// Peak memory working set, bytes.
+    pub memory_peak_bytes: Option<f64>,
+    /// Hours of history behind the figures.
+    pub history_hours: u32,
+    /// Change in requested cores across replicas (negative frees cores).
+    pub cpu_cores_delta: f64,
+    /// Change in requested memory GiB across replicas.
+    pub memory_gib_delta: f64,
+    /// Money per month the recommendation saves (negative: costs).
+    pub monthly_savings: f64,
+    /// OOM kills in the window.
+    pub oom_kills: u32,
+    /// Restarts in the window.
+    pub restarts: u32,
+    /// Throttled share of CFS periods.
+    pub throttled_ratio: Option<f64>,
+    /// Backtest of the current values: share of CPU samples above the CPU limit.
+    pub cpu_over_limit_share: Option<f64>,
+    /// Backtest of the current values: hours whose memory peak exceeded the memory limit.
+    pub memory_over_limit_hours: Option<u32>,
+    /// Finding codes.
+    pub findings: Vec<String>,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// One finding code across the fleet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ReportFinding)]
+pub struct FindingSummary {
+    /// Finding code, e.g. `no-limits`.
+    pub code: String,
+    /// The highest severity it has anywhere.
+    pub severity: Severity,
+    /// Containers with it.
+    pub count: usize,
+    /// The first few containers with it (at most [`FINDING_EXAMPLES`]).
+    pub examples: Vec<FindingExample>,
+}
+
+/// A container with a finding, and what the finding says about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ReportFindingExample)]
+pub struct FindingExample {
+    /// Which workload container.
+    #[serde(flatten)]
+    pub key: ContainerKey,
+    /// The finding's message.
+    pub message: String,
+}
+
+/// What changed since the previous report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ReportChange)]
+pub struct Change {
+    /// Unix seconds the previous report was generated at.
+    pub previous_generated_at: i64,
+    /// Net monthly savings of the previous report.
+    pub previous_monthly_savings: f64,
+    /// Net monthly savings now minus then.
+    pub monthly_savings_delta: f64,
+    /// Requested cores now minus then.
+    pub requested_cores_delta: f64,
+    /// Recommended cores now minus then.
+    pub recommended_cores_delta: f64,
+    /// Requested GiB now minus then.
+    pub requested_gib_delta: f64,
+    /// Recommended GiB now minus then.
+    pub recommended_gib_delta: f64,
+    /// Workloads now minus then.
+    pub workloads_delta: i64,
+    /// Containers now minus then.
+    pub containers_delta: i64,
+    /// Each count now minus then.
+    pub counts_delta: Counts,
+    /// Containers critical now that were not critical (or not there) before.
+    pub new_critical: Vec<ChangeItem>,
+    /// Containers critical before that are not critical (or not there) now.
+    pub resolved_critical: Vec<ChangeItem>,
+}
+
+/// A container whose criticality changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ReportChangeItem)]
+pub struct ChangeItem {
+    /// Which workload container.
+    #[serde(flatten)]
+    pub key: ContainerKey,
+    /// Its severity now; absent when it is no longer in the report.
+    pub severity: Option<Severity>,
+    /// Finding codes (now, or before when it is gone).
+    pub findings: Vec<String>,
+    /// Why, in words (now, or before when it is gone).
+    pub reason: String,
+}
+
+/// The formats a report renders to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Markdown with tables.
+    #[value(name = "md", alias = "markdown")]
+    #[serde(rename = "md", alias = "markdown")]
+    Markdown,
+    /// One self-contained HTML file with inline CSS and SVG charts, printable to PDF.
+    Html,
+    /// One row per workload container.
+    Csv,
+    /// The report as stored.
+    Json,
+}
+
+impl Format {
+    /// Names accepted by [`Format::parse`], as shown in errors.
+    pub const NAMES: [&'static str; 4] = ["json", "md", "html", "csv"];
+
+    /// `json`, `md` (or `markdown`), `html` or `csv`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "json" => Some(Format::Json),
+            "md" | "markdown" => Some(Format::Markdown),
+            "html" => Some(Format::Html),
+            "csv" => Some(Format::Csv),
+            _ => None,
+        }
+    }
+
+    /// The name [`Format::parse`] reads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Markdown => "md",
+            Format::Html => "html",
+            Format::Csv => "csv",
+            Format::Json => "json",
+        }
+    }
+
+    /// The HTTP content type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Markdown => "text/markdown; charset=utf-8",
+            Format::Html => "text/html; charset=utf-8",
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Json => "application/json",
+        }
+    }
+
+    /// File name extension, without the dot.
+    pub fn extension(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Renders `report` in `format`.
+pub fn render(report: &Report, format: Format) -> String {
+    match format {
+        Format::Markdown => markdown::render(report),
+        Format::Html => html::render(report),
+        Format::Csv => csv::render(report),
+        Format::Json => {
+            let mut json = serde_json::to_string_pretty(report)
+                .expect("a report has only string keys and finite numbers");
+            json.push('\n');
+            json
+        }
+    }
+}
+
+/// The store's form of `report`.
+pub fn to_stored(report: &Report) -> Result<StoredReportInput, StoreError> {
+    let encode_error = |e: serde_json::Error| StoreError::Invalid(format!("report: {e}"));
+    Ok(StoredReportInput {
+        generated_at: report.generated_at,
+        summary: serde_json::to_value(&report.summary).map_err(encode_error)?,
+        body: serde_json::to_value(report).map_err(encode_error)?,
+    })
+}
+
+/// The report a stored one holds.
+pub fn decode(stored: &StoredReport) -> Result<Report, StoreError> {
+    Report::deserialize(&stored.body)
+        .map_err(|e| StoreError::Corrupt(format!("report {}: {e}", stored.id)))
+}
+
+/// The summary a listed report holds.
+pub fn decode_summary(listing: &ReportListing) -> Result<Summary, StoreError> {
+    Summary::deserialize(&listing.summary)
+        .map_err(|e| StoreError::Corrupt(format!("report {}: summary: {e}", listing.id)))
+}
+
+/// Builds a report of every stored recommendation at `now` (unix seconds), compared with the
+/// latest stored report, and stores it. Returns its id and the report.
+///
+/// A latest report that no longer decodes is skipped (logged), not fatal: the new report then
+/// has no change section.
+#[tracing::instrument(skip_all, fields(%now))]
+pub async fn generate_and_store(store: &dyn Store, now: i64) -> Result<(i64, Report), StoreError> {
+    let recs = store
+        .recommendations(&RecommendationFilter::default())
+        .await?;
+    let previous = match store.latest_report().await? {
+        Some(stored) => match decode(&stored) {
+            Ok(report) => Some(report),
+            Err(e) => {
+                tracing::warn!(error = %e, "the previous report does not decode; reporting without a change section");
+                None
+            }
+        },
+        None => None,
+    };
+    let report = build(&recs, previous.as_ref(), now);
+    let id = store.save_report(&to_stored(&report)?).await?;
+    tracing::info!(
+        id,
+        containers = report.summary.totals.containers,
+        monthly_savings = report.summary.totals.monthly_savings,
+        "report stored"
+    );
+    Ok((id, report))
+}
+
+/// `v`, or 0 when it is NaN or infinite (JSON has no such numbers; a report must read back).
+fn finite(v: f64) -> f64 {
+    if v.is_finite() {
+        v
+    } else {
+        0.0
+    }
+}
+
+/// `v` rounded to millionths (and made finite): far below what any figure shows, and a
+/// number that short reads back from JSON exactly, so a stored report equals the built one.
+fn tidy(v: f64) -> f64 {
+    // `+ 0.0` turns -0 into 0, which would otherwise print as `-0.00`.
+    finite((v * 1e6).round() / 1e6) + 0.0
+}
+
+/// `v` rounded to a whole number (bytes), made finite.
+fn whole(v: f64) -> f64 {
+    finite(v.round())
+}
+
+/// The line of one recommendation.
+fn line(r: &Recommendation) -> Line {
+    let e = &r.evidence;
+    let impact = r.impact.as_ref();
+    let current_backtest = r.backtest.as_ref().map(|b| &b.current);
+    Line {
+        key: r.key.clone(),
+        status: r.status,
+        severity: r.severity,
+        confidence: r.confidence,
+        current: r.current,
+        recommended: r.recommended,
+        replicas: tidy(impact.map(|i| i.replicas).unwrap_or(e.average_replicas)),
+        cpu_mean_millicores: e.cpu_mean_millicores.map(tidy),
+        cpu_percentile: tidy(e.cpu_percentile),
+        cpu_percentile_millicores: e.cpu_percentile_millicores.map(tidy),
+        memory_mean_bytes: e.memory_mean_bytes.map(whole),
+        memory_peak_bytes: e.memory_peak_bytes.map(whole),
+        history_hours: e.history_hours,
+        cpu_cores_delta: tidy(impact.map_or(0.0, |i| i.cpu_cores_delta)),
+        memory_gib_delta: tidy(impact.map_or(0.0, |i| i.memory_gib_delta)),
+        monthly_savings: tidy(crate::http::query::savings(r)),
+        oom_kills: e.oom_kills,
+        restarts: e.restarts,
+        throttled_ratio: e.throttled_ratio.map(tidy),
+        cpu_over_limit_share: current_backtest.and_then(|b| b.cpu_over_limit_share.map(tidy)),
+        memory_over_limit_hours: current_backtest.and_then(|b| b.memory_over_limit_hours),
+        findings: r.findings.iter().map(|f| f.code.clone()).collect(),
+        reason: r.reason.clone(),
+    }
+}
+
+/// The most common currency of the recommendations' prices.
+fn currency<'a>(recs: impl IntoIterator<Item = &'a Recommendation>) -> String {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for i in recs.into_iter().filter_map(|r| r.impact.as_ref()) {
+        if !i.currency.is_empty() {
+            *seen.entry(i.currency.as_str()).or_default() += 1;
+        }
+    }
+    seen.into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+        .map(|(c, _)| c.to_string())
+        .unwrap_or_default()
+}

@@ -366,17 +366,21 @@ impl ListQuery {
         })
     }
 
+    /// `namespaces`: the namespaces a glob matched, worked out once per request (a glob
+    /// per item would cost more than the rest of the filter together).
     fn matches(
         &self,
         r: &Recommendation,
         workloads: &BTreeMap<crate::model::WorkloadKey, WorkloadInfo>,
+        namespaces: Option<&std::collections::HashSet<&str>>,
     ) -> bool {
         let k = &r.key;
         self.cluster.as_ref().is_none_or(|c| *c == k.cluster)
-            && self
-                .namespace
-                .as_ref()
-                .is_none_or(|n| n.matches(&k.namespace))
+            && match (namespaces, &self.namespace) {
+                (Some(allowed), _) => allowed.contains(k.namespace.as_str()),
+                (None, Some(n)) => n.matches(&k.namespace),
+                (None, None) => true,
+            }
             && self.kind.as_ref().is_none_or(|x| *x == k.kind)
             && self.name.as_ref().is_none_or(|n| n.matches(&k.workload))
             && self.severity.is_none_or(|s| s == r.severity)
@@ -445,9 +449,20 @@ pub fn page(snapshot: &Snapshot, q: &ListQuery) -> Page {
     let mut total = 0;
     let mut more = false;
     let mut past_cursor = q.cursor.is_none();
+    let namespaces: Option<std::collections::HashSet<&str>> = match &q.namespace {
+        Some(NameMatch::Glob(g)) => Some(
+            snapshot
+                .namespaces
+                .iter()
+                .map(String::as_str)
+                .filter(|n| g.matches(n))
+                .collect(),
+        ),
+        _ => None,
+    };
     for &i in snapshot.order(q.sort, q.descending) {
         let r = &recs[i];
-        if !q.matches(r, &snapshot.workloads) {
+        if !q.matches(r, &snapshot.workloads, namespaces.as_ref()) {
             continue;
         }
         total += 1;

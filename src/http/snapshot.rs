@@ -24,6 +24,8 @@ pub struct Snapshot {
     pub json: Vec<Box<serde_json::value::RawValue>>,
     /// Workload facts (labels, HPA, PDB) by workload.
     pub workloads: BTreeMap<WorkloadKey, WorkloadInfo>,
+    /// Distinct namespaces, sorted.
+    pub namespaces: Vec<String>,
     /// Indexes into `recommendations` in each list order: [sort][descending].
     orders: [[Vec<usize>; 2]; 3],
 }
@@ -57,8 +59,15 @@ impl Snapshot {
                 order
             })
         });
+        let mut namespaces: Vec<String> = recommendations
+            .iter()
+            .map(|r| r.key.namespace.clone())
+            .collect();
+        namespaces.sort();
+        namespaces.dedup();
         Snapshot {
             version,
+            namespaces,
             recommendations,
             json,
             workloads: workloads.into_iter().map(|w| (w.key.clone(), w)).collect(),
@@ -78,16 +87,32 @@ impl Snapshot {
 
     /// The containers of one workload, in container order.
     pub fn workload(&self, key: &WorkloadKey) -> Vec<Arc<Recommendation>> {
-        self.recommendations
+        self.recommendations[self.workload_range(key)].to_vec()
+    }
+
+    /// Where one workload's containers sit: recommendations are sorted by key, so a
+    /// workload's containers are contiguous and found by binary search.
+    pub fn workload_range(&self, key: &WorkloadKey) -> std::ops::Range<usize> {
+        fn id(r: &Recommendation) -> (&str, &str, &str, &str) {
+            (
+                &r.key.cluster,
+                &r.key.namespace,
+                &r.key.kind,
+                &r.key.workload,
+            )
+        }
+        let want = (
+            key.cluster.as_str(),
+            key.namespace.as_str(),
+            key.kind.as_str(),
+            key.name.as_str(),
+        );
+        let start = self.recommendations.partition_point(|r| id(r) < want);
+        let len = self.recommendations[start..]
             .iter()
-            .filter(|r| {
-                r.key.cluster == key.cluster
-                    && r.key.namespace == key.namespace
-                    && r.key.kind == key.kind
-                    && r.key.workload == key.name
-            })
-            .cloned()
-            .collect()
+            .take_while(|r| id(r) == want)
+            .count();
+        start..start + len
     }
 }
 

@@ -48,7 +48,7 @@ pub struct WorkloadDetail {
     pub findings: Vec<Finding>,
     /// One recommendation per container, with evidence, backtest and impact.
     #[schema(value_type = Vec<Recommendation>)]
-    pub containers: Vec<Arc<Recommendation>>,
+    pub containers: Vec<Box<serde_json::value::RawValue>>,
 }
 
 async fn containers(
@@ -58,12 +58,16 @@ async fn containers(
     let snapshot = state.snapshot.get().await?;
     let recs = snapshot.workload(key);
     if recs.is_empty() {
-        return Err(ApiError::NotFound(format!(
-            "no recommendation for {}/{}/{}/{}",
-            key.cluster, key.namespace, key.kind, key.name
-        )));
+        return Err(not_found(key));
     }
     Ok((recs, snapshot.workloads.get(key).cloned()))
+}
+
+fn not_found(key: &WorkloadKey) -> ApiError {
+    ApiError::NotFound(format!(
+        "no recommendation for {}/{}/{}/{}",
+        key.cluster, key.namespace, key.kind, key.name
+    ))
 }
 
 /// One workload.
@@ -95,7 +99,13 @@ pub async fn detail(
         kind,
         name,
     };
-    let (recs, workload) = containers(&state, &key).await?;
+    let snapshot = state.snapshot.get().await?;
+    let range = snapshot.workload_range(&key);
+    if range.is_empty() {
+        return Err(not_found(&key));
+    }
+    let recs = &snapshot.recommendations[range.clone()];
+    let workload = snapshot.workloads.get(&key).cloned();
     let mut findings: Vec<Finding> = Vec::new();
     for f in recs.iter().flat_map(|r| r.findings.iter()) {
         if !findings.contains(f) {
@@ -110,7 +120,8 @@ pub async fn detail(
         name: key.name,
         workload,
         findings,
-        containers: recs,
+        // Serialized once when the snapshot was loaded.
+        containers: snapshot.json[range].to_vec(),
     }))
 }
 

@@ -940,8 +940,8 @@ async fn github_pull_request_is_created_then_updated() {
     assert_eq!(create["base"], "main");
     let body = create["body"].as_str().unwrap();
     assert!(body.contains("### Deployment `api` in `shop`"), "{body}");
-    assert!(body.contains("| Container | CPU request | CPU limit | Memory request | Memory limit | Evidence | Confidence | Reason |"));
-    assert!(body.contains("| `api` | `500m` → **`250m`** | `2` → **`1`** | `512Mi` → **`768Mi`** | `512Mi` → **`768Mi`** | p95 CPU 217.4m; peak memory 667.8Mi; 336 h of history in 336 h, margin 15% | high (0.93) |"), "{body}");
+    assert!(body.contains("| Container | CPU request | CPU limit | Memory request | Memory limit | Evidence | Confidence | Backtest risk | Impact | Findings | Reason |"), "{body}");
+    assert!(body.contains("| `api` | `500m` → **`250m`** | `2` → **`1`** | `512Mi` → **`768Mi`** | `512Mi` → **`768Mi`** | p95 CPU 217.4m; peak memory 667.8Mi; 336 h of history in 336 h, margin 15% | high (0.93) | "), "{body}");
     assert!(
         body.contains("also deployed to namespace checkout-staging"),
         "{body}"

@@ -139,10 +139,70 @@ pub(crate) const COLUMNS: &[Column] = &[
         cell: confidence_cell,
     },
     Column {
+        header: "Backtest risk",
+        cell: backtest_cell,
+    },
+    Column {
+        header: "Impact",
+        cell: impact_cell,
+    },
+    Column {
+        header: "Findings",
+        cell: findings_cell,
+    },
+    Column {
         header: "Reason",
         cell: reason_cell,
     },
 ];
+
+fn share(v: Option<f64>) -> String {
+    v.map(|x| format!("{:.1}%", x * 100.0))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+/// Replayed on the window: throttling (CPU above the limit) and OOM hours (memory above the
+/// limit), now → after.
+fn backtest_cell(r: &Row) -> String {
+    let Some(b) = &r.rec.backtest else {
+        return "n/a".into();
+    };
+    let hours = |h: Option<u32>| h.map(|h| h.to_string()).unwrap_or_else(|| "n/a".into());
+    let mut cell = format!(
+        "CPU over limit {} → {}; memory over limit {} → {} h",
+        share(b.current.cpu_over_limit_share),
+        share(b.recommended.cpu_over_limit_share),
+        hours(b.current.memory_over_limit_hours),
+        hours(b.recommended.memory_over_limit_hours)
+    );
+    if b.memory_censored {
+        cell.push_str(" (OOM-censored history)");
+    }
+    cell
+}
+
+/// Requested cores and GiB across replicas, and money per month.
+fn impact_cell(r: &Row) -> String {
+    let Some(i) = &r.rec.impact else {
+        return "n/a".into();
+    };
+    format!(
+        "{:+.2} cores, {:+.2} GiB, {:+.2} {}/month",
+        i.cpu_cores_delta, i.memory_gib_delta, i.monthly_cost_delta, i.currency
+    )
+}
+
+fn findings_cell(r: &Row) -> String {
+    if r.rec.findings.is_empty() {
+        return "none".into();
+    }
+    r.rec
+        .findings
+        .iter()
+        .map(|f| format!("{} ({})", f.code, f.severity.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 fn change(before: Option<i64>, after: Option<i64>, fmt: fn(Option<i64>) -> String) -> String {
     if before == after {
@@ -322,5 +382,59 @@ mod tests {
             title(1, Some("shop")),
             "rightsizer: right-size 1 workload in shop"
         );
+    }
+
+    #[test]
+    fn backtest_impact_and_findings_cells() {
+        use crate::model::{Backtest, BacktestFigures, Finding, Impact, Severity};
+        let rec: Recommendation = serde_json::from_value(serde_json::json!({
+            "cluster": "c", "namespace": "shop", "kind": "Deployment", "workload": "cart", "container": "cart",
+            "status": "ok", "current": {}, "recommended": {}, "confidence": "high", "confidence_score": 1.0,
+            "reason": "", "strategy": "guidance", "computed_at": 0,
+            "evidence": {"cpu_percentile": 95.0, "cpu_percentile_millicores": null, "memory_peak_bytes": null,
+                "samples": 0, "memory_samples": 0, "history_hours": 0, "window_hours": 0, "margin": 0.15, "rules": []}
+        }))
+        .unwrap();
+        let rec = Recommendation {
+            backtest: Some(Backtest {
+                current: BacktestFigures {
+                    cpu_over_request_share: Some(0.5),
+                    cpu_over_limit_share: Some(0.12),
+                    memory_over_limit_hours: Some(4),
+                },
+                recommended: BacktestFigures {
+                    cpu_over_request_share: Some(0.05),
+                    cpu_over_limit_share: Some(0.0),
+                    memory_over_limit_hours: Some(0),
+                },
+                memory_censored: true,
+            }),
+            impact: Some(Impact {
+                replicas: 2.0,
+                replicas_after: 2.0,
+                cpu_cores_delta: 0.5,
+                memory_gib_delta: 0.2,
+                monthly_cost_delta: 12.16,
+                currency: "USD".into(),
+            }),
+            findings: vec![Finding {
+                code: "oom-killed".into(),
+                severity: Severity::Critical,
+                message: String::new(),
+            }],
+            ..rec
+        };
+        let r = Row {
+            container: "cart",
+            before: &rec.current,
+            after: &rec.recommended,
+            rec: &rec,
+        };
+        assert_eq!(
+            backtest_cell(&r),
+            "CPU over limit 12.0% → 0.0%; memory over limit 4 → 0 h (OOM-censored history)"
+        );
+        assert_eq!(impact_cell(&r), "+0.50 cores, +0.20 GiB, +12.16 USD/month");
+        assert_eq!(findings_cell(&r), "oom-killed (critical)");
     }
 }

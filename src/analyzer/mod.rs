@@ -179,8 +179,10 @@ fn trim_float(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
+/// A share as a percentage with at most one decimal: `24.8%`, `25%`.
 fn percent(v: f64) -> String {
-    format!("{}%", trim_float(v * 100.0))
+    let p = format!("{:.1}", v * 100.0);
+    format!("{}%", p.trim_end_matches('0').trim_end_matches('.'))
 }
 
 /// Whether `recommended` differs enough from `current` to bother: a value missing now, or

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::Mutex;
 
 use super::query::{compare, sort_value, SortBy};
 use crate::model::{Recommendation, WorkloadInfo, WorkloadKey};
@@ -116,11 +118,15 @@ impl Snapshot {
     }
 }
 
-/// The cached snapshot and when it was last checked.
+/// The cached snapshot and when it was last checked. Readers take no async lock: the fast
+/// path is an atomic load and a short read lock; only a reload serializes.
 pub struct SnapshotCache {
     store: Arc<dyn Store>,
-    current: RwLock<Arc<Snapshot>>,
-    checked: Mutex<Option<Instant>>,
+    current: std::sync::RwLock<Arc<Snapshot>>,
+    /// Milliseconds since `epoch` of the last version check; 0 = never (or invalidated).
+    checked_ms: AtomicU64,
+    epoch: Instant,
+    reload: Mutex<()>,
     max_age: Duration,
 }
 
@@ -129,42 +135,54 @@ impl SnapshotCache {
     pub fn new(store: Arc<dyn Store>, max_age: Duration) -> Self {
         SnapshotCache {
             store,
-            current: RwLock::new(Arc::new(Snapshot::default())),
-            checked: Mutex::new(None),
+            current: std::sync::RwLock::new(Arc::new(Snapshot::default())),
+            checked_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            reload: Mutex::new(()),
             max_age,
         }
     }
 
+    fn fresh(&self) -> bool {
+        let checked = self.checked_ms.load(Ordering::Acquire);
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        checked != 0 && now.saturating_sub(checked) < self.max_age.as_millis() as u64
+    }
+
+    fn current(&self) -> Arc<Snapshot> {
+        self.current.read().expect("snapshot lock poisoned").clone()
+    }
+
     /// The current snapshot, reloaded first if the store has a newer version.
     pub async fn get(&self) -> Result<Arc<Snapshot>, StoreError> {
-        {
-            let checked = self.checked.lock().await;
-            if checked.is_some_and(|t| t.elapsed() < self.max_age) {
-                return Ok(self.current.read().await.clone());
-            }
+        if self.fresh() {
+            return Ok(self.current());
         }
-        // One request reloads; the others wait on the lock and then see the fresh check.
-        let mut checked = self.checked.lock().await;
-        if checked.is_some_and(|t| t.elapsed() < self.max_age) {
-            return Ok(self.current.read().await.clone());
+        // One request reloads; the others wait here and then see the fresh check.
+        let _reloading = self.reload.lock().await;
+        if self.fresh() {
+            return Ok(self.current());
         }
         let version = self.store.recommendations_version().await?;
-        let stale = self.current.read().await.version != version || checked.is_none();
-        if stale {
+        let never = self.checked_ms.load(Ordering::Acquire) == 0;
+        if never || self.current().version != version {
             let recommendations = self
                 .store
                 .recommendations(&RecommendationFilter::default())
                 .await?;
             let workloads = self.store.workloads(None).await?;
-            *self.current.write().await =
-                Arc::new(Snapshot::new(version, recommendations, workloads));
+            let snapshot = Arc::new(Snapshot::new(version, recommendations, workloads));
+            *self.current.write().expect("snapshot lock poisoned") = snapshot;
         }
-        *checked = Some(Instant::now());
-        Ok(self.current.read().await.clone())
+        self.checked_ms.store(
+            self.epoch.elapsed().as_millis() as u64 + 1,
+            Ordering::Release,
+        );
+        Ok(self.current())
     }
 
     /// Forgets the last check, so the next read looks at the store (after an analysis).
     pub async fn invalidate(&self) {
-        *self.checked.lock().await = None;
+        self.checked_ms.store(0, Ordering::Release);
     }
 }

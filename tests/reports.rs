@@ -925,6 +925,11 @@ async fn the_report_command_stores_and_writes_a_report() {
     );
     let html = std::fs::read_to_string(&out_path).unwrap();
     check_self_contained(&html);
+    let strategy = &fleet()[0].strategy;
+    assert!(
+        html.contains(&format!("· strategy {strategy}</p>")),
+        "the report names the strategy"
+    );
     let store = rightsizer::store::connect(&db).await.unwrap();
     assert_eq!(
         store.list_reports(10).await.unwrap().len(),

@@ -66,7 +66,10 @@ pub fn build(recs: &[Recommendation], previous: Option<&Report>, generated_at: i
         .cloned()
         .collect();
 
+    let strategies: std::collections::BTreeSet<String> =
+        recs.iter().map(|r| r.strategy.clone()).collect();
     let mut summary = Summary {
+        strategies: strategies.into_iter().collect(),
         currency: currency(recs.iter().copied()),
         totals: totals(recs.iter().copied()).into(),
         monthly_savings_gross: tidy(containers.iter().map(|l| l.monthly_savings.max(0.0)).sum()),

@@ -208,12 +208,13 @@ impl Html<'_> {
             out,
             "<section id=\"overview\"><div class=\"brand\">rightsizer</div>\
              <h1>Fleet right-sizing report</h1>\
-             <p class=\"meta\">Generated {} · {} clusters · {} namespaces · {} workloads · {} containers</p>",
+             <p class=\"meta\">Generated {} · {} clusters · {} namespaces · {} workloads · {} containers · strategy {}</p>",
             esc(&timestamp(report.generated_at)),
             report.clusters.len(),
             report.namespaces.len(),
             t.workloads,
-            t.containers
+            t.containers,
+            esc(&super::markdown::strategies(report))
         );
         let savings_class = if t.monthly_savings >= 0.0 {
             "good"

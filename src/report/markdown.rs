@@ -78,12 +78,13 @@ impl Markdown<'_> {
         self.line("# rightsizer fleet report");
         self.line("");
         self.line(&format!(
-            "Generated {} · {} clusters · {} namespaces · {} workloads · {} containers",
+            "Generated {} · {} clusters · {} namespaces · {} workloads · {} containers · strategy {}",
             timestamp(report.generated_at),
             report.clusters.len(),
             report.namespaces.len(),
             t.workloads,
-            t.containers
+            t.containers,
+            strategies(report)
         ));
     }
 
@@ -498,5 +499,14 @@ impl Markdown<'_> {
             })
             .collect();
         self.table(&["Workload", "Container", "History hours", "Reason"], rows);
+    }
+}
+
+/// The strategies of the report, for its header.
+pub(crate) fn strategies(report: &Report) -> String {
+    if report.summary.strategies.is_empty() {
+        "n/a".into()
+    } else {
+        report.summary.strategies.join(", ")
     }
 }

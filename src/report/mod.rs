@@ -125,6 +125,9 @@ pub struct Summary {
     pub monthly_cost_increase: f64,
     /// Containers by status and risk.
     pub counts: Counts,
+    /// The strategies that produced the recommendations (usually one, e.g. `guidance`).
+    #[serde(default)]
+    pub strategies: Vec<String>,
 }
 
 /// Containers by status and risk (in a [`Change`]: the difference to the previous report).

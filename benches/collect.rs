@@ -106,6 +106,7 @@ fn run_measured(bin: &str, args: &[&str], db_url: &str, prom: &str) -> (Duration
     (started.elapsed(), peak_kib * 1024)
 }
 
+/// The upper median (the larger middle value when the count is even).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -160,7 +161,7 @@ async fn main() {
         db_bytes = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
     }
     let (f, c) = (median(floor.clone()), median(collect.clone()));
-    println!("rounds: {rounds} (medians below)");
+    println!("rounds: {rounds} (upper medians below, every round in brackets)");
     println!(
         "prometheus floor (same queries, plain HTTP, concurrency {}): {f:.2} s  {floor:?}",
         cfg.concurrency

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::error::{ApiError, ErrorBody};
 use super::query::{self, check_names, Format, ListQuery, RawParams};
 use super::AppState;
-use crate::model::{Recommendation, WorkloadKey};
+use crate::model::Recommendation;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -169,14 +169,4 @@ pub async fn one_workload(
         next_cursor: None,
         items,
     }))
-}
-
-/// The key of a workload from path parts.
-pub fn workload_key(cluster: String, namespace: String, kind: String, name: String) -> WorkloadKey {
-    WorkloadKey {
-        cluster,
-        namespace,
-        kind,
-        name,
-    }
 }

@@ -202,8 +202,13 @@ contract!(
     big_chunks_are_written_in_batches,
     recommendations_are_replaced_per_cluster_and_filtered,
     reports_are_saved_listed_and_pruned,
+    scheduled_jobs_run_once_per_period,
 );
-contract!(run_with_backdoor: corrupt_rows_are_reported, corrupt_reports_are_reported);
+contract!(
+    run_with_backdoor: corrupt_rows_are_reported,
+    corrupt_reports_are_reported,
+    collection_claims_are_exclusive_between_processes
+);
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -1084,6 +1089,96 @@ async fn reports_are_saved_listed_and_pruned(store: Arc<dyn Store>) {
         store.latest_report().await.unwrap(),
         Some(stored(next, &inputs[0]))
     );
+}
+
+async fn scheduled_jobs_run_once_per_period(store: Arc<dyn Store>) {
+    let lease = |holder: &'static str, period: i64, now: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .lease_job("analyze", period, holder, now, 60)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(lease("a", 7, T0).await, "the first replica gets the period");
+    assert!(
+        !lease("b", 7, T0 + 10).await,
+        "a held lease keeps others out"
+    );
+    assert!(lease("a", 7, T0 + 20).await, "the holder may renew");
+    assert!(lease("b", 8, T0 + 20).await, "another period is free");
+    assert!(
+        lease("b", 7, T0 + 20 + 61).await,
+        "an expired lease (its holder died) is taken over"
+    );
+    store.finish_job("analyze", 7, "a").await.unwrap();
+    assert!(
+        !lease("a", 7, T0 + 100).await,
+        "only the holder's finish counts: b holds it now"
+    );
+    store.finish_job("analyze", 7, "b").await.unwrap();
+    assert!(
+        !lease("c", 7, T0 + 10_000).await,
+        "a finished period never runs again, however late"
+    );
+    assert!(store
+        .lease_job("report", 7, "c", T0 + 10_000, 60)
+        .await
+        .unwrap());
+}
+
+/// Two processes sharing a database: a claimed cell is refused to the other until released,
+/// and a claim dropped without release (a killed task) is freed with its connection.
+async fn collection_claims_are_exclusive_between_processes(
+    store: Arc<dyn Store>,
+    backdoor: Backdoor,
+) {
+    let url = match &backdoor {
+        Backdoor::Sqlite(url) | Backdoor::Postgres(url) => url.clone(),
+    };
+    let other = store::connect(&url).await.unwrap();
+    let claim = store
+        .claim_chunk("prod", T0)
+        .await
+        .unwrap()
+        .expect("a free cell");
+    let contended = other.claim_chunk("prod", T0).await.unwrap();
+    if let Backdoor::Sqlite(_) = backdoor {
+        // One process per SQLite file: claims never contend.
+        assert!(contended.is_some());
+        return;
+    }
+    assert!(
+        contended.is_none(),
+        "a held cell is refused to another process"
+    );
+    let next = other.claim_chunk("prod", T0 + 6 * HOUR).await.unwrap();
+    assert!(next.is_some(), "another cell is free");
+    assert!(
+        other.claim_chunk("staging", T0).await.unwrap().is_some(),
+        "the same cell of another cluster is free"
+    );
+    claim.release().await;
+    let taken = other
+        .claim_chunk("prod", T0)
+        .await
+        .unwrap()
+        .expect("released");
+    assert!(store.claim_chunk("prod", T0).await.unwrap().is_none());
+    drop(taken);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if store.claim_chunk("prod", T0).await.unwrap().is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a claim dropped unreleased was not freed within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    next.unwrap().release().await;
 }
 
 async fn corrupt_reports_are_reported(store: Arc<dyn Store>, backdoor: Backdoor) {

@@ -89,6 +89,50 @@ pub struct ReportListing {
     pub summary: serde_json::Value,
 }
 
+/// A claim on one cell of collection work (a cluster's `chunk_hours` grid cell), so several
+/// processes sharing a database fetch each chunk once. Release it after the chunk is
+/// written; a claim dropped unreleased (a task aborted, a process killed) is freed by the
+/// database when its connection closes.
+pub struct Claim {
+    inner: Option<Box<dyn ClaimHold>>,
+}
+
+/// What holds a claim in a backend.
+#[async_trait]
+pub trait ClaimHold: Send {
+    /// Gives the claim up.
+    async fn release(self: Box<Self>);
+}
+
+impl Claim {
+    /// A claim nothing else can contend for (a database only this process writes).
+    pub fn uncontended() -> Self {
+        Claim { inner: None }
+    }
+
+    /// A claim held by a backend.
+    pub fn held(hold: Box<dyn ClaimHold>) -> Self {
+        Claim { inner: Some(hold) }
+    }
+
+    /// Gives the claim up.
+    pub async fn release(mut self) {
+        if let Some(hold) = self.inner.take() {
+            hold.release().await;
+        }
+    }
+}
+
+impl std::fmt::Debug for Claim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.inner.is_some() {
+            "Claim(held)"
+        } else {
+            "Claim(uncontended)"
+        })
+    }
+}
+
 /// The storage interface shared by both backends (see the contract tests in `tests/store_contract.rs`).
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -129,6 +173,28 @@ pub trait Store: Send + Sync {
         from: i64,
         to: i64,
     ) -> Result<Vec<SignalHour>, StoreError>;
+    /// Claims the collection cell starting at `cell_start` (unix seconds) of `cluster` for
+    /// this process; `None` while another process holds it. On SQLite (one process per
+    /// file) every claim is granted.
+    async fn claim_chunk(
+        &self,
+        cluster: &str,
+        cell_start: i64,
+    ) -> Result<Option<Claim>, StoreError>;
+    /// Leases the run of `job` for `period` to `holder` until `now + ttl_secs`: true when
+    /// nobody ran it yet and no other holder's lease is still valid. Scheduled jobs of
+    /// several replicas run once per period this way; an expired lease (its holder died)
+    /// can be taken over.
+    async fn lease_job(
+        &self,
+        job: &str,
+        period: i64,
+        holder: &str,
+        now: i64,
+        ttl_secs: i64,
+    ) -> Result<bool, StoreError>;
+    /// Marks the leased run of `job` for `period` done, so nobody runs it again.
+    async fn finish_job(&self, job: &str, period: i64, holder: &str) -> Result<(), StoreError>;
     /// Workload facts (replicas, HPA, PDB, annotations), optionally of one cluster.
     async fn workloads(&self, cluster: Option<&str>) -> Result<Vec<WorkloadInfo>, StoreError>;
     /// Replaces every stored recommendation of `cluster` with `recs`, in one transaction.
@@ -155,6 +221,25 @@ pub trait Store: Send + Sync {
     /// Retention: deletes every report generated before `older_than` (unix seconds) that is not
     /// among the `keep_newest` newest; returns how many were deleted.
     async fn prune_reports(&self, keep_newest: usize, older_than: i64) -> Result<u64, StoreError>;
+}
+
+/// Leases older than this are deleted.
+const LEASE_KEEP_SECS: i64 = 7 * 86_400;
+
+/// The advisory-lock key of a collection cell: FNV-1a of the cluster and the cell, stable
+/// across processes and versions. A collision only makes two cells wait for each other.
+fn claim_key(cluster: &str, cell_start: i64) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in b"rightsizer/collect/"
+        .iter()
+        .chain(cluster.as_bytes())
+        .chain(b"/")
+        .chain(&cell_start.to_le_bytes())
+    {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
 }
 
 /// Opens the store named by `url` (`sqlite://PATH`, `sqlite::memory:`, `postgres://…`) and migrates it.

@@ -12,7 +12,7 @@ use super::rows::{
     RecommendationValues, SignalRow, UsageRow, WorkloadRow, BATCH_ROWS,
 };
 use super::rows::{limit_param, ReportListingRow, ReportRow, ReportValues};
-use super::{redact_url, RecommendationFilter, Store, StoreError};
+use super::{redact_url, Claim, RecommendationFilter, Store, StoreError};
 use super::{ReportListing, StoredReport, StoredReportInput};
 use crate::model::{
     Chunk, ContainerKey, ContainerObservation, Recommendation, SignalHour, UsageHour, WorkloadInfo,
@@ -21,8 +21,8 @@ use crate::model::{
 /// How long opening a connection may take before the database counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Connections per replica; the work is a few batched writes and small reads.
-const MAX_CONNECTIONS: u32 = 5;
+/// Connections per replica: batched writes, small reads, and one per collection claim in flight.
+const MAX_CONNECTIONS: u32 = 8;
 
 /// A store in a Postgres database.
 #[derive(Debug, Clone)]
@@ -475,6 +475,67 @@ impl Store for PostgresStore {
         rows.into_iter().map(ReportListingRow::decode).collect()
     }
 
+    async fn claim_chunk(
+        &self,
+        cluster: &str,
+        cell_start: i64,
+    ) -> Result<Option<Claim>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let key = super::claim_key(cluster, cell_start);
+        let got: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await?;
+        if !got {
+            return Ok(None);
+        }
+        Ok(Some(Claim::held(Box::new(AdvisoryLock {
+            conn: Some(conn),
+            key,
+        }))))
+    }
+
+    async fn lease_job(
+        &self,
+        job: &str,
+        period: i64,
+        holder: &str,
+        now: i64,
+        ttl_secs: i64,
+    ) -> Result<bool, StoreError> {
+        // Leases of long-past periods are of no use to anyone.
+        sqlx::query("delete from job_leases where lease_until < $1")
+            .bind(now - super::LEASE_KEEP_SECS)
+            .execute(&self.pool)
+            .await?;
+        let leased: Option<String> = sqlx::query_scalar(
+            "insert into job_leases (job, period, holder, lease_until, done) values ($1, $2, $3, $4, false) \
+             on conflict (job, period) do update set holder = excluded.holder, lease_until = excluded.lease_until \
+             where job_leases.done = false and (job_leases.lease_until < $5 or job_leases.holder = excluded.holder) \
+             returning holder",
+        )
+        .bind(job)
+        .bind(period)
+        .bind(holder)
+        .bind(now + ttl_secs)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(leased.is_some())
+    }
+
+    async fn finish_job(&self, job: &str, period: i64, holder: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "update job_leases set done = true where job = $1 and period = $2 and holder = $3",
+        )
+        .bind(job)
+        .bind(period)
+        .bind(holder)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     #[tracing::instrument(skip_all, fields(%keep_newest, %older_than))]
     async fn prune_reports(&self, keep_newest: usize, older_than: i64) -> Result<u64, StoreError> {
         let deleted = sqlx::query(
@@ -487,5 +548,39 @@ impl Store for PostgresStore {
         .await?
         .rows_affected();
         Ok(deleted)
+    }
+}
+
+/// A session advisory lock on a connection taken out of the pool. Released, the connection
+/// goes back; dropped unreleased, the connection is closed, which frees the lock.
+struct AdvisoryLock {
+    conn: Option<sqlx::pool::PoolConnection<Postgres>>,
+    key: i64,
+}
+
+#[async_trait]
+impl super::ClaimHold for AdvisoryLock {
+    async fn release(mut self: Box<Self>) {
+        if let Some(mut conn) = self.conn.take() {
+            let unlocked = sqlx::query_scalar::<_, bool>("select pg_advisory_unlock($1)")
+                .bind(self.key)
+                .fetch_one(&mut *conn)
+                .await;
+            if !matches!(unlocked, Ok(true)) {
+                tracing::warn!(
+                    key = self.key,
+                    "releasing a collection claim failed; closing its connection"
+                );
+                conn.close_on_drop();
+            }
+        }
+    }
+}
+
+impl Drop for AdvisoryLock {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.close_on_drop();
+        }
     }
 }

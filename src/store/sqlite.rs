@@ -14,7 +14,7 @@ use super::rows::{
     RecommendationValues, SignalRow, UsageRow, WorkloadRow, BATCH_ROWS,
 };
 use super::rows::{limit_param, ReportListingRow, ReportRow, ReportValues};
-use super::{redact_url, RecommendationFilter, Store, StoreError};
+use super::{redact_url, Claim, RecommendationFilter, Store, StoreError};
 use super::{ReportListing, StoredReport, StoredReportInput};
 use crate::model::{
     Chunk, ContainerKey, ContainerObservation, Recommendation, SignalHour, UsageHour, WorkloadInfo,
@@ -481,6 +481,54 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(ReportListingRow::decode).collect()
+    }
+
+    async fn claim_chunk(
+        &self,
+        _cluster: &str,
+        _cell_start: i64,
+    ) -> Result<Option<Claim>, StoreError> {
+        // One process per SQLite file: nobody to contend with.
+        Ok(Some(Claim::uncontended()))
+    }
+
+    async fn lease_job(
+        &self,
+        job: &str,
+        period: i64,
+        holder: &str,
+        now: i64,
+        ttl_secs: i64,
+    ) -> Result<bool, StoreError> {
+        // Leases of long-past periods are of no use to anyone.
+        sqlx::query("delete from job_leases where lease_until < ?")
+            .bind(now - super::LEASE_KEEP_SECS)
+            .execute(&self.pool)
+            .await?;
+        let leased: Option<String> = sqlx::query_scalar(
+            "insert into job_leases (job, period, holder, lease_until, done) values (?, ?, ?, ?, 0) \
+             on conflict (job, period) do update set holder = excluded.holder, lease_until = excluded.lease_until \
+             where job_leases.done = 0 and (job_leases.lease_until < ? or job_leases.holder = excluded.holder) \
+             returning holder",
+        )
+        .bind(job)
+        .bind(period)
+        .bind(holder)
+        .bind(now + ttl_secs)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(leased.is_some())
+    }
+
+    async fn finish_job(&self, job: &str, period: i64, holder: &str) -> Result<(), StoreError> {
+        sqlx::query("update job_leases set done = 1 where job = ? and period = ? and holder = ?")
+            .bind(job)
+            .bind(period)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(%keep_newest, %older_than))]

@@ -11,14 +11,33 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use rightsizer::collector::{plan, ChunkQueries};
+use rightsizer::collector::{namespace_groups, plan, ChunkQueries, Scope};
 use rightsizer::config::CollectorConfig;
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} must be set (run make bench)"))
 }
 
-/// Replays every query of the collection plan with the collector's concurrency.
+/// POSTs one query; returns the body.
+async fn replay(
+    http: &reqwest::Client,
+    url: &str,
+    path: &str,
+    form: &[(&str, String)],
+) -> bytes::Bytes {
+    let resp = http
+        .post(format!("{url}{path}"))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    resp.bytes().await.unwrap()
+}
+
+/// Replays every query of the collection plan with the collector's concurrency: per chunk
+/// the sizing and facts queries, then owners, state, CPU and memory for each namespace group
+/// the sizes call for (one group when the chunk fits in one answer).
 async fn prometheus_floor(url: &str, from: i64, to: i64, cfg: &CollectorConfig) -> (Duration, u64) {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(300))
@@ -31,38 +50,64 @@ async fn prometheus_floor(url: &str, from: i64, to: i64, cfg: &CollectorConfig) 
         .map(|chunk| {
             let http = http.clone();
             async move {
-                let q = ChunkQueries::new(&chunk, step);
-                let mut requests: Vec<(&str, Vec<(&str, String)>)> = q
-                    .instants()
+                let whole = ChunkQueries::new(&chunk, step, &Scope::default());
+                let instant = |promql: &str, time: i64| {
+                    vec![("query", promql.to_string()), ("time", time.to_string())]
+                };
+                let sizes = replay(
+                    &http,
+                    url,
+                    "/api/v1/query",
+                    &instant(&whole.sizes, whole.time),
+                )
+                .await;
+                let facts = replay(
+                    &http,
+                    url,
+                    "/api/v1/query",
+                    &instant(&whole.facts, whole.time),
+                )
+                .await;
+                let mut n = (sizes.len() + facts.len()) as u64;
+                let sizes: serde_json::Value = serde_json::from_slice(&sizes).unwrap();
+                let sizes: Vec<(String, u64)> = sizes["data"]["result"]
+                    .as_array()
+                    .unwrap()
                     .iter()
-                    .map(|(promql, time)| {
+                    .map(|s| {
                         (
-                            "/api/v1/query",
-                            vec![("query", promql.to_string()), ("time", time.to_string())],
+                            s["metric"]["namespace"].as_str().unwrap_or("").to_string(),
+                            s["value"][1].as_str().unwrap().parse::<f64>().unwrap() as u64,
                         )
                     })
                     .collect();
-                for r in q.ranges() {
-                    requests.push((
-                        "/api/v1/query_range",
-                        vec![
+                let groups: Vec<ChunkQueries> =
+                    match namespace_groups(&sizes, cfg.max_series_per_query) {
+                        None => vec![whole],
+                        Some(groups) => groups
+                            .into_iter()
+                            .map(|g| {
+                                ChunkQueries::new(
+                                    &chunk,
+                                    step,
+                                    &Scope::default().with_namespaces(g),
+                                )
+                            })
+                            .collect(),
+                    };
+                for q in groups {
+                    n += replay(&http, url, "/api/v1/query", &instant(&q.owners, q.time))
+                        .await
+                        .len() as u64;
+                    for r in q.ranges() {
+                        let form = vec![
                             ("query", r.promql.clone()),
                             ("start", r.start.to_string()),
                             ("end", r.end.to_string()),
                             ("step", r.step_secs.to_string()),
-                        ],
-                    ));
-                }
-                let mut n = 0u64;
-                for (path, form) in requests {
-                    let resp = http
-                        .post(format!("{url}{path}"))
-                        .form(&form)
-                        .send()
-                        .await
-                        .unwrap();
-                    assert!(resp.status().is_success(), "{path}: {}", resp.status());
-                    n += resp.bytes().await.unwrap().len() as u64;
+                        ];
+                        n += replay(&http, url, "/api/v1/query_range", &form).await.len() as u64;
+                    }
                 }
                 n
             }

@@ -297,6 +297,12 @@ pub struct CollectorConfig {
     pub timeout: Duration,
     /// Retries of a Prometheus request after a timeout, connection error or 5xx.
     pub retries: u32,
+    /// A chunk whose namespaces hold more series than this is queried in namespace groups
+    /// of at most this many, keeping every answer (and our memory) bounded; 0 never splits.
+    pub max_series_per_query: u64,
+    /// The label telling clusters apart when one Prometheus (Thanos, Mimir) holds several.
+    /// Without `[[clusters]]` entries, every value of it is a cluster.
+    pub cluster_label: Option<String>,
 }
 
 impl Default for CollectorConfig {
@@ -308,6 +314,8 @@ impl Default for CollectorConfig {
             interval: Duration::from_secs(600),
             timeout: Duration::from_secs(60),
             retries: 3,
+            max_series_per_query: 2_000,
+            cluster_label: None,
         }
     }
 }
@@ -348,6 +356,49 @@ pub struct FileConfig {
     pub kubernetes: Option<crate::cluster::ClusterSourceConfig>,
     /// Scheduled reports.
     pub reports: ReportsConfig,
+    /// Several clusters: each a name with its own Prometheus, or a value of
+    /// `collector.cluster_label` on the shared one.
+    pub clusters: Vec<ClusterEntry>,
+}
+
+/// One `[[clusters]]` entry. Prometheus settings left out are inherited from the top level.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterEntry {
+    /// Cluster name: part of every workload's identity.
+    pub name: String,
+    /// This cluster's Prometheus (default: the top-level `prometheus_url`).
+    pub prometheus_url: Option<String>,
+    /// Value of `collector.cluster_label` selecting this cluster (default: `name`).
+    pub label_value: Option<String>,
+    /// File holding a bearer token for this Prometheus.
+    pub prometheus_token_file: Option<PathBuf>,
+    /// Basic-auth user for this Prometheus (password from `prometheus_password_file`).
+    pub prometheus_user: Option<String>,
+    /// File holding the basic-auth password.
+    pub prometheus_password_file: Option<PathBuf>,
+    /// Extra headers for this Prometheus (replace the top-level ones).
+    #[serde(default)]
+    pub prometheus_headers: std::collections::BTreeMap<String, String>,
+    /// PEM file with CA certificates to trust.
+    pub prometheus_ca_file: Option<PathBuf>,
+    /// Don't verify this Prometheus' TLS certificate.
+    pub prometheus_insecure_skip_verify: Option<bool>,
+    /// This cluster's Kubernetes API source.
+    pub kubernetes: Option<crate::cluster::ClusterSourceConfig>,
+}
+
+/// One cluster to collect and analyze: where its history is and which series are its.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Cluster name.
+    pub cluster: String,
+    /// Its Prometheus, if configured.
+    pub prometheus: Option<PromConfig>,
+    /// The label matcher selecting its series, when Prometheus holds several clusters.
+    pub scope: crate::collector::Scope,
+    /// Its Kubernetes API source, when enabled.
+    pub kubernetes: Option<crate::cluster::ClusterSourceConfig>,
 }
 
 /// Errors in configuration, each naming the setting at fault.
@@ -399,6 +450,12 @@ pub struct Settings {
     pub reports: ReportsConfig,
     /// API address from the file (the `serve` flag wins).
     pub listen: Option<String>,
+    /// The clusters to work on: `[[clusters]]` (narrowed by `--cluster`), or the one
+    /// cluster of the top-level settings. Empty when `collector.cluster_label` is set without
+    /// entries: the clusters are then discovered from Prometheus (see `jobs::sources`).
+    pub sources: Vec<Source>,
+    /// Whether `--cluster` (or the file's `cluster`) picked one cluster explicitly.
+    pub cluster_chosen: bool,
 }
 
 impl Settings {
@@ -478,16 +535,31 @@ impl Settings {
                 "pricing.cpu_core_hour and pricing.memory_gib_hour must be ≥ 0".into(),
             ));
         }
-        let cluster = global
-            .cluster
-            .clone()
-            .or(file.cluster.clone())
-            .unwrap_or_else(|| "default".into());
-        if cluster.is_empty() {
+        let kubernetes = match (&file.kubernetes, global.kubernetes) {
+            (Some(k), _) => {
+                k.validate()
+                    .map_err(|e| ConfigError::Invalid(format!("kubernetes: {e}")))?;
+                Some(k.clone())
+            }
+            (None, true) => Some(crate::cluster::ClusterSourceConfig::default()),
+            (None, false) => None,
+        };
+        let chosen = global.cluster.clone().or(file.cluster.clone());
+        if chosen.as_deref() == Some("") {
             return Err(ConfigError::Invalid(
                 "cluster name must not be empty".into(),
             ));
         }
+        let sources = sources(
+            &file,
+            prometheus.as_ref(),
+            kubernetes.as_ref(),
+            chosen.as_deref(),
+        )?;
+        let cluster = chosen
+            .clone()
+            .or_else(|| sources.first().map(|s| s.cluster.clone()))
+            .unwrap_or_else(|| "default".into());
         Ok(Settings {
             database_url: global
                 .database_url
@@ -508,17 +580,133 @@ impl Settings {
                 ),
             },
             reports: file.reports.clone(),
-            kubernetes: match (&file.kubernetes, global.kubernetes) {
-                (Some(k), _) => {
-                    k.validate()
-                        .map_err(|e| ConfigError::Invalid(format!("kubernetes: {e}")))?;
-                    Some(k.clone())
-                }
-                (None, true) => Some(crate::cluster::ClusterSourceConfig::default()),
-                (None, false) => None,
-            },
+            kubernetes,
             listen: file.listen.clone(),
+            cluster_chosen: chosen.is_some(),
+            sources,
         })
+    }
+}
+
+/// The clusters of the config: `[[clusters]]` entries (narrowed to `chosen`), one cluster
+/// selected by `collector.cluster_label`, none (to be discovered by that label), or the
+/// single cluster of the top-level settings.
+fn sources(
+    file: &FileConfig,
+    prometheus: Option<&PromConfig>,
+    kubernetes: Option<&crate::cluster::ClusterSourceConfig>,
+    chosen: Option<&str>,
+) -> Result<Vec<Source>, ConfigError> {
+    let label = file.collector.cluster_label.clone();
+    if let Some(l) = &label {
+        if !crate::prometheus::promql::is_label_name(l) {
+            return Err(ConfigError::Invalid(format!(
+                "collector.cluster_label {l:?} is not a valid Prometheus label name"
+            )));
+        }
+    }
+    let scope = |value: &str| crate::collector::Scope {
+        cluster: label.clone().map(|l| (l, value.to_string())),
+        namespaces: None,
+    };
+    if file.clusters.is_empty() {
+        return Ok(match (chosen, &label) {
+            (None, Some(_)) => Vec::new(),
+            (chosen, _) => {
+                let name = chosen.unwrap_or("default");
+                vec![Source {
+                    cluster: name.to_string(),
+                    prometheus: prometheus.cloned(),
+                    scope: scope(name),
+                    kubernetes: kubernetes.cloned(),
+                }]
+            }
+        });
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut all = Vec::with_capacity(file.clusters.len());
+    for (i, entry) in file.clusters.iter().enumerate() {
+        let at = format!("clusters[{i}]");
+        if entry.name.is_empty() {
+            return Err(ConfigError::Invalid(format!("{at}.name must not be empty")));
+        }
+        if !seen.insert(entry.name.clone()) {
+            return Err(ConfigError::Invalid(format!(
+                "{at}: cluster {:?} is listed twice",
+                entry.name
+            )));
+        }
+        if entry.label_value.is_some() && label.is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "{at}.label_value needs collector.cluster_label"
+            )));
+        }
+        if let Some(k) = &entry.kubernetes {
+            k.validate()
+                .map_err(|e| ConfigError::Invalid(format!("{at}.kubernetes: {e}")))?;
+        }
+        let url = entry
+            .prometheus_url
+            .clone()
+            .or_else(|| prometheus.map(|p| p.url.clone()));
+        let prometheus = match url {
+            None => None,
+            Some(url) => {
+                let mut p = prometheus.cloned().unwrap_or_else(|| PromConfig {
+                    timeout: file.collector.timeout,
+                    retries: file.collector.retries,
+                    ..PromConfig::default()
+                });
+                p.url = url;
+                if let Some(path) = &entry.prometheus_token_file {
+                    p.bearer_token = Some(read_token(path)?);
+                    p.basic_auth = None;
+                }
+                if let Some(user) = &entry.prometheus_user {
+                    let path = entry.prometheus_password_file.as_ref().ok_or_else(|| {
+                        ConfigError::Invalid(format!(
+                            "{at}.prometheus_user needs {at}.prometheus_password_file"
+                        ))
+                    })?;
+                    p.basic_auth = Some((user.clone(), read_token(path)?));
+                    p.bearer_token = None;
+                }
+                if !entry.prometheus_headers.is_empty() {
+                    p.headers = entry
+                        .prometheus_headers
+                        .iter()
+                        .map(|(k, v)| (k.clone(), SecretString::from(v.clone())))
+                        .collect();
+                }
+                if let Some(ca) = &entry.prometheus_ca_file {
+                    p.ca_file = Some(ca.clone());
+                }
+                if let Some(insecure) = entry.prometheus_insecure_skip_verify {
+                    p.insecure_skip_verify = insecure;
+                }
+                Some(p)
+            }
+        };
+        all.push(Source {
+            cluster: entry.name.clone(),
+            prometheus,
+            scope: scope(entry.label_value.as_deref().unwrap_or(&entry.name)),
+            kubernetes: entry.kubernetes.clone(),
+        });
+    }
+    match chosen {
+        None => Ok(all),
+        Some(name) => match all.into_iter().find(|s| s.cluster == name) {
+            Some(source) => Ok(vec![source]),
+            None => Err(ConfigError::Invalid(format!(
+                "cluster {name:?} is not among the configured [[clusters]]: {}",
+                file.clusters
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        },
     }
 }
 

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use crate::analyzer::{self, PolicySet, Pricing};
 use crate::collector::{self, floor_hour, CollectOptions, CollectReport};
@@ -40,11 +41,12 @@ impl WindowSpec {
     }
 }
 
-/// Collects the hours of `window` for `cluster`.
+/// Collects the hours of `window` for `cluster` (its series selected by `scope`).
 pub async fn collect_window(
     prom: &PromClient,
     store: &dyn Store,
     cluster: &str,
+    scope: &collector::Scope,
     config: &CollectorConfig,
     window: WindowSpec,
     progress: collector::Progress,
@@ -52,14 +54,40 @@ pub async fn collect_window(
     let (from, to) = window.hours();
     let opts = CollectOptions {
         cluster: cluster.to_string(),
+        scope: scope.clone(),
         from,
         to,
         step_secs: config.step.as_secs() as i64,
         chunk_hours: config.chunk_hours,
         concurrency: config.concurrency,
+        max_series_per_query: config.max_series_per_query,
         progress,
     };
     collector::collect(prom, store, &opts).await
+}
+
+/// The clusters a Prometheus holds, told apart by `label`: every value with kube-state-metrics
+/// containers in the hour before `now`.
+pub async fn discover_clusters(
+    prom: &PromClient,
+    label: &str,
+    now: i64,
+) -> Result<Vec<String>, crate::prometheus::PromError> {
+    let answer = prom
+        .query(
+            &format!("count by ({label}) (last_over_time(kube_pod_container_info[1h]))"),
+            now,
+        )
+        .await?;
+    let mut clusters: Vec<String> = answer
+        .series
+        .into_iter()
+        .filter_map(|s| s.labels.get(label).cloned())
+        .filter(|c| !c.is_empty())
+        .collect();
+    clusters.sort();
+    clusters.dedup();
+    Ok(clusters)
 }
 
 /// What an analysis did.
@@ -243,19 +271,123 @@ pub async fn analyze_cluster_with(
     })
 }
 
+/// One cluster as the jobs see it.
+#[derive(Clone)]
+pub struct ClusterJob {
+    /// Cluster name.
+    pub cluster: String,
+    /// Its Prometheus, when configured (collect needs it; analyze doesn't).
+    pub prometheus: Option<PromClient>,
+    /// The label matcher selecting its series on a shared Prometheus.
+    pub scope: collector::Scope,
+    /// Its Kubernetes API source, when enabled.
+    pub kubernetes: Option<crate::cluster::ClusterSourceConfig>,
+}
+
+impl ClusterJob {
+    /// A cluster with all of its Prometheus' series (the single-cluster setup).
+    pub fn new(cluster: &str, prometheus: Option<PromClient>) -> Self {
+        ClusterJob {
+            cluster: cluster.into(),
+            prometheus,
+            scope: Default::default(),
+            kubernetes: None,
+        }
+    }
+}
+
 /// What API-triggered and scheduled runs need.
 #[derive(Clone)]
 pub struct JobRunner {
-    /// Prometheus, when configured (collect needs it; analyze doesn't).
-    pub prometheus: Option<PromClient>,
-    /// Cluster name.
-    pub cluster: String,
+    /// The configured clusters.
+    pub clusters: Vec<ClusterJob>,
+    /// With no clusters configured: one Prometheus holding several, told apart by a label;
+    /// the clusters are discovered at each run.
+    pub discover: Option<(PromClient, String)>,
     /// Collector settings.
     pub collector: CollectorConfig,
     /// Analysis settings.
     pub analysis: AnalysisSettings,
-    /// The Kubernetes API source, when enabled.
-    pub kubernetes: Option<crate::cluster::ClusterSourceConfig>,
+    /// The clusters of the newest run (configured or discovered), for readiness.
+    pub known: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl JobRunner {
+    /// A runner for `clusters`.
+    pub fn new(
+        clusters: Vec<ClusterJob>,
+        collector: CollectorConfig,
+        analysis: AnalysisSettings,
+    ) -> Self {
+        let known = clusters.iter().map(|c| c.cluster.clone()).collect();
+        JobRunner {
+            clusters,
+            discover: None,
+            collector,
+            analysis,
+            known: Arc::new(std::sync::Mutex::new(known)),
+        }
+    }
+
+    /// The runner of the resolved settings: their clusters, or discovery by
+    /// `collector.cluster_label` when none are listed.
+    pub fn from_settings(
+        settings: &crate::config::Settings,
+        analysis: AnalysisSettings,
+    ) -> Result<Self, crate::prometheus::PromError> {
+        let clusters = settings
+            .sources
+            .iter()
+            .map(|s| {
+                Ok(ClusterJob {
+                    cluster: s.cluster.clone(),
+                    prometheus: s.prometheus.as_ref().map(PromClient::new).transpose()?,
+                    scope: s.scope.clone(),
+                    kubernetes: s.kubernetes.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, crate::prometheus::PromError>>()?;
+        let mut runner = JobRunner::new(clusters, settings.collector.clone(), analysis);
+        if runner.clusters.is_empty() {
+            if let (Some(prom), Some(label)) =
+                (&settings.prometheus, &settings.collector.cluster_label)
+            {
+                runner.discover = Some((PromClient::new(prom)?, label.clone()));
+            }
+        }
+        Ok(runner)
+    }
+
+    /// Whether any cluster has a Prometheus to collect from.
+    pub fn can_collect(&self) -> bool {
+        self.discover.is_some() || self.clusters.iter().any(|c| c.prometheus.is_some())
+    }
+
+    /// The clusters to work on now: the configured ones, or those Prometheus holds.
+    pub async fn clusters(&self) -> Result<Vec<ClusterJob>, crate::prometheus::PromError> {
+        let clusters = match &self.discover {
+            None => self.clusters.clone(),
+            Some((prom, label)) => {
+                let now = chrono::Utc::now().timestamp();
+                discover_clusters(prom, label, now)
+                    .await?
+                    .into_iter()
+                    .map(|name| ClusterJob {
+                        scope: collector::Scope {
+                            cluster: Some((label.clone(), name.clone())),
+                            namespaces: None,
+                        },
+                        cluster: name,
+                        prometheus: Some(prom.clone()),
+                        kubernetes: None,
+                    })
+                    .collect()
+            }
+        };
+        *self.known.lock().expect("never poisoned") =
+            clusters.iter().map(|c| c.cluster.clone()).collect();
+        Ok(clusters)
+    }
 }
 
 /// The Kubernetes API's view of the cluster, or `None` (with a log line saying what is then
@@ -288,55 +420,92 @@ pub async fn kubernetes_snapshot(
 }
 
 impl JobRunner {
-    /// Collects the policy window up to the last complete hour, reporting progress.
+    /// Collects the policy window up to the last complete hour for every cluster, reporting
+    /// progress. A cluster that fails does not stop the others; the run fails naming it.
     pub async fn collect(
         &self,
         store: &dyn Store,
         run: &crate::runs::RunHandle,
     ) -> Result<serde_json::Value, String> {
-        let prom = self
-            .prometheus
-            .as_ref()
-            .ok_or("no Prometheus URL configured")?;
-        let progress = collector::Progress::new(run.clone_progress());
-        let window = self.analysis.policies.global().window;
-        let now = chrono::Utc::now().timestamp();
+        if !self.can_collect() {
+            return Err("no Prometheus URL configured".into());
+        }
+        let clusters = self.clusters().await.map_err(|e| e.to_string())?;
         let window = WindowSpec {
-            since: window,
+            since: self.analysis.policies.global().window,
             until: None,
-            now,
+            now: chrono::Utc::now().timestamp(),
         };
-        let report = collect_window(
-            prom,
-            store,
-            &self.cluster,
-            &self.collector,
-            window,
-            progress,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        Ok(serde_json::to_value(report).expect("reports serialize"))
+        let mut reports = serde_json::Map::new();
+        let mut failures = Vec::new();
+        for c in &clusters {
+            let Some(prom) = &c.prometheus else {
+                failures.push(format!(
+                    "cluster {}: no Prometheus URL configured",
+                    c.cluster
+                ));
+                continue;
+            };
+            let progress = collector::Progress::new(run.clone_progress());
+            match collect_window(
+                prom,
+                store,
+                &c.cluster,
+                &c.scope,
+                &self.collector,
+                window,
+                progress,
+            )
+            .await
+            {
+                Ok(report) => {
+                    reports.insert(
+                        c.cluster.clone(),
+                        serde_json::to_value(report).expect("reports serialize"),
+                    );
+                }
+                Err(e) => failures.push(format!("cluster {}: {e}", c.cluster)),
+            }
+        }
+        if failures.is_empty() {
+            Ok(serde_json::json!({ "clusters": reports }))
+        } else {
+            Err(failures.join("; "))
+        }
     }
 
-    /// Analyzes the cluster.
+    /// Analyzes every cluster.
     pub async fn analyze(
         &self,
         store: &dyn Store,
         run: &crate::runs::RunHandle,
     ) -> Result<serde_json::Value, String> {
-        let now = chrono::Utc::now().timestamp();
-        let kubernetes = kubernetes_snapshot(self.kubernetes.as_ref()).await;
-        let report = analyze_cluster_with(
-            store,
-            &self.cluster,
-            &self.analysis,
-            now,
-            kubernetes.as_ref(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        run.progress(report.containers as u64, report.containers as u64);
-        Ok(serde_json::to_value(report).expect("reports serialize"))
+        let clusters = match self.clusters().await {
+            Ok(c) => c,
+            // Analysis needs only the store: without discovery, analyze what was collected.
+            Err(e) if self.discover.is_some() => {
+                tracing::warn!(error = %e, "cluster discovery failed: analyzing the clusters of the previous run");
+                let known = self.known.lock().expect("never poisoned").clone();
+                known.iter().map(|c| ClusterJob::new(c, None)).collect()
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let mut reports = serde_json::Map::new();
+        let mut total = 0;
+        for c in &clusters {
+            let now = chrono::Utc::now().timestamp();
+            let kubernetes = kubernetes_snapshot(c.kubernetes.as_ref()).await;
+            let report =
+                analyze_cluster_with(store, &c.cluster, &self.analysis, now, kubernetes.as_ref())
+                    .await
+                    .map_err(|e| format!("cluster {}: {e}", c.cluster))?;
+            total += report.containers as u64;
+            run.progress(total, total);
+            reports.insert(
+                c.cluster.clone(),
+                serde_json::to_value(report).expect("reports serialize"),
+            );
+        }
+        Ok(serde_json::json!({ "clusters": reports }))
     }
 }

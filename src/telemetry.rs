@@ -70,6 +70,19 @@ pub struct Metrics {
     pub collector_lag: Family<ClusterLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Recommendations by severity (set when scraped).
     pub recommendations: Family<SeverityLabels, Gauge>,
+    /// Collection chunks this process wrote, per cluster.
+    pub collector_chunks: Family<ClusterLabels, Counter>,
+    /// Scheduled jobs this process ran, and those it left to another replica.
+    pub scheduled_jobs: Family<JobLabels, Counter>,
+}
+
+/// Labels of a scheduled job outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    /// `collect`, `analyze` or `report`.
+    pub job: String,
+    /// `ran` or `skipped`.
+    pub outcome: String,
 }
 
 fn buckets() -> Histogram {
@@ -90,6 +103,18 @@ pub fn metrics() -> &'static Metrics {
         let collector_lag =
             Family::<ClusterLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         let recommendations = Family::<SeverityLabels, Gauge>::default();
+        let collector_chunks = Family::<ClusterLabels, Counter>::default();
+        let scheduled_jobs = Family::<JobLabels, Counter>::default();
+        registry.register(
+            "collector_chunks",
+            "Collection chunks this process wrote",
+            collector_chunks.clone(),
+        );
+        registry.register(
+            "scheduled_jobs",
+            "Scheduled jobs this replica ran, or skipped because another replica had them",
+            scheduled_jobs.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests served",
@@ -128,6 +153,8 @@ pub fn metrics() -> &'static Metrics {
             query_failures,
             collector_lag,
             recommendations,
+            collector_chunks,
+            scheduled_jobs,
         }
     })
 }
@@ -148,6 +175,25 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Counts a chunk written for `cluster`.
+    pub fn chunk_written(&self, cluster: &str) {
+        self.collector_chunks
+            .get_or_create(&ClusterLabels {
+                cluster: cluster.into(),
+            })
+            .inc();
+    }
+
+    /// Counts a scheduled job that this replica ran (`true`) or left to another.
+    pub fn scheduled_job(&self, job: &str, ran: bool) {
+        self.scheduled_jobs
+            .get_or_create(&JobLabels {
+                job: job.into(),
+                outcome: if ran { "ran" } else { "skipped" }.into(),
+            })
+            .inc();
     }
 
     /// The text exposition.

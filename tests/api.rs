@@ -476,17 +476,15 @@ async fn actions_need_tokens_and_run_one_at_a_time() {
         ..Default::default()
     })
     .unwrap();
-    state.jobs = Some(Arc::new(rightsizer::jobs::JobRunner {
-        prometheus: Some(prom),
-        cluster: "prod".into(),
-        collector: Default::default(),
-        analysis: rightsizer::jobs::AnalysisSettings {
+    state.jobs = Some(Arc::new(rightsizer::jobs::JobRunner::new(
+        vec![rightsizer::jobs::ClusterJob::new("prod", Some(prom))],
+        Default::default(),
+        rightsizer::jobs::AnalysisSettings {
             policies: Default::default(),
             pricing: Default::default(),
             step_secs: 60,
         },
-        kubernetes: None,
-    }));
+    )));
     state.auth = Arc::new(rightsizer::http::auth::AuthConfig::new(
         ["s3cret".to_string(), "other".to_string()],
         false,

@@ -123,7 +123,7 @@ async fn prometheus_error_envelope() {
     assert_eq!(code, 1);
     assert_one_line(
         &stderr,
-        "error: Prometheus rejected the query (execution): query processing would load too many samples into memory; query: max by (namespace, pod, replicaset, job_name",
+        "error: Prometheus rejected the query (execution): query processing would load too many samples into memory; query: count by (namespace) (max_over_time(",
     );
     assert_eq!(collected_hours(&db).await, 0);
 }

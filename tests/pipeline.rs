@@ -55,13 +55,10 @@ fn client(url: &str) -> PromClient {
 
 fn options(truth: &GroundTruth, to: i64) -> CollectOptions {
     CollectOptions {
-        cluster: "test".into(),
-        from: truth.start,
-        to,
         step_secs: 60,
         chunk_hours: 6,
         concurrency: 2,
-        progress: Default::default(),
+        ..CollectOptions::new("test", truth.start, to)
     }
 }
 

@@ -123,13 +123,10 @@ async fn scenarios() -> Scenarios {
         &prom,
         store.as_ref(),
         &CollectOptions {
-            cluster: "test".into(),
-            from: truth.start,
-            to: truth.end,
             step_secs: 60,
             chunk_hours: 6,
             concurrency: 2,
-            progress: Default::default(),
+            ..CollectOptions::new("test", truth.start, truth.end)
         },
     )
     .await

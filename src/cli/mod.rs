@@ -9,7 +9,6 @@ use anyhow::{anyhow, Context};
 use crate::config::{parse_time, Cli, Command, Settings, DEFAULT_LISTEN};
 use crate::http::{self, AppState};
 use crate::jobs;
-use crate::prometheus::PromClient;
 use crate::runs::RunKind;
 use crate::store::{self, RecommendationFilter, Store};
 
@@ -50,11 +49,38 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn prometheus(settings: &Settings) -> anyhow::Result<PromClient> {
-    let config = settings.prometheus.as_ref().ok_or_else(|| {
-        anyhow!("no Prometheus URL: set --prometheus-url or RIGHTSIZER_PROMETHEUS_URL")
-    })?;
-    Ok(PromClient::new(config)?)
+/// The clusters to collect or analyze: configured, or discovered by the cluster label.
+async fn clusters(settings: &Settings) -> anyhow::Result<Vec<jobs::ClusterJob>> {
+    let runner = jobs::JobRunner::from_settings(settings, analysis_settings(settings))?;
+    let clusters = runner.clusters().await?;
+    if clusters.is_empty() {
+        anyhow::bail!(
+            "Prometheus has no series with the cluster label {:?} in the last hour: nothing to work on",
+            settings.collector.cluster_label.as_deref().unwrap_or("")
+        );
+    }
+    Ok(clusters)
+}
+
+/// Only the chosen cluster when `--cluster` says so; every cluster otherwise.
+fn cluster_filter(settings: &Settings) -> Option<String> {
+    let single = settings.sources.len() == 1 && settings.collector.cluster_label.is_none();
+    (settings.cluster_chosen || single).then(|| settings.cluster.clone())
+}
+
+/// The clusters the store has collected, for analysis without Prometheus at hand.
+async fn store_clusters(store: &dyn Store) -> anyhow::Result<Vec<jobs::ClusterJob>> {
+    let mut names: Vec<String> = store
+        .containers(None)
+        .await?
+        .into_iter()
+        .map(|c| c.key.cluster)
+        .collect();
+    names.dedup();
+    Ok(names
+        .iter()
+        .map(|n| jobs::ClusterJob::new(n, None))
+        .collect())
 }
 
 async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
@@ -88,46 +114,97 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Collect { since, until } => {
             let until = until.as_deref().map(parse_time).transpose()?;
-            let prom = prometheus(&settings)?;
+            if settings.prometheus.is_none()
+                && settings.sources.iter().all(|s| s.prometheus.is_none())
+            {
+                anyhow::bail!(
+                    "no Prometheus URL: set --prometheus-url or RIGHTSIZER_PROMETHEUS_URL"
+                );
+            }
+            let clusters = clusters(&settings).await?;
             let store = open_store(&settings).await?;
-            let r = jobs::collect_window(
-                &prom,
-                store.as_ref(),
-                &settings.cluster,
-                &settings.collector,
-                jobs::WindowSpec {
-                    since,
-                    until,
-                    now: now(),
-                },
-                progress_bar(),
-            )
-            .await?;
-            println!(
-                "collected {} hours ({} already collected) for cluster {}: {} workload containers, {} samples, {} rejected",
-                r.hours_collected, r.hours_already_collected, settings.cluster, r.containers, r.samples, r.rejected_samples
-            );
+            let window = jobs::WindowSpec {
+                since,
+                until,
+                now: now(),
+            };
+            let mut failed = Vec::new();
+            for c in &clusters {
+                let Some(prom) = &c.prometheus else {
+                    eprintln!("cluster {}: no Prometheus URL configured", c.cluster);
+                    failed.push(c.cluster.clone());
+                    continue;
+                };
+                let result = jobs::collect_window(
+                    prom,
+                    store.as_ref(),
+                    &c.cluster,
+                    &c.scope,
+                    &settings.collector,
+                    window,
+                    progress_bar(),
+                )
+                .await;
+                match result {
+                    Ok(r) => println!(
+                        "collected {} hours ({} already collected) for cluster {}: {} workload containers, {} samples, {} rejected",
+                        r.hours_collected, r.hours_already_collected, c.cluster, r.containers, r.samples, r.rejected_samples
+                    ),
+                    // One cluster: its error is the command's. Several: say which failed, go on.
+                    Err(e) if clusters.len() == 1 => return Err(e.into()),
+                    Err(e) => {
+                        eprintln!("cluster {}: {e}", c.cluster);
+                        failed.push(c.cluster.clone());
+                    }
+                }
+            }
+            if !failed.is_empty() {
+                anyhow::bail!(
+                    "collection failed for {} of {} clusters: {}",
+                    failed.len(),
+                    clusters.len(),
+                    failed.join(", ")
+                );
+            }
         }
         Command::Analyze => {
             let store = open_store(&settings).await?;
-            let kubernetes = jobs::kubernetes_snapshot(settings.kubernetes.as_ref()).await;
-            let r = jobs::analyze_cluster_with(
-                store.as_ref(),
-                &settings.cluster,
-                &analysis_settings(&settings),
-                now(),
-                kubernetes.as_ref(),
-            )
-            .await?;
-            println!(
-                "analyzed {} workload containers of cluster {}: {} to change, {} already right-sized, {} with insufficient data",
-                r.containers, settings.cluster, r.ok, r.no_change, r.insufficient_data
-            );
-            if kubernetes.is_some() && (r.only_in_kubernetes > 0 || r.only_in_prometheus > 0) {
+            let clusters = match cluster_filter(&settings) {
+                // Analysis reads only the store: a named cluster needs no Prometheus.
+                Some(name) => vec![settings
+                    .sources
+                    .iter()
+                    .find(|s| s.cluster == name)
+                    .map(|s| jobs::ClusterJob {
+                        cluster: s.cluster.clone(),
+                        prometheus: None,
+                        scope: s.scope.clone(),
+                        kubernetes: s.kubernetes.clone(),
+                    })
+                    .unwrap_or_else(|| jobs::ClusterJob::new(&name, None))],
+                None if !settings.sources.is_empty() => clusters(&settings).await?,
+                None => store_clusters(store.as_ref()).await?,
+            };
+            for c in &clusters {
+                let kubernetes = jobs::kubernetes_snapshot(c.kubernetes.as_ref()).await;
+                let r = jobs::analyze_cluster_with(
+                    store.as_ref(),
+                    &c.cluster,
+                    &analysis_settings(&settings),
+                    now(),
+                    kubernetes.as_ref(),
+                )
+                .await?;
                 println!(
-                    "the Kubernetes API lists {} workload containers without usage in Prometheus; Prometheus has {} the API doesn't list",
-                    r.only_in_kubernetes, r.only_in_prometheus
+                    "analyzed {} workload containers of cluster {}: {} to change, {} already right-sized, {} with insufficient data",
+                    r.containers, c.cluster, r.ok, r.no_change, r.insufficient_data
                 );
+                if kubernetes.is_some() && (r.only_in_kubernetes > 0 || r.only_in_prometheus > 0) {
+                    println!(
+                        "the Kubernetes API lists {} workload containers without usage in Prometheus; Prometheus has {} the API doesn't list",
+                        r.only_in_kubernetes, r.only_in_prometheus
+                    );
+                }
             }
         }
         Command::Recommend {
@@ -135,25 +212,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             namespace,
         } => {
             let store = open_store(&settings).await?;
+            let cluster = cluster_filter(&settings);
             let filter = RecommendationFilter {
-                cluster: Some(settings.cluster.clone()),
+                cluster: cluster.clone(),
                 namespace,
                 ..Default::default()
             };
             let mut recs = store.recommendations(&filter).await?;
             if recs.is_empty() {
                 let all = RecommendationFilter {
-                    cluster: Some(settings.cluster.clone()),
+                    cluster: cluster.clone(),
                     ..Default::default()
                 };
                 if store.recommendations(&all).await?.is_empty() {
-                    jobs::analyze_cluster(
-                        store.as_ref(),
-                        &settings.cluster,
-                        &analysis_settings(&settings),
-                        now(),
-                    )
-                    .await?;
+                    // Nothing analyzed yet: analyze what was collected, then list.
+                    let names = match cluster {
+                        Some(c) => vec![c],
+                        None => store_clusters(store.as_ref())
+                            .await?
+                            .into_iter()
+                            .map(|c| c.cluster)
+                            .collect(),
+                    };
+                    for name in names {
+                        jobs::analyze_cluster(
+                            store.as_ref(),
+                            &name,
+                            &analysis_settings(&settings),
+                            now(),
+                        )
+                        .await?;
+                    }
                     recs = store.recommendations(&filter).await?;
                 }
             }
@@ -279,6 +368,11 @@ async fn gitops(settings: &Settings, args: crate::config::GitopsArgs) -> anyhow:
     opts.commit = args.commit;
     opts.push = args.push;
     opts.pull_request = pull_request;
+    if cluster_filter(settings).is_none() {
+        anyhow::bail!(
+            "several clusters are configured: choose the one this repository deploys with --cluster"
+        );
+    }
     let store = open_store(settings).await?;
     let filter = RecommendationFilter {
         cluster: Some(settings.cluster.clone()),
@@ -329,17 +423,10 @@ async fn serve(settings: &Settings, opts: ServeOptions) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
     tracing::info!(address = %listener.local_addr()?, "API listening");
-    let runner = Arc::new(jobs::JobRunner {
-        prometheus: settings
-            .prometheus
-            .as_ref()
-            .map(PromClient::new)
-            .transpose()?,
-        cluster: settings.cluster.clone(),
-        collector: settings.collector.clone(),
-        analysis: analysis_settings(settings),
-        kubernetes: settings.kubernetes.clone(),
-    });
+    let runner = Arc::new(jobs::JobRunner::from_settings(
+        settings,
+        analysis_settings(settings),
+    )?);
     if !opts.auth.has_tokens() {
         tracing::info!("no API tokens configured: POST /api/v1/collect and /analyze are disabled");
     }
@@ -348,7 +435,7 @@ async fn serve(settings: &Settings, opts: ServeOptions) -> anyhow::Result<()> {
     state.auth = Arc::new(opts.auth);
     state.readiness_max_collection_age = opts.ready_max_collection_age;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let scheduler = if runner.prometheus.is_some() && !opts.interval.is_zero() {
+    let scheduler = if runner.can_collect() && !opts.interval.is_zero() {
         Some(tokio::spawn(schedule(
             state.clone(),
             runner,
@@ -406,8 +493,30 @@ async fn schedule_reports(
                 return;
             }
         }
+        // Every replica wakes for the same scheduled time; the lease lets one build it.
+        match store
+            .lease_job("report", next, holder(), now(), REPORT_LEASE_SECS)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(at = next, "another replica builds this scheduled report");
+                crate::telemetry::metrics().scheduled_job("report", false);
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot lease the scheduled report; skipping it");
+                continue;
+            }
+        }
+        crate::telemetry::metrics().scheduled_job("report", true);
         match crate::report::generate_and_store(store.as_ref(), now()).await {
-            Ok((id, _)) => tracing::info!(id, "scheduled report stored"),
+            Ok((id, _)) => {
+                tracing::info!(id, "scheduled report stored");
+                if let Err(e) = store.finish_job("report", next, holder()).await {
+                    tracing::warn!(error = %e, "cannot mark the scheduled report done");
+                }
+            }
             Err(e) => tracing::error!(error = %e, "scheduled report failed"),
         }
         let oldest = now() - config.max_age.as_secs() as i64;
@@ -419,9 +528,28 @@ async fn schedule_reports(
     }
 }
 
+/// How long a replica may take to build a scheduled report before another may take over.
+const REPORT_LEASE_SECS: i64 = 600;
+
+/// This process, as named in job leases: the pod name (HOSTNAME) and the process id.
+fn holder() -> &'static str {
+    static HOLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOLDER.get_or_init(|| {
+        use rand::Rng;
+        format!(
+            "{}/{}/{:08x}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "rightsizer".into()),
+            std::process::id(),
+            rand::thread_rng().gen::<u32>()
+        )
+    })
+}
+
 /// Collects and analyzes every `interval` (with up to 10% jitter, so replicas and clusters
 /// don't query Prometheus in lockstep) until told to stop. A run already going (started
-/// from the API) is not doubled: that tick is skipped.
+/// from the API) is not doubled: that tick is skipped. Every replica collects (chunk claims
+/// keep each chunk to one of them); one analysis per interval-long period runs fleet-wide,
+/// by whichever replica leases the period first.
 async fn schedule(
     state: AppState,
     runner: Arc<jobs::JobRunner>,
@@ -430,7 +558,27 @@ async fn schedule(
 ) {
     use rand::Rng;
     loop {
+        let period = now().div_euclid(interval.as_secs().max(1) as i64);
         for kind in [RunKind::Collect, RunKind::Analyze] {
+            if kind == RunKind::Analyze {
+                let ttl = interval.as_secs() as i64;
+                match state
+                    .store
+                    .lease_job("analyze", period, holder(), now(), ttl)
+                    .await
+                {
+                    Ok(true) => crate::telemetry::metrics().scheduled_job("analyze", true),
+                    Ok(false) => {
+                        tracing::info!(period, "another replica analyzes this period");
+                        crate::telemetry::metrics().scheduled_job("analyze", false);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot lease this period's analysis; skipping it");
+                        continue;
+                    }
+                }
+            }
             let Ok(run) = state.runs.try_start(kind, "schedule") else {
                 tracing::info!(
                     ?kind,
@@ -446,6 +594,11 @@ async fn schedule(
                 Ok(report) => tracing::info!(?kind, %report, "scheduled run done"),
                 Err(e) => {
                     tracing::error!(?kind, error = %e, "scheduled run failed; the next one resumes from the last committed hour")
+                }
+            }
+            if kind == RunKind::Analyze && outcome.is_ok() {
+                if let Err(e) = state.store.finish_job("analyze", period, holder()).await {
+                    tracing::warn!(error = %e, "cannot mark this period's analysis done");
                 }
             }
             state.snapshot.invalidate().await;

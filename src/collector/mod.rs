@@ -1,21 +1,27 @@
 //! Ingests usage history from Prometheus into hourly summaries in the store.
 //!
 //! A run looks at the hours of `[from, to)` that are not yet collected for the
-//! cluster, groups them into chunks of consecutive hours, asks Prometheus five
-//! aggregated queries per chunk (owners, workload facts, container state, CPU, memory) and writes
-//! each chunk with its hours in one transaction. An interrupted run leaves whole
-//! chunks only; the next run picks up the hours still missing.
+//! cluster and groups them into chunks: runs of consecutive hours inside one cell of a
+//! fixed grid (`chunk_hours` long, aligned to the epoch), so every process plans the same
+//! cells and can claim them. For each chunk it sizes the cluster (series per namespace),
+//! asks Prometheus a few aggregated queries (owners, workload facts, container state, CPU,
+//! memory), split by namespace groups when one answer would be too big, and writes the
+//! chunk with its hours in one transaction. Fetching goes on while earlier chunks are
+//! written. An interrupted run leaves whole chunks only; the next run picks up the hours
+//! still missing.
 
 use std::collections::HashSet;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 
 use crate::prometheus::{PromClient, PromError};
-use crate::store::{Store, StoreError};
+use crate::store::{Claim, Store, StoreError};
 
 pub mod discovery;
 pub mod ingest;
 pub mod queries;
+
+pub use queries::Scope;
 
 /// Extra history before a chunk that owner lookups cover: a rate over 5 minutes still
 /// reports a pod for a few minutes after its owner series ended.
@@ -71,18 +77,42 @@ impl std::fmt::Debug for Progress {
 pub struct CollectOptions {
     /// Cluster name stored with every workload.
     pub cluster: String,
+    /// Which series of the Prometheus belong to this cluster (a label matcher when one
+    /// Prometheus holds several clusters).
+    pub scope: Scope,
     /// First hour (unix seconds, hour-aligned).
     pub from: i64,
     /// End of the last hour (exclusive, hour-aligned).
     pub to: i64,
     /// Query resolution.
     pub step_secs: i64,
-    /// Hours per chunk (one transaction, five queries).
+    /// Hours per chunk (one transaction); also the width of the claim grid.
     pub chunk_hours: u32,
     /// Chunks fetched at once; each chunk runs its queries one after another.
     pub concurrency: usize,
+    /// A chunk whose namespaces hold more series than this is queried in namespace
+    /// groups of at most this many; 0 never splits.
+    pub max_series_per_query: u64,
     /// Told after each committed chunk.
     pub progress: Progress,
+}
+
+impl CollectOptions {
+    /// Options for `cluster` over `[from, to)` with the default collector settings.
+    pub fn new(cluster: &str, from: i64, to: i64) -> Self {
+        let defaults = crate::config::CollectorConfig::default();
+        CollectOptions {
+            cluster: cluster.to_string(),
+            scope: Scope::default(),
+            from,
+            to,
+            step_secs: defaults.step.as_secs() as i64,
+            chunk_hours: defaults.chunk_hours,
+            concurrency: defaults.concurrency,
+            max_series_per_query: defaults.max_series_per_query,
+            progress: Progress::default(),
+        }
+    }
 }
 
 /// What a run did.
@@ -92,8 +122,14 @@ pub struct CollectReport {
     pub hours_collected: u64,
     /// Hours of the window that were already collected.
     pub hours_already_collected: u64,
+    /// Hours another process was collecting (its claim was held) or had just collected.
+    pub hours_collected_elsewhere: u64,
     /// Chunks written.
     pub chunks: u64,
+    /// Chunks whose queries were split into namespace groups.
+    pub split_chunks: u64,
+    /// Queries sent to Prometheus.
+    pub queries: u64,
     /// Usage samples summarized.
     pub samples: u64,
     /// Samples dropped (NaN/±Inf/negative).
@@ -109,16 +145,28 @@ pub fn floor_hour(t: i64) -> i64 {
     t - t.rem_euclid(3600)
 }
 
-/// Splits the missing hours into runs of consecutive hours, at most `max` each.
+/// Splits the missing hours (ascending) into runs of consecutive hours inside one cell of
+/// the `max`-hour grid.
 fn plan_chunks(missing: &[i64], max: u32) -> Vec<Vec<i64>> {
+    let cell = i64::from(max.max(1)) * 3600;
     let mut chunks: Vec<Vec<i64>> = Vec::new();
     for &h in missing {
         match chunks.last_mut() {
-            Some(c) if c.len() < max as usize && c.last() == Some(&(h - 3600)) => c.push(h),
+            Some(c)
+                if c[0].div_euclid(cell) == h.div_euclid(cell) && c.last() == Some(&(h - 3600)) =>
+            {
+                c.push(h)
+            }
             _ => chunks.push(vec![h]),
         }
     }
     chunks
+}
+
+/// First hour of the grid cell holding `hour`: the key of a chunk's claim.
+pub fn cell_of(hour: i64, chunk_hours: u32) -> i64 {
+    let cell = i64::from(chunk_hours.max(1)) * 3600;
+    hour - hour.rem_euclid(cell)
 }
 
 /// A range query as sent to `/api/v1/query_range`.
@@ -134,14 +182,16 @@ pub struct RangeQuery {
     pub step_secs: i64,
 }
 
-/// The five queries of one chunk. Public so benchmarks can replay exactly them.
+/// The queries of one chunk for one scope. Public so benchmarks can replay exactly them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkQueries {
-    /// Owner edges: an instant query at `owners_time`.
+    /// Evaluation time of the instant queries.
+    pub time: i64,
+    /// Series per namespace (instant): decides whether the chunk is split.
+    pub sizes: String,
+    /// Owner edges (instant).
     pub owners: String,
-    /// Evaluation time of `owners`.
-    pub owners_time: i64,
-    /// Workload facts (replicas, HPA, PDB): an instant query at `owners_time`.
+    /// Workload facts: replicas, HPA, PDB (instant; never split, it is small).
     pub facts: String,
     /// Requests, limits, info, restarts, OOM and throttling counters per pod container.
     pub state: RangeQuery,
@@ -152,8 +202,8 @@ pub struct ChunkQueries {
 }
 
 impl ChunkQueries {
-    /// The queries of the chunk covering `hours` (consecutive, ascending).
-    pub fn new(hours: &[i64], step_secs: i64) -> Self {
+    /// The queries of the chunk covering `hours` (consecutive, ascending) within `scope`.
+    pub fn new(hours: &[i64], step_secs: i64, scope: &Scope) -> Self {
         let start = hours[0];
         let end = hours[hours.len() - 1] + 3600 - step_secs;
         let span = end - start + step_secs + OWNER_LOOKBACK_SECS;
@@ -164,26 +214,19 @@ impl ChunkQueries {
             step_secs,
         };
         ChunkQueries {
-            owners: queries::owners(span),
-            owners_time: end,
-            facts: queries::workload_facts(),
+            time: end,
+            sizes: queries::namespace_sizes(span, scope),
+            owners: queries::owners(span, scope),
+            facts: queries::workload_facts(scope),
             state: RangeQuery {
-                promql: queries::container_state(),
+                promql: queries::container_state(scope),
                 start: start - STATE_STEP_SECS.max(step_secs),
                 end,
                 step_secs: STATE_STEP_SECS.max(step_secs),
             },
-            cpu: range(queries::cpu_usage(), step_secs),
-            memory: range(queries::memory_peak(step_secs), step_secs),
+            cpu: range(queries::cpu_usage(scope), step_secs),
+            memory: range(queries::memory_peak(step_secs, scope), step_secs),
         }
-    }
-
-    /// The instant queries (PromQL, time), in the order they are sent.
-    pub fn instants(&self) -> [(&str, i64); 2] {
-        [
-            (&self.owners, self.owners_time),
-            (&self.facts, self.owners_time),
-        ]
     }
 
     /// The range queries, in the order they are sent.
@@ -197,14 +240,72 @@ pub fn plan(missing: &[i64], chunk_hours: u32) -> Vec<Vec<i64>> {
     plan_chunks(missing, chunk_hours.max(1))
 }
 
-async fn fetch_chunk(
+/// Namespace groups of at most `max_series` series each (a bigger namespace alone), in
+/// name order; `None` when everything fits in one answer or `max_series` is 0.
+pub fn namespace_groups(sizes: &[(String, u64)], max_series: u64) -> Option<Vec<Vec<String>>> {
+    let total: u64 = sizes.iter().map(|(_, n)| n).sum();
+    if max_series == 0 || total <= max_series {
+        return None;
+    }
+    let mut sorted: Vec<&(String, u64)> = sizes.iter().collect();
+    sorted.sort();
+    let mut groups: Vec<(Vec<String>, u64)> = Vec::new();
+    for (namespace, n) in sorted {
+        match groups.last_mut() {
+            Some((names, sum)) if *sum + n <= max_series => {
+                names.push(namespace.clone());
+                *sum += n;
+            }
+            _ => groups.push((vec![namespace.clone()], *n)),
+        }
+    }
+    Some(groups.into_iter().map(|(names, _)| names).collect())
+}
+
+/// Series per namespace from an answer to [`queries::namespace_sizes`].
+pub fn parse_sizes(samples: &[crate::prometheus::InstantSample]) -> Vec<(String, u64)> {
+    samples
+        .iter()
+        .filter_map(|s| Some((s.labels.get("namespace")?.clone(), s.value.max(0.0) as u64)))
+        .collect()
+}
+
+/// Whether Prometheus (or Thanos/Mimir in front of it) refused a query for its size, which
+/// a narrower namespace group can fix.
+fn is_too_big(e: &PromError) -> bool {
+    const SIGNS: [&str; 6] = [
+        "too many samples",
+        "series limit",
+        "maximum number of series",
+        "max series",
+        "maximum number of chunks",
+        "response size",
+    ];
+    match e {
+        PromError::Api { message, .. } => {
+            let message = message.to_lowercase();
+            SIGNS.iter().any(|s| message.contains(s))
+        }
+        _ => false,
+    }
+}
+
+/// A chunk fetched and waiting to be written, with the claim to release after writing.
+struct Fetched {
+    hours: Vec<i64>,
+    answers: ingest::Answers,
+    split: bool,
+    queries: u64,
+    claim: Option<Claim>,
+}
+
+/// The owners, state, CPU and memory answers of one namespace group (or of all).
+async fn fetch_group(
     prom: &PromClient,
-    hours: &[i64],
-    step_secs: i64,
-) -> Result<ingest::Answers, PromError> {
-    let q = ChunkQueries::new(hours, step_secs);
-    let owners = prom.query(&q.owners, q.owners_time).await?;
-    let facts = prom.query(&q.facts, q.owners_time).await?;
+    q: &ChunkQueries,
+    answers: &mut ingest::Answers,
+) -> Result<u64, PromError> {
+    let owners = prom.query(&q.owners, q.time).await?;
     let mut ranges = Vec::with_capacity(3);
     for r in q.ranges() {
         ranges.push(
@@ -212,18 +313,126 @@ async fn fetch_chunk(
                 .await?,
         );
     }
-    let skipped = owners.non_finite_skipped
-        + facts.non_finite_skipped
-        + ranges.iter().map(|a| a.non_finite_skipped).sum::<u64>();
+    answers.non_finite_skipped +=
+        owners.non_finite_skipped + ranges.iter().map(|a| a.non_finite_skipped).sum::<u64>();
+    answers.owners.extend(owners.series);
     let mut ranges = ranges.into_iter().map(|a| a.series);
-    Ok(ingest::Answers {
-        non_finite_skipped: skipped,
-        owners: owners.series,
+    answers.state.extend(ranges.next().unwrap_or_default());
+    answers.cpu.extend(ranges.next().unwrap_or_default());
+    answers.memory.extend(ranges.next().unwrap_or_default());
+    Ok(4)
+}
+
+/// Fetches one chunk: sizes it, then asks for everything at once or, when too big, per
+/// namespace group, halving a group that Prometheus still refuses for its size.
+async fn fetch_chunk(
+    prom: &PromClient,
+    hours: &[i64],
+    opts: &CollectOptions,
+) -> Result<(ingest::Answers, bool, u64), PromError> {
+    let whole = ChunkQueries::new(hours, opts.step_secs, &opts.scope);
+    let sizes = parse_sizes(&prom.query(&whole.sizes, whole.time).await?.series);
+    let facts = prom.query(&whole.facts, whole.time).await?;
+    let mut answers = ingest::Answers {
+        non_finite_skipped: facts.non_finite_skipped,
         facts: facts.series,
-        state: ranges.next().unwrap_or_default(),
-        cpu: ranges.next().unwrap_or_default(),
-        memory: ranges.next().unwrap_or_default(),
-    })
+        ..Default::default()
+    };
+    let mut sent = 2;
+    let mut pending: Vec<Option<Vec<String>>> =
+        match namespace_groups(&sizes, opts.max_series_per_query) {
+            None => vec![None],
+            Some(groups) => groups.into_iter().rev().map(Some).collect(),
+        };
+    let mut split = pending.len() > 1;
+    while let Some(group) = pending.pop() {
+        let q = match &group {
+            None => whole.clone(),
+            Some(names) => ChunkQueries::new(
+                hours,
+                opts.step_secs,
+                &opts.scope.with_namespaces(names.clone()),
+            ),
+        };
+        let mut part = ingest::Answers::default();
+        match fetch_group(prom, &q, &mut part).await {
+            Ok(n) => {
+                sent += n;
+                answers.non_finite_skipped += part.non_finite_skipped;
+                answers.owners.extend(part.owners);
+                answers.state.extend(part.state);
+                answers.cpu.extend(part.cpu);
+                answers.memory.extend(part.memory);
+            }
+            Err(e) if is_too_big(&e) => {
+                let names: Vec<String> = match group {
+                    None => sizes.iter().map(|(n, _)| n.clone()).collect(),
+                    Some(names) => names,
+                };
+                if names.len() < 2 {
+                    return Err(e);
+                }
+                tracing::info!(namespaces = names.len(), error = %e, "answer too big for Prometheus: splitting the namespace group");
+                split = true;
+                let mut names = names;
+                names.sort();
+                let second = names.split_off(names.len() / 2);
+                pending.push(Some(second));
+                pending.push(Some(names));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((answers, split, sent))
+}
+
+/// Claims the chunk's cell, drops the hours that were collected meanwhile (by another
+/// process), and fetches the runs that remain. `None` when another process holds the cell.
+async fn claim_and_fetch(
+    prom: &PromClient,
+    store: &dyn Store,
+    hours: Vec<i64>,
+    opts: &CollectOptions,
+) -> Result<Result<Vec<Fetched>, u64>, CollectError> {
+    let n = hours.len() as u64;
+    let Some(claim) = store
+        .claim_chunk(&opts.cluster, cell_of(hours[0], opts.chunk_hours))
+        .await?
+    else {
+        return Ok(Err(n));
+    };
+    let last = hours[hours.len() - 1] + 3600;
+    let done: HashSet<i64> = store
+        .collected_hours(&opts.cluster, hours[0], last)
+        .await?
+        .into_iter()
+        .collect();
+    let runs = plan_chunks(
+        &hours
+            .into_iter()
+            .filter(|h| !done.contains(h))
+            .collect::<Vec<_>>(),
+        opts.chunk_hours,
+    );
+    if runs.is_empty() {
+        claim.release().await;
+        return Ok(Err(n));
+    }
+    let mut fetched = Vec::with_capacity(runs.len());
+    for run in runs {
+        let (answers, split, queries) = fetch_chunk(prom, &run, opts).await?;
+        fetched.push(Fetched {
+            hours: run,
+            answers,
+            split,
+            queries,
+            claim: None,
+        });
+    }
+    if let Some(last) = fetched.last_mut() {
+        last.claim = Some(claim);
+    }
+    Ok(Ok(fetched))
 }
 
 /// Collects the missing hours of `[from, to)`; returns what it did. Chunks written
@@ -266,33 +475,72 @@ pub async fn collect(
         "collecting"
     );
 
+    // The fetcher runs ahead of the writer (bounded by the channel), so Prometheus keeps
+    // answering while a chunk is summarized and committed. Both run in this task: dropping
+    // the run stops both, and a claim dropped unreleased closes its connection.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<Fetched>, u64>>(1);
+    let fetcher = async move {
+        let mut fetches = futures::stream::iter(chunks)
+            .map(|hours| claim_and_fetch(prom, store, hours, opts))
+            .buffered(opts.concurrency.max(1));
+        while let Some(item) = fetches.next().await {
+            let item = item?;
+            if tx.send(item).await.is_err() {
+                break;
+            }
+        }
+        Ok::<(), CollectError>(())
+    };
+    let total = missing.len() as u64;
     let mut seen = HashSet::new();
-    let mut answers = futures::stream::iter(chunks)
-        .map(|hours| async move {
-            let answers = fetch_chunk(prom, &hours, opts.step_secs).await?;
-            Ok::<_, PromError>((hours, answers))
-        })
-        .buffered(opts.concurrency.max(1));
-    while let Some((hours, answers)) = answers.try_next().await? {
-        let n_hours = hours.len() as u64;
-        let (chunk, stats) = ingest::build_chunk(&opts.cluster, hours, &answers);
-        store.write_chunk(&chunk).await?;
-        seen.extend(chunk.usage.iter().map(|u| u.key.clone()));
-        seen.extend(chunk.containers.iter().map(|c| c.key.clone()));
-        report.hours_collected += n_hours;
-        opts.progress
-            .report(report.hours_collected, missing.len() as u64);
-        report.chunks += 1;
-        report.samples += stats.samples;
-        report.rejected_samples += stats.rejected;
-        report.inferred_pods += stats.inferred_pods;
-        tracing::debug!(
-            first_hour = chunk.hours[0],
-            hours = n_hours,
-            samples = stats.samples,
-            "chunk written"
-        );
-    }
+    let mut progressed = 0;
+    let writer = async {
+        // Owned here: a writer that fails drops the receiver, which stops the fetcher at
+        // its next send.
+        let mut rx = rx;
+        while let Some(item) = rx.recv().await {
+            let fetched = match item {
+                Ok(fetched) => fetched,
+                Err(hours) => {
+                    report.hours_collected_elsewhere += hours;
+                    progressed += hours;
+                    opts.progress.report(progressed, total);
+                    continue;
+                }
+            };
+            for f in fetched {
+                let n_hours = f.hours.len() as u64;
+                let (chunk, stats) = ingest::build_chunk(&opts.cluster, f.hours, &f.answers);
+                drop(f.answers);
+                store.write_chunk(&chunk).await?;
+                if let Some(claim) = f.claim {
+                    claim.release().await;
+                }
+                seen.extend(chunk.usage.iter().map(|u| u.key.clone()));
+                seen.extend(chunk.containers.iter().map(|c| c.key.clone()));
+                crate::telemetry::metrics().chunk_written(&opts.cluster);
+                report.hours_collected += n_hours;
+                progressed += n_hours;
+                opts.progress.report(progressed, total);
+                report.chunks += 1;
+                report.split_chunks += u64::from(f.split);
+                report.queries += f.queries;
+                report.samples += stats.samples;
+                report.rejected_samples += stats.rejected;
+                report.inferred_pods += stats.inferred_pods;
+                tracing::debug!(
+                    first_hour = chunk.hours[0],
+                    hours = n_hours,
+                    samples = stats.samples,
+                    "chunk written"
+                );
+            }
+        }
+        Ok::<(), CollectError>(())
+    };
+    let (fetched, written) = tokio::join!(fetcher, writer);
+    written?;
+    fetched?;
     report.containers = seen.len() as u64;
     if report.inferred_pods > 0 {
         tracing::warn!(
@@ -305,10 +553,30 @@ pub async fn collect(
 
 #[cfg(test)]
 mod tests {
-    use super::plan_chunks;
+    use super::{namespace_groups, plan_chunks};
 
     #[test]
-    fn chunks_are_runs_of_consecutive_missing_hours() {
+    fn namespaces_are_grouped_up_to_the_budget() {
+        let sizes: Vec<(String, u64)> = [("b", 30), ("a", 50), ("c", 200), ("d", 10)]
+            .iter()
+            .map(|(n, s)| (n.to_string(), *s))
+            .collect();
+        assert_eq!(namespace_groups(&sizes, 290), None);
+        assert_eq!(namespace_groups(&sizes, 0), None);
+        assert_eq!(
+            namespace_groups(&sizes, 100),
+            Some(vec![
+                vec!["a".to_string(), "b".to_string()],
+                vec!["c".to_string()],
+                vec!["d".to_string()]
+            ])
+        );
+    }
+
+    #[test]
+    // Cells of 3 hours: [0,3) [3,6) [6,9) [9,12); a run never crosses a cell boundary, so
+    // every process plans the same cells and can claim them.
+    fn chunks_are_runs_of_consecutive_missing_hours_within_a_cell() {
         let h = |i: i64| i * 3600;
         let missing = vec![h(0), h(1), h(2), h(3), h(5), h(6), h(9)];
         assert_eq!(
@@ -316,7 +584,8 @@ mod tests {
             vec![
                 vec![h(0), h(1), h(2)],
                 vec![h(3)],
-                vec![h(5), h(6)],
+                vec![h(5)],
+                vec![h(6)],
                 vec![h(9)]
             ]
         );

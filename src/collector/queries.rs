@@ -1,42 +1,104 @@
 //! The PromQL the collector sends. Few, aggregated queries per chunk of hours,
 //! grouped `by (namespace, pod, container)`: never one query per pod, never a pod regex.
 
-use crate::prometheus::promql::{duration, selector, Op};
+use crate::prometheus::promql::{duration, escape_label_value};
+
+/// Which series a query covers: one cluster of a Prometheus that holds several (told apart
+/// by a label, as with Thanos or Mimir), and, when a cluster's answers would be too big,
+/// one group of its namespaces. The default covers everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// `(label, value)` selecting the cluster.
+    pub cluster: Option<(String, String)>,
+    /// Only these namespaces; `None` for all.
+    pub namespaces: Option<Vec<String>>,
+}
+
+impl Scope {
+    /// The scope's matchers, each preceded by a comma, ready to append inside `{…}`.
+    fn matchers(&self) -> String {
+        let mut out = String::new();
+        if let Some((label, value)) = &self.cluster {
+            out.push_str(&format!(",{label}=\"{}\"", escape_label_value(value)));
+        }
+        if let Some(namespaces) = &self.namespaces {
+            let alternatives: Vec<String> = namespaces.iter().map(|n| regex_escape(n)).collect();
+            out.push_str(&format!(
+                ",namespace=~\"{}\"",
+                escape_label_value(&alternatives.join("|"))
+            ));
+        }
+        out
+    }
+
+    /// The same scope narrowed to `namespaces`.
+    pub fn with_namespaces(&self, namespaces: Vec<String>) -> Scope {
+        Scope {
+            cluster: self.cluster.clone(),
+            namespaces: Some(namespaces),
+        }
+    }
+}
+
+/// Escapes RE2 metacharacters so a namespace matches only itself.
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
 
 /// cAdvisor series of real containers: the pod cgroup (no `container` label) and the
 /// pause container (`POD`) are excluded.
-fn cadvisor(metric: &str) -> String {
-    selector(
-        metric,
-        &[("container", Op::Ne, ""), ("container", Op::Ne, "POD")],
+fn cadvisor(metric: &str, scope: &Scope) -> String {
+    format!(
+        "{metric}{{container!=\"\",container!=\"POD\"{}}}",
+        scope.matchers()
     )
 }
 
 /// CPU cores used per pod container: the 5-minute rate, as dashboards show it. `max`
 /// rather than `sum` so the brief overlap of old and new series around a restart (and
 /// duplicate scrapes) is not counted twice.
-pub fn cpu_usage() -> String {
+pub fn cpu_usage(scope: &Scope) -> String {
     format!(
         "max by (namespace, pod, container) (rate({}[5m]))",
-        cadvisor("container_cpu_usage_seconds_total")
+        cadvisor("container_cpu_usage_seconds_total", scope)
     )
 }
 
 /// Memory working set per pod container: the peak within each step, so a spike between
 /// two evaluation points is not missed.
-pub fn memory_peak(step_secs: i64) -> String {
+pub fn memory_peak(step_secs: i64, scope: &Scope) -> String {
     format!(
         "max by (namespace, pod, container) (max_over_time({}[{}]))",
-        cadvisor("container_memory_working_set_bytes"),
+        cadvisor("container_memory_working_set_bytes", scope),
         duration(step_secs)
     )
 }
 
 /// Owner edges alive at any time in the last `span_secs`.
-pub fn owners(span_secs: i64) -> String {
+pub fn owners(span_secs: i64, scope: &Scope) -> String {
     format!(
         "max by (namespace, pod, replicaset, job_name, owner_kind, owner_name) \
-         (max_over_time({{__name__=~\"kube_pod_owner|kube_replicaset_owner|kube_job_owner\"}}[{}]))",
+         (max_over_time({{__name__=~\"kube_pod_owner|kube_replicaset_owner|kube_job_owner\"{}}}[{}]))",
+        scope.matchers(),
+        duration(span_secs)
+    )
+}
+
+/// Series per namespace alive in the last `span_secs`: the pod containers' memory and info
+/// series, the two that grow with the cluster. The collector splits a chunk's queries by
+/// namespace when the total is too big for one answer.
+pub fn namespace_sizes(span_secs: i64, scope: &Scope) -> String {
+    format!(
+        "count by (namespace) (max_over_time({{__name__=~\"container_memory_working_set_bytes|kube_pod_container_info\",\
+         container!=\"\",container!=\"POD\"{}}}[{}]))",
+        scope.matchers(),
         duration(span_secs)
     )
 }
@@ -45,21 +107,46 @@ pub fn owners(span_secs: i64) -> String {
 /// when it sets neither: BestEffort), restarts with the last termination reason, OOM events
 /// and CFS throttling counters. Counters are turned into per-hour increases by the
 /// collector, so a coarse step is enough.
-pub fn container_state() -> String {
-    "max by (__name__, namespace, pod, container, resource) \
-     ({__name__=~\"kube_pod_container_resource_requests|kube_pod_container_resource_limits|kube_pod_container_info|\
-     kube_pod_container_status_restarts_total|kube_pod_container_status_last_terminated_reason|\
-     container_oom_events_total|container_cpu_cfs_periods_total|container_cpu_cfs_throttled_periods_total\",\
-     resource=~\"cpu|memory|\",reason=~\"OOMKilled|\"})"
-        .to_string()
+pub fn container_state(scope: &Scope) -> String {
+    format!(
+        "max by (__name__, namespace, pod, container, resource) \
+         ({{__name__=~\"kube_pod_container_resource_requests|kube_pod_container_resource_limits|kube_pod_container_info|\
+         kube_pod_container_status_restarts_total|kube_pod_container_status_last_terminated_reason|\
+         container_oom_events_total|container_cpu_cfs_periods_total|container_cpu_cfs_throttled_periods_total\",\
+         resource=~\"cpu|memory|\",reason=~\"OOMKilled|\"{}}})",
+        scope.matchers()
+    )
 }
 
 /// Workload facts at an instant: replicas, HPAs (targets and metrics) and PDB status.
 /// Raw selectors keep `__name__`, which tells the series apart.
-pub fn workload_facts() -> String {
-    "{__name__=~\"kube_horizontalpodautoscaler_info|kube_horizontalpodautoscaler_spec_target_metric|\
-     kube_horizontalpodautoscaler_spec_min_replicas|kube_horizontalpodautoscaler_spec_max_replicas|\
-     kube_poddisruptionbudget_status_pod_disruptions_allowed|kube_poddisruptionbudget_status_expected_pods|\
-     kube_deployment_spec_replicas|kube_statefulset_replicas\"}"
-        .to_string()
+pub fn workload_facts(scope: &Scope) -> String {
+    format!(
+        "{{__name__=~\"kube_horizontalpodautoscaler_info|kube_horizontalpodautoscaler_spec_target_metric|\
+         kube_horizontalpodautoscaler_spec_min_replicas|kube_horizontalpodautoscaler_spec_max_replicas|\
+         kube_poddisruptionbudget_status_pod_disruptions_allowed|kube_poddisruptionbudget_status_expected_pods|\
+         kube_deployment_spec_replicas|kube_statefulset_replicas\"{}}}",
+        scope.matchers()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_add_escaped_matchers_to_every_selector() {
+        let scope = Scope {
+            cluster: Some(("cluster".into(), "eu\"1".into())),
+            namespaces: Some(vec!["shop".into(), "a.b".into()]),
+        };
+        let q = cpu_usage(&scope);
+        assert!(
+            q.contains(r#"container!="POD",cluster="eu\"1",namespace=~"shop|a\\.b"}"#),
+            "{q}"
+        );
+        assert!(workload_facts(&scope)
+            .ends_with(r#"kube_statefulset_replicas",cluster="eu\"1",namespace=~"shop|a\\.b"}"#));
+        assert_eq!(cpu_usage(&Scope::default()), "max by (namespace, pod, container) (rate(container_cpu_usage_seconds_total{container!=\"\",container!=\"POD\"}[5m]))");
+    }
 }

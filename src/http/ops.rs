@@ -60,8 +60,24 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
         }
     };
     let collection = match (&state.jobs, state.readiness_max_collection_age) {
-        (Some(jobs), Some(max_age)) if jobs.prometheus.is_some() => {
-            collection_check(&state, &jobs.cluster, max_age).await
+        (Some(jobs), Some(max_age)) if jobs.can_collect() => {
+            let clusters = jobs.known.lock().expect("never poisoned").clone();
+            let mut problems = Vec::new();
+            for cluster in &clusters {
+                let check = collection_check(&state, cluster, max_age).await;
+                if check != "ok" {
+                    problems.push(if clusters.len() == 1 {
+                        check
+                    } else {
+                        format!("{cluster}: {check}")
+                    });
+                }
+            }
+            if problems.is_empty() {
+                "ok".to_string()
+            } else {
+                problems.join("; ")
+            }
         }
         _ => "not-checked".to_string(),
     };

@@ -386,20 +386,47 @@ async fn fetch_chunk(
     Ok((answers, split, sent))
 }
 
+/// How long a run waits, at its end, for a chunk another process holds: past it, the
+/// chunk is left to that process (or the next run).
+const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(900);
+
+/// What became of one planned chunk.
+enum Outcome {
+    /// Fetched (in one or more runs of hours), to be written.
+    Fetched(Vec<Fetched>),
+    /// Another process holds its cell: retried, waiting, after the other chunks.
+    Held(Vec<i64>),
+    /// These many hours were collected by another process meanwhile.
+    Elsewhere(u64),
+}
+
 /// Claims the chunk's cell, drops the hours that were collected meanwhile (by another
-/// process), and fetches the runs that remain. `None` when another process holds the cell.
+/// process), and fetches the runs that remain. With `wait`, polls a held cell until its
+/// holder is done (or died: its claim is freed with its connection), at most
+/// [`CLAIM_WAIT`].
 async fn claim_and_fetch(
     prom: &PromClient,
     store: &dyn Store,
     hours: Vec<i64>,
     opts: &CollectOptions,
-) -> Result<Result<Vec<Fetched>, u64>, CollectError> {
+    wait: bool,
+) -> Result<Outcome, CollectError> {
     let n = hours.len() as u64;
-    let Some(claim) = store
-        .claim_chunk(&opts.cluster, cell_of(hours[0], opts.chunk_hours))
-        .await?
-    else {
-        return Ok(Err(n));
+    let cell = cell_of(hours[0], opts.chunk_hours);
+    let deadline = std::time::Instant::now() + CLAIM_WAIT;
+    let claim = loop {
+        match store.claim_chunk(&opts.cluster, cell).await? {
+            Some(claim) => break claim,
+            None if !wait => return Ok(Outcome::Held(hours)),
+            None if std::time::Instant::now() >= deadline => {
+                tracing::warn!(
+                    cell,
+                    "another process held this chunk too long; leaving it to them"
+                );
+                return Ok(Outcome::Elsewhere(n));
+            }
+            None => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
     };
     let last = hours[hours.len() - 1] + 3600;
     let done: HashSet<i64> = store
@@ -416,7 +443,7 @@ async fn claim_and_fetch(
     );
     if runs.is_empty() {
         claim.release().await;
-        return Ok(Err(n));
+        return Ok(Outcome::Elsewhere(n));
     }
     let mut fetched = Vec::with_capacity(runs.len());
     for run in runs {
@@ -432,7 +459,7 @@ async fn claim_and_fetch(
     if let Some(last) = fetched.last_mut() {
         last.claim = Some(claim);
     }
-    Ok(Ok(fetched))
+    Ok(Outcome::Fetched(fetched))
 }
 
 /// Collects the missing hours of `[from, to)`; returns what it did. Chunks written
@@ -479,12 +506,34 @@ pub async fn collect(
     // answering while a chunk is summarized and committed. Both run in this task: dropping
     // the run stops both, and a claim dropped unreleased closes its connection.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<Fetched>, u64>>(1);
+    // Chunks another process holds are skipped at first and waited for at the end, so the
+    // run ends with every hour collected by someone: an analysis right after it sees them
+    // all, and a holder that died is replaced.
     let fetcher = async move {
+        let mut held = Vec::new();
         let mut fetches = futures::stream::iter(chunks)
-            .map(|hours| claim_and_fetch(prom, store, hours, opts))
+            .map(|hours| claim_and_fetch(prom, store, hours, opts, false))
             .buffered(opts.concurrency.max(1));
-        while let Some(item) = fetches.next().await {
-            let item = item?;
+        while let Some(outcome) = fetches.next().await {
+            let item = match outcome? {
+                Outcome::Held(hours) => {
+                    held.push(hours);
+                    continue;
+                }
+                Outcome::Fetched(fetched) => Ok(fetched),
+                Outcome::Elsewhere(n) => Err(n),
+            };
+            if tx.send(item).await.is_err() {
+                return Ok(());
+            }
+        }
+        drop(fetches);
+        for hours in held {
+            let item = match claim_and_fetch(prom, store, hours, opts, true).await? {
+                Outcome::Fetched(fetched) => Ok(fetched),
+                Outcome::Elsewhere(n) => Err(n),
+                Outcome::Held(_) => unreachable!("a waiting claim is never left held"),
+            };
             if tx.send(item).await.is_err() {
                 break;
             }

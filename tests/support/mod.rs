@@ -1,4 +1,5 @@
 pub mod browser;
+pub mod dump;
 pub mod forge;
 pub mod kube_api;
 pub mod postgres;

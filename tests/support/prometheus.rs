@@ -95,6 +95,7 @@ pub fn backfill(
 /// A running Prometheus serving a backfilled TSDB; killed on drop.
 pub struct Prometheus {
     child: Child,
+    port: u16,
     url: String,
     dir: TempDir,
     /// How long promtool took, when this instance did the backfill.
@@ -129,36 +130,47 @@ impl Prometheus {
         Ok(prom)
     }
 
+    /// Serves a copy of the TSDB `data` (filled by [`backfill`] and never served), so
+    /// several tests, or one that kills its server, share one backfill.
+    pub fn from_tsdb_copy(data: &Path) -> io::Result<Self> {
+        let dir = TempDir::new("rightsizer-prometheus")?;
+        copy_dir(data, &dir.path().join("data"))?;
+        Self::serve(dir)
+    }
+
     /// Serves the TSDB in `dir/data` (created by [`backfill`]).
     pub fn serve(dir: TempDir) -> io::Result<Self> {
-        let config = dir.path().join("prometheus.yml");
         fs::write(
-            &config,
+            dir.path().join("prometheus.yml"),
             "global:\n  scrape_interval: 1m\nscrape_configs: []\n",
         )?;
-        let mut last_err = None;
-        // Another process may take the port between probe and bind: retry then.
-        for _ in 0..5 {
-            let port = free_port()?;
-            let mut child = spawn(&dir, &config, port)?;
-            match wait_ready(&mut child, &dir, port, Duration::from_secs(60)) {
-                Ok(()) => {
-                    return Ok(Prometheus {
-                        child,
-                        url: format!("http://127.0.0.1:{port}"),
-                        dir,
-                        backfill_time: None,
-                    })
-                }
-                Err(Startup::Exited(e)) => last_err = Some(e),
-                Err(Startup::Failed(e)) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(e);
-                }
-            }
+        let (child, port) = start(&dir, None)?;
+        Ok(Prometheus {
+            child,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+            backfill_time: None,
+        })
+    }
+
+    /// Kills the server the way a crash or an OOM kill would (SIGKILL), and reaps it.
+    pub fn stop(&mut self) -> io::Result<()> {
+        self.child.kill()?;
+        self.child.wait().map(drop)
+    }
+
+    /// Starts a stopped server again on the same TSDB, on the same port unless another
+    /// process took it meanwhile: read [`Prometheus::url`] again afterwards.
+    pub fn restart(&mut self) -> io::Result<()> {
+        if self.child.try_wait()?.is_none() {
+            return Err(io::Error::other("prometheus is still running"));
         }
-        Err(last_err.unwrap_or_else(|| io::Error::other("prometheus did not start")))
+        let (child, port) = start(&self.dir, Some(self.port))?;
+        self.child = child;
+        self.port = port;
+        self.url = format!("http://127.0.0.1:{port}");
+        Ok(())
     }
 
     /// Base URL, e.g. `http://127.0.0.1:40123`.
@@ -178,12 +190,40 @@ enum Startup {
     Failed(io::Error),
 }
 
+/// Starts Prometheus on `dir` and waits until it is ready; on `port` first when given.
+fn start(dir: &TempDir, port: Option<u16>) -> io::Result<(Child, u16)> {
+    let config = dir.path().join("prometheus.yml");
+    let mut last_err = None;
+    // Another process may take the port between probe and bind: retry then.
+    for attempt in 0..5 {
+        let port = match port {
+            Some(port) if attempt == 0 => port,
+            _ => free_port()?,
+        };
+        let mut child = spawn(dir, &config, port)?;
+        match wait_ready(&mut child, dir, port, Duration::from_secs(60)) {
+            Ok(()) => return Ok((child, port)),
+            Err(Startup::Exited(e)) => last_err = Some(e),
+            Err(Startup::Failed(e)) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        }
+    }
+    Err(last_err.unwrap_or_else(|| io::Error::other("prometheus did not start")))
+}
+
 fn read_log(dir: &TempDir) -> String {
     fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
 }
 
 fn spawn(dir: &TempDir, config: &Path, port: u16) -> io::Result<Child> {
-    let log = fs::File::create(dir.path().join("prometheus.log"))?;
+    // Appended to: a restarted server keeps the log of the run before.
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.path().join("prometheus.log"))?;
     Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
         .arg(format!(
@@ -238,6 +278,21 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Copies the tree `from` into `to` (created); files only, no links.
+pub fn copy_dir(from: &Path, to: &Path) -> io::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
 }
 
 fn free_port() -> io::Result<u16> {

@@ -30,14 +30,12 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// The one place that knows the fields of `CollectOptions`: they are still growing.
 fn options(history: &History, progress: Progress) -> CollectOptions {
     CollectOptions {
-        cluster: CLUSTER.into(),
-        from: history.start,
-        to: history.end,
         step_secs: 60,
         chunk_hours: CHUNK_HOURS,
         // Two chunks in flight: an abort also throws away one fetched ahead.
         concurrency: 2,
         progress,
+        ..CollectOptions::new(CLUSTER, history.start, history.end)
     }
 }
 

@@ -282,6 +282,11 @@ pub struct ClusterJob {
     pub scope: collector::Scope,
     /// Its Kubernetes API source, when enabled.
     pub kubernetes: Option<crate::cluster::ClusterSourceConfig>,
+    /// Long-lived reflectors on that source (in `serve`); without them each analysis lists
+    /// the API once.
+    pub watch: Option<Arc<crate::cluster::ClusterWatch>>,
+    /// Why the reflectors could not start (no kubeconfig, a bad config), for readiness.
+    pub kubernetes_problem: Option<String>,
 }
 
 impl ClusterJob {
@@ -292,9 +297,56 @@ impl ClusterJob {
             prometheus,
             scope: Default::default(),
             kubernetes: None,
+            watch: None,
+            kubernetes_problem: None,
+        }
+    }
+
+    /// The Kubernetes API's view of the cluster for an analysis: the reflectors' stores
+    /// (waiting a little for a first sync), or one listing, or `None` without a source.
+    pub async fn kubernetes_view(&self) -> Option<crate::cluster::ClusterSnapshot> {
+        match &self.watch {
+            Some(watch) => {
+                if !watch.wait_settled(KUBERNETES_SYNC_WAIT).await {
+                    tracing::warn!(pending = ?watch.pending(), "the Kubernetes API reflectors have not synced: analyzing with what they hold");
+                }
+                let snapshot = watch.snapshot();
+                for d in &snapshot.degraded {
+                    tracing::warn!(detail = %d, "Kubernetes API source degraded");
+                }
+                Some(snapshot)
+            }
+            None if self.kubernetes_problem.is_some() => None,
+            None => kubernetes_snapshot(self.kubernetes.as_ref()).await,
+        }
+    }
+
+    /// Readiness detail of the Kubernetes source: `not-configured`, `ok`, `syncing: …`,
+    /// `degraded: …` or `unavailable: …`.
+    pub fn kubernetes_status(&self) -> String {
+        if let Some(problem) = &self.kubernetes_problem {
+            return format!("unavailable: {problem}");
+        }
+        match &self.watch {
+            None if self.kubernetes.is_some() => "ok: listed at each analysis".into(),
+            None => "not-configured".into(),
+            Some(watch) => {
+                let degraded = watch.degraded();
+                let pending = watch.pending();
+                if !degraded.is_empty() {
+                    format!("degraded: {}", degraded.join("; "))
+                } else if !pending.is_empty() {
+                    format!("syncing: {}", pending.join(", "))
+                } else {
+                    "ok".into()
+                }
+            }
         }
     }
 }
+
+/// How long an analysis waits for reflectors that have not finished their first list.
+const KUBERNETES_SYNC_WAIT: Duration = Duration::from_secs(30);
 
 /// What API-triggered and scheduled runs need.
 #[derive(Clone)]
@@ -340,10 +392,12 @@ impl JobRunner {
             .iter()
             .map(|s| {
                 Ok(ClusterJob {
-                    cluster: s.cluster.clone(),
-                    prometheus: s.prometheus.as_ref().map(PromClient::new).transpose()?,
                     scope: s.scope.clone(),
                     kubernetes: s.kubernetes.clone(),
+                    ..ClusterJob::new(
+                        &s.cluster,
+                        s.prometheus.as_ref().map(PromClient::new).transpose()?,
+                    )
                 })
             })
             .collect::<Result<Vec<_>, crate::prometheus::PromError>>()?;
@@ -356,6 +410,57 @@ impl JobRunner {
             }
         }
         Ok(runner)
+    }
+
+    /// Starts long-lived reflectors for every cluster with a Kubernetes API source; they stop
+    /// when `stop` turns true. A source that cannot start is logged and reported by
+    /// readiness; analysis then goes on from kube-state-metrics alone.
+    pub async fn watch_kubernetes(&mut self, stop: tokio::sync::watch::Receiver<bool>) {
+        for c in &mut self.clusters {
+            let Some(cfg) = c.kubernetes.clone() else {
+                continue;
+            };
+            let started = match crate::cluster::client(&cfg).await {
+                Ok(client) => {
+                    let mut stop = stop.clone();
+                    crate::cluster::spawn_reflectors(client, &cfg, async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                }
+                Err(e) => Err(e),
+            };
+            match started {
+                Ok(watch) => c.watch = Some(Arc::new(watch)),
+                Err(e) => {
+                    tracing::warn!(
+                        cluster = %c.cluster,
+                        error = %e,
+                        unknown = ?crate::cluster::unknown_without_api(),
+                        "Kubernetes API unavailable: analyzing from kube-state-metrics alone"
+                    );
+                    c.kubernetes_problem = Some(e.to_string());
+                }
+            }
+        }
+    }
+
+    /// Readiness detail of every cluster's Kubernetes source (`not-configured` when none has one).
+    pub fn kubernetes_status(&self) -> String {
+        let details: Vec<(String, String)> = self
+            .clusters
+            .iter()
+            .filter(|c| c.kubernetes.is_some())
+            .map(|c| (c.cluster.clone(), c.kubernetes_status()))
+            .collect();
+        match details.as_slice() {
+            [] => "not-configured".into(),
+            [(_, only)] => only.clone(),
+            many => many
+                .iter()
+                .map(|(cluster, status)| format!("{cluster}: {status}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
     }
 
     /// Whether any cluster has a Prometheus to collect from.
@@ -377,9 +482,7 @@ impl JobRunner {
                             cluster: Some((label.clone(), name.clone())),
                             namespaces: None,
                         },
-                        cluster: name,
-                        prometheus: Some(prom.clone()),
-                        kubernetes: None,
+                        ..ClusterJob::new(&name, Some(prom.clone()))
                     })
                     .collect()
             }
@@ -494,7 +597,7 @@ impl JobRunner {
         let mut total = 0;
         for c in &clusters {
             let now = chrono::Utc::now().timestamp();
-            let kubernetes = kubernetes_snapshot(c.kubernetes.as_ref()).await;
+            let kubernetes = c.kubernetes_view().await;
             let report =
                 analyze_cluster_with(store, &c.cluster, &self.analysis, now, kubernetes.as_ref())
                     .await

@@ -573,7 +573,7 @@ async fn readiness_metrics_and_limits() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body,
-        serde_json::json!({"status": "ready", "store": "ok", "collection": "not-checked"})
+        serde_json::json!({"status": "ready", "store": "ok", "collection": "not-checked", "kubernetes": "not-configured"})
     );
 
     let _ = get(&state, "/api/v1/recommendations").await;

@@ -570,6 +570,47 @@ async fn a_gone_watch_relists() {
     api.assert_clean();
 }
 
+/// The API state of `serve` with one cluster whose Kubernetes source is `watch`.
+async fn serving(watch: Arc<cluster::ClusterWatch>) -> rightsizer::http::AppState {
+    let store = rightsizer::store::connect("sqlite::memory:").await.unwrap();
+    let mut state = rightsizer::http::AppState::new(store);
+    let job = rightsizer::jobs::ClusterJob {
+        kubernetes: Some(ClusterSourceConfig::default()),
+        watch: Some(watch),
+        ..rightsizer::jobs::ClusterJob::new("prod", None)
+    };
+    state.jobs = Some(Arc::new(rightsizer::jobs::JobRunner::new(
+        vec![job],
+        Default::default(),
+        rightsizer::jobs::AnalysisSettings {
+            policies: Default::default(),
+            pricing: Default::default(),
+            step_secs: 60,
+        },
+    )));
+    state
+}
+
+/// `/readyz`'s status and its `kubernetes` detail.
+async fn readiness(state: &rightsizer::http::AppState) -> (u16, String) {
+    use tower::ServiceExt;
+    let resp = rightsizer::http::router(state.clone())
+        .oneshot(
+            axum::http::Request::get("/readyz")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    (status, body["kubernetes"].as_str().unwrap().to_string())
+}
+
 #[tokio::test]
 async fn reflectors_report_forbidden_pdbs_as_degraded_and_keep_the_rest() {
     let logs = Logs::default();
@@ -581,10 +622,12 @@ async fn reflectors_report_forbidden_pdbs_as_degraded_and_keep_the_rest() {
         [Reply::status(403, "poddisruptionbudgets-forbidden.json")],
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let watch = spawn_reflectors(api.client(), &ClusterSourceConfig::default(), async {
-        let _ = stopped.await;
-    })
-    .unwrap();
+    let watch = Arc::new(
+        spawn_reflectors(api.client(), &ClusterSourceConfig::default(), async {
+            let _ = stopped.await;
+        })
+        .unwrap(),
+    );
     assert!(
         watch.wait_settled(WAIT).await,
         "pending: {:?}",
@@ -593,6 +636,15 @@ async fn reflectors_report_forbidden_pdbs_as_degraded_and_keep_the_rest() {
     assert_eq!(
         watch.degraded(),
         ["forbidden: list policy/v1 poddisruptionbudgets"]
+    );
+    // serve keeps these reflectors; its readiness says what they cannot read, and stays ready.
+    let state = serving(watch.clone()).await;
+    assert_eq!(
+        readiness(&state).await,
+        (
+            200,
+            "degraded: forbidden: list policy/v1 poddisruptionbudgets".to_string()
+        )
     );
     let s = watch.snapshot();
     assert_eq!(s.degraded, watch.degraded());
@@ -611,6 +663,7 @@ async fn reflectors_report_forbidden_pdbs_as_degraded_and_keep_the_rest() {
         .await
         .expect("the degradation clears once the list succeeds");
     assert_eq!(s.pdbs.len(), 2);
+    assert_eq!(readiness(&state).await, (200, "ok".to_string()));
     let log = logs.text();
     let warnings = log
         .lines()
@@ -624,7 +677,11 @@ async fn reflectors_report_forbidden_pdbs_as_degraded_and_keep_the_rest() {
     );
     assert!(log.contains("Kubernetes API access recovered"), "{log}");
     stop.send(()).unwrap();
-    watch.join().await;
+    drop(state);
+    Arc::into_inner(watch)
+        .expect("the state held the only other reference")
+        .join()
+        .await;
     api.assert_clean();
 }
 

@@ -176,10 +176,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .iter()
                     .find(|s| s.cluster == name)
                     .map(|s| jobs::ClusterJob {
-                        cluster: s.cluster.clone(),
-                        prometheus: None,
                         scope: s.scope.clone(),
                         kubernetes: s.kubernetes.clone(),
+                        ..jobs::ClusterJob::new(&s.cluster, None)
                     })
                     .unwrap_or_else(|| jobs::ClusterJob::new(&name, None))],
                 None if !settings.sources.is_empty() => clusters(&settings).await?,
@@ -423,10 +422,10 @@ async fn serve(settings: &Settings, opts: ServeOptions) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
     tracing::info!(address = %listener.local_addr()?, "API listening");
-    let runner = Arc::new(jobs::JobRunner::from_settings(
-        settings,
-        analysis_settings(settings),
-    )?);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut runner = jobs::JobRunner::from_settings(settings, analysis_settings(settings))?;
+    runner.watch_kubernetes(stop_rx.clone()).await;
+    let runner = Arc::new(runner);
     if !opts.auth.has_tokens() {
         tracing::info!("no API tokens configured: POST /api/v1/collect and /analyze are disabled");
     }
@@ -434,7 +433,6 @@ async fn serve(settings: &Settings, opts: ServeOptions) -> anyhow::Result<()> {
     state.jobs = Some(runner.clone());
     state.auth = Arc::new(opts.auth);
     state.readiness_max_collection_age = opts.ready_max_collection_age;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let scheduler = if runner.can_collect() && !opts.interval.is_zero() {
         Some(tokio::spawn(schedule(
             state.clone(),

@@ -45,6 +45,10 @@ pub struct Readiness {
     pub store: String,
     /// `ok`, `not-checked` (no collector) or how stale the collection is.
     pub collection: String,
+    /// The Kubernetes API source: `not-configured`, `ok`, `syncing: …`, `degraded: …` (a
+    /// resource type it may not read) or `unavailable: …`. Informational: analysis goes on
+    /// from kube-state-metrics, so it never makes the service unready.
+    pub kubernetes: String,
 }
 
 /// Ready when the store answers and, with a collector, the newest collected hour is not
@@ -81,6 +85,11 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
         }
         _ => "not-checked".to_string(),
     };
+    let kubernetes = state
+        .jobs
+        .as_ref()
+        .map(|j| j.kubernetes_status())
+        .unwrap_or_else(|| "not-configured".into());
     let ready = store == "ok" && (collection == "ok" || collection == "not-checked");
     let status = if ready {
         StatusCode::OK
@@ -93,6 +102,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
             status: if ready { "ready" } else { "not-ready" }.into(),
             store,
             collection,
+            kubernetes,
         }),
     )
 }

@@ -100,6 +100,8 @@ pub struct Prometheus {
     dir: TempDir,
     /// How long promtool took, when this instance did the backfill.
     pub backfill_time: Option<Duration>,
+    /// Extra server flags, kept for a restart.
+    extra_args: Vec<String>,
 }
 
 impl Prometheus {
@@ -140,17 +142,24 @@ impl Prometheus {
 
     /// Serves the TSDB in `dir/data` (created by [`backfill`]).
     pub fn serve(dir: TempDir) -> io::Result<Self> {
+        Self::serve_with(dir, &[])
+    }
+
+    /// Like [`Prometheus::serve`], with extra command-line flags (limits such as
+    /// `--query.max-samples=N`).
+    pub fn serve_with(dir: TempDir, extra_args: &[String]) -> io::Result<Self> {
         fs::write(
             dir.path().join("prometheus.yml"),
             "global:\n  scrape_interval: 1m\nscrape_configs: []\n",
         )?;
-        let (child, port) = start(&dir, None)?;
+        let (child, port) = start(&dir, None, extra_args)?;
         Ok(Prometheus {
             child,
             port,
             url: format!("http://127.0.0.1:{port}"),
             dir,
             backfill_time: None,
+            extra_args: extra_args.to_vec(),
         })
     }
 
@@ -166,7 +175,7 @@ impl Prometheus {
         if self.child.try_wait()?.is_none() {
             return Err(io::Error::other("prometheus is still running"));
         }
-        let (child, port) = start(&self.dir, Some(self.port))?;
+        let (child, port) = start(&self.dir, Some(self.port), &self.extra_args)?;
         self.child = child;
         self.port = port;
         self.url = format!("http://127.0.0.1:{port}");
@@ -184,6 +193,34 @@ impl Prometheus {
     }
 }
 
+/// Copies the blocks of the TSDB in `from` (not its WAL or lock) into `to`, so a second
+/// server can serve the same history without a second backfill. Blocks are immutable
+/// once written, so copying them from a running server is safe.
+pub fn copy_blocks(from: &Path, to: &Path) -> io::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let block = entry?.path();
+        if !block.join("meta.json").is_file() {
+            continue;
+        }
+        let target = to.join(block.file_name().expect("a block has a name"));
+        fs::create_dir_all(target.join("chunks"))?;
+        for file in ["meta.json", "index", "tombstones"] {
+            if block.join(file).exists() {
+                fs::copy(block.join(file), target.join(file))?;
+            }
+        }
+        for chunk in fs::read_dir(block.join("chunks"))? {
+            let chunk = chunk?.path();
+            fs::copy(
+                &chunk,
+                target.join("chunks").join(chunk.file_name().unwrap()),
+            )?;
+        }
+    }
+    Ok(())
+}
+
 enum Startup {
     /// The process died (most likely the port was taken): worth a retry.
     Exited(io::Error),
@@ -191,7 +228,7 @@ enum Startup {
 }
 
 /// Starts Prometheus on `dir` and waits until it is ready; on `port` first when given.
-fn start(dir: &TempDir, port: Option<u16>) -> io::Result<(Child, u16)> {
+fn start(dir: &TempDir, port: Option<u16>, extra_args: &[String]) -> io::Result<(Child, u16)> {
     let config = dir.path().join("prometheus.yml");
     let mut last_err = None;
     // Another process may take the port between probe and bind: retry then.
@@ -200,7 +237,7 @@ fn start(dir: &TempDir, port: Option<u16>) -> io::Result<(Child, u16)> {
             Some(port) if attempt == 0 => port,
             _ => free_port()?,
         };
-        let mut child = spawn(dir, &config, port)?;
+        let mut child = spawn(dir, &config, port, extra_args)?;
         match wait_ready(&mut child, dir, port, Duration::from_secs(60)) {
             Ok(()) => return Ok((child, port)),
             Err(Startup::Exited(e)) => last_err = Some(e),
@@ -218,7 +255,7 @@ fn read_log(dir: &TempDir) -> String {
     fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
 }
 
-fn spawn(dir: &TempDir, config: &Path, port: u16) -> io::Result<Child> {
+fn spawn(dir: &TempDir, config: &Path, port: u16, extra_args: &[String]) -> io::Result<Child> {
     // Appended to: a restarted server keeps the log of the run before.
     let log = fs::OpenOptions::new()
         .create(true)
@@ -236,6 +273,7 @@ fn spawn(dir: &TempDir, config: &Path, port: u16) -> io::Result<Child> {
         .arg("--storage.tsdb.max-block-duration=2h")
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--log.level=warn")
+        .args(extra_args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -581,6 +581,27 @@ async fn peak_samples(http: &reqwest::Client, base: &str, query: Query<'_>) -> u
         .unwrap_or_else(|| panic!("no peakSamples in {answer}"))
 }
 
+/// Query requests a Prometheus has answered, refusals included (its own
+/// `prometheus_http_requests_total`).
+async fn queries_answered(http: &reqwest::Client, base: &str) -> u64 {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| {
+            l.starts_with("prometheus_http_requests_total{")
+                && (l.contains("handler=\"/api/v1/query\"")
+                    || l.contains("handler=\"/api/v1/query_range\""))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64)
+        .sum()
+}
+
 enum Query<'a> {
     Instant(&'a str, i64),
     Range(&'a RangeQuery),
@@ -709,6 +730,7 @@ async fn a_chunk_prometheus_refuses_for_its_size_is_fetched_by_namespace_group()
         sqlite(&store_dir, "split").await,
         sqlite(&store_dir, "whole").await,
     );
+    let answered_before = queries_answered(&http, limited.url()).await;
     let report = collector::collect(&refusing, split.as_ref(), &opts)
         .await
         .unwrap_or_else(|e| {
@@ -719,6 +741,11 @@ async fn a_chunk_prometheus_refuses_for_its_size_is_fetched_by_namespace_group()
         });
     assert_eq!(report.chunks, chunks.len() as u64, "{report:?}");
     assert_eq!(report.split_chunks, report.chunks, "{report:?}");
+    assert_eq!(
+        report.queries,
+        queries_answered(&http, limited.url()).await - answered_before,
+        "the report counts the refused queries too"
+    );
     let one = collector::collect(&prom, whole.as_ref(), &opts)
         .await
         .unwrap();

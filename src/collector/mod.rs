@@ -299,15 +299,19 @@ struct Fetched {
     claim: Option<Claim>,
 }
 
-/// The owners, state, CPU and memory answers of one namespace group (or of all).
+/// The owners, state, CPU and memory answers of one namespace group (or of all). Counts in
+/// `sent` every query it sends, the one Prometheus refuses included.
 async fn fetch_group(
     prom: &PromClient,
     q: &ChunkQueries,
     answers: &mut ingest::Answers,
-) -> Result<u64, PromError> {
+    sent: &mut u64,
+) -> Result<(), PromError> {
+    *sent += 1;
     let owners = prom.query(&q.owners, q.time).await?;
     let mut ranges = Vec::with_capacity(3);
     for r in q.ranges() {
+        *sent += 1;
         ranges.push(
             prom.query_range(&r.promql, r.start, r.end, r.step_secs)
                 .await?,
@@ -320,7 +324,7 @@ async fn fetch_group(
     answers.state.extend(ranges.next().unwrap_or_default());
     answers.cpu.extend(ranges.next().unwrap_or_default());
     answers.memory.extend(ranges.next().unwrap_or_default());
-    Ok(4)
+    Ok(())
 }
 
 /// Fetches one chunk: sizes it, then asks for everything at once or, when too big, per
@@ -355,9 +359,8 @@ async fn fetch_chunk(
             ),
         };
         let mut part = ingest::Answers::default();
-        match fetch_group(prom, &q, &mut part).await {
-            Ok(n) => {
-                sent += n;
+        match fetch_group(prom, &q, &mut part, &mut sent).await {
+            Ok(()) => {
                 answers.non_finite_skipped += part.non_finite_skipped;
                 answers.owners.extend(part.owners);
                 answers.state.extend(part.state);

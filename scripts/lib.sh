@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared shell helpers for the demo, test and bench scripts.
 
 # free_port START: the first port from START up that nothing listens on (loopback).
@@ -34,4 +35,15 @@ start_prometheus() {
     --storage.tsdb.min-block-duration=2h --storage.tsdb.max-block-duration=2h \
     --query.max-samples=100000000 >"$log" 2>&1 &
   echo $!
+}
+
+# stop_pid PID: SIGTERM, then wait until the process is gone (SIGKILL after 60 s). It need not
+# be a child of this shell, so `wait` can't be used; a zombie counts as gone.
+stop_pid() {
+  local pid=$1 deadline=$((SECONDS + 60))
+  kill "$pid" 2>/dev/null || return 0
+  while kill -0 "$pid" 2>/dev/null && [ "$(sed -n 's/.*) \(.\).*/\1/p' "/proc/$pid/stat" 2>/dev/null)" != Z ]; do
+    if [ $SECONDS -ge $deadline ]; then kill -9 "$pid" 2>/dev/null || true; fi
+    sleep 0.2
+  done
 }

@@ -1,0 +1,514 @@
+//! `make bench`, collector part: the collector against a real, backfilled Prometheus, one
+//! fleet size per call, next to the time Prometheus alone needs to answer the same queries
+//! (replayed with a plain HTTP client, answers read but not decoded); peak RSS over a full and
+//! a half window; `analyze`; store size on SQLite and Postgres; an incremental run of one new
+//! hour. Each call appends its figures to BENCH_RESULTS; a last call with BENCH_SUMMARY prints
+//! every figure at every size, the growth per container, an extrapolation to 5,000 workload
+//! containers and PASS/MISS per target. Run through `scripts/bench.sh`, which generates the
+//! fleet, backfills it and starts one Prometheus per size; this binary only measures.
+//!
+//! Env per size: BENCH_PROMETHEUS_URL, BENCH_PROMETHEUS_PID (optional: Prometheus' CPU time
+//! is reported), BENCH_FROM, BENCH_TO (hour-aligned unix seconds), BENCH_BIN (the release
+//! `rightsizer`), BENCH_DIR (scratch), BENCH_ROUNDS (default 2), BENCH_COPIES,
+//! BENCH_CONTAINERS (workload containers generated), BENCH_POSTGRES_URL (an empty database),
+//! BENCH_RESULTS (a JSON line is appended). Summary: BENCH_SUMMARY (that file).
+
+mod result;
+mod summary;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use result::{days_label, median, SizeResult, RESOURCES};
+use rightsizer::collector::{namespace_groups, plan, ChunkQueries, Scope};
+use rightsizer::config::CollectorConfig;
+
+/// /proc/<pid>/stat counts CPU time in USER_HZ ticks, 100 per second on Linux.
+const TICKS_PER_SEC: f64 = 100.0;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} must be set (run make bench)"))
+}
+
+fn env_parse<T: std::str::FromStr>(name: &str) -> T {
+    env(name)
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} is not a valid number"))
+}
+
+/// POSTs one query; returns the body.
+async fn replay(
+    http: &reqwest::Client,
+    url: &str,
+    path: &str,
+    form: &[(&str, String)],
+) -> bytes::Bytes {
+    let resp = http
+        .post(format!("{url}{path}"))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    resp.bytes().await.unwrap()
+}
+
+/// Replays every query of the collection plan with the collector's concurrency: per chunk
+/// the sizing and facts queries, then owners, state, CPU and memory for each namespace group
+/// the sizes call for (one group when the chunk fits in one answer).
+async fn prometheus_floor(url: &str, from: i64, to: i64, cfg: &CollectorConfig) -> (Duration, u64) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .unwrap();
+    let step = cfg.step.as_secs() as i64;
+    let hours: Vec<i64> = (from..to).step_by(3600).collect();
+    let started = Instant::now();
+    let bytes: u64 = futures::stream::iter(plan(&hours, cfg.chunk_hours))
+        .map(|chunk| {
+            let http = http.clone();
+            async move {
+                let whole = ChunkQueries::new(&chunk, step, &Scope::default());
+                let instant = |promql: &str, time: i64| {
+                    vec![("query", promql.to_string()), ("time", time.to_string())]
+                };
+                let sizes = replay(
+                    &http,
+                    url,
+                    "/api/v1/query",
+                    &instant(&whole.sizes, whole.time),
+                )
+                .await;
+                let facts = replay(
+                    &http,
+                    url,
+                    "/api/v1/query",
+                    &instant(&whole.facts, whole.time),
+                )
+                .await;
+                let mut n = (sizes.len() + facts.len()) as u64;
+                let sizes: serde_json::Value = serde_json::from_slice(&sizes).unwrap();
+                let sizes: Vec<(String, u64)> = sizes["data"]["result"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| {
+                        (
+                            s["metric"]["namespace"].as_str().unwrap_or("").to_string(),
+                            s["value"][1].as_str().unwrap().parse::<f64>().unwrap() as u64,
+                        )
+                    })
+                    .collect();
+                let groups: Vec<ChunkQueries> =
+                    match namespace_groups(&sizes, cfg.max_series_per_query) {
+                        None => vec![whole],
+                        Some(groups) => groups
+                            .into_iter()
+                            .map(|g| {
+                                ChunkQueries::new(
+                                    &chunk,
+                                    step,
+                                    &Scope::default().with_namespaces(g),
+                                )
+                            })
+                            .collect(),
+                    };
+                for q in groups {
+                    n += replay(&http, url, "/api/v1/query", &instant(&q.owners, q.time))
+                        .await
+                        .len() as u64;
+                    for r in q.ranges() {
+                        let form = vec![
+                            ("query", r.promql.clone()),
+                            ("start", r.start.to_string()),
+                            ("end", r.end.to_string()),
+                            ("step", r.step_secs.to_string()),
+                        ];
+                        n += replay(&http, url, "/api/v1/query_range", &form).await.len() as u64;
+                    }
+                }
+                n
+            }
+        })
+        .buffered(cfg.concurrency)
+        .fold(0, |acc, n| async move { acc + n })
+        .await;
+    (started.elapsed(), bytes)
+}
+
+/// User plus system CPU time of a live process.
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; utime and stime are the 12th and 13th fields after it.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / TICKS_PER_SEC)
+}
+
+/// One run of the release binary.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    wall_secs: f64,
+    /// VmHWM, polled until exit.
+    peak_rss_bytes: f64,
+    /// The last value polled before exit: short of the true figure by up to one poll.
+    cpu_secs: f64,
+}
+
+fn list(v: &[f64]) -> String {
+    let items: Vec<String> = v.iter().map(|x| format!("{x:.2}")).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// Runs the release binary to completion, polling its peak RSS and CPU time.
+fn run_measured(bin: &str, args: &[&str], db_url: &str, prom: &str) -> Run {
+    let started = Instant::now();
+    let mut child = Command::new(bin)
+        .args(args)
+        .env("RIGHTSIZER_DATABASE_URL", db_url)
+        .env("RIGHTSIZER_PROMETHEUS_URL", prom)
+        .env("RIGHTSIZER_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status_path = format!("/proc/{}/status", child.id());
+    let (mut peak_kib, mut cpu) = (0u64, 0f64);
+    loop {
+        if let Ok(status) = std::fs::read_to_string(&status_path) {
+            if let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:")) {
+                let kib: u64 = line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                peak_kib = peak_kib.max(kib);
+            }
+        }
+        cpu = cpu_secs(child.id()).unwrap_or(cpu).max(cpu);
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{bin} {args:?} failed");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Run {
+        wall_secs: started.elapsed().as_secs_f64(),
+        peak_rss_bytes: peak_kib as f64 * 1024.0,
+        cpu_secs: cpu,
+    }
+}
+
+/// The database's size with its write-ahead log folded in, and the workload containers stored.
+async fn sqlite_size(db: &Path) -> (u64, i64) {
+    let url = format!("sqlite://{}", db.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    // The collector leaves recent pages in the -wal file; the file alone would miss them.
+    sqlx::query("pragma wal_checkpoint(truncate)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar("select count(*) from containers")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    (std::fs::metadata(db).unwrap().len(), n)
+}
+
+fn remove_sqlite(db: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+}
+
+/// What the Postgres store holds after the collector.
+struct PgSizes {
+    table_bytes: BTreeMap<String, u64>,
+    usage_row_bytes: BTreeMap<String, u64>,
+    usage_rows: i64,
+    sketch_avg_bytes: f64,
+    containers: i64,
+}
+
+async fn postgres_sizes(url: &str) -> PgSizes {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let tables: Vec<(String, i64)> = sqlx::query_as(
+        "select c.relname::text, pg_total_relation_size(c.oid) \
+         from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+         where n.nspname = current_schema() and c.relkind = 'r'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "select resource, sum(pg_column_size(u.*))::bigint from usage_hours u group by resource",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let (usage_rows, sketch_avg_bytes): (i64, f64) = sqlx::query_as(
+        "select count(*), coalesce(avg(length(sketch)), 0)::float8 from usage_hours",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let containers: i64 = sqlx::query_scalar("select count(*) from containers")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let map = |v: Vec<(String, i64)>| v.into_iter().map(|(k, b)| (k, b as u64)).collect();
+    PgSizes {
+        table_bytes: map(tables),
+        usage_row_bytes: map(rows),
+        usage_rows,
+        sketch_avg_bytes,
+        containers,
+    }
+}
+
+/// Measures one fleet size and appends its figures to BENCH_RESULTS.
+async fn measure() {
+    let url = env("BENCH_PROMETHEUS_URL");
+    let prom_pid: Option<u32> = std::env::var("BENCH_PROMETHEUS_PID")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let from: i64 = env_parse("BENCH_FROM");
+    let to: i64 = env_parse("BENCH_TO");
+    let bin = env("BENCH_BIN");
+    let dir = PathBuf::from(env("BENCH_DIR"));
+    let copies: usize = env_parse("BENCH_COPIES");
+    let containers: u64 = env_parse("BENCH_CONTAINERS");
+    let pg_url = env("BENCH_POSTGRES_URL");
+    let results = PathBuf::from(env("BENCH_RESULTS"));
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+        .max(1);
+    let cfg = CollectorConfig::default();
+    let window_secs = to - from;
+    // Whole hours, so that both windows are what the collector plans.
+    let half_window_secs = window_secs / 2 / 3600 * 3600;
+    let prom_cpu = || prom_pid.and_then(cpu_secs);
+    let spent = |before: Option<f64>| before.zip(prom_cpu()).map(|(b, a)| a - b);
+
+    // Warm Prometheus' page cache once so neither side pays the first disk reads.
+    let (warm, answer_bytes) = prometheus_floor(&url, from, to, &cfg).await;
+    println!(
+        "warm-up replay: {:.2} s, {:.1} MB of answers",
+        warm.as_secs_f64(),
+        answer_bytes as f64 / 1e6
+    );
+
+    let (mut floor, mut collect, mut cpu, mut rss) = (vec![], vec![], vec![], vec![]);
+    let (mut prom_floor, mut prom_collect) = (vec![], vec![]);
+    let (mut analyze, mut analyze_rss) = (vec![], vec![]);
+    let (mut sqlite_bytes, mut sqlite_stored) = (0, 0);
+    let full = format!("{window_secs}s");
+    for round in 0..rounds {
+        let before = prom_cpu();
+        let (t, _) = prometheus_floor(&url, from, to, &cfg).await;
+        floor.push(t.as_secs_f64());
+        prom_floor.extend(spent(before));
+
+        let db = dir.join(format!("bench-{round}.db"));
+        remove_sqlite(&db);
+        let db_url = format!("sqlite://{}", db.display());
+        let before = prom_cpu();
+        let r = run_measured(
+            &bin,
+            &["collect", "--since", &full, "--until", &to.to_string()],
+            &db_url,
+            &url,
+        );
+        prom_collect.extend(spent(before));
+        collect.push(r.wall_secs);
+        cpu.push(r.cpu_secs);
+        rss.push(r.peak_rss_bytes);
+        let a = run_measured(&bin, &["analyze"], &db_url, &url);
+        analyze.push(a.wall_secs);
+        analyze_rss.push(a.peak_rss_bytes);
+        (sqlite_bytes, sqlite_stored) = sqlite_size(&db).await;
+        remove_sqlite(&db);
+    }
+
+    // A window ending an hour early, then the same window up to the end: the second run
+    // has exactly one new hour to ingest, as a scheduled run an hour after the last.
+    let incremental = |store_url: &str, since: String| {
+        let first = run_measured(
+            &bin,
+            &[
+                "collect",
+                "--since",
+                &since,
+                "--until",
+                &(to - 3600).to_string(),
+            ],
+            store_url,
+            &url,
+        );
+        let second = run_measured(
+            &bin,
+            &["collect", "--since", &since, "--until", &to.to_string()],
+            store_url,
+            &url,
+        );
+        (first, second)
+    };
+    let half_db = dir.join("bench-half.db");
+    remove_sqlite(&half_db);
+    let (half, sqlite_incremental) = incremental(
+        &format!("sqlite://{}", half_db.display()),
+        format!("{half_window_secs}s"),
+    );
+    remove_sqlite(&half_db);
+    let (pg_collect, pg_incremental) = incremental(&pg_url, full);
+    let pg = postgres_sizes(&pg_url).await;
+
+    let result = SizeResult {
+        copies,
+        containers,
+        window_secs,
+        half_window_secs,
+        answer_bytes,
+        floor_secs: floor,
+        collect_secs: collect,
+        collect_cpu_secs: cpu,
+        collect_rss_bytes: rss,
+        prometheus_cpu_floor_secs: prom_floor,
+        prometheus_cpu_collect_secs: prom_collect,
+        analyze_secs: analyze,
+        analyze_rss_bytes: analyze_rss,
+        sqlite_bytes,
+        sqlite_containers: sqlite_stored,
+        half_collect_secs: half.wall_secs,
+        half_rss_bytes: half.peak_rss_bytes,
+        sqlite_incremental_secs: sqlite_incremental.wall_secs,
+        pg_collect_secs: pg_collect.wall_secs,
+        pg_collect_rss_bytes: pg_collect.peak_rss_bytes,
+        pg_incremental_secs: pg_incremental.wall_secs,
+        pg_containers: pg.containers,
+        pg_table_bytes: pg.table_bytes,
+        pg_usage_row_bytes: pg.usage_row_bytes,
+        pg_usage_rows: pg.usage_rows,
+        pg_sketch_avg_bytes: pg.sketch_avg_bytes,
+    };
+    print_size(&result, cfg.concurrency);
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&results)
+        .unwrap();
+    writeln!(out, "{}", serde_json::to_string(&result).unwrap()).unwrap();
+}
+
+fn print_size(r: &SizeResult, concurrency: usize) {
+    let (f, c) = (r.floor(), r.collect());
+    println!(
+        "rounds: {} (upper medians below, every round in brackets)",
+        r.floor_secs.len()
+    );
+    println!(
+        "prometheus floor (same queries, plain HTTP, concurrency {concurrency}): {f:.2} s  {}",
+        list(&r.floor_secs)
+    );
+    println!(
+        "rightsizer collect, {} window, SQLite: {c:.2} s  {}",
+        days_label(r.window_secs),
+        list(&r.collect_secs)
+    );
+    println!("collector / floor: {:.2}", c / f);
+    println!(
+        "CPU: collector {:.2} s {}; Prometheus during the floor {}, during collect {}",
+        median(&r.collect_cpu_secs),
+        list(&r.collect_cpu_secs),
+        list(&r.prometheus_cpu_floor_secs),
+        list(&r.prometheus_cpu_collect_secs)
+    );
+    println!(
+        "collector peak RSS: {:.1} MB over {} {}, {:.1} MB over {} (one run, {:.2} s)",
+        median(&r.collect_rss_bytes) / 1e6,
+        days_label(r.window_secs),
+        list(
+            &r.collect_rss_bytes
+                .iter()
+                .map(|b| b / 1e6)
+                .collect::<Vec<_>>()
+        ),
+        r.half_rss_bytes / 1e6,
+        days_label(r.half_window_secs),
+        r.half_collect_secs
+    );
+    println!(
+        "rightsizer analyze: {:.2} s, peak RSS {:.1} MB",
+        median(&r.analyze_secs),
+        median(&r.analyze_rss_bytes) / 1e6
+    );
+    println!(
+        "incremental run, one new hour (wall time of the command): Postgres {:.2} s, SQLite {:.2} s",
+        r.pg_incremental_secs, r.sqlite_incremental_secs
+    );
+    println!(
+        "collect into Postgres, {} window ending an hour early: {:.2} s, peak RSS {:.1} MB",
+        days_label(r.window_secs),
+        r.pg_collect_secs,
+        r.pg_collect_rss_bytes / 1e6
+    );
+    let tables: Vec<String> = r
+        .pg_table_bytes
+        .iter()
+        .filter(|(name, _)| !name.starts_with("_sqlx"))
+        .map(|(name, bytes)| format!("{name} {:.2} MB", *bytes as f64 / 1e6))
+        .collect();
+    println!("Postgres tables: {}", tables.join(", "));
+    let usage = r.pg_table_bytes.get("usage_hours").copied().unwrap_or(0) as f64;
+    println!(
+        "usage_hours: {} rows (one per workload container, resource and hour), {:.0} B per row \
+         on disk with its index, sketch {:.0} B on average",
+        r.pg_usage_rows,
+        usage / r.pg_usage_rows.max(1) as f64,
+        r.pg_sketch_avg_bytes
+    );
+    let per_resource: Vec<String> = RESOURCES
+        .iter()
+        .map(|res| {
+            format!(
+                "{res} {:.0} B",
+                r.per_container_day(r.pg_resource_bytes(res))
+            )
+        })
+        .collect();
+    println!(
+        "Postgres collector tables: {:.2} MB = per workload container per day {}",
+        r.pg_collector_bytes() / 1e6,
+        per_resource.join(", ")
+    );
+    println!(
+        "SQLite file after collect + analyze: {:.2} MB = {:.0} B per workload container per day per resource",
+        r.sqlite_bytes as f64 / 1e6,
+        r.per_container_day(r.sqlite_bytes as f64) / RESOURCES.len() as f64
+    );
+    println!(
+        "workload containers stored: SQLite {}, Postgres {} (generated {})",
+        r.sqlite_containers, r.pg_containers, r.containers
+    );
+    if r.sqlite_containers != r.containers as i64 || r.pg_containers != r.containers as i64 {
+        println!("WARNING: the stores do not hold every generated workload container");
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return; // `cargo test --all-targets` builds benches; nothing to run there.
+    }
+    match std::env::var("BENCH_SUMMARY") {
+        Ok(path) => summary::summary(Path::new(&path)),
+        Err(_) => measure().await,
+    }
+}

@@ -292,8 +292,8 @@ fn is_too_big(e: &PromError) -> bool {
 
 /// A chunk fetched and waiting to be written, with the claim to release after writing.
 struct Fetched {
-    hours: Vec<i64>,
-    answers: ingest::Answers,
+    chunk: crate::model::Chunk,
+    stats: ingest::ChunkStats,
     split: bool,
     queries: u64,
     claim: Option<Claim>,
@@ -329,17 +329,28 @@ async fn fetch_group(
 
 /// Fetches one chunk: sizes it, then asks for everything at once or, when too big, per
 /// namespace group, halving a group that Prometheus still refuses for its size.
+/// Each namespace group's answers are summarized as soon as they arrive, so memory holds
+/// one group's raw answers at a time (bounded by `max_series_per_query`), not the
+/// cluster's; the groups' summaries are disjoint (a namespace is in one group) and are
+/// concatenated into the chunk.
 async fn fetch_chunk(
     prom: &PromClient,
     hours: &[i64],
     opts: &CollectOptions,
-) -> Result<(ingest::Answers, bool, u64), PromError> {
+) -> Result<(crate::model::Chunk, ingest::ChunkStats, bool, u64), PromError> {
     let whole = ChunkQueries::new(hours, opts.step_secs, &opts.scope);
     let sizes = parse_sizes(&prom.query(&whole.sizes, whole.time).await?.series);
     let facts = prom.query(&whole.facts, whole.time).await?;
-    let mut answers = ingest::Answers {
-        non_finite_skipped: facts.non_finite_skipped,
-        facts: facts.series,
+    let mut chunk = crate::model::Chunk {
+        cluster: opts.cluster.clone(),
+        hours: hours.to_vec(),
+        containers: Vec::new(),
+        usage: Vec::new(),
+        signals: Vec::new(),
+        workloads: Vec::new(),
+    };
+    let mut stats = ingest::ChunkStats {
+        rejected: facts.non_finite_skipped,
         ..Default::default()
     };
     let mut sent = 2;
@@ -358,14 +369,22 @@ async fn fetch_chunk(
                 &opts.scope.with_namespaces(names.clone()),
             ),
         };
-        let mut part = ingest::Answers::default();
+        let mut part = ingest::Answers {
+            facts: facts.series.clone(),
+            ..Default::default()
+        };
         match fetch_group(prom, &q, &mut part, &mut sent).await {
             Ok(()) => {
-                answers.non_finite_skipped += part.non_finite_skipped;
-                answers.owners.extend(part.owners);
-                answers.state.extend(part.state);
-                answers.cpu.extend(part.cpu);
-                answers.memory.extend(part.memory);
+                let (built, s) = ingest::build_chunk(&opts.cluster, hours.to_vec(), &part);
+                drop(part);
+                chunk.containers.extend(built.containers);
+                chunk.usage.extend(built.usage);
+                chunk.signals.extend(built.signals);
+                chunk.workloads.extend(built.workloads);
+                stats.samples += s.samples;
+                stats.rejected += s.rejected;
+                stats.inferred_pods += s.inferred_pods;
+                stats.ignored_series += s.ignored_series;
             }
             Err(e) if is_too_big(&e) => {
                 let names: Vec<String> = match group {
@@ -386,7 +405,7 @@ async fn fetch_chunk(
             Err(e) => return Err(e),
         }
     }
-    Ok((answers, split, sent))
+    Ok((chunk, stats, split, sent))
 }
 
 /// How long a run waits, at its end, for a chunk another process holds: past it, the
@@ -450,10 +469,10 @@ async fn claim_and_fetch(
     }
     let mut fetched = Vec::with_capacity(runs.len());
     for run in runs {
-        let (answers, split, queries) = fetch_chunk(prom, &run, opts).await?;
+        let (chunk, stats, split, queries) = fetch_chunk(prom, &run, opts).await?;
         fetched.push(Fetched {
-            hours: run,
-            answers,
+            chunk,
+            stats,
             split,
             queries,
             claim: None,
@@ -561,9 +580,8 @@ pub async fn collect(
                 }
             };
             for f in fetched {
-                let n_hours = f.hours.len() as u64;
-                let (chunk, stats) = ingest::build_chunk(&opts.cluster, f.hours, &f.answers);
-                drop(f.answers);
+                let (chunk, stats) = (f.chunk, f.stats);
+                let n_hours = chunk.hours.len() as u64;
                 store.write_chunk(&chunk).await?;
                 if let Some(claim) = f.claim {
                     claim.release().await;

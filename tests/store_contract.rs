@@ -671,7 +671,8 @@ async fn a_failing_chunk_writes_nothing(store: Arc<dyn Store>) {
     store.write_chunk(&good).await.unwrap();
     let before = snapshot(&*store, "prod").await;
 
-    // Usage hours must be hour-aligned (a check constraint). The misaligned row comes last, after
+    // Usage hours must be hour-aligned (a check constraint on SQLite's hour rows, a check while
+    // packing Postgres' day rows). The misaligned row comes last, after
     // more than one batch of valid rows, a new container and a changed observation were written,
     // so only a rollback can hide them.
     let newcomer = key("prod", "shop", "StatefulSet", "db", "postgres");
@@ -698,7 +699,11 @@ async fn a_failing_chunk_writes_nothing(store: Arc<dyn Store>) {
         StoreError::Database(sqlx::Error::Database(db)) => {
             assert_eq!(db.kind(), sqlx::error::ErrorKind::CheckViolation, "{err}")
         }
-        other => panic!("expected the check constraint to refuse the row, got {other:?}"),
+        StoreError::Invalid(message) => assert!(
+            message.contains(&format!("hour {} is not hour-aligned", T0 + 90)),
+            "{message}"
+        ),
+        other => panic!("expected the misaligned hour to be refused, got {other:?}"),
     }
 
     assert_eq!(snapshot(&*store, "prod").await, before);
@@ -945,11 +950,12 @@ async fn corrupt_rows_are_reported(store: Arc<dyn Store>, backdoor: Backdoor) {
     ];
     store.replace_recommendations("prod", &recs).await.unwrap();
 
-    // A sketch that no longer decodes.
+    // A sketch that no longer decodes. Postgres packs a day per row (version byte, then per
+    // hour an offset byte and a 4-byte length): T0's sketch starts at byte 7 (1-based).
     backdoor
         .execute(
             &format!("update usage_hours set sketch = x'ff' where hour_start = {T0} and resource = 'memory'"),
-            &format!("update usage_hours set sketch = '\\xff'::bytea where hour_start = {T0} and resource = 'memory'"),
+            "update usage_days set hours = overlay(hours placing '\\xff'::bytea from 7 for 1) where resource = 'memory'",
         )
         .await;
     match store.usage(&api(), T0, T0 + 2 * HOUR).await {
@@ -969,12 +975,17 @@ async fn corrupt_rows_are_reported(store: Arc<dyn Store>, backdoor: Backdoor) {
         2
     );
 
-    // A sample count that disagrees with its sketch.
+    // A sample count that disagrees with its sketch (SQLite); a day row cut short (Postgres).
     let bump = format!(
         "update usage_hours set sample_count = sample_count + 1 where hour_start = {}",
         T0 + HOUR
     );
-    backdoor.execute(&bump, &bump).await;
+    backdoor
+        .execute(
+            &bump,
+            "update usage_days set hours = substring(hours from 1 for length(hours) - 3) where resource = 'memory'",
+        )
+        .await;
     assert!(matches!(
         store.usage(&api(), T0 + HOUR, T0 + 2 * HOUR).await,
         Err(StoreError::Corrupt(_))
@@ -1264,4 +1275,97 @@ async fn a_memory_sqlite_store_keeps_its_data() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(store.containers(None).await.unwrap().len(), 2);
     assert_eq!(store.watermark("prod").await.unwrap(), Some(T0 + 3 * HOUR));
+}
+
+/// A database of the hour-row layout (before migration 0005) holding usage and signals:
+/// migrating packs them into day rows that read back hour for hour.
+#[tokio::test]
+async fn postgres_hour_rows_are_packed_into_day_rows_by_the_migration() {
+    let (scratch, url) = Scratch::postgres().await;
+    let outcome = tokio::spawn(async move {
+        let mut old = sqlx::migrate!("migrations/postgres");
+        old.migrations = std::borrow::Cow::Owned(
+            old.migrations
+                .iter()
+                .filter(|m| m.version < 5)
+                .cloned()
+                .collect(),
+        );
+        let db = sqlx::PgPool::connect(&url).await.unwrap();
+        old.run(&db).await.unwrap();
+        sqlx::query(
+            "insert into containers (id, cluster, namespace, kind, workload, container, seen_at) \
+             values (1, 'prod', 'shop', 'Deployment', 'api', 'app', 0)",
+        )
+        .execute(&db)
+        .await
+        .unwrap();
+        // Three hours over two days, the last hour of the first day included.
+        let hours = [T0, T0 + 23 * HOUR, T0 + 24 * HOUR];
+        let mut expected = Vec::new();
+        for (i, &hour) in hours.iter().enumerate() {
+            for resource in [Resource::Cpu, Resource::Memory] {
+                let u = usage(&api(), resource, hour, &[0.1 * (i + 1) as f64, 0.25, 3.0]);
+                sqlx::query(
+                    "insert into usage_hours (container_id, resource, hour_start, sample_count, sum, max, sketch) \
+                     values (1, $1, $2, $3, 0, 0, $4)",
+                )
+                .bind(resource.as_str())
+                .bind(hour)
+                .bind(u.sketch.count() as i64)
+                .bind(u.sketch.to_bytes())
+                .execute(&db)
+                .await
+                .unwrap();
+                expected.push(u);
+            }
+            sqlx::query(
+                "insert into signal_hours (container_id, hour_start, restarts, oom_kills, cfs_periods, cfs_throttled_periods) \
+                 values (1, $1, $2, 1, 600.5, 12.25)",
+            )
+            .bind(hour)
+            .bind(i as i64 + 2)
+            .execute(&db)
+            .await
+            .unwrap();
+        }
+        db.close().await;
+        expected.sort_by_key(|u| (u.resource.as_str(), u.hour_start));
+
+        let store = store::connect(&url).await.unwrap();
+        assert_eq!(
+            store.usage(&api(), i64::MIN, i64::MAX).await.unwrap(),
+            expected
+        );
+        let signals = store.signals(&api(), T0, T0 + 2 * 24 * HOUR).await.unwrap();
+        assert_eq!(
+            signals
+                .iter()
+                .map(|s| (s.hour_start, s.restarts, s.oom_kills, s.cfs_periods, s.cfs_throttled_periods))
+                .collect::<Vec<_>>(),
+            hours
+                .iter()
+                .enumerate()
+                .map(|(i, &h)| (h, i as u32 + 2, 1, 600.5, 12.25))
+                .collect::<Vec<_>>()
+        );
+        // And the store keeps writing into the packed rows: a new hour joins its day.
+        let mut chunk = two_hours();
+        chunk.hours = vec![T0 + 25 * HOUR];
+        chunk.usage.retain(|u| u.key == api() && u.hour_start == T0);
+        for u in &mut chunk.usage {
+            u.hour_start = T0 + 25 * HOUR;
+        }
+        chunk.signals.clear();
+        store.write_chunk(&chunk).await.unwrap();
+        assert_eq!(
+            store.usage(&api(), T0 + 24 * HOUR, T0 + 48 * HOUR).await.unwrap().len(),
+            4
+        );
+    })
+    .await;
+    scratch.remove().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
 }

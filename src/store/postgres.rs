@@ -1,5 +1,6 @@
 //! The production Postgres backend, shared by several replicas.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -9,10 +10,10 @@ use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
 
 use super::rows::{
     check_cluster, filter_columns, ChunkPlan, ContainerIdRow, ContainerRow, RecommendationRow,
-    RecommendationValues, SignalRow, UsageRow, WorkloadRow, BATCH_ROWS,
+    RecommendationValues, WorkloadRow, BATCH_ROWS,
 };
 use super::rows::{limit_param, ReportListingRow, ReportRow, ReportValues};
-use super::{redact_url, Claim, RecommendationFilter, Store, StoreError};
+use super::{packed, redact_url, Claim, RecommendationFilter, Store, StoreError};
 use super::{ReportListing, StoredReport, StoredReportInput};
 use crate::model::{
     Chunk, ContainerKey, ContainerObservation, Recommendation, SignalHour, UsageHour, WorkloadInfo,
@@ -186,47 +187,142 @@ impl Store for PostgresStore {
             ids.extend(rows.into_iter().map(ContainerIdRow::into_entry));
         }
 
-        for batch in plan.usage.chunks(BATCH_ROWS) {
-            let mut insert = QueryBuilder::<Postgres>::new(
-                "insert into usage_hours (container_id, resource, hour_start, sample_count, sum, max, sketch) ",
+        // Day rows are read, merged and rewritten: writers of the same cluster-day (replicas
+        // collecting different cells of it) take turns, in day order so none deadlock.
+        let mut days: Vec<i64> = plan.hours.iter().map(|&h| packed::day_of(h)).collect();
+        days.extend(plan.usage.iter().map(|u| packed::day_of(u.hour_start)));
+        days.extend(plan.signals.iter().map(|s| packed::day_of(s.hour_start)));
+        days.sort_unstable();
+        days.dedup();
+        for &day in &days {
+            // Negated: a key apart from the collection cells' claims, which are positive.
+            sqlx::query("select pg_advisory_xact_lock($1)")
+                .bind(super::claim_key(&chunk.cluster, -day - 1))
+                .execute(&mut *tx)
+                .await?;
+        }
+
+        let id_of = |key: &ContainerKey| {
+            ids.get(key).copied().ok_or_else(|| {
+                StoreError::Invalid(format!("no container row for {key} in this chunk"))
+            })
+        };
+        let mut usage: BTreeMap<(i64, &'static str, i64), BTreeMap<i64, Vec<u8>>> = BTreeMap::new();
+        let aligned = |hour: i64| {
+            if hour.rem_euclid(3600) == 0 {
+                Ok(hour)
+            } else {
+                Err(StoreError::Invalid(format!(
+                    "hour {hour} is not hour-aligned"
+                )))
+            }
+        };
+        for u in &plan.usage {
+            aligned(u.hour_start)?;
+            usage
+                .entry((
+                    id_of(u.key)?,
+                    u.resource.as_str(),
+                    packed::day_of(u.hour_start),
+                ))
+                .or_default()
+                .insert(u.hour_start, u.sketch.clone());
+        }
+        let keys: Vec<(i64, &'static str, i64)> = usage.keys().copied().collect();
+        for batch in keys.chunks(BATCH_ROWS) {
+            let mut select = QueryBuilder::<Postgres>::new(
+                "select container_id, resource, day, hours from usage_days \
+                 where (container_id, resource, day) in (",
             );
-            insert.push_values(batch, |mut row, usage| {
-                // Every usage key got a row above, in this transaction; a miss binds null and fails.
-                row.push_bind(ids.get(usage.key).copied())
-                    .push_bind(usage.resource.as_str())
-                    .push_bind(usage.hour_start)
-                    .push_bind(usage.sample_count)
-                    .push_bind(usage.sum)
-                    .push_bind(usage.max)
-                    .push_bind(&usage.sketch);
+            select.push_values(batch, |mut row, (id, resource, day)| {
+                row.push_bind(*id).push_bind(*resource).push_bind(*day);
             });
-            // Replace, never add: re-ingesting a window must not double-count.
+            select.push(")");
+            let rows: Vec<(i64, String, i64, Vec<u8>)> =
+                select.build_query_as().fetch_all(&mut *tx).await?;
+            for (id, resource, day, bytes) in rows {
+                let resource = if resource == "cpu" { "cpu" } else { "memory" };
+                let stored = packed::decode_usage(day, &bytes).map_err(|e| {
+                    StoreError::Corrupt(format!(
+                        "usage day row of container {id} ({resource}) at {day}: {e}"
+                    ))
+                })?;
+                let merged = usage.entry((id, resource, day)).or_default();
+                for (hour, sketch) in stored {
+                    // Replace, never add: the chunk's hours win over the stored ones.
+                    merged.entry(hour).or_insert_with(|| sketch.to_vec());
+                }
+            }
+        }
+        let rows: Vec<((i64, &'static str, i64), Vec<u8>)> = usage
+            .iter()
+            .map(|(&k, hours)| (k, packed::encode_usage(k.2, hours)))
+            .collect();
+        for batch in rows.chunks(BATCH_ROWS) {
+            let mut insert = QueryBuilder::<Postgres>::new(
+                "insert into usage_days (container_id, resource, day, hours) ",
+            );
+            insert.push_values(batch, |mut row, ((id, resource, day), bytes)| {
+                row.push_bind(*id)
+                    .push_bind(*resource)
+                    .push_bind(*day)
+                    .push_bind(bytes);
+            });
             insert.push(
-                " on conflict (container_id, resource, hour_start) do update set \
-                 sample_count = excluded.sample_count, sum = excluded.sum, max = excluded.max, \
-                 sketch = excluded.sketch",
+                " on conflict (container_id, resource, day) do update set hours = excluded.hours",
             );
             insert.build().execute(&mut *tx).await?;
         }
 
-        for batch in plan.signals.chunks(BATCH_ROWS) {
-            let mut insert = QueryBuilder::<Postgres>::new(
-                "insert into signal_hours (container_id, hour_start, restarts, oom_kills, cfs_periods, cfs_throttled_periods) ",
+        let mut signals: BTreeMap<(i64, i64), BTreeMap<i64, packed::Signals>> = BTreeMap::new();
+        for s in &plan.signals {
+            aligned(s.hour_start)?;
+            signals
+                .entry((id_of(&s.key)?, packed::day_of(s.hour_start)))
+                .or_default()
+                .insert(
+                    s.hour_start,
+                    (
+                        s.restarts,
+                        s.oom_kills,
+                        s.cfs_periods,
+                        s.cfs_throttled_periods,
+                    ),
+                );
+        }
+        let keys: Vec<(i64, i64)> = signals.keys().copied().collect();
+        for batch in keys.chunks(BATCH_ROWS) {
+            let mut select = QueryBuilder::<Postgres>::new(
+                "select container_id, day, hours from signal_days where (container_id, day) in (",
             );
-            insert.push_values(batch, |mut row, signal| {
-                row.push_bind(ids.get(&signal.key).copied())
-                    .push_bind(signal.hour_start)
-                    .push_bind(i64::from(signal.restarts))
-                    .push_bind(i64::from(signal.oom_kills))
-                    .push_bind(signal.cfs_periods)
-                    .push_bind(signal.cfs_throttled_periods);
+            select.push_values(batch, |mut row, (id, day)| {
+                row.push_bind(*id).push_bind(*day);
             });
-            // Replace, never add, as for usage.
-            insert.push(
-                " on conflict (container_id, hour_start) do update set \
-                 restarts = excluded.restarts, oom_kills = excluded.oom_kills, \
-                 cfs_periods = excluded.cfs_periods, cfs_throttled_periods = excluded.cfs_throttled_periods",
+            select.push(")");
+            let rows: Vec<(i64, i64, Vec<u8>)> =
+                select.build_query_as().fetch_all(&mut *tx).await?;
+            for (id, day, bytes) in rows {
+                let stored = packed::decode_signals(day, &bytes).map_err(|e| {
+                    StoreError::Corrupt(format!("signal day row of container {id} at {day}: {e}"))
+                })?;
+                let merged = signals.entry((id, day)).or_default();
+                for (hour, values) in stored {
+                    merged.entry(hour).or_insert(values);
+                }
+            }
+        }
+        let rows: Vec<((i64, i64), Vec<u8>)> = signals
+            .iter()
+            .map(|(&k, hours)| (k, packed::encode_signals(k.1, hours)))
+            .collect();
+        for batch in rows.chunks(BATCH_ROWS) {
+            let mut insert = QueryBuilder::<Postgres>::new(
+                "insert into signal_days (container_id, day, hours) ",
             );
+            insert.push_values(batch, |mut row, ((id, day), bytes)| {
+                row.push_bind(*id).push_bind(*day).push_bind(bytes);
+            });
+            insert.push(" on conflict (container_id, day) do update set hours = excluded.hours");
             insert.build().execute(&mut *tx).await?;
         }
 
@@ -295,25 +391,34 @@ impl Store for PostgresStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<UsageHour>, StoreError> {
-        let rows: Vec<UsageRow> = sqlx::query_as(
-            "select u.resource, u.hour_start, u.sample_count, u.sketch \
-             from usage_hours u join containers c on c.id = u.container_id \
+        let rows: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(
+            "select u.resource, u.day, u.hours \
+             from usage_days u join containers c on c.id = u.container_id \
              where c.cluster = $1 and c.namespace = $2 and c.kind = $3 and c.workload = $4 \
-             and c.container = $5 and u.hour_start >= $6 and u.hour_start < $7 \
-             order by u.resource collate \"C\", u.hour_start",
+             and c.container = $5 and u.day >= $6 and u.day < $7 \
+             order by u.resource collate \"C\", u.day",
         )
         .bind(&key.cluster)
         .bind(&key.namespace)
         .bind(&key.kind)
         .bind(&key.workload)
         .bind(&key.container)
-        .bind(from)
+        .bind(packed::day_of(from))
         .bind(to)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|row| row.into_usage_hour(key))
-            .collect()
+        let mut out = Vec::new();
+        for (resource, day, bytes) in rows {
+            let hours = packed::decode_usage(day, &bytes).map_err(|e| {
+                StoreError::Corrupt(format!("usage of {key} ({resource}) on day {day}: {e}"))
+            })?;
+            for (hour_start, sketch) in hours {
+                if hour_start >= from && hour_start < to {
+                    out.push(super::rows::usage_hour(key, &resource, hour_start, sketch)?);
+                }
+            }
+        }
+        Ok(out)
     }
 
     #[tracing::instrument(skip_all, fields(key = %key))]
@@ -323,25 +428,40 @@ impl Store for PostgresStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<SignalHour>, StoreError> {
-        let rows: Vec<SignalRow> = sqlx::query_as(
-            "select s.hour_start, s.restarts, s.oom_kills, s.cfs_periods, s.cfs_throttled_periods \
-             from signal_hours s join containers c on c.id = s.container_id \
+        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            "select s.day, s.hours \
+             from signal_days s join containers c on c.id = s.container_id \
              where c.cluster = $1 and c.namespace = $2 and c.kind = $3 and c.workload = $4 \
-             and c.container = $5 and s.hour_start >= $6 and s.hour_start < $7 \
-             order by s.hour_start",
+             and c.container = $5 and s.day >= $6 and s.day < $7 \
+             order by s.day",
         )
         .bind(&key.cluster)
         .bind(&key.namespace)
         .bind(&key.kind)
         .bind(&key.workload)
         .bind(&key.container)
-        .bind(from)
+        .bind(packed::day_of(from))
         .bind(to)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|row| row.into_signal_hour(key))
-            .collect()
+        let mut out = Vec::new();
+        for (day, bytes) in rows {
+            let hours = packed::decode_signals(day, &bytes)
+                .map_err(|e| StoreError::Corrupt(format!("signals of {key} on day {day}: {e}")))?;
+            for (hour_start, (restarts, oom_kills, cfs_periods, cfs_throttled_periods)) in hours {
+                if hour_start >= from && hour_start < to {
+                    out.push(SignalHour {
+                        key: key.clone(),
+                        hour_start,
+                        restarts,
+                        oom_kills,
+                        cfs_periods,
+                        cfs_throttled_periods,
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     #[tracing::instrument(skip_all, fields(cluster = ?cluster))]

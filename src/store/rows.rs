@@ -291,6 +291,26 @@ impl UsageRow {
     }
 }
 
+/// One stored usage hour from its parts (the Postgres day rows).
+pub(in crate::store) fn usage_hour(
+    key: &ContainerKey,
+    resource: &str,
+    hour_start: i64,
+    sketch: &[u8],
+) -> Result<UsageHour, StoreError> {
+    let at = || format!("usage of {key} ({resource}) at {hour_start}");
+    let resource = Resource::parse(resource)
+        .ok_or_else(|| StoreError::Corrupt(format!("{}: unknown resource", at())))?;
+    let sketch =
+        Sketch::from_bytes(sketch).map_err(|e| StoreError::Corrupt(format!("{}: {e}", at())))?;
+    Ok(UsageHour {
+        key: key.clone(),
+        resource,
+        hour_start,
+        sketch,
+    })
+}
+
 /// A `recommendations` row: the key (to name a corrupt body) and the body.
 #[derive(sqlx::FromRow)]
 pub(in crate::store) struct RecommendationRow {

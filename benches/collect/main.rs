@@ -245,17 +245,16 @@ async fn postgres_sizes(url: &str) -> PgSizes {
     .await
     .unwrap();
     let rows: Vec<(String, i64)> = sqlx::query_as(
-        "select resource, sum(pg_column_size(u.*))::bigint from usage_hours u group by resource",
+        "select resource, sum(pg_column_size(u.*))::bigint from usage_days u group by resource",
     )
     .fetch_all(&pool)
     .await
     .unwrap();
-    let (usage_rows, sketch_avg_bytes): (i64, f64) = sqlx::query_as(
-        "select count(*), coalesce(avg(length(sketch)), 0)::float8 from usage_hours",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let (usage_rows, sketch_avg_bytes): (i64, f64) =
+        sqlx::query_as("select count(*), coalesce(avg(length(hours)), 0)::float8 from usage_days")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     let containers: i64 = sqlx::query_scalar("select count(*) from containers")
         .fetch_one(&pool)
         .await
@@ -466,10 +465,10 @@ fn print_size(r: &SizeResult, concurrency: usize) {
         .map(|(name, bytes)| format!("{name} {:.2} MB", *bytes as f64 / 1e6))
         .collect();
     println!("Postgres tables: {}", tables.join(", "));
-    let usage = r.pg_table_bytes.get("usage_hours").copied().unwrap_or(0) as f64;
+    let usage = r.pg_table_bytes.get("usage_days").copied().unwrap_or(0) as f64;
     println!(
-        "usage_hours: {} rows (one per workload container, resource and hour), {:.0} B per row \
-         on disk with its index, sketch {:.0} B on average",
+        "usage_days: {} rows (one per workload container, resource and day), {:.0} B per row \
+         on disk with its index, {:.0} B of packed hours on average",
         r.pg_usage_rows,
         usage / r.pg_usage_rows.max(1) as f64,
         r.pg_sketch_avg_bytes

@@ -4,13 +4,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// The resources usage_hours keeps a row for, per workload container and hour.
+/// The resources usage_days keeps a row for, per workload container and day.
 pub const RESOURCES: [&str; 2] = ["cpu", "memory"];
 /// The tables the collector writes: the history and what is needed to read it back.
 /// `recommendations` and `reports` are analyze output, sized by the fleet, not by the history.
 pub const COLLECTOR_TABLES: [&str; 5] = [
-    "usage_hours",
-    "signal_hours",
+    "usage_days",
+    "signal_days",
     "containers",
     "workloads",
     "collected_hours",
@@ -62,7 +62,7 @@ pub struct SizeResult {
     pub pg_containers: i64,
     /// pg_total_relation_size (heap, indexes, TOAST) of every table.
     pub pg_table_bytes: BTreeMap<String, u64>,
-    /// Bytes of usage_hours rows per resource (pg_column_size), to split that table.
+    /// Bytes of usage_days rows per resource (pg_column_size), to split that table.
     pub pg_usage_row_bytes: BTreeMap<String, u64>,
     pub pg_usage_rows: i64,
     pub pg_sketch_avg_bytes: f64,
@@ -88,11 +88,11 @@ impl SizeResult {
             .sum()
     }
 
-    /// The collector tables' bytes attributed to one resource: usage_hours in proportion to
+    /// The collector tables' bytes attributed to one resource: usage_days in proportion to
     /// that resource's row bytes, the other tables (one row per container-hour, container,
     /// workload or hour, whatever the resource) half each.
     pub fn pg_resource_bytes(&self, resource: &str) -> f64 {
-        let usage = self.pg_table_bytes.get("usage_hours").copied().unwrap_or(0) as f64;
+        let usage = self.pg_table_bytes.get("usage_days").copied().unwrap_or(0) as f64;
         let rows: u64 = self.pg_usage_row_bytes.values().sum();
         let share = match rows {
             0 => 1.0 / RESOURCES.len() as f64,

@@ -362,8 +362,8 @@ pub fn summary(path: &Path) {
         .map(|t| largest.pg_table_bytes.get(*t).copied().unwrap_or(0) as f64)
         .sum();
     println!(
-        "Postgres B / container / day per resource = (usage_hours × that resource's share of its\n\
-         row bytes + (signal_hours + containers + workloads + collected_hours) / {}) / workload\n\
+        "Postgres B / container / day per resource = (usage_days × that resource's share of its\n\
+         row bytes + (signal_days + containers + workloads + collected_hours) / {}) / workload\n\
          containers / days, with pg_total_relation_size (indexes and TOAST included, no vacuum).\n\
          recommendations and reports (analyze output, {:.2} MB at the largest size) are not counted.",
         RESOURCES.len(),

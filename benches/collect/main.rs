@@ -234,8 +234,33 @@ struct PgSizes {
     containers: i64,
 }
 
+/// The sizes after `VACUUM FULL`: the live rows, which is what the history grows by in a
+/// steady state (chunks rewrite their day rows, and autovacuum lets later rows reuse the
+/// space of the dead versions). The size before it is printed beside.
 async fn postgres_sizes(url: &str) -> PgSizes {
     let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let collector_bytes = || async {
+        let tables: Vec<String> = result::COLLECTOR_TABLES
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        sqlx::query_scalar::<_, i64>(
+            "select coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint \
+             from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+             where n.nspname = current_schema() and c.relname = any($1)",
+        )
+        .bind(tables)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let before = collector_bytes().await;
+    sqlx::query("vacuum full").execute(&pool).await.unwrap();
+    println!(
+        "Postgres collector tables right after collecting: {:.2} MB; after VACUUM FULL (live rows, measured below): {:.2} MB",
+        before as f64 / 1e6,
+        collector_bytes().await as f64 / 1e6
+    );
     let tables: Vec<(String, i64)> = sqlx::query_as(
         "select c.relname::text, pg_total_relation_size(c.oid) \
          from pg_class c join pg_namespace n on n.oid = c.relnamespace \

@@ -185,7 +185,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => store_clusters(store.as_ref()).await?,
             };
             for c in &clusters {
-                let kubernetes = jobs::kubernetes_snapshot(c.kubernetes.as_ref()).await;
+                let kubernetes = c.kubernetes_view().await;
                 let r = jobs::analyze_cluster_with(
                     store.as_ref(),
                     &c.cluster,

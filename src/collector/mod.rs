@@ -361,19 +361,23 @@ async fn fetch_chunk(
         };
     let mut split = pending.len() > 1;
     while let Some(group) = pending.pop() {
+        let narrowed;
         let q = match &group {
-            None => whole.clone(),
-            Some(names) => ChunkQueries::new(
-                hours,
-                opts.step_secs,
-                &opts.scope.with_namespaces(names.clone()),
-            ),
+            None => &whole,
+            Some(names) => {
+                narrowed = ChunkQueries::new(
+                    hours,
+                    opts.step_secs,
+                    &opts.scope.with_namespaces(names.clone()),
+                );
+                &narrowed
+            }
         };
         let mut part = ingest::Answers {
             facts: facts.series.clone(),
             ..Default::default()
         };
-        match fetch_group(prom, &q, &mut part, &mut sent).await {
+        match fetch_group(prom, q, &mut part, &mut sent).await {
             Ok(()) => {
                 let (built, s) = ingest::build_chunk(&opts.cluster, hours.to_vec(), &part);
                 drop(part);

@@ -1,7 +1,7 @@
 //! The PromQL the collector sends. Few, aggregated queries per chunk of hours,
 //! grouped `by (namespace, pod, container)`: never one query per pod, never a pod regex.
 
-use crate::prometheus::promql::{duration, escape_label_value};
+use crate::prometheus::promql::{duration, matcher, Op};
 
 /// Which series a query covers: one cluster of a Prometheus that holds several (told apart
 /// by a label, as with Thanos or Mimir), and, when a cluster's answers would be too big,
@@ -19,14 +19,13 @@ impl Scope {
     fn matchers(&self) -> String {
         let mut out = String::new();
         if let Some((label, value)) = &self.cluster {
-            out.push_str(&format!(",{label}=\"{}\"", escape_label_value(value)));
+            out.push(',');
+            out.push_str(&matcher(label, Op::Eq, value));
         }
         if let Some(namespaces) = &self.namespaces {
             let alternatives: Vec<String> = namespaces.iter().map(|n| regex_escape(n)).collect();
-            out.push_str(&format!(
-                ",namespace=~\"{}\"",
-                escape_label_value(&alternatives.join("|"))
-            ));
+            out.push(',');
+            out.push_str(&matcher("namespace", Op::Re, &alternatives.join("|")));
         }
         out
     }
@@ -56,7 +55,9 @@ fn regex_escape(s: &str) -> String {
 /// pause container (`POD`) are excluded.
 fn cadvisor(metric: &str, scope: &Scope) -> String {
     format!(
-        "{metric}{{container!=\"\",container!=\"POD\"{}}}",
+        "{metric}{{{},{}{}}}",
+        matcher("container", Op::Ne, ""),
+        matcher("container", Op::Ne, "POD"),
         scope.matchers()
     )
 }

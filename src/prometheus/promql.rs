@@ -41,14 +41,18 @@ impl Op {
     }
 }
 
+/// One matcher, `label op "value"`, with the value escaped; the label name must be a valid
+/// identifier.
+pub fn matcher(label: &str, op: Op, value: &str) -> String {
+    debug_assert!(is_label_name(label), "invalid label name {label:?}");
+    format!("{label}{}\"{}\"", op.as_str(), escape_label_value(value))
+}
+
 /// Builds `metric{label op "value", …}` with escaped values; label names must be valid identifiers.
 pub fn selector(metric: &str, matchers: &[(&str, Op, &str)]) -> String {
     let inner: Vec<String> = matchers
         .iter()
-        .map(|(label, op, value)| {
-            debug_assert!(is_label_name(label), "invalid label name {label:?}");
-            format!("{label}{}\"{}\"", op.as_str(), escape_label_value(value))
-        })
+        .map(|&(label, op, value)| matcher(label, op, value))
         .collect();
     format!("{metric}{{{}}}", inner.join(","))
 }

@@ -269,25 +269,17 @@ pub(in crate::store) struct UsageRow {
 
 impl UsageRow {
     pub fn into_usage_hour(self, key: &ContainerKey) -> Result<UsageHour, StoreError> {
-        let at = || format!("usage of {key} ({}) at {}", self.resource, self.hour_start);
-        let resource = Resource::parse(&self.resource)
-            .ok_or_else(|| StoreError::Corrupt(format!("{}: unknown resource", at())))?;
-        let sketch = Sketch::from_bytes(&self.sketch)
-            .map_err(|e| StoreError::Corrupt(format!("{}: {e}", at())))?;
-        if i64::try_from(sketch.count()).ok() != Some(self.sample_count) {
+        let hour = usage_hour(key, &self.resource, self.hour_start, &self.sketch)?;
+        if i64::try_from(hour.sketch.count()).ok() != Some(self.sample_count) {
             return Err(StoreError::Corrupt(format!(
-                "{}: sample_count {} but the sketch holds {}",
-                at(),
+                "usage of {key} ({}) at {}: sample_count {} but the sketch holds {}",
+                self.resource,
+                self.hour_start,
                 self.sample_count,
-                sketch.count()
+                hour.sketch.count()
             )));
         }
-        Ok(UsageHour {
-            key: key.clone(),
-            resource,
-            hour_start: self.hour_start,
-            sketch,
-        })
+        Ok(hour)
     }
 }
 

@@ -81,8 +81,29 @@ pub struct Metrics {
 pub struct JobLabels {
     /// `collect`, `analyze` or `report`.
     pub job: String,
-    /// `ran` or `skipped`.
+    /// `ran`, `failed` or `skipped`.
     pub outcome: String,
+}
+
+/// How a scheduled job ended on this replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// This replica ran it to the end.
+    Ran,
+    /// This replica ran it and it failed.
+    Failed,
+    /// Another replica had it.
+    Skipped,
+}
+
+impl JobOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            JobOutcome::Ran => "ran",
+            JobOutcome::Failed => "failed",
+            JobOutcome::Skipped => "skipped",
+        }
+    }
 }
 
 fn buckets() -> Histogram {
@@ -187,11 +208,12 @@ impl Metrics {
     }
 
     /// Counts a scheduled job that this replica ran (`true`) or left to another.
-    pub fn scheduled_job(&self, job: &str, ran: bool) {
+    /// Counted when the job has ended, so `ran` means its results are stored.
+    pub fn scheduled_job(&self, job: &str, outcome: JobOutcome) {
         self.scheduled_jobs
             .get_or_create(&JobLabels {
                 job: job.into(),
-                outcome: if ran { "ran" } else { "skipped" }.into(),
+                outcome: outcome.as_str().into(),
             })
             .inc();
     }

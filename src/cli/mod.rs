@@ -11,6 +11,7 @@ use crate::http::{self, AppState};
 use crate::jobs;
 use crate::runs::RunKind;
 use crate::store::{self, RecommendationFilter, Store};
+use crate::telemetry::JobOutcome;
 
 use crate::synth;
 
@@ -499,7 +500,7 @@ async fn schedule_reports(
             Ok(true) => {}
             Ok(false) => {
                 tracing::info!(at = next, "another replica builds this scheduled report");
-                crate::telemetry::metrics().scheduled_job("report", false);
+                crate::telemetry::metrics().scheduled_job("report", JobOutcome::Skipped);
                 continue;
             }
             Err(e) => {
@@ -507,15 +508,18 @@ async fn schedule_reports(
                 continue;
             }
         }
-        crate::telemetry::metrics().scheduled_job("report", true);
         match crate::report::generate_and_store(store.as_ref(), now()).await {
             Ok((id, _)) => {
                 tracing::info!(id, "scheduled report stored");
+                crate::telemetry::metrics().scheduled_job("report", JobOutcome::Ran);
                 if let Err(e) = store.finish_job("report", next, holder()).await {
                     tracing::warn!(error = %e, "cannot mark the scheduled report done");
                 }
             }
-            Err(e) => tracing::error!(error = %e, "scheduled report failed"),
+            Err(e) => {
+                tracing::error!(error = %e, "scheduled report failed");
+                crate::telemetry::metrics().scheduled_job("report", JobOutcome::Failed);
+            }
         }
         let oldest = now() - config.max_age.as_secs() as i64;
         match store.prune_reports(config.keep, oldest).await {
@@ -565,10 +569,10 @@ async fn schedule(
                     .lease_job("analyze", period, holder(), now(), ttl)
                     .await
                 {
-                    Ok(true) => crate::telemetry::metrics().scheduled_job("analyze", true),
+                    Ok(true) => {}
                     Ok(false) => {
                         tracing::info!(period, "another replica analyzes this period");
-                        crate::telemetry::metrics().scheduled_job("analyze", false);
+                        crate::telemetry::metrics().scheduled_job("analyze", JobOutcome::Skipped);
                         continue;
                     }
                     Err(e) => {
@@ -594,10 +598,18 @@ async fn schedule(
                     tracing::error!(?kind, error = %e, "scheduled run failed; the next one resumes from the last committed hour")
                 }
             }
-            if kind == RunKind::Analyze && outcome.is_ok() {
-                if let Err(e) = state.store.finish_job("analyze", period, holder()).await {
-                    tracing::warn!(error = %e, "cannot mark this period's analysis done");
+            if kind == RunKind::Analyze {
+                if outcome.is_ok() {
+                    if let Err(e) = state.store.finish_job("analyze", period, holder()).await {
+                        tracing::warn!(error = %e, "cannot mark this period's analysis done");
+                    }
                 }
+                let ended = if outcome.is_ok() {
+                    JobOutcome::Ran
+                } else {
+                    JobOutcome::Failed
+                };
+                crate::telemetry::metrics().scheduled_job("analyze", ended);
             }
             state.snapshot.invalidate().await;
             run.finish(outcome);

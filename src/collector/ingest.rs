@@ -113,12 +113,19 @@ pub fn build_chunk(cluster: &str, hours: Vec<i64>, answers: &Answers) -> (Chunk,
                 stats.ignored_series += 1;
                 continue;
             };
-            for &(t, v) in &s.samples {
-                let hour = t - t.rem_euclid(3600);
+            // Samples come in time order: one map entry (and one key clone) per hour of a
+            // series, not per sample.
+            for run in s
+                .samples
+                .chunk_by(|a, b| a.0.div_euclid(3600) == b.0.div_euclid(3600))
+            {
+                let hour = run[0].0 - run[0].0.rem_euclid(3600);
                 let sketch = sketches.entry((key.clone(), resource, hour)).or_default();
-                match sketch.insert(v) {
-                    Ok(()) => stats.samples += 1,
-                    Err(Rejected::Negative | Rejected::NotFinite) => stats.rejected += 1,
+                for &(_, v) in run {
+                    match sketch.insert(v) {
+                        Ok(()) => stats.samples += 1,
+                        Err(Rejected::Negative | Rejected::NotFinite) => stats.rejected += 1,
+                    }
                 }
             }
         }
@@ -232,6 +239,16 @@ struct Counts {
     throttled: f64,
 }
 
+impl Counts {
+    fn add(&mut self, other: &Counts) {
+        self.restarts += other.restarts;
+        self.oom_from_reason += other.oom_from_reason;
+        self.oom_events += other.oom_events;
+        self.periods += other.periods;
+        self.throttled += other.throttled;
+    }
+}
+
 type PodContainer = (String, String, String);
 
 fn pod_container(s: &RangeSeries) -> PodContainer {
@@ -267,10 +284,21 @@ fn signal_hours(
         }
         let Some(key) = resolver.key(s) else { continue };
         let reasons = oom_reason.get(&pod_container(s));
+        // Counted per hour locally and added to the map once per hour of the series: the
+        // CFS counters rise every sample, and a map entry per sample clones the key each time.
+        let mut hour = None;
+        let mut c = Counts::default();
         for (t, inc) in increases(&s.samples).filter(|(t, inc)| *t >= first_hour && *inc > 0.0) {
-            let c = counts
-                .entry((key.clone(), t - t.rem_euclid(3600)))
-                .or_default();
+            let h = t - t.rem_euclid(3600);
+            if hour != Some(h) {
+                if let Some(done) = hour {
+                    counts
+                        .entry((key.clone(), done))
+                        .or_default()
+                        .add(&std::mem::take(&mut c));
+                }
+                hour = Some(h);
+            }
             match name {
                 "kube_pod_container_status_restarts_total" => {
                     c.restarts += inc;
@@ -283,6 +311,9 @@ fn signal_hours(
                 "container_cpu_cfs_throttled_periods_total" => c.throttled += inc,
                 _ => {}
             }
+        }
+        if let Some(done) = hour {
+            counts.entry((key, done)).or_default().add(&c);
         }
     }
     counts

@@ -379,8 +379,13 @@ async fn fetch_chunk(
         };
         match fetch_group(prom, q, &mut part, &mut sent).await {
             Ok(()) => {
-                let (built, s) = ingest::build_chunk(&opts.cluster, hours.to_vec(), &part);
-                drop(part);
+                // Summarized on the blocking pool, like the answers were decoded: the
+                // other chunks' transfers go on meanwhile.
+                let (cluster, run) = (opts.cluster.clone(), hours.to_vec());
+                let (built, s) =
+                    tokio::task::spawn_blocking(move || ingest::build_chunk(&cluster, run, &part))
+                        .await
+                        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
                 chunk.containers.extend(built.containers);
                 chunk.usage.extend(built.usage);
                 chunk.signals.extend(built.signals);
@@ -532,6 +537,11 @@ pub async fn collect(
     // answering while a chunk is summarized and committed. Both run in this task: dropping
     // the run stops both, and a claim dropped unreleased closes its connection.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<Fetched>, u64>>(1);
+    // `concurrency` queries at Prometheus at once, and one chunk more under way: while a
+    // chunk's answer is decoded and summarized, the extra chunk's query keeps Prometheus
+    // at full concurrency (a chunk's queries follow each other).
+    let limited = prom.limited(opts.concurrency);
+    let prom = &limited;
     // Chunks another process holds are skipped at first and waited for at the end, so the
     // run ends with every hour collected by someone: an analysis right after it sees them
     // all, and a holder that died is replaced.
@@ -539,7 +549,7 @@ pub async fn collect(
         let mut held = Vec::new();
         let mut fetches = futures::stream::iter(chunks)
             .map(|hours| claim_and_fetch(prom, store, hours, opts, false))
-            .buffered(opts.concurrency.max(1));
+            .buffered(opts.concurrency.max(1) + 1);
         while let Some(outcome) = fetches.next().await {
             let item = match outcome? {
                 Outcome::Held(hours) => {

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 
+mod decode;
 pub mod promql;
 
 /// Labels of one series.
@@ -196,41 +196,9 @@ pub struct PromClient {
     basic_auth: Option<(String, SecretString)>,
     retries: u32,
     retry_backoff: Duration,
-}
-
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    status: &'a str,
-    #[serde(borrow, default)]
-    data: Option<&'a serde_json::value::RawValue>,
-    #[serde(rename = "errorType", default)]
-    error_type: Option<String>,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    warnings: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct QueryData<'a> {
-    #[serde(rename = "resultType")]
-    result_type: &'a str,
-    #[serde(borrow)]
-    result: &'a serde_json::value::RawValue,
-}
-
-#[derive(Deserialize)]
-struct RawMatrixSeries<'a> {
-    metric: Labels,
-    #[serde(borrow, default)]
-    values: Vec<(f64, &'a str)>,
-}
-
-#[derive(Deserialize)]
-struct RawVectorSample<'a> {
-    metric: Labels,
-    #[serde(borrow)]
-    value: (f64, &'a str),
+    /// Requests allowed at Prometheus at once (held from sending to the body's last byte,
+    /// not while decoding), when limited.
+    in_flight: Option<std::sync::Arc<tokio::sync::Semaphore>>,
 }
 
 /// Parses a Prometheus sample value; `None` for NaN and ±Inf.
@@ -299,7 +267,19 @@ impl PromClient {
             basic_auth: config.basic_auth.clone(),
             retries: config.retries,
             retry_backoff: config.retry_backoff,
+            in_flight: None,
         })
+    }
+
+    /// A client (sharing this one's connections) that keeps at most `n` requests at
+    /// Prometheus at once. The limit covers the HTTP exchange only: answers are decoded
+    /// off the async threads after their permit is returned, so a caller with more work
+    /// queued than `n` keeps Prometheus at exactly `n` queries while it decodes.
+    pub fn limited(&self, n: usize) -> PromClient {
+        PromClient {
+            in_flight: Some(std::sync::Arc::new(tokio::sync::Semaphore::new(n.max(1)))),
+            ..self.clone()
+        }
     }
 
     /// Base URL.
@@ -333,8 +313,7 @@ impl PromClient {
         self.with_retries("query", || async {
             let params = [("query", promql.to_string()), ("time", time.to_string())];
             let (url, body) = self.post("/api/v1/query", &params).await?;
-            let data = decode_envelope(&url, &body, promql)?;
-            decode_vector(&url, data)
+            decode_off_thread::<decode::Vector>(url, body, promql, 1).await
         })
         .await
     }
@@ -355,8 +334,9 @@ impl PromClient {
                 ("step", step_secs.to_string()),
             ];
             let (url, body) = self.post("/api/v1/query_range", &params).await?;
-            let data = decode_envelope(&url, &body, promql)?;
-            decode_matrix(&url, data)
+            // At most 11,000 points per series (Prometheus' own limit).
+            let points = ((end - start) / step_secs.max(1) + 1).clamp(1, 11_000) as usize;
+            decode_off_thread::<decode::Matrix>(url, body, promql, points).await
         })
         .await
     }
@@ -375,11 +355,12 @@ impl PromClient {
         params.push(("start", start.to_string()));
         params.push(("end", end.to_string()));
         let (url, body) = self.post("/api/v1/series", &params).await?;
-        let data = decode_envelope(&url, &body, &matchers.join(" or "))?;
-        serde_json::from_str(data.get()).map_err(|e| PromError::Decode {
-            url,
-            message: format!("series list: {e}"),
-        })
+        decode_envelope(
+            &url,
+            &body,
+            &matchers.join(" or "),
+            std::marker::PhantomData::<Vec<Labels>>,
+        )
     }
 
     // POST with a form body: long PromQL never hits "414 Request-URI Too Large".
@@ -388,6 +369,10 @@ impl PromClient {
         path: &str,
         params: &[(K, V)],
     ) -> Result<(String, RawBody), PromError> {
+        let _permit = match &self.in_flight {
+            Some(limit) => Some(limit.acquire().await.expect("the limit is never closed")),
+            None => None,
+        };
         let url = format!("{}{}", self.base, path);
         let mut req = self.http.post(&url).form(params);
         if let Some(token) = &self.token {
@@ -484,26 +469,39 @@ fn snippet(bytes: &[u8]) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn decode_envelope<'a>(
+/// Decodes an answer in one pass: its `data` as the seed decodes it, or the error its
+/// envelope carries.
+fn decode_envelope<'de, S: serde::de::DeserializeSeed<'de>>(
     url: &str,
-    body: &'a RawBody,
+    body: &'de RawBody,
     query: &str,
-) -> Result<&'a serde_json::value::RawValue, PromError> {
-    let envelope: Envelope<'a> = serde_json::from_slice(&body.bytes).map_err(|e| {
-        if body.status >= 300 {
-            PromError::Status {
-                url: url.to_string(),
-                status: body.status,
-                snippet: snippet(&body.bytes),
+    seed: S,
+) -> Result<S::Value, PromError> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(&body.bytes);
+    let envelope = decode::EnvelopeSeed(seed)
+        .deserialize(&mut de)
+        .and_then(|envelope| de.end().map(|()| envelope))
+        .map_err(|e| {
+            if body.status >= 300 {
+                PromError::Status {
+                    url: url.to_string(),
+                    status: body.status,
+                    snippet: snippet(&body.bytes),
+                }
+            } else if e.is_data() {
+                PromError::Decode {
+                    url: url.to_string(),
+                    message: format!("answer: {e}"),
+                }
+            } else {
+                PromError::Decode {
+                    url: url.to_string(),
+                    message: format!("invalid JSON ({e}): {}", snippet(&body.bytes)),
+                }
             }
-        } else {
-            PromError::Decode {
-                url: url.to_string(),
-                message: format!("invalid JSON ({e}): {}", snippet(&body.bytes)),
-            }
-        }
-    })?;
-    match envelope.status {
+        })?;
+    match envelope.status.as_str() {
         "success" if body.status < 300 => {
             if !envelope.warnings.is_empty() {
                 tracing::warn!(warnings = ?envelope.warnings, "Prometheus attached warnings");
@@ -525,87 +523,54 @@ fn decode_envelope<'a>(
     }
 }
 
-fn check_result_type<'a>(
+/// Decodes on the blocking pool: a range answer takes milliseconds of CPU, which on an
+/// async thread would stall every other transfer this runtime drives meanwhile.
+async fn decode_off_thread<K: decode::ResultKind>(
+    url: String,
+    body: RawBody,
+    query: &str,
+    samples: usize,
+) -> Result<Answer<K::Series>, PromError>
+where
+    K::Series: Send + 'static,
+{
+    let query = query.to_string();
+    match tokio::task::spawn_blocking(move || decode_query::<K>(&url, &body, &query, samples)).await
+    {
+        Ok(decoded) => decoded,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(PromError::Decode {
+            url: "(runtime shutting down)".into(),
+            message: "decoding was cancelled".into(),
+        }),
+    }
+}
+
+/// Decodes a query answer whose result must be of kind `K`.
+fn decode_query<K: decode::ResultKind>(
     url: &str,
-    data: &'a serde_json::value::RawValue,
-    want: &str,
-) -> Result<QueryData<'a>, PromError> {
-    let data: QueryData<'a> = serde_json::from_str(data.get()).map_err(|e| PromError::Decode {
-        url: url.to_string(),
-        message: format!("query data: {e}"),
-    })?;
-    if data.result_type != want {
+    body: &RawBody,
+    query: &str,
+    samples: usize,
+) -> Result<Answer<K::Series>, PromError> {
+    let seed = decode::DataSeed::<K> {
+        samples,
+        kind: std::marker::PhantomData,
+    };
+    let data = decode_envelope(url, body, query, seed)?;
+    if data.result_type != K::RESULT_TYPE {
         return Err(PromError::Decode {
             url: url.to_string(),
-            message: format!("expected resultType {want}, got {}", data.result_type),
-        });
-    }
-    Ok(data)
-}
-
-fn decode_matrix(
-    url: &str,
-    data: &serde_json::value::RawValue,
-) -> Result<Answer<RangeSeries>, PromError> {
-    let data = check_result_type(url, data, "matrix")?;
-    let raw: Vec<RawMatrixSeries> =
-        serde_json::from_str(data.result.get()).map_err(|e| PromError::Decode {
-            url: url.to_string(),
-            message: format!("matrix: {e}"),
-        })?;
-    let mut skipped = 0;
-    let mut series = Vec::with_capacity(raw.len());
-    for s in raw {
-        let mut samples = Vec::with_capacity(s.values.len());
-        for (t, v) in s.values {
-            match parse_sample_value(v).map_err(|message| PromError::Decode {
-                url: url.to_string(),
-                message,
-            })? {
-                Some(v) => samples.push((t.round() as i64, v)),
-                None => skipped += 1,
-            }
-        }
-        series.push(RangeSeries {
-            labels: s.metric,
-            samples,
+            message: format!(
+                "expected resultType {}, got {}",
+                K::RESULT_TYPE,
+                data.result_type
+            ),
         });
     }
     Ok(Answer {
-        series,
-        non_finite_skipped: skipped,
-        warnings: Vec::new(),
-    })
-}
-
-fn decode_vector(
-    url: &str,
-    data: &serde_json::value::RawValue,
-) -> Result<Answer<InstantSample>, PromError> {
-    let data = check_result_type(url, data, "vector")?;
-    let raw: Vec<RawVectorSample> =
-        serde_json::from_str(data.result.get()).map_err(|e| PromError::Decode {
-            url: url.to_string(),
-            message: format!("vector: {e}"),
-        })?;
-    let mut skipped = 0;
-    let mut series = Vec::with_capacity(raw.len());
-    for s in raw {
-        match parse_sample_value(s.value.1).map_err(|message| PromError::Decode {
-            url: url.to_string(),
-            message,
-        })? {
-            Some(value) => series.push(InstantSample {
-                labels: s.metric,
-                time: s.value.0.round() as i64,
-                value,
-            }),
-            None => skipped += 1,
-        }
-    }
-    Ok(Answer {
-        series,
-        non_finite_skipped: skipped,
+        series: data.series,
+        non_finite_skipped: data.skipped,
         warnings: Vec::new(),
     })
 }
@@ -628,8 +593,7 @@ mod tests {
             r#"{"status":"success","data":{"resultType":"matrix","result":[
               {"metric":{"namespace":"shop","pod":"api-1"},"values":[[1700000000,"0.5"],[1700000060,"NaN"],[1700000120,"+Inf"],[1700000180,"-Inf"],[1700000240,"1e-3"]]}]}}"#,
         );
-        let data = decode_envelope("u", &b, "q").unwrap();
-        let answer = decode_matrix("u", data).unwrap();
+        let answer = decode_query::<decode::Matrix>("u", &b, "q", 4).unwrap();
         assert_eq!(answer.non_finite_skipped, 3);
         assert_eq!(
             answer.series[0].samples,
@@ -639,12 +603,52 @@ mod tests {
     }
 
     #[test]
+    fn decodes_fields_in_any_order_with_escapes_warnings_and_unknown_members() {
+        let b = body(
+            200,
+            r#"{"warnings":["slow"],"data":{"result":[{"values":[[1700000000.4,"2"]],"extra":1,
+              "metric":{"pod":"a\"b\u00e9"}}],"resultType":"matrix","stats":{}},"status":"success","infos":[]}"#,
+        );
+        let answer = decode_query::<decode::Matrix>("u", &b, "q", 4).unwrap();
+        assert_eq!(answer.series[0].samples, vec![(1700000000, 2.0)]);
+        assert_eq!(answer.series[0].labels["pod"], "a\"bé");
+        let b = body(200, r#"{"status":"success","data":[{"job":"k"}]}"#);
+        let series =
+            decode_envelope("u", &b, "q", std::marker::PhantomData::<Vec<Labels>>).unwrap();
+        assert_eq!(series[0]["job"], "k");
+        let b = body(200, r#"{"status":"success","data":null}"#);
+        let err = decode_query::<decode::Vector>("u", &b, "q", 1).unwrap_err();
+        assert!(err.to_string().contains("success without data"), "{err}");
+        let b = body(
+            200,
+            r#"{"status":"success","data":{"resultType":"matrix"}}"#,
+        );
+        let err = decode_query::<decode::Matrix>("u", &b, "q", 4).unwrap_err();
+        assert!(err.to_string().contains("missing field `result`"), "{err}");
+        let b = body(
+            200,
+            r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"1"],[2]]}]}}"#,
+        );
+        let err = decode_query::<decode::Matrix>("u", &b, "q", 4).unwrap_err();
+        assert!(
+            err.to_string().contains("answer: invalid length 1"),
+            "{err}"
+        );
+        let b = body(
+            200,
+            r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"1"]"#,
+        );
+        let err = decode_query::<decode::Matrix>("u", &b, "q", 4).unwrap_err();
+        assert!(err.to_string().contains("invalid JSON (EOF"), "{err}");
+    }
+
+    #[test]
     fn error_envelope_names_type_message_and_query() {
         let b = body(
             400,
             r#"{"status":"error","errorType":"bad_data","error":"parse error at char 5"}"#,
         );
-        let err = decode_envelope("u", &b, "rate(x[5m]").unwrap_err();
+        let err = decode_query::<decode::Matrix>("u", &b, "rate(x[5m]", 4).unwrap_err();
         assert_eq!(
             err.to_string(),
             "Prometheus rejected the query (bad_data): parse error at char 5; query: rate(x[5m]"
@@ -658,17 +662,17 @@ mod tests {
             200,
             r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#,
         );
-        let data = decode_envelope("u", &b, "q").unwrap();
-        assert!(matches!(
-            decode_matrix("u", data),
-            Err(PromError::Decode { .. })
-        ));
+        let err = decode_query::<decode::Matrix>("u", &b, "q", 4).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("expected resultType matrix, got vector"),
+            "{err}"
+        );
         let b = body(
             200,
             r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"abc"]}]}}"#,
         );
-        let data = decode_envelope("u", &b, "q").unwrap();
-        let err = decode_vector("u", data).unwrap_err();
+        let err = decode_query::<decode::Vector>("u", &b, "q", 1).unwrap_err();
         assert!(err.to_string().contains("\"abc\" is not a number"), "{err}");
     }
 

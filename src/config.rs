@@ -314,7 +314,7 @@ impl Default for CollectorConfig {
             interval: Duration::from_secs(600),
             timeout: Duration::from_secs(60),
             retries: 3,
-            max_series_per_query: 1_000,
+            max_series_per_query: 300,
             cluster_label: None,
         }
     }

@@ -9,8 +9,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
 
 use super::rows::{
-    check_cluster, filter_columns, ChunkPlan, ContainerIdRow, ContainerRow, RecommendationRow,
-    RecommendationValues, WorkloadRow, BATCH_ROWS,
+    check_cluster, filter_columns, keep_prepared, ChunkPlan, ContainerIdRow, ContainerRow,
+    RecommendationRow, RecommendationValues, WorkloadRow, BATCH_ROWS,
 };
 use super::rows::{limit_param, ReportListingRow, ReportRow, ReportValues};
 use super::{packed, redact_url, Claim, RecommendationFilter, Store, StoreError};
@@ -149,7 +149,11 @@ impl Store for PostgresStore {
                  seen_at = excluded.seen_at \
                  where excluded.seen_at >= containers.seen_at",
             );
-            insert.build().execute(&mut *tx).await?;
+            insert
+                .build()
+                .persistent(keep_prepared(batch.len()))
+                .execute(&mut *tx)
+                .await?;
         }
 
         for batch in plan.usage_only.chunks(BATCH_ROWS) {
@@ -166,7 +170,11 @@ impl Store for PostgresStore {
             });
             // Usage alone says nothing about requests/limits: never touch an existing row.
             insert.push(" on conflict (cluster, namespace, kind, workload, container) do nothing");
-            insert.build().execute(&mut *tx).await?;
+            insert
+                .build()
+                .persistent(keep_prepared(batch.len()))
+                .execute(&mut *tx)
+                .await?;
         }
 
         let mut ids = plan.id_map();
@@ -183,7 +191,11 @@ impl Store for PostgresStore {
                     .push_bind(&key.container);
             });
             select.push(")");
-            let rows: Vec<ContainerIdRow> = select.build_query_as().fetch_all(&mut *tx).await?;
+            let rows: Vec<ContainerIdRow> = select
+                .build_query_as()
+                .persistent(keep_prepared(batch.len()))
+                .fetch_all(&mut *tx)
+                .await?;
             ids.extend(rows.into_iter().map(ContainerIdRow::into_entry));
         }
 
@@ -238,8 +250,11 @@ impl Store for PostgresStore {
                 row.push_bind(*id).push_bind(*resource).push_bind(*day);
             });
             select.push(")");
-            let rows: Vec<(i64, String, i64, Vec<u8>)> =
-                select.build_query_as().fetch_all(&mut *tx).await?;
+            let rows: Vec<(i64, String, i64, Vec<u8>)> = select
+                .build_query_as()
+                .persistent(keep_prepared(batch.len()))
+                .fetch_all(&mut *tx)
+                .await?;
             for (id, resource, day, bytes) in rows {
                 let resource = if resource == "cpu" { "cpu" } else { "memory" };
                 let stored = packed::decode_usage(day, &bytes).map_err(|e| {
@@ -271,7 +286,11 @@ impl Store for PostgresStore {
             insert.push(
                 " on conflict (container_id, resource, day) do update set hours = excluded.hours",
             );
-            insert.build().execute(&mut *tx).await?;
+            insert
+                .build()
+                .persistent(keep_prepared(batch.len()))
+                .execute(&mut *tx)
+                .await?;
         }
 
         let mut signals: BTreeMap<(i64, i64), BTreeMap<i64, packed::Signals>> = BTreeMap::new();
@@ -299,8 +318,11 @@ impl Store for PostgresStore {
                 row.push_bind(*id).push_bind(*day);
             });
             select.push(")");
-            let rows: Vec<(i64, i64, Vec<u8>)> =
-                select.build_query_as().fetch_all(&mut *tx).await?;
+            let rows: Vec<(i64, i64, Vec<u8>)> = select
+                .build_query_as()
+                .persistent(keep_prepared(batch.len()))
+                .fetch_all(&mut *tx)
+                .await?;
             for (id, day, bytes) in rows {
                 let stored = packed::decode_signals(day, &bytes).map_err(|e| {
                     StoreError::Corrupt(format!("signal day row of container {id} at {day}: {e}"))
@@ -323,7 +345,11 @@ impl Store for PostgresStore {
                 row.push_bind(*id).push_bind(*day).push_bind(bytes);
             });
             insert.push(" on conflict (container_id, day) do update set hours = excluded.hours");
-            insert.build().execute(&mut *tx).await?;
+            insert
+                .build()
+                .persistent(keep_prepared(batch.len()))
+                .execute(&mut *tx)
+                .await?;
         }
 
         for batch in plan.workloads.chunks(BATCH_ROWS) {
@@ -343,7 +369,11 @@ impl Store for PostgresStore {
                 " on conflict (cluster, namespace, kind, name) do update set \
                  seen_at = excluded.seen_at, body = excluded.body where excluded.seen_at >= workloads.seen_at",
             );
-            insert.build().execute(&mut *tx).await?;
+            insert
+                .build()
+                .persistent(keep_prepared(batch.len()))
+                .execute(&mut *tx)
+                .await?;
         }
 
         for batch in plan.hours.chunks(BATCH_ROWS) {
@@ -353,7 +383,11 @@ impl Store for PostgresStore {
                 row.push_bind(&chunk.cluster).push_bind(*hour_start);
             });
             insert.push(" on conflict (cluster, hour_start) do nothing");
-            insert.build().execute(&mut *tx).await?;
+            insert
+                .build()
+                .persistent(keep_prepared(batch.len()))
+                .execute(&mut *tx)
+                .await?;
         }
 
         tx.commit().await?;
@@ -519,7 +553,11 @@ impl Store for PostgresStore {
                     .push_bind(rec.rec.computed_at)
                     .push_bind(&rec.body);
             });
-            insert.build().execute(&mut *tx).await?;
+            insert
+                .build()
+                .persistent(keep_prepared(batch.len()))
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())

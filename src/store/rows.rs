@@ -15,6 +15,14 @@ use crate::store::{
 /// 32766 and Postgres's 65535 bound parameters.
 pub(in crate::store) const BATCH_ROWS: usize = 500;
 
+/// Whether a batched statement of `rows` rows is worth keeping prepared on its connection.
+/// A batch's SQL text depends on its row count: full batches repeat, but every remainder
+/// size is a new text, and caching each of them (sqlx keeps 100 per connection) held
+/// megabytes of compiled statements in the collector for no reuse.
+pub(in crate::store) fn keep_prepared(rows: usize) -> bool {
+    rows == BATCH_ROWS
+}
+
 /// The newest observation of one container in a chunk.
 pub(in crate::store) struct Observed<'a> {
     pub key: &'a ContainerKey,

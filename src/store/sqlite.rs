@@ -10,8 +10,8 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::rows::{
-    check_cluster, filter_columns, ChunkPlan, ContainerIdRow, ContainerRow, RecommendationRow,
-    RecommendationValues, SignalRow, UsageRow, WorkloadRow, BATCH_ROWS,
+    check_cluster, filter_columns, keep_prepared, ChunkPlan, ContainerIdRow, ContainerRow,
+    RecommendationRow, RecommendationValues, SignalRow, UsageRow, WorkloadRow, BATCH_ROWS,
 };
 use super::rows::{limit_param, ReportListingRow, ReportRow, ReportValues};
 use super::{redact_url, Claim, RecommendationFilter, Store, StoreError};
@@ -164,7 +164,11 @@ impl Store for SqliteStore {
                  seen_at = excluded.seen_at \
                  where excluded.seen_at >= containers.seen_at",
             );
-            insert.build().execute(&mut *tx).await?;
+            insert
+                .build()
+                .persistent(keep_prepared(batch.len()))
+                .execute(&mut *tx)
+                .await?;
         }
 
         for batch in plan.usage_only.chunks(BATCH_ROWS) {
@@ -181,7 +185,11 @@ impl Store for SqliteStore {
             });
             // Usage alone says nothing about requests/limits: never touch an existing row.
             insert.push(" on conflict (cluster, namespace, kind, workload, container) do nothing");
-            insert.build().execute(&mut *tx).await?;
+            insert
+                .build()
+                .persistent(keep_prepared(batch.len()))
+                .execute(&mut *tx)
+                .await?;
         }
 
         let mut ids = plan.id_map();
@@ -198,7 +206,11 @@ impl Store for SqliteStore {
                     .push_bind(&key.container);
             });
             select.push(")");
-            let rows: Vec<ContainerIdRow> = select.build_query_as().fetch_all(&mut *tx).await?;
+            let rows: Vec<ContainerIdRow> = select
+                .build_query_as()
+                .persistent(keep_prepared(batch.len()))
+                .fetch_all(&mut *tx)
+                .await?;
             ids.extend(rows.into_iter().map(ContainerIdRow::into_entry));
         }
 
@@ -222,7 +234,11 @@ impl Store for SqliteStore {
                  sample_count = excluded.sample_count, sum = excluded.sum, max = excluded.max, \
                  sketch = excluded.sketch",
             );
-            insert.build().execute(&mut *tx).await?;
+            insert
+                .build()
+                .persistent(keep_prepared(batch.len()))
+                .execute(&mut *tx)
+                .await?;
         }
 
         for batch in plan.signals.chunks(BATCH_ROWS) {
@@ -243,7 +259,11 @@ impl Store for SqliteStore {
                  restarts = excluded.restarts, oom_kills = excluded.oom_kills, \
                  cfs_periods = excluded.cfs_periods, cfs_throttled_periods = excluded.cfs_throttled_periods",
             );
-            insert.build().execute(&mut *tx).await?;
+            insert
+                .build()
+                .persistent(keep_prepared(batch.len()))
+                .execute(&mut *tx)
+                .await?;
         }
 
         for batch in plan.workloads.chunks(BATCH_ROWS) {
@@ -263,7 +283,11 @@ impl Store for SqliteStore {
                 " on conflict (cluster, namespace, kind, name) do update set \
                  seen_at = excluded.seen_at, body = excluded.body where excluded.seen_at >= workloads.seen_at",
             );
-            insert.build().execute(&mut *tx).await?;
+            insert
+                .build()
+                .persistent(keep_prepared(batch.len()))
+                .execute(&mut *tx)
+                .await?;
         }
 
         for batch in plan.hours.chunks(BATCH_ROWS) {
@@ -273,7 +297,11 @@ impl Store for SqliteStore {
                 row.push_bind(&chunk.cluster).push_bind(*hour_start);
             });
             insert.push(" on conflict (cluster, hour_start) do nothing");
-            insert.build().execute(&mut *tx).await?;
+            insert
+                .build()
+                .persistent(keep_prepared(batch.len()))
+                .execute(&mut *tx)
+                .await?;
         }
 
         tx.commit().await?;
@@ -410,7 +438,11 @@ impl Store for SqliteStore {
                     .push_bind(rec.rec.computed_at)
                     .push_bind(&rec.body);
             });
-            insert.build().execute(&mut *tx).await?;
+            insert
+                .build()
+                .persistent(keep_prepared(batch.len()))
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -299,31 +299,43 @@ struct Fetched {
     claim: Option<Claim>,
 }
 
-/// The owners, state, CPU and memory answers of one namespace group (or of all). Counts in
-/// `sent` every query it sends, the one Prometheus refuses included.
+/// The owners, state, CPU and memory answers of one namespace group (or of all), asked
+/// together: the client's limit keeps them to `concurrency` at Prometheus, and a chunk alone
+/// (an incremental run's one hour) is not left with one query at a time. Each is answered
+/// before an error is returned, so `sent` counts exactly what Prometheus answered, the
+/// refused one included.
 async fn fetch_group(
     prom: &PromClient,
     q: &ChunkQueries,
     answers: &mut ingest::Answers,
     sent: &mut u64,
 ) -> Result<(), PromError> {
-    *sent += 1;
-    let owners = prom.query(&q.owners, q.time).await?;
-    let mut ranges = Vec::with_capacity(3);
-    for r in q.ranges() {
-        *sent += 1;
-        ranges.push(
-            prom.query_range(&r.promql, r.start, r.end, r.step_secs)
-                .await?,
-        );
-    }
-    answers.non_finite_skipped +=
-        owners.non_finite_skipped + ranges.iter().map(|a| a.non_finite_skipped).sum::<u64>();
+    let (owners, state, cpu, memory) = tokio::join!(
+        prom.query(&q.owners, q.time),
+        prom.query_range(
+            &q.state.promql,
+            q.state.start,
+            q.state.end,
+            q.state.step_secs
+        ),
+        prom.query_range(&q.cpu.promql, q.cpu.start, q.cpu.end, q.cpu.step_secs),
+        prom.query_range(
+            &q.memory.promql,
+            q.memory.start,
+            q.memory.end,
+            q.memory.step_secs
+        )
+    );
+    *sent += 4;
+    let (owners, state, cpu, memory) = (owners?, state?, cpu?, memory?);
+    answers.non_finite_skipped += owners.non_finite_skipped
+        + state.non_finite_skipped
+        + cpu.non_finite_skipped
+        + memory.non_finite_skipped;
     answers.owners.extend(owners.series);
-    let mut ranges = ranges.into_iter().map(|a| a.series);
-    answers.state.extend(ranges.next().unwrap_or_default());
-    answers.cpu.extend(ranges.next().unwrap_or_default());
-    answers.memory.extend(ranges.next().unwrap_or_default());
+    answers.state.extend(state.series);
+    answers.cpu.extend(cpu.series);
+    answers.memory.extend(memory.series);
     Ok(())
 }
 
@@ -339,8 +351,11 @@ async fn fetch_chunk(
     opts: &CollectOptions,
 ) -> Result<(crate::model::Chunk, ingest::ChunkStats, bool, u64), PromError> {
     let whole = ChunkQueries::new(hours, opts.step_secs, &opts.scope);
-    let sizes = parse_sizes(&prom.query(&whole.sizes, whole.time).await?.series);
-    let facts = prom.query(&whole.facts, whole.time).await?;
+    let (sizes, facts) = tokio::join!(
+        prom.query(&whole.sizes, whole.time),
+        prom.query(&whole.facts, whole.time)
+    );
+    let (sizes, facts) = (parse_sizes(&sizes?.series), facts?);
     let mut chunk = crate::model::Chunk {
         cluster: opts.cluster.clone(),
         hours: hours.to_vec(),

@@ -1,6 +1,7 @@
 //! The Prometheus client against protocol faults a real Prometheus won't produce on
 //! demand: a proxy's HTML 502, a 503 error envelope, a hang, a truncated body, a
-//! non-JSON 200, and bearer-token auth. A tiny local server plays each part.
+//! non-JSON 200, bearer-token auth, and how many requests a limited client keeps at once.
+//! A tiny local server plays each part.
 
 use std::time::Duration;
 
@@ -295,4 +296,51 @@ async fn a_missing_ca_file_is_a_clear_error() {
     .err()
     .unwrap();
     assert!(err.to_string().starts_with("invalid Prometheus URL \"https://prometheus:9090\": cannot read CA file /nonexistent/ca.pem"), "{err}");
+}
+
+/// Serves OK_MATRIX after `delay` to every connection and records the most requests it
+/// was answering at once.
+async fn counting(delay: Duration) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let seen = most.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let (now, most) = (now.clone(), most.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let _ = sock.read(&mut buf).await;
+                let at_once = now.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(at_once, Ordering::SeqCst);
+                tokio::time::sleep(delay).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                let _ = sock.write_all(OK_MATRIX.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn a_limited_client_keeps_at_most_n_requests_at_prometheus() {
+    use std::sync::atomic::Ordering;
+    let delay = Duration::from_millis(300);
+    let ask_six = |prom: PromClient| async move {
+        let asks = (0..6).map(|_| prom.query_range("up", 10, 130, 60));
+        for answer in futures::future::join_all(asks).await {
+            assert_eq!(answer.unwrap().series[0].samples, vec![(10, 1.0)]);
+        }
+    };
+    let (url, most) = counting(delay).await;
+    ask_six(client(&url, Duration::from_secs(5), None).limited(2)).await;
+    assert_eq!(most.load(Ordering::SeqCst), 2, "the limit is 2");
+    // The same six without a limit reach the server together: the count above is the
+    // limit's doing, not the server's.
+    let (url, most) = counting(delay).await;
+    ask_six(client(&url, Duration::from_secs(5), None)).await;
+    assert!(most.load(Ordering::SeqCst) > 2, "{most:?}");
 }

@@ -287,7 +287,7 @@ pub struct CollectorConfig {
     pub step: Duration,
     /// Hours per chunk.
     pub chunk_hours: u32,
-    /// Chunks in flight at once.
+    /// Queries at Prometheus at once.
     pub concurrency: usize,
     /// Schedule of `serve`.
     #[serde(with = "humantime_serde")]

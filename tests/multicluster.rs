@@ -244,6 +244,30 @@ fn assert_same(got: &Dump, want: &Dump, what: &str) {
     }
 }
 
+/// A split collection (`report`, into `split`) reported and stored what one unsplit
+/// collection (`one`, into `whole`) did, its query count and the split aside.
+async fn assert_split_matches_one(
+    (report, split): (CollectReport, &dyn Store),
+    (one, whole): (CollectReport, &dyn Store),
+    cluster: &str,
+    what: &str,
+) {
+    assert_eq!(one.split_chunks, 0, "{one:?}");
+    assert_eq!(
+        CollectReport {
+            queries: 0,
+            split_chunks: 0,
+            ..report
+        },
+        CollectReport { queries: 0, ..one }
+    );
+    assert_same(
+        &dump(split, cluster).await,
+        &dump(whole, cluster).await,
+        what,
+    );
+}
+
 /// (namespace, kind, workload, container) of every workload container the truth knows.
 fn truth_keys(truth: &GroundTruth) -> BTreeSet<[String; 4]> {
     truth
@@ -533,21 +557,14 @@ async fn namespace_groups_planned_ahead_store_what_one_query_would() {
     let one = collector::collect(&prom, whole.as_ref(), &unsplit)
         .await
         .unwrap();
-    assert_eq!(one.split_chunks, 0, "{one:?}");
     assert!(report.queries > one.queries, "{report:?} vs {one:?}");
-    assert_eq!(
-        CollectReport {
-            queries: 0,
-            split_chunks: 0,
-            ..report
-        },
-        CollectReport { queries: 0, ..one }
-    );
-    assert_same(
-        &dump(split.as_ref(), "east").await,
-        &dump(whole.as_ref(), "east").await,
+    assert_split_matches_one(
+        (report, split.as_ref()),
+        (one, whole.as_ref()),
+        "east",
         "split by namespace",
-    );
+    )
+    .await;
 }
 
 /// `peakSamples` of a query (`stats=all`): the count `--query.max-samples` is held against.
@@ -749,18 +766,11 @@ async fn a_chunk_prometheus_refuses_for_its_size_is_fetched_by_namespace_group()
     let one = collector::collect(&prom, whole.as_ref(), &opts)
         .await
         .unwrap();
-    assert_eq!(one.split_chunks, 0, "{one:?}");
-    assert_eq!(
-        CollectReport {
-            queries: 0,
-            split_chunks: 0,
-            ..report
-        },
-        CollectReport { queries: 0, ..one }
-    );
-    assert_same(
-        &dump(split.as_ref(), "refused").await,
-        &dump(whole.as_ref(), "refused").await,
+    assert_split_matches_one(
+        (report, split.as_ref()),
+        (one, whole.as_ref()),
+        "refused",
         "split after a refusal",
-    );
+    )
+    .await;
 }

@@ -88,7 +88,7 @@ pub struct CollectOptions {
     pub step_secs: i64,
     /// Hours per chunk (one transaction); also the width of the claim grid.
     pub chunk_hours: u32,
-    /// Chunks fetched at once; each chunk runs its queries one after another.
+    /// Queries at Prometheus at once; one chunk more than this is under way.
     pub concurrency: usize,
     /// A chunk whose namespaces hold more series than this is queried in namespace
     /// groups of at most this many; 0 never splits.
@@ -553,8 +553,9 @@ pub async fn collect(
     // the run stops both, and a claim dropped unreleased closes its connection.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<Fetched>, u64>>(1);
     // `concurrency` queries at Prometheus at once, and one chunk more under way: while a
-    // chunk's answer is decoded and summarized, the extra chunk's query keeps Prometheus
-    // at full concurrency (a chunk's queries follow each other).
+    // chunk's answers are decoded and summarized, the extra chunk's queries keep Prometheus
+    // at full concurrency (a chunk sizes itself before it asks for its groups, and asks for
+    // its groups one after another).
     let limited = prom.limited(opts.concurrency);
     let prom = &limited;
     // Chunks another process holds are skipped at first and waited for at the end, so the

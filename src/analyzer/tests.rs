@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::*;
-use crate::model::{HpaInfo, WorkloadKey};
+use crate::model::{Confidence, HpaInfo, Resource, WorkloadKey};
 
 const NOW: i64 = 1_700_000_000 - 1_700_000_000 % 3600 + 1800;
 

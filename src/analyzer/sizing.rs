@@ -1,0 +1,391 @@
+//! From the base numbers to requests and limits: the margin, the CPU-starvation and OOM
+//! rules, rounding, floors and ceilings, and the CPU limit ratio. Each step writes the
+//! rule that decided it into the evidence and raises findings where the guidance asks.
+
+use super::{percent, round_up, trim_float, Policy};
+use crate::model::{Finding, Resources, Severity};
+use crate::quantity;
+
+/// Usage within this share of the CPU limit counts as "at the limit" for the throttling rule.
+const AT_LIMIT: f64 = 0.9;
+
+/// What the window says about pressure on the current values.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Pressure {
+    /// The window's CPU p99, in cores (for "usage at the limit").
+    pub cpu_p99_cores: f64,
+    /// Throttled share of CFS periods.
+    pub throttled_ratio: Option<f64>,
+    /// OOM kills in the window.
+    pub oom_kills: u32,
+    /// The highest memory working set in the window, in bytes.
+    pub memory_peak_bytes: f64,
+}
+
+/// A sized number with what decided it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sized {
+    /// Rules for the evidence, in order.
+    pub rules: Vec<String>,
+    /// Phrases for the reason line.
+    pub reasons: Vec<String>,
+    /// Findings raised while sizing.
+    pub findings: Vec<Finding>,
+}
+
+/// The CPU request and limit from the percentile (millicores), and whether the container
+/// counted as CPU-starved.
+pub(crate) fn cpu(
+    cpu_pct: f64,
+    pct_label: &str,
+    current: &Resources,
+    pressure: &Pressure,
+    policy: &Policy,
+    out: &mut Sized,
+) -> (i64, Option<i64>, bool) {
+    let factor = 1.0 + policy.margin;
+    let mut request = cpu_pct * factor;
+    out.rules.push(format!(
+        "cpu request = {pct_label} {} × {} = {}",
+        quantity::cpu_measured(cpu_pct),
+        trim_float(factor),
+        quantity::cpu_measured(request)
+    ));
+    let starved = starved(current, pressure, policy);
+    if starved {
+        request = starved_request(request, current, pressure, policy, out);
+    }
+    let request = clamp_cpu(round_up(request, policy.cpu_round_millicores), policy, out);
+    let limit = cpu_limit(request, policy, out);
+    (request, limit, starved)
+}
+
+/// Throttled often with usage at the limit: observed usage understates demand.
+fn starved(current: &Resources, pressure: &Pressure, policy: &Policy) -> bool {
+    let at_limit = current
+        .cpu_limit_millicores
+        .is_some_and(|limit| pressure.cpu_p99_cores * 1000.0 >= AT_LIMIT * limit as f64);
+    pressure
+        .throttled_ratio
+        .is_some_and(|r| r >= policy.throttling_ratio)
+        && at_limit
+}
+
+fn starved_request(
+    mut request: f64,
+    current: &Resources,
+    pressure: &Pressure,
+    policy: &Policy,
+    out: &mut Sized,
+) -> f64 {
+    let ratio = pressure.throttled_ratio.unwrap_or(0.0);
+    request *= 1.0 + policy.throttling_bump;
+    let mut rule = format!(
+        "CPU-starved (throttled {} of periods, usage at the limit): request raised {} above the censored percentile",
+        percent(ratio),
+        percent(policy.throttling_bump)
+    );
+    if let (Some(old_limit), Some(ratio_limit)) =
+        (current.cpu_limit_millicores, policy.cpu_limit_ratio)
+    {
+        // Observed usage never exceeded the old limit; the new limit must clear it.
+        let needed = old_limit as f64 * (1.0 + policy.throttling_bump) / ratio_limit;
+        if request < needed {
+            request = needed;
+            rule.push_str(&format!(
+                " and to {} so the limit clears the old one by {}",
+                quantity::cpu_measured(needed),
+                percent(policy.throttling_bump)
+            ));
+        }
+    }
+    out.rules.push(rule);
+    out.reasons.push(format!(
+        "CPU-starved: throttled {} of periods",
+        percent(ratio)
+    ));
+    out.findings.push(Finding {
+        code: "cpu-starved".into(),
+        severity: Severity::Critical,
+        message: format!("throttled in {} of CFS periods with usage at the CPU limit: observed usage understates demand", percent(ratio)),
+    });
+    request
+}
+
+fn clamp_cpu(mut request: i64, policy: &Policy, out: &mut Sized) -> i64 {
+    if request < policy.min_cpu_millicores {
+        request = policy.min_cpu_millicores;
+        out.rules.push(format!(
+            "cpu request raised to the floor {}",
+            quantity::cpu(request)
+        ));
+    }
+    if let Some(max) = policy.max_cpu_millicores.filter(|m| request > *m) {
+        request = max;
+        out.rules.push(format!(
+            "cpu request capped at the ceiling {}",
+            quantity::cpu(max)
+        ));
+        out.findings.push(Finding {
+            code: "cpu-capped".into(),
+            severity: Severity::Warning,
+            message: format!(
+                "the CPU request wanted more than the policy maximum {}",
+                quantity::cpu(max)
+            ),
+        });
+    }
+    request
+}
+
+fn cpu_limit(request: i64, policy: &Policy, out: &mut Sized) -> Option<i64> {
+    match policy.cpu_limit_ratio {
+        Some(ratio) => {
+            let limit = round_up(request as f64 * ratio, policy.cpu_round_millicores);
+            out.rules.push(format!(
+                "cpu limit = {} × cpu request = {}",
+                trim_float(ratio),
+                quantity::cpu(limit)
+            ));
+            Some(limit)
+        }
+        None => {
+            out.rules
+                .push("no cpu limit (policy cpu_limit_ratio = none)".into());
+            out.findings.push(Finding {
+                code: "no-cpu-limit-by-policy".into(),
+                severity: Severity::Info,
+                message: "policy sets no CPU limit: the guidance is to always set limits".into(),
+            });
+            None
+        }
+    }
+}
+
+/// Memory request = limit from the basis (bytes), and whether the history was censored by
+/// OOM kills.
+pub(crate) fn memory(
+    memory_base: f64,
+    basis_label: &str,
+    current: &Resources,
+    pressure: &Pressure,
+    policy: &Policy,
+    out: &mut Sized,
+) -> (i64, bool) {
+    let factor = 1.0 + policy.margin;
+    let mut memory = memory_base * factor;
+    out.rules.push(format!(
+        "memory request = memory limit = {basis_label} {} × {} = {}",
+        quantity::memory_measured(memory_base),
+        trim_float(factor),
+        quantity::memory_measured(memory)
+    ));
+    let censored = pressure.oom_kills > 0;
+    if censored {
+        memory = oom_bump(memory, current, pressure, policy, out);
+    }
+    (
+        clamp_memory(round_up(memory, policy.memory_round_bytes), policy, out),
+        censored,
+    )
+}
+
+fn oom_bump(
+    memory: f64,
+    current: &Resources,
+    pressure: &Pressure,
+    policy: &Policy,
+    out: &mut Sized,
+) -> f64 {
+    let old = current
+        .memory_limit_bytes
+        .map(|b| b as f64)
+        .unwrap_or(pressure.memory_peak_bytes);
+    let bumped = (old * policy.oom_bump_factor).max(old + policy.oom_bump_min_bytes as f64);
+    out.rules.push(format!(
+        "OOMKilled {} times: the peak is censored at the old limit {}, so memory ≥ max(old × {}, old + {}) = {}",
+        pressure.oom_kills,
+        quantity::memory_measured(old),
+        trim_float(policy.oom_bump_factor),
+        quantity::memory(policy.oom_bump_min_bytes),
+        quantity::memory_measured(bumped)
+    ));
+    out.reasons
+        .push(format!("OOMKilled {} times", pressure.oom_kills));
+    out.findings.push(Finding {
+        code: "oom-killed".into(),
+        severity: Severity::Critical,
+        message: format!(
+            "OOMKilled {} times in the window: memory was raised above the old limit",
+            pressure.oom_kills
+        ),
+    });
+    memory.max(bumped)
+}
+
+fn clamp_memory(mut memory: i64, policy: &Policy, out: &mut Sized) -> i64 {
+    if memory < policy.min_memory_bytes {
+        memory = policy.min_memory_bytes;
+        out.rules.push(format!(
+            "memory raised to the floor {}",
+            quantity::memory(memory)
+        ));
+    }
+    if let Some(max) = policy.max_memory_bytes.filter(|m| memory > *m) {
+        memory = max;
+        out.rules.push(format!(
+            "memory capped at the ceiling {}",
+            quantity::memory(max)
+        ));
+        out.findings.push(Finding {
+            code: "memory-capped".into(),
+            severity: Severity::Critical,
+            message: format!(
+                "memory wanted more than the policy maximum {}: OOM risk",
+                quantity::memory(max)
+            ),
+        });
+    }
+    memory
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyzer::MIB;
+
+    fn codes(s: &Sized) -> Vec<&str> {
+        s.findings.iter().map(|f| f.code.as_str()).collect()
+    }
+
+    #[test]
+    fn cpu_takes_the_margin_rounds_and_sets_a_four_to_one_limit() {
+        let mut out = Sized::default();
+        let policy = Policy {
+            cpu_round_millicores: 5,
+            ..Policy::default()
+        };
+        let (request, limit, starved) = cpu(
+            100.0,
+            "p95",
+            &Resources::default(),
+            &Pressure::default(),
+            &policy,
+            &mut out,
+        );
+        assert_eq!((request, limit, starved), (115, Some(460), false));
+        assert_eq!(out.rules.len(), 2, "{:?}", out.rules);
+        assert!(out.rules[0].contains("× 1.15"), "{}", out.rules[0]);
+    }
+
+    #[test]
+    fn starved_cpu_clears_the_old_limit_and_is_critical() {
+        let mut out = Sized::default();
+        let current = Resources {
+            cpu_limit_millicores: Some(400),
+            ..Resources::default()
+        };
+        let pressure = Pressure {
+            cpu_p99_cores: 0.39,
+            throttled_ratio: Some(0.3),
+            ..Pressure::default()
+        };
+        let (request, limit, starved) = cpu(
+            100.0,
+            "p95",
+            &current,
+            &pressure,
+            &Policy::default(),
+            &mut out,
+        );
+        assert!(starved);
+        // 400m × 1.25 / 4 = 125m beats 100m × 1.15 × 1.25.
+        assert_eq!((request, limit), (144, Some(576)));
+        assert_eq!(codes(&out), ["cpu-starved"]);
+        // Throttled but far from the limit: not starved.
+        let calm = Pressure {
+            cpu_p99_cores: 0.1,
+            ..pressure
+        };
+        assert!(
+            !cpu(
+                100.0,
+                "p95",
+                &current,
+                &calm,
+                &Policy::default(),
+                &mut Sized::default()
+            )
+            .2
+        );
+    }
+
+    #[test]
+    fn floors_and_ceilings_bound_both_resources() {
+        let policy = Policy {
+            max_cpu_millicores: Some(50),
+            max_memory_bytes: Some(64 * MIB),
+            cpu_limit_ratio: None,
+            ..Policy::default()
+        };
+        let mut out = Sized::default();
+        let (request, limit, _) = cpu(
+            1000.0,
+            "p95",
+            &Resources::default(),
+            &Pressure::default(),
+            &policy,
+            &mut out,
+        );
+        assert_eq!((request, limit), (50, None));
+        let (memory, censored) = memory(
+            1000.0 * MIB as f64,
+            "peak",
+            &Resources::default(),
+            &Pressure::default(),
+            &policy,
+            &mut out,
+        );
+        assert_eq!((memory, censored), (64 * MIB, false));
+        assert_eq!(
+            codes(&out),
+            ["cpu-capped", "no-cpu-limit-by-policy", "memory-capped"]
+        );
+        let mut floor = Sized::default();
+        let (small, _) = super::memory(
+            1.0,
+            "peak",
+            &Resources::default(),
+            &Pressure::default(),
+            &Policy::default(),
+            &mut floor,
+        );
+        assert_eq!(small, 32 * MIB);
+        assert!(floor.rules.last().unwrap().contains("floor"));
+    }
+
+    #[test]
+    fn oom_kills_lift_memory_above_the_old_limit() {
+        let current = Resources {
+            memory_limit_bytes: Some(256 * MIB),
+            ..Resources::default()
+        };
+        let pressure = Pressure {
+            oom_kills: 2,
+            memory_peak_bytes: 250.0 * MIB as f64,
+            ..Pressure::default()
+        };
+        let mut out = Sized::default();
+        let (memory, censored) = memory(
+            250.0 * MIB as f64,
+            "peak",
+            &current,
+            &pressure,
+            &Policy::default(),
+            &mut out,
+        );
+        // max(256 × 1.2, 256 + 100) = 356Mi beats 250 × 1.15.
+        assert_eq!((memory, censored), (356 * MIB, true));
+        assert_eq!(out.reasons, ["OOMKilled 2 times"]);
+    }
+}

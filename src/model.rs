@@ -314,6 +314,75 @@ pub struct Evidence {
     /// The policy levels that applied, most general first.
     #[serde(default)]
     pub policy_sources: Vec<String>,
+    /// The backtests: on the window the numbers were fitted on, and walk-forward on days
+    /// they were not fitted on.
+    #[serde(default)]
+    pub backtest: Option<EvidenceBacktest>,
+    /// Every candidate strategy's walk-forward figures, and which one was chosen.
+    #[serde(default)]
+    pub strategy_scores: Vec<StrategyScore>,
+    /// How the strategy was chosen: pinned by a policy level, or by the tournament and why.
+    #[serde(default)]
+    pub strategy_choice: Option<String>,
+    /// Unix seconds the fit starts from when a lasting level shift (a regime change) was
+    /// detected; the history before it was left out.
+    #[serde(default)]
+    pub fitted_from: Option<i64>,
+}
+
+/// The backtests behind a recommendation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EvidenceBacktest {
+    /// Current vs recommended values replayed on the window they were fitted on (the same
+    /// figures as the recommendation's top-level `backtest`).
+    pub in_sample: Backtest,
+    /// Walk-forward: for each held-out day, the chosen strategy fitted on the history
+    /// before it, replayed on that day.
+    pub holdout: Option<HoldoutFigures>,
+    /// The requests and limits in force, replayed on the same held-out days.
+    #[serde(default)]
+    pub holdout_current: Option<HoldoutFigures>,
+}
+
+/// How requests and limits fared on days they were not fitted on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HoldoutFigures {
+    /// Held-out days scored.
+    pub days: u32,
+    /// Hours of those days whose memory peak went above the limit fitted before the day
+    /// (an OOM kill would have happened).
+    pub memory_overrun_hours: u32,
+    /// Highest held-out memory peak over the limit fitted before its day (above 1: OOM).
+    pub memory_peak_ratio: Option<f64>,
+    /// Share of held-out CPU points above the CPU limit (throttling risk).
+    pub cpu_over_limit_share: Option<f64>,
+    /// Share of held-out CPU points above the CPU request.
+    pub cpu_over_request_share: Option<f64>,
+    /// 1 − mean CPU use / CPU request over the held-out points.
+    pub cpu_slack: Option<f64>,
+    /// 1 − mean memory use / memory request over the held-out points.
+    pub memory_slack: Option<f64>,
+}
+
+/// One candidate of the strategy tournament.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StrategyScore {
+    /// Strategy name (`guidance`, `decaying`, `krr-simple`, `vpa`, `time-aware`).
+    pub strategy: String,
+    /// Its walk-forward figures.
+    pub holdout: HoldoutFigures,
+    /// Whether it met the safety objective on every figure.
+    pub met_objective: bool,
+    /// Each objective it missed, in words.
+    #[serde(default)]
+    pub misses: Vec<String>,
+    /// Requested but unused resources over the held-out days, priced per pod-month: what
+    /// the tournament minimizes among candidates that meet the objective.
+    pub idle_monthly_cost: f64,
+    /// What it would recommend from the whole window.
+    pub recommended: Resources,
+    /// Whether this is the strategy the recommendation uses.
+    pub chosen: bool,
 }
 
 /// How much a recommendation matters.

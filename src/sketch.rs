@@ -186,6 +186,26 @@ impl Sketch {
         Some(max)
     }
 
+    /// Samples counted as zero (at or below a nano-unit).
+    pub fn zero_count(&self) -> u64 {
+        self.zero_count
+    }
+
+    /// Non-empty buckets as (index, count), lowest first; see [`Sketch::bucket_value`].
+    pub fn bins(&self) -> impl Iterator<Item = (i32, u64)> + '_ {
+        self.bins.iter().map(|(i, n)| (*i, *n))
+    }
+
+    /// The bucket a positive value falls in.
+    pub fn bucket_of(value: f64) -> Option<i32> {
+        (value > MIN_POSITIVE && value.is_finite()).then(|| bucket_index(value))
+    }
+
+    /// The value a quantile landing in bucket `index` reports (within α of every sample in it).
+    pub fn bucket_value(index: i32) -> f64 {
+        bucket_value(index)
+    }
+
     /// Buckets as (lower bound, upper bound, count), zero bucket first; for charts.
     pub fn buckets(&self) -> Vec<(f64, f64, u64)> {
         let g = gamma_ln().exp();

@@ -154,6 +154,7 @@ pub fn recommend(
         memory_mean_bytes: w.memory.mean(),
         average_replicas: (average_replicas * 100.0).round() / 100.0,
         policy_sources: ctx.policy_sources.clone(),
+        ..Evidence::default()
     };
     let base = Recommendation {
         key: input.key.clone(),

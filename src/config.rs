@@ -350,6 +350,9 @@ pub struct FileConfig {
     pub policy: PolicyOverride,
     /// Prices for the cost of changes.
     pub pricing: Pricing,
+    /// Walk-forward backtest and strategy tournament: `days`, `max_cpu_over_limit`,
+    /// `cpu_request_tolerance`, `switch_penalty`.
+    pub backtest: crate::analyzer::BacktestSettings,
     /// GitOps hand-over settings.
     pub gitops: GitopsConfig,
     /// The Kubernetes API source: kubeconfig, context, namespaces, label selector.
@@ -440,6 +443,8 @@ pub struct Settings {
     pub policy: PolicySet,
     /// Prices for the cost of changes.
     pub pricing: Pricing,
+    /// Walk-forward backtest and strategy tournament settings.
+    pub backtest: crate::analyzer::BacktestSettings,
     /// GitOps hand-over settings.
     pub gitops: GitopsConfig,
     /// The Kubernetes API source, when enabled.
@@ -530,6 +535,12 @@ impl Settings {
             ));
         }
         let policy = PolicySet::new(file.policy.clone()).map_err(ConfigError::Invalid)?;
+        file.backtest
+            .validate(
+                policy.global().window_hours(),
+                policy.global().min_history_hours,
+            )
+            .map_err(ConfigError::Invalid)?;
         if !(file.pricing.cpu_core_hour >= 0.0 && file.pricing.memory_gib_hour >= 0.0) {
             return Err(ConfigError::Invalid(
                 "pricing.cpu_core_hour and pricing.memory_gib_hour must be ≥ 0".into(),
@@ -571,6 +582,7 @@ impl Settings {
             collector: file.collector.clone(),
             policy,
             pricing: file.pricing.clone(),
+            backtest: file.backtest.clone(),
             gitops: file.gitops.clone(),
             report_schedule: match file.reports.schedule.trim() {
                 "" | "off" => None,

@@ -5,7 +5,7 @@ use std::time::Duration;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::analyzer::{self, PolicySet, Pricing};
+use crate::analyzer::{self, BacktestSettings, PolicySet, Pricing};
 use crate::collector::{self, floor_hour, CollectOptions, CollectReport};
 use crate::config::CollectorConfig;
 use crate::model::{
@@ -118,6 +118,8 @@ pub struct AnalysisSettings {
     pub pricing: Pricing,
     /// Collector resolution (samples per pod per hour = 3600 / step).
     pub step_secs: i64,
+    /// Walk-forward backtest and strategy tournament settings.
+    pub backtest: BacktestSettings,
 }
 
 /// Folds what the Kubernetes API says into the workload facts and container specs: its view
@@ -230,6 +232,17 @@ pub async fn analyze_cluster_with(
         merge_kubernetes(snapshot, cluster, &mut workloads, &mut containers, now);
     }
     let no_annotations = BTreeMap::new();
+    // The strategy each container had last time: the tournament keeps it when it is nearly
+    // as good, so recommendations don't flip between runs.
+    let previous: HashMap<ContainerKey, String> = store
+        .recommendations(&crate::store::RecommendationFilter {
+            cluster: Some(cluster.to_string()),
+            ..Default::default()
+        })
+        .await?
+        .into_iter()
+        .map(|r| (r.key, r.strategy))
+        .collect();
     let mut recs = Vec::with_capacity(containers.len());
     for c in &containers {
         let workload = workloads.get(&c.key.workload_key());
@@ -251,6 +264,8 @@ pub async fn analyze_cluster_with(
             policy_problem,
             pricing: &settings.pricing,
             step_secs: settings.step_secs,
+            backtest: &settings.backtest,
+            previous_strategy: previous.get(&c.key).map(String::as_str),
         };
         recs.push(analyzer::recommend(&input, &policy, &ctx, window_end, now));
     }

@@ -483,6 +483,7 @@ async fn actions_need_tokens_and_run_one_at_a_time() {
             policies: Default::default(),
             pricing: Default::default(),
             step_secs: 60,
+            backtest: Default::default(),
         },
     )));
     state.auth = Arc::new(rightsizer::http::auth::AuthConfig::new(

@@ -586,6 +586,7 @@ async fn serving(watch: Arc<cluster::ClusterWatch>) -> rightsizer::http::AppStat
             policies: Default::default(),
             pricing: Default::default(),
             step_secs: 60,
+            backtest: Default::default(),
         },
     )));
     state

@@ -92,6 +92,7 @@ async fn annotations_and_api_specs_win_and_disagreements_are_counted() {
         policies: Default::default(),
         pricing: Default::default(),
         step_secs: 60,
+        backtest: Default::default(),
     };
     let report = analyze_cluster_with(
         store.as_ref(),

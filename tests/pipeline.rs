@@ -193,6 +193,7 @@ async fn end_to_end(store: Arc<dyn Store>, fx: &Fixture) -> BTreeMap<String, Vec
         policies: Default::default(),
         pricing: Default::default(),
         step_secs: 60,
+        backtest: Default::default(),
     };
     let now = chrono::Utc::now().timestamp();
     let report = jobs::analyze_cluster(store.as_ref(), "test", &settings, now)

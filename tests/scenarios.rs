@@ -137,6 +137,7 @@ async fn scenarios() -> Scenarios {
         policies: Default::default(),
         pricing: Default::default(),
         step_secs: 60,
+        backtest: Default::default(),
     };
     jobs::analyze_cluster(store.as_ref(), "test", &settings, truth.end + 600)
         .await

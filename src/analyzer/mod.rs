@@ -8,22 +8,29 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Backtest, ContainerKey, Evidence, Finding, Recommendation, Resources, Severity, SignalHour,
-    Status, UsageHour, WorkloadInfo,
+    Backtest, ContainerKey, Evidence, EvidenceBacktest, Finding, HoldoutFigures, Recommendation,
+    Resources, Severity, SignalHour, Status, StrategyScore, UsageHour, WorkloadInfo,
 };
 use crate::quantity;
 use crate::sketch::Sketch;
 
 pub mod backtest;
 pub mod findings;
+mod history;
 mod impact;
 pub mod policy;
 mod sizing;
 pub mod strategy;
+pub mod tournament;
 mod verdict;
+mod walkforward;
 mod window;
 
-pub use policy::{MemoryBasis, Policy, PolicyOverride, PolicySet, MIB};
+pub use policy::{MemoryBasis, Policy, PolicyOverride, PolicySet, StrategyName, MIB};
+pub use tournament::BacktestSettings;
+
+use history::{History, DAY};
+use strategy::Fit;
 
 /// Prices of requested resources, for the cost of a change. Defaults are typical
 /// on-demand cloud prices per vCPU-hour and GiB-hour.
@@ -77,6 +84,10 @@ pub struct Context<'a> {
     pub pricing: &'a Pricing,
     /// Collector resolution: samples per pod per hour = 3600 / step.
     pub step_secs: i64,
+    /// Walk-forward and tournament settings.
+    pub backtest: &'a BacktestSettings,
+    /// The strategy this container's previous recommendation used, for the switching penalty.
+    pub previous_strategy: Option<&'a str>,
 }
 
 fn round_up(value: f64, multiple: i64) -> i64 {
@@ -112,20 +123,18 @@ pub fn recommend(
     let to = window_end - window_end.rem_euclid(3600) + 3600;
     let from = to - i64::from(window_hours) * 3600;
     let w = window::merge(input.usage, input.signals, from, to);
-    let strategy = strategy::for_policy(policy);
     let (confidence, confidence_score) = window::confidence(&w);
-    let q = policy.cpu_percentile / 100.0;
-    let cpu_pct_millicores =
-        strategy::quantile(strategy.as_ref(), &w.cpu_hours, q, to).map(|c| c * 1000.0);
-    let memory_base =
-        strategy::memory_basis(strategy.as_ref(), &w.memory_hours, policy.memory_basis, to);
+    let history = History::build(input.usage, input.signals, from, to);
+    let contest = compete(&history, input, policy, ctx);
+    let fit = contest.fit.as_ref();
+    let cpu_pct_millicores = fit.map(|f| f.cpu.value);
+    let memory_base = fit.map(|f| f.memory.value);
     let steps_per_hour = (3600 / ctx.step_secs.max(1)) as f64;
     let average_replicas = if w.history_hours > 0 {
         w.cpu.count() as f64 / (f64::from(w.history_hours) * steps_per_hour)
     } else {
         0.0
     };
-    let pct_label = format!("p{}", trim_float(policy.cpu_percentile));
 
     let mut findings = findings::about_resources(&input.current);
     findings.extend(findings::about_workload(input.workload, average_replicas));
@@ -137,7 +146,7 @@ pub fn recommend(
         });
     }
     let evidence = Evidence {
-        cpu_percentile: policy.cpu_percentile,
+        cpu_percentile: fit.map_or(policy.cpu_percentile, |f| f.percentile),
         cpu_percentile_millicores: cpu_pct_millicores,
         memory_peak_bytes: (w.memory.count() > 0).then(|| w.memory.max()),
         samples: w.cpu.count(),
@@ -146,7 +155,7 @@ pub fn recommend(
         window_hours,
         margin: policy.margin,
         rules: Vec::new(),
-        memory_basis: policy.memory_basis.label(),
+        memory_basis: fit.map_or_else(|| policy.memory_basis.label(), |f| f.memory.label.clone()),
         oom_kills: w.oom_kills,
         restarts: w.restarts,
         throttled_ratio: w.throttled_ratio,
@@ -154,6 +163,9 @@ pub fn recommend(
         memory_mean_bytes: w.memory.mean(),
         average_replicas: (average_replicas * 100.0).round() / 100.0,
         policy_sources: ctx.policy_sources.clone(),
+        strategy_scores: contest.scores.clone(),
+        strategy_choice: Some(contest.why.clone()),
+        fitted_from: fit.and_then(|f| f.fitted_from),
         ..Evidence::default()
     };
     let base = Recommendation {
@@ -164,7 +176,7 @@ pub fn recommend(
         confidence,
         confidence_score,
         reason: String::new(),
-        strategy: strategy.name().into(),
+        strategy: contest.name.into(),
         evidence,
         computed_at: now,
         severity: Severity::Info,
@@ -175,8 +187,8 @@ pub fn recommend(
     };
 
     let missing = missing_data(&w, policy, cpu_pct_millicores.zip(memory_base).is_none());
-    let (Some(cpu_pct), Some(memory_base), true) =
-        (cpu_pct_millicores, memory_base, missing.is_empty())
+    let (Some(fit), Some(cpu_pct), Some(memory_base), true) =
+        (fit, cpu_pct_millicores, memory_base, missing.is_empty())
     else {
         return Recommendation {
             reason: format!("insufficient data: {}", missing.join("; ")),
@@ -192,31 +204,30 @@ pub fn recommend(
         oom_kills: w.oom_kills,
         memory_peak_bytes: w.memory.max(),
     };
-    let mut sized = sizing::Sized::default();
-    let (cpu_request, cpu_limit, starved) = sizing::cpu(
-        cpu_pct,
-        &pct_label,
-        &input.current,
-        &pressure,
-        policy,
-        &mut sized,
+    let (recommended, mut sized, starved, memory_censored) =
+        size(fit, &input.current, &pressure, policy);
+    let (cpu_request, memory) = (
+        recommended.cpu_request_millicores.unwrap_or(0),
+        recommended.memory_limit_bytes.unwrap_or(0),
     );
-    let basis_label = policy.memory_basis.label();
-    let (memory, memory_censored) = sizing::memory(
-        memory_base,
-        &basis_label,
-        &input.current,
-        &pressure,
-        policy,
-        &mut sized,
-    );
-    let recommended = Resources {
-        cpu_request_millicores: Some(cpu_request),
-        cpu_limit_millicores: cpu_limit,
-        memory_request_bytes: Some(memory),
-        memory_limit_bytes: Some(memory),
-    };
+    let (pct_label, basis_label) = (&fit.cpu.label, &fit.memory.label);
     findings.append(&mut sized.findings);
+    if contest.missed {
+        let misses = contest
+            .scores
+            .iter()
+            .find(|s| s.chosen)
+            .map(|s| s.misses.join("; "))
+            .unwrap_or_default();
+        findings.push(Finding {
+            code: "objective-missed".into(),
+            severity: Severity::Warning,
+            message: format!(
+                "no strategy met the safety objective on the held-out days; {} was the safest: {misses}",
+                contest.name
+            ),
+        });
+    }
     if cpu_pct < IDLE_MILLICORES {
         findings.push(Finding {
             code: "idle".into(),
@@ -280,7 +291,18 @@ pub fn recommend(
     ));
 
     let mut evidence = base.evidence.clone();
-    evidence.rules = sized.rules;
+    let mut rules = fit.notes.clone();
+    rules.append(&mut sized.rules);
+    rules.push(format!("strategy {}: {}", contest.name, contest.why));
+    if let Some(h) = &contest.holdout {
+        rules.push(holdout_rule(h));
+    }
+    evidence.rules = rules;
+    evidence.backtest = Some(EvidenceBacktest {
+        in_sample: backtest.clone(),
+        holdout: contest.holdout.clone(),
+        holdout_current: contest.holdout_current.clone(),
+    });
     Recommendation {
         status,
         recommended,
@@ -315,6 +337,205 @@ fn missing_data(w: &window::Window<'_>, policy: &Policy, no_usage: bool) -> Vec<
         missing.push("no memory or CPU usage in the window".into());
     }
     missing
+}
+
+/// The tournament's outcome for one container.
+struct Contest {
+    /// The chosen strategy's fit on the whole window.
+    fit: Option<Fit>,
+    /// The chosen strategy's name.
+    name: &'static str,
+    /// How it was chosen.
+    why: String,
+    /// Every candidate's figures.
+    scores: Vec<StrategyScore>,
+    /// The chosen strategy's walk-forward figures.
+    holdout: Option<HoldoutFigures>,
+    /// The current values replayed on the same days.
+    holdout_current: Option<HoldoutFigures>,
+    /// No candidate met the objective.
+    missed: bool,
+}
+
+/// Requests and limits from a fit under the policy's rules.
+fn size(
+    fit: &Fit,
+    current: &Resources,
+    pressure: &sizing::Pressure,
+    policy: &Policy,
+) -> (Resources, sizing::Sized, bool, bool) {
+    let mut sized = sizing::Sized::default();
+    let (min_cpu, min_memory) = fit.floors.unzip();
+    let (cpu_request, cpu_limit, starved) = sizing::cpu(
+        &fit.cpu,
+        fit.cpu_limit_floor.as_ref(),
+        min_cpu,
+        current,
+        pressure,
+        policy,
+        &mut sized,
+    );
+    let (memory, censored) = sizing::memory(
+        &fit.memory,
+        min_memory,
+        current,
+        pressure,
+        policy,
+        &mut sized,
+    );
+    let r = Resources {
+        cpu_request_millicores: Some(cpu_request),
+        cpu_limit_millicores: cpu_limit,
+        memory_request_bytes: Some(memory),
+        memory_limit_bytes: Some(memory),
+    };
+    (r, sized, starved, censored)
+}
+
+/// The pressure of blocks `[lo, hi)`: the CPU p99 is only read when throttling could make
+/// it matter.
+fn block_pressure(h: &History<'_>, lo: usize, hi: usize, policy: &Policy) -> sizing::Pressure {
+    let blocks = &h.blocks[lo..hi];
+    let (periods, throttled) = blocks.iter().fold((0.0, 0.0), |(p, t), b| {
+        (p + b.cfs_periods, t + b.cfs_throttled)
+    });
+    let throttled_ratio = (periods > 0.0).then(|| (throttled / periods).clamp(0.0, 1.0));
+    let cpu_p99_cores = match (throttled_ratio, blocks.first()) {
+        (Some(r), Some(first)) if r >= policy.throttling_ratio => {
+            let mut all = first.cpu.empty_like();
+            blocks.iter().for_each(|b| all.add(&b.cpu, 1.0));
+            all.quantile(0.99).unwrap_or(0.0)
+        }
+        _ => 0.0,
+    };
+    sizing::Pressure {
+        cpu_p99_cores,
+        throttled_ratio,
+        oom_kills: blocks.iter().map(|b| b.oom_kills).sum(),
+        memory_peak_bytes: blocks.iter().map(|b| b.memory.max).fold(0.0, f64::max),
+    }
+}
+
+/// Walk-forward for every candidate, then the tournament (or the pinned strategy).
+fn compete(h: &History<'_>, input: &Input<'_>, policy: &Policy, ctx: &Context<'_>) -> Contest {
+    let n = h.blocks.len();
+    let held: Vec<usize> = (n.saturating_sub(ctx.backtest.days as usize)..n).collect();
+    let mut ends = held.clone();
+    ends.push(n);
+    let fits: Vec<(StrategyName, &'static str, Vec<Option<Fit>>)> = strategy::CANDIDATES
+        .iter()
+        .map(|name| {
+            let s = strategy::by_name(*name, policy);
+            (*name, s.name(), s.fits(h, &ends, policy))
+        })
+        .collect();
+    // After a lasting level shift, the days right after it could not have been foreseen
+    // by any fit: score the days a change-aware fit could know about.
+    let change = fits
+        .iter()
+        .find(|(name, ..)| *name == StrategyName::TimeAware)
+        .and_then(|(.., f)| f.last().cloned().flatten())
+        .and_then(|f| f.fitted_from);
+    let scored = |b: usize| {
+        change.is_none_or(|c| h.blocks[b].start >= c + strategy::REGIME_MIN_DAYS as i64 * DAY)
+    };
+    let score_all = !held.iter().any(|b| scored(*b));
+    let mut current = walkforward::Tally::default();
+    let mut scores = Vec::with_capacity(fits.len());
+    for (name, label, fits) in &fits {
+        let mut tally = walkforward::Tally::default();
+        for (i, &b) in held.iter().enumerate() {
+            let Some(fit) = &fits[i] else { continue };
+            let (hours, points) = h.amount(fit.first_block, b);
+            if hours < policy.min_history_hours
+                || points < policy.min_samples as f64
+                || !(score_all || scored(b))
+            {
+                continue;
+            }
+            let pressure = block_pressure(h, fit.first_block, b, policy);
+            let (r, ..) = size(fit, &input.current, &pressure, policy);
+            tally.add_day(&h.blocks[b], &r);
+            if *name == StrategyName::Guidance {
+                current.add_day(&h.blocks[b], &input.current);
+            }
+        }
+        let recommended = fits[held.len()]
+            .as_ref()
+            .map_or_else(Resources::default, |fit| {
+                let pressure = block_pressure(h, fit.first_block, n, policy);
+                size(fit, &input.current, &pressure, policy).0
+            });
+        let mut score = StrategyScore {
+            strategy: (*label).into(),
+            holdout: tally.figures(),
+            idle_monthly_cost: tally.idle_monthly_cost(ctx.pricing),
+            recommended,
+            ..StrategyScore::default()
+        };
+        tournament::judge(&mut score, fits_percentile(fits, policy), ctx.backtest);
+        scores.push(score);
+    }
+    let evaluated = scores.iter().any(|s| s.holdout.days > 0);
+    let (index, why, missed) = if policy.strategy != StrategyName::Auto {
+        let i = strategy::CANDIDATES
+            .iter()
+            .position(|n| *n == policy.strategy)
+            .unwrap_or(0);
+        let source = ctx
+            .policy_sources
+            .last()
+            .cloned()
+            .unwrap_or_else(|| "defaults".into());
+        (i, format!("pinned by policy ({source})"), false)
+    } else if !evaluated {
+        (
+            0,
+            format!(
+                "auto: too little history for a walk-forward backtest (a held-out day needs {} hours before it), so guidance",
+                policy.min_history_hours
+            ),
+            false,
+        )
+    } else {
+        let c = tournament::choose(&scores, ctx.previous_strategy, ctx.backtest);
+        (c.index, c.why, c.missed)
+    };
+    scores[index].chosen = true;
+    let name = strategy::CANDIDATES[index];
+    let holdout = (scores[index].holdout.days > 0).then(|| scores[index].holdout.clone());
+    let holdout_current = (current.days > 0).then(|| current.figures());
+    Contest {
+        fit: fits[index].2[held.len()].clone(),
+        name: name.as_str(),
+        why,
+        scores,
+        holdout,
+        holdout_current,
+        missed,
+    }
+}
+
+/// The CPU percentile a strategy promises (its fits say; the policy's when it fitted none).
+fn fits_percentile(fits: &[Option<Fit>], policy: &Policy) -> f64 {
+    fits.iter()
+        .flatten()
+        .next()
+        .map_or(policy.cpu_percentile, |f| f.percentile)
+}
+
+/// The held-out figures in one sentence.
+fn holdout_rule(h: &HoldoutFigures) -> String {
+    let share = |v: Option<f64>| v.map_or_else(|| "-".into(), percent);
+    format!(
+        "held out {} days (each fitted on the history before it): {} memory overrun hours, CPU above the limit on {} and above the request on {} of points, slack CPU {} / memory {}",
+        h.days,
+        h.memory_overrun_hours,
+        share(h.cpu_over_limit_share),
+        share(h.cpu_over_request_share),
+        share(h.cpu_slack),
+        share(h.memory_slack)
+    )
 }
 
 fn direction(current: Option<i64>, recommended: Option<i64>) -> &'static str {

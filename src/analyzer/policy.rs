@@ -14,12 +14,35 @@ pub const MIB: i64 = 1024 * 1024;
 
 /// Which strategy turns usage into the base numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum StrategyName {
+    /// The tournament: each container gets the candidate with the least idle cost among
+    /// those meeting the safety objective on its walk-forward days.
+    Auto,
     /// Every hour of the window counts the same.
     Guidance,
     /// Recent hours weigh more: weight halves every `half_life` (as the VPA recommender).
     Decaying,
+    /// Emulation of Robusta KRR's `simple` strategy.
+    KrrSimple,
+    /// Emulation of the Kubernetes VPA recommender's target.
+    Vpa,
+    /// Regime changes, a weekly profile, start-ups and recurring peaks under the limit.
+    TimeAware,
+}
+
+impl StrategyName {
+    /// The name in config, annotations and evidence.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StrategyName::Auto => "auto",
+            StrategyName::Guidance => "guidance",
+            StrategyName::Decaying => "decaying",
+            StrategyName::KrrSimple => "krr-simple",
+            StrategyName::Vpa => "vpa",
+            StrategyName::TimeAware => "time-aware",
+        }
+    }
 }
 
 /// What memory is sized from.

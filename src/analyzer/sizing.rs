@@ -2,6 +2,7 @@
 //! rules, rounding, floors and ceilings, and the CPU limit ratio. Each step writes the
 //! rule that decided it into the evidence and raises findings where the guidance asks.
 
+use super::strategy::Basis;
 use super::{percent, round_up, trim_float, Policy};
 use crate::model::{Finding, Resources, Severity};
 use crate::quantity;
@@ -33,21 +34,24 @@ pub(crate) struct Sized {
     pub findings: Vec<Finding>,
 }
 
-/// The CPU request and limit from the percentile (millicores), and whether the container
-/// counted as CPU-starved.
+/// The CPU request and limit from the basis (millicores), and whether the container
+/// counted as CPU-starved. `limit_floor` is a limit the strategy wants at least (with
+/// why); `min_request` a strategy's own minimum.
 pub(crate) fn cpu(
-    cpu_pct: f64,
-    pct_label: &str,
+    basis: &Basis,
+    limit_floor: Option<&(f64, String)>,
+    min_request: Option<i64>,
     current: &Resources,
     pressure: &Pressure,
     policy: &Policy,
     out: &mut Sized,
 ) -> (i64, Option<i64>, bool) {
-    let factor = 1.0 + policy.margin;
-    let mut request = cpu_pct * factor;
+    let factor = 1.0 + basis.margin;
+    let mut request = basis.value * factor;
     out.rules.push(format!(
-        "cpu request = {pct_label} {} × {} = {}",
-        quantity::cpu_measured(cpu_pct),
+        "cpu request = {} {} × {} = {}",
+        basis.label,
+        quantity::cpu_measured(basis.value),
         trim_float(factor),
         quantity::cpu_measured(request)
     ));
@@ -55,9 +59,48 @@ pub(crate) fn cpu(
     if starved {
         request = starved_request(request, current, pressure, policy, out);
     }
-    let request = clamp_cpu(round_up(request, policy.cpu_round_millicores), policy, out);
-    let limit = cpu_limit(request, policy, out);
+    let mut request = round_up(request, policy.cpu_round_millicores);
+    if let Some(min) = min_request.filter(|m| request < *m) {
+        request = min;
+        out.rules.push(format!(
+            "cpu request raised to the strategy's minimum {}",
+            quantity::cpu(min)
+        ));
+    }
+    let request = clamp_cpu(request, policy, out);
+    let mut limit = cpu_limit(request, policy, out);
+    if let (Some(l), Some((floor, why))) = (limit, limit_floor) {
+        let floor = round_up(*floor, policy.cpu_round_millicores);
+        if floor > l {
+            limit = Some(lift_limit(request, l, floor, why, out));
+        }
+    }
     (request, limit, starved)
+}
+
+/// The guidance calls 4:1 "usually appropriate": a peak above it is covered by lifting the
+/// limit (which reserves nothing) rather than raising the request (which does), and the
+/// finding says what the other way would have cost.
+fn lift_limit(request: i64, ratio_limit: i64, floor: i64, why: &str, out: &mut Sized) -> i64 {
+    let ratio = floor as f64 / request.max(1) as f64;
+    let request_instead = request as f64 * floor as f64 / ratio_limit.max(1) as f64;
+    out.rules.push(format!(
+        "cpu limit lifted to {} ({}× the request) to cover {why}",
+        quantity::cpu(floor),
+        trim_float((ratio * 10.0).round() / 10.0)
+    ));
+    out.findings.push(Finding {
+        code: "cpu-limit-above-ratio".into(),
+        severity: Severity::Info,
+        message: format!(
+            "CPU limit {} is {}× the request, above the usual 4:1, to cover {why}; raising the request to {} instead would reserve {} more per pod",
+            quantity::cpu(floor),
+            trim_float((ratio * 10.0).round() / 10.0),
+            quantity::cpu_measured(request_instead),
+            quantity::cpu_measured(request_instead - request as f64)
+        ),
+    });
+    floor
 }
 
 /// Throttled often with usage at the limit: observed usage understates demand.
@@ -165,18 +208,19 @@ fn cpu_limit(request: i64, policy: &Policy, out: &mut Sized) -> Option<i64> {
 /// Memory request = limit from the basis (bytes), and whether the history was censored by
 /// OOM kills.
 pub(crate) fn memory(
-    memory_base: f64,
-    basis_label: &str,
+    basis: &Basis,
+    min_memory: Option<i64>,
     current: &Resources,
     pressure: &Pressure,
     policy: &Policy,
     out: &mut Sized,
 ) -> (i64, bool) {
-    let factor = 1.0 + policy.margin;
-    let mut memory = memory_base * factor;
+    let factor = 1.0 + basis.margin;
+    let mut memory = basis.value * factor;
     out.rules.push(format!(
-        "memory request = memory limit = {basis_label} {} × {} = {}",
-        quantity::memory_measured(memory_base),
+        "memory request = memory limit = {} {} × {} = {}",
+        basis.label,
+        quantity::memory_measured(basis.value),
         trim_float(factor),
         quantity::memory_measured(memory)
     ));
@@ -184,10 +228,15 @@ pub(crate) fn memory(
     if censored {
         memory = oom_bump(memory, current, pressure, policy, out);
     }
-    (
-        clamp_memory(round_up(memory, policy.memory_round_bytes), policy, out),
-        censored,
-    )
+    let mut memory = round_up(memory, policy.memory_round_bytes);
+    if let Some(min) = min_memory.filter(|m| memory < *m) {
+        memory = min;
+        out.rules.push(format!(
+            "memory raised to the strategy's minimum {}",
+            quantity::memory(min)
+        ));
+    }
+    (clamp_memory(memory, policy, out), censored)
 }
 
 fn oom_bump(
@@ -254,6 +303,14 @@ mod tests {
     use super::*;
     use crate::analyzer::MIB;
 
+    fn basis(value: f64, label: &str) -> Basis {
+        Basis {
+            value,
+            label: label.into(),
+            margin: 0.15,
+        }
+    }
+
     fn codes(s: &Sized) -> Vec<&str> {
         s.findings.iter().map(|f| f.code.as_str()).collect()
     }
@@ -266,8 +323,9 @@ mod tests {
             ..Policy::default()
         };
         let (request, limit, starved) = cpu(
-            100.0,
-            "p95",
+            &basis(100.0, "p95"),
+            None,
+            None,
             &Resources::default(),
             &Pressure::default(),
             &policy,
@@ -290,9 +348,11 @@ mod tests {
             throttled_ratio: Some(0.3),
             ..Pressure::default()
         };
+        let b = basis(100.0, "p95");
         let (request, limit, starved) = cpu(
-            100.0,
-            "p95",
+            &b,
+            None,
+            None,
             &current,
             &pressure,
             &Policy::default(),
@@ -309,8 +369,9 @@ mod tests {
         };
         assert!(
             !cpu(
-                100.0,
-                "p95",
+                &b,
+                None,
+                None,
                 &current,
                 &calm,
                 &Policy::default(),
@@ -330,8 +391,9 @@ mod tests {
         };
         let mut out = Sized::default();
         let (request, limit, _) = cpu(
-            1000.0,
-            "p95",
+            &basis(1000.0, "p95"),
+            None,
+            None,
             &Resources::default(),
             &Pressure::default(),
             &policy,
@@ -339,8 +401,8 @@ mod tests {
         );
         assert_eq!((request, limit), (50, None));
         let (memory, censored) = memory(
-            1000.0 * MIB as f64,
-            "peak",
+            &basis(1000.0 * MIB as f64, "peak"),
+            None,
             &Resources::default(),
             &Pressure::default(),
             &policy,
@@ -353,8 +415,8 @@ mod tests {
         );
         let mut floor = Sized::default();
         let (small, _) = super::memory(
-            1.0,
-            "peak",
+            &basis(1.0, "peak"),
+            None,
             &Resources::default(),
             &Pressure::default(),
             &Policy::default(),
@@ -377,8 +439,8 @@ mod tests {
         };
         let mut out = Sized::default();
         let (memory, censored) = memory(
-            250.0 * MIB as f64,
-            "peak",
+            &basis(250.0 * MIB as f64, "peak"),
+            None,
             &current,
             &pressure,
             &Policy::default(),
@@ -387,5 +449,37 @@ mod tests {
         // max(256 × 1.2, 256 + 100) = 356Mi beats 250 × 1.15.
         assert_eq!((memory, censored), (356 * MIB, true));
         assert_eq!(out.reasons, ["OOMKilled 2 times"]);
+    }
+
+    #[test]
+    fn a_peak_above_four_times_the_request_lifts_the_limit_and_says_why() {
+        let mut out = Sized::default();
+        let floor = (1000.0, "a weekly batch".to_string());
+        let (request, limit, _) = cpu(
+            &basis(100.0, "p95"),
+            Some(&floor),
+            Some(25),
+            &Resources::default(),
+            &Pressure::default(),
+            &Policy::default(),
+            &mut out,
+        );
+        assert_eq!((request, limit), (115, Some(1000)));
+        assert_eq!(codes(&out), ["cpu-limit-above-ratio"]);
+        assert!(out.findings[0].message.contains("a weekly batch"));
+        // A floor under 4 × the request changes nothing; a strategy minimum lifts the request.
+        let mut calm = Sized::default();
+        let low = (80.0, "start-ups".to_string());
+        let (request, limit, _) = cpu(
+            &basis(10.0, "p90"),
+            Some(&low),
+            Some(25),
+            &Resources::default(),
+            &Pressure::default(),
+            &Policy::default(),
+            &mut calm,
+        );
+        assert_eq!((request, limit), (25, Some(100)));
+        assert!(calm.findings.is_empty());
     }
 }

@@ -80,11 +80,14 @@ fn run(
 ) -> Recommendation {
     let k = key();
     let pricing = Pricing::default();
+    let backtest = BacktestSettings::default();
     let ctx = Context {
         policy_sources: vec!["defaults".into()],
         policy_problem: None,
         pricing: &pricing,
         step_secs: 60,
+        backtest: &backtest,
+        previous_strategy: None,
     };
     recommend(
         &Input {

@@ -43,6 +43,7 @@ fn analysis_settings(settings: &Settings) -> jobs::AnalysisSettings {
         policies: settings.policy.clone(),
         pricing: settings.pricing.clone(),
         step_secs: settings.collector.step.as_secs() as i64,
+        backtest: settings.backtest.clone(),
     }
 }
 

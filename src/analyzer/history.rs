@@ -1,0 +1,300 @@
+//! The window as day blocks, so that a walk-forward fit is a merge of block prefixes and
+//! never a re-read of hours. Blocks are 24-hour spans counted back from the window's end
+//! (the first one may be shorter), held as dense bucket arrays.
+
+use crate::model::{Resource, SignalHour, UsageHour};
+use crate::sketch::Sketch;
+
+/// Seconds in a block.
+pub(crate) const DAY: i64 = 86_400;
+
+/// A dense, weighted histogram over the sketch's buckets. Weights are `f64` so decayed
+/// sums (the VPA's and the decaying strategy's) use the same type.
+#[derive(Debug, Clone)]
+pub(crate) struct Hist {
+    offset: i32,
+    zero: f64,
+    bins: Vec<f64>,
+    /// Weighted sum of the values (for means).
+    pub sum: f64,
+    /// Largest value among the parts with a positive weight.
+    pub max: f64,
+}
+
+impl Hist {
+    /// An empty histogram able to hold buckets `offset .. offset + len`.
+    pub fn new(offset: i32, len: usize) -> Self {
+        Hist {
+            offset,
+            zero: 0.0,
+            bins: vec![0.0; len],
+            sum: 0.0,
+            max: 0.0,
+        }
+    }
+
+    /// The same bucket range, empty.
+    pub fn empty_like(&self) -> Self {
+        Hist::new(self.offset, self.bins.len())
+    }
+
+    /// Adds `sketch` with weight `w`; its buckets must lie in the range.
+    pub fn add_sketch(&mut self, sketch: &Sketch, w: f64) {
+        if w <= 0.0 || sketch.count() == 0 {
+            return;
+        }
+        self.zero += w * sketch.zero_count() as f64;
+        for (i, n) in sketch.bins() {
+            self.bins[(i - self.offset) as usize] += w * n as f64;
+        }
+        self.sum += w * sketch.sum();
+        self.max = self.max.max(sketch.max());
+    }
+
+    /// Adds `other` (same range) with weight `w`.
+    pub fn add(&mut self, other: &Hist, w: f64) {
+        if w <= 0.0 || other.total() <= 0.0 {
+            return;
+        }
+        self.zero += w * other.zero;
+        for (a, b) in self.bins.iter_mut().zip(&other.bins) {
+            *a += w * b;
+        }
+        self.sum += w * other.sum;
+        self.max = self.max.max(other.max);
+    }
+
+    /// Multiplies every weight by `f` (the max is kept: a peak is not decayed).
+    pub fn scale(&mut self, f: f64) {
+        self.zero *= f;
+        self.bins.iter_mut().for_each(|b| *b *= f);
+        self.sum *= f;
+    }
+
+    /// Total weight (the sample count when unweighted).
+    pub fn total(&self) -> f64 {
+        self.zero + self.bins.iter().sum::<f64>()
+    }
+
+    /// The weighted `q`-quantile, read exactly as [`Sketch::weighted_quantile`] reads it.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let total = self.total();
+        if total <= 0.0 || !(0.0..=1.0).contains(&q) {
+            return None;
+        }
+        let rank = q * total;
+        if rank <= self.zero {
+            return Some(0.0);
+        }
+        let mut seen = self.zero;
+        for (k, n) in self.bins.iter().enumerate() {
+            seen += n;
+            if *n > 0.0 && seen >= rank * (1.0 - 1e-12) {
+                return Some(Sketch::bucket_value(self.offset + k as i32).min(self.max));
+            }
+        }
+        Some(self.max)
+    }
+
+    /// Weight above `threshold`, at bucket resolution as [`Sketch::count_above`] counts.
+    pub fn weight_above(&self, threshold: f64) -> f64 {
+        if threshold >= self.max {
+            return 0.0;
+        }
+        match Sketch::bucket_of(threshold) {
+            None => self.bins.iter().sum(),
+            Some(index) => {
+                let from = (index + 1 - self.offset).max(0) as usize;
+                self.bins.iter().skip(from).sum()
+            }
+        }
+    }
+}
+
+/// One block of the window.
+#[derive(Debug)]
+pub(crate) struct Block<'a> {
+    /// First second of the block.
+    pub start: i64,
+    /// Exclusive end.
+    pub end: i64,
+    /// CPU samples of the block, unweighted (cores).
+    pub cpu: Hist,
+    /// Memory samples of the block, unweighted (bytes).
+    pub memory: Hist,
+    /// The block's hours, for strategies that weigh hours.
+    pub cpu_hours: Vec<(i64, &'a Sketch)>,
+    /// Each hour's memory peak.
+    pub memory_hour_peaks: Vec<(i64, f64)>,
+    /// Hours with any usage.
+    pub hours: u32,
+    /// OOM kills, restarts and CFS periods of the block.
+    pub oom_kills: u32,
+    pub restarts: u32,
+    pub cfs_periods: f64,
+    pub cfs_throttled: f64,
+    /// Hours in which a container restarted (its start-up follows).
+    pub restart_hours: Vec<i64>,
+}
+
+/// The window `[from, to)` as blocks, oldest first.
+#[derive(Debug)]
+pub(crate) struct History<'a> {
+    pub blocks: Vec<Block<'a>>,
+}
+
+fn range(usage: &[UsageHour], resource: Resource) -> (i32, usize) {
+    let (mut lo, mut hi) = (i32::MAX, i32::MIN);
+    for u in usage.iter().filter(|u| u.resource == resource) {
+        for (i, _) in u.sketch.bins() {
+            lo = lo.min(i);
+            hi = hi.max(i);
+        }
+    }
+    if lo > hi {
+        (0, 0)
+    } else {
+        (lo, (hi - lo + 1) as usize)
+    }
+}
+
+impl<'a> History<'a> {
+    /// Splits the hours of `usage` and `signals` in `[from, to)` into blocks.
+    pub fn build(usage: &'a [UsageHour], signals: &[SignalHour], from: i64, to: i64) -> Self {
+        let inside: Vec<&UsageHour> = usage
+            .iter()
+            .filter(|u| u.hour_start >= from && u.hour_start < to)
+            .collect();
+        let (cpu_off, cpu_len) = range(usage, Resource::Cpu);
+        let (mem_off, mem_len) = range(usage, Resource::Memory);
+        let n = ((to - from + DAY - 1) / DAY).max(0) as usize;
+        let mut blocks: Vec<Block<'a>> = (0..n)
+            .map(|i| {
+                let end = to - (n - 1 - i) as i64 * DAY;
+                Block {
+                    start: (end - DAY).max(from),
+                    end,
+                    cpu: Hist::new(cpu_off, cpu_len),
+                    memory: Hist::new(mem_off, mem_len),
+                    cpu_hours: Vec::new(),
+                    memory_hour_peaks: Vec::new(),
+                    hours: 0,
+                    oom_kills: 0,
+                    restarts: 0,
+                    cfs_periods: 0.0,
+                    cfs_throttled: 0.0,
+                    restart_hours: Vec::new(),
+                }
+            })
+            .collect();
+        let index = |t: i64| n - 1 - ((to - 1 - t) / DAY) as usize;
+        let mut with_data: Vec<i64> = Vec::new();
+        for u in inside {
+            let b = &mut blocks[index(u.hour_start)];
+            match u.resource {
+                Resource::Cpu => {
+                    b.cpu.add_sketch(&u.sketch, 1.0);
+                    b.cpu_hours.push((u.hour_start, &u.sketch));
+                }
+                Resource::Memory => {
+                    b.memory.add_sketch(&u.sketch, 1.0);
+                    if u.sketch.count() > 0 {
+                        b.memory_hour_peaks.push((u.hour_start, u.sketch.max()));
+                    }
+                }
+            }
+            if u.sketch.count() > 0 {
+                with_data.push(u.hour_start);
+            }
+        }
+        with_data.sort_unstable();
+        with_data.dedup();
+        for h in with_data {
+            blocks[index(h)].hours += 1;
+        }
+        for s in signals
+            .iter()
+            .filter(|s| s.hour_start >= from && s.hour_start < to)
+        {
+            let b = &mut blocks[index(s.hour_start)];
+            b.oom_kills += s.oom_kills;
+            b.restarts += s.restarts;
+            b.cfs_periods += s.cfs_periods;
+            b.cfs_throttled += s.cfs_throttled_periods;
+            if s.restarts > 0 {
+                b.restart_hours.push(s.hour_start);
+            }
+        }
+        History { blocks }
+    }
+
+    /// Hours with data and CPU samples in blocks `[lo, hi)`.
+    pub fn amount(&self, lo: usize, hi: usize) -> (u32, f64) {
+        self.blocks[lo..hi]
+            .iter()
+            .fold((0, 0.0), |(h, c), b| (h + b.hours, c + b.cpu.total()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ContainerKey;
+
+    fn hour(resource: Resource, hour_start: i64, values: &[f64]) -> UsageHour {
+        let mut sketch = Sketch::new();
+        values.iter().for_each(|v| sketch.insert(*v).unwrap());
+        UsageHour {
+            key: ContainerKey {
+                cluster: "c".into(),
+                namespace: "n".into(),
+                kind: "Deployment".into(),
+                workload: "w".into(),
+                container: "c".into(),
+            },
+            resource,
+            hour_start,
+            sketch,
+        }
+    }
+
+    #[test]
+    fn blocks_count_back_from_the_end_and_quantiles_match_the_sketch() {
+        // 30 hours ending at hour 30: a 6-hour first block, then a full day.
+        let usage: Vec<UsageHour> = (0..30)
+            .flat_map(|h| {
+                [
+                    hour(Resource::Cpu, h * 3600, &[0.0, 0.1 * (h + 1) as f64]),
+                    hour(Resource::Memory, h * 3600, &[1e6 * (h + 1) as f64]),
+                ]
+            })
+            .collect();
+        let h = History::build(&usage, &[], 0, 30 * 3600);
+        assert_eq!(h.blocks.len(), 2);
+        assert_eq!((h.blocks[0].start, h.blocks[0].end), (0, 6 * 3600));
+        assert_eq!((h.blocks[1].start, h.blocks[1].end), (6 * 3600, 30 * 3600));
+        assert_eq!(h.amount(0, 2), (30, 60.0));
+        let mut all = h.blocks[0].cpu.clone();
+        all.add(&h.blocks[1].cpu, 1.0);
+        let sketches: Vec<&Sketch> = usage
+            .iter()
+            .filter(|u| u.resource == Resource::Cpu)
+            .map(|u| &u.sketch)
+            .collect();
+        let mut merged = Sketch::new();
+        sketches.iter().for_each(|s| merged.merge(s));
+        for q in [0.0, 0.3, 0.5, 0.9, 0.95, 1.0] {
+            let parts: Vec<(f64, &Sketch)> = sketches.iter().map(|s| (1.0, *s)).collect();
+            assert_eq!(
+                all.quantile(q),
+                Sketch::weighted_quantile(&parts, q),
+                "q={q}"
+            );
+        }
+        for t in [0.0, 0.05, 0.5, 1.55, 3.0, 9.0] {
+            assert_eq!(all.weight_above(t), merged.count_above(t) as f64, "t={t}");
+        }
+        assert_eq!(h.blocks[1].memory_hour_peaks.len(), 24);
+        assert_eq!(h.blocks[1].memory.max, 30e6);
+    }
+}

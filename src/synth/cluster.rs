@@ -1177,90 +1177,87 @@ impl Cluster {
         copy: usize,
         first_node: usize,
     ) -> usize {
-        let suffix = if copy == 0 {
-            String::new()
+        let ns = if copy == 0 {
+            def.namespace.to_string()
         } else {
-            format!("-{}", copy + 1)
+            format!("{}-{}", def.namespace, copy + 1)
         };
-        {
-            let ns = format!("{}{}", def.namespace, suffix);
-            let wc_base = self.workload_containers.len();
-            for cd in def.containers {
-                self.workload_containers.push(WorkloadContainer {
-                    namespace: ns.clone(),
-                    kind: def.kind,
-                    workload: def.name.to_string(),
-                    container: cd.name.to_string(),
-                    scenario: None,
-                });
-            }
-            let node_for = |rng: &mut ChaCha8Rng| first_node + rng.gen_range(0..NODES_PER_COPY);
-            match def.kind {
-                Kind::Deployment => self.build_deployment(rng, def, &ns, first_node, wc_base),
-                Kind::StatefulSet | Kind::DaemonSet | Kind::Pod => {
-                    if def.kind == Kind::StatefulSet {
-                        self.controllers.push(ControllerObject {
-                            namespace: ns.clone(),
-                            kind: def.kind,
-                            name: def.name.to_string(),
-                            replicas: def.replicas,
+        let wc_base = self.workload_containers.len();
+        for cd in def.containers {
+            self.workload_containers.push(WorkloadContainer {
+                namespace: ns.clone(),
+                kind: def.kind,
+                workload: def.name.to_string(),
+                container: cd.name.to_string(),
+                scenario: None,
+            });
+        }
+        let node_for = |rng: &mut ChaCha8Rng| first_node + rng.gen_range(0..NODES_PER_COPY);
+        match def.kind {
+            Kind::Deployment => self.build_deployment(rng, def, &ns, first_node, wc_base),
+            Kind::StatefulSet | Kind::DaemonSet | Kind::Pod => {
+                if def.kind == Kind::StatefulSet {
+                    self.controllers.push(ControllerObject {
+                        namespace: ns.clone(),
+                        kind: def.kind,
+                        name: def.name.to_string(),
+                        replicas: def.replicas,
+                        start: 0,
+                        end: self.ticks,
+                        hpa: None,
+                        pdb: def.pdb.as_ref(),
+                    });
+                }
+                let count = if def.kind == Kind::DaemonSet {
+                    NODES_PER_COPY
+                } else {
+                    def.replicas
+                };
+                for r in 0..count {
+                    let (name, owner_kind, owner_name, node) = match def.kind {
+                        Kind::StatefulSet => (
+                            format!("{}-{}", def.name, r),
+                            "StatefulSet",
+                            def.name.to_string(),
+                            node_for(rng),
+                        ),
+                        Kind::DaemonSet => (
+                            format!("{}-{}", def.name, k8s_name_suffix(rng, 5)),
+                            "DaemonSet",
+                            def.name.to_string(),
+                            first_node + r,
+                        ),
+                        _ => (
+                            def.name.to_string(),
+                            "<none>",
+                            "<none>".to_string(),
+                            node_for(rng),
+                        ),
+                    };
+                    self.push_pod(
+                        rng,
+                        PodPlan {
+                            namespace: &ns,
+                            name,
+                            node,
+                            owner_kind,
+                            owner_name,
                             start: 0,
                             end: self.ticks,
-                            hpa: None,
-                            pdb: def.pdb.as_ref(),
-                        });
-                    }
-                    let count = if def.kind == Kind::DaemonSet {
-                        NODES_PER_COPY
-                    } else {
-                        def.replicas
-                    };
-                    for r in 0..count {
-                        let (name, owner_kind, owner_name, node) = match def.kind {
-                            Kind::StatefulSet => (
-                                format!("{}-{}", def.name, r),
-                                "StatefulSet",
-                                def.name.to_string(),
-                                node_for(rng),
-                            ),
-                            Kind::DaemonSet => (
-                                format!("{}-{}", def.name, k8s_name_suffix(rng, 5)),
-                                "DaemonSet",
-                                def.name.to_string(),
-                                first_node + r,
-                            ),
-                            _ => (
-                                def.name.to_string(),
-                                "<none>",
-                                "<none>".to_string(),
-                                node_for(rng),
-                            ),
-                        };
-                        self.push_pod(
-                            rng,
-                            PodPlan {
-                                namespace: &ns,
-                                name,
-                                node,
-                                owner_kind,
-                                owner_name,
-                                start: 0,
-                                end: self.ticks,
-                                ksm_end: self.ticks,
-                                def,
-                                containers: def.containers,
-                                cpu_factor: 1.0,
-                                mem_factor: 1.0,
-                                replica: r,
-                                wc_base,
-                            },
-                        );
-                    }
+                            ksm_end: self.ticks,
+                            def,
+                            containers: def.containers,
+                            cpu_factor: 1.0,
+                            mem_factor: 1.0,
+                            replica: r,
+                            wc_base,
+                        },
+                    );
                 }
-                Kind::CronJob => self.build_cronjob(rng, def, &ns, first_node, wc_base),
             }
-            wc_base
+            Kind::CronJob => self.build_cronjob(rng, def, &ns, first_node, wc_base),
         }
+        wc_base
     }
 
     fn build_deployment(

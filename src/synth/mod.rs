@@ -726,3 +726,6 @@ mod tests {
         assert!(quantile_exact(&[], 0.5).is_nan());
     }
 }
+
+#[cfg(test)]
+mod trend_tests;

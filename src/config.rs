@@ -194,6 +194,17 @@ pub enum Command {
         /// Output directory (gets metrics.om and truth.json).
         #[arg(long)]
         out: PathBuf,
+        /// Add the walk-forward scenarios in namespace `trends`: regime changes 5 days
+        /// before the end, weekly seasonality, a weekly batch run, start-up CPU spikes.
+        #[arg(long)]
+        trends: bool,
+        /// A Prometheus outage of this many hours (no samples at all), starting 8 days
+        /// before the end.
+        #[arg(long)]
+        outage_hours: Option<u32>,
+        /// Per-day truth (every CPU value, hourly memory peaks) in truth.json; big.
+        #[arg(long)]
+        daily_truth: bool,
     },
 }
 

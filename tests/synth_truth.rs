@@ -152,6 +152,12 @@ fn probe_windows(cfg: &SynthConfig) -> Vec<(i64, i64)> {
     }
     let first_cron = (cfg.start / 21_600 + 1) * 21_600;
     windows.push((first_cron - 60, first_cron + 900));
+    // Both edges of an outage: the rate running out of samples, then coming back.
+    if let Some((from, hours)) = cfg.outage {
+        let to = from + hours * 3600;
+        windows.push((from - 600, from + 600));
+        windows.push((to - 120, to + 900));
+    }
     // Snap to the eval grid: only those timestamps have a truth.
     let snap = |t: i64| cfg.start + (t - cfg.start).div_euclid(TRUTH_STEP_SECS) * TRUTH_STEP_SECS;
     windows
@@ -173,6 +179,21 @@ async fn truth_matches_with_30s_scrapes_and_unaligned_times() {
     verify(SynthConfig {
         scrape_interval_secs: 30,
         ..SynthConfig::new(5, start, start + 6 * 3600 + 17)
+    })
+    .await;
+}
+
+/// The walk-forward scenarios (a rollout, the weekly batch, daily restarts
+/// resetting one series, start-up spikes) across a 2-hour Prometheus outage,
+/// with the per-day truth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truth_matches_with_trends_and_an_outage() {
+    let end = START + 3 * 86_400;
+    verify(SynthConfig {
+        trends: true,
+        daily_truth: true,
+        outage: Some((end - 30 * 3600, 2)),
+        ..SynthConfig::new(11, START, end)
     })
     .await;
 }
@@ -202,6 +223,68 @@ async fn verify(cfg: SynthConfig) {
     check_probes(&client, &base, &windows, &probes).await;
     check_distributions(&client, &base, &cfg, &truth).await;
     check_restarts_and_excluded_series(&client, &base, &cfg, &truth).await;
+    if cfg.trends {
+        check_trends(&client, &base, &cfg, &truth).await;
+    }
+}
+
+/// The planted patterns are in the truth, and an outage is a gap in every series.
+async fn check_trends(
+    client: &reqwest::Client,
+    base: &str,
+    cfg: &SynthConfig,
+    truth: &GroundTruth,
+) {
+    let trends: Vec<_> = truth
+        .containers
+        .iter()
+        .filter(|c| c.namespace == "trends")
+        .collect();
+    assert_eq!(trends.len(), 5);
+    assert!(trends
+        .iter()
+        .all(|c| c.scenario.is_some() && c.cpu_samples > 0));
+    let startup = truth
+        .container("trends", "Deployment", "startup", "startup")
+        .unwrap();
+    assert_eq!(startup.restarts, 3);
+    let Some((from, hours)) = cfg.outage else {
+        return;
+    };
+    let to = from + hours * 3600;
+    // A range selector in an instant query returns the raw samples, names kept.
+    let count = |t: i64, range: i64| {
+        let client = client.clone();
+        let base = base.to_string();
+        async move {
+            let body: Value = client
+                .get(format!("{base}/api/v1/query"))
+                .query(&[
+                    ("query", format!("{{__name__=~\".+\"}}[{range}s]")),
+                    ("time", t.to_string()),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(body["status"], "success", "{body}");
+            body["data"]["result"].as_array().unwrap().len()
+        }
+    };
+    // 2.42 ranges include both ends: [from, to - 1] is the whole outage.
+    assert_eq!(
+        count(to - 1, to - 1 - from).await,
+        0,
+        "samples inside the outage"
+    );
+    // Not equal: HPA pods come and go with the time of day.
+    let (before, after) = (count(from - 1, 59).await, count(to + 59, 59).await);
+    assert!(
+        before > 100 && after > 100,
+        "series around the outage: {before} / {after}"
+    );
 }
 
 /// Per-pod values at single eval timestamps, including where old and new
@@ -285,15 +368,31 @@ async fn check_distributions(
     };
     let mut cpu: BTreeMap<Wc, Vec<f64>> = BTreeMap::new();
     let mut pods: BTreeMap<Wc, BTreeSet<String>> = BTreeMap::new();
+    // Per workload container, day block start: CPU values; memory values by hour.
+    type Days = BTreeMap<(Wc, i64), (Vec<f64>, BTreeMap<i64, f64>, u64)>;
+    let mut days: Days = BTreeMap::new();
+    let day_of = |t: i64| cfg.end - ((cfg.end - 1 - t).div_euclid(86_400) + 1) * 86_400;
     for (key, points) in query_range(client, base, CPU_QUERY, cfg.start, last).await {
         let wc = workload(&key);
         pods.entry(wc.clone()).or_default().insert(key.1.clone());
+        for (&t, &v) in &points {
+            days.entry((wc.clone(), day_of(t))).or_default().0.push(v);
+        }
         cpu.entry(wc).or_default().extend(points.values());
     }
     let mut memory: BTreeMap<Wc, (f64, u64)> = BTreeMap::new();
     for (key, points) in query_range(client, base, MEMORY_QUERY, cfg.start, last).await {
         let wc = workload(&key);
         pods.entry(wc.clone()).or_default().insert(key.1.clone());
+        for (&t, &v) in &points {
+            let day = days.entry((wc.clone(), day_of(t))).or_default();
+            let peak = day
+                .1
+                .entry(t - t.rem_euclid(3600))
+                .or_insert(f64::NEG_INFINITY);
+            *peak = peak.max(v);
+            day.2 += 1;
+        }
         let e = memory.entry(wc).or_insert((f64::NEG_INFINITY, 0));
         for v in points.values() {
             e.0 = e.0.max(*v);
@@ -353,6 +452,36 @@ async fn check_distributions(
         assert_eq!(n, c.memory_samples, "{name} memory samples");
         assert_close(&format!("{name} memory peak"), peak, c.memory_peak_bytes);
         assert_eq!(pods[&wc].len(), c.pods, "{name} pods");
+        assert_eq!(c.days.is_empty(), !cfg.daily_truth, "{name} days");
+        for d in &c.days {
+            let (mut cpu, hours, n) = days.remove(&(wc.clone(), d.start)).unwrap_or_default();
+            cpu.sort_by(f64::total_cmp);
+            assert_eq!(
+                cpu.len(),
+                d.cpu_cores.len(),
+                "{name} cpu values of day {}",
+                d.start
+            );
+            for (g, w) in cpu.iter().zip(&d.cpu_cores) {
+                assert_close(&format!("{name} day {} cpu", d.start), *g, *w);
+            }
+            assert_eq!(
+                n, d.memory_samples,
+                "{name} memory values of day {}",
+                d.start
+            );
+            let hours: Vec<(i64, f64)> = hours.into_iter().collect();
+            assert_eq!(
+                hours.len(),
+                d.memory_hour_peaks.len(),
+                "{name} hours of day {}",
+                d.start
+            );
+            for (g, w) in hours.iter().zip(&d.memory_hour_peaks) {
+                assert_eq!(g.0, w.0);
+                assert_close(&format!("{name} hour {} peak", g.0), g.1, w.1);
+            }
+        }
     }
     let api = truth.container("shop", "Deployment", "api", "api").unwrap();
     assert_eq!(

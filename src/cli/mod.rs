@@ -295,6 +295,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             first_copy,
             end,
             out,
+            trends,
+            outage_hours,
+            daily_truth,
         } => {
             let end = match end {
                 Some(e) => parse_time(&e)?,
@@ -308,6 +311,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 scrape_interval_secs: 60,
                 scale,
                 first_copy,
+                trends,
+                outage: outage_hours.map(|h| (end - 8 * 86_400, i64::from(h))),
+                daily_truth,
             };
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let metrics = out.join("metrics.om");

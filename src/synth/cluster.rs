@@ -8,7 +8,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::usage::{self, Profile};
-use super::{TruthEvent, TruthEventKind};
+use super::{SynthConfig, TruthEvent, TruthEventKind, TruthScenario};
 
 const MI: i64 = 1 << 20;
 const GI: i64 = 1 << 30;
@@ -18,6 +18,7 @@ const NODES_PER_COPY: usize = 3;
 /// Only a share of nodes drops the odd scrape, so some series are gap-free.
 const MISSED_SCRAPE_PROB: f64 = 0.002;
 const CRON_PERIOD_SECS: i64 = 6 * 3600;
+const WEEK_SECS: i64 = 7 * 86_400;
 /// Kubernetes' default `successfulJobsHistoryLimit`.
 const JOB_HISTORY_LIMIT: usize = 3;
 
@@ -104,15 +105,55 @@ struct ContainerDef {
     profile: Profile,
     /// (replica index, position in the history as a fraction) of each restart.
     restarts: &'static [(usize, f64)],
+    /// Every replica restarts once a day, the last time this many seconds
+    /// before the (hour-aligned) end of the history.
+    daily_restart_secs_before_end: Option<i64>,
     restart_reason: &'static str,
+    pattern: Pattern,
+}
+
+/// A planted usage pattern on top of the profile, for walk-forward tests.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Pattern {
+    /// The profile alone.
+    Plain,
+    /// Busy Monday to Friday (UTC), quiet on Saturday and Sunday: demand
+    /// times these on the weekend.
+    Weekly {
+        weekend_cpu: f64,
+        weekend_memory: f64,
+    },
+    /// A run of `hours` hours once a week, the last one starting
+    /// `last_start_hours_before_end` hours before the hour-aligned end.
+    WeeklyBatch {
+        last_start_hours_before_end: i64,
+        hours: i64,
+        cpu: f64,
+        memory: f64,
+    },
+    /// Every container started inside the history burns `cpu` times its
+    /// usual CPU for its first `spike_secs` (warm-up, JIT, cache fill).
+    StartupSpike { spike_secs: i64, cpu: f64 },
+}
+
+/// Where a rollout falls in the history.
+#[derive(Clone, Copy, Debug)]
+enum RolloutAt {
+    /// A fraction of the history.
+    Fraction(f64),
+    /// Hours before the hour-aligned end: the same moment of the recent
+    /// past whatever the history's length.
+    HoursBeforeEnd(i64),
 }
 
 struct RolloutDef {
-    /// Position in the history, as a fraction, where the new ReplicaSet appears.
-    at: f64,
+    /// Where the new ReplicaSet appears.
+    at: RolloutAt,
     containers: &'static [ContainerDef],
     /// New code, new appetite: CPU demand of the new pods relative to the old.
     cpu_factor: f64,
+    /// Working set of the new pods relative to the old.
+    memory_factor: f64,
 }
 
 /// A HorizontalPodAutoscaler on CPU utilization. Its replica count follows
@@ -163,7 +204,9 @@ const fn c(
         res,
         profile,
         restarts: &[],
+        daily_restart_secs_before_end: None,
         restart_reason: "",
+        pattern: Pattern::Plain,
     }
 }
 
@@ -238,7 +281,7 @@ const WORKLOADS: &[WorkloadDef] = &[
             API_PROFILE,
         )],
         rollout: Some(RolloutDef {
-            at: 0.45,
+            at: RolloutAt::Fraction(0.45),
             containers: &[c(
                 "api",
                 "registry.example.com/shop/api:1.9.0",
@@ -246,6 +289,7 @@ const WORKLOADS: &[WorkloadDef] = &[
                 API_PROFILE,
             )],
             cpu_factor: 1.15,
+            memory_factor: 1.0,
         }),
         drop_id_labels: false,
         hpa: None,
@@ -505,6 +549,168 @@ const WORKLOADS: &[WorkloadDef] = &[
     },
 ];
 
+/// Namespace of the walk-forward scenarios ([`SynthConfig::trends`]).
+pub(crate) const TRENDS_NAMESPACE: &str = "trends";
+
+const REGIME_UP_PROFILE: Profile = Profile {
+    cpu_diurnal: 0.35,
+    ..Profile::steady(0.22, 300.0 * MI as f64)
+};
+
+const REGIME_DOWN_PROFILE: Profile = Profile {
+    cpu_diurnal: 0.35,
+    ..Profile::steady(0.6, 900.0 * MI as f64)
+};
+
+/// An office-hours service: a strong daily cycle on working days.
+const WEEKLY_PROFILE: Profile = Profile {
+    cpu_diurnal: 0.6,
+    cpu_burst_prob: 0.005,
+    ..Profile::steady(0.4, 500.0 * MI as f64)
+};
+
+/// Flat-ish between runs, so the weekly run is the only real peak.
+const BATCH_PROFILE: Profile = Profile {
+    cpu_diurnal: 0.15,
+    cpu_noise: 0.15,
+    cpu_burst_prob: 0.0,
+    ..Profile::steady(0.12, 260.0 * MI as f64)
+};
+
+const STARTUP_PROFILE: Profile = Profile {
+    cpu_burst_prob: 0.005,
+    ..Profile::steady(0.1, 350.0 * MI as f64)
+};
+
+const fn trend(
+    name: &'static str,
+    containers: &'static [ContainerDef],
+    rollout: Option<RolloutDef>,
+    drop_id_labels: bool,
+) -> WorkloadDef {
+    WorkloadDef {
+        namespace: TRENDS_NAMESPACE,
+        kind: Kind::Deployment,
+        name,
+        replicas: 1,
+        containers,
+        rollout,
+        drop_id_labels,
+        hpa: None,
+        pdb: None,
+        age_hours: None,
+    }
+}
+
+/// Patterns a model fitted on older days must survive on the newest ones.
+/// Each is placed relative to the end of the history, so any history of
+/// 10 days or more holds the same story.
+const TREND_WORKLOADS: &[WorkloadDef] = &[
+    // Five days before the end a release doubles CPU and grows the heap.
+    trend(
+        "regime-up",
+        &[c(
+            "regime-up",
+            "registry.example.com/trends/regime-up:1.0.3",
+            Resources::new(250, 512 * MI, 2000, GI),
+            REGIME_UP_PROFILE,
+        )],
+        Some(RolloutDef {
+            at: RolloutAt::HoursBeforeEnd(5 * 24),
+            containers: &[c(
+                "regime-up",
+                "registry.example.com/trends/regime-up:1.1.0",
+                Resources::new(250, 512 * MI, 2000, GI),
+                REGIME_UP_PROFILE,
+            )],
+            cpu_factor: 2.0,
+            memory_factor: 1.6,
+        }),
+        false,
+    ),
+    // And one whose release made it cheaper: old peaks no longer apply.
+    trend(
+        "regime-down",
+        &[c(
+            "regime-down",
+            "registry.example.com/trends/regime-down:2.3.0",
+            Resources::new(750, GI, 2000, 3 * GI / 2),
+            REGIME_DOWN_PROFILE,
+        )],
+        Some(RolloutDef {
+            at: RolloutAt::HoursBeforeEnd(5 * 24),
+            containers: &[c(
+                "regime-down",
+                "registry.example.com/trends/regime-down:2.4.0",
+                Resources::new(750, GI, 2000, 3 * GI / 2),
+                REGIME_DOWN_PROFILE,
+            )],
+            cpu_factor: 0.4,
+            memory_factor: 0.6,
+        }),
+        false,
+    ),
+    trend(
+        "weekly",
+        &[ContainerDef {
+            pattern: Pattern::Weekly {
+                weekend_cpu: 0.3,
+                weekend_memory: 0.85,
+            },
+            ..c(
+                "weekly",
+                "registry.example.com/trends/weekly:4.2.1",
+                Resources::new(500, 768 * MI, 2000, GI),
+                WEEKLY_PROFILE,
+            )
+        }],
+        None,
+        false,
+    ),
+    // 45 hours before the end: inside the last 3 days, and the run before
+    // (213 hours before the end) inside any history of 9 days or more.
+    trend(
+        "weekly-batch",
+        &[ContainerDef {
+            pattern: Pattern::WeeklyBatch {
+                last_start_hours_before_end: 45,
+                hours: 3,
+                cpu: 8.0,
+                memory: 1.5,
+            },
+            ..c(
+                "weekly-batch",
+                "registry.example.com/trends/weekly-batch:0.9.0",
+                Resources::new(150, 384 * MI, 2000, 768 * MI),
+                BATCH_PROFILE,
+            )
+        }],
+        None,
+        false,
+    ),
+    // Crashes daily and warms up hot; without id/name labels each restart
+    // resets the counter inside one series.
+    trend(
+        "startup",
+        &[ContainerDef {
+            daily_restart_secs_before_end: Some(7 * 3600 + 20 * 60),
+            restart_reason: "Error",
+            pattern: Pattern::StartupSpike {
+                spike_secs: 300,
+                cpu: 6.0,
+            },
+            ..c(
+                "startup",
+                "registry.example.com/trends/startup:3.0.0",
+                Resources::new(200, 512 * MI, 1500, 768 * MI),
+                STARTUP_PROFILE,
+            )
+        }],
+        None,
+        true,
+    ),
+];
+
 /// A kubelet, scraped at its own offset within each interval.
 pub(crate) struct Node {
     pub name: String,
@@ -536,6 +742,32 @@ impl Instance {
     pub(crate) fn oom_killed(&self) -> bool {
         self.end_reason == Some("OOMKilled")
     }
+
+    /// Started inside the history rather than already running at its start.
+    pub(crate) fn started_in_history(&self) -> bool {
+        self.start > 0
+    }
+}
+
+/// A [`Pattern`] resolved against the history's timeline.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Modulation {
+    Plain,
+    Weekly {
+        weekend_cpu: f64,
+        weekend_memory: f64,
+    },
+    /// Runs are `[anchor + n * WEEK_SECS, + len_secs)` for every integer n.
+    Batch {
+        anchor: i64,
+        len_secs: i64,
+        cpu: f64,
+        memory: f64,
+    },
+    Startup {
+        spike_ticks: i64,
+        cpu: f64,
+    },
 }
 
 pub(crate) struct PodContainer {
@@ -546,7 +778,71 @@ pub(crate) struct PodContainer {
     pub res: Resources,
     pub profile: Profile,
     pub cpu_factor: f64,
+    pub mem_factor: f64,
+    pub modulation: Modulation,
     pub instances: Vec<Instance>,
+}
+
+impl PodContainer {
+    /// (CPU, memory) factors on the profile at tick `k` (`unix_secs` is its
+    /// time before the node offset). Plain containers get their release's
+    /// factors untouched, so their values keep every bit.
+    fn factors(&self, inst: &Instance, k: i64, unix_secs: i64) -> (f64, f64) {
+        let (cpu, mem) = (self.cpu_factor, self.mem_factor);
+        match self.modulation {
+            Modulation::Plain => (cpu, mem),
+            Modulation::Weekly {
+                weekend_cpu,
+                weekend_memory,
+            } => {
+                if usage::is_weekend(unix_secs) {
+                    (cpu * weekend_cpu, mem * weekend_memory)
+                } else {
+                    (cpu, mem)
+                }
+            }
+            Modulation::Batch {
+                anchor,
+                len_secs,
+                cpu: c,
+                memory: m,
+            } => {
+                if (unix_secs - anchor).rem_euclid(WEEK_SECS) < len_secs {
+                    (cpu * c, mem * m)
+                } else {
+                    (cpu, mem)
+                }
+            }
+            Modulation::Startup {
+                spike_ticks,
+                cpu: c,
+            } => {
+                if inst.started_in_history() && k - inst.start < spike_ticks {
+                    (cpu * c, mem)
+                } else {
+                    (cpu, mem)
+                }
+            }
+        }
+    }
+
+    /// CPU the instance would use at tick `k` if nothing capped it, in cores.
+    pub(crate) fn cpu_demand(&self, inst: &Instance, k: i64, unix_secs: i64) -> f64 {
+        let factor = self.factors(inst, k, unix_secs).0;
+        usage::cpu_demand_cores(&self.profile, inst.key, k, unix_secs, factor)
+    }
+
+    /// Working set of the instance at tick `k`, in bytes.
+    pub(crate) fn memory(
+        &self,
+        inst: &Instance,
+        k: i64,
+        unix_secs: i64,
+        shape: &usage::MemoryShape,
+    ) -> f64 {
+        let factor = self.factors(inst, k, unix_secs).1;
+        usage::memory_bytes(&self.profile, inst.key, k, shape, factor)
+    }
 }
 
 pub(crate) struct Pod {
@@ -600,12 +896,17 @@ pub(crate) struct WorkloadContainer {
     pub kind: Kind,
     pub workload: String,
     pub container: String,
+    pub scenario: Option<TruthScenario>,
 }
 
 pub(crate) struct Cluster {
     pub start: i64,
     pub end: i64,
+    /// `end` down to the hour: what trend patterns are placed against.
+    pub end_hour: i64,
     pub interval_secs: i64,
+    /// `[from, to)` unix seconds in which Prometheus scraped nothing.
+    pub outage: Option<(i64, i64)>,
     pub ticks: i64,
     pub ksm_offset_secs: i64,
     pub missed_scrape_key: u64,
@@ -669,20 +970,41 @@ impl Cluster {
             && usage::unit(self.missed_scrape_key, k, node as u64 * 7 + 100) < MISSED_SCRAPE_PROB
     }
 
-    pub(crate) fn build(
-        seed: u64,
-        start: i64,
-        end: i64,
-        interval_secs: i64,
-        copies: std::ops::Range<usize>,
-    ) -> Self {
+    pub(crate) fn in_outage(&self, ts: i64) -> bool {
+        self.outage.is_some_and(|(from, to)| from <= ts && ts < to)
+    }
+
+    /// Whether a kube-state-metrics (or any node-less) sample at `ts` is stored.
+    pub(crate) fn stored(&self, ts: i64) -> bool {
+        ts < self.end && !self.in_outage(ts)
+    }
+
+    /// Whether the kubelet of `node` delivered its tick-`k` scrape, taken at `ts`.
+    pub(crate) fn scraped(&self, node: usize, k: i64, ts: i64) -> bool {
+        self.stored(ts) && !self.scrape_missed(node, k)
+    }
+
+    /// The first tick at or after unix second `t`.
+    fn tick_at_or_after(&self, t: i64) -> i64 {
+        (t - self.start + self.interval_secs - 1).div_euclid(self.interval_secs)
+    }
+
+    pub(crate) fn build(cfg: &SynthConfig) -> Self {
         use rand::SeedableRng;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let (start, end) = (cfg.start, cfg.end);
+        let interval_secs = cfg.scrape_interval_secs.max(1);
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        // Their own stream: switching the trends on renames nothing else.
+        let mut trends_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x7472_656e_6473);
         let ticks = (end - start + interval_secs - 1) / interval_secs;
         let mut cl = Cluster {
             start,
             end,
+            end_hour: end - end.rem_euclid(3600),
             interval_secs,
+            outage: cfg
+                .outage
+                .map(|(from, hours)| (from, from + hours.max(0) * 3600)),
             ticks,
             ksm_offset_secs: 9 % interval_secs,
             missed_scrape_key: rng.gen(),
@@ -694,8 +1016,11 @@ impl Cluster {
             workload_containers: Vec::new(),
             events: Vec::new(),
         };
-        for copy in copies {
+        for copy in cfg.first_copy..cfg.first_copy + cfg.scale.max(1) {
             cl.build_copy(&mut rng, copy);
+            if cfg.trends {
+                cl.build_trends(&mut trends_rng, copy);
+            }
         }
         cl.events
             .sort_by(|a, b| (a.time, &a.pod).cmp(&(b.time, &b.pod)));
@@ -712,87 +1037,227 @@ impl Cluster {
                 flaky: i % NODES_PER_COPY == 2,
             });
         }
-        let suffix = if copy == 0 {
-            String::new()
-        } else {
-            format!("-{}", copy + 1)
-        };
         for def in WORKLOADS {
-            let ns = format!("{}{}", def.namespace, suffix);
-            let wc_base = self.workload_containers.len();
-            for cd in def.containers {
-                self.workload_containers.push(WorkloadContainer {
-                    namespace: ns.clone(),
-                    kind: def.kind,
-                    workload: def.name.to_string(),
-                    container: cd.name.to_string(),
-                });
-            }
-            let node_for = |rng: &mut ChaCha8Rng| first_node + rng.gen_range(0..NODES_PER_COPY);
-            match def.kind {
-                Kind::Deployment => self.build_deployment(rng, def, &ns, first_node, wc_base),
-                Kind::StatefulSet | Kind::DaemonSet | Kind::Pod => {
-                    if def.kind == Kind::StatefulSet {
-                        self.controllers.push(ControllerObject {
-                            namespace: ns.clone(),
-                            kind: def.kind,
-                            name: def.name.to_string(),
-                            replicas: def.replicas,
-                            start: 0,
-                            end: self.ticks,
-                            hpa: None,
-                            pdb: def.pdb.as_ref(),
-                        });
-                    }
-                    let count = if def.kind == Kind::DaemonSet {
-                        NODES_PER_COPY
-                    } else {
-                        def.replicas
-                    };
-                    for r in 0..count {
-                        let (name, owner_kind, owner_name, node) = match def.kind {
-                            Kind::StatefulSet => (
-                                format!("{}-{}", def.name, r),
-                                "StatefulSet",
-                                def.name.to_string(),
-                                node_for(rng),
-                            ),
-                            Kind::DaemonSet => (
-                                format!("{}-{}", def.name, k8s_name_suffix(rng, 5)),
-                                "DaemonSet",
-                                def.name.to_string(),
-                                first_node + r,
-                            ),
-                            _ => (
-                                def.name.to_string(),
-                                "<none>",
-                                "<none>".to_string(),
-                                node_for(rng),
-                            ),
-                        };
-                        self.push_pod(
-                            rng,
-                            PodPlan {
-                                namespace: &ns,
-                                name,
-                                node,
-                                owner_kind,
-                                owner_name,
-                                start: 0,
-                                end: self.ticks,
-                                ksm_end: self.ticks,
-                                def,
-                                containers: def.containers,
-                                cpu_factor: 1.0,
-                                replica: r,
-                                wc_base,
-                            },
-                        );
-                    }
-                }
-                Kind::CronJob => self.build_cronjob(rng, def, &ns, first_node, wc_base),
+            self.build_workload(rng, def, copy, first_node);
+        }
+    }
+
+    /// The trend scenarios of one copy, on the nodes of that copy.
+    fn build_trends(&mut self, rng: &mut ChaCha8Rng, copy: usize) {
+        let first_node = self.nodes.len() - NODES_PER_COPY;
+        for def in TREND_WORKLOADS {
+            let wc_base = self.build_workload(rng, def, copy, first_node);
+            for (j, cd) in def.containers.iter().enumerate() {
+                self.workload_containers[wc_base + j].scenario =
+                    self.scenario_of(def, cd, wc_base + j);
             }
         }
+    }
+
+    /// The planted pattern of one trend container, read back from the plan.
+    fn scenario_of(
+        &self,
+        def: &WorkloadDef,
+        cd: &ContainerDef,
+        wc: usize,
+    ) -> Option<TruthScenario> {
+        if let Some(r) = &def.rollout {
+            return Some(TruthScenario::RegimeChange {
+                at: self.tick_time(self.rollout_tick(r)),
+                cpu_factor: r.cpu_factor,
+                memory_factor: r.memory_factor,
+            });
+        }
+        match self.modulation_of(cd.pattern) {
+            Modulation::Plain => None,
+            Modulation::Weekly {
+                weekend_cpu,
+                weekend_memory,
+            } => {
+                // Saturdays 00:00 UTC (day 2 was a Saturday) up to the end.
+                let mut weekends = Vec::new();
+                let mut sat =
+                    2 * 86_400 + (self.start - 2 * 86_400).div_euclid(WEEK_SECS) * WEEK_SECS;
+                while sat < self.end {
+                    weekends.push((sat, sat + 2 * 86_400));
+                    sat += WEEK_SECS;
+                }
+                weekends.retain(|&(_, to)| to > self.start);
+                Some(TruthScenario::Weekly {
+                    weekday_cpu_factor: 1.0,
+                    weekend_cpu_factor: weekend_cpu,
+                    weekday_memory_factor: 1.0,
+                    weekend_memory_factor: weekend_memory,
+                    weekends,
+                })
+            }
+            Modulation::Batch {
+                anchor,
+                len_secs,
+                cpu,
+                memory,
+            } => {
+                let mut batches = Vec::new();
+                let mut from =
+                    anchor + (self.start - len_secs - anchor).div_euclid(WEEK_SECS) * WEEK_SECS;
+                while from < self.end {
+                    if from + len_secs > self.start {
+                        batches.push((from, from + len_secs));
+                    }
+                    from += WEEK_SECS;
+                }
+                Some(TruthScenario::WeeklyBatch {
+                    period_secs: WEEK_SECS,
+                    cpu_factor: cpu,
+                    memory_factor: memory,
+                    batches,
+                })
+            }
+            Modulation::Startup { spike_ticks, cpu } => {
+                let mut starts: Vec<i64> = self
+                    .pods
+                    .iter()
+                    .flat_map(|p| &p.containers)
+                    .filter(|c| c.wc == wc)
+                    .flat_map(|c| &c.instances)
+                    .filter(|i| i.started_in_history())
+                    .map(|i| self.tick_time(i.start))
+                    .collect();
+                starts.sort_unstable();
+                Some(TruthScenario::Startup {
+                    starts,
+                    spike_secs: spike_ticks * self.interval_secs,
+                    cpu_factor: cpu,
+                })
+            }
+        }
+    }
+
+    fn modulation_of(&self, pattern: Pattern) -> Modulation {
+        match pattern {
+            Pattern::Plain => Modulation::Plain,
+            Pattern::Weekly {
+                weekend_cpu,
+                weekend_memory,
+            } => Modulation::Weekly {
+                weekend_cpu,
+                weekend_memory,
+            },
+            Pattern::WeeklyBatch {
+                last_start_hours_before_end,
+                hours,
+                cpu,
+                memory,
+            } => Modulation::Batch {
+                anchor: self.end_hour - last_start_hours_before_end * 3600,
+                len_secs: hours * 3600,
+                cpu,
+                memory,
+            },
+            Pattern::StartupSpike { spike_secs, cpu } => Modulation::Startup {
+                spike_ticks: (spike_secs + self.interval_secs - 1) / self.interval_secs,
+                cpu,
+            },
+        }
+    }
+
+    fn rollout_tick(&self, r: &RolloutDef) -> i64 {
+        let t = match r.at {
+            RolloutAt::Fraction(f) => (f * self.ticks as f64).round() as i64,
+            RolloutAt::HoursBeforeEnd(h) => self.tick_at_or_after(self.end_hour - h * 3600),
+        };
+        t.clamp(1, self.ticks)
+    }
+
+    /// Plans one workload of copy `copy`; returns its first workload-container index.
+    fn build_workload(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        def: &'static WorkloadDef,
+        copy: usize,
+        first_node: usize,
+    ) -> usize {
+        let ns = if copy == 0 {
+            def.namespace.to_string()
+        } else {
+            format!("{}-{}", def.namespace, copy + 1)
+        };
+        let wc_base = self.workload_containers.len();
+        for cd in def.containers {
+            self.workload_containers.push(WorkloadContainer {
+                namespace: ns.clone(),
+                kind: def.kind,
+                workload: def.name.to_string(),
+                container: cd.name.to_string(),
+                scenario: None,
+            });
+        }
+        let node_for = |rng: &mut ChaCha8Rng| first_node + rng.gen_range(0..NODES_PER_COPY);
+        match def.kind {
+            Kind::Deployment => self.build_deployment(rng, def, &ns, first_node, wc_base),
+            Kind::StatefulSet | Kind::DaemonSet | Kind::Pod => {
+                if def.kind == Kind::StatefulSet {
+                    self.controllers.push(ControllerObject {
+                        namespace: ns.clone(),
+                        kind: def.kind,
+                        name: def.name.to_string(),
+                        replicas: def.replicas,
+                        start: 0,
+                        end: self.ticks,
+                        hpa: None,
+                        pdb: def.pdb.as_ref(),
+                    });
+                }
+                let count = if def.kind == Kind::DaemonSet {
+                    NODES_PER_COPY
+                } else {
+                    def.replicas
+                };
+                for r in 0..count {
+                    let (name, owner_kind, owner_name, node) = match def.kind {
+                        Kind::StatefulSet => (
+                            format!("{}-{}", def.name, r),
+                            "StatefulSet",
+                            def.name.to_string(),
+                            node_for(rng),
+                        ),
+                        Kind::DaemonSet => (
+                            format!("{}-{}", def.name, k8s_name_suffix(rng, 5)),
+                            "DaemonSet",
+                            def.name.to_string(),
+                            first_node + r,
+                        ),
+                        _ => (
+                            def.name.to_string(),
+                            "<none>",
+                            "<none>".to_string(),
+                            node_for(rng),
+                        ),
+                    };
+                    self.push_pod(
+                        rng,
+                        PodPlan {
+                            namespace: &ns,
+                            name,
+                            node,
+                            owner_kind,
+                            owner_name,
+                            start: 0,
+                            end: self.ticks,
+                            ksm_end: self.ticks,
+                            def,
+                            containers: def.containers,
+                            cpu_factor: 1.0,
+                            mem_factor: 1.0,
+                            replica: r,
+                            wc_base,
+                        },
+                    );
+                }
+            }
+            Kind::CronJob => self.build_cronjob(rng, def, &ns, first_node, wc_base),
+        }
+        wc_base
     }
 
     fn build_deployment(
@@ -818,16 +1283,14 @@ impl Cluster {
         });
         let controller = self.controllers.len() - 1;
         let slots = def.hpa.as_ref().map_or(def.replicas, |h| h.max_replicas);
-        let rollout_tick = def
-            .rollout
-            .as_ref()
-            .map(|r| ((r.at * self.ticks as f64).round() as i64).clamp(1, self.ticks));
-        let mut generations = vec![(created, def.containers, 1.0)];
-        if let (Some(r), Some(t)) = (&def.rollout, rollout_tick) {
-            generations.push((t.max(created), r.containers, r.cpu_factor));
+        let mut generations = vec![(created, def.containers, 1.0, 1.0)];
+        if let Some(r) = &def.rollout {
+            let t = self.rollout_tick(r);
+            generations.push((t.max(created), r.containers, r.cpu_factor, r.memory_factor));
         }
         let node_for = |rng: &mut ChaCha8Rng| first_node + rng.gen_range(0..NODES_PER_COPY);
-        for (g, &(gen_start, containers, cpu_factor)) in generations.iter().enumerate() {
+        for (g, &(gen_start, containers, cpu_factor, mem_factor)) in generations.iter().enumerate()
+        {
             let rs = format!("{}-{}", def.name, k8s_name_suffix(rng, 10));
             self.replicasets.push(OwnedObject {
                 namespace: ns.to_string(),
@@ -845,7 +1308,7 @@ impl Cluster {
                     gen_start + 2 * r as i64
                 };
                 let end = match generations.get(g + 1) {
-                    Some(&(next, _, _)) => next + 2 * r as i64 + 1,
+                    Some(&(next, ..)) => next + 2 * r as i64 + 1,
                     None => self.ticks,
                 };
                 let (start, end) = (start.min(self.ticks), end.min(self.ticks));
@@ -881,6 +1344,7 @@ impl Cluster {
                             def,
                             containers,
                             cpu_factor,
+                            mem_factor,
                             replica: r,
                             wc_base,
                         },
@@ -934,6 +1398,7 @@ impl Cluster {
                         def,
                         containers: def.containers,
                         cpu_factor: 1.0,
+                        mem_factor: 1.0,
                         replica: 0,
                         wc_base,
                     },
@@ -989,8 +1454,15 @@ impl Cluster {
                 .iter()
                 .filter(|&&(replica, _)| replica == plan.replica)
                 .map(|&(_, at)| (at * self.ticks as f64).round() as i64)
-                .filter(|&t| t > pod.start && t < pod.end)
                 .collect();
+            if let Some(before_end) = cd.daily_restart_secs_before_end {
+                let mut t = self.end_hour - before_end;
+                while t > self.tick_time(pod.start) {
+                    cuts.push(self.tick_at_or_after(t));
+                    t -= 86_400;
+                }
+            }
+            cuts.retain(|&t| t > pod.start && t < pod.end);
             cuts.sort_unstable();
             cuts.dedup();
             let mut bounds = vec![pod.start];
@@ -1031,6 +1503,8 @@ impl Cluster {
                 res: cd.res,
                 profile: cd.profile,
                 cpu_factor: plan.cpu_factor,
+                mem_factor: plan.mem_factor,
+                modulation: self.modulation_of(cd.pattern),
                 instances,
             });
         }
@@ -1050,6 +1524,7 @@ struct PodPlan<'a> {
     def: &'static WorkloadDef,
     containers: &'static [ContainerDef],
     cpu_factor: f64,
+    mem_factor: f64,
     replica: usize,
     wc_base: usize,
 }

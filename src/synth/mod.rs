@@ -35,6 +35,23 @@ pub struct SynthConfig {
     /// Index of the first copy (namespaces suffixed `-{first_copy + 1}` onwards): a large fleet
     /// can be written one copy per file, so promtool never holds the whole fleet in memory.
     pub first_copy: usize,
+    /// Adds, to every copy, the walk-forward scenarios in namespace `trends`
+    /// (suffixed like the others in further copies): single-replica
+    /// Deployments `regime-up`, `regime-down`, `weekly`, `weekly-batch` and
+    /// `startup`, each described by [`TruthContainer::scenario`]. They draw
+    /// from their own random stream, so the other workloads keep every value.
+    pub trends: bool,
+    /// A Prometheus outage: `(start unix seconds, hour-aligned; length in
+    /// hours)`. No series at all (every kubelet, kube-state-metrics) has a
+    /// sample with a timestamp in `[start, start + hours * 3600)`; the truth
+    /// is computed from what is stored, so it stays exact across the gap.
+    /// Independent of `trends`; combine them for a backtest over a gap. Meant
+    /// to lie inside the history: facts taken from the plan (restarts,
+    /// requests, events) do not look at it.
+    pub outage: Option<(i64, i64)>,
+    /// Fills [`TruthContainer::days`]: every pooled CPU value, grouped by
+    /// day. Big (8 bytes per value in the truth, more as JSON), so opt-in.
+    pub daily_truth: bool,
 }
 
 impl SynthConfig {
@@ -47,6 +64,9 @@ impl SynthConfig {
             scrape_interval_secs: 60,
             scale: 1,
             first_copy: 0,
+            trends: false,
+            outage: None,
+            daily_truth: false,
         }
     }
 }
@@ -206,6 +226,93 @@ pub struct TruthContainer {
     pub memory_request_bytes: Option<i64>,
     /// Current memory limit; `None` when unset.
     pub memory_limit_bytes: Option<i64>,
+    /// The pattern planted in this container ([`SynthConfig::trends`]);
+    /// `None` for the demo workloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<TruthScenario>,
+    /// With [`SynthConfig::daily_truth`]: the values above, day by day. Days
+    /// are the 24-hour blocks `[end - (n + 1) * 86400, end - n * 86400)`
+    /// counted back from the history's `end` (as an analyzer counts days back
+    /// from its window's end), not UTC midnights; oldest first, one per block
+    /// that overlaps the history, empty where the container had no value.
+    /// Empty without `daily_truth`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub days: Vec<TruthDay>,
+}
+
+/// One 24-hour block of one container's pooled values (see [`TruthContainer::days`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TruthDay {
+    /// Unix seconds of the block's start; it ends 86,400 s later. The oldest
+    /// block may start before the history does.
+    pub start: i64,
+    /// Every pooled CPU value at the block's eval timestamps, ascending.
+    pub cpu_cores: Vec<f64>,
+    /// `(unix hour start, largest pooled memory value)` of each clock hour
+    /// holding a memory value at an eval timestamp of this block, in time
+    /// order. When `end` is not hour-aligned an hour can straddle two blocks
+    /// and then appears in both, each with its own part's peak.
+    pub memory_hour_peaks: Vec<(i64, f64)>,
+    /// Sum of the block's pooled memory values (in eval-timestamp order).
+    pub memory_sum: f64,
+    /// Number of pooled memory values in the block.
+    pub memory_samples: u64,
+}
+
+/// A pattern planted by [`SynthConfig::trends`], exactly as generated.
+/// Times are scrape-tick times (unix seconds, before each node's offset):
+/// demand changes for the samples of the ticks inside, so `rate(...[5m])`
+/// follows a minute to five minutes later.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum TruthScenario {
+    /// A rollout to a new ReplicaSet whose pods use `cpu_factor` times the
+    /// CPU and `memory_factor` times the working set of the old ones.
+    RegimeChange {
+        /// First tick of the new pod; the old pod's last tick is the next one
+        /// (surge: they overlap for one scrape).
+        at: i64,
+        /// New CPU demand / old.
+        cpu_factor: f64,
+        /// New working set / old.
+        memory_factor: f64,
+    },
+    /// Busy Monday to Friday (UTC) with a daily cycle, quiet on weekends.
+    Weekly {
+        /// Always 1: weekdays are the reference level.
+        weekday_cpu_factor: f64,
+        /// Weekend CPU demand / weekday demand at the same time of day.
+        weekend_cpu_factor: f64,
+        /// Always 1.
+        weekday_memory_factor: f64,
+        /// Weekend working set / weekday working set.
+        weekend_memory_factor: f64,
+        /// `[Saturday 00:00, Monday 00:00)` UTC of every weekend overlapping
+        /// the history, not clipped to it.
+        weekends: Vec<(i64, i64)>,
+    },
+    /// A run once a week; flat-ish the rest of the time.
+    WeeklyBatch {
+        /// 7 days.
+        period_secs: i64,
+        /// CPU demand during a run / outside.
+        cpu_factor: f64,
+        /// Working set during a run / outside.
+        memory_factor: f64,
+        /// `[start, end)` of every run overlapping the history, not clipped
+        /// to it; the last one starts 45 hours before the hour-aligned end.
+        batches: Vec<(i64, i64)>,
+    },
+    /// Daily restarts (`Error`), each start followed by a CPU spike.
+    Startup {
+        /// Tick times at which a container started inside the history (the
+        /// first ticks of the new instances), ascending.
+        starts: Vec<i64>,
+        /// CPU is raised for the ticks in `[start, start + spike_secs)`.
+        spike_secs: i64,
+        /// CPU demand during the spike / usual.
+        cpu_factor: f64,
+    },
 }
 
 /// Something that happened to a workload, so tests can look right at it.
@@ -283,14 +390,7 @@ pub fn write_openmetrics<W: io::Write>(cfg: &SynthConfig, out: W) -> io::Result<
 /// The rollouts and restarts [`generate`] will produce for `cfg`, without
 /// generating anything: tests use it to pick probe timestamps.
 pub fn plan_events(cfg: &SynthConfig) -> Vec<TruthEvent> {
-    cluster::Cluster::build(
-        cfg.seed,
-        cfg.start,
-        cfg.end,
-        cfg.scrape_interval_secs.max(1),
-        cfg.first_copy..cfg.first_copy + cfg.scale.max(1),
-    )
-    .events
+    cluster::Cluster::build(cfg).events
 }
 
 /// The nearest-rank quantile of ascending `sorted` values: the value at index
@@ -626,3 +726,6 @@ mod tests {
         assert!(quantile_exact(&[], 0.5).is_nan());
     }
 }
+
+#[cfg(test)]
+mod trend_tests;

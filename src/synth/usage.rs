@@ -117,7 +117,9 @@ pub(crate) struct MemoryShape {
 }
 
 /// Working set in bytes, rounded to whole pages like the kernel reports it.
-pub(crate) fn memory_bytes(p: &Profile, key: u64, tick: i64, s: &MemoryShape) -> f64 {
+/// `factor` scales the whole appetite (a new release, a quiet weekend, a
+/// batch run); the limit still caps it.
+pub(crate) fn memory_bytes(p: &Profile, key: u64, tick: i64, s: &MemoryShape, factor: f64) -> f64 {
     let hours = (s.age_ticks * s.interval_secs) as f64 / 3600.0;
     let life_frac = (s.age_ticks + 1) as f64 / s.life_ticks.max(1) as f64;
     let mut v = p.mem_bytes
@@ -129,20 +131,34 @@ pub(crate) fn memory_bytes(p: &Profile, key: u64, tick: i64, s: &MemoryShape) ->
     if unit(key, bucket, 12) < p.mem_spike_prob {
         v += p.mem_spike_bytes * (0.5 + unit(key, bucket, 13));
     }
+    // Multiplying by exactly 1.0 changes no bit: histories without a
+    // factor stay as they were.
+    let mut v = v * factor;
+    let base = p.mem_bytes * factor;
     let mut cap = f64::INFINITY;
     if let Some(limit) = s.limit_bytes {
         if s.oom_ramp {
             // Flat for most of the life, then a steep climb into the limit.
             let target = 0.985 * limit;
-            v = v.max(p.mem_bytes + (target - p.mem_bytes) * life_frac.powi(3));
+            v = v.max(base + (target - base) * life_frac.powi(3));
             cap = target;
         } else {
             // Without an OOM the kernel reclaims before the limit is hit.
             cap = 0.95 * limit;
         }
     }
-    let v = v.min(cap).max(p.mem_bytes * 0.2);
+    let v = v.min(cap).max(base * 0.2);
     (v / 4096.0).round() * 4096.0
+}
+
+/// Monday 0 .. Sunday 6 of the UTC day holding `unix_secs` (1970-01-01 was a Thursday).
+pub(crate) fn utc_weekday(unix_secs: i64) -> i64 {
+    (unix_secs.div_euclid(86_400) + 3).rem_euclid(7)
+}
+
+/// Saturday or Sunday, UTC.
+pub(crate) fn is_weekend(unix_secs: i64) -> bool {
+    utc_weekday(unix_secs) >= 5
 }
 
 /// CFS periods and throttled periods accrued during one scrape interval.

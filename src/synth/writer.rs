@@ -8,8 +8,8 @@ use super::cluster::{Cluster, ControllerObject, Instance, Kind, Pod, PodContaine
 use super::promql::{RangeFn, WindowEval};
 use super::usage::{self, MemoryShape};
 use super::{
-    quantile_exact, GroundTruth, ProbeValue, SynthConfig, TruthContainer, TruthHpa, TruthPdb,
-    TruthWorkload, CPU_RATE_RANGE_SECS, MEMORY_RANGE_SECS, TRUTH_STEP_SECS,
+    quantile_exact, GroundTruth, ProbeValue, SynthConfig, TruthContainer, TruthDay, TruthHpa,
+    TruthPdb, TruthWorkload, CPU_RATE_RANGE_SECS, MEMORY_RANGE_SECS, TRUTH_STEP_SECS,
 };
 
 const KUBELET: &[(&str, &str)] = &[("job", "kubelet"), ("metrics_path", "/metrics/cadvisor")];
@@ -35,15 +35,9 @@ pub(crate) fn run<W: Write>(
             "synth: need scrape_interval_secs > 0 and end > start",
         ));
     }
-    let cluster = Cluster::build(
-        cfg.seed,
-        cfg.start,
-        cfg.end,
-        cfg.scrape_interval_secs,
-        cfg.first_copy..cfg.first_copy + cfg.scale.max(1),
-    );
+    let cluster = Cluster::build(cfg);
     let idx = Index::new(&cluster);
-    let truth = want_truth.then(|| TruthAcc::new(&cluster, &idx, probe_times));
+    let truth = want_truth.then(|| TruthAcc::new(&cluster, &idx, probe_times, cfg.daily_truth));
     let mut g = Gen {
         cl: &cluster,
         om: Om {
@@ -244,10 +238,31 @@ struct TruthAcc {
     pc_seen: Vec<bool>,
     probe_times: HashSet<i64>,
     probes: BTreeMap<(i64, usize), (Option<f64>, Option<f64>)>,
+    /// Per workload container and day block (oldest first), when asked for.
+    days: Option<Vec<Vec<DayAcc>>>,
+}
+
+/// What [`TruthDay`] is built from.
+#[derive(Clone, Default)]
+struct DayAcc {
+    cpu: Vec<f64>,
+    memory_hour_peaks: Vec<(i64, f64)>,
+    memory_sum: f64,
+    memory_samples: u64,
+}
+
+/// Day blocks counted back from `end`: how many overlap `[start, end)`.
+fn day_blocks(cl: &Cluster) -> usize {
+    ((cl.end - cl.start + 86_399) / 86_400) as usize
+}
+
+/// Index (oldest first) of the day block holding eval timestamp `t`.
+fn day_of(cl: &Cluster, t: i64) -> usize {
+    day_blocks(cl) - 1 - (cl.end - 1 - t).div_euclid(86_400) as usize
 }
 
 impl TruthAcc {
-    fn new(cl: &Cluster, ix: &Index, probe_times: &[i64]) -> Self {
+    fn new(cl: &Cluster, ix: &Index, probe_times: &[i64], daily: bool) -> Self {
         let groups = ix.pc_pod.len();
         let wcs = cl.workload_containers.len();
         TruthAcc {
@@ -266,6 +281,7 @@ impl TruthAcc {
             pc_seen: vec![false; groups],
             probe_times: probe_times.iter().copied().collect(),
             probes: BTreeMap::new(),
+            days: daily.then(|| vec![vec![DayAcc::default(); day_blocks(cl)]; wcs]),
         }
     }
 
@@ -288,6 +304,7 @@ impl TruthAcc {
             }
         }
         let mut containers = Vec::new();
+        let mut days = self.days;
         for (wc, mut values) in self.cpu_values.into_iter().enumerate() {
             let w = &cl.workload_containers[wc];
             values.sort_by(f64::total_cmp);
@@ -331,6 +348,27 @@ impl TruthAcc {
                 cpu_limit_millicores: res.cpu_limit_millicores,
                 memory_request_bytes: res.memory_request_bytes,
                 memory_limit_bytes: res.memory_limit_bytes,
+                scenario: w.scenario.clone(),
+                days: days
+                    .as_mut()
+                    .map(|d| {
+                        let blocks = day_blocks(cl) as i64;
+                        std::mem::take(&mut d[wc])
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, mut day)| {
+                                day.cpu.sort_by(f64::total_cmp);
+                                TruthDay {
+                                    start: cl.end - (blocks - i as i64) * 86_400,
+                                    cpu_cores: day.cpu,
+                                    memory_hour_peaks: day.memory_hour_peaks,
+                                    memory_sum: day.memory_sum,
+                                    memory_samples: day.memory_samples,
+                                }
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             });
         }
         containers.sort_by(|a, b| {
@@ -376,15 +414,19 @@ fn truth_workloads(cl: &Cluster) -> Vec<TruthWorkload> {
         .controllers
         .iter()
         .map(|c| {
+            // What kube-state-metrics' stored samples say: an outage hides ticks.
+            let shown = |k: &i64| !cl.in_outage(cl.tick_time(*k) + cl.ksm_offset_secs);
             let replicas: Vec<usize> = (c.start..c.end)
+                .filter(shown)
                 .filter_map(|k| cl.replicas_at(c, k))
                 .collect();
             let last = replicas.last().copied().unwrap_or(0);
+            let created = (c.start..c.end).find(shown).unwrap_or(c.start);
             TruthWorkload {
                 namespace: c.namespace.clone(),
                 kind: c.kind.as_str().to_string(),
                 name: c.name.clone(),
-                created: cl.tick_time(c.start),
+                created: cl.tick_time(created),
                 replicas: last,
                 average_replicas: replicas.iter().sum::<usize>() as f64
                     / replicas.len().max(1) as f64,
@@ -570,7 +612,7 @@ impl<W: Write> Gen<'_, W> {
             for &p in &sweep.active {
                 let pod = &cl.pods[p];
                 let ts = base + cl.nodes[pod.node].offset_secs;
-                let scraped = ts < cl.end && !cl.scrape_missed(pod.node, k);
+                let scraped = cl.scraped(pod.node, k, ts);
                 let pause_frac = if k == pod.start { 0.5 } else { 1.0 };
                 let mut pod_inc = 0.0;
                 for (j, c) in pod.containers.iter().enumerate() {
@@ -578,8 +620,7 @@ impl<W: Write> Gen<'_, W> {
                         continue;
                     };
                     let pc = self.idx.pc_base[p] + j;
-                    let demand =
-                        usage::cpu_demand_cores(&c.profile, inst.key, k, base, c.cpu_factor);
+                    let demand = c.cpu_demand(inst, k, base);
                     let cores = usage::cpu_usage_cores(demand, c.res.cpu_limit_cores());
                     let frac = if k == inst.start && inst.prior_cpu_secs == 0.0 {
                         inst.first_frac
@@ -613,7 +654,7 @@ impl<W: Write> Gen<'_, W> {
                     0.15 * (1.0 + 0.3 * usage::unit(cl.missed_scrape_key, k, 600 + n as u64)) * iv;
                 node_counters[n].0 += node_inc[n] + system;
                 node_counters[n].1 += node_inc[n];
-                if ts < cl.end && !cl.scrape_missed(n, k) {
+                if cl.scraped(n, k, ts) {
                     self.om
                         .sample(&node_prefixes[n].0, node_counters[n].0, ts)?;
                     self.om
@@ -629,12 +670,17 @@ impl<W: Write> Gen<'_, W> {
                         hours,
                         pc_seen,
                         probes,
+                        days,
                         ..
                     } = truth;
                     let idx = &self.idx;
                     let hour = t - t.rem_euclid(3600);
+                    let day = day_of(cl, t);
                     cpu.eval(t, |pc, v| {
                         cpu_values[idx.pc_wc[pc]].push(v);
+                        if let Some(days) = days {
+                            days[idx.pc_wc[pc]][day].cpu.push(v);
+                        }
                         hours[idx.pc_wc[pc]].insert(hour);
                         pc_seen[pc] = true;
                         if probe {
@@ -668,7 +714,7 @@ impl<W: Write> Gen<'_, W> {
             for &p in &sweep.active {
                 let pod = &cl.pods[p];
                 let ts = base + cl.nodes[pod.node].offset_secs;
-                let scraped = ts < cl.end && !cl.scrape_missed(pod.node, k);
+                let scraped = cl.scraped(pod.node, k, ts);
                 let mut pod_sum = 0.0;
                 for (j, c) in pod.containers.iter().enumerate() {
                     let Some((i, inst)) = running(c, k) else {
@@ -682,7 +728,7 @@ impl<W: Write> Gen<'_, W> {
                         limit_bytes: c.res.memory_limit_bytes.map(|b| b as f64),
                         oom_ramp: inst.oom_killed(),
                     };
-                    let v = usage::memory_bytes(&c.profile, inst.key, k, &shape);
+                    let v = c.memory(inst, k, base, &shape);
                     pod_sum += v;
                     if scraped {
                         let s = self.idx.series_of(pod, pc, i);
@@ -704,7 +750,7 @@ impl<W: Write> Gen<'_, W> {
             }
             for (n, node) in cl.nodes.iter().enumerate() {
                 let ts = base + node.offset_secs;
-                if ts < cl.end && !cl.scrape_missed(n, k) {
+                if cl.scraped(n, k, ts) {
                     let system = 4096.0
                         * (230_000.0
                             + (5000.0 * usage::unit(cl.missed_scrape_key, k, 700 + n as u64))
@@ -724,15 +770,26 @@ impl<W: Write> Gen<'_, W> {
                         hours,
                         pc_seen,
                         probes,
+                        days,
                         ..
                     } = truth;
                     let idx = &self.idx;
                     let hour = t - t.rem_euclid(3600);
+                    let day = day_of(cl, t);
                     memory.eval(t, |pc, v| {
                         let wc = idx.pc_wc[pc];
                         hours[wc].insert(hour);
                         memory_peak[wc] = memory_peak[wc].max(v);
                         memory_samples[wc] += 1;
+                        if let Some(days) = days {
+                            let d = &mut days[wc][day];
+                            d.memory_sum += v;
+                            d.memory_samples += 1;
+                            match d.memory_hour_peaks.last_mut() {
+                                Some((h, peak)) if *h == hour => *peak = peak.max(v),
+                                _ => d.memory_hour_peaks.push((hour, v)),
+                            }
+                        }
                         pc_seen[pc] = true;
                         if probe {
                             probes.entry((t, pc)).or_default().1 = Some(v);
@@ -749,7 +806,7 @@ impl<W: Write> Gen<'_, W> {
         let iv = self.cl.interval_secs;
         self.container_counter("container_cpu_cfs_periods", Some(0), |c, inst, k, base| {
             let limit = c.res.cpu_limit_cores()?;
-            let demand = usage::cpu_demand_cores(&c.profile, inst.key, k, base, c.cpu_factor);
+            let demand = c.cpu_demand(inst, k, base);
             Some(usage::cfs_periods(demand, limit, iv).0)
         })?;
         self.container_counter(
@@ -757,7 +814,7 @@ impl<W: Write> Gen<'_, W> {
             Some(1),
             |c, inst, k, base| {
                 let limit = c.res.cpu_limit_cores()?;
-                let demand = usage::cpu_demand_cores(&c.profile, inst.key, k, base, c.cpu_factor);
+                let demand = c.cpu_demand(inst, k, base);
                 Some(usage::cfs_periods(demand, limit, iv).1)
             },
         )?;
@@ -792,7 +849,7 @@ impl<W: Write> Gen<'_, W> {
             for &p in &sweep.active {
                 let pod = &cl.pods[p];
                 let ts = base + cl.nodes[pod.node].offset_secs;
-                let scraped = ts < cl.end && !cl.scrape_missed(pod.node, k);
+                let scraped = cl.scraped(pod.node, k, ts);
                 for (j, c) in pod.containers.iter().enumerate() {
                     let Some((i, inst)) = running(c, k) else {
                         continue;
@@ -1113,7 +1170,7 @@ impl<W: Write> Gen<'_, W> {
         self.om.family(family, "gauge")?;
         for k in 0..cl.ticks {
             let ts = cl.tick_time(k) + cl.ksm_offset_secs;
-            if ts >= cl.end {
+            if !cl.stored(ts) {
                 continue;
             }
             for (c, prefix) in &series {
@@ -1140,7 +1197,7 @@ impl<W: Write> Gen<'_, W> {
         for k in 0..cl.ticks {
             let ts = cl.tick_time(k) + cl.ksm_offset_secs;
             sweep.advance(k, |p| cl.pods[p].start, |p| cl.pods[p].ksm_end);
-            if ts >= cl.end {
+            if !cl.stored(ts) {
                 continue;
             }
             for &p in &sweep.active {
@@ -1174,7 +1231,7 @@ impl<W: Write> Gen<'_, W> {
         self.om.family(family, "gauge")?;
         for k in 0..cl.ticks {
             let ts = cl.tick_time(k) + cl.ksm_offset_secs;
-            if ts >= cl.end {
+            if !cl.stored(ts) {
                 continue;
             }
             for (prefix, start, end) in objects {

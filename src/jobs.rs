@@ -207,6 +207,35 @@ pub async fn analyze_cluster_with(
     now: i64,
     kubernetes: Option<&crate::cluster::ClusterSnapshot>,
 ) -> Result<AnalyzeReport, StoreError> {
+    let (recs, to, disagreements) =
+        compute_recommendations(store, cluster, settings, now, kubernetes).await?;
+    store.replace_recommendations(cluster, &recs).await?;
+    let ok = recs.iter().filter(|r| r.status == Status::Ok).count();
+    let insufficient_data = recs
+        .iter()
+        .filter(|r| r.status == Status::InsufficientData)
+        .count();
+    Ok(AnalyzeReport {
+        containers: recs.len(),
+        ok,
+        no_change: recs.len() - ok - insufficient_data,
+        insufficient_data,
+        window_end: to,
+        only_in_kubernetes: disagreements.0,
+        only_in_prometheus: disagreements.1,
+    })
+}
+
+/// The recommendations of every workload container of `cluster`, computed and not stored
+/// (`rightsizer backtest` reads them without changing anything), with the window's end and
+/// the containers only the Kubernetes API / only Prometheus knows.
+pub async fn compute_recommendations(
+    store: &dyn Store,
+    cluster: &str,
+    settings: &AnalysisSettings,
+    now: i64,
+    kubernetes: Option<&crate::cluster::ClusterSnapshot>,
+) -> Result<(Vec<crate::model::Recommendation>, i64, (usize, usize)), StoreError> {
     let window_end = store.watermark(cluster).await?.unwrap_or(now).min(now) - 1;
     let to = floor_hour(window_end) + 3600;
     let mut workloads: HashMap<_, _> = store
@@ -269,21 +298,7 @@ pub async fn analyze_cluster_with(
         };
         recs.push(analyzer::recommend(&input, &policy, &ctx, window_end, now));
     }
-    store.replace_recommendations(cluster, &recs).await?;
-    let ok = recs.iter().filter(|r| r.status == Status::Ok).count();
-    let insufficient_data = recs
-        .iter()
-        .filter(|r| r.status == Status::InsufficientData)
-        .count();
-    Ok(AnalyzeReport {
-        containers: recs.len(),
-        ok,
-        no_change: recs.len() - ok - insufficient_data,
-        insufficient_data,
-        window_end: to,
-        only_in_kubernetes: disagreements.0,
-        only_in_prometheus: disagreements.1,
-    })
+    Ok((recs, to, disagreements))
 }
 
 /// One cluster as the jobs see it.

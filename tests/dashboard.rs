@@ -11,8 +11,9 @@ use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
 use rightsizer::http::{router, serve, AppState};
 use rightsizer::model::{
-    Backtest, BacktestFigures, Chunk, Confidence, ContainerKey, Evidence, Finding, Impact,
-    Recommendation, Resource, Resources, Severity, Status, UsageHour,
+    Backtest, BacktestFigures, Chunk, Confidence, ContainerKey, Evidence, EvidenceBacktest,
+    Finding, HoldoutFigures, Impact, Recommendation, Resource, Resources, Severity, Status,
+    StrategyScore, UsageHour,
 };
 use rightsizer::sketch::Sketch;
 use rightsizer::store::Store;
@@ -152,6 +153,73 @@ fn proposal(
     }
 }
 
+/// Unix seconds the charted container's fit starts from (a regime change).
+const FITTED_FROM: i64 = NEWEST_HOUR - 30 * 3600;
+
+/// The charted container as the tournament left it: `krr-simple` chosen over `guidance`,
+/// `vpa` missing the objective, with held-out figures for it and for the current values.
+fn with_tournament(mut r: Recommendation) -> Recommendation {
+    let figures = |overrun, peak, over_request, cpu_slack, memory_slack| HoldoutFigures {
+        days: 7,
+        memory_overrun_hours: overrun,
+        memory_peak_ratio: Some(peak),
+        cpu_over_limit_share: Some(0.0),
+        cpu_over_request_share: Some(over_request),
+        cpu_slack: Some(cpu_slack),
+        memory_slack: Some(memory_slack),
+    };
+    let score = |strategy: &str, holdout, idle, cpu: i64, memory: i64| StrategyScore {
+        strategy: strategy.into(),
+        holdout,
+        met_objective: true,
+        misses: Vec::new(),
+        idle_monthly_cost: idle,
+        recommended: Resources {
+            cpu_request_millicores: Some(cpu),
+            cpu_limit_millicores: Some(cpu * 4),
+            memory_request_bytes: Some(memory),
+            memory_limit_bytes: Some(memory),
+        },
+        chosen: false,
+    };
+    let recommended = figures(0, 0.86, 0.042, 0.47, 0.28);
+    let mut vpa = score(
+        "vpa",
+        figures(5, 1.07, 0.12, 0.21, 0.08),
+        6.1,
+        140,
+        330 * MI,
+    );
+    vpa.met_objective = false;
+    vpa.misses = vec![
+        "memory above the limit 5 h (objective: 0)".into(),
+        format!("named {HOSTILE}"),
+    ];
+    let mut chosen = score("krr-simple", recommended.clone(), 9.4, 170, 384 * MI);
+    chosen.chosen = true;
+    r.strategy = "krr-simple".into();
+    r.evidence.backtest = Some(EvidenceBacktest {
+        in_sample: r.backtest.clone().unwrap(),
+        holdout: Some(recommended),
+        holdout_current: Some(figures(0, 0.32, 0.0, 0.82, 0.46)),
+    });
+    r.evidence.strategy_scores = vec![
+        score(
+            "guidance",
+            figures(0, 0.8, 0.03, 0.52, 0.3),
+            11.85,
+            190,
+            400 * MI,
+        ),
+        chosen,
+        vpa,
+    ];
+    r.evidence.strategy_choice =
+        Some("auto: least idle cost among 2 strategies meeting the objective".into());
+    r.evidence.fitted_from = Some(FITTED_FROM);
+    r
+}
+
 /// The generated fleet: one `app` container per workload, an `envoy` sidecar on every
 /// third, a no-change, an insufficient-data and a hostile container name.
 fn fleet() -> Vec<Recommendation> {
@@ -195,7 +263,7 @@ fn fleet() -> Vec<Recommendation> {
         }
     }
     // The charted workload: numbers that match the usage written by `usage_rows`.
-    recs[0] = proposal(
+    recs[0] = with_tournament(proposal(
         key("checkout", "Deployment", "cart", "app"),
         Resources {
             cpu_request_millicores: Some(500),
@@ -207,7 +275,7 @@ fn fleet() -> Vec<Recommendation> {
         384 * MI,
         3.0,
         Severity::Warning,
-    );
+    ));
     let no_change = recs
         .iter_mut()
         .find(|r| r.key.workload == "gateway")
@@ -693,6 +761,35 @@ async fn workload_page_draws_each_container_with_evidence_and_patch() {
     assert!(
         body.contains("<span class=\"badge sev-warning\">warning</span> <code>no-limits</code>")
     );
+    // Held out: current and recommended side by side, then the tournament.
+    let app_section = &body[..body.find("id=\"container-envoy\"").unwrap()];
+    for row in [
+        "<th>on 7 days held out</th><th>current</th><th>recommended</th>",
+        "<tr><th>Hours above memory limit (OOM)</th><td class=\"num\">0 h</td><td class=\"num\">0 h</td></tr>",
+        "<tr><th>Memory peak / limit</th><td class=\"num\">0.32×</td><td class=\"num\">0.86×</td></tr>",
+        "<tr><th>CPU samples above limit</th><td class=\"num\">0.0%</td><td class=\"num\">0.0%</td></tr>",
+        "<tr><th>CPU samples above request</th><td class=\"num\">0.0%</td><td class=\"num\">4.2%</td></tr>",
+        "<tr><th>CPU slack</th><td class=\"num\">82%</td><td class=\"num\">47%</td></tr>",
+        "<tr><th>Memory slack</th><td class=\"num\">46%</td><td class=\"num\">28%</td></tr>",
+        "<dt>Strategy</dt><dd>krr-simple<br><span class=\"muted\" data-strategy-choice>auto: least idle cost among 2 strategies meeting the objective</span></dd>",
+        "<dt>Fitted from</dt><dd><span data-fitted-from=\"1699887600\">2023-11-13 15:00 UTC</span>",
+        "Strategy tournament: 3 candidates, <b>krr-simple</b> chosen</summary>",
+        "<tr data-strategy=\"krr-simple\" data-chosen><td><b>krr-simple</b> <span class=\"badge sev-info\">chosen</span></td>",
+        "<td class=\"num\">$9.40</td><td class=\"num\">170m / 680m</td><td class=\"num\">384Mi / 384Mi</td></tr>",
+        "<tr data-strategy=\"guidance\"><td>guidance</td><td class=\"num\">7</td><td class=\"num\">0</td>",
+        "<tr data-strategy=\"vpa\"><td>vpa</td><td class=\"num\">7</td><td class=\"num\"><span class=\"bad\">5</span></td><td class=\"num\"><span class=\"bad\">1.07×</span></td>",
+        "<td><span class=\"bad\">no</span></td>",
+        "<li><b>vpa</b> missed the objective: memory above the limit 5 h (objective: 0); named &lt;script&gt;",
+    ] {
+        assert!(app_section.contains(row), "the app section lacks {row:?}");
+    }
+    assert_eq!(app_section.matches("data-chosen").count(), 1);
+    // The sidecar has a backtest but no held-out days: it says so, and has no tournament.
+    let envoy_section = &body[body.find("id=\"container-envoy\"").unwrap()..];
+    assert!(envoy_section.contains(
+        "<p class=\"muted\" data-no-holdout>No held-out figures: not enough history for a held-out backtest.</p>"
+    ));
+    assert!(!envoy_section.contains("data-fact=\"tournament\""));
     // The patch, copyable.
     assert!(body.contains("<button type=\"button\" class=\"copy\" data-copy-target=\"patch-text\" hidden>Copy</button>"));
     let pre = &body[body.find("<pre id=\"patch-text\">").unwrap()..];
@@ -709,6 +806,9 @@ async fn workload_page_draws_each_container_with_evidence_and_patch() {
         .body
         .contains("data-no-patch>no change proposed for web/Deployment/images"));
     assert!(thin.body.contains("No backtest: too little history."));
+    assert!(thin
+        .body
+        .contains("No held-out figures: not enough history for a held-out backtest."));
     assert!(thin.body.contains("no stored usage"));
     assert!(!thin.body.contains("data-mark=\"recommended-request\""));
 }
@@ -868,6 +968,11 @@ async fn chromium_renders_the_fleet_sorts_it_and_draws_the_chart() {
     assert!(
         workload.matches("class=\"bar\" data-bar=").count() > 10,
         "histogram bars"
+    );
+    assert!(
+        workload.contains("data-fact=\"holdout\"")
+            && workload.contains("<tr data-strategy=\"krr-simple\" data-chosen"),
+        "held-out backtest and tournament"
     );
     assert!(
         workload.contains(

@@ -12,8 +12,8 @@ use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
 use rightsizer::http::{router, AppState};
 use rightsizer::model::{
-    Backtest, Confidence, ContainerKey, Evidence, Finding, Impact, Recommendation, Resources,
-    Severity, Status,
+    Backtest, Confidence, ContainerKey, Evidence, EvidenceBacktest, Finding, HoldoutFigures,
+    Impact, Recommendation, Resources, Severity, Status,
 };
 use rightsizer::report::{self, Format, Report};
 use rightsizer::store::{self, Store};
@@ -138,6 +138,40 @@ fn oom_killed(mut r: Recommendation, kills: u32, hours_over: u32) -> Recommendat
     r
 }
 
+/// Held-out figures: days, memory overrun hours, CPU above limit, above request, CPU slack,
+/// memory slack.
+fn figures(days: u32, overrun: u32, shares: [f64; 4]) -> HoldoutFigures {
+    let [over_limit, over_request, cpu_slack, memory_slack] = shares;
+    HoldoutFigures {
+        days,
+        memory_overrun_hours: overrun,
+        memory_peak_ratio: Some(0.9),
+        cpu_over_limit_share: Some(over_limit),
+        cpu_over_request_share: Some(over_request),
+        cpu_slack: Some(cpu_slack),
+        memory_slack: Some(memory_slack),
+    }
+}
+
+/// `r` as the tournament left it: `strategy` chosen as `choice` says, with held-out figures
+/// for it and for the current values.
+fn held_out(
+    mut r: Recommendation,
+    strategy: &str,
+    choice: &str,
+    recommended: HoldoutFigures,
+    current: HoldoutFigures,
+) -> Recommendation {
+    r.strategy = strategy.into();
+    r.evidence.strategy_choice = Some(choice.into());
+    r.evidence.backtest = Some(EvidenceBacktest {
+        in_sample: r.backtest.clone().unwrap_or_default(),
+        holdout: Some(recommended),
+        holdout_current: Some(current),
+    });
+    r
+}
+
 /// The fleet at the first report: two clusters, over- and under-provisioned containers,
 /// an OOM-killed database, a CPU-starved service, guidance findings and a new CronJob.
 fn fleet() -> Vec<Recommendation> {
@@ -225,7 +259,23 @@ fn fleet() -> Vec<Recommendation> {
         Severity::Critical,
         "throttled in 32.0% of CFS periods with usage at the CPU limit: observed usage understates demand",
     ));
-    recs.push(payments);
+    // Held out: the gateway overran its fitted memory limit for an hour, and its current CPU
+    // request is below what it uses (negative slack).
+    recs.push(held_out(
+        payments,
+        "guidance",
+        "pinned by namespace payments",
+        figures(5, 1, [0.021, 0.12, 0.21, 0.35]),
+        figures(5, 3, [0.18, 0.6, -0.05, 0.4]),
+    ));
+    let query = recs.iter_mut().find(|r| r.key.workload == "query").unwrap();
+    *query = held_out(
+        query.clone(),
+        "decaying",
+        "auto: least idle cost among 3 strategies meeting the objective",
+        figures(7, 0, [0.0, 0.042, 0.31, 0.18]),
+        figures(7, 0, [0.0, 0.0, 0.79, 0.55]),
+    );
     // No requests or limits at all.
     let legacy = recs
         .iter_mut()
@@ -489,6 +539,69 @@ fn check_content(report: &Report, recs: &[Recommendation]) {
     assert_eq!(no_limits.count, 2);
     assert_eq!(no_limits.examples.len(), 2);
     assert_eq!(report.containers.len(), recs.len());
+
+    // Held-out slack fleet-wide: each side weighted by its own requests across replicas, over
+    // the proposals with held-out figures for both.
+    let counted: Vec<&Recommendation> = recs
+        .iter()
+        .filter(|r| r.status == Status::Ok)
+        .filter(|r| {
+            r.evidence
+                .backtest
+                .as_ref()
+                .is_some_and(|b| b.holdout.is_some() && b.holdout_current.is_some())
+        })
+        .collect();
+    let weighted = |slack: fn(&EvidenceBacktest) -> f64, request: fn(&Recommendation) -> f64| {
+        let (sum, weight) = counted.iter().fold((0.0, 0.0), |(s, w), r| {
+            let weight = request(r) * replicas(r);
+            let b = r.evidence.backtest.as_ref().unwrap();
+            (s + slack(b) * weight, w + weight)
+        });
+        sum / weight
+    };
+    let h = report
+        .summary
+        .holdout
+        .as_ref()
+        .expect("fleet held-out totals");
+    assert_eq!(h.containers, counted.len());
+    for (got, expected) in [
+        (
+            h.cpu_slack,
+            weighted(
+                |b| b.holdout.as_ref().unwrap().cpu_slack.unwrap(),
+                |r| r.recommended.cpu_request_millicores.unwrap() as f64,
+            ),
+        ),
+        (
+            h.cpu_slack_current,
+            weighted(
+                |b| b.holdout_current.as_ref().unwrap().cpu_slack.unwrap(),
+                |r| r.current.cpu_request_millicores.unwrap() as f64,
+            ),
+        ),
+        (
+            h.memory_slack,
+            weighted(
+                |b| b.holdout.as_ref().unwrap().memory_slack.unwrap(),
+                |r| r.recommended.memory_request_bytes.unwrap() as f64,
+            ),
+        ),
+        (
+            h.memory_slack_current,
+            weighted(
+                |b| b.holdout_current.as_ref().unwrap().memory_slack.unwrap(),
+                |r| r.current.memory_request_bytes.unwrap() as f64,
+            ),
+        ),
+    ] {
+        assert!(close(got.unwrap(), expected), "{got:?} vs {expected}");
+    }
+    assert_eq!(
+        (h.memory_overrun_hours, h.memory_overrun_hours_current),
+        (1, 3)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -558,6 +671,27 @@ async fn two_reports_are_built_stored_rendered_and_served() {
         [second_id, first_id]
     );
     assert_eq!(report::decode_summary(&listed[1]).unwrap(), first.summary);
+    // A report stored before the held-out fields existed still reads, without them.
+    let mut old = serde_json::to_value(&first).unwrap();
+    old["summary"].as_object_mut().unwrap().remove("holdout");
+    for line in old["containers"].as_array_mut().unwrap() {
+        for field in [
+            "strategy",
+            "strategy_choice",
+            "holdout",
+            "holdout_current",
+            "fitted_from",
+        ] {
+            line.as_object_mut().unwrap().remove(field);
+        }
+    }
+    let old: Report = serde_json::from_value(old).unwrap();
+    assert!(old.summary.holdout.is_none());
+    assert!(old.containers.iter().all(|l| l.holdout.is_none()));
+    assert_eq!(
+        report::render(&old, Format::Csv).lines().count(),
+        first.containers.len() + 1
+    );
 
     check_formats(&second);
     render_in_chromium(&second).await;
@@ -580,6 +714,18 @@ fn check_formats(report: &Report) {
         "New critical:",
         "`prod/shop/Deployment/cart` container `app` (now critical)",
         "| `no-pdb` | warning | 1 |",
+        "| Savings / month | Confidence | Held out | Strategy |",
+        "| Cost / month | Findings | Held out | Strategy |",
+        // The top saver, held out, and how its strategy was chosen.
+        "| high | 7 days: 0 memory overrun hours, CPU above limit 0.0%, above request 4.2%, \
+         slack CPU 31% / memory 18% | `decaying` (auto: least idle cost among 3 strategies \
+         meeting the objective) |",
+        "| cpu-starved | 5 days: 1 memory overrun hour, CPU above limit 2.1%, above request \
+         12.0%, slack CPU 21% / memory 35% | `guidance` (pinned by namespace payments) |",
+        // Rows analyzed before walk-forward, or with too little history.
+        "| not enough history for a held-out backtest | `guidance` |",
+        "Held out (days the numbers were not fitted on, 2 containers with a proposed change): \
+         slack CPU 26% recommended vs 70% now, memory 21% vs 53%; memory overrun hours 1 vs 3.",
     ] {
         assert!(md.contains(needle), "Markdown lacks {needle:?}:\n{md}");
     }
@@ -627,10 +773,56 @@ fn check_formats(report: &Report) {
     let cart = rows.iter().find(|r| &r[col("workload")] == "cart").unwrap();
     assert_eq!(&cart[col("findings")], "oom-killed");
     assert_eq!(&cart[col("oom_kills")], "1");
+    // The held-out columns come last, after the columns scripts already address by position.
+    assert_eq!(header.len(), 41);
+    assert_eq!(&header[33], "reason");
+    assert_eq!(
+        &header[34..],
+        [
+            "holdout_days",
+            "holdout_memory_overrun_hours",
+            "holdout_cpu_over_limit_share",
+            "holdout_cpu_over_request_share",
+            "holdout_cpu_slack",
+            "holdout_memory_slack",
+            "strategy",
+        ]
+    );
+    let query = rows
+        .iter()
+        .find(|r| &r[col("workload")] == "query")
+        .unwrap();
+    assert_eq!(
+        query.iter().skip(34).collect::<Vec<_>>(),
+        ["7", "0", "0.0000", "0.0420", "0.3100", "0.1800", "decaying"]
+    );
+    assert_eq!(
+        cart.iter().skip(34).collect::<Vec<_>>(),
+        ["", "", "", "", "", "", "guidance"]
+    );
 
     let json = report::render(report, Format::Json);
     let back: Report = serde_json::from_str(&json).unwrap();
     assert_eq!(&back, report);
+    // The evidence's held-out figures and strategy choice, as the API shows them.
+    let value: Value = serde_json::from_str(&json).unwrap();
+    let line = value["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["workload"] == "query")
+        .unwrap();
+    assert_eq!(line["strategy"], "decaying");
+    assert_eq!(
+        line["strategy_choice"],
+        "auto: least idle cost among 3 strategies meeting the objective"
+    );
+    assert_eq!(
+        line["holdout"],
+        serde_json::to_value(figures(7, 0, [0.0, 0.042, 0.31, 0.18])).unwrap()
+    );
+    assert_eq!(line["holdout_current"]["cpu_slack"], 0.79);
+    assert_eq!(value["summary"]["holdout"]["containers"], 2);
 
     let html = report::render(report, Format::Html);
     check_self_contained(&html);
@@ -648,6 +840,16 @@ fn check_formats(report: &Report) {
         );
     }
     assert!(html.matches("<svg").count() >= 5, "charts present");
+    for needle in [
+        "<p class=\"lead\" id=\"holdout-totals\">Held out (days the numbers were not fitted on, \
+         2 containers with a proposed change): slack CPU 26% recommended vs 70% now",
+        "<code>decaying</code> <span class=\"ctr\">(auto: least idle cost among 3 strategies \
+         meeting the objective)</span><span class=\"sub-key\">7 days: 0 memory overrun hours, \
+         CPU above limit 0.0%, above request 4.2%, slack CPU 31% / memory 18%</span>",
+        "<code>guidance</code><span class=\"sub-key\">not enough history for a held-out backtest</span>",
+    ] {
+        assert!(html.contains(needle), "HTML lacks {needle:?}");
+    }
     assert!(html.contains("@media print") && html.contains("break-before: page"));
 }
 
@@ -925,10 +1127,12 @@ async fn the_report_command_stores_and_writes_a_report() {
     );
     let html = std::fs::read_to_string(&out_path).unwrap();
     check_self_contained(&html);
-    let strategy = &fleet()[0].strategy;
+    let strategies: std::collections::BTreeSet<String> =
+        fleet().into_iter().map(|r| r.strategy).collect();
+    let strategies = strategies.into_iter().collect::<Vec<_>>().join(", ");
     assert!(
-        html.contains(&format!("· strategy {strategy}</p>")),
-        "the report names the strategy"
+        html.contains(&format!("· strategy {strategies}</p>")),
+        "the report names the strategies"
     );
     let store = rightsizer::store::connect(&db).await.unwrap();
     assert_eq!(

@@ -6,10 +6,11 @@
 
 use std::collections::BTreeSet;
 
-use super::plan::Proposal;
+use super::plan::{ContainerPlan, Proposal};
 use super::{ContainerChange, OutputMode, WorkloadRef};
 use crate::model::{Recommendation, Resources};
 use crate::quantity;
+use crate::report::holdout;
 
 /// `rightsizer: right-size N workloads[ in NAMESPACE]`.
 pub(crate) fn title(workloads: usize, namespace: Option<&str>) -> String {
@@ -299,6 +300,39 @@ pub(crate) fn table(rows: &[Row]) -> String {
     out
 }
 
+/// Per changed container: how its numbers fared on days they were not fitted on, next to the
+/// values in force on the same days, and which strategy made them and why. A list rather
+/// than table columns: these are sentences, and the table is already wide.
+fn held_out(containers: &[ContainerPlan]) -> String {
+    let mut out =
+        String::from("\n**Held-out backtest** (days the numbers were not fitted on):\n\n");
+    for c in containers {
+        let e = &c.rec.evidence;
+        let recommended = holdout::recommended(e);
+        let mut line = format!(
+            "- `{}`: {}",
+            c.rec.key.container,
+            holdout::line(recommended)
+        );
+        if let (Some(_), Some(current)) = (recommended, holdout::current(e)) {
+            line.push_str(&format!(" (current values: {})", holdout::figures(current)));
+        }
+        line.push_str(&format!(
+            "; strategy {}",
+            holdout::strategy(
+                &format!("`{}`", c.rec.strategy),
+                e.strategy_choice.as_deref()
+            )
+        ));
+        if let Some(from) = e.fitted_from {
+            line.push_str(&format!("; {}", holdout::fitted_from(from)));
+        }
+        out.push_str(&line.replace(['\n', '\r'], " "));
+        out.push('\n');
+    }
+    out
+}
+
 /// The pull-request body: an introduction, a table per workload, a footer.
 pub(crate) fn pull_request_body(proposals: &[&Proposal], mode: OutputMode) -> String {
     let workloads = proposals.len();
@@ -334,6 +368,7 @@ pub(crate) fn pull_request_body(proposals: &[&Proposal], mode: OutputMode) -> St
             })
             .collect();
         out.push_str(&table(&rows));
+        out.push_str(&held_out(&p.containers));
         let rules: Vec<String> = p
             .containers
             .iter()
@@ -436,5 +471,81 @@ mod tests {
         );
         assert_eq!(impact_cell(&r), "+0.50 cores, +0.20 GiB, +12.16 USD/month");
         assert_eq!(findings_cell(&r), "oom-killed (critical)");
+    }
+
+    #[test]
+    fn the_body_says_how_each_container_fared_held_out() {
+        use super::super::plan::Site;
+        use crate::model::{EvidenceBacktest, HoldoutFigures};
+        let base: Recommendation = serde_json::from_value(serde_json::json!({
+            "cluster": "c", "namespace": "shop", "kind": "Deployment", "workload": "cart", "container": "cart",
+            "status": "ok", "current": {}, "recommended": {}, "confidence": "high", "confidence_score": 1.0,
+            "reason": "", "strategy": "guidance", "computed_at": 0,
+            "evidence": {"cpu_percentile": 95.0, "cpu_percentile_millicores": null, "memory_peak_bytes": null,
+                "samples": 0, "memory_samples": 0, "history_hours": 0, "window_hours": 0, "margin": 0.15, "rules": []}
+        }))
+        .unwrap();
+        let mut cart = base.clone();
+        cart.strategy = "krr-simple".into();
+        cart.evidence.strategy_choice =
+            Some("auto: least idle cost among 3 strategies meeting the objective".into());
+        cart.evidence.fitted_from = Some(1_704_693_600);
+        cart.evidence.backtest = Some(EvidenceBacktest {
+            holdout: Some(HoldoutFigures {
+                days: 7,
+                memory_overrun_hours: 0,
+                memory_peak_ratio: Some(0.9),
+                cpu_over_limit_share: Some(0.0),
+                cpu_over_request_share: Some(0.042),
+                cpu_slack: Some(0.31),
+                memory_slack: Some(0.18),
+            }),
+            holdout_current: Some(HoldoutFigures {
+                days: 7,
+                memory_overrun_hours: 3,
+                memory_peak_ratio: Some(1.2),
+                cpu_over_limit_share: Some(0.013),
+                cpu_over_request_share: Some(0.4),
+                cpu_slack: Some(-0.1),
+                memory_slack: Some(0.05),
+            }),
+            ..EvidenceBacktest::default()
+        });
+        // A sidecar analyzed before walk-forward existed (or with too little history).
+        let mut sidecar = base;
+        sidecar.key.container = "envoy".into();
+        let plan = |rec| ContainerPlan {
+            rec,
+            list: "containers",
+            before: Resources::default(),
+            after: Resources::default(),
+            write: Resources::default(),
+        };
+        let proposal = Proposal {
+            workload: WorkloadRef {
+                namespace: "shop".into(),
+                kind: "Deployment".into(),
+                name: "cart".into(),
+            },
+            site: Site::Manifest,
+            location: None,
+            api_version: "apps/v1".into(),
+            containers: vec![plan(&cart), plan(&sidecar)],
+            notes: Vec::new(),
+        };
+        let body = pull_request_body(&[&proposal], OutputMode::InPlace);
+        assert!(
+            body.contains(
+                "\n**Held-out backtest** (days the numbers were not fitted on):\n\n\
+                 - `cart`: held out 7 days: 0 memory overrun hours, CPU above limit 0.0%, above \
+                 request 4.2%, slack CPU 31% / memory 18% (current values: 3 memory overrun hours, \
+                 CPU above limit 1.3%, above request 40.0%, slack CPU -10% / memory 5%); strategy \
+                 `krr-simple` (auto: least idle cost among 3 strategies meeting the objective); \
+                 fitted from 2024-01-08 06:00 UTC, after a regime change\n\
+                 - `envoy`: not enough history for a held-out backtest; strategy `guidance`\n"
+            ),
+            "{body}"
+        );
+        assert!(body.contains("(strategy: guidance, krr-simple)"), "{body}");
     }
 }

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
     currency, line, tidy, Change, ChangeItem, Counts, FindingExample, FindingSummary, GroupTotals,
-    Line, Report, Summary, Totals, FINDING_EXAMPLES, REPORT_VERSION, THROTTLING_SHARE, TOP_N,
+    HoldoutTotals, Line, Report, Summary, Totals, FINDING_EXAMPLES, REPORT_VERSION,
+    THROTTLING_SHARE, TOP_N,
 };
 use crate::http::fleet::totals;
 use crate::model::{ContainerKey, Recommendation, Severity, Status};
@@ -87,6 +88,7 @@ pub fn build(recs: &[Recommendation], previous: Option<&Report>, generated_at: i
             findings: recs.iter().map(|r| r.findings.len() as i64).sum(),
             ..Counts::default()
         },
+        holdout: holdout_totals(&containers),
     };
     for l in &containers {
         let c = &mut summary.counts;
@@ -122,6 +124,67 @@ pub fn build(recs: &[Recommendation], previous: Option<&Report>, generated_at: i
         change,
         containers,
     }
+}
+
+/// The held-out figures of the proposed changes against the current values, fleet-wide (how,
+/// on [`HoldoutTotals`]); `None` when no container with a proposal has both.
+fn holdout_totals(containers: &[Line]) -> Option<HoldoutTotals> {
+    /// Σ slack × weight and Σ weight, for the recommended and the current side.
+    #[derive(Default)]
+    struct Weighted {
+        recommended: (f64, f64),
+        current: (f64, f64),
+    }
+    impl Weighted {
+        /// Counts a container only when both sides are measured, so the two shares are
+        /// over the same containers.
+        fn add(
+            &mut self,
+            rec: (Option<f64>, Option<i64>),
+            cur: (Option<f64>, Option<i64>),
+            n: f64,
+        ) {
+            if let ((Some(rs), Some(rr)), (Some(cs), Some(cr))) = (rec, cur) {
+                let (rw, cw) = (rr as f64 * n, cr as f64 * n);
+                if rw > 0.0 && cw > 0.0 {
+                    self.recommended.0 += rs * rw;
+                    self.recommended.1 += rw;
+                    self.current.0 += cs * cw;
+                    self.current.1 += cw;
+                }
+            }
+        }
+        fn shares(&self) -> (Option<f64>, Option<f64>) {
+            let share = |(sum, weight): (f64, f64)| (weight > 0.0).then(|| tidy(sum / weight));
+            (share(self.recommended), share(self.current))
+        }
+    }
+    let mut out = HoldoutTotals::default();
+    let (mut cpu, mut memory) = (Weighted::default(), Weighted::default());
+    for l in containers.iter().filter(|l| l.status == Status::Ok) {
+        let (Some(rec), Some(cur)) = (&l.holdout, &l.holdout_current) else {
+            continue;
+        };
+        out.containers += 1;
+        out.memory_overrun_hours += u64::from(rec.memory_overrun_hours);
+        out.memory_overrun_hours_current += u64::from(cur.memory_overrun_hours);
+        let n = l.replicas.max(0.0);
+        cpu.add(
+            (rec.cpu_slack, l.recommended.cpu_request_millicores),
+            (cur.cpu_slack, l.current.cpu_request_millicores),
+            n,
+        );
+        memory.add(
+            (rec.memory_slack, l.recommended.memory_request_bytes),
+            (cur.memory_slack, l.current.memory_request_bytes),
+            n,
+        );
+    }
+    (out.containers > 0).then(|| {
+        (out.cpu_slack, out.cpu_slack_current) = cpu.shares();
+        (out.memory_slack, out.memory_slack_current) = memory.shares();
+        out
+    })
 }
 
 /// Saves money: the recommendation lowers what the container costs.

@@ -4,7 +4,8 @@
 use super::{Line, Report};
 
 /// Column names, in order.
-pub const COLUMNS: [&str; 34] = [
+/// New columns go at the end: spreadsheets and scripts address columns by position.
+pub const COLUMNS: [&str; 41] = [
     "cluster",
     "namespace",
     "kind",
@@ -39,6 +40,13 @@ pub const COLUMNS: [&str; 34] = [
     "memory_over_limit_hours",
     "findings",
     "reason",
+    "holdout_days",
+    "holdout_memory_overrun_hours",
+    "holdout_cpu_over_limit_share",
+    "holdout_cpu_over_request_share",
+    "holdout_cpu_slack",
+    "holdout_memory_slack",
+    "strategy",
 ];
 
 fn opt<T: ToString>(v: Option<T>) -> String {
@@ -51,6 +59,7 @@ fn decimals(v: Option<f64>, places: usize) -> String {
 
 fn row(l: &Line, currency: &str) -> [String; COLUMNS.len()] {
     let (c, n) = (&l.current, &l.recommended);
+    let h = l.holdout.as_ref();
     [
         l.key.cluster.clone(),
         l.key.namespace.clone(),
@@ -86,6 +95,13 @@ fn row(l: &Line, currency: &str) -> [String; COLUMNS.len()] {
         opt(l.memory_over_limit_hours),
         l.findings.join(";"),
         l.reason.clone(),
+        opt(h.map(|h| h.days)),
+        opt(h.map(|h| h.memory_overrun_hours)),
+        decimals(h.and_then(|h| h.cpu_over_limit_share), 4),
+        decimals(h.and_then(|h| h.cpu_over_request_share), 4),
+        decimals(h.and_then(|h| h.cpu_slack), 4),
+        decimals(h.and_then(|h| h.memory_slack), 4),
+        l.strategy.clone(),
     ]
 }
 

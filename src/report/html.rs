@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::chart::{self, PanelRow, RECOMMENDED, REQUESTED, USED};
+use super::holdout;
 use super::text::{
     cores, cost, cpu_change, gib, memory_change, money, percent_opt, signed, signed_count,
     signed_money, timestamp,
@@ -248,6 +249,11 @@ impl Html<'_> {
             c.warning,
             c.oom_risks,
             c.throttling_risks,
+        );
+        let _ = write!(
+            out,
+            "<p class=\"lead\" id=\"holdout-totals\">{}</p>",
+            esc(&holdout::fleet(s.holdout.as_ref()))
         );
         out.push_str("<div class=\"charts\">");
         let _ = write!(
@@ -604,6 +610,7 @@ impl Html<'_> {
                             chart::mini_bar(l.monthly_savings, max, "#059669")
                         ),
                         l.confidence.as_str().into(),
+                        held_out(l),
                     ]
                 })
                 .collect();
@@ -618,6 +625,7 @@ impl Html<'_> {
                     "#Cores / GiB freed",
                     "#Savings / month",
                     "Confidence",
+                    "Held out",
                 ],
                 &rows,
             );
@@ -648,6 +656,7 @@ impl Html<'_> {
                         )),
                         esc(&cost(l.monthly_savings, self.currency)),
                         codes(&l.findings),
+                        held_out(l),
                     ]
                 })
                 .collect();
@@ -661,6 +670,7 @@ impl Html<'_> {
                     "Memory limit",
                     "#Cost / month",
                     "Findings",
+                    "Held out",
                 ],
                 &rows,
             );
@@ -838,6 +848,29 @@ impl Html<'_> {
         }
         out.push_str("</section>\n");
     }
+}
+
+/// A top line's strategy, how it was chosen, and its held-out figures, as one cell.
+fn held_out(l: &Line) -> String {
+    let figures = l
+        .holdout
+        .as_ref()
+        .map(holdout::summary)
+        .unwrap_or_else(|| holdout::NOT_ENOUGH_HISTORY.into());
+    if l.strategy.is_empty() {
+        return esc(&figures);
+    }
+    let choice = l
+        .strategy_choice
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(|c| format!(" <span class=\"ctr\">({})</span>", esc(c)))
+        .unwrap_or_default();
+    format!(
+        "<code>{}</code>{choice}<span class=\"sub-key\">{}</span>",
+        esc(&l.strategy),
+        esc(&figures)
+    )
 }
 
 fn codes(findings: &[String]) -> String {

@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use super::holdout;
 use super::text::{
     cores, cost, cpu_change, gib, memory_change, money, percent_opt, signed, signed_count,
     signed_money, timestamp,
@@ -142,6 +143,8 @@ impl Markdown<'_> {
             c.throttling_risks,
             c.findings
         ));
+        self.line("");
+        self.line(&holdout::fleet(s.holdout.as_ref()));
     }
 
     fn change(&mut self, change: Option<&Change>) {
@@ -299,6 +302,8 @@ impl Markdown<'_> {
                     gib(-l.memory_gib_delta),
                     money(l.monthly_savings, self.currency),
                     l.confidence.as_str().into(),
+                    held_out(l),
+                    strategy(l),
                 ]
             })
             .collect();
@@ -314,6 +319,8 @@ impl Markdown<'_> {
                 "GiB freed",
                 "Savings / month",
                 "Confidence",
+                "Held out",
+                "Strategy",
             ],
             rows,
         );
@@ -345,6 +352,8 @@ impl Markdown<'_> {
                     ),
                     cost(l.monthly_savings, self.currency),
                     l.findings.join(", "),
+                    held_out(l),
+                    strategy(l),
                 ]
             })
             .collect();
@@ -358,6 +367,8 @@ impl Markdown<'_> {
                 "Memory limit",
                 "Cost / month",
                 "Findings",
+                "Held out",
+                "Strategy",
             ],
             rows,
         );
@@ -500,6 +511,22 @@ impl Markdown<'_> {
             .collect();
         self.table(&["Workload", "Container", "History hours", "Reason"], rows);
     }
+}
+
+/// A top line's held-out figures: `7 days: 0 memory overrun hours, …`.
+fn held_out(l: &Line) -> String {
+    l.holdout
+        .as_ref()
+        .map(holdout::summary)
+        .unwrap_or_else(|| holdout::NOT_ENOUGH_HISTORY.into())
+}
+
+/// A top line's strategy and how it was chosen.
+fn strategy(l: &Line) -> String {
+    if l.strategy.is_empty() {
+        return "-".into();
+    }
+    holdout::strategy(&format!("`{}`", l.strategy), l.strategy_choice.as_deref())
 }
 
 /// The strategies of the report, for its header.

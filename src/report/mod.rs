@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Confidence, ContainerKey, Recommendation, Resources, Severity, Status};
+use crate::model::{
+    Confidence, ContainerKey, HoldoutFigures, Recommendation, Resources, Severity, Status,
+};
 use crate::store::{
     RecommendationFilter, ReportListing, Store, StoreError, StoredReport, StoredReportInput,
 };
@@ -16,6 +18,7 @@ use crate::store::{
 mod build;
 mod chart;
 mod csv;
+pub mod holdout;
 mod html;
 mod markdown;
 mod schedule;
@@ -128,6 +131,37 @@ pub struct Summary {
     /// The strategies that produced the recommendations (usually one, e.g. `guidance`).
     #[serde(default)]
     pub strategies: Vec<String>,
+    /// Held-out slack and memory overruns of the proposed changes against the requests in
+    /// force; absent when no container with a proposal has held-out figures.
+    #[serde(default)]
+    pub holdout: Option<HoldoutTotals>,
+}
+
+/// The proposed changes against the values in force on the held-out days, fleet-wide.
+///
+/// Only containers with a proposed change (status `ok`) whose recommendation has held-out
+/// figures for both the recommended and the current values count. A slack is weighted by the
+/// request it is a share of, times replicas: Σ slack × request × replicas / Σ request ×
+/// replicas, which is the share of the requested resource left idle. The recommended side
+/// uses the final recommended request as the weight, though walk-forward fitted a request per
+/// held-out day: close enough for a fleet figure, and it needs nothing the report lacks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ReportHoldoutTotals)]
+pub struct HoldoutTotals {
+    /// Containers counted.
+    pub containers: usize,
+    /// Share of the recommended CPU requests left idle on the held-out days.
+    pub cpu_slack: Option<f64>,
+    /// Share of the current CPU requests left idle on the same days.
+    pub cpu_slack_current: Option<f64>,
+    /// Share of the recommended memory requests left unused on the held-out days.
+    pub memory_slack: Option<f64>,
+    /// Share of the current memory requests left unused on the same days.
+    pub memory_slack_current: Option<f64>,
+    /// Held-out hours above the memory limit, all counted containers together.
+    pub memory_overrun_hours: u64,
+    /// The same with the current limits.
+    pub memory_overrun_hours_current: u64,
 }
 
 /// Containers by status and risk (in a [`Change`]: the difference to the previous report).
@@ -223,6 +257,22 @@ pub struct Line {
     pub findings: Vec<String>,
     /// Why, in words.
     pub reason: String,
+    /// The strategy that produced the recommendation (empty in reports stored before).
+    #[serde(default)]
+    pub strategy: String,
+    /// How the strategy was chosen (the recommendation's `evidence.strategy_choice`).
+    #[serde(default)]
+    pub strategy_choice: Option<String>,
+    /// Walk-forward figures of the recommendation on days it was not fitted on, as in its
+    /// evidence; absent without enough history.
+    #[serde(default)]
+    pub holdout: Option<HoldoutFigures>,
+    /// The requests and limits in force replayed on the same held-out days.
+    #[serde(default)]
+    pub holdout_current: Option<HoldoutFigures>,
+    /// Unix seconds the fit starts from when a regime change was detected.
+    #[serde(default)]
+    pub fitted_from: Option<i64>,
 }
 
 /// One finding code across the fleet.
@@ -476,6 +526,25 @@ fn line(r: &Recommendation) -> Line {
         memory_over_limit_hours: current_backtest.and_then(|b| b.memory_over_limit_hours),
         findings: r.findings.iter().map(|f| f.code.clone()).collect(),
         reason: r.reason.clone(),
+        strategy: r.strategy.clone(),
+        strategy_choice: e.strategy_choice.clone(),
+        holdout: holdout::recommended(e).map(tidy_holdout),
+        holdout_current: holdout::current(e).map(tidy_holdout),
+        fitted_from: e.fitted_from,
+    }
+}
+
+/// `h` with every share and ratio tidied, so a stored report reads back equal.
+fn tidy_holdout(h: &HoldoutFigures) -> HoldoutFigures {
+    let t = |v: Option<f64>| v.filter(|v| v.is_finite()).map(tidy);
+    HoldoutFigures {
+        days: h.days,
+        memory_overrun_hours: h.memory_overrun_hours,
+        memory_peak_ratio: t(h.memory_peak_ratio),
+        cpu_over_limit_share: t(h.cpu_over_limit_share),
+        cpu_over_request_share: t(h.cpu_over_request_share),
+        cpu_slack: t(h.cpu_slack),
+        memory_slack: t(h.memory_slack),
     }
 }
 

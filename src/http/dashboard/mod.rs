@@ -1,8 +1,8 @@
 //! The dashboard: server-rendered HTML over the stored recommendations. `/` is the fleet
 //! (totals and a sortable, filterable, paginated table that works without JavaScript);
 //! `/workloads/{cluster}/{namespace}/{kind}/{name}` shows each container's usage histogram
-//! against current and recommended requests and limits, the evidence, backtest, findings
-//! and a copyable patch. CSS and JS are embedded in the binary: no CDN, works offline.
+//! against current and recommended requests and limits, the evidence, backtest (in-sample
+//! and held out), the strategy tournament, findings and a copyable patch. CSS and JS are embedded in the binary: no CDN, works offline.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};

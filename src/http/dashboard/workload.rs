@@ -1,6 +1,7 @@
 //! `GET /workloads/{cluster}/{namespace}/{kind}/{name}`: per container, the usage
 //! histogram against current and recommended requests and limits, the evidence, the
-//! backtest, impact and findings; then the copyable patch of the whole workload.
+//! backtest (in-sample and held out), impact, the strategy tournament and findings; then the
+//! copyable patch of the whole workload.
 
 use std::fmt::Write;
 
@@ -13,9 +14,12 @@ use super::fleet::savings;
 use super::html::{self, encode_component, money, percent, Esc};
 use super::PageError;
 use crate::http::AppState;
-use crate::model::{Recommendation, Resource, Status, UsageHour, WorkloadKey};
+use crate::model::{
+    Backtest, HoldoutFigures, Recommendation, Resource, Status, UsageHour, WorkloadKey,
+};
 use crate::patch::{self, PatchFormat};
 use crate::quantity;
+use crate::report::holdout;
 use crate::sketch::Sketch;
 use crate::store::RecommendationFilter;
 
@@ -302,6 +306,7 @@ fn render_container(out: &mut String, rec: &Recommendation, window: &WindowUsage
     render_backtest(out, rec);
     render_impact(out, rec);
     out.push_str("</div>\n");
+    render_tournament(out, rec);
     render_findings(out, rec);
     out.push_str("</section>\n");
 }
@@ -420,7 +425,26 @@ fn render_evidence(out: &mut String, rec: &Recommendation) {
         "Throttled periods",
         &e.throttled_ratio.map(percent).unwrap_or_else(|| "—".into()),
     );
-    dl_row(out, "Strategy", &Esc(&rec.strategy).to_string());
+    let strategy = match e.strategy_choice.as_deref().filter(|c| !c.is_empty()) {
+        Some(choice) => format!(
+            "{}<br><span class=\"muted\" data-strategy-choice>{}</span>",
+            Esc(&rec.strategy),
+            Esc(choice)
+        ),
+        None => Esc(&rec.strategy).to_string(),
+    };
+    dl_row(out, "Strategy", &strategy);
+    if let Some(from) = e.fitted_from {
+        dl_row(
+            out,
+            "Fitted from",
+            &format!(
+                "<span data-fitted-from=\"{from}\">{}</span><br><span class=\"muted\">a lasting \
+                 level shift then; earlier history left out</span>",
+                html::timestamp(from)
+            ),
+        );
+    }
     if !e.policy_sources.is_empty() {
         dl_row(
             out,
@@ -441,10 +465,16 @@ fn render_evidence(out: &mut String, rec: &Recommendation) {
 
 fn render_backtest(out: &mut String, rec: &Recommendation) {
     out.push_str("<div class=\"fact\" data-fact=\"backtest\"><h3>Backtest</h3>");
-    let Some(b) = &rec.backtest else {
-        out.push_str("<p class=\"muted\">No backtest: too little history.</p></div>\n");
-        return;
-    };
+    if let Some(b) = &rec.backtest {
+        render_in_sample(out, b);
+    } else {
+        out.push_str("<p class=\"muted\">No backtest: too little history.</p>");
+    }
+    render_holdout(out, rec);
+    out.push_str("</div>\n");
+}
+
+fn render_in_sample(out: &mut String, b: &Backtest) {
     let share = |v: Option<f64>| v.map(percent).unwrap_or_else(|| "—".into());
     let hours = |v: Option<u32>| v.map(|h| format!("{h} h")).unwrap_or_else(|| "—".into());
     let _ = write!(
@@ -468,7 +498,170 @@ fn render_backtest(out: &mut String, rec: &Recommendation) {
              limit, so the real peak may be higher than seen.</p>",
         );
     }
-    out.push_str("</div>\n");
+}
+
+/// Current and recommended values on days they were not fitted on, side by side: part of
+/// the backtest card, so in-sample and held-out figures read together.
+fn render_holdout(out: &mut String, rec: &Recommendation) {
+    let e = &rec.evidence;
+    out.push_str("<div data-fact=\"holdout\">");
+    let Some(h) = holdout::recommended(e) else {
+        let _ = write!(
+            out,
+            "<p class=\"muted\" data-no-holdout>No held-out figures: {}.</p></div>",
+            holdout::NOT_ENOUGH_HISTORY
+        );
+        return;
+    };
+    let _ = write!(
+        out,
+        "<p class=\"note\"><b>Held-out backtest</b>: each of the last {} scored with the \
+         values fitted on the history before it; the current values replayed on the same \
+         days.</p><table class=\"backtest\"><thead><tr><th>on {} held out</th>\
+         <th>current</th><th>recommended</th></tr></thead><tbody>",
+        holdout::days(h.days),
+        holdout::days(h.days)
+    );
+    type Cell = fn(&HoldoutFigures) -> String;
+    let rows: [(&str, Cell); 6] = [
+        ("Hours above memory limit (OOM)", |h| {
+            flag(
+                h.memory_overrun_hours > 0,
+                &format!("{} h", h.memory_overrun_hours),
+            )
+        }),
+        ("Memory peak / limit", |h| {
+            let over = h.memory_peak_ratio.is_some_and(|r| r > 1.0);
+            flag(over, &holdout::peak_ratio(h.memory_peak_ratio))
+        }),
+        ("CPU samples above limit", |h| {
+            holdout::share(h.cpu_over_limit_share)
+        }),
+        ("CPU samples above request", |h| {
+            holdout::share(h.cpu_over_request_share)
+        }),
+        ("CPU slack", |h| holdout::slack(h.cpu_slack)),
+        ("Memory slack", |h| holdout::slack(h.memory_slack)),
+    ];
+    let current = holdout::current(e);
+    for (label, cell) in rows {
+        let _ = write!(
+            out,
+            "<tr><th>{label}</th><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            current.map(cell).unwrap_or_else(|| "—".into()),
+            cell(h),
+        );
+    }
+    out.push_str("</tbody></table></div>");
+}
+
+/// `text`, marked bad when `bad`.
+fn flag(bad: bool, text: &str) -> String {
+    if bad {
+        format!("<span class=\"bad\">{text}</span>")
+    } else {
+        text.to_string()
+    }
+}
+
+/// Every candidate strategy's walk-forward figures, cost and proposal, the chosen one marked.
+fn render_tournament(out: &mut String, rec: &Recommendation) {
+    let scores = &rec.evidence.strategy_scores;
+    if scores.is_empty() {
+        return;
+    }
+    let currency = rec.impact.as_ref().map_or("", |i| i.currency.as_str());
+    let chosen = scores
+        .iter()
+        .find(|s| s.chosen)
+        .map(|s| format!(", <b>{}</b> chosen", Esc(&s.strategy)))
+        .unwrap_or_default();
+    let _ = write!(
+        out,
+        "<details class=\"tournament\" data-fact=\"tournament\" open><summary>Strategy \
+         tournament: {} candidate{}{chosen}</summary>\n<div class=\"table-wrap\"><table>\
+         <thead><tr><th>Strategy</th><th class=\"num\">Days</th>\
+         <th class=\"num\">Memory<br>overrun h</th><th class=\"num\">Peak /<br>limit</th>\
+         <th class=\"num\">CPU &gt;<br>limit</th><th class=\"num\">CPU &gt;<br>request</th>\
+         <th class=\"num\">CPU<br>slack</th><th class=\"num\">Memory<br>slack</th>\
+         <th>Met<br>objective</th><th class=\"num\">Idle /<br>month</th>\
+         <th class=\"num\">CPU request<br>/ limit</th><th class=\"num\">Memory request<br>/ limit</th>\
+         </tr></thead><tbody>\n",
+        scores.len(),
+        if scores.len() == 1 { "" } else { "s" },
+    );
+    for s in scores {
+        let h = &s.holdout;
+        let r = &s.recommended;
+        let _ = writeln!(
+            out,
+            "<tr data-strategy=\"{name}\"{chosen_attr}><td>{name_cell}</td>\
+             <td class=\"num\">{days}</td><td class=\"num\">{overrun}</td>\
+             <td class=\"num\">{peak}</td><td class=\"num\">{over_limit}</td>\
+             <td class=\"num\">{over_request}</td><td class=\"num\">{cpu_slack}</td>\
+             <td class=\"num\">{memory_slack}</td><td>{objective}</td>\
+             <td class=\"num\">{idle}</td><td class=\"num\">{cpu_req} / {cpu_lim}</td>\
+             <td class=\"num\">{mem_req} / {mem_lim}</td></tr>",
+            name = Esc(&s.strategy),
+            chosen_attr = if s.chosen { " data-chosen" } else { "" },
+            name_cell = if s.chosen {
+                format!(
+                    "<b>{}</b> <span class=\"badge sev-info\">chosen</span>",
+                    Esc(&s.strategy)
+                )
+            } else {
+                Esc(&s.strategy).to_string()
+            },
+            days = h.days,
+            overrun = flag(
+                h.memory_overrun_hours > 0,
+                &h.memory_overrun_hours.to_string()
+            ),
+            peak = flag(
+                h.memory_peak_ratio.is_some_and(|r| r > 1.0),
+                &holdout::peak_ratio(h.memory_peak_ratio)
+            ),
+            over_limit = holdout::share(h.cpu_over_limit_share),
+            over_request = holdout::share(h.cpu_over_request_share),
+            cpu_slack = holdout::slack(h.cpu_slack),
+            memory_slack = holdout::slack(h.memory_slack),
+            objective = if s.met_objective {
+                "<span class=\"good\">yes</span>"
+            } else {
+                "<span class=\"bad\">no</span>"
+            },
+            idle = money(s.idle_monthly_cost, currency),
+            cpu_req = quantity::cpu_opt(r.cpu_request_millicores),
+            cpu_lim = quantity::cpu_opt(r.cpu_limit_millicores),
+            mem_req = quantity::memory_opt(r.memory_request_bytes),
+            mem_lim = quantity::memory_opt(r.memory_limit_bytes),
+        );
+    }
+    out.push_str("</tbody></table></div>\n");
+    // The misses are sentences: listed under the table they keep its columns narrow enough
+    // to show the cost and the proposal without scrolling.
+    let missed: Vec<_> = scores
+        .iter()
+        .filter(|s| !s.met_objective && !s.misses.is_empty())
+        .collect();
+    if !missed.is_empty() {
+        out.push_str("<ul class=\"rules\" data-misses>");
+        for s in missed {
+            let misses: Vec<String> = s.misses.iter().map(|m| Esc(m).to_string()).collect();
+            let _ = write!(
+                out,
+                "<li><b>{}</b> missed the objective: {}</li>",
+                Esc(&s.strategy),
+                misses.join("; ")
+            );
+        }
+        out.push_str("</ul>");
+    }
+    out.push_str(
+        "<p class=\"note\">Every candidate is fitted and scored walk-forward on the same \
+         held-out days. Idle cost: requested but unused resources, priced per pod-month.</p>\
+         </details>\n",
+    );
 }
 
 fn render_impact(out: &mut String, rec: &Recommendation) {

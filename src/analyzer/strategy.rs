@@ -354,8 +354,8 @@ impl Strategy for Vpa {
 }
 
 /// Time-aware: fits on the history since a lasting level shift (a rollout that changed
-/// the appetite), sizes the CPU request from the busiest day of the week (so a Monday
-/// peak is not averaged away by quiet weekends), leaves the hours of container start-ups
+/// the appetite), sizes the CPU request for the level the three busiest days of the week
+/// reach (so busy weekdays are not averaged away by quiet weekends), leaves the hours of container start-ups
 /// out of the request, and asks the CPU limit to cover the highest peak seen (start-up
 /// spikes, a weekly batch) instead of raising the request for it.
 pub(crate) struct TimeAware;
@@ -369,6 +369,8 @@ const REGIME_MIN_BEFORE_DAYS: usize = 7;
 const REGIME_MIN_SHIFT: f64 = 1.4;
 /// A day of the week needs this many hours in the fit to count for the weekly profile.
 const WEEKDAY_MIN_HOURS: usize = 12;
+/// The weekly profile sizes for the level the busiest this many days of the week reach.
+const WEEKLY_PROFILE_DAYS: usize = 3;
 
 const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
@@ -492,17 +494,24 @@ impl TimeAware {
             }
         }
         let overall = all.quantile(q)?;
-        let busiest = by_day
+        // A weekly profile is a level held by several days of the week (busy weekdays); a
+        // peak on one day (a weekly batch) is a recurring peak, left to the limit.
+        let mut days: Vec<(f64, usize)> = by_day
             .iter()
             .enumerate()
             .filter(|(_, (_, hours))| *hours >= WEEKDAY_MIN_HOURS)
             .filter_map(|(d, (hist, _))| hist.quantile(q).map(|v| (v, d)))
-            .max_by(|a, b| a.0.total_cmp(&b.0));
+            .collect();
+        days.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let busiest = days.get(WEEKLY_PROFILE_DAYS - 1).copied();
         let pct = pct_label(policy.cpu_percentile);
         let cpu = match busiest {
             Some((v, d)) if v > overall => Basis {
                 value: v * 1000.0,
-                label: format!("{pct} of the busiest weekday ({}){since}", WEEKDAYS[d]),
+                label: format!(
+                    "{pct} of the {} busiest days of the week (down to {}){since}",
+                    WEEKLY_PROFILE_DAYS, WEEKDAYS[d]
+                ),
                 margin: policy.margin,
             },
             _ => Basis {

@@ -160,7 +160,11 @@ fn a_lasting_level_shift_is_fitted_from_its_start_and_a_weekend_is_not_one() {
     let weekly = usage(MONDAY, 12, |t| (level(t), 1e8));
     let w = fit_all(&TimeAware, &weekly, &[], 12);
     assert_eq!(w.fitted_from, None);
-    assert!(w.cpu.label.contains("busiest weekday"), "{}", w.cpu.label);
+    assert!(
+        w.cpu.label.contains("busiest days of the week"),
+        "{}",
+        w.cpu.label
+    );
     let flat = fit_all(&Guidance, &weekly, &[], 12);
     assert!(
         w.cpu.value > flat.cpu.value,

@@ -160,6 +160,20 @@ pub enum Command {
         #[arg(long)]
         namespace: Option<String>,
     },
+    /// Walk-forward backtest of every strategy and of the values in force over the collected
+    /// history, fleet-wide: slack, memory overrun hours and containers missing the
+    /// objective. Reads the store; stores nothing.
+    Backtest {
+        /// Output format (table, json, yaml or csv).
+        #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+        /// Held-out days at the end of the window (default: backtest.days, 7).
+        #[arg(long)]
+        days: Option<u32>,
+        /// Only this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+    },
     /// Build a fleet report from the stored recommendations, store it and print or write it.
     Report {
         /// md, html (one self-contained file with inline SVG charts), csv or json.
@@ -364,6 +378,10 @@ pub struct FileConfig {
     /// Walk-forward backtest and strategy tournament: `days`, `max_cpu_over_limit`,
     /// `cpu_request_tolerance`, `switch_penalty`.
     pub backtest: crate::analyzer::BacktestSettings,
+    /// Whether the file set `backtest.days`: only then is a window too short for it an
+    /// error (the default 7 days shrink to what a short window holds).
+    #[serde(skip)]
+    pub backtest_days_set: bool,
     /// GitOps hand-over settings.
     pub gitops: GitopsConfig,
     /// The Kubernetes API source: kubeconfig, context, namespaces, label selector.
@@ -456,6 +474,8 @@ pub struct Settings {
     pub pricing: Pricing,
     /// Walk-forward backtest and strategy tournament settings.
     pub backtest: crate::analyzer::BacktestSettings,
+    /// Whether the config file set `backtest.days` (see [`FileConfig::backtest_days_set`]).
+    pub backtest_days_set: bool,
     /// GitOps hand-over settings.
     pub gitops: GitopsConfig,
     /// The Kubernetes API source, when enabled.
@@ -550,6 +570,7 @@ impl Settings {
             .validate(
                 policy.global().window_hours(),
                 policy.global().min_history_hours,
+                file.backtest_days_set,
             )
             .map_err(ConfigError::Invalid)?;
         if !(file.pricing.cpu_core_hour >= 0.0 && file.pricing.memory_gib_hour >= 0.0) {
@@ -594,6 +615,7 @@ impl Settings {
             policy,
             pricing: file.pricing.clone(),
             backtest: file.backtest.clone(),
+            backtest_days_set: file.backtest_days_set,
             gitops: file.gitops.clone(),
             report_schedule: match file.reports.schedule.trim() {
                 "" | "off" => None,
@@ -738,10 +760,14 @@ fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
         path: path.into(),
         source,
     })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+    let parse_error = |e: toml::de::Error| ConfigError::Parse {
         path: path.into(),
         message: e.to_string().trim().replace('\n', " "),
-    })
+    };
+    let mut file: FileConfig = toml::from_str(&text).map_err(parse_error)?;
+    let raw: toml::Table = toml::from_str(&text).map_err(parse_error)?;
+    file.backtest_days_set = raw.get("backtest").and_then(|b| b.get("days")).is_some();
+    Ok(file)
 }
 
 fn read_token(path: &Path) -> Result<SecretString, ConfigError> {

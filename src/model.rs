@@ -362,6 +362,12 @@ pub struct HoldoutFigures {
     pub cpu_slack: Option<f64>,
     /// 1 − mean memory use / memory request over the held-out points.
     pub memory_slack: Option<f64>,
+    /// Mean CPU request over the held-out points, in millicores (weights fleet slack).
+    #[serde(default)]
+    pub cpu_request_mean_millicores: Option<f64>,
+    /// Mean memory request over the held-out points, in bytes (weights fleet slack).
+    #[serde(default)]
+    pub memory_request_mean_bytes: Option<f64>,
 }
 
 /// One candidate of the strategy tournament.

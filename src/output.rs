@@ -135,3 +135,62 @@ pub fn write(
     }
     Ok(())
 }
+
+/// `rightsizer backtest`'s rows: an aligned table, JSON, YAML or CSV.
+pub fn write_backtest(
+    rows: &[crate::analyzer::fleet_backtest::FleetBacktestRow],
+    days: u32,
+    format: OutputFormat,
+    mut out: impl Write,
+) -> anyhow::Result<()> {
+    let share =
+        |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{:.1}%", v * 100.0));
+    match format {
+        OutputFormat::Table => {
+            let mut table = Table::new();
+            table
+                .load_preset(UTF8_FULL_CONDENSED)
+                .set_content_arrangement(ContentArrangement::Disabled)
+                .set_header([
+                    "STRATEGY",
+                    "CONTAINERS",
+                    "CPU SLACK",
+                    "MEMORY SLACK",
+                    "MEMORY OVERRUN HOURS",
+                    "MISSED OBJECTIVE",
+                    "CPU OVER LIMIT",
+                    "CPU OVER REQUEST",
+                ]);
+            for r in rows {
+                table.add_row([
+                    r.strategy.clone(),
+                    r.containers.to_string(),
+                    share(r.cpu_slack),
+                    share(r.memory_slack),
+                    r.memory_overrun_hours.to_string(),
+                    r.missed_objective.to_string(),
+                    r.cpu_over_limit_misses.to_string(),
+                    r.cpu_over_request_misses.to_string(),
+                ]);
+            }
+            writeln!(
+                out,
+                "held out the last {days} days of the window, each fitted on the history before it"
+            )?;
+            writeln!(out, "{table}")?;
+        }
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, rows)?;
+            writeln!(out)?;
+        }
+        OutputFormat::Yaml => serde_yaml::to_writer(&mut out, rows)?,
+        OutputFormat::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            for r in rows {
+                w.serialize(r)?;
+            }
+            w.flush()?;
+        }
+    }
+    Ok(())
+}

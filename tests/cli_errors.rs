@@ -200,3 +200,59 @@ fn invalid_until() {
         "error: invalid time \"last tuesday\" (want RFC 3339 or unix seconds)",
     );
 }
+
+#[test]
+fn backtest_days_out_of_range() {
+    let (db, path) = temp_db("backtest-days");
+    let (code, stderr) = run(&["--database-url", &db, "backtest", "--days", "0"]);
+    assert_eq!(code, 1);
+    assert_one_line(&stderr, "error: --days must be at least 1, got 0");
+    let (code, stderr) = run(&["--database-url", &db, "backtest", "--days", "14"]);
+    assert_eq!(code, 1);
+    assert_one_line(
+        &stderr,
+        "error: --days = 14 leaves too little history to fit on: the 14-day window holds at most 13 held-out days",
+    );
+    assert!(!path.exists(), "a bad --days must not touch the store");
+    // An empty store: nothing to backtest, said as such.
+    let (code, stderr) = run(&["--database-url", &db, "backtest"]);
+    assert_eq!(code, 1);
+    assert_one_line(
+        &stderr,
+        "error: no collected history: run `rightsizer collect` first",
+    );
+}
+
+#[test]
+fn unknown_strategy_or_backtest_setting_in_config() {
+    let (db, path) = temp_db("strategy");
+    let dir = path.parent().unwrap();
+    let cases = [
+        ("[policy]\nstrategy = \"magic\"\n", "error: "),
+        ("[backtest]\ndays = 0\n", "error: "),
+        ("[backtest]\ndays = 30\n", "error: "),
+    ];
+    let wants = [
+        "unknown variant `magic`, expected one of `auto`, `guidance`, `decaying`, `krr-simple`, `vpa`, `time-aware`",
+        "backtest.days must be at least 1, got 0",
+        "backtest.days = 30 leaves too little history to fit on",
+    ];
+    for ((text, prefix), want) in cases.iter().zip(wants) {
+        let file = dir.join("config.toml");
+        std::fs::write(&file, text).unwrap();
+        let (code, stderr) = run(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--database-url",
+            &db,
+            "analyze",
+        ]);
+        assert_eq!(code, 1, "{text}: {stderr}");
+        assert!(stderr.starts_with(prefix), "{stderr}");
+        assert!(stderr.contains(want), "{text}: {stderr}");
+        assert!(
+            !path.exists(),
+            "{text}: a bad config must not touch the store"
+        );
+    }
+}

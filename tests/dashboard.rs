@@ -167,6 +167,7 @@ fn with_tournament(mut r: Recommendation) -> Recommendation {
         cpu_over_request_share: Some(over_request),
         cpu_slack: Some(cpu_slack),
         memory_slack: Some(memory_slack),
+        ..HoldoutFigures::default()
     };
     let score = |strategy: &str, holdout, idle, cpu: i64, memory: i64| StrategyScore {
         strategy: strategy.into(),

@@ -259,6 +259,76 @@ async fn trends_hold_out_of_sample_and_the_tournament_is_stable() {
         t.cpu_max_cores
     );
 
+    // The weekly batch is left to the limit, not paid for with the request all week.
+    assert!(
+        batch
+            .findings
+            .iter()
+            .any(|f| f.code == "cpu-limit-above-ratio"),
+        "{:?}",
+        batch.findings
+    );
+
+    // `rightsizer backtest` prints the fleet's figures per strategy and stores nothing.
+    let db = format!("sqlite://{}", dir.path().join("rs.db").display());
+    let config = dir.path().join("rightsizer.toml");
+    std::fs::write(&config, "[policy]\nstrategy = \"auto\"\n").unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_rightsizer"))
+            .args(["--database-url", &db, "--cluster", "test"])
+            .args(["--config", config.to_str().unwrap()])
+            .args([
+                "backtest",
+                "--days",
+                "3",
+                "--namespace",
+                "trends",
+                "-o",
+                "json",
+            ])
+            .env("RIGHTSIZER_LOG", "off")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["strategy"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "current",
+            "guidance",
+            "decaying",
+            "krr-simple",
+            "vpa",
+            "time-aware",
+            "chosen"
+        ]
+    );
+    for r in &rows {
+        assert_eq!(r["containers"], 5, "{r}");
+    }
+    let chosen = rows.last().unwrap();
+    assert_eq!(chosen["memory_overrun_hours"], 0, "{chosen}");
+    assert_eq!(chosen["cpu_over_limit_misses"], 0, "{chosen}");
+    let after = store
+        .recommendations(&RecommendationFilter {
+            cluster: Some("test".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(after, first, "backtest must not store anything");
+
     // Unchanged history: nobody flips strategy.
     let second = analyze(store.as_ref(), &truth).await;
     for (a, b) in first.iter().zip(&second) {

@@ -150,6 +150,7 @@ fn figures(days: u32, overrun: u32, shares: [f64; 4]) -> HoldoutFigures {
         cpu_over_request_share: Some(over_request),
         cpu_slack: Some(cpu_slack),
         memory_slack: Some(memory_slack),
+        ..HoldoutFigures::default()
     }
 }
 

@@ -16,6 +16,7 @@ use crate::sketch::Sketch;
 
 pub mod backtest;
 pub mod findings;
+pub mod fleet_backtest;
 mod history;
 mod impact;
 pub mod policy;

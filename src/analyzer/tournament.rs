@@ -35,13 +35,20 @@ impl Default for BacktestSettings {
 
 impl BacktestSettings {
     /// Checks the values against the analysis window (in hours) and the history a fit needs.
-    pub fn validate(&self, window_hours: u32, min_history_hours: u32) -> Result<(), String> {
+    /// More days than the window holds is an error only when `days` was set explicitly:
+    /// otherwise the walk-forward scores the days that have history before them.
+    pub fn validate(
+        &self,
+        window_hours: u32,
+        min_history_hours: u32,
+        explicit_days: bool,
+    ) -> Result<(), String> {
         if self.days == 0 {
             return Err("backtest.days must be at least 1, got 0".into());
         }
         let window_days = window_hours / 24;
         let needed_days = min_history_hours.div_ceil(24);
-        if self.days + needed_days > window_days {
+        if explicit_days && self.days + needed_days > window_days {
             return Err(format!(
                 "backtest.days = {} leaves too little history to fit on: the {}-day window holds at most {} held-out days after the {} hours a fit needs",
                 self.days,
@@ -266,18 +273,20 @@ mod tests {
     #[test]
     fn settings_name_what_is_wrong() {
         let s = BacktestSettings::default();
-        assert!(s.validate(14 * 24, 24).is_ok());
+        assert!(s.validate(14 * 24, 24, true).is_ok());
+        // The default 7 days in a 7-day window: the walk-forward scores what it can.
+        assert!(s.validate(7 * 24, 24, false).is_ok());
         let zero = BacktestSettings {
             days: 0,
             ..s.clone()
         };
         assert_eq!(
-            zero.validate(336, 24).unwrap_err(),
+            zero.validate(336, 24, false).unwrap_err(),
             "backtest.days must be at least 1, got 0"
         );
         let many = BacktestSettings { days: 14, ..s };
         assert!(many
-            .validate(336, 24)
+            .validate(336, 24, true)
             .unwrap_err()
             .contains("at most 13 held-out days"));
     }

@@ -88,6 +88,10 @@ impl Tally {
                 self.memory_requested,
                 self.has_memory_request,
             ),
+            cpu_request_mean_millicores: (self.has_cpu_request && self.cpu_points > 0.0)
+                .then(|| self.cpu_requested / self.cpu_points * 1000.0),
+            memory_request_mean_bytes: (self.has_memory_request && self.memory_points > 0.0)
+                .then(|| self.memory_requested / self.memory_points),
         }
     }
 
@@ -158,6 +162,8 @@ mod tests {
         assert_eq!(f.days, 1);
         assert_eq!(f.memory_overrun_hours, 1);
         assert_eq!(f.memory_peak_ratio, Some(1.5));
+        assert_eq!(f.cpu_request_mean_millicores, Some(500.0));
+        assert_eq!(f.memory_request_mean_bytes, Some(200e6));
         // 0.6 .. 1.0 above 500m (the bucket holding 0.5 counts as below), 1.0 above 900m.
         assert_eq!(f.cpu_over_request_share, Some(0.5));
         assert_eq!(f.cpu_over_limit_share, Some(0.1));

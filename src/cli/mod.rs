@@ -85,6 +85,60 @@ async fn store_clusters(store: &dyn Store) -> anyhow::Result<Vec<jobs::ClusterJo
         .collect())
 }
 
+/// `rightsizer backtest`: computes every container's recommendation without storing it
+/// and prints the fleet's held-out figures per strategy.
+async fn backtest(
+    settings: &Settings,
+    format: crate::config::OutputFormat,
+    days: Option<u32>,
+    namespace: Option<String>,
+) -> anyhow::Result<()> {
+    let mut analysis = analysis_settings(settings);
+    if let Some(days) = days {
+        analysis.backtest.days = days;
+    }
+    let policy = settings.policy.global();
+    analysis
+        .backtest
+        .validate(
+            policy.window_hours(),
+            policy.min_history_hours,
+            days.is_some() || settings.backtest_days_set,
+        )
+        .map_err(|e| anyhow!(e.replace("backtest.days", "--days")))?;
+    let store = open_store(settings).await?;
+    let names = match cluster_filter(settings) {
+        Some(c) => vec![c],
+        None => store_clusters(store.as_ref())
+            .await?
+            .into_iter()
+            .map(|c| c.cluster)
+            .collect(),
+    };
+    let mut recs = Vec::new();
+    for name in &names {
+        let (computed, ..) =
+            jobs::compute_recommendations(store.as_ref(), name, &analysis, now(), None).await?;
+        recs.extend(
+            computed
+                .into_iter()
+                .filter(|r| namespace.as_ref().is_none_or(|ns| r.key.namespace == *ns)),
+        );
+    }
+    if recs.is_empty() {
+        anyhow::bail!(
+            "no collected history{}: run `rightsizer collect` first",
+            namespace
+                .map(|ns| format!(" in namespace {ns}"))
+                .unwrap_or_default()
+        );
+    }
+    let rows = crate::analyzer::fleet_backtest::fleet_rows(&recs, &analysis.backtest);
+    let stdout = std::io::stdout();
+    crate::output::write_backtest(&rows, analysis.backtest.days, format, stdout.lock())?;
+    Ok(())
+}
+
 async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     Ok(store::connect(&settings.database_url).await?)
 }
@@ -250,6 +304,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let stdout = std::io::stdout();
             crate::output::write(&recs, format, stdout.lock())?;
         }
+        Command::Backtest {
+            output,
+            days,
+            namespace,
+        } => backtest(&settings, output, days, namespace).await?,
         Command::Serve {
             listen,
             collect_interval,

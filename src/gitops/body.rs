@@ -499,6 +499,7 @@ mod tests {
                 cpu_over_request_share: Some(0.042),
                 cpu_slack: Some(0.31),
                 memory_slack: Some(0.18),
+                ..HoldoutFigures::default()
             }),
             holdout_current: Some(HoldoutFigures {
                 days: 7,
@@ -508,6 +509,7 @@ mod tests {
                 cpu_over_request_share: Some(0.4),
                 cpu_slack: Some(-0.1),
                 memory_slack: Some(0.05),
+                ..HoldoutFigures::default()
             }),
             ..EvidenceBacktest::default()
         });

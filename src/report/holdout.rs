@@ -131,6 +131,7 @@ mod tests {
             cpu_over_request_share: Some(0.042),
             cpu_slack: Some(0.31),
             memory_slack: Some(0.184),
+            ..HoldoutFigures::default()
         };
         assert_eq!(
             line(Some(&h)),

@@ -545,6 +545,8 @@ fn tidy_holdout(h: &HoldoutFigures) -> HoldoutFigures {
         cpu_over_request_share: t(h.cpu_over_request_share),
         cpu_slack: t(h.cpu_slack),
         memory_slack: t(h.memory_slack),
+        cpu_request_mean_millicores: t(h.cpu_request_mean_millicores),
+        memory_request_mean_bytes: t(h.memory_request_mean_bytes),
     }
 }
 

@@ -196,6 +196,14 @@ impl Sketch {
         self.bins.iter().map(|(i, n)| (*i, *n))
     }
 
+    /// The lowest and highest non-empty bucket, if any.
+    pub fn bin_range(&self) -> Option<(i32, i32)> {
+        Some((
+            *self.bins.first_key_value()?.0,
+            *self.bins.last_key_value()?.0,
+        ))
+    }
+
     /// The bucket a positive value falls in.
     pub fn bucket_of(value: f64) -> Option<i32> {
         (value > MIN_POSITIVE && value.is_finite()).then(|| bucket_index(value))

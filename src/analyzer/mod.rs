@@ -12,7 +12,6 @@ use crate::model::{
     Resources, Severity, SignalHour, Status, StrategyScore, UsageHour, WorkloadInfo,
 };
 use crate::quantity;
-use crate::sketch::Sketch;
 
 pub mod backtest;
 pub mod findings;
@@ -123,9 +122,9 @@ pub fn recommend(
     let window_hours = policy.window_hours();
     let to = window_end - window_end.rem_euclid(3600) + 3600;
     let from = to - i64::from(window_hours) * 3600;
-    let w = window::merge(input.usage, input.signals, from, to);
-    let (confidence, confidence_score) = window::confidence(&w);
     let history = History::build(input.usage, input.signals, from, to);
+    let w = window::merge(&history);
+    let (confidence, confidence_score) = window::confidence(&w);
     let contest = compete(&history, input, policy, ctx);
     let fit = contest.fit.as_ref();
     let cpu_pct_millicores = fit.map(|f| f.cpu.value);
@@ -149,7 +148,7 @@ pub fn recommend(
     let evidence = Evidence {
         cpu_percentile: fit.map_or(policy.cpu_percentile, |f| f.percentile),
         cpu_percentile_millicores: cpu_pct_millicores,
-        memory_peak_bytes: (w.memory.count() > 0).then(|| w.memory.max()),
+        memory_peak_bytes: (w.memory.count() > 0).then_some(w.memory.max),
         samples: w.cpu.count(),
         memory_samples: w.memory.count(),
         history_hours: w.history_hours,
@@ -203,7 +202,7 @@ pub fn recommend(
         cpu_p99_cores: w.cpu.quantile(0.99).unwrap_or(0.0),
         throttled_ratio: w.throttled_ratio,
         oom_kills: w.oom_kills,
-        memory_peak_bytes: w.memory.max(),
+        memory_peak_bytes: w.memory.max,
     };
     let (recommended, mut sized, starved, memory_censored) =
         size(fit, &input.current, &pressure, policy);
@@ -240,10 +239,9 @@ pub fn recommend(
         });
     }
 
-    let memory_hours: Vec<&Sketch> = w.memory_hours.iter().map(|(_, s)| *s).collect();
     let backtest = Backtest {
-        current: backtest::replay(&input.current, &w.cpu, &memory_hours),
-        recommended: backtest::replay(&recommended, &w.cpu, &memory_hours),
+        current: backtest::replay(&input.current, &w.cpu, &w.memory_peaks),
+        recommended: backtest::replay(&recommended, &w.cpu, &w.memory_peaks),
         memory_censored,
     };
     let hpa = impact::hpa_effect(
@@ -319,7 +317,7 @@ pub fn recommend(
 }
 
 /// What keeps the window from supporting numbers, in words; empty when it does.
-fn missing_data(w: &window::Window<'_>, policy: &Policy, no_usage: bool) -> Vec<String> {
+fn missing_data(w: &window::Window, policy: &Policy, no_usage: bool) -> Vec<String> {
     let mut missing = Vec::new();
     if w.history_hours < policy.min_history_hours {
         missing.push(format!(

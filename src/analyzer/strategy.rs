@@ -10,7 +10,9 @@
 
 use std::time::Duration;
 
-use super::history::{Hist, History, DAY};
+#[cfg(test)]
+use super::history::{weekday, DAY};
+use super::history::{Hist, History};
 use super::policy::{MemoryBasis, Policy, StrategyName};
 use super::trim_float;
 
@@ -374,11 +376,6 @@ const WEEKLY_PROFILE_DAYS: usize = 3;
 
 const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
-/// Day of the week of a unix time, Monday = 0 (1970-01-01 was a Thursday).
-fn weekday(t: i64) -> usize {
-    ((t.div_euclid(DAY) + 3).rem_euclid(7)) as usize
-}
-
 /// The first block of a lasting level shift in `means` (one per block, `None` when the
 /// block has no data), if there is one.
 pub(crate) fn regime_start(means: &[Option<f64>]) -> Option<usize> {
@@ -474,17 +471,15 @@ impl TimeAware {
         let mut cpu_peak: Option<(f64, i64)> = None;
         for b in &h.blocks[lo..end] {
             memory.add(&b.memory, 1.0);
-            for (hour, sketch) in &b.cpu_hours {
-                if sketch.count() > 0 && cpu_peak.is_none_or(|(p, _)| sketch.max() > p) {
-                    cpu_peak = Some((sketch.max(), *hour));
+            if let Some((p, at)) = b.cpu_peak {
+                if cpu_peak.is_none_or(|(q, _)| p > q) {
+                    cpu_peak = Some((p, at));
                 }
-                if b.restart_hours.contains(hour) {
-                    continue;
-                }
-                let slot = &mut by_day[weekday(*hour)];
-                slot.0.add_sketch(sketch, 1.0);
-                slot.1 += 1;
-                all.add_sketch(sketch, 1.0);
+            }
+            for (day, hist, hours) in &b.cpu_steady {
+                by_day[*day].0.add(hist, 1.0);
+                by_day[*day].1 += hours;
+                all.add(hist, 1.0);
             }
         }
         if all.total() <= 0.0 {

@@ -6,6 +6,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::model::{Confidence, HpaInfo, Resource, WorkloadKey};
+use crate::sketch::Sketch;
 
 const NOW: i64 = 1_700_000_000 - 1_700_000_000 % 3600 + 1800;
 

@@ -1,14 +1,14 @@
 //! The fit's input: a window of hourly summaries merged, and how much to trust it.
 
-use crate::model::{Confidence, Resource, SignalHour, UsageHour};
-use crate::sketch::Sketch;
+use super::history::{Hist, History};
+use crate::model::Confidence;
 
-/// Merged usage and signals over `[from, to)`.
-pub(crate) struct Window<'a> {
-    pub cpu: Sketch,
-    pub memory: Sketch,
-    pub cpu_hours: Vec<(i64, &'a Sketch)>,
-    pub memory_hours: Vec<(i64, &'a Sketch)>,
+/// Merged usage and signals over the window.
+pub(crate) struct Window {
+    pub cpu: Hist,
+    pub memory: Hist,
+    /// Each hour's memory peak.
+    pub memory_peaks: Vec<f64>,
     pub history_hours: u32,
     pub first_hour: Option<i64>,
     pub last_hour: Option<i64>,
@@ -17,58 +17,35 @@ pub(crate) struct Window<'a> {
     pub throttled_ratio: Option<f64>,
 }
 
-/// Merges the hours of `usage` and `signals` that start in `[from, to)`.
-pub(crate) fn merge<'a>(
-    usage: &'a [UsageHour],
-    signals: &[SignalHour],
-    from: i64,
-    to: i64,
-) -> Window<'a> {
+/// Merges the window's day blocks (dense bucket arrays: far cheaper than merging the
+/// hours' sketches again).
+pub(crate) fn merge(h: &History<'_>) -> Window {
+    let empty = || Hist::new(0, 0);
     let mut w = Window {
-        cpu: Sketch::new(),
-        memory: Sketch::new(),
-        cpu_hours: Vec::new(),
-        memory_hours: Vec::new(),
+        cpu: h.blocks.first().map_or_else(empty, |b| b.cpu.empty_like()),
+        memory: h
+            .blocks
+            .first()
+            .map_or_else(empty, |b| b.memory.empty_like()),
+        memory_peaks: Vec::new(),
         history_hours: 0,
-        first_hour: None,
-        last_hour: None,
+        first_hour: h.first_hour,
+        last_hour: h.last_hour,
         oom_kills: 0,
         restarts: 0,
         throttled_ratio: None,
     };
-    let mut hours: Vec<i64> = Vec::new();
-    for u in usage
-        .iter()
-        .filter(|u| u.hour_start >= from && u.hour_start < to)
-    {
-        match u.resource {
-            Resource::Cpu => {
-                w.cpu.merge(&u.sketch);
-                w.cpu_hours.push((u.hour_start, &u.sketch));
-            }
-            Resource::Memory => {
-                w.memory.merge(&u.sketch);
-                w.memory_hours.push((u.hour_start, &u.sketch));
-            }
-        }
-        if u.sketch.count() > 0 {
-            hours.push(u.hour_start);
-        }
-    }
-    hours.sort_unstable();
-    hours.dedup();
-    w.history_hours = hours.len() as u32;
-    w.first_hour = hours.first().copied();
-    w.last_hour = hours.last().copied();
     let (mut periods, mut throttled) = (0.0, 0.0);
-    for s in signals
-        .iter()
-        .filter(|s| s.hour_start >= from && s.hour_start < to)
-    {
-        w.oom_kills += s.oom_kills;
-        w.restarts += s.restarts;
-        periods += s.cfs_periods;
-        throttled += s.cfs_throttled_periods;
+    for b in &h.blocks {
+        w.cpu.add(&b.cpu, 1.0);
+        w.memory.add(&b.memory, 1.0);
+        w.memory_peaks
+            .extend(b.memory_hour_peaks.iter().map(|(_, p)| *p));
+        w.history_hours += b.hours;
+        w.oom_kills += b.oom_kills;
+        w.restarts += b.restarts;
+        periods += b.cfs_periods;
+        throttled += b.cfs_throttled;
     }
     w.throttled_ratio = (periods > 0.0).then(|| (throttled / periods).clamp(0.0, 1.0));
     w
@@ -97,7 +74,8 @@ pub(crate) fn confidence(w: &Window) -> (Confidence, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ContainerKey;
+    use crate::model::{ContainerKey, Resource, UsageHour};
+    use crate::sketch::Sketch;
 
     fn hour(resource: Resource, hour_start: i64, values: &[f64]) -> UsageHour {
         let mut sketch = Sketch::new();
@@ -125,9 +103,10 @@ mod tests {
             hour(Resource::Cpu, 4 * 3600, &[4.0]),
             hour(Resource::Cpu, 9 * 3600, &[9.0]),
         ];
-        let w = merge(&usage, &[], 3600, 9 * 3600);
+        let h = History::build(&usage, &[], 3600, 9 * 3600);
+        let w = merge(&h);
         assert_eq!(w.cpu.count(), 3);
-        assert_eq!(w.cpu.max(), 4.0);
+        assert_eq!(w.cpu.max, 4.0);
         assert_eq!(w.memory.count(), 1);
         assert_eq!(w.history_hours, 2);
         assert_eq!((w.first_hour, w.last_hour), (Some(3600), Some(4 * 3600)));
@@ -135,6 +114,9 @@ mod tests {
         let (level, score) = confidence(&w);
         assert_eq!(level, Confidence::Low);
         assert_eq!(score, 0.01);
-        assert_eq!(confidence(&merge(&[], &[], 0, 3600)).1, 0.0);
+        assert_eq!(
+            confidence(&merge(&History::build(&[], &[], 0, 3600))).1,
+            0.0
+        );
     }
 }

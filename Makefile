@@ -19,6 +19,7 @@ test:
 bench: build
 	@scripts/bench.sh
 	@scripts/bench-api.sh
+	@scripts/bench-backtest.sh
 
 fmt:
 	$(CARGO) fmt --all

@@ -1,7 +1,7 @@
 //! Recommendations proven on days they were not fitted on: 14 days of the demo cluster with
 //! the trend scenarios (regime changes, weekly seasonality, a weekly batch, start-up spikes
 //! with in-series counter resets) and a 4-hour Prometheus outage, through a real
-//! Prometheus into SQLite, analyzed with `strategy = "auto"` and the last 3 days held out.
+//! Prometheus into SQLite (and Postgres, which must agree), analyzed with `strategy = "auto"` and the last 3 days held out.
 //! The held-out figures of the values in force are checked against a direct computation
 //! from the generator's per-day samples.
 
@@ -16,6 +16,7 @@ use rightsizer::model::{Recommendation, Status};
 use rightsizer::prometheus::{PromClient, PromConfig};
 use rightsizer::store::{RecommendationFilter, Store};
 use rightsizer::synth::{self, GroundTruth, SynthConfig, TruthScenario};
+use support::postgres::TestDatabase;
 use support::prometheus::{Prometheus, TempDir};
 
 /// 2024-03-09 15:00 UTC, as in `tests/scenarios.rs`.
@@ -109,21 +110,31 @@ async fn trends_hold_out_of_sample_and_the_tournament_is_stable() {
         rightsizer::store::connect(&format!("sqlite://{}", dir.path().join("rs.db").display()))
             .await
             .unwrap();
-    collector::collect(
-        &prom,
-        store.as_ref(),
-        &CollectOptions {
-            step_secs: 60,
-            chunk_hours: 6,
-            concurrency: 2,
-            ..CollectOptions::new("test", truth.start, truth.end)
-        },
-    )
-    .await
-    .unwrap();
+    let options = CollectOptions {
+        step_secs: 60,
+        chunk_hours: 6,
+        concurrency: 2,
+        ..CollectOptions::new("test", truth.start, truth.end)
+    };
+    collector::collect(&prom, store.as_ref(), &options)
+        .await
+        .unwrap();
+    let pg = TestDatabase::create().await;
+    let postgres = rightsizer::store::connect(pg.url()).await.unwrap();
+    collector::collect(&prom, postgres.as_ref(), &options)
+        .await
+        .unwrap();
     drop(prometheus);
 
     let first = analyze(store.as_ref(), &truth).await;
+    // Postgres keeps day rows, SQLite hour rows: the walk-forward and the tournament agree.
+    assert_eq!(
+        analyze(postgres.as_ref(), &truth).await,
+        first,
+        "SQLite and Postgres differ"
+    );
+    drop(postgres);
+    pg.drop_database().await;
     let trends: Vec<&Recommendation> = first
         .iter()
         .filter(|r| r.key.namespace == "trends")

@@ -677,6 +677,24 @@ mod tests {
     }
 
     #[test]
+    fn a_strategy_annotation_pins_and_an_unknown_one_is_a_problem() {
+        let s = PolicySet::default();
+        let k = key("shop", "Deployment", "api", "app");
+        let ann = |v: &str| -> BTreeMap<String, String> {
+            [("rightsizer.io/strategy".to_string(), v.to_string())].into()
+        };
+        let (p, _, problem) = s.resolve(&k, &ann("time-aware"));
+        assert_eq!((p.strategy, problem), (StrategyName::TimeAware, None));
+        let (p, _, problem) = s.resolve(&k, &ann("magic"));
+        assert_eq!(p.strategy, Policy::default().strategy);
+        let problem = problem.unwrap();
+        assert!(
+            problem.starts_with("annotation rightsizer.io/strategy: \"magic\" is not a valid strategy: unknown variant `magic`"),
+            "{problem}"
+        );
+    }
+
+    #[test]
     fn bad_values_name_their_scope() {
         assert_eq!(
             set("[namespaces.shop]\ncpu_percentile = 150").unwrap_err(),

@@ -77,6 +77,28 @@ impl Hist {
         self.max = self.max.max(sketch.max());
     }
 
+    /// Adds `sketch` here unweighted and to `decayed` with weight `w`, reading its buckets
+    /// once (each hour's buckets are the bulk of a fleet backtest's reads).
+    pub fn add_sketch_and(&mut self, decayed: &mut Hist, sketch: &Sketch, w: f64) {
+        if sketch.count() == 0 {
+            return;
+        }
+        let (zero, count) = (sketch.zero_count() as f64, sketch.count() as f64);
+        self.zero += zero;
+        decayed.zero += w * zero;
+        for (i, n) in sketch.bins() {
+            let n = n as f64;
+            self.bins[(i - self.offset) as usize] += n;
+            decayed.bins[(i - decayed.offset) as usize] += w * n;
+        }
+        self.total += count;
+        decayed.total += w * count;
+        self.sum += sketch.sum();
+        decayed.sum += w * sketch.sum();
+        self.max = self.max.max(sketch.max());
+        decayed.max = decayed.max.max(sketch.max());
+    }
+
     /// Adds `other` (same range) with weight `w`.
     pub fn add(&mut self, other: &Hist, w: f64) {
         if w <= 0.0 || other.total() <= 0.0 {
@@ -168,37 +190,57 @@ pub(crate) struct Block<'a> {
     pub cpu_steady: Vec<(usize, Hist, usize)>,
     /// The block's highest CPU and the hour it was seen in.
     pub cpu_peak: Option<(f64, i64)>,
+    /// CPU of the hours with a restart.
+    cpu_restarting: Hist,
+    /// CPU hours weighted `0.5^(age / 24 h)`, age from the hour's end to the block's end:
+    /// the VPA's half-life and the decaying strategy's default.
+    pub cpu_decayed: Hist,
 }
+
+/// The half-life `Block::cpu_decayed` is computed for.
+pub(crate) const DECAY_HALF_LIFE_SECS: f64 = DAY as f64;
 
 /// Day of the week of a unix time, Monday = 0 (1970-01-01 was a Thursday).
 pub(crate) fn weekday(t: i64) -> usize {
     ((t.div_euclid(DAY) + 3).rem_euclid(7)) as usize
 }
 
-impl Block<'_> {
-    /// Fills `cpu_steady` and `cpu_peak` once, so fits sum blocks instead of hours.
-    fn split_steady(&mut self) {
-        for (hour, sketch) in &self.cpu_hours {
-            if sketch.count() == 0 {
-                continue;
+impl<'a> Block<'a> {
+    /// Files one CPU hour: under its day of the week (or with the restarting hours), into
+    /// the decayed sum and the peak, reading its buckets once.
+    fn add_cpu_hour(&mut self, hour: i64, sketch: &'a Sketch) {
+        self.cpu_hours.push((hour, sketch));
+        if sketch.count() == 0 {
+            return;
+        }
+        if self.cpu_peak.is_none_or(|(p, _)| sketch.max() > p) {
+            self.cpu_peak = Some((sketch.max(), hour));
+        }
+        let age = (self.end - (hour + 3600)).max(0) as f64;
+        let w = 0.5f64.powf(age / DECAY_HALF_LIFE_SECS);
+        if self.restart_hours.contains(&hour) {
+            self.cpu_restarting
+                .add_sketch_and(&mut self.cpu_decayed, sketch, w);
+            return;
+        }
+        let day = weekday(hour);
+        let i = match self.cpu_steady.iter().position(|(d, ..)| *d == day) {
+            Some(i) => i,
+            None => {
+                self.cpu_steady.push((day, self.cpu.empty_like(), 0));
+                self.cpu_steady.len() - 1
             }
-            if self.cpu_peak.is_none_or(|(p, _)| sketch.max() > p) {
-                self.cpu_peak = Some((sketch.max(), *hour));
-            }
-            if self.restart_hours.contains(hour) {
-                continue;
-            }
-            let day = weekday(*hour);
-            let i = match self.cpu_steady.iter().position(|(d, ..)| *d == day) {
-                Some(i) => i,
-                None => {
-                    self.cpu_steady.push((day, self.cpu.empty_like(), 0));
-                    self.cpu_steady.len() - 1
-                }
-            };
-            let part = &mut self.cpu_steady[i];
-            part.1.add_sketch(sketch, 1.0);
-            part.2 += 1;
+        };
+        let part = &mut self.cpu_steady[i];
+        part.1.add_sketch_and(&mut self.cpu_decayed, sketch, w);
+        part.2 += 1;
+    }
+
+    /// The block's CPU is the sum of its parts.
+    fn sum_cpu(&mut self) {
+        self.cpu.add(&self.cpu_restarting, 1.0);
+        for (_, part, _) in &self.cpu_steady {
+            self.cpu.add(part, 1.0);
         }
     }
 }
@@ -255,18 +297,31 @@ impl<'a> History<'a> {
                     restart_hours: Vec::new(),
                     cpu_steady: Vec::new(),
                     cpu_peak: None,
+                    cpu_restarting: Hist::new(cpu_off, cpu_len),
+                    cpu_decayed: Hist::new(cpu_off, cpu_len),
                 }
             })
             .collect();
         let index = |t: i64| n - 1 - ((to - 1 - t) / DAY) as usize;
+        // Restarts first: a CPU hour is filed by whether a container started in it.
+        for s in signals
+            .iter()
+            .filter(|s| s.hour_start >= from && s.hour_start < to)
+        {
+            let b = &mut blocks[index(s.hour_start)];
+            b.oom_kills += s.oom_kills;
+            b.restarts += s.restarts;
+            b.cfs_periods += s.cfs_periods;
+            b.cfs_throttled += s.cfs_throttled_periods;
+            if s.restarts > 0 {
+                b.restart_hours.push(s.hour_start);
+            }
+        }
         let mut with_data: Vec<i64> = Vec::new();
         for u in inside {
             let b = &mut blocks[index(u.hour_start)];
             match u.resource {
-                Resource::Cpu => {
-                    b.cpu.add_sketch(&u.sketch, 1.0);
-                    b.cpu_hours.push((u.hour_start, &u.sketch));
-                }
+                Resource::Cpu => b.add_cpu_hour(u.hour_start, &u.sketch),
                 Resource::Memory => {
                     b.memory.add_sketch(&u.sketch, 1.0);
                     if u.sketch.count() > 0 {
@@ -284,21 +339,8 @@ impl<'a> History<'a> {
         for h in with_data {
             blocks[index(h)].hours += 1;
         }
-        for s in signals
-            .iter()
-            .filter(|s| s.hour_start >= from && s.hour_start < to)
-        {
-            let b = &mut blocks[index(s.hour_start)];
-            b.oom_kills += s.oom_kills;
-            b.restarts += s.restarts;
-            b.cfs_periods += s.cfs_periods;
-            b.cfs_throttled += s.cfs_throttled_periods;
-            if s.restarts > 0 {
-                b.restart_hours.push(s.hour_start);
-            }
-        }
         for b in &mut blocks {
-            b.split_steady();
+            b.sum_cpu();
         }
         History {
             first_hour,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 #[cfg(test)]
 use super::history::{weekday, DAY};
-use super::history::{Hist, History};
+use super::history::{Hist, History, DECAY_HALF_LIFE_SECS};
 use super::policy::{MemoryBasis, Policy, StrategyName};
 use super::trim_float;
 
@@ -160,12 +160,16 @@ impl Strategy for Guidance {
     }
 }
 
-/// Adds block `b`'s hours into `acc` decayed to the block's end: an hour counts
-/// `0.5^(age / half_life)` where age runs from the hour's end.
+/// Ages `acc` by block `b`'s length and adds the block's hours decayed to its end: an hour
+/// counts `0.5^(age / half_life)` where age runs from the hour's end. The blocks carry that
+/// sum for a 24-hour half-life already.
 fn add_decayed(acc: &mut Hist, h: &History<'_>, b: usize, half_life: f64) {
     let block = &h.blocks[b];
-    let per_block = 0.5f64.powf((block.end - block.start) as f64 / half_life);
-    acc.scale(per_block);
+    acc.scale(0.5f64.powf((block.end - block.start) as f64 / half_life));
+    if half_life == DECAY_HALF_LIFE_SECS {
+        acc.add(&block.cpu_decayed, 1.0);
+        return;
+    }
     for (hour, sketch) in &block.cpu_hours {
         let age = (block.end - (hour + 3600)).max(0) as f64;
         acc.add_sketch(sketch, 0.5f64.powf(age / half_life));

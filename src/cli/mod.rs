@@ -107,7 +107,8 @@ async fn backtest(
         )
         .map_err(|e| anyhow!(e.replace("backtest.days", "--days")))?;
     let store = open_store(settings).await?;
-    let names = match cluster_filter(settings) {
+    // Every cluster the store holds unless one was named: a backtest reads history only.
+    let names = match settings.cluster_chosen.then(|| settings.cluster.clone()) {
         Some(c) => vec![c],
         None => store_clusters(store.as_ref())
             .await?

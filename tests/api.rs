@@ -480,7 +480,12 @@ async fn actions_need_tokens_and_run_one_at_a_time() {
         vec![rightsizer::jobs::ClusterJob::new("prod", Some(prom))],
         Default::default(),
         rightsizer::jobs::AnalysisSettings {
-            policies: Default::default(),
+            // The guidance's own strategy: these checks are of its rules, not the tournament's choice.
+            policies: rightsizer::analyzer::PolicySet::new(rightsizer::analyzer::PolicyOverride {
+                strategy: Some(rightsizer::analyzer::StrategyName::Guidance),
+                ..Default::default()
+            })
+            .unwrap(),
             pricing: Default::default(),
             step_secs: 60,
             backtest: Default::default(),

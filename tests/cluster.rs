@@ -583,7 +583,12 @@ async fn serving(watch: Arc<cluster::ClusterWatch>) -> rightsizer::http::AppStat
         vec![job],
         Default::default(),
         rightsizer::jobs::AnalysisSettings {
-            policies: Default::default(),
+            // The guidance's own strategy: these checks are of its rules, not the tournament's choice.
+            policies: rightsizer::analyzer::PolicySet::new(rightsizer::analyzer::PolicyOverride {
+                strategy: Some(rightsizer::analyzer::StrategyName::Guidance),
+                ..Default::default()
+            })
+            .unwrap(),
             pricing: Default::default(),
             step_secs: 60,
             backtest: Default::default(),

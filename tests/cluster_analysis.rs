@@ -89,7 +89,12 @@ async fn annotations_and_api_specs_win_and_disagreements_are_counted() {
         .unwrap();
 
     let settings = AnalysisSettings {
-        policies: Default::default(),
+        // The guidance's own strategy: these checks are of its rules, not the tournament's choice.
+        policies: rightsizer::analyzer::PolicySet::new(rightsizer::analyzer::PolicyOverride {
+            strategy: Some(rightsizer::analyzer::StrategyName::Guidance),
+            ..Default::default()
+        })
+        .unwrap(),
         pricing: Default::default(),
         step_secs: 60,
         backtest: Default::default(),

@@ -190,7 +190,12 @@ async fn end_to_end(store: Arc<dyn Store>, fx: &Fixture) -> BTreeMap<String, Vec
     assert_eq!(dump(store.as_ref()).await, before);
 
     let settings = jobs::AnalysisSettings {
-        policies: Default::default(),
+        // The guidance's own strategy: these checks are of its rules, not the tournament's choice.
+        policies: rightsizer::analyzer::PolicySet::new(rightsizer::analyzer::PolicyOverride {
+            strategy: Some(rightsizer::analyzer::StrategyName::Guidance),
+            ..Default::default()
+        })
+        .unwrap(),
         pricing: Default::default(),
         step_secs: 60,
         backtest: Default::default(),

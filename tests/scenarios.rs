@@ -134,7 +134,12 @@ async fn scenarios() -> Scenarios {
     // Everything from here on reads the store only.
     drop(prometheus);
     let settings = jobs::AnalysisSettings {
-        policies: Default::default(),
+        // The guidance's own strategy: these checks are of its rules, not the tournament's choice.
+        policies: rightsizer::analyzer::PolicySet::new(rightsizer::analyzer::PolicyOverride {
+            strategy: Some(rightsizer::analyzer::StrategyName::Guidance),
+            ..Default::default()
+        })
+        .unwrap(),
         pricing: Default::default(),
         step_secs: 60,
         backtest: Default::default(),

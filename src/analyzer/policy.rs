@@ -147,7 +147,7 @@ pub struct Policy {
 impl Default for Policy {
     fn default() -> Self {
         Policy {
-            strategy: StrategyName::Guidance,
+            strategy: StrategyName::Auto,
             half_life: Duration::from_secs(24 * 3600),
             cpu_percentile: 95.0,
             memory_basis: MemoryBasis::Max,

@@ -105,6 +105,15 @@ fn run(
     )
 }
 
+/// The guidance's rules with its own strategy pinned: these tests check those rules, not
+/// the tournament (which `auto`, the default, runs).
+fn guidance() -> Policy {
+    Policy {
+        strategy: StrategyName::Guidance,
+        ..Policy::default()
+    }
+}
+
 fn set(cpu_req: i64, cpu_lim: i64, mem: i64) -> Resources {
     Resources {
         cpu_request_millicores: Some(cpu_req),
@@ -122,13 +131,7 @@ fn codes(r: &Recommendation) -> Vec<&str> {
 fn applies_the_guidance() {
     let cpu: Vec<f64> = (1..=100).map(|i| i as f64 / 1000.0).collect(); // 1m..100m
     let usage = usage(14 * 24, &cpu, &[mib(100.0), mib(200.0)]);
-    let r = run(
-        set(500, 1000, 512 * MIB),
-        &usage,
-        &[],
-        None,
-        &Policy::default(),
-    );
+    let r = run(set(500, 1000, 512 * MIB), &usage, &[], None, &guidance());
     assert_eq!(r.status, Status::Ok);
     let p95 = r.evidence.cpu_percentile_millicores.unwrap();
     assert!((p95 - 95.0).abs() <= 0.95, "{p95}");
@@ -171,7 +174,7 @@ fn applies_the_guidance() {
 #[test]
 fn floors_apply_to_idle_best_effort_containers() {
     let usage = usage(48, &[0.0, 0.0001], &[mib(1.0)]);
-    let r = run(Resources::default(), &usage, &[], None, &Policy::default());
+    let r = run(Resources::default(), &usage, &[], None, &guidance());
     assert_eq!(r.recommended.cpu_request_millicores, Some(10));
     assert_eq!(r.recommended.cpu_limit_millicores, Some(40));
     assert_eq!(r.recommended.memory_limit_bytes, Some(32 * MIB));
@@ -187,7 +190,7 @@ fn floors_apply_to_idle_best_effort_containers() {
 #[test]
 fn under_a_day_is_insufficient() {
     let usage = usage(20, &[0.2], &[mib(300.0)]);
-    let r = run(Resources::default(), &usage, &[], None, &Policy::default());
+    let r = run(Resources::default(), &usage, &[], None, &guidance());
     assert_eq!(r.status, Status::InsufficientData);
     assert_eq!(r.recommended, Resources::default());
     assert_eq!(r.reason, "insufficient data: 20 hours of history, need 24");
@@ -199,7 +202,7 @@ fn under_a_day_is_insufficient() {
 #[test]
 fn hours_outside_the_window_are_ignored() {
     let usage = usage(30 * 24, &[0.1], &[mib(100.0)]);
-    let r = run(Resources::default(), &usage, &[], None, &Policy::default());
+    let r = run(Resources::default(), &usage, &[], None, &guidance());
     assert_eq!(r.evidence.history_hours, 336);
     assert_eq!(r.evidence.samples, 336 * 60);
 }
@@ -208,22 +211,10 @@ fn hours_outside_the_window_are_ignored() {
 fn small_changes_are_not_proposed() {
     let usage = usage(48, &[0.100], &[mib(200.0)]);
     // p95 100m × 1.15 = 115m; memory 230Mi. Current within 10% and below 25m / 32Mi.
-    let r = run(
-        set(110, 440, 224 * MIB),
-        &usage,
-        &[],
-        None,
-        &Policy::default(),
-    );
+    let r = run(set(110, 440, 224 * MIB), &usage, &[], None, &guidance());
     assert_eq!(r.status, Status::NoChange, "{}", r.reason);
     assert!(r.reason.starts_with("within the minimum change"));
-    let r = run(
-        set(300, 1200, 224 * MIB),
-        &usage,
-        &[],
-        None,
-        &Policy::default(),
-    );
+    let r = run(set(300, 1200, 224 * MIB), &usage, &[], None, &guidance());
     assert_eq!(r.status, Status::Ok);
 }
 
@@ -237,13 +228,7 @@ fn oom_kills_raise_memory_above_the_old_limit() {
             (0, 0, 0.0, 0.0)
         }
     });
-    let r = run(
-        set(100, 400, 256 * MIB),
-        &usage,
-        &sig,
-        None,
-        &Policy::default(),
-    );
+    let r = run(set(100, 400, 256 * MIB), &usage, &sig, None, &guidance());
     assert_eq!(r.status, Status::Ok);
     // max(256Mi × 1.2, 256Mi + 100Mi) = 356Mi > peak 255Mi × 1.15 = 293.25Mi.
     assert_eq!(r.recommended.memory_limit_bytes, Some(356 * MIB));
@@ -259,13 +244,7 @@ fn throttled_containers_get_more_cpu_than_observed() {
     // Usage pinned at the 200m limit, throttled 40% of periods.
     let usage = usage(72, &[0.195, 0.199, 0.2], &[mib(100.0)]);
     let sig = signals(72, |_| (0, 0, 6000.0, 2400.0));
-    let r = run(
-        set(200, 200, 128 * MIB),
-        &usage,
-        &sig,
-        None,
-        &Policy::default(),
-    );
+    let r = run(set(200, 200, 128 * MIB), &usage, &sig, None, &guidance());
     let req = r.recommended.cpu_request_millicores.unwrap();
     let lim = r.recommended.cpu_limit_millicores.unwrap();
     let observed = r.evidence.cpu_percentile_millicores.unwrap();
@@ -284,13 +263,7 @@ fn throttled_containers_get_more_cpu_than_observed() {
     assert!(codes(&r).contains(&"guaranteed-cpu"));
     assert_eq!(r.severity, Severity::Critical);
     // Without the throttling signal the same usage gives the plain number.
-    let plain = run(
-        set(200, 200, 128 * MIB),
-        &usage,
-        &[],
-        None,
-        &Policy::default(),
-    );
+    let plain = run(set(200, 200, 128 * MIB), &usage, &[], None, &guidance());
     assert!(plain.recommended.cpu_request_millicores.unwrap() < req);
 }
 
@@ -322,7 +295,7 @@ fn hpa_replica_change_is_spelled_out() {
         &usage,
         &[],
         Some(&info),
-        &Policy::default(),
+        &guidance(),
     );
     let effect = r.hpa.as_ref().unwrap();
     assert_eq!(effect.current_replicas, 4.0);
@@ -360,10 +333,10 @@ fn decaying_strategy_follows_the_recent_level() {
     let policy = Policy {
         strategy: policy::StrategyName::Decaying,
         half_life: std::time::Duration::from_secs(3 * 3600),
-        ..Policy::default()
+        ..guidance()
     };
     let decaying = run(Resources::default(), &usage, &[], None, &policy);
-    let flat = run(Resources::default(), &usage, &[], None, &Policy::default());
+    let flat = run(Resources::default(), &usage, &[], None, &guidance());
     assert_eq!(decaying.strategy, "decaying");
     assert!(
         decaying.recommended.cpu_request_millicores.unwrap() < 100,
@@ -378,7 +351,7 @@ fn no_cpu_limit_policy_is_a_finding() {
     let usage = usage(48, &[0.1], &[mib(100.0)]);
     let policy = Policy {
         cpu_limit_ratio: None,
-        ..Policy::default()
+        ..guidance()
     };
     let r = run(Resources::default(), &usage, &[], None, &policy);
     assert_eq!(r.recommended.cpu_limit_millicores, None);
@@ -395,7 +368,7 @@ proptest! {
     ) {
         let usage = usage(48, &[0.1], &[mib(peak_mib), mib(peak_mib / 2.0)]);
         let sig = signals(48, |h| if h == 3 { (ooms, ooms, 0.0, 0.0) } else { (0, 0, 0.0, 0.0) });
-        let policy = Policy { margin, ..Policy::default() };
+        let policy = Policy { margin, ..guidance() };
         let r = run(set(100, 400, old_limit_mib * MIB), &usage, &sig, None, &policy);
         let mem = r.recommended.memory_limit_bytes.unwrap() as f64;
         prop_assert!(mem >= mib(peak_mib));

@@ -357,27 +357,30 @@ impl<'a> History<'a> {
     }
 }
 
+/// An hour of usage with these samples, for the analyzer's unit tests.
+#[cfg(test)]
+pub(crate) fn test_hour(resource: Resource, hour_start: i64, values: &[f64]) -> UsageHour {
+    let mut sketch = Sketch::new();
+    values.iter().for_each(|v| sketch.insert(*v).unwrap());
+    UsageHour {
+        key: crate::model::ContainerKey {
+            cluster: "c".into(),
+            namespace: "n".into(),
+            kind: "Deployment".into(),
+            workload: "w".into(),
+            container: "c".into(),
+        },
+        resource,
+        hour_start,
+        sketch,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ContainerKey;
 
-    fn hour(resource: Resource, hour_start: i64, values: &[f64]) -> UsageHour {
-        let mut sketch = Sketch::new();
-        values.iter().for_each(|v| sketch.insert(*v).unwrap());
-        UsageHour {
-            key: ContainerKey {
-                cluster: "c".into(),
-                namespace: "n".into(),
-                kind: "Deployment".into(),
-                workload: "w".into(),
-                container: "c".into(),
-            },
-            resource,
-            hour_start,
-            sketch,
-        }
-    }
+    use test_hour as hour;
 
     #[test]
     fn blocks_count_back_from_the_end_and_quantiles_match_the_sketch() {

@@ -48,6 +48,22 @@ pub(crate) struct Fit {
     pub notes: Vec<String>,
 }
 
+impl Fit {
+    /// A fit on the whole history with nothing beyond the two bases.
+    fn plain(cpu: Basis, memory: Basis, percentile: f64) -> Self {
+        Fit {
+            cpu,
+            memory,
+            percentile,
+            cpu_limit_floor: None,
+            floors: None,
+            first_block: 0,
+            fitted_from: None,
+            notes: Vec::new(),
+        }
+    }
+}
+
 /// A way of reading history into base numbers.
 pub(crate) trait Strategy: Send + Sync {
     /// Name reported with every recommendation.
@@ -141,20 +157,15 @@ impl Strategy for Guidance {
                 memory.add(&h.blocks[b].memory, 1.0);
             },
             |(cpu, memory), _| {
-                Some(Fit {
-                    cpu: Basis {
+                Some(Fit::plain(
+                    Basis {
                         value: cpu.quantile(q)? * 1000.0,
                         label: pct_label(policy.cpu_percentile),
                         margin: policy.margin,
                     },
-                    memory: memory_basis(policy, memory, "")?,
-                    percentile: policy.cpu_percentile,
-                    cpu_limit_floor: None,
-                    floors: None,
-                    first_block: 0,
-                    fitted_from: None,
-                    notes: Vec::new(),
-                })
+                    memory_basis(policy, memory, "")?,
+                    policy.cpu_percentile,
+                ))
             },
         )
     }
@@ -208,20 +219,15 @@ impl Strategy for Decaying {
                 memory.add(&block.memory, 1.0);
             },
             |(cpu, memory), _| {
-                Some(Fit {
-                    cpu: Basis {
+                Some(Fit::plain(
+                    Basis {
                         value: cpu.quantile(q)? * 1000.0,
                         label: format!("decayed {}", pct_label(policy.cpu_percentile)),
                         margin: policy.margin,
                     },
-                    memory: memory_basis(policy, memory, "")?,
-                    percentile: policy.cpu_percentile,
-                    cpu_limit_floor: None,
-                    floors: None,
-                    first_block: 0,
-                    fitted_from: None,
-                    notes: Vec::new(),
-                })
+                    memory_basis(policy, memory, "")?,
+                    policy.cpu_percentile,
+                ))
             },
         )
     }
@@ -257,24 +263,19 @@ impl Strategy for KrrSimple {
                 }
             },
             |(cpu, peak, seen), _| {
-                Some(Fit {
-                    cpu: Basis {
+                Some(Fit::plain(
+                    Basis {
                         value: cpu.quantile(KRR_CPU_PERCENTILE / 100.0)? * 1000.0,
                         label: "p95 (KRR simple)".into(),
                         margin: 0.0,
                     },
-                    memory: Basis {
+                    Basis {
                         value: seen.then_some(*peak)?,
                         label: "peak (KRR simple)".into(),
                         margin: KRR_MEMORY_BUFFER,
                     },
-                    percentile: KRR_CPU_PERCENTILE,
-                    cpu_limit_floor: None,
-                    floors: None,
-                    first_block: 0,
-                    fitted_from: None,
-                    notes: Vec::new(),
-                })
+                    KRR_CPU_PERCENTILE,
+                ))
             },
         )
     }
@@ -336,23 +337,19 @@ impl Strategy for Vpa {
                     seen += w;
                     (seen >= rank * (1.0 - 1e-12)).then_some(*v)
                 })?;
+                let cpu = Basis {
+                    value: vpa_bucket_end(cores, 0.01) * 1000.0,
+                    label: "decayed p90 (VPA)".into(),
+                    margin: VPA_MARGIN,
+                };
+                let memory = Basis {
+                    value: vpa_bucket_end(memory, 1e7),
+                    label: "decayed p90 of daily peaks (VPA)".into(),
+                    margin: VPA_MARGIN,
+                };
                 Some(Fit {
-                    cpu: Basis {
-                        value: vpa_bucket_end(cores, 0.01) * 1000.0,
-                        label: "decayed p90 (VPA)".into(),
-                        margin: VPA_MARGIN,
-                    },
-                    memory: Basis {
-                        value: vpa_bucket_end(memory, 1e7),
-                        label: "decayed p90 of daily peaks (VPA)".into(),
-                        margin: VPA_MARGIN,
-                    },
-                    percentile: VPA_PERCENTILE,
-                    cpu_limit_floor: None,
                     floors: Some((VPA_MIN_CPU_MILLICORES, VPA_MIN_MEMORY_BYTES)),
-                    first_block: 0,
-                    fitted_from: None,
-                    notes: Vec::new(),
+                    ..Fit::plain(cpu, memory, VPA_PERCENTILE)
                 })
             },
         )

@@ -115,26 +115,9 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analyzer::history::test_hour as hour;
     use crate::analyzer::history::History;
-    use crate::model::{ContainerKey, Resource, UsageHour};
-    use crate::sketch::Sketch;
-
-    fn hour(resource: Resource, hour_start: i64, values: &[f64]) -> UsageHour {
-        let mut sketch = Sketch::new();
-        values.iter().for_each(|v| sketch.insert(*v).unwrap());
-        UsageHour {
-            key: ContainerKey {
-                cluster: "c".into(),
-                namespace: "n".into(),
-                kind: "Deployment".into(),
-                workload: "w".into(),
-                container: "c".into(),
-            },
-            resource,
-            hour_start,
-            sketch,
-        }
-    }
+    use crate::model::{Resource, UsageHour};
 
     #[test]
     fn a_day_replayed_counts_points_hours_and_slack_exactly() {

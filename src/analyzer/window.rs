@@ -74,25 +74,8 @@ pub(crate) fn confidence(w: &Window) -> (Confidence, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ContainerKey, Resource, UsageHour};
-    use crate::sketch::Sketch;
-
-    fn hour(resource: Resource, hour_start: i64, values: &[f64]) -> UsageHour {
-        let mut sketch = Sketch::new();
-        values.iter().for_each(|v| sketch.insert(*v).unwrap());
-        UsageHour {
-            key: ContainerKey {
-                cluster: "c".into(),
-                namespace: "n".into(),
-                kind: "Deployment".into(),
-                workload: "w".into(),
-                container: "c".into(),
-            },
-            resource,
-            hour_start,
-            sketch,
-        }
-    }
+    use crate::analyzer::history::test_hour as hour;
+    use crate::model::Resource;
 
     #[test]
     fn merges_only_the_hours_inside_and_counts_gaps_against_confidence() {

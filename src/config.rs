@@ -111,6 +111,19 @@ pub enum OutputFormat {
     Csv,
 }
 
+/// How `rightsizer backtest` groups its figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BacktestGroup {
+    /// The whole fleet.
+    Fleet,
+    /// Per cluster.
+    Cluster,
+    /// Per cluster and namespace.
+    Namespace,
+    /// Per workload (cluster/namespace/Kind/name).
+    Workload,
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -173,6 +186,9 @@ pub enum Command {
         /// Only this namespace.
         #[arg(long)]
         namespace: Option<String>,
+        /// One table for the fleet, or one per cluster, namespace or workload.
+        #[arg(long, value_enum, default_value_t = BacktestGroup::Fleet)]
+        by: BacktestGroup,
     },
     /// Build a fleet report from the stored recommendations, store it and print or write it.
     Report {

@@ -136,6 +136,73 @@ pub fn write(
     Ok(())
 }
 
+/// `rightsizer backtest --by …`: one table per group, or JSON/YAML `[{group, rows}]`, or
+/// CSV with a leading `group` column.
+pub fn write_backtest_groups(
+    groups: &[(
+        String,
+        Vec<crate::analyzer::fleet_backtest::FleetBacktestRow>,
+    )],
+    days: u32,
+    format: OutputFormat,
+    mut out: impl Write,
+) -> anyhow::Result<()> {
+    #[derive(serde::Serialize)]
+    struct Group<'a> {
+        group: &'a str,
+        rows: &'a [crate::analyzer::fleet_backtest::FleetBacktestRow],
+    }
+    let all: Vec<Group> = groups
+        .iter()
+        .map(|(group, rows)| Group { group, rows })
+        .collect();
+    match format {
+        OutputFormat::Table => {
+            for (name, rows) in groups {
+                writeln!(out, "{name}:")?;
+                write_backtest(rows, days, format, &mut out)?;
+            }
+        }
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &all)?;
+            writeln!(out)?;
+        }
+        OutputFormat::Yaml => serde_yaml::to_writer(&mut out, &all)?,
+        OutputFormat::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record([
+                "group",
+                "strategy",
+                "containers",
+                "cpu_slack",
+                "memory_slack",
+                "memory_overrun_hours",
+                "missed_objective",
+                "cpu_over_limit_misses",
+                "cpu_over_request_misses",
+            ])?;
+            let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+            for (name, rows) in groups {
+                for r in rows {
+                    w.write_record([
+                        name.clone(),
+                        r.strategy.clone(),
+                        r.containers.to_string(),
+                        opt(r.cpu_slack),
+                        opt(r.memory_slack),
+                        r.memory_overrun_hours.to_string(),
+                        r.missed_objective.to_string(),
+                        r.cpu_over_limit_misses.to_string(),
+                        r.cpu_over_request_misses.to_string(),
+                    ])?;
+                }
+            }
+            w.flush()?;
+        }
+    }
+    Ok(())
+}
+
 /// `rightsizer backtest`'s rows: an aligned table, JSON, YAML or CSV.
 pub fn write_backtest(
     rows: &[crate::analyzer::fleet_backtest::FleetBacktestRow],

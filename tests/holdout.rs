@@ -331,6 +331,28 @@ async fn trends_hold_out_of_sample_and_the_tournament_is_stable() {
     let chosen = rows.last().unwrap();
     assert_eq!(chosen["memory_overrun_hours"], 0, "{chosen}");
     assert_eq!(chosen["cpu_over_limit_misses"], 0, "{chosen}");
+    // Grouped per workload: one group each, the same columns.
+    let db = format!("sqlite://{}", dir.path().join("rs.db").display());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_rightsizer"))
+            .args(["--database-url", &db, "--cluster", "test"])
+            .args(["backtest", "--days", "3", "--namespace", "trends"])
+            .args(["--by", "workload", "-o", "json"])
+            .env("RIGHTSIZER_LOG", "off")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let groups: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(groups.len(), 5);
+    assert_eq!(groups[0]["group"], "test/trends/Deployment/regime-down");
+    assert_eq!(groups[0]["rows"][0]["containers"], 1);
     let after = store
         .recommendations(&RecommendationFilter {
             cluster: Some("test".into()),

@@ -92,6 +92,7 @@ async fn backtest(
     format: crate::config::OutputFormat,
     days: Option<u32>,
     namespace: Option<String>,
+    by: crate::config::BacktestGroup,
 ) -> anyhow::Result<()> {
     let mut analysis = analysis_settings(settings);
     if let Some(days) = days {
@@ -134,9 +135,35 @@ async fn backtest(
                 .unwrap_or_default()
         );
     }
-    let rows = crate::analyzer::fleet_backtest::fleet_rows(&recs, &analysis.backtest);
+    use crate::config::BacktestGroup;
+    let mut groups: std::collections::BTreeMap<String, Vec<crate::model::Recommendation>> =
+        Default::default();
+    for r in recs {
+        let k = &r.key;
+        let name = match by {
+            BacktestGroup::Fleet => String::new(),
+            BacktestGroup::Cluster => k.cluster.clone(),
+            BacktestGroup::Namespace => format!("{}/{}", k.cluster, k.namespace),
+            BacktestGroup::Workload => {
+                format!("{}/{}/{}/{}", k.cluster, k.namespace, k.kind, k.workload)
+            }
+        };
+        groups.entry(name).or_default().push(r);
+    }
+    let tables: Vec<(String, Vec<_>)> = groups
+        .into_iter()
+        .map(|(name, recs)| {
+            let rows = crate::analyzer::fleet_backtest::fleet_rows(&recs, &analysis.backtest);
+            (name, rows)
+        })
+        .collect();
     let stdout = std::io::stdout();
-    crate::output::write_backtest(&rows, analysis.backtest.days, format, stdout.lock())?;
+    let days = analysis.backtest.days;
+    if by == BacktestGroup::Fleet {
+        crate::output::write_backtest(&tables[0].1, days, format, stdout.lock())?;
+    } else {
+        crate::output::write_backtest_groups(&tables, days, format, stdout.lock())?;
+    }
     Ok(())
 }
 
@@ -309,7 +336,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             output,
             days,
             namespace,
-        } => backtest(&settings, output, days, namespace).await?,
+            by,
+        } => backtest(&settings, output, days, namespace, by).await?,
         Command::Serve {
             listen,
             collect_interval,

@@ -68,6 +68,32 @@ async fn analyze(store: &dyn Store, truth: &GroundTruth) -> Vec<Recommendation> 
         .unwrap()
 }
 
+/// `rightsizer backtest --days 3 --namespace trends -o json` on cluster `test` of `db`, with
+/// `extra` arguments (global ones are accepted after the subcommand too); its stdout.
+async fn backtest_json(db: &str, extra: &[&str]) -> Vec<u8> {
+    let args: Vec<String> = ["--database-url", db, "--cluster", "test", "backtest"]
+        .into_iter()
+        .chain(["--days", "3", "--namespace", "trends", "-o", "json"])
+        .chain(extra.iter().copied())
+        .map(String::from)
+        .collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_rightsizer"))
+            .args(&args)
+            .env("RIGHTSIZER_LOG", "off")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Share of `values` above `t`, and how many lie within the sketch's bucket error of `t`
 /// (those may land on either side).
 fn above(values: &[f64], t: f64) -> (f64, f64) {
@@ -284,31 +310,9 @@ async fn trends_hold_out_of_sample_and_the_tournament_is_stable() {
     let db = format!("sqlite://{}", dir.path().join("rs.db").display());
     let config = dir.path().join("rightsizer.toml");
     std::fs::write(&config, "[policy]\nstrategy = \"auto\"\n").unwrap();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_rightsizer"))
-            .args(["--database-url", &db, "--cluster", "test"])
-            .args(["--config", config.to_str().unwrap()])
-            .args([
-                "backtest",
-                "--days",
-                "3",
-                "--namespace",
-                "trends",
-                "-o",
-                "json",
-            ])
-            .env("RIGHTSIZER_LOG", "off")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let config = config.to_str().unwrap().to_string();
+    let out = backtest_json(&db, &["--config", &config]).await;
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out).unwrap();
     let names: Vec<&str> = rows
         .iter()
         .map(|r| r["strategy"].as_str().unwrap())
@@ -332,24 +336,8 @@ async fn trends_hold_out_of_sample_and_the_tournament_is_stable() {
     assert_eq!(chosen["memory_overrun_hours"], 0, "{chosen}");
     assert_eq!(chosen["cpu_over_limit_misses"], 0, "{chosen}");
     // Grouped per workload: one group each, the same columns.
-    let db = format!("sqlite://{}", dir.path().join("rs.db").display());
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_rightsizer"))
-            .args(["--database-url", &db, "--cluster", "test"])
-            .args(["backtest", "--days", "3", "--namespace", "trends"])
-            .args(["--by", "workload", "-o", "json"])
-            .env("RIGHTSIZER_LOG", "off")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let groups: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let out = backtest_json(&db, &["--by", "workload"]).await;
+    let groups: Vec<serde_json::Value> = serde_json::from_slice(&out).unwrap();
     assert_eq!(groups.len(), 5);
     assert_eq!(groups[0]["group"], "test/trends/Deployment/regime-down");
     assert_eq!(groups[0]["rows"][0]["containers"], 1);

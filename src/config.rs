@@ -286,13 +286,26 @@ pub struct GitopsArgs {
 }
 
 /// The `[gitops]` table of the config file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GitopsConfig {
     /// Which changes are worth proposing.
     pub filter: crate::gitops::ProposalFilter,
     /// Workloads deployed by Helm: where their `resources:` live in a values file.
     pub helm_values: Vec<crate::gitops::HelmValuesMapping>,
+    /// How long one git command (fetch, push, …) may run before it is killed.
+    #[serde(with = "humantime_serde")]
+    pub git_timeout: Duration,
+}
+
+impl Default for GitopsConfig {
+    fn default() -> Self {
+        GitopsConfig {
+            filter: Default::default(),
+            helm_values: Vec::new(),
+            git_timeout: crate::gitops::DEFAULT_GIT_TIMEOUT,
+        }
+    }
 }
 
 /// The `[reports]` table of the config file: when `serve` builds reports and how many it keeps.

@@ -176,6 +176,7 @@ pub fn merge_kubernetes(
                 pdb: None,
                 annotations: BTreeMap::new(),
                 labels: BTreeMap::new(),
+                from_kubernetes_api: true,
                 seen_at: now,
             });
         entry.spec_replicas = w.replicas.map(i64::from).or(entry.spec_replicas);
@@ -183,6 +184,7 @@ pub fn merge_kubernetes(
         entry.pdb = pdb;
         entry.annotations = w.annotations.clone();
         entry.labels = w.labels.clone();
+        entry.from_kubernetes_api = true;
     }
 }
 

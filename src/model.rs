@@ -200,6 +200,11 @@ pub struct WorkloadInfo {
     /// Workload labels, for label selectors (from the Kubernetes API source).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Whether the Kubernetes API source described it: PDBs were then matched by selector,
+    /// so a missing one is known to be missing. kube-state-metrics alone ties a PDB to a
+    /// workload by name only.
+    #[serde(default)]
+    pub from_kubernetes_api: bool,
     /// Unix seconds of the newest sample this comes from.
     pub seen_at: i64,
 }

@@ -98,6 +98,58 @@ fn resources_yaml(out: &mut String, r: &Resources, indent: usize) {
     }
 }
 
+/// Longest file stem [`file_stem`] makes: room for an extension within the
+/// 255 bytes most file systems allow (a Kubernetes name alone may take 253).
+const MAX_STEM_BYTES: usize = 200;
+
+/// A file name stem from `parts` (namespace, kind, name) joined by `-`: ASCII
+/// letters, digits, `-`, `_` and `.` kept, anything else (`/`, control
+/// characters, spaces) as `_`, no `..`, no leading `-` or `.`, at most 200
+/// bytes. Real Kubernetes names come through unchanged.
+pub fn file_stem(parts: &[&str]) -> String {
+    let mut out = String::new();
+    for c in parts.join("-").chars() {
+        let keep = c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        let c = match c {
+            '.' if out.ends_with('.') => '_',
+            '-' | '.' if out.is_empty() => '_',
+            c if keep => c,
+            _ => '_',
+        };
+        if out.len() == MAX_STEM_BYTES {
+            break;
+        }
+        out.push(c);
+    }
+    if out.is_empty() {
+        out.push('_');
+    }
+    out
+}
+
+/// `s` as a YAML scalar: plain when it is a Kubernetes-style name, else
+/// double-quoted (a JSON string is a valid YAML one), so a label value can't
+/// add keys or break the document.
+fn scalar(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        && s.chars().any(|c| c.is_ascii_alphabetic());
+    if plain {
+        s.to_string()
+    } else {
+        serde_json::to_string(s).unwrap_or_default()
+    }
+}
+
+/// `s` for a `#` comment line: control characters (a newline would end the
+/// comment) as `?`.
+fn comment(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 fn label(w: &WorkloadKey) -> String {
     format!("{}/{}/{}", w.namespace, w.kind, w.name)
 }
@@ -121,25 +173,28 @@ pub fn render(
             if format == PatchFormat::StrategicMerge {
                 let _ = writeln!(
                     out,
-                    "# kubectl patch {kind_lower} {} -n {} --type strategic --patch-file patch.yaml",
-                    workload.name, workload.namespace
+                    "# kubectl patch {} {} -n {} --type strategic --patch-file patch.yaml",
+                    comment(&kind_lower),
+                    comment(&workload.name),
+                    comment(&workload.namespace)
                 );
             } else {
                 let _ = writeln!(
                     out,
-                    "# kustomization.yaml:\n#   patches:\n#     - path: {}-{}-resources.yaml",
-                    kind_lower, workload.name
+                    "# kustomization.yaml:\n#   patches:\n#     - path: {}-resources.yaml",
+                    file_stem(&[&kind_lower, &workload.name])
                 );
                 let _ = writeln!(
                     out,
                     "apiVersion: {}\nkind: {}",
                     api_version(&workload.kind),
-                    workload.kind
+                    scalar(&workload.kind)
                 );
                 let _ = writeln!(
                     out,
                     "metadata:\n  name: {}\n  namespace: {}",
-                    workload.name, workload.namespace
+                    scalar(&workload.name),
+                    scalar(&workload.namespace)
                 );
             }
             let path = containers_path(&workload.kind);
@@ -149,14 +204,19 @@ pub fn render(
             let pad = "  ".repeat(path.len());
             let _ = writeln!(out, "{pad}containers:");
             for r in &proposals {
-                let _ = writeln!(out, "{pad}- name: {}", r.key.container);
+                let _ = writeln!(out, "{pad}- name: {}", scalar(&r.key.container));
                 resources_yaml(&mut out, &r.recommended, pad.len() + 2);
             }
         }
         PatchFormat::Yaml => {
             for r in &proposals {
-                let _ = writeln!(out, "# {} container {}", label(workload), r.key.container);
-                let _ = writeln!(out, "- name: {}", r.key.container);
+                let _ = writeln!(
+                    out,
+                    "# {} container {}",
+                    comment(&label(workload)),
+                    comment(&r.key.container)
+                );
+                let _ = writeln!(out, "- name: {}", scalar(&r.key.container));
                 resources_yaml(&mut out, &r.recommended, 2);
             }
         }
@@ -287,6 +347,59 @@ mod tests {
             "/spec/jobTemplate/spec/template/spec/containers/1/resources"
         );
         assert_eq!(json[0]["value"]["requests"]["memory"], "512Mi");
+    }
+
+    #[test]
+    fn file_stems_are_plain_file_names() {
+        assert_eq!(
+            file_stem(&["shop", "deployment", "api"]),
+            "shop-deployment-api"
+        );
+        assert_eq!(
+            file_stem(&["kube-system", "daemonset", "node-exporter.v2"]),
+            "kube-system-daemonset-node-exporter.v2"
+        );
+        for (parts, want) in [
+            (["../..", "x", "etc/passwd"], "_._._-x-etc_passwd"),
+            (["-rf", "a", "b"], "_rf-a-b"),
+            ([".hidden", "a", "b"], "_hidden-a-b"),
+            (["a\nb", "c\u{7}", "d e"], "a_b-c_-d_e"),
+            (["naïve", "k", "n"], "na_ve-k-n"),
+        ] {
+            let stem = file_stem(&parts);
+            assert_eq!(stem, want, "{parts:?}");
+            assert!(!stem.contains("..") && !stem.contains('/'));
+        }
+        let long = "a".repeat(253);
+        assert_eq!(
+            file_stem(&["ns", "deployment", &long]).len(),
+            MAX_STEM_BYTES
+        );
+        assert_eq!(file_stem(&[]), "_");
+    }
+
+    #[test]
+    fn hostile_names_stay_inside_their_yaml_scalars() {
+        let mut r = rec("Deployment", "app\n  evil: true", Status::Ok);
+        r.key.workload = "api\nkind: Secret".into();
+        let mut key = w("Deployment");
+        key.name = r.key.workload.clone();
+        for format in [
+            PatchFormat::Kustomize,
+            PatchFormat::StrategicMerge,
+            PatchFormat::Yaml,
+        ] {
+            let patch = render(format, &key, std::slice::from_ref(&r), None).unwrap();
+            let parsed: serde_yaml::Value = serde_yaml::from_str(&patch).unwrap();
+            assert!(!patch.contains("\nkind: Secret"), "{patch}");
+            if format == PatchFormat::Kustomize {
+                assert_eq!(
+                    parsed["metadata"]["name"],
+                    serde_yaml::Value::from("api\nkind: Secret")
+                );
+                assert_eq!(parsed["kind"], serde_yaml::Value::from("Deployment"));
+            }
+        }
     }
 
     #[test]

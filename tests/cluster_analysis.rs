@@ -140,6 +140,12 @@ async fn annotations_and_api_specs_win_and_disagreements_are_counted() {
         "the API's pod template wins over kube-state-metrics"
     );
     assert_eq!(r.current.cpu_limit_millicores, Some(800));
+    // The API matches PDBs by selector: none selects cart's 2 replicas, and that is a fact.
+    let codes: Vec<&str> = r.findings.iter().map(|f| f.code.as_str()).collect();
+    assert!(
+        codes.contains(&"no-pdb") && !codes.contains(&"pdb-unknown"),
+        "{codes:?}"
+    );
     let p99 = r.evidence.cpu_percentile_millicores.unwrap();
     assert_eq!(
         r.recommended.cpu_request_millicores,
@@ -163,5 +169,10 @@ async fn annotations_and_api_specs_win_and_disagreements_are_counted() {
             recs[0].current.cpu_request_millicores
         ),
         (95.0, Some(100))
+    );
+    assert!(
+        !recs[0].findings.iter().any(|f| f.code == "no-pdb"),
+        "without the API no PDB is known missing: {:?}",
+        recs[0].findings
     );
 }

@@ -1161,3 +1161,313 @@ async fn forge_validation_error_carries_the_forge_message() {
         "{err}"
     );
 }
+
+/// Whether process `pid` has ended (gone, or a zombie waiting to be reaped).
+fn process_ended(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
+
+#[tokio::test]
+async fn a_hung_push_is_killed_after_git_timeout_and_named() {
+    let fx = git_fixture("hung-push");
+    // The remote accepts the connection, then never answers: a pre-receive hook that hangs.
+    let pid_file = fx.work.parent().unwrap().join("hook.pid");
+    let hook = fx.remote.join("hooks/pre-receive");
+    fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\necho $$ > '{}'\nexec sleep 600\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).unwrap();
+
+    let mut opts = git_options(&fx.work);
+    opts.git_timeout = std::time::Duration::from_secs(3);
+    let err = run(&opts, &fixture_recs()).await.unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(
+            err,
+            GitopsError::Git(rightsizer::gitops::GitError::Timeout { .. })
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        message,
+        format!(
+            "`git push -q -- origin refs/heads/{BRANCH}:refs/heads/{BRANCH}` did not finish within 3s \
+             and was killed (with everything it started); check the remote, or raise [gitops] git_timeout"
+        )
+    );
+    // The hook, started by git, went with it.
+    let pid: u32 = fs::read_to_string(&pid_file)
+        .expect("the hook ran")
+        .trim()
+        .parse()
+        .unwrap();
+    let mut ended = process_ended(pid);
+    for _ in 0..200 {
+        if ended {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        ended = process_ended(pid);
+    }
+    assert!(ended, "the hung hook (pid {pid}) is still running");
+    // Nothing reached the remote; the commit is kept locally and HEAD is back on main.
+    assert!(git(&fx.remote, &["branch", "--list", BRANCH])
+        .trim()
+        .is_empty());
+    assert!(!git(&fx.work, &["branch", "--list", BRANCH])
+        .trim()
+        .is_empty());
+    assert_eq!(
+        git(&fx.work, &["symbolic-ref", "--short", "HEAD"]).trim(),
+        "main"
+    );
+}
+
+#[tokio::test]
+async fn remote_and_branch_names_are_checked_before_git_sees_them() {
+    let fx = git_fixture("names");
+    let before = git(&fx.work, &["rev-parse", "HEAD"]);
+    for (remote, want) in [
+        (
+            "--upload-pack=touch pwned",
+            "--push \"--upload-pack=touch pwned\" is not a valid remote name: it starts with '-'",
+        ),
+        (
+            "origin main",
+            "--push \"origin main\" is not a valid remote name: it contains whitespace or a control character",
+        ),
+        (
+            "../remote.git",
+            "--push \"../remote.git\" is not a valid remote name: it contains '..'",
+        ),
+        ("up:stream", "it contains ':'"),
+    ] {
+        let mut opts = git_options(&fx.work);
+        opts.push = Some(remote.into());
+        let err = run(&opts, &fixture_recs()).await.unwrap_err().to_string();
+        assert!(err.contains(want), "{remote}: {err}");
+        assert!(err.contains("git remote -v"), "{err}");
+    }
+    let mut opts = git_options(&fx.work);
+    opts.push = Some("upstream".into());
+    let err = run(&opts, &fixture_recs()).await.unwrap_err().to_string();
+    assert!(
+        err.starts_with("invalid gitops options: --push \"upstream\": ")
+            && err.ends_with("has no remote of that name; list them with `git remote -v`"),
+        "{err}"
+    );
+    let mut opts = git_options(&fx.work);
+    opts.branch = Some("-b".into());
+    let err = run(&opts, &fixture_recs()).await.unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "invalid gitops options: --branch \"-b\" is not a valid branch name: it starts with '-'"
+    );
+    assert!(!fx.work.parent().unwrap().join("pwned").exists());
+    assert!(!fx.work.join("pwned").exists());
+    assert_eq!(
+        git(&fx.work, &["rev-parse", "HEAD"]),
+        before,
+        "nothing committed"
+    );
+    assert!(git(&fx.work, &["branch", "--list", BRANCH])
+        .trim()
+        .is_empty());
+}
+
+fn values_mapping(values_file: &str) -> HelmValuesMapping {
+    HelmValuesMapping {
+        workload: "payments/Deployment/payments".into(),
+        container: Some("server".into()),
+        values_file: values_file.into(),
+        resources_path: "server.resources".into(),
+    }
+}
+
+#[tokio::test]
+async fn helm_values_paths_outside_the_repository_are_refused() {
+    let (tmp, repo) = fixture_copy("helm-escape");
+    let victim = tmp.0.join("victim.yaml");
+    let victim_text = "server:\n  resources: {}\n";
+    fs::write(&victim, victim_text).unwrap();
+    std::os::unix::fs::symlink(&victim, repo.join("charts/linked-values.yaml")).unwrap();
+    std::os::unix::fs::symlink(&tmp.0, repo.join("charts/outside")).unwrap();
+    let values = repo.join("charts/payments/values.yaml");
+    let before = fs::read_to_string(&values).unwrap();
+    let victim_path = victim.display().to_string();
+    for (file, why) in [
+        (
+            "../victim.yaml".to_string(),
+            "its `..` leads outside the repository".to_string(),
+        ),
+        (
+            "../../../../etc/passwd".into(),
+            "its `..` leads outside the repository".into(),
+        ),
+        (
+            victim_path.clone(),
+            "an absolute path; give it relative to the repository".into(),
+        ),
+        (
+            "charts/linked-values.yaml".into(),
+            format!("it resolves through a symbolic link to {victim_path}, outside the repository"),
+        ),
+        (
+            "charts/outside/victim.yaml".into(),
+            format!("it resolves through a symbolic link to {victim_path}, outside the repository"),
+        ),
+    ] {
+        let mut opts = options(&repo);
+        opts.helm_values = vec![values_mapping(&file)];
+        let err = run(&opts, &fixture_recs()).await.unwrap_err();
+        assert!(matches!(err, GitopsError::UnsafePath { .. }), "{err}");
+        let err = err.to_string();
+        assert!(
+            err.starts_with(&format!(
+                "helm values file (workload payments/Deployment/payments) {file}: {why}"
+            )),
+            "{file}: {err}"
+        );
+    }
+    assert_eq!(fs::read_to_string(&victim).unwrap(), victim_text);
+    assert_eq!(
+        fs::read_to_string(&values).unwrap(),
+        before,
+        "nothing written"
+    );
+    // A path inside that merely takes a detour is fine.
+    let mut opts = options(&repo);
+    opts.helm_values = vec![values_mapping("charts/../charts/payments/values.yaml")];
+    run(&opts, &fixture_recs())
+        .await
+        .expect("a path inside the repository");
+}
+
+#[tokio::test]
+async fn patch_files_get_safe_names_and_stay_in_the_output_directory() {
+    let (tmp, repo) = fixture_copy("patch-names");
+    let mut opts = options(&repo);
+    opts.output = OutputMode::Kustomize;
+    let want = res(100, 400, 128 * MI, 128 * MI);
+    let recs = vec![
+        rec(
+            "../..",
+            "Deployment",
+            "x/../../escape",
+            "app",
+            NONE,
+            want,
+            "high",
+        ),
+        rec("-rf", "Deployment", ".hidden", "app", NONE, want, "high"),
+        rec("ops", "Deployment", "a/b", "app", NONE, want, "high"),
+        rec("ops", "Deployment", "a_b", "app", NONE, want, "high"),
+        rec("ops", "Deployment", "bad\nname", "app", NONE, want, "high"),
+    ];
+    let report = run(&opts, &recs).await.expect("run");
+    let mut written: Vec<String> = report
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
+    written.sort();
+    assert_eq!(
+        written,
+        [
+            "rightsizer-patches/_._._-deployment-x_.__.__escape.yaml",
+            "rightsizer-patches/_rf-deployment-.hidden.yaml",
+            "rightsizer-patches/kustomization.yaml",
+            "rightsizer-patches/ops-deployment-a_b.yaml",
+        ]
+    );
+    let mut refused: Vec<(String, &str)> = report
+        .skipped
+        .iter()
+        .filter(|s| s.reason == SkipReason::Unsupported && s.workload.namespace == "ops")
+        .map(|s| (s.workload.name.clone(), s.detail.as_str()))
+        .collect();
+    refused.sort();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert_eq!(refused[0].0, "a_b");
+    assert!(
+        refused[0].1.contains("already used by ops/Deployment/a/b"),
+        "{}",
+        refused[0].1
+    );
+    assert!(
+        refused[1].1.contains("control character"),
+        "{}",
+        refused[1].1
+    );
+    // Only the repository changed under the temp dir.
+    let outside: Vec<_> = fs::read_dir(&tmp.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(outside, ["repo"]);
+    let patch =
+        fs::read_to_string(repo.join("rightsizer-patches/_._._-deployment-x_.__.__escape.yaml"))
+            .unwrap();
+    let parsed: serde_yaml::Value = serde_yaml::from_str(&patch).unwrap();
+    assert_eq!(parsed["metadata"]["name"], "x/../../escape");
+}
+
+#[tokio::test]
+async fn patch_output_is_not_written_through_symbolic_links() {
+    let (tmp, repo) = fixture_copy("patch-links");
+    let victim = tmp.0.join("victim.txt");
+    fs::write(&victim, "keep me\n").unwrap();
+    let out = repo.join("rightsizer-patches");
+    fs::create_dir_all(&out).unwrap();
+    std::os::unix::fs::symlink(&victim, out.join("shop-deployment-api.json")).unwrap();
+    let mut opts = options(&repo);
+    opts.output = OutputMode::Patches;
+    let err = run(&opts, &fixture_recs()).await.unwrap_err().to_string();
+    assert!(
+        err.ends_with(
+            "rightsizer-patches/shop-deployment-api.json: it is a symbolic link; rightsizer writes only regular files, remove the link"
+        ),
+        "{err}"
+    );
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me\n");
+
+    // The default output directory may not be a link out of the repository either.
+    fs::remove_dir_all(&out).unwrap();
+    let elsewhere = tmp.0.join("elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &out).unwrap();
+    let err = run(&opts, &fixture_recs()).await.unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!(
+            "the default --out-dir rightsizer-patches: it resolves through a symbolic link to {}, outside the repository",
+            elsewhere.display()
+        )),
+        "{err}"
+    );
+    opts.out_dir = Some("../elsewhere".into());
+    let err = run(&opts, &fixture_recs()).await.unwrap_err().to_string();
+    assert!(
+        err.starts_with("--out-dir ../elsewhere: its `..` leads outside the repository"),
+        "{err}"
+    );
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+    // An absolute --out-dir is the user's explicit choice.
+    opts.out_dir = Some(elsewhere.clone());
+    run(&opts, &fixture_recs())
+        .await
+        .expect("absolute --out-dir");
+    assert!(elsewhere.join("README.txt").exists());
+}

@@ -296,6 +296,7 @@ fn two_hours() -> Chunk {
             }),
             annotations: [("rightsizer.io/margin".to_string(), "0.2".to_string())].into(),
             labels: [("app".to_string(), "api".to_string())].into(),
+            from_kubernetes_api: false,
             seen_at: T0 + 2 * HOUR,
         }],
         cluster: "prod".into(),

@@ -84,12 +84,23 @@ pub fn about_workload(info: Option<&WorkloadInfo>, average_replicas: f64) -> Vec
         || info
             .and_then(|i| i.hpa.as_ref())
             .is_some_and(|h| h.max_replicas.unwrap_or(1) > 1);
+    // kube-state-metrics has no PDB selectors: a PDB named otherwise than the workload is
+    // invisible, so its absence is only a fact when the Kubernetes API source matched by selector.
+    let pdbs_known = info.is_some_and(|i| i.from_kubernetes_api);
     match pdb {
-        None if multi => out.push(finding(
+        None if multi && pdbs_known => out.push(finding(
             "no-pdb",
             Severity::Warning,
             format!("{replicas:.0} replicas and no PodDisruptionBudget: applying new resources (or a node drain) can take them all down at once"),
         )),
+        None if multi => {
+            let name = info.map(|i| i.key.name.as_str()).unwrap_or_default();
+            out.push(finding(
+                "pdb-unknown",
+                Severity::Info,
+                format!("PDB unknown (no Kubernetes API source): {replicas:.0} replicas and no PodDisruptionBudget named {name} or {name}-pdb; kube-state-metrics has no selectors, so a PDB named otherwise is not seen. Enable the Kubernetes API source to check by selector"),
+            ));
+        }
         Some(p) if p.disruptions_allowed == Some(0) && p.expected_pods.unwrap_or(1) > 0 => out.push(finding(
             "pdb-blocks-disruption",
             Severity::Warning,
@@ -158,9 +169,23 @@ mod tests {
             pdb: None,
             annotations: Default::default(),
             labels: Default::default(),
+            from_kubernetes_api: true,
             seen_at: 0,
         };
         assert_eq!(codes(&about_workload(Some(&info), 3.0)), ["no-pdb"]);
+        let by_name_only = WorkloadInfo {
+            from_kubernetes_api: false,
+            ..info.clone()
+        };
+        let f = about_workload(Some(&by_name_only), 3.0);
+        assert_eq!(codes(&f), ["pdb-unknown"]);
+        assert_eq!(f[0].severity, Severity::Info);
+        assert!(
+            f[0].message
+                .contains("PDB unknown (no Kubernetes API source)"),
+            "{}",
+            f[0].message
+        );
         assert!(about_workload(None, 1.0).is_empty());
         let daemonset = WorkloadInfo {
             key: WorkloadKey {
@@ -190,5 +215,13 @@ mod tests {
             codes(&about_workload(Some(&info), 3.0)),
             ["pdb-blocks-disruption", "hpa-cpu-only"]
         );
+        // A PDB found by name is a fact in either mode.
+        info.from_kubernetes_api = false;
+        assert_eq!(
+            codes(&about_workload(Some(&info), 3.0)),
+            ["pdb-blocks-disruption", "hpa-cpu-only"]
+        );
+        info.pdb.as_mut().unwrap().disruptions_allowed = Some(1);
+        assert_eq!(codes(&about_workload(Some(&info), 3.0)), ["hpa-cpu-only"]);
     }
 }

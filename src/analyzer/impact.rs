@@ -104,6 +104,7 @@ mod tests {
             pdb: None,
             annotations: Default::default(),
             labels: Default::default(),
+            from_kubernetes_api: false,
             seen_at: 0,
         }
     }

@@ -288,6 +288,7 @@ fn hpa_replica_change_is_spelled_out() {
         pdb: None,
         annotations: BTreeMap::new(),
         labels: BTreeMap::new(),
+        from_kubernetes_api: true,
         seen_at: 0,
     };
     let r = run(

@@ -459,6 +459,7 @@ async fn gitops(settings: &Settings, args: crate::config::GitopsArgs) -> anyhow:
     opts.group_by_namespace = args.group_by_namespace;
     opts.helm_values = settings.gitops.helm_values.clone();
     opts.filter = settings.gitops.filter.clone();
+    opts.git_timeout = settings.gitops.git_timeout;
     opts.branch = args.branch;
     opts.commit = args.commit;
     opts.push = args.push;

@@ -426,6 +426,7 @@ fn workload_facts(
                 pdb,
                 annotations: BTreeMap::new(),
                 labels: BTreeMap::new(),
+                from_kubernetes_api: false,
                 seen_at,
             }
         })

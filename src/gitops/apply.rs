@@ -103,6 +103,7 @@ fn in_place(target: &Target, proposals: &[&Proposal], scan: &Scan) -> Result<App
     for (file, (original, current)) in texts {
         if original != current {
             let path = target.repo.join(&file);
+            super::paths::check_write(target.repo, &path, "manifest")?;
             fs::write(&path, current).map_err(|source| GitopsError::Io { path, source })?;
             applied.files.insert(file);
         }

@@ -14,12 +14,14 @@ mod edit;
 mod forge;
 mod git;
 mod patches;
+mod paths;
 mod plan;
 mod units;
 mod yaml;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tracing::{info, instrument, warn};
@@ -125,7 +127,13 @@ pub struct GitopsOptions {
     pub push: Option<String>,
     /// Open or update a pull/merge request for the pushed branch.
     pub pull_request: Option<ForgeConfig>,
+    /// How long one git command may run before it is killed (`[gitops] git_timeout`).
+    pub git_timeout: Duration,
 }
+
+/// The default of [`GitopsOptions::git_timeout`]: long enough for a push of a big
+/// repository over a slow link, short enough that a hung remote is noticed.
+pub const DEFAULT_GIT_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl GitopsOptions {
     /// Options for an in-place edit of `repo` with default thresholds and no Git.
@@ -142,6 +150,7 @@ impl GitopsOptions {
             commit: false,
             push: None,
             pull_request: None,
+            git_timeout: DEFAULT_GIT_TIMEOUT,
         }
     }
 }
@@ -368,6 +377,16 @@ pub enum GitopsError {
         /// What is wrong with it.
         message: String,
     },
+    /// A path would carry a read or write outside the repository or the output directory.
+    #[error("{what} {}: {why}", path.display())]
+    UnsafePath {
+        /// What the path is for, e.g. `helm values file (workload shop/Deployment/api)`.
+        what: String,
+        /// The path as given.
+        path: PathBuf,
+        /// Why it is refused, and what to change.
+        why: String,
+    },
     /// A git command failed.
     #[error(transparent)]
     Git(#[from] GitError),
@@ -391,13 +410,21 @@ fn validate(opts: &GitopsOptions) -> Result<(), GitopsError> {
         return fail("--max-workloads must be at least 1");
     }
     if let Some(branch) = &opts.branch {
-        if branch.is_empty()
-            || branch.starts_with('-')
-            || branch.contains(['~', '^', ':', ' ', '\\', '?', '*', '['])
-            || branch.contains("..")
-        {
-            return fail("--branch is not a valid branch name");
+        if let Some(why) = git::ref_name_problem(branch) {
+            return Err(GitopsError::Options(format!(
+                "--branch {branch:?} is not a valid branch name: {why}"
+            )));
         }
+    }
+    if let Some(remote) = &opts.push {
+        if let Some(why) = git::ref_name_problem(remote) {
+            return Err(GitopsError::Options(format!(
+                "--push {remote:?} is not a valid remote name: {why}; give the name of one of the repository's remotes (`git remote -v`)"
+            )));
+        }
+    }
+    if opts.git_timeout.is_zero() {
+        return fail("[gitops] git_timeout must be longer than 0s");
     }
     for m in &opts.helm_values {
         if m.workload_key().is_none() {
@@ -428,12 +455,11 @@ pub async fn run(
         path: opts.repo.clone(),
         source,
     })?;
-    let out_dir = match &opts.out_dir {
-        Some(dir) if dir.is_absolute() => dir.clone(),
-        Some(dir) => repo.join(dir),
-        None => repo.join("rightsizer-patches"),
-    };
-    let out_dir = out_dir.canonicalize().unwrap_or(out_dir);
+    let out_dir = out_dir(opts, &repo)?;
+    for m in &opts.helm_values {
+        let what = format!("helm values file (workload {})", m.workload);
+        paths::inside(&repo, &m.values_file, &what)?;
+    }
     if opts.commit && opts.output != OutputMode::InPlace && !out_dir.starts_with(&repo) {
         return Err(GitopsError::Options(format!(
             "--out-dir {} must be inside the repository to be committed",
@@ -441,9 +467,17 @@ pub async fn run(
         )));
     }
     let git = match &opts.branch {
-        Some(_) => Some(git::Git::open(&repo).await?),
+        Some(_) => Some(git::Git::open(&repo, opts.git_timeout).await?),
         None => None,
     };
+    if let (Some(git), Some(remote)) = (&git, &opts.push) {
+        if !git.has_remote(remote).await? {
+            return Err(GitopsError::Options(format!(
+                "--push {remote:?}: {} has no remote of that name; list them with `git remote -v`",
+                repo.display()
+            )));
+        }
+    }
     if let (Some(git), true) = (&git, opts.commit) {
         git.ensure_clean().await?;
     }
@@ -542,6 +576,21 @@ pub async fn run(
         "gitops run finished"
     );
     Ok(report)
+}
+
+/// The output directory of patch modes, resolved. An absolute `--out-dir` may
+/// be anywhere; a relative one (and the default) stays inside the repository.
+fn out_dir(opts: &GitopsOptions, repo: &Path) -> Result<PathBuf, GitopsError> {
+    let (dir, what) = match &opts.out_dir {
+        Some(dir) if dir.is_absolute() => return Ok(paths::resolve(dir)),
+        Some(dir) => (dir.as_path(), "--out-dir"),
+        None => (Path::new("rightsizer-patches"), "the default --out-dir"),
+    };
+    if opts.output == OutputMode::InPlace {
+        // Nothing is written there; discovery only leaves it out.
+        return Ok(repo.join(dir));
+    }
+    Ok(repo.join(paths::inside(repo, dir, what)?))
 }
 
 /// Checks out the group's branch, applies its proposals, commits, pushes and

@@ -13,9 +13,11 @@ use serde_yaml::Value;
 use super::apply::{overlay, Applied, Target};
 use super::discovery::pod_spec_path;
 use super::edit::fields;
+use super::paths::check_write;
 use super::plan::Proposal;
 use super::yaml::{apply_splices, plain_is_string, Inline, Splice, Text};
-use super::{relative, ContainerChange, GitopsError};
+use super::{relative, ContainerChange, GitopsError, WorkloadRef};
+use crate::patch::file_stem;
 
 /// Header of a `kustomization.yaml` rightsizer creates.
 const KUSTOMIZATION_HEADER: &str = "\
@@ -44,12 +46,36 @@ fn scalar(s: &str) -> String {
     }
 }
 
-fn stem(p: &Proposal) -> String {
+/// The file name of a workload's patch, unique among `taken`; `Err` names the
+/// workload that already has it (names that differ only in characters a file
+/// name can't hold).
+fn file_name(
+    p: &Proposal,
+    ext: &str,
+    taken: &mut BTreeMap<String, WorkloadRef>,
+) -> Result<String, String> {
     let w = &p.workload;
-    format!("{}-{}-{}", w.namespace, w.kind.to_lowercase(), w.name)
+    if [&w.namespace, &w.kind, &w.name]
+        .iter()
+        .any(|s| s.chars().any(char::is_control))
+    {
+        return Err("its namespace, kind or name holds a control character, which no Kubernetes object has: check the labels Prometheus reports".into());
+    }
+    let kind = w.kind.to_lowercase();
+    let name = format!("{}.{ext}", file_stem(&[&w.namespace, &kind, &w.name]));
+    match taken.get(&name) {
+        Some(other) if *other != p.workload => Err(format!(
+            "its patch file name {name} is already used by {other}: the names differ only in characters a file name can't hold"
+        )),
+        _ => {
+            taken.insert(name.clone(), p.workload.clone());
+            Ok(name)
+        }
+    }
 }
 
-fn write_if_changed(path: &Path, content: &str) -> Result<bool, GitopsError> {
+fn write_if_changed(root: &Path, path: &Path, content: &str) -> Result<bool, GitopsError> {
+    check_write(root, path, "patch output")?;
     if fs::read_to_string(path).ok().as_deref() == Some(content) {
         return Ok(false);
     }
@@ -130,11 +156,18 @@ pub(crate) fn write_kustomize(
 ) -> Result<Applied, GitopsError> {
     let mut applied = Applied::default();
     let mut entries = Vec::new();
+    let mut taken = BTreeMap::new();
     for p in proposals {
-        let name = format!("{}.yaml", stem(p));
+        let name = match file_name(p, "yaml", &mut taken) {
+            Ok(name) => name,
+            Err(why) => {
+                applied.fail(&p.workload, why);
+                continue;
+            }
+        };
         let path = target.out_dir.join(&name);
         let rel = relative(target.repo, &path);
-        if write_if_changed(&path, &kustomize_patch(p))? {
+        if write_if_changed(target.out_dir, &path, &kustomize_patch(p))? {
             applied.files.insert(rel.clone());
             applied.changes.push((p.workload.clone(), changes_of(p)));
         }
@@ -162,7 +195,7 @@ pub(crate) fn write_kustomize(
             })?
         }
     };
-    if write_if_changed(&path, &content)? {
+    if write_if_changed(target.out_dir, &path, &content)? {
         applied.files.insert(relative(target.repo, &path));
     }
     Ok(applied)
@@ -295,6 +328,23 @@ fn kubectl_patch(p: &Proposal) -> String {
     s
 }
 
+/// The command that applies a patch file, each word quoted for a POSIX shell
+/// (names come from Prometheus labels; control characters were refused earlier).
+fn kubectl_command(w: &WorkloadRef, file: &str) -> String {
+    let q = |s: &str| {
+        shlex::try_quote(s)
+            .map(|q| q.into_owned())
+            .unwrap_or_else(|_| "''".into())
+    };
+    format!(
+        "kubectl patch {} {} -n {} --type strategic --patch-file {}",
+        q(&w.kind.to_lowercase()),
+        q(&w.name),
+        q(&w.namespace),
+        q(file)
+    )
+}
+
 /// Writes `kubectl patch` bodies and a README.txt with the commands.
 pub(crate) fn write_kubectl(
     target: &Target,
@@ -302,21 +352,23 @@ pub(crate) fn write_kubectl(
 ) -> Result<Applied, GitopsError> {
     let mut applied = Applied::default();
     let mut commands = BTreeSet::new();
+    let mut taken = BTreeMap::new();
     for p in proposals {
-        let name = format!("{}.json", stem(p));
+        let name = match file_name(p, "json", &mut taken) {
+            Ok(name) => name,
+            Err(why) => {
+                applied.fail(&p.workload, why);
+                continue;
+            }
+        };
         let path = target.out_dir.join(&name);
         let rel = relative(target.repo, &path);
-        if write_if_changed(&path, &kubectl_patch(p))? {
+        if write_if_changed(target.out_dir, &path, &kubectl_patch(p))? {
             applied.files.insert(rel.clone());
             applied.changes.push((p.workload.clone(), changes_of(p)));
         }
         applied.file_of.insert(p.workload.clone(), rel);
-        commands.insert(format!(
-            "kubectl patch {} {} -n {} --type strategic --patch-file {name}",
-            p.workload.kind.to_lowercase(),
-            p.workload.name,
-            p.workload.namespace
-        ));
+        commands.insert(kubectl_command(&p.workload, &name));
     }
     if commands.is_empty() {
         return Ok(applied);
@@ -334,7 +386,7 @@ pub(crate) fn write_kubectl(
         content.push_str(c);
         content.push('\n');
     }
-    if write_if_changed(&readme, &content)? {
+    if write_if_changed(target.out_dir, &readme, &content)? {
         applied.files.insert(relative(target.repo, &readme));
     }
     Ok(applied)

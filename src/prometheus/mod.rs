@@ -11,6 +11,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 mod decode;
 pub mod promql;
+pub mod remote_read;
+pub mod xor;
 
 /// Labels of one series.
 pub type Labels = BTreeMap<String, String>;

@@ -128,6 +128,6 @@ async fn main() {
     }
     println!(
         "seeded {n} workload containers into {}",
-        rightsizer::store::redact_url(&url)
+        rightsizer::redact::url(&url)
     );
 }

@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::analyzer::{PolicyOverride, PolicySet, Pricing};
 use crate::prometheus::PromConfig;
+use crate::redact::SecretUrl;
 
 /// Default store: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://rightsizer.db";
@@ -41,10 +42,10 @@ pub struct GlobalArgs {
         global = true,
         hide_env_values = true
     )]
-    pub database_url: Option<String>,
+    pub database_url: Option<SecretUrl>,
     /// Prometheus base URL, e.g. http://127.0.0.1:9090.
     #[arg(long, env = "RIGHTSIZER_PROMETHEUS_URL", global = true)]
-    pub prometheus_url: Option<String>,
+    pub prometheus_url: Option<SecretUrl>,
     /// Bearer token for Prometheus (prefer the file or the environment variable).
     #[arg(
         long,
@@ -52,7 +53,7 @@ pub struct GlobalArgs {
         global = true,
         hide_env_values = true
     )]
-    pub prometheus_token: Option<String>,
+    pub prometheus_token: Option<SecretString>,
     /// File holding the bearer token for Prometheus.
     #[arg(long, env = "RIGHTSIZER_PROMETHEUS_TOKEN_FILE", global = true)]
     pub prometheus_token_file: Option<PathBuf>,
@@ -64,7 +65,7 @@ pub struct GlobalArgs {
     pub prometheus_password_file: Option<PathBuf>,
     /// Extra header on every Prometheus request, `Name: value` (repeatable; e.g. X-Scope-OrgID).
     #[arg(long = "prometheus-header", global = true)]
-    pub prometheus_headers: Vec<String>,
+    pub prometheus_headers: Vec<SecretString>,
     /// PEM file with CA certificates to trust for Prometheus.
     #[arg(long, env = "RIGHTSIZER_PROMETHEUS_CA_FILE", global = true)]
     pub prometheus_ca_file: Option<PathBuf>,
@@ -142,7 +143,7 @@ pub enum Command {
             hide_env_values = true,
             value_delimiter = ','
         )]
-        api_tokens: Vec<String>,
+        api_tokens: Vec<SecretString>,
         /// File with API tokens, one per line.
         #[arg(long, env = "RIGHTSIZER_API_TOKEN_FILE")]
         api_token_file: Option<PathBuf>,
@@ -296,6 +297,8 @@ pub struct GitopsConfig {
     /// How long one git command (fetch, push, …) may run before it is killed.
     #[serde(with = "humantime_serde")]
     pub git_timeout: Duration,
+    /// Largest forge (GitHub/GitLab API) answer read, in bytes; 0 means the default (16 MiB).
+    pub forge_max_response_bytes: u64,
 }
 
 impl Default for GitopsConfig {
@@ -304,6 +307,7 @@ impl Default for GitopsConfig {
             filter: Default::default(),
             helm_values: Vec::new(),
             git_timeout: crate::gitops::DEFAULT_GIT_TIMEOUT,
+            forge_max_response_bytes: 0,
         }
     }
 }
@@ -354,6 +358,9 @@ pub struct CollectorConfig {
     /// A chunk whose namespaces hold more series than this is queried in namespace groups
     /// of at most this many, keeping every answer (and our memory) bounded; 0 never splits.
     pub max_series_per_query: u64,
+    /// Largest Prometheus answer read, in bytes; stays in force when
+    /// `max_series_per_query` is 0.
+    pub max_response_bytes: u64,
     /// The label telling clusters apart when one Prometheus (Thanos, Mimir) holds several.
     /// Without `[[clusters]]` entries, every value of it is a cluster.
     pub cluster_label: Option<String>,
@@ -369,6 +376,7 @@ impl Default for CollectorConfig {
             timeout: Duration::from_secs(60),
             retries: 3,
             max_series_per_query: 300,
+            max_response_bytes: crate::prometheus::DEFAULT_MAX_RESPONSE_BYTES,
             cluster_label: None,
         }
     }
@@ -379,9 +387,9 @@ impl Default for CollectorConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct FileConfig {
     /// Store URL.
-    pub database_url: Option<String>,
+    pub database_url: Option<SecretUrl>,
     /// Prometheus base URL.
-    pub prometheus_url: Option<String>,
+    pub prometheus_url: Option<SecretUrl>,
     /// File holding the Prometheus bearer token.
     pub prometheus_token_file: Option<PathBuf>,
     /// Basic-auth user for Prometheus.
@@ -389,7 +397,7 @@ pub struct FileConfig {
     /// File holding the basic-auth password.
     pub prometheus_password_file: Option<PathBuf>,
     /// Extra headers on every Prometheus request.
-    pub prometheus_headers: std::collections::BTreeMap<String, String>,
+    pub prometheus_headers: std::collections::BTreeMap<String, SecretString>,
     /// PEM file with CA certificates to trust.
     pub prometheus_ca_file: Option<PathBuf>,
     /// Don't verify Prometheus' TLS certificate.
@@ -429,7 +437,7 @@ pub struct ClusterEntry {
     /// Cluster name: part of every workload's identity.
     pub name: String,
     /// This cluster's Prometheus (default: the top-level `prometheus_url`).
-    pub prometheus_url: Option<String>,
+    pub prometheus_url: Option<SecretUrl>,
     /// Value of `collector.cluster_label` selecting this cluster (default: `name`).
     pub label_value: Option<String>,
     /// File holding a bearer token for this Prometheus.
@@ -440,7 +448,7 @@ pub struct ClusterEntry {
     pub prometheus_password_file: Option<PathBuf>,
     /// Extra headers for this Prometheus (replace the top-level ones).
     #[serde(default)]
-    pub prometheus_headers: std::collections::BTreeMap<String, String>,
+    pub prometheus_headers: std::collections::BTreeMap<String, SecretString>,
     /// PEM file with CA certificates to trust.
     pub prometheus_ca_file: Option<PathBuf>,
     /// Don't verify this Prometheus' TLS certificate.
@@ -481,6 +489,24 @@ pub enum ConfigError {
         /// What is wrong, with line and column.
         message: String,
     },
+    /// A token or password file can't be used.
+    #[error("cannot use token file {path}: {reason}")]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// Why: the I/O error, or that it is empty.
+        reason: String,
+    },
+    /// The config file holds a secret inline, where it would be copied and shown freely.
+    #[error("config file {path}: `{key}` would keep a secret in the config file, which is copied and shown freely; {instead}")]
+    InlineSecret {
+        /// The file.
+        path: PathBuf,
+        /// The offending key, e.g. `clusters[0].prometheus_token`.
+        key: String,
+        /// Where the secret goes instead, in words.
+        instead: String,
+    },
     /// A value is out of range or missing.
     #[error("{0}")]
     Invalid(String),
@@ -489,8 +515,8 @@ pub enum ConfigError {
 /// Everything resolved, ready to use.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Store URL.
-    pub database_url: String,
+    /// Store URL (`Debug` and `Display` mask its credentials).
+    pub database_url: SecretUrl,
     /// Prometheus, if configured.
     pub prometheus: Option<PromConfig>,
     /// Cluster name.
@@ -535,7 +561,12 @@ impl Settings {
             .clone()
             .or(file.prometheus_token_file.clone());
         let token = match (&global.prometheus_token, token_file) {
-            (Some(t), _) => Some(SecretString::from(t.trim().to_string())),
+            (Some(t), _) if t.expose_secret().trim().is_empty() => {
+                return Err(ConfigError::Invalid(
+                    "--prometheus-token (RIGHTSIZER_PROMETHEUS_TOKEN) is empty: give the token, or unset it".into(),
+                ))
+            }
+            (Some(t), _) => Some(SecretString::from(t.expose_secret().trim().to_string())),
             (None, Some(path)) => Some(read_token(&path)?),
             (None, None) => None,
         };
@@ -544,6 +575,7 @@ impl Settings {
             .clone()
             .or(file.prometheus_url.clone())
             .map(|url| -> Result<PromConfig, ConfigError> {
+                let url = url.expose().to_string();
                 let user = global.prometheus_user.clone().or(file.prometheus_user.clone());
                 let basic_auth = match user {
                     None => None,
@@ -557,8 +589,9 @@ impl Settings {
                     }
                 };
                 let mut headers: Vec<(String, SecretString)> =
-                    file.prometheus_headers.iter().map(|(k, v)| (k.clone(), SecretString::from(v.clone()))).collect();
+                    file.prometheus_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                 for h in &global.prometheus_headers {
+                    let h = h.expose_secret();
                     let (name, value) = h.split_once(':').ok_or_else(|| {
                         ConfigError::Invalid(format!("--prometheus-header must be `Name: value`, got {:?}", h.split(':').next().unwrap_or("")))
                     })?;
@@ -569,6 +602,7 @@ impl Settings {
                     bearer_token: token,
                     timeout: file.collector.timeout,
                     retries: file.collector.retries,
+                    max_response_bytes: file.collector.max_response_bytes,
                     basic_auth,
                     headers,
                     ca_file: global.prometheus_ca_file.clone().or(file.prometheus_ca_file.clone()),
@@ -721,7 +755,8 @@ fn sources(
         }
         let url = entry
             .prometheus_url
-            .clone()
+            .as_ref()
+            .map(|u| u.expose().to_string())
             .or_else(|| prometheus.map(|p| p.url.clone()));
         let prometheus = match url {
             None => None,
@@ -729,6 +764,7 @@ fn sources(
                 let mut p = prometheus.cloned().unwrap_or_else(|| PromConfig {
                     timeout: file.collector.timeout,
                     retries: file.collector.retries,
+                    max_response_bytes: file.collector.max_response_bytes,
                     ..PromConfig::default()
                 });
                 p.url = url;
@@ -749,7 +785,7 @@ fn sources(
                     p.headers = entry
                         .prometheus_headers
                         .iter()
-                        .map(|(k, v)| (k.clone(), SecretString::from(v.clone())))
+                        .map(|(k, v)| (k.clone(), v.clone()))
                         .collect();
                 }
                 if let Some(ca) = &entry.prometheus_ca_file {
@@ -793,18 +829,67 @@ fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
         path: path.into(),
         message: e.to_string().trim().replace('\n', " "),
     };
-    let mut file: FileConfig = toml::from_str(&text).map_err(parse_error)?;
     let raw: toml::Table = toml::from_str(&text).map_err(parse_error)?;
+    refuse_inline_secrets(path, &raw)?;
+    let mut file: FileConfig = toml::from_str(&text).map_err(parse_error)?;
     file.backtest_days_set = raw.get("backtest").and_then(|b| b.get("days")).is_some();
     Ok(file)
 }
 
-fn read_token(path: &Path) -> Result<SecretString, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+/// Keys someone may reach for to put a credential in the file, and where it goes instead.
+const INLINE_SECRETS: &[(&str, &str)] = &[
+    ("prometheus_token", "put it in a file and set `prometheus_token_file`, or set RIGHTSIZER_PROMETHEUS_TOKEN"),
+    ("prometheus_password", "put it in a file and set `prometheus_password_file`, or set RIGHTSIZER_PROMETHEUS_PASSWORD"),
+    ("api_token", "put it in a file and pass --api-token-file, or set RIGHTSIZER_API_TOKENS"),
+    ("api_tokens", "put them in a file and pass --api-token-file, or set RIGHTSIZER_API_TOKENS"),
+    ("git_token", "put it in a file and pass --git-token-file, or set RIGHTSIZER_GIT_TOKEN"),
+    ("token", "put it in a file and set the matching `*_token_file`, or its environment variable"),
+    ("password", "put it in a file and set `prometheus_password_file`, or set RIGHTSIZER_PROMETHEUS_PASSWORD"),
+];
+
+/// Refuses a credential written inline in the config file (the file is often committed,
+/// mounted as a ConfigMap and printed when debugging), with where it belongs instead.
+fn refuse_inline_secrets(path: &Path, raw: &toml::Table) -> Result<(), ConfigError> {
+    let mut tables: Vec<(String, &toml::Table)> = vec![(String::new(), raw)];
+    for name in ["gitops", "kubernetes"] {
+        if let Some(t) = raw.get(name).and_then(toml::Value::as_table) {
+            tables.push((format!("{name}."), t));
+        }
+    }
+    if let Some(entries) = raw.get("clusters").and_then(toml::Value::as_array) {
+        for (i, entry) in entries.iter().enumerate() {
+            if let Some(t) = entry.as_table() {
+                tables.push((format!("clusters[{i}]."), t));
+            }
+        }
+    }
+    for (prefix, table) in tables {
+        if let Some((key, instead)) = INLINE_SECRETS.iter().find(|(k, _)| table.contains_key(*k)) {
+            return Err(ConfigError::InlineSecret {
+                path: path.into(),
+                key: format!("{prefix}{key}"),
+                instead: instead.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Reads a token or password file: its content without surrounding whitespace, which
+/// must not be empty.
+pub fn read_token(path: &Path) -> Result<SecretString, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::TokenFile {
         path: path.into(),
-        source,
+        reason: e.to_string(),
     })?;
-    Ok(SecretString::from(text.trim().to_string()))
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(ConfigError::TokenFile {
+            path: path.into(),
+            reason: "it is empty".into(),
+        });
+    }
+    Ok(SecretString::from(token.to_string()))
 }
 
 /// Parses a time given as RFC 3339 or unix seconds.
@@ -842,7 +927,7 @@ mod tests {
     #[test]
     fn defaults_need_no_configuration() {
         let s = Settings::resolve(&args(&[]).global).unwrap();
-        assert_eq!(s.database_url, "sqlite://rightsizer.db");
+        assert_eq!(s.database_url.expose(), "sqlite://rightsizer.db");
         assert_eq!(s.cluster, "default");
         assert!(s.prometheus.is_none());
         assert_eq!(s.policy.global(), crate::analyzer::Policy::default());

@@ -26,6 +26,8 @@ pub mod patch;
 pub mod prometheus;
 /// Kubernetes-style quantity formatting (`250m`, `512Mi`).
 pub mod quantity;
+/// The one redaction of URLs (userinfo, secret query parameters) before they are printed.
+pub mod redact;
 /// Fleet reports: built from the recommendations, stored, rendered as Markdown, HTML+SVG, CSV, JSON.
 pub mod report;
 /// Collection and analysis runs: ids, progress, outcome, one of a kind at a time.

@@ -163,7 +163,7 @@ fn unknown_database_scheme() {
     assert_eq!(code, 1);
     assert_one_line(
         &stderr,
-        "error: unsupported database URL \"mysql://root@localhost/x\": expected sqlite://PATH or postgres://…",
+        "error: unsupported database URL \"mysql://***@localhost/x\": expected sqlite://PATH or postgres://…",
     );
 }
 

@@ -733,3 +733,31 @@ async fn a_kubeconfig_file_and_context_select_the_server() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// An API server (or something posing as one) answering a list with a gigabyte: the
+/// client stops at `kubernetes.max_response_bytes` and says so.
+#[tokio::test]
+async fn a_gigabyte_list_answer_stops_at_the_cap() {
+    let server = support::huge::HugeServer::start(
+        "application/json",
+        "{\"kind\":\"DeploymentList\",\"apiVersion\":\"apps/v1\",\"metadata\":{},\"items\":[",
+        support::huge::GIGABYTE,
+        false,
+    )
+    .await;
+    let config = kube::Config::new(server.url.parse().unwrap());
+    let client = rightsizer::cluster::client_from_config(config, 1 << 20).unwrap();
+    let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> = kube::Api::all(client);
+    let err = api.list(&Default::default()).await.unwrap_err();
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    assert!(
+        text.contains("the Kubernetes API answered more than 1048576 bytes, the limit: raise kubernetes.max_response_bytes"),
+        "{text}"
+    );
+    assert!(server.sent() < 64 << 20, "read {} bytes", server.sent());
+}

@@ -11,6 +11,8 @@
 
 #[path = "support/forge.rs"]
 mod forge;
+#[path = "support/huge.rs"]
+mod huge;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -1233,6 +1235,28 @@ async fn a_hung_push_is_killed_after_git_timeout_and_named() {
     assert_eq!(
         git(&fx.work, &["symbolic-ref", "--short", "HEAD"]).trim(),
         "main"
+#[tokio::test]
+async fn forge_not_found_names_the_request() {
+    // GitHub answers 404 (not 403) for a private repository the token can't see.
+    let err = forge_error(vec![(
+        "GET",
+        "/repos/acme/gitops/pulls",
+        Reply::json(
+            404,
+            json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}),
+        ),
+    )])
+    .await;
+    assert!(
+        matches!(
+            err,
+            GitopsError::Forge(ForgeError::Status { status: 404, .. })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "GitHub answered HTTP 404 to GET /repos/acme/gitops/pulls: Not Found"
     );
 }
 
@@ -1470,4 +1494,73 @@ async fn patch_output_is_not_written_through_symbolic_links() {
         .await
         .expect("absolute --out-dir");
     assert!(elsewhere.join("README.txt").exists());
+async fn forge_server_error_carries_the_body_and_never_an_echoed_token() {
+    // A broken proxy that echoes the request, token included, into its error page.
+    let err = forge_error(vec![(
+        "GET",
+        "/repos/acme/gitops/pulls",
+        Reply {
+            status: 500,
+            headers: Vec::new(),
+            body: format!(
+                "<html>upstream failed; request had Authorization: Bearer {TOKEN}</html>"
+            ),
+        },
+    )])
+    .await;
+    assert!(
+        matches!(
+            err,
+            GitopsError::Forge(ForgeError::Status { status: 500, .. })
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(
+            "GitHub answered HTTP 500 to GET /repos/acme/gitops/pulls: <html>upstream failed"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("Bearer ***"), "{text}");
+}
+
+#[tokio::test]
+async fn a_gigabyte_forge_answer_stops_at_the_cap() {
+    let fx = git_fixture("forge-huge");
+    let server = huge::HugeServer::start("application/json", "[", huge::GIGABYTE, false).await;
+    let mut opts = git_options(&fx.work);
+    let mut forge = github(&server.url);
+    forge.max_response_bytes = 1 << 20;
+    opts.pull_request = Some(forge);
+    let err = run(&opts, &fixture_recs()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            GitopsError::Forge(ForgeError::TooLarge {
+                cap_bytes: 1_048_576,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "GitHub answered GET /repos/acme/gitops/pulls with more than 1048576 bytes, the limit: raise gitops.forge_max_response_bytes if the forge is right"
+    );
+    // Reading stopped at the cap: the server got out at most that plus what the
+    // sockets buffer, nowhere near the gigabyte it offered.
+    assert!(server.sent() < 64 << 20, "read {} bytes", server.sent());
+    // An announced length over the cap is refused before reading anything.
+    let fx = git_fixture("forge-huge-announced");
+    let server = huge::HugeServer::start("application/json", "[", huge::GIGABYTE, true).await;
+    let mut opts = git_options(&fx.work);
+    let mut forge = github(&server.url);
+    forge.max_response_bytes = 1 << 20;
+    opts.pull_request = Some(forge);
+    let err = run(&opts, &fixture_recs()).await.unwrap_err();
+    assert!(
+        err.to_string().contains("gitops.forge_max_response_bytes"),
+        "{err}"
+    );
 }

@@ -3,6 +3,9 @@
 //! non-JSON 200, bearer-token auth, and how many requests a limited client keeps at once.
 //! A tiny local server plays each part.
 
+#[path = "support/huge.rs"]
+mod huge;
+
 use std::time::Duration;
 
 use rightsizer::prometheus::{PromClient, PromConfig, PromError};
@@ -343,4 +346,93 @@ async fn a_limited_client_keeps_at_most_n_requests_at_prometheus() {
     let (url, most) = counting(delay).await;
     ask_six(client(&url, Duration::from_secs(5), None)).await;
     assert!(most.load(Ordering::SeqCst) > 2, "{most:?}");
+}
+
+fn capped(url: &str, max_response_bytes: u64) -> PromClient {
+    PromClient::new(&PromConfig {
+        url: url.to_string(),
+        timeout: Duration::from_secs(60),
+        retries: 2,
+        retry_backoff: Duration::from_millis(10),
+        max_response_bytes,
+        ..PromConfig::default()
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_gigabyte_answer_stops_at_the_cap_with_an_error_naming_the_setting() {
+    let server = huge::HugeServer::prometheus().await;
+    let err = capped(&server.url, 1 << 20)
+        .query_range("up", 0, 3600, 60)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PromError::TooLarge {
+                cap_bytes: 1_048_576,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("Prometheus at {}/api/v1/query_range answered more than 1048576 bytes, the limit: raise collector.max_response_bytes, or lower collector.max_series_per_query or collector.chunk_hours so each answer is smaller", server.url)
+    );
+    assert_eq!(err.kind(), "too_large");
+    // Asking again would get the same answer: not retried.
+    assert!(!err.is_transient());
+    assert_eq!(server.requests(), 1);
+    // Reading stopped at the cap: the server got out at most that plus what the sockets
+    // buffer, nowhere near the gigabyte it offered.
+    assert!(server.sent() < 64 << 20, "read {} bytes", server.sent());
+}
+
+#[tokio::test]
+async fn an_announced_length_over_the_cap_is_refused_unread() {
+    let server = huge::HugeServer::start(
+        "application/json",
+        "{\"status\":\"success\",\"data\":[",
+        huge::GIGABYTE,
+        true,
+    )
+    .await;
+    let err = capped(&server.url, 1 << 20)
+        .series(&["up"], 0, 60)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PromError::TooLarge { .. }), "{err:?}");
+    assert!(server.sent() < 64 << 20, "read {} bytes", server.sent());
+}
+
+#[tokio::test]
+async fn credentials_in_the_url_are_sent_but_never_printed() {
+    let (url, mut seen) = fake(
+        "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n<html>bad gateway</html>",
+        Duration::ZERO,
+    )
+    .await;
+    let with_userinfo = url.replace("http://", "http://prom-user:hunter2@");
+    let err = client(&with_userinfo, Duration::from_secs(5), None)
+        .query("up", 1)
+        .await
+        .unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("hunter"), "{text}");
+    assert!(text.contains("http://***@127.0.0.1"), "{text}");
+    // reqwest turns the userinfo into basic auth: the credentials still reach Prometheus.
+    let request = seen.recv().await.unwrap().to_lowercase();
+    assert!(request.contains("authorization: basic "), "{request}");
+    let err = PromClient::new(&PromConfig {
+        url: "ftp://u:hunter2@x".into(),
+        ..PromConfig::default()
+    })
+    .err()
+    .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "invalid Prometheus URL \"ftp://***@x\": scheme must be http or https"
+    );
 }

@@ -51,6 +51,35 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// The API tokens from the flag or environment and from the token file (one per line).
+/// A file that can't be read or holds no token is an error naming it: starting without the
+/// tokens it was meant to hold would disable every action without saying why.
+fn api_tokens_of(
+    given: Vec<secrecy::SecretString>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Vec<String>> {
+    use secrecy::ExposeSecret;
+    let mut tokens: Vec<String> = given
+        .iter()
+        .map(|t| t.expose_secret().to_string())
+        .collect();
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read API token file {}", path.display()))?;
+        let before = tokens.len();
+        tokens.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string),
+        );
+        if tokens.len() == before {
+            anyhow::bail!("API token file {} holds no token", path.display());
+        }
+    }
+    Ok(tokens)
+}
+
 /// The clusters to collect or analyze: configured, or discovered by the cluster label.
 async fn clusters(settings: &Settings) -> anyhow::Result<Vec<jobs::ClusterJob>> {
     let runner = jobs::JobRunner::from_settings(settings, analysis_settings(settings))?;
@@ -168,7 +197,7 @@ async fn backtest(
 }
 
 async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(store::connect(&settings.database_url).await?)
+    Ok(store::connect(settings.database_url.expose()).await?)
 }
 
 /// Runs the parsed command line.
@@ -191,10 +220,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate => {
             open_store(&settings).await?;
-            println!(
-                "migrations applied to {}",
-                store::redact_url(&settings.database_url)
-            );
+            println!("migrations applied to {}", settings.database_url);
         }
         Command::Collect { since, until } => {
             let until = until.as_deref().map(parse_time).transpose()?;
@@ -350,13 +376,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .or(settings.listen.clone())
                 .unwrap_or_else(|| DEFAULT_LISTEN.into());
             let interval = collect_interval.unwrap_or(settings.collector.interval);
-            let mut tokens = api_tokens;
-            if let Some(path) = api_token_file {
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("cannot read API token file {}", path.display()))?;
-                tokens.extend(text.lines().map(str::to_string));
-            }
-            let auth = http::auth::AuthConfig::new(tokens, api_auth_reads);
+            let auth = http::auth::AuthConfig::new(
+                api_tokens_of(api_tokens, api_token_file.as_deref())?,
+                api_auth_reads,
+            );
             if api_auth_reads && !auth.has_tokens() {
                 anyhow::bail!(
                     "--api-auth-reads needs API tokens (RIGHTSIZER_API_TOKENS or --api-token-file)"
@@ -448,6 +471,9 @@ async fn gitops(settings: &Settings, args: crate::config::GitopsArgs) -> anyhow:
             let mut forge = ForgeConfig::new(kind, repo, args.base_branch.clone(), token);
             if let Some(url) = &args.forge_url {
                 forge.base_url = url.clone();
+            }
+            if settings.gitops.forge_max_response_bytes > 0 {
+                forge.max_response_bytes = settings.gitops.forge_max_response_bytes;
             }
             Some(forge)
         }

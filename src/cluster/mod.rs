@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::Resources;
 
 mod convert;
+pub mod limit;
 mod list;
 pub mod quantity;
 mod reconcile;
@@ -50,6 +51,8 @@ pub struct ClusterSourceConfig {
     /// A label selector (`app=web,tier!=batch`) applied to the workload kinds. HPAs and PDBs are
     /// read for the whole namespace scope: they rarely carry their workload's labels.
     pub label_selector: Option<String>,
+    /// Largest answer read, in bytes (each event, for a watch); default 256 MiB.
+    pub max_response_bytes: Option<u64>,
 }
 
 impl ClusterSourceConfig {
@@ -64,6 +67,11 @@ impl ClusterSourceConfig {
                     "{field}: {bad:?} is not a namespace name (lowercase letters, digits and '-', at most 63)"
                 )));
             }
+        }
+        if self.max_response_bytes == Some(0) {
+            return Err(ClusterError::Invalid(
+                "max_response_bytes must be > 0 (leave it unset for 256 MiB)".into(),
+            ));
         }
         if matches!(&self.label_selector, Some(s) if s.trim().is_empty()) {
             return Err(ClusterError::Invalid(
@@ -159,7 +167,23 @@ pub async fn client(cfg: &ClusterSourceConfig) -> Result<kube::Client, ClusterEr
             .await
             .map_err(|e| ClusterError::Config(e.to_string()))?,
     };
-    kube::Client::try_from(config).map_err(ClusterError::Client)
+    client_from_config(
+        config,
+        cfg.max_response_bytes
+            .unwrap_or(limit::DEFAULT_MAX_RESPONSE_BYTES),
+    )
+}
+
+/// A client for `config` whose every answer is capped at `max_response_bytes` (each
+/// event, for a watch; see [`limit`]).
+pub fn client_from_config(
+    config: kube::Config,
+    max_response_bytes: u64,
+) -> Result<kube::Client, ClusterError> {
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(ClusterError::Client)?;
+    Ok(builder
+        .with_layer(&limit::CapLayer::new(max_response_bytes))
+        .build())
 }
 
 /// Everything the API says about the workloads in scope, at one moment.

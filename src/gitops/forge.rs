@@ -58,7 +58,13 @@ pub struct ForgeConfig {
     pub base_branch: String,
     /// API token (GitHub: `repo` scope or pull-requests write; GitLab: `api` scope).
     pub token: SecretString,
+    /// Largest answer read, in bytes (`gitops.forge_max_response_bytes`).
+    pub max_response_bytes: u64,
 }
+
+/// Default of [`ForgeConfig::max_response_bytes`]: 16 MiB; a page of pull requests is a
+/// few hundred KB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 << 20;
 
 impl ForgeConfig {
     /// A configuration for the forge's public API root.
@@ -74,6 +80,7 @@ impl ForgeConfig {
             repo: repo.into(),
             base_branch: base_branch.into(),
             token,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -90,9 +97,8 @@ pub fn read_token(file: Option<&Path>) -> Result<SecretString, GitopsError> {
             "a pull request needs a token: set {TOKEN_ENV} or give a token file"
         )));
     };
-    let text = std::fs::read_to_string(file).map_err(|source| GitopsError::Io {
-        path: file.to_path_buf(),
-        source,
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        GitopsError::Options(format!("cannot read token file {}: {e}", file.display()))
     })?;
     let token = text.trim();
     if token.is_empty() {
@@ -161,6 +167,18 @@ pub enum ForgeError {
         /// What went wrong.
         message: String,
     },
+    /// The answer grew past the cap; nothing of it was used.
+    #[error("{forge} answered {method} {path} with more than {cap_bytes} bytes, the limit: raise gitops.forge_max_response_bytes if the forge is right")]
+    TooLarge {
+        /// GitHub or GitLab.
+        forge: &'static str,
+        /// Request method.
+        method: String,
+        /// Request path.
+        path: String,
+        /// The cap that was hit.
+        cap_bytes: u64,
+    },
     /// The forge answered 2xx with something that isn't the expected JSON.
     #[error("{forge} answer to {path} could not be read: {message}")]
     Decode {
@@ -204,12 +222,15 @@ impl<'a> Client<'a> {
     fn url(&self, segments: &[&str]) -> Result<Url, ForgeError> {
         let mut url = Url::parse(&self.cfg.base_url).map_err(|e| ForgeError::Config {
             forge: self.forge,
-            message: format!("base URL {:?}: {e}", self.cfg.base_url),
+            message: format!("base URL {:?}: {e}", crate::redact::url(&self.cfg.base_url)),
         })?;
         url.path_segments_mut()
             .map_err(|_| ForgeError::Config {
                 forge: self.forge,
-                message: format!("base URL {:?} can't have a path", self.cfg.base_url),
+                message: format!(
+                    "base URL {:?} can't have a path",
+                    crate::redact::url(&self.cfg.base_url)
+                ),
             })?
             .pop_if_empty()
             .extend(segments);
@@ -245,17 +266,22 @@ impl<'a> Client<'a> {
             req = req.json(&body);
         }
         debug!(forge = self.forge, %method, %path, "forge request");
-        let resp = req.send().await.map_err(|e| ForgeError::Transport {
+        let transport = |e: reqwest::Error| ForgeError::Transport {
             forge: self.forge,
-            url: self.cfg.base_url.clone(),
+            url: crate::redact::url(&self.cfg.base_url),
             message: self.redact(&without_url(&e)),
-        })?;
+        };
+        let mut resp = req.send().await.map_err(transport)?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let text = resp.text().await.map_err(|e| ForgeError::Transport {
-            forge: self.forge,
-            url: self.cfg.base_url.clone(),
-            message: self.redact(&without_url(&e)),
+        let text = self.read_capped(&mut resp).await.map_err(|e| match e {
+            Some(e) => transport(e),
+            None => ForgeError::TooLarge {
+                forge: self.forge,
+                method: method.to_string(),
+                path: path.clone(),
+                cap_bytes: self.cfg.max_response_bytes,
+            },
         })?;
         if !status.is_success() {
             return Err(self.classify(status, &headers, &text, &method, &path));
@@ -265,6 +291,26 @@ impl<'a> Client<'a> {
             path,
             message: format!("{e}: {}", self.redact(&snippet(&text))),
         })
+    }
+
+    /// The body as text, read as it arrives and abandoned at the first byte past the cap
+    /// (`Err(None)`).
+    async fn read_capped(
+        &self,
+        resp: &mut reqwest::Response,
+    ) -> Result<String, Option<reqwest::Error>> {
+        let cap = self.cfg.max_response_bytes;
+        if resp.content_length().is_some_and(|n| n > cap) {
+            return Err(None);
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(Some)? {
+            if body.len() as u64 + chunk.len() as u64 > cap {
+                return Err(None);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
     fn classify(
@@ -331,7 +377,7 @@ impl<'a> Client<'a> {
     }
 }
 
-/// reqwest errors print the URL; ours has no secrets, but keep messages short.
+/// The error with its causes; any URL in it (reqwest prints the request's) is redacted.
 fn without_url(e: &reqwest::Error) -> String {
     let mut msg = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -340,7 +386,7 @@ fn without_url(e: &reqwest::Error) -> String {
         msg.push_str(&s.to_string());
         source = s.source();
     }
-    msg
+    crate::redact::text(&msg)
 }
 
 fn snippet(s: &str) -> String {

@@ -50,26 +50,9 @@ pub enum GitError {
     Spawn(#[source] std::io::Error),
 }
 
-/// Masks `user:password@` in URLs.
+/// Masks credentials in URLs (see [`crate::redact::text`]).
 pub(crate) fn redact_urls(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        let end = tail
-            .find(|c: char| c.is_whitespace() || c == '/' || c == '\'' || c == '"')
-            .unwrap_or(tail.len());
-        match tail[..end].rfind('@') {
-            Some(at) => {
-                out.push_str("***");
-                rest = &tail[at..];
-            }
-            None => rest = tail,
-        }
-    }
-    out.push_str(rest);
-    out
+    crate::redact::text(s)
 }
 
 /// Why `name` can't be a branch or remote name, if it can't: git's ref-name

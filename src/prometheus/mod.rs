@@ -17,7 +17,8 @@ pub mod xor;
 /// Labels of one series.
 pub type Labels = BTreeMap<String, String>;
 
-/// Errors talking to Prometheus. Messages name the endpoint but never the token.
+/// Errors talking to Prometheus. Messages name the endpoint (through
+/// [`crate::redact::url`]) but never a token or password.
 #[derive(Debug, thiserror::Error)]
 pub enum PromError {
     /// The URL given for Prometheus can't be used.
@@ -58,6 +59,14 @@ pub enum PromError {
         /// The PromQL that was sent.
         query: String,
     },
+    /// The answer grew past `collector.max_response_bytes`; nothing of it was used.
+    #[error("Prometheus at {url} answered more than {cap_bytes} bytes, the limit: raise collector.max_response_bytes, or lower collector.max_series_per_query or collector.chunk_hours so each answer is smaller")]
+    TooLarge {
+        /// The endpoint that was called.
+        url: String,
+        /// The cap that was hit.
+        cap_bytes: u64,
+    },
     /// The answer was not what the Prometheus API documents.
     #[error("unexpected answer from Prometheus at {url}: {message}")]
     Decode {
@@ -78,6 +87,7 @@ impl PromError {
             PromError::Status { .. } => "status",
             PromError::Api { .. } => "api",
             PromError::Decode { .. } => "decode",
+            PromError::TooLarge { .. } => "too_large",
         }
     }
 
@@ -115,7 +125,14 @@ pub struct PromConfig {
     pub retries: u32,
     /// First backoff; doubles each attempt, with jitter, capped at 30 s.
     pub retry_backoff: Duration,
+    /// Largest answer read, in bytes; a longer one is an error, whatever
+    /// `max_series_per_query` says.
+    pub max_response_bytes: u64,
 }
+
+/// Default of [`PromConfig::max_response_bytes`]: 256 MiB, far above a chunk of 300
+/// series (a few MB) yet bounded.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 256 << 20;
 
 impl Default for PromConfig {
     fn default() -> Self {
@@ -129,6 +146,7 @@ impl Default for PromConfig {
             insecure_skip_verify: false,
             retries: 3,
             retry_backoff: Duration::from_millis(500),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -136,7 +154,7 @@ impl Default for PromConfig {
 impl std::fmt::Debug for PromConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PromConfig")
-            .field("url", &self.url)
+            .field("url", &crate::redact::url(&self.url))
             .field("bearer_token", &self.bearer_token.as_ref().map(|_| "***"))
             .field("timeout", &self.timeout)
             .field(
@@ -154,6 +172,7 @@ impl std::fmt::Debug for PromConfig {
             .field("ca_file", &self.ca_file)
             .field("insecure_skip_verify", &self.insecure_skip_verify)
             .field("retries", &self.retries)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }
@@ -194,6 +213,9 @@ pub struct Answer<T> {
 pub struct PromClient {
     http: reqwest::Client,
     base: String,
+    /// `base` as errors and logs print it.
+    shown: String,
+    max_response_bytes: u64,
     token: Option<SecretString>,
     basic_auth: Option<(String, SecretString)>,
     retries: u32,
@@ -220,20 +242,19 @@ impl PromClient {
     /// Builds a client; checks the URL and sets the timeout.
     pub fn new(config: &PromConfig) -> Result<Self, PromError> {
         let url = config.url.trim_end_matches('/').to_string();
-        let parsed = reqwest::Url::parse(&url).map_err(|e| PromError::InvalidUrl {
-            url: config.url.clone(),
-            reason: e.to_string(),
-        })?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(PromError::InvalidUrl {
-                url: config.url.clone(),
-                reason: "scheme must be http or https".into(),
-            });
-        }
         let invalid = |reason: String| PromError::InvalidUrl {
-            url: config.url.clone(),
+            url: crate::redact::url(&config.url),
             reason,
         };
+        let parsed = reqwest::Url::parse(&url).map_err(|e| invalid(e.to_string()))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(invalid("scheme must be http or https".into()));
+        }
+        if config.max_response_bytes == 0 {
+            return Err(invalid(
+                "collector.max_response_bytes must be > 0 (it bounds every answer read)".into(),
+            ));
+        }
         let mut headers = reqwest::header::HeaderMap::new();
         for (name, value) in &config.headers {
             let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
@@ -258,13 +279,15 @@ impl PromClient {
             }
         }
         if config.insecure_skip_verify {
-            tracing::warn!(url = %url, "TLS certificate verification is OFF for Prometheus (insecure_skip_verify)");
+            tracing::warn!(url = %crate::redact::url(&url), "TLS certificate verification is OFF for Prometheus (insecure_skip_verify)");
             builder = builder.danger_accept_invalid_certs(true);
         }
         let http = builder.build().map_err(|e| invalid(e.to_string()))?;
         Ok(PromClient {
             http,
+            shown: crate::redact::url(&url),
             base: url,
+            max_response_bytes: config.max_response_bytes,
             token: config.bearer_token.clone(),
             basic_auth: config.basic_auth.clone(),
             retries: config.retries,
@@ -284,9 +307,9 @@ impl PromClient {
         }
     }
 
-    /// Base URL.
+    /// Base URL, credentials masked (see [`crate::redact::url`]).
     pub fn url(&self) -> &str {
-        &self.base
+        &self.shown
     }
 
     /// Runs `attempt`, again after a backoff when it fails transiently, at most
@@ -375,8 +398,11 @@ impl PromClient {
             Some(limit) => Some(limit.acquire().await.expect("the limit is never closed")),
             None => None,
         };
-        let url = format!("{}{}", self.base, path);
-        let mut req = self.http.post(&url).form(params);
+        let mut req = self
+            .http
+            .post(format!("{}{}", self.base, path))
+            .form(params);
+        let url = format!("{}{}", self.shown, path);
         if let Some(token) = &self.token {
             req = req.bearer_auth(token.expose_secret());
         } else if let Some((user, password)) = &self.basic_auth {
@@ -387,7 +413,7 @@ impl PromClient {
             timeout: e.is_timeout(),
             message: describe_reqwest_error(&e),
         };
-        let resp = req.send().await.map_err(http_err)?;
+        let mut resp = req.send().await.map_err(http_err)?;
         let status = resp.status().as_u16();
         let content_type = resp
             .headers()
@@ -395,7 +421,15 @@ impl PromClient {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let bytes = resp.bytes().await.map_err(http_err)?;
+        let bytes = read_capped(&mut resp, self.max_response_bytes)
+            .await
+            .map_err(|e| match e {
+                Some(e) => http_err(e),
+                None => PromError::TooLarge {
+                    url: url.clone(),
+                    cap_bytes: self.max_response_bytes,
+                },
+            })?;
         let is_json = content_type.starts_with("application/json");
         // Prometheus puts its error envelope on 400/422/503 as JSON; anything else failing is a proxy or a crash.
         if !is_json {
@@ -415,6 +449,25 @@ impl PromClient {
         }
         Ok((url, RawBody { bytes, status }))
     }
+}
+
+/// Reads a body as it arrives, stopping at the first byte past `cap`; `Err(None)` when the
+/// answer was (or announced it would be) longer than that.
+async fn read_capped(
+    resp: &mut reqwest::Response,
+    cap: u64,
+) -> Result<bytes::Bytes, Option<reqwest::Error>> {
+    if resp.content_length().is_some_and(|n| n > cap) {
+        return Err(None);
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(Some)? {
+        if body.len() as u64 + chunk.len() as u64 > cap {
+            return Err(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// Exponential backoff with full jitter: a random wait in [base·2^(n-1)/2, base·2^(n-1)], at most 30 s.
@@ -463,7 +516,7 @@ fn describe_reqwest_error(e: &reqwest::Error) -> String {
         msg.push_str(&s.to_string());
         source = s.source();
     }
-    msg
+    crate::redact::text(&msg)
 }
 
 fn snippet(bytes: &[u8]) -> String {

@@ -22,7 +22,7 @@ pub enum StoreError {
     /// Could not reach or open the database.
     #[error("cannot open database {url}: {source}")]
     Connect {
-        /// The URL with any password replaced by `***`.
+        /// The URL as [`crate::redact::url`] prints it.
         url: String,
         /// What the driver said.
         #[source]
@@ -250,42 +250,8 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Arc::new(postgres::PostgresStore::connect(url).await?)
     } else {
-        return Err(StoreError::UnsupportedUrl(redact_url(url)));
+        return Err(StoreError::UnsupportedUrl(crate::redact::url(url)));
     };
     store.migrate().await?;
     Ok(store)
-}
-
-/// Replaces the password of a URL with `***` so it can be logged.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact_url("postgres://app:s3cret@db:5432/rs"),
-            "postgres://app:***@db:5432/rs"
-        );
-        assert_eq!(redact_url("postgres://app@db/rs"), "postgres://app@db/rs");
-        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
-    }
 }

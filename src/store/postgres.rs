@@ -13,7 +13,7 @@ use super::rows::{
     RecommendationRow, RecommendationValues, WorkloadRow, BATCH_ROWS,
 };
 use super::rows::{limit_param, ReportListingRow, ReportRow, ReportValues};
-use super::{packed, redact_url, Claim, RecommendationFilter, Store, StoreError};
+use super::{packed, Claim, RecommendationFilter, Store, StoreError};
 use super::{ReportListing, StoredReport, StoredReportInput};
 use crate::model::{
     Chunk, ContainerKey, ContainerObservation, Recommendation, SignalHour, UsageHour, WorkloadInfo,
@@ -37,7 +37,7 @@ impl PostgresStore {
     /// Does not migrate; [`crate::store::connect`] does both.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let connect_error = |source| StoreError::Connect {
-            url: redact_url(url),
+            url: crate::redact::url(url),
             source,
         };
         let options = PgConnectOptions::from_str(url).map_err(connect_error)?;

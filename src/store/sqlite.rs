@@ -14,7 +14,7 @@ use super::rows::{
     RecommendationRow, RecommendationValues, SignalRow, UsageRow, WorkloadRow, BATCH_ROWS,
 };
 use super::rows::{limit_param, ReportListingRow, ReportRow, ReportValues};
-use super::{redact_url, Claim, RecommendationFilter, Store, StoreError};
+use super::{Claim, RecommendationFilter, Store, StoreError};
 use super::{ReportListing, StoredReport, StoredReportInput};
 use crate::model::{
     Chunk, ContainerKey, ContainerObservation, Recommendation, SignalHour, UsageHour, WorkloadInfo,
@@ -38,7 +38,7 @@ impl SqliteStore {
     /// Does not migrate; [`crate::store::connect`] does both.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let connect_error = |source| StoreError::Connect {
-            url: redact_url(url),
+            url: crate::redact::url(url),
             source,
         };
         let options = SqliteConnectOptions::from_str(url)

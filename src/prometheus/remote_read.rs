@@ -10,11 +10,10 @@
 //! and `types.proto` we use): it keeps `protoc` out of the build.
 
 use bytes::{Buf, BytesMut};
-use futures::StreamExt;
 use prost::Message;
 use secrecy::ExposeSecret;
 
-use super::{describe_reqwest_error, snippet, xor, Labels, PromClient, PromError};
+use super::{describe_reqwest_error, read_capped, snippet, xor, Labels, PromClient, PromError};
 
 /// A frame larger than this is refused. Prometheus cuts frames at
 /// `--storage.remote.read-max-bytes-in-frame` (1 MiB by default); a single series'
@@ -296,7 +295,7 @@ impl PromClient {
             Some(limit) => Some(limit.acquire().await.expect("the limit is never closed")),
             None => None,
         };
-        let url = format!("{}/api/v1/read", self.base);
+        let url = format!("{}/api/v1/read", self.shown);
         let http_err = |e: reqwest::Error| PromError::Http {
             url: url.clone(),
             timeout: e.is_timeout(),
@@ -308,7 +307,7 @@ impl PromClient {
         };
         let mut req = self
             .http
-            .post(&url)
+            .post(format!("{}/api/v1/read", self.base))
             .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
             .header(reqwest::header::CONTENT_ENCODING, "snappy")
             .header("X-Prometheus-Remote-Read-Version", "0.1.0")
@@ -318,7 +317,7 @@ impl PromClient {
         } else if let Some((user, password)) = &self.basic_auth {
             req = req.basic_auth(user, Some(password.expose_secret()));
         }
-        let resp = req.send().await.map_err(http_err)?;
+        let mut resp = req.send().await.map_err(http_err)?;
         let status = resp.status().as_u16();
         let content_type = resp
             .headers()
@@ -327,7 +326,8 @@ impl PromClient {
             .unwrap_or("")
             .to_string();
         if !(200..300).contains(&status) {
-            let body = resp.bytes().await.unwrap_or_default();
+            // Only the start of an error page is shown; never read a huge one whole.
+            let body = read_capped(&mut resp, 64 << 10).await.unwrap_or_default();
             return Err(PromError::Status {
                 url,
                 status,
@@ -345,9 +345,7 @@ impl PromClient {
             on_series,
             stats: ReadStats::default(),
         };
-        let mut body = resp.bytes_stream();
-        while let Some(piece) = body.next().await {
-            let piece = piece.map_err(http_err)?;
+        while let Some(piece) = resp.chunk().await.map_err(http_err)? {
             assembler.stats.bytes += piece.len() as u64;
             framer.buf.extend_from_slice(&piece);
             while let Some(message) = framer.next().map_err(|e| decode_err(frame_error(e)))? {

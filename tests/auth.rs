@@ -429,6 +429,13 @@ async fn a_browser_logs_in_with_the_form_and_out_again() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(headers.get("set-cookie").is_none());
 
+    // A server without tokens says so rather than refusing every token alike.
+    let mut tokenless = state.clone();
+    tokenless.auth = Arc::new(AuthConfig::default());
+    let (status, _, body) = send_full(&tokenless, login(format!("token={TOKEN}"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("No API tokens are configured"), "{body}");
+
     let (status, headers, _) =
         send_full(&state, request(&Method::POST, "/logout", Cred::Cookie)).await;
     assert_eq!(status, StatusCode::SEE_OTHER);

@@ -64,6 +64,13 @@ pub async fn log_in(
     if login.token.trim().is_empty() {
         return form(StatusCode::BAD_REQUEST, "Enter a token.", next);
     }
+    if !state.auth.has_tokens() {
+        return form(
+            StatusCode::FORBIDDEN,
+            "No API tokens are configured on this server (RIGHTSIZER_API_TOKENS or --api-token-file), so there is nothing to log in with.",
+            next,
+        );
+    }
     let now = chrono::Utc::now().timestamp();
     let Some(session) = state.auth.open_session(&login.token, now) else {
         return form(StatusCode::FORBIDDEN, "That token is not accepted.", next);

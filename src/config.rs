@@ -147,7 +147,7 @@ pub enum Command {
         /// File with API tokens, one per line.
         #[arg(long, env = "RIGHTSIZER_API_TOKEN_FILE")]
         api_token_file: Option<PathBuf>,
-        /// Require a token for reads as well.
+        /// Require a token for reads as well: the API, the dashboard and /metrics.
         #[arg(long, env = "RIGHTSIZER_API_AUTH_READS")]
         api_auth_reads: bool,
         /// /readyz fails when the newest collected hour is older than this (default: 3 × the interval + 1h).

@@ -3,22 +3,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::extract::{Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
 
 use super::error::{ApiError, ErrorBody};
 use super::query::{check_names, savings, RawParams};
 use super::AppState;
 use crate::model::{Recommendation, Severity};
-
-/// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/clusters", get(clusters))
-        .route("/api/v1/namespaces", get(namespaces))
-        .route("/api/v1/findings", get(findings))
-}
 
 /// Requested and recommended resources across replicas, and money.
 #[derive(Debug, Default, Clone, Serialize, utoipa::ToSchema)]

@@ -4,13 +4,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::net::TcpListener;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -19,6 +20,7 @@ use crate::runs::RunRegistry;
 use crate::store::Store;
 use crate::telemetry::{metrics, HttpLabels};
 
+pub mod access;
 pub mod auth;
 pub mod dashboard;
 pub mod error;
@@ -73,37 +75,51 @@ impl AppState {
     }
 }
 
-/// The whole API.
+/// The whole API. Routes come from the one table in `access.rs`, and its middleware decides
+/// every request before the body is read.
 pub fn router(state: AppState) -> Router {
-    let reads = Router::new()
-        .merge(recommendations::router())
-        .merge(workloads::router())
-        .merge(fleet::router())
-        .merge(runs::router())
-        .merge(reports::router())
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_for_reads,
-        ));
-    let actions = runs::actions().route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_for_actions,
-    ));
-    Router::new()
-        .merge(ops::router())
-        .merge(openapi::router())
-        .merge(dashboard::router())
-        .merge(reads)
-        .merge(actions)
+    let (routes, gate) = access::register(state.auth.clone());
+    routes
         .fallback(not_found)
+        .layer(middleware::from_fn(read_body))
+        .layer(middleware::from_fn_with_state(gate, access::authorize))
         .layer(middleware::from_fn(record_metrics))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Reads the whole body, up to the limit, before the handler runs: a handler that ignores
+/// its body would otherwise never meet the limit, and a chunked body has no length to check.
+async fn read_body(request: Request, next: Next) -> Result<Response, ApiError> {
+    let too_large = || {
+        ApiError::PayloadTooLarge(format!(
+            "the request body is over the limit of {BODY_LIMIT_BYTES} bytes: the API takes parameters, not uploads"
+        ))
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT_BYTES as u64) {
+        return Err(too_large());
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match Limited::new(body, BODY_LIMIT_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return Err(too_large()),
+        Err(e) => {
+            return Err(ApiError::BadRequest(format!(
+                "the request body could not be read: {e}"
+            )))
+        }
+    };
+    Ok(next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await)
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

@@ -1,12 +1,9 @@
 //! The OpenAPI document, generated from the handlers' annotations (utoipa) and served at
 //! `/api/v1/openapi.json`. `docs/openapi.json` is a checked-in copy that a test keeps equal.
 
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
-
-use super::AppState;
 
 struct BearerAuth;
 
@@ -60,11 +57,6 @@ pub fn document_json() -> String {
     ApiDoc::openapi()
         .to_pretty_json()
         .expect("the OpenAPI document serializes")
-}
-
-/// Routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/openapi.json", get(openapi_json))
 }
 
 /// This document.

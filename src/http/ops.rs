@@ -6,20 +6,14 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Extension;
+use axum::Json;
 use serde::Serialize;
 
+use super::access::MayRead;
+use super::error::ErrorBody;
 use super::AppState;
 use crate::telemetry::{metrics, ClusterLabels, SeverityLabels};
-
-/// Routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(prometheus_metrics))
-}
 
 /// Liveness.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -55,7 +49,10 @@ pub struct Readiness {
 /// older than the configured maximum age.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+pub async fn readyz(
+    State(state): State<AppState>,
+    may_read: Option<Extension<MayRead>>,
+) -> (StatusCode, Json<Readiness>) {
     let store = match state.store.ping().await {
         Ok(()) => "ok".to_string(),
         Err(e) => {
@@ -70,7 +67,8 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
             for cluster in &clusters {
                 let check = collection_check(&state, cluster, max_age).await;
                 if check != "ok" {
-                    problems.push(if clusters.len() == 1 {
+                    // Cluster names only for callers who may read: probes carry no token.
+                    problems.push(if clusters.len() == 1 || may_read.is_none() {
                         check
                     } else {
                         format!("{cluster}: {check}")
@@ -123,7 +121,11 @@ async fn collection_check(state: &AppState, cluster: &str, max_age: Duration) ->
 
 /// The Prometheus text exposition of the service's metrics.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 401, description = "Token required (with --api-auth-reads: its labels name clusters)", body = ErrorBody),
+        (status = 403, description = "Token not accepted", body = ErrorBody),
+    ))]
 pub async fn prometheus_metrics(State(state): State<AppState>) -> impl IntoResponse {
     let m = metrics();
     if let Ok(snapshot) = state.snapshot.get().await {

@@ -4,24 +4,13 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
 
 use super::error::{ApiError, ErrorBody};
 use super::query::{self, check_names, Format, ListQuery, RawParams};
 use super::AppState;
 use crate::model::Recommendation;
-
-/// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/recommendations", get(list))
-        .route(
-            "/api/v1/recommendations/{namespace}/{kind}/{name}",
-            get(one_workload),
-        )
-}
 
 /// A page of recommendations.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -4,8 +4,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
 
 use super::error::{ApiError, ErrorBody};
@@ -18,14 +17,6 @@ use crate::store::StoredReport;
 pub const DEFAULT_LIMIT: usize = 50;
 /// Most reports one list returns.
 pub const MAX_LIMIT: usize = 1000;
-
-/// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/reports", get(list))
-        .route("/api/v1/reports/latest", get(latest))
-        .route("/api/v1/reports/{id}", get(by_id))
-}
 
 /// A stored report without its body.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -2,24 +2,11 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
 use crate::runs::{RunInfo, RunKind};
-
-/// The action routes (behind the action auth layer).
-pub fn actions() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/collect", post(collect))
-        .route("/api/v1/analyze", post(analyze))
-}
-
-/// The read routes.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/runs/{id}", get(run))
-}
 
 fn start(state: &AppState, kind: RunKind) -> Result<(StatusCode, Json<RunInfo>), ApiError> {
     let Some(jobs) = state.jobs.clone() else {

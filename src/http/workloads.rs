@@ -6,8 +6,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
 
 use super::error::{ApiError, ErrorBody};
@@ -15,19 +14,6 @@ use super::query::{check_names, savings, RawParams};
 use super::AppState;
 use crate::model::{Finding, Recommendation, WorkloadInfo, WorkloadKey};
 use crate::patch::{self, PatchError, PatchFormat};
-
-/// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/v1/workloads/{cluster}/{namespace}/{kind}/{name}",
-            get(detail),
-        )
-        .route(
-            "/api/v1/workloads/{cluster}/{namespace}/{kind}/{name}/patch",
-            get(patch),
-        )
-}
 
 /// A workload and everything known about it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -2,34 +2,20 @@
 //! (totals and a sortable, filterable, paginated table that works without JavaScript);
 //! `/workloads/{cluster}/{namespace}/{kind}/{name}` shows each container's usage histogram
 //! against current and recommended requests and limits, the evidence, backtest (in-sample
-//! and held out), the strategy tournament, findings and a copyable patch. CSS and JS are embedded in the binary: no CDN, works offline.
+//! and held out), the strategy tournament, findings and a copyable patch. `/login` lets a browser in when reads need a token. CSS and JS are embedded in the binary: no CDN, works offline.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 
-use super::AppState;
 use crate::store::StoreError;
 
 mod chart;
-mod fleet;
+pub(crate) mod fleet;
 mod html;
-mod workload;
+pub(crate) mod login;
+pub(crate) mod workload;
 
 pub use html::escape_html;
-
-/// Routes of the dashboard and its assets.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(fleet::page))
-        .route(
-            "/workloads/{cluster}/{namespace}/{kind}/{name}",
-            get(workload::page),
-        )
-        .route("/assets/app.css", get(stylesheet))
-        .route("/assets/app.js", get(script))
-}
 
 const APP_CSS: &str = include_str!("../../../assets/app.css");
 const APP_JS: &str = include_str!("../../../assets/app.js");
@@ -38,11 +24,11 @@ const APP_JS: &str = include_str!("../../../assets/app.js");
 /// for a dashboard and keeps a redeploy visible soon.
 const ASSET_CACHE: &str = "public, max-age=3600";
 
-async fn stylesheet() -> Response {
+pub(crate) async fn stylesheet() -> Response {
     asset("text/css; charset=utf-8", APP_CSS)
 }
 
-async fn script() -> Response {
+pub(crate) async fn script() -> Response {
     asset("text/javascript; charset=utf-8", APP_JS)
 }
 

@@ -3,13 +3,14 @@
 # (collect + analyze), a report every minute, and wrk on a list and a detail endpoint the whole
 # time. Prints the server's RSS, open file descriptors and Postgres connections each minute,
 # start against end, and the 5xx answers it counted (its own /metrics). Loopback only.
+# RIGHTSIZER_BIN runs another build of the binary (the release one by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 command -v wrk >/dev/null 2>&1 || { sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo; $sudo apt-get install -y -qq wrk >/dev/null; }
 
 minutes=${SOAK_MINUTES:-10}
-bin=$PWD/target/release/rightsizer
+bin=${RIGHTSIZER_BIN:-$PWD/target/release/rightsizer}
 work=$PWD/target/bench-soak
 rm -rf "$work" && mkdir -p "$work/data" "$work/tsdb"
 

@@ -20,6 +20,8 @@ bench: build
 	@scripts/bench.sh
 	@scripts/bench-api.sh
 	@scripts/bench-backtest.sh
+	@scripts/bench-soak.sh
+	@scripts/bench-faults.sh
 
 fmt:
 	$(CARGO) fmt --all

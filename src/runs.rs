@@ -1,10 +1,14 @@
 //! Collection and analysis runs: an id, progress and outcome for each, and at most one
-//! run of each kind at a time (triggered from the API or by the scheduler alike).
+//! run of each kind at a time fleet-wide (triggered from the API or by the scheduler alike).
+//! Runs live in the store, so every replica sharing it answers for every run.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
+
+use crate::store::{NewRun, RunOutcome, RunStart, Store, StoreError, StoredRun};
 
 /// What a run does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
@@ -29,7 +33,7 @@ pub enum RunStatus {
 }
 
 /// One run, as `/api/v1/runs/{id}` shows it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RunInfo {
     /// Run id.
     pub id: String,
@@ -54,93 +58,261 @@ pub struct RunInfo {
     pub error: Option<String>,
 }
 
-#[derive(Default)]
-struct Inner {
-    runs: BTreeMap<u64, RunInfo>,
-    running: HashMap<RunKind, String>,
-    next: u64,
+impl RunKind {
+    /// The name stored and used in run ids.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Collect => "collect",
+            RunKind::Analyze => "analyze",
+        }
+    }
+
+    /// The kind named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        [RunKind::Collect, RunKind::Analyze]
+            .into_iter()
+            .find(|k| k.as_str() == name)
+    }
 }
 
-/// Runs of this process; the newest 100 are kept.
-#[derive(Default, Clone)]
-pub struct RunRegistry {
-    inner: Arc<Mutex<Inner>>,
+impl RunStatus {
+    /// The name stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+        }
+    }
+
+    /// The status named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        [RunStatus::Running, RunStatus::Succeeded, RunStatus::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
 }
 
-/// A started run; report progress and the outcome through it.
-pub struct RunHandle {
-    registry: RunRegistry,
-    seq: u64,
-    /// The run id.
-    pub id: String,
-    kind: RunKind,
+/// A run's id as the API shows it: its kind and the store's sequence number (`collect-17`).
+fn run_id(kind: RunKind, seq: i64) -> String {
+    format!("{}-{seq}", kind.as_str())
 }
 
-const KEEP: usize = 100;
+/// The kind and sequence number of a run id, if it is one.
+fn parse_run_id(id: &str) -> Option<(RunKind, i64)> {
+    let (kind, seq) = id.split_once('-')?;
+    Some((RunKind::parse(kind)?, seq.parse().ok()?))
+}
+
+impl RunInfo {
+    /// What the API shows of a stored run at `now`: a running run whose lease expired is
+    /// shown as the failure the next start will record.
+    pub fn from_stored(run: StoredRun, now: i64) -> Self {
+        let abandoned = run.status == RunStatus::Running && run.lease_until < now;
+        RunInfo {
+            id: run_id(run.kind, run.seq),
+            kind: run.kind,
+            status: if abandoned {
+                RunStatus::Failed
+            } else {
+                run.status
+            },
+            trigger: run.trigger,
+            started_at: run.started_at,
+            finished_at: if abandoned {
+                Some(run.lease_until)
+            } else {
+                run.finished_at
+            },
+            done: run.done,
+            total: run.total,
+            result: run.result,
+            error: if abandoned {
+                Some(crate::store::abandoned_error(&run.holder))
+            } else {
+                run.error
+            },
+        }
+    }
+}
+
+/// How long a run blocks others without a renewal: several missed heartbeats, so a busy
+/// process keeps its run, and a dead one frees the kind within a minute.
+pub const LEASE_SECS: i64 = 30;
+/// How often a running run records its progress and renews its lease.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// Attempts at recording a run's end (the database may be restarting).
+const FINISH_ATTEMPTS: u32 = 5;
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// This process, as named in run and job leases: the pod name (HOSTNAME), the process id
+/// and a random part (process ids repeat across containers).
+pub fn holder() -> &'static str {
+    static HOLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOLDER.get_or_init(|| {
+        use rand::Rng;
+        format!(
+            "{}/{}/{:08x}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "rightsizer".into()),
+            std::process::id(),
+            rand::thread_rng().gen::<u32>()
+        )
+    })
+}
+
+/// The runs of every process sharing the store.
+#[derive(Clone)]
+pub struct RunRegistry {
+    store: Arc<dyn Store>,
+    holder: String,
+}
+
+/// A started run; report progress and the outcome through it. Dropped without
+/// [`RunHandle::finish`], it stops renewing its lease, so the run ends as abandoned.
+pub struct RunHandle {
+    /// The run id.
+    pub id: String,
+    /// The run as it started.
+    pub started: RunInfo,
+    seq: i64,
+    store: Arc<dyn Store>,
+    holder: String,
+    progress: Arc<Progress>,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct Progress {
+    done: AtomicU64,
+    total: AtomicU64,
+}
+
+impl Progress {
+    fn set(&self, done: u64, total: u64) {
+        self.done.store(done, Ordering::Relaxed);
+        self.total.store(total, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> (u64, u64) {
+        (
+            self.done.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+        )
+    }
+}
+
 impl RunRegistry {
-    /// Starts a run of `kind`, or returns the id of the one already running.
-    pub fn try_start(&self, kind: RunKind, trigger: &str) -> Result<RunHandle, String> {
-        let mut inner = self.inner.lock().expect("run registry poisoned");
-        if let Some(id) = inner.running.get(&kind) {
-            return Err(id.clone());
+    /// Runs kept in `store`, started by this process as `holder`.
+    pub fn new(store: Arc<dyn Store>, holder: &str) -> Self {
+        RunRegistry {
+            store,
+            holder: holder.into(),
         }
-        inner.next += 1;
-        let seq = inner.next;
-        let id = format!(
-            "{}-{seq}",
-            match kind {
-                RunKind::Collect => "collect",
-                RunKind::Analyze => "analyze",
-            }
-        );
-        inner.running.insert(kind, id.clone());
-        inner.runs.insert(
-            seq,
-            RunInfo {
-                id: id.clone(),
+    }
+
+    /// Starts a run of `kind`, or returns the id of the one already running fleet-wide.
+    pub async fn try_start(
+        &self,
+        kind: RunKind,
+        trigger: &str,
+    ) -> Result<Result<RunHandle, String>, StoreError> {
+        let started_at = now();
+        let seq = match self
+            .store
+            .start_run(&NewRun {
                 kind,
-                status: RunStatus::Running,
-                trigger: trigger.into(),
-                started_at: now(),
-                finished_at: None,
-                done: 0,
-                total: 0,
-                result: None,
-                error: None,
-            },
-        );
-        while inner.runs.len() > KEEP {
-            let oldest = *inner.runs.keys().next().expect("not empty");
-            inner.runs.remove(&oldest);
-        }
-        Ok(RunHandle {
-            registry: self.clone(),
-            seq,
-            id,
-            kind,
-        })
-    }
-
-    /// A run by id.
-    pub fn get(&self, id: &str) -> Option<RunInfo> {
-        let inner = self.inner.lock().expect("run registry poisoned");
-        inner.runs.values().find(|r| r.id == id).cloned()
-    }
-
-    fn update(&self, seq: u64, f: impl FnOnce(&mut RunInfo)) {
-        if let Some(run) = self
-            .inner
-            .lock()
-            .expect("run registry poisoned")
-            .runs
-            .get_mut(&seq)
+                trigger,
+                holder: &self.holder,
+                now: started_at,
+                lease_until: started_at + LEASE_SECS,
+            })
+            .await?
         {
-            f(run);
+            RunStart::Busy(seq) => return Ok(Err(run_id(kind, seq))),
+            RunStart::Started(seq) => seq,
+        };
+        let id = run_id(kind, seq);
+        let progress = Arc::new(Progress::default());
+        let heartbeat = tokio::spawn(heartbeat(
+            self.store.clone(),
+            seq,
+            self.holder.clone(),
+            progress.clone(),
+        ));
+        let started = RunInfo {
+            id: id.clone(),
+            kind,
+            status: RunStatus::Running,
+            trigger: trigger.into(),
+            started_at,
+            finished_at: None,
+            done: 0,
+            total: 0,
+            result: None,
+            error: None,
+        };
+        Ok(Ok(RunHandle {
+            id,
+            started,
+            seq,
+            store: self.store.clone(),
+            holder: self.holder.clone(),
+            progress,
+            heartbeat,
+        }))
+    }
+
+    /// A run by id, from whichever process ran it.
+    pub async fn get(&self, id: &str) -> Result<Option<RunInfo>, StoreError> {
+        let Some((kind, seq)) = parse_run_id(id) else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .run(seq)
+            .await?
+            .filter(|r| r.kind == kind)
+            .map(|r| RunInfo::from_stored(r, now())))
+    }
+
+    /// Waits until the run `id` is no longer running (finished, abandoned or unreadable
+    /// for good) or `stop` turns true.
+    pub async fn wait_finished(&self, id: &str, stop: &mut tokio::sync::watch::Receiver<bool>) {
+        loop {
+            match self.get(id).await {
+                Ok(Some(run)) if run.status == RunStatus::Running => {}
+                Ok(_) => return,
+                Err(e) => tracing::warn!(error = %e, run = id, "cannot read the run waited for"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+}
+
+/// Records progress and renews the lease every [`HEARTBEAT`] until aborted, or until the
+/// run is no longer this process's.
+async fn heartbeat(store: Arc<dyn Store>, seq: i64, holder: String, progress: Arc<Progress>) {
+    loop {
+        tokio::time::sleep(HEARTBEAT).await;
+        let (done, total) = progress.get();
+        match store
+            .renew_run(seq, &holder, done, total, now() + LEASE_SECS)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(seq, "the run's lease was lost (taken as abandoned)");
+                return;
+            }
+            // The database may be restarting: the next beat tries again, and the lease
+            // outlasts several missed ones.
+            Err(e) => tracing::warn!(seq, error = %e, "cannot renew the run's lease"),
         }
     }
 }
@@ -148,44 +320,52 @@ impl RunRegistry {
 impl RunHandle {
     /// A progress recorder that outlives borrows (for callbacks).
     pub fn clone_progress(&self) -> impl Fn(u64, u64) + Send + Sync + 'static {
-        let (registry, seq) = (self.registry.clone(), self.seq);
-        move |done, total| {
-            registry.update(seq, |r| {
-                r.done = done;
-                r.total = total;
-            })
-        }
+        let progress = self.progress.clone();
+        move |done, total| progress.set(done, total)
     }
 
-    /// Records progress.
+    /// Records progress (stored with the next heartbeat).
     pub fn progress(&self, done: u64, total: u64) {
-        self.registry.update(self.seq, |r| {
-            r.done = done;
-            r.total = total;
-        });
+        self.progress.set(done, total);
     }
 
-    /// Records the outcome and frees the kind for the next run.
-    pub fn finish(self, outcome: Result<serde_json::Value, String>) {
-        self.registry.update(self.seq, |r| {
-            r.finished_at = Some(now());
-            match outcome {
-                Ok(v) => {
-                    r.status = RunStatus::Succeeded;
-                    r.result = Some(v);
+    /// Records the outcome and frees the kind for the next run, retrying for a while when
+    /// the database is unavailable (the lease then frees the kind).
+    pub async fn finish(self, outcome: Result<serde_json::Value, String>) {
+        self.heartbeat.abort();
+        let (done, total) = self.progress.get();
+        let outcome = RunOutcome {
+            finished_at: now(),
+            done,
+            total,
+            result: outcome,
+        };
+        for attempt in 1..=FINISH_ATTEMPTS {
+            match self
+                .store
+                .finish_run(self.seq, &self.holder, &outcome)
+                .await
+            {
+                Ok(true) => return,
+                Ok(false) => {
+                    tracing::warn!(run = %self.id, "the run was taken as abandoned before it finished; its outcome is not recorded");
+                    return;
+                }
+                Err(e) if attempt < FINISH_ATTEMPTS => {
+                    tracing::warn!(run = %self.id, error = %e, attempt, "cannot record the run's end; retrying");
+                    tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
                 }
                 Err(e) => {
-                    r.status = RunStatus::Failed;
-                    r.error = Some(e);
+                    tracing::error!(run = %self.id, error = %e, "cannot record the run's end; it shows as abandoned once its lease expires")
                 }
             }
-        });
-        self.registry
-            .inner
-            .lock()
-            .expect("run registry poisoned")
-            .running
-            .remove(&self.kind);
+        }
+    }
+}
+
+impl Drop for RunHandle {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
     }
 }
 
@@ -193,25 +373,56 @@ impl RunHandle {
 mod tests {
     use super::*;
 
-    #[test]
-    fn one_run_of_a_kind_at_a_time() {
-        let reg = RunRegistry::default();
-        let a = reg.try_start(RunKind::Collect, "api").unwrap();
+    async fn registry() -> RunRegistry {
+        let store = crate::store::connect("sqlite::memory:").await.unwrap();
+        RunRegistry::new(store, "test")
+    }
+
+    #[tokio::test]
+    async fn one_run_of_a_kind_at_a_time() {
+        let reg = registry().await;
+        let a = reg
+            .try_start(RunKind::Collect, "api")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
-            reg.try_start(RunKind::Collect, "api").err(),
+            reg.try_start(RunKind::Collect, "api").await.unwrap().err(),
             Some(a.id.clone())
         );
-        let b = reg.try_start(RunKind::Analyze, "api").unwrap();
+        let b = reg
+            .try_start(RunKind::Analyze, "api")
+            .await
+            .unwrap()
+            .unwrap();
         a.progress(3, 10);
-        assert_eq!(reg.get(&a.id).unwrap().done, 3);
         let id = a.id.clone();
-        a.finish(Err("Prometheus unreachable".into()));
-        let run = reg.get(&id).unwrap();
+        a.finish(Err("Prometheus unreachable".into())).await;
+        let run = reg.get(&id).await.unwrap().unwrap();
         assert_eq!(
-            (run.status, run.error.as_deref()),
-            (RunStatus::Failed, Some("Prometheus unreachable"))
+            (run.status, run.error.as_deref(), run.done, run.total),
+            (RunStatus::Failed, Some("Prometheus unreachable"), 3, 10)
         );
-        assert!(reg.try_start(RunKind::Collect, "api").is_ok());
-        b.finish(Ok(serde_json::json!({"containers": 1})));
+        assert!(reg
+            .try_start(RunKind::Collect, "api")
+            .await
+            .unwrap()
+            .is_ok());
+        b.finish(Ok(serde_json::json!({"containers": 1}))).await;
+    }
+
+    #[tokio::test]
+    async fn ids_name_a_kind_and_a_number() {
+        let reg = registry().await;
+        let a = reg
+            .try_start(RunKind::Analyze, "api")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(parse_run_id(&a.id), Some((RunKind::Analyze, a.seq)));
+        let other_kind = a.id.replace("analyze", "collect");
+        for id in [other_kind.as_str(), "analyze", "analyze-x", "nope-1", ""] {
+            assert_eq!(reg.get(id).await.unwrap(), None, "{id}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Several `serve` replicas sharing one Postgres and a real Prometheus: every collection
 //! chunk is ingested by exactly one of them, the stored summaries equal a single process's,
-//! one analysis runs per period fleet-wide, and a replica killed mid-run loses nothing.
+//! one analysis runs per period fleet-wide, a replica killed mid-run loses nothing, and any
+//! replica answers for any run while one collect runs fleet-wide.
 
 mod support;
 
@@ -51,6 +52,16 @@ struct Replica {
 
 impl Replica {
     fn start(config: &Path, database: &str, prometheus: &str, interval: &str) -> Replica {
+        Replica::start_with(config, database, prometheus, interval, &[])
+    }
+
+    fn start_with(
+        config: &Path,
+        database: &str,
+        prometheus: &str,
+        interval: &str,
+        env: &[(&str, &str)],
+    ) -> Replica {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -69,6 +80,7 @@ impl Replica {
             .env("RIGHTSIZER_PROMETHEUS_URL", prometheus)
             .env("RIGHTSIZER_LOG", "warn")
             .env_remove("RIGHTSIZER_API_TOKENS")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -85,6 +97,30 @@ impl Replica {
         text.lines()
             .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
             .unwrap_or(0.0)
+    }
+
+    /// Waits until the API answers.
+    async fn listening(&self) {
+        let url = format!("http://127.0.0.1:{}/healthz", self.port);
+        wait_until("the replica listens", Duration::from_secs(60), || {
+            let url = url.clone();
+            async move { reqwest::get(url).await.is_ok() }
+        })
+        .await;
+    }
+
+    /// Status and JSON body of a request to the API, with the action token.
+    async fn call(&self, method: reqwest::Method, path: &str) -> (u16, serde_json::Value) {
+        let resp = reqwest::Client::new()
+            .request(method, format!("http://127.0.0.1:{}{path}", self.port))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: {text}"));
+        (status, body)
     }
 
     fn kill(&mut self) {
@@ -290,5 +326,81 @@ async fn a_replica_killed_mid_run_loses_nothing() {
     assert_eq!(containers, ref_containers);
     assert_eq!(usage, ref_usage);
     drop(shared);
+    db.drop_database().await;
+}
+
+const TOKEN: &str = "replica-test-token";
+
+/// A TCP gate in front of Prometheus: connections wait until it opens, so a run started
+/// while it is closed keeps running for as long as the test needs it to.
+async fn gate(upstream: &str) -> (String, tokio::sync::watch::Sender<bool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let upstream = upstream.trim_start_matches("http://").to_string();
+    let (open, opened) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let (mut opened, upstream) = (opened.clone(), upstream.clone());
+            tokio::spawn(async move {
+                let _ = opened.wait_for(|open| *open).await;
+                if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    (url, open)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_replica_answers_for_any_run_and_one_collect_runs_fleet_wide() {
+    let dir = TempDir::new("rs-replicas-runs").unwrap();
+    let prom = prometheus(&dir);
+    let (gated, open) = gate(prom.url()).await;
+    let db = TestDatabase::create().await;
+    let config = write_config(dir.path());
+    let env = [("RIGHTSIZER_API_TOKENS", TOKEN)];
+    // No schedule: the only runs are the ones this test starts.
+    let a = Replica::start_with(&config, db.url(), &gated, "0", &env);
+    let b = Replica::start_with(&config, db.url(), &gated, "0", &env);
+    a.listening().await;
+    b.listening().await;
+
+    let (status, started) = a.call(reqwest::Method::POST, "/api/v1/collect").await;
+    assert_eq!(status, 202, "{started}");
+    let id = started["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/runs/{id}");
+    // Prometheus is held back: the run is still going on A.
+    let (status, seen) = b.call(reqwest::Method::GET, &path).await;
+    assert_eq!(
+        (status, &seen["status"]),
+        (200, &serde_json::json!("running")),
+        "{seen}"
+    );
+    assert_eq!(seen["started_at"], started["started_at"]);
+    let (status, refused) = b.call(reqwest::Method::POST, "/api/v1/collect").await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["running_id"], id.as_str());
+
+    open.send(true).unwrap();
+    wait_until("the run finished", Duration::from_secs(180), || {
+        let path = path.clone();
+        let b = &b;
+        async move { b.call(reqwest::Method::GET, &path).await.1["status"] != "running" }
+    })
+    .await;
+    let (_, on_a) = a.call(reqwest::Method::GET, &path).await;
+    let (_, on_b) = b.call(reqwest::Method::GET, &path).await;
+    assert_eq!(on_a, on_b);
+    assert_eq!(on_a["status"], "succeeded", "{on_a}");
+    assert!(
+        on_a["result"]["clusters"][CLUSTER]["hours_collected"].as_u64() > Some(0),
+        "{on_a}"
+    );
+    // The kind is free again, for either replica.
+    let (status, next) = b.call(reqwest::Method::POST, "/api/v1/collect").await;
+    assert_eq!(status, 202, "{next}");
+    assert_ne!(next["id"], on_a["id"]);
+    drop((a, b));
     db.drop_database().await;
 }

@@ -13,9 +13,11 @@ use rightsizer::model::{
     Chunk, Confidence, ContainerKey, ContainerObservation, Evidence, PdbInfo, Recommendation,
     Resource, Resources, Severity, SignalHour, Status, UsageHour, WorkloadInfo,
 };
+use rightsizer::runs::{RunKind, RunStatus};
 use rightsizer::sketch::Sketch;
 use rightsizer::store::{
-    self, RecommendationFilter, ReportListing, Store, StoreError, StoredReport, StoredReportInput,
+    self, NewRun, RecommendationFilter, ReportListing, RunOutcome, RunStart, Store, StoreError,
+    StoredReport, StoredReportInput,
 };
 use serde_json::json;
 use sqlx::Connection;
@@ -203,11 +205,15 @@ contract!(
     recommendations_are_replaced_per_cluster_and_filtered,
     reports_are_saved_listed_and_pruned,
     scheduled_jobs_run_once_per_period,
+    old_finished_runs_are_pruned,
 );
 contract!(
     run_with_backdoor: corrupt_rows_are_reported,
     corrupt_reports_are_reported,
-    collection_claims_are_exclusive_between_processes
+    collection_claims_are_exclusive_between_processes,
+    runs_are_shared_and_one_of_a_kind_runs_between_processes,
+    abandoned_runs_stop_blocking_when_their_lease_expires,
+    concurrent_starts_let_exactly_one_run,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1191,6 +1197,242 @@ async fn collection_claims_are_exclusive_between_processes(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     next.unwrap().release().await;
+}
+
+/// A second process on the same database.
+async fn other_process(backdoor: &Backdoor) -> Arc<dyn Store> {
+    match backdoor {
+        Backdoor::Sqlite(url) | Backdoor::Postgres(url) => store::connect(url).await.unwrap(),
+    }
+}
+
+fn new_run(kind: RunKind, holder: &str, now: i64) -> NewRun<'_> {
+    NewRun {
+        kind,
+        trigger: "api",
+        holder,
+        now,
+        lease_until: now + 30,
+    }
+}
+
+fn started(start: RunStart) -> i64 {
+    match start {
+        RunStart::Started(seq) => seq,
+        RunStart::Busy(seq) => panic!("refused: run {seq} is running"),
+    }
+}
+
+fn outcome(at: i64, result: Result<serde_json::Value, String>) -> RunOutcome {
+    RunOutcome {
+        finished_at: at,
+        done: 10,
+        total: 10,
+        result,
+    }
+}
+
+/// Any process reads any run; a second run of a kind is refused to every process while the
+/// first runs, with the running one's number; only the holder renews or finishes it.
+async fn runs_are_shared_and_one_of_a_kind_runs_between_processes(
+    a: Arc<dyn Store>,
+    backdoor: Backdoor,
+) {
+    let b = other_process(&backdoor).await;
+    let collect = started(
+        a.start_run(&new_run(RunKind::Collect, "a", T0))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        b.start_run(&new_run(RunKind::Collect, "b", T0 + 1))
+            .await
+            .unwrap(),
+        RunStart::Busy(collect)
+    );
+    let analyze = started(
+        b.start_run(&new_run(RunKind::Analyze, "b", T0 + 1))
+            .await
+            .unwrap(),
+    );
+    assert_ne!(analyze, collect);
+
+    let seen = b.run(collect).await.unwrap().expect("stored");
+    assert_eq!(
+        (
+            seen.kind,
+            seen.status,
+            seen.holder.as_str(),
+            seen.started_at
+        ),
+        (RunKind::Collect, RunStatus::Running, "a", T0)
+    );
+    assert!(
+        !b.renew_run(collect, "b", 1, 2, T0 + 60).await.unwrap(),
+        "not b's run"
+    );
+    assert!(a.renew_run(collect, "a", 3, 10, T0 + 60).await.unwrap());
+    let seen = b.run(collect).await.unwrap().unwrap();
+    assert_eq!((seen.done, seen.total, seen.lease_until), (3, 10, T0 + 60));
+
+    let report = json!({"clusters": {"prod": {"hours": 48}}});
+    assert!(!b
+        .finish_run(collect, "b", &outcome(T0 + 50, Ok(json!(1))))
+        .await
+        .unwrap());
+    assert!(a
+        .finish_run(collect, "a", &outcome(T0 + 50, Ok(report.clone())))
+        .await
+        .unwrap());
+    let done = b.run(collect).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            done.status,
+            done.finished_at,
+            done.result,
+            done.error,
+            done.done
+        ),
+        (RunStatus::Succeeded, Some(T0 + 50), Some(report), None, 10)
+    );
+    assert!(
+        !a.finish_run(collect, "a", &outcome(T0 + 51, Err("late".into())))
+            .await
+            .unwrap(),
+        "a finished run stays as it ended"
+    );
+    let next = started(
+        b.start_run(&new_run(RunKind::Collect, "b", T0 + 52))
+            .await
+            .unwrap(),
+    );
+    assert!(next > collect, "numbers are not reused");
+    assert!(b
+        .finish_run(
+            next,
+            "b",
+            &outcome(T0 + 53, Err("Prometheus unreachable".into()))
+        )
+        .await
+        .unwrap());
+    let failed = a.run(next).await.unwrap().unwrap();
+    assert_eq!(
+        (failed.status, failed.error.as_deref(), failed.result),
+        (RunStatus::Failed, Some("Prometheus unreachable"), None)
+    );
+    assert_eq!(a.run(next + 1000).await.unwrap(), None);
+}
+
+/// A run whose holder died blocks its kind only until its lease expires; then the next start
+/// records it as abandoned, and its holder can no longer renew or finish it.
+async fn abandoned_runs_stop_blocking_when_their_lease_expires(
+    a: Arc<dyn Store>,
+    backdoor: Backdoor,
+) {
+    let b = other_process(&backdoor).await;
+    let dead = started(
+        a.start_run(&new_run(RunKind::Analyze, "a", T0))
+            .await
+            .unwrap(),
+    );
+    assert!(a.renew_run(dead, "a", 1, 5, T0 + 40).await.unwrap());
+    assert_eq!(
+        b.start_run(&new_run(RunKind::Analyze, "b", T0 + 40))
+            .await
+            .unwrap(),
+        RunStart::Busy(dead),
+        "a renewed lease still holds at its last second"
+    );
+    let taken = started(
+        b.start_run(&new_run(RunKind::Analyze, "b", T0 + 41))
+            .await
+            .unwrap(),
+    );
+    let old = b.run(dead).await.unwrap().unwrap();
+    assert_eq!(
+        (old.status, old.finished_at, old.error, old.done),
+        (
+            RunStatus::Failed,
+            Some(T0 + 40),
+            Some(store::abandoned_error("a")),
+            1
+        )
+    );
+    assert!(!a.renew_run(dead, "a", 2, 5, T0 + 99).await.unwrap());
+    assert!(!a
+        .finish_run(dead, "a", &outcome(T0 + 99, Ok(json!(1))))
+        .await
+        .unwrap());
+    assert_eq!(
+        b.run(dead).await.unwrap().unwrap().status,
+        RunStatus::Failed
+    );
+    assert_eq!(
+        b.run(taken).await.unwrap().unwrap().status,
+        RunStatus::Running
+    );
+}
+
+/// Starts racing from two processes: exactly one wins, the others name it.
+async fn concurrent_starts_let_exactly_one_run(a: Arc<dyn Store>, backdoor: Backdoor) {
+    let b = other_process(&backdoor).await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let holder = format!("p{i}");
+            store
+                .start_run(&new_run(RunKind::Collect, &holder, T0))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    let winners: Vec<i64> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            RunStart::Started(seq) => Some(*seq),
+            RunStart::Busy(_) => None,
+        })
+        .collect();
+    assert_eq!(winners.len(), 1, "{outcomes:?}");
+    assert!(outcomes
+        .iter()
+        .all(|o| matches!(o, RunStart::Busy(s) | RunStart::Started(s) if *s == winners[0])));
+}
+
+/// Runs beyond the newest thousand go when a run starts: the table stays bounded.
+async fn old_finished_runs_are_pruned(store: Arc<dyn Store>) {
+    let mut seqs = Vec::new();
+    for i in 0..1002 {
+        let seq = started(
+            store
+                .start_run(&new_run(RunKind::Collect, "a", T0 + i))
+                .await
+                .unwrap(),
+        );
+        assert!(store
+            .finish_run(seq, "a", &outcome(T0 + i, Ok(json!(i))))
+            .await
+            .unwrap());
+        seqs.push(seq);
+    }
+    let running = started(
+        store
+            .start_run(&new_run(RunKind::Collect, "a", T0 + 2000))
+            .await
+            .unwrap(),
+    );
+    // 1003 runs in all: the three oldest go.
+    assert_eq!(store.run(seqs[2]).await.unwrap(), None, "pruned");
+    assert!(
+        store.run(seqs[3]).await.unwrap().is_some(),
+        "among the newest 1000"
+    );
+    assert!(store.run(running).await.unwrap().is_some());
 }
 
 async fn corrupt_reports_are_reported(store: Arc<dyn Store>, backdoor: Backdoor) {

@@ -9,7 +9,7 @@ use anyhow::{anyhow, Context};
 use crate::config::{parse_time, Cli, Command, Settings, DEFAULT_LISTEN};
 use crate::http::{self, AppState};
 use crate::jobs;
-use crate::runs::RunKind;
+use crate::runs::{holder, RunKind};
 use crate::store::{self, RecommendationFilter, Store};
 use crate::telemetry::JobOutcome;
 
@@ -655,25 +655,11 @@ async fn schedule_reports(
 /// How long a replica may take to build a scheduled report before another may take over.
 const REPORT_LEASE_SECS: i64 = 600;
 
-/// This process, as named in job leases: the pod name (HOSTNAME) and the process id.
-fn holder() -> &'static str {
-    static HOLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HOLDER.get_or_init(|| {
-        use rand::Rng;
-        format!(
-            "{}/{}/{:08x}",
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "rightsizer".into()),
-            std::process::id(),
-            rand::thread_rng().gen::<u32>()
-        )
-    })
-}
-
 /// Collects and analyzes every `interval` (with up to 10% jitter, so replicas and clusters
-/// don't query Prometheus in lockstep) until told to stop. A run already going (started
-/// from the API) is not doubled: that tick is skipped. Every replica collects (chunk claims
-/// keep each chunk to one of them); one analysis per interval-long period runs fleet-wide,
-/// by whichever replica leases the period first.
+/// don't query Prometheus in lockstep) until told to stop. One run of a kind goes at a time
+/// fleet-wide (the store's guard): a tick that finds one going (another replica's, or one
+/// started from the API) skips its own after waiting for it to end. One analysis per
+/// interval-long period runs fleet-wide, by whichever replica leases the period first.
 async fn schedule(
     state: AppState,
     runner: Arc<jobs::JobRunner>,
@@ -703,12 +689,19 @@ async fn schedule(
                     }
                 }
             }
-            let Ok(run) = state.runs.try_start(kind, "schedule") else {
-                tracing::info!(
-                    ?kind,
-                    "a run of this kind is already going; skipping this tick"
-                );
-                continue;
+            let run = match state.runs.try_start(kind, "schedule").await {
+                Ok(Ok(run)) => run,
+                Ok(Err(running)) => {
+                    // Another replica (or the API) runs it; what follows (analysis after
+                    // collection) waits for it rather than working on half a collection.
+                    tracing::info!(?kind, %running, "a run of this kind is already going fleet-wide; skipping it this tick");
+                    state.runs.wait_finished(&running, &mut stop).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(?kind, error = %e, "cannot record the run; skipping it this tick");
+                    continue;
+                }
             };
             let outcome = match kind {
                 RunKind::Collect => runner.collect(state.store.as_ref(), &run).await,
@@ -734,7 +727,7 @@ async fn schedule(
                 crate::telemetry::metrics().scheduled_job("analyze", ended);
             }
             state.snapshot.invalidate().await;
-            run.finish(outcome);
+            run.finish(outcome).await;
         }
         let jitter = interval.mul_f64(rand::thread_rng().gen_range(0.0..0.1));
         tokio::select! {

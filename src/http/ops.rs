@@ -57,7 +57,7 @@ pub async fn readyz(
         Ok(()) => "ok".to_string(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness: store check failed");
-            "the database is unavailable".to_string()
+            format!("the database is unavailable ({e})")
         }
     };
     let collection = match (&state.jobs, state.readiness_max_collection_age) {

@@ -8,7 +8,7 @@ use super::error::{ApiError, ErrorBody};
 use super::AppState;
 use crate::runs::{RunInfo, RunKind};
 
-fn start(state: &AppState, kind: RunKind) -> Result<(StatusCode, Json<RunInfo>), ApiError> {
+async fn start(state: &AppState, kind: RunKind) -> Result<(StatusCode, Json<RunInfo>), ApiError> {
     let Some(jobs) = state.jobs.clone() else {
         return Err(ApiError::Unavailable(
             "runs need the collector configured (a Prometheus URL)".into(),
@@ -17,18 +17,12 @@ fn start(state: &AppState, kind: RunKind) -> Result<(StatusCode, Json<RunInfo>),
     let handle = state
         .runs
         .try_start(kind, "api")
+        .await?
         .map_err(|running_id| ApiError::Conflict {
-            message: format!(
-                "a {} run is already running",
-                if kind == RunKind::Collect {
-                    "collect"
-                } else {
-                    "analyze"
-                }
-            ),
+            message: format!("a {} run is already running", kind.as_str()),
             running_id,
         })?;
-    let id = handle.id.clone();
+    let info = handle.started.clone();
     let snapshot = state.snapshot.clone();
     let store = state.store.clone();
     tokio::spawn(async move {
@@ -37,9 +31,8 @@ fn start(state: &AppState, kind: RunKind) -> Result<(StatusCode, Json<RunInfo>),
             RunKind::Analyze => jobs.analyze(store.as_ref(), &handle).await,
         };
         snapshot.invalidate().await;
-        handle.finish(outcome);
+        handle.finish(outcome).await;
     });
-    let info = state.runs.get(&id).expect("just started");
     Ok((StatusCode::ACCEPTED, Json(info)))
 }
 
@@ -55,7 +48,7 @@ fn start(state: &AppState, kind: RunKind) -> Result<(StatusCode, Json<RunInfo>),
 pub async fn collect(
     State(state): State<AppState>,
 ) -> Result<(StatusCode, Json<RunInfo>), ApiError> {
-    start(&state, RunKind::Collect)
+    start(&state, RunKind::Collect).await
 }
 
 /// Starts an analysis.
@@ -70,13 +63,17 @@ pub async fn collect(
 pub async fn analyze(
     State(state): State<AppState>,
 ) -> Result<(StatusCode, Json<RunInfo>), ApiError> {
-    start(&state, RunKind::Analyze)
+    start(&state, RunKind::Analyze).await
 }
 
 /// A run's progress and outcome.
 #[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs",
     params(("id" = String, Path, description = "Run id from POST /collect or /analyze")),
-    responses((status = 200, body = RunInfo), (status = 404, body = ErrorBody)))]
+    responses(
+        (status = 200, body = RunInfo),
+        (status = 404, body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ))]
 pub async fn run(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -84,6 +81,7 @@ pub async fn run(
     state
         .runs
         .get(&id)
+        .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no run {id}")))
 }

@@ -1,13 +1,14 @@
 //! The API serves lists from an in-memory snapshot of the stored recommendations, so a
 //! fleet-wide filter, sort and page costs microseconds instead of a query and 10,000 JSON
 //! decodes. The store stays the truth: the snapshot is reloaded when the stored version
-//! (newest `computed_at`, row count) changes, checked at most once per `max_age`.
+//! (newest `computed_at`, row count) changes, checked at most once per `max_age`. While the
+//! store is unavailable the last snapshot goes on being served.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::Mutex;
 
@@ -125,6 +126,8 @@ pub struct SnapshotCache {
     current: std::sync::RwLock<Arc<Snapshot>>,
     /// Milliseconds since `epoch` of the last version check; 0 = never (or invalidated).
     checked_ms: AtomicU64,
+    /// Whether a snapshot was ever loaded from the store (the default one is empty).
+    loaded: AtomicBool,
     epoch: Instant,
     reload: Mutex<()>,
     max_age: Duration,
@@ -137,6 +140,7 @@ impl SnapshotCache {
             store,
             current: std::sync::RwLock::new(Arc::new(Snapshot::default())),
             checked_ms: AtomicU64::new(0),
+            loaded: AtomicBool::new(false),
             epoch: Instant::now(),
             reload: Mutex::new(()),
             max_age,
@@ -153,16 +157,38 @@ impl SnapshotCache {
         self.current.read().expect("snapshot lock poisoned").clone()
     }
 
-    /// The current snapshot, reloaded first if the store has a newer version.
+    /// The current snapshot, reloaded first if the store has a newer version. Once one was
+    /// loaded, a store that fails (or a reload under way) serves the last one instead.
     pub async fn get(&self) -> Result<Arc<Snapshot>, StoreError> {
         if self.fresh() {
             return Ok(self.current());
         }
-        // One request reloads; the others wait here and then see the fresh check.
-        let _reloading = self.reload.lock().await;
+        let loaded = self.loaded.load(Ordering::Acquire);
+        // One request reloads; with a snapshot in hand the others don't queue behind it (a
+        // store that is down takes its whole connect timeout to say so).
+        let _reloading = match self.reload.try_lock() {
+            Ok(guard) => guard,
+            Err(_) if loaded => return Ok(self.current()),
+            Err(_) => self.reload.lock().await,
+        };
         if self.fresh() {
             return Ok(self.current());
         }
+        match self.reload_if_changed().await {
+            Ok(()) => self.loaded.store(true, Ordering::Release),
+            Err(e) if loaded => {
+                tracing::warn!(error = %e, "serving the last snapshot: the store is unavailable")
+            }
+            Err(e) => return Err(e),
+        }
+        self.checked_ms.store(
+            self.epoch.elapsed().as_millis() as u64 + 1,
+            Ordering::Release,
+        );
+        Ok(self.current())
+    }
+
+    async fn reload_if_changed(&self) -> Result<(), StoreError> {
         let version = self.store.recommendations_version().await?;
         let never = self.checked_ms.load(Ordering::Acquire) == 0;
         if never || self.current().version != version {
@@ -174,11 +200,7 @@ impl SnapshotCache {
             let snapshot = Arc::new(Snapshot::new(version, recommendations, workloads));
             *self.current.write().expect("snapshot lock poisoned") = snapshot;
         }
-        self.checked_ms.store(
-            self.epoch.elapsed().as_millis() as u64 + 1,
-            Ordering::Release,
-        );
-        Ok(self.current())
+        Ok(())
     }
 
     /// Forgets the last check, so the next read looks at the store (after an analysis).

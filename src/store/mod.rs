@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use crate::model::{
     Chunk, ContainerKey, ContainerObservation, Recommendation, SignalHour, UsageHour, WorkloadInfo,
 };
+use crate::runs::{RunKind, RunStatus};
 
 mod packed;
 pub mod postgres;
@@ -134,6 +135,84 @@ impl std::fmt::Debug for Claim {
     }
 }
 
+/// A run to record as started (see [`Store::start_run`]).
+#[derive(Debug, Clone)]
+pub struct NewRun<'a> {
+    /// Collect or analyze.
+    pub kind: RunKind,
+    /// Who started it: `api` or `schedule`.
+    pub trigger: &'a str,
+    /// The process running it (see [`crate::runs::holder`]).
+    pub holder: &'a str,
+    /// Unix seconds.
+    pub now: i64,
+    /// Until when (unix seconds) the run blocks others without a renewal.
+    pub lease_until: i64,
+}
+
+/// What [`Store::start_run`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStart {
+    /// Recorded with this sequence number.
+    Started(i64),
+    /// Refused: the run with this sequence number, of the same kind, is running.
+    Busy(i64),
+}
+
+/// How a run ended (see [`Store::finish_run`]).
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// Unix seconds.
+    pub finished_at: i64,
+    /// Units done.
+    pub done: u64,
+    /// Units in all.
+    pub total: u64,
+    /// Its report, or its error.
+    pub result: Result<serde_json::Value, String>,
+}
+
+/// A stored run, as every replica reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRun {
+    /// Sequence number, assigned by the store, never reused.
+    pub seq: i64,
+    /// Collect or analyze.
+    pub kind: RunKind,
+    /// As stored: a running run whose lease expired is still `Running` here.
+    pub status: RunStatus,
+    /// Who started it.
+    pub trigger: String,
+    /// The process running it.
+    pub holder: String,
+    /// Unix seconds.
+    pub started_at: i64,
+    /// Unix seconds; a running run past it is abandoned.
+    pub lease_until: i64,
+    /// Unix seconds, once done.
+    pub finished_at: Option<i64>,
+    /// Units done.
+    pub done: u64,
+    /// Units in all.
+    pub total: u64,
+    /// The report, once succeeded.
+    pub result: Option<serde_json::Value>,
+    /// The error, once failed.
+    pub error: Option<String>,
+}
+
+/// The error of a run whose holder stopped renewing its lease, written by the store when the
+/// next run of its kind starts and shown by [`crate::runs`] before that.
+pub fn abandoned_error(holder: &str) -> String {
+    format!("{ABANDONED_PREFIX}{holder}{ABANDONED_SUFFIX}")
+}
+
+const ABANDONED_PREFIX: &str = "abandoned: the process running it (";
+const ABANDONED_SUFFIX: &str = ") stopped renewing its lease, so it was stopped or cut off";
+
+/// Finished runs older than the newest this many runs are deleted when a run starts.
+const RUNS_KEPT: i64 = 1000;
+
 /// The storage interface shared by both backends (see the contract tests in `tests/store_contract.rs`).
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -222,6 +301,33 @@ pub trait Store: Send + Sync {
     /// Retention: deletes every report generated before `older_than` (unix seconds) that is not
     /// among the `keep_newest` newest; returns how many were deleted.
     async fn prune_reports(&self, keep_newest: usize, older_than: i64) -> Result<u64, StoreError>;
+
+    // Runs: any replica reads any run; at most one of a kind runs fleet-wide.
+
+    /// Records a running run of `run.kind`, unless one is running whose lease is still valid
+    /// at `run.now`; one whose lease expired is marked failed ([`abandoned_error`]) first.
+    /// Atomic across processes sharing the database.
+    async fn start_run(&self, run: &NewRun<'_>) -> Result<RunStart, StoreError>;
+    /// Records progress and extends the lease of a running run of `holder`; false when the
+    /// run is no longer running under `holder` (finished, or taken as abandoned).
+    async fn renew_run(
+        &self,
+        seq: i64,
+        holder: &str,
+        done: u64,
+        total: u64,
+        lease_until: i64,
+    ) -> Result<bool, StoreError>;
+    /// Records how a running run of `holder` ended; false when it was no longer running
+    /// under `holder` (then nothing changes).
+    async fn finish_run(
+        &self,
+        seq: i64,
+        holder: &str,
+        outcome: &RunOutcome,
+    ) -> Result<bool, StoreError>;
+    /// The run with this sequence number, if stored.
+    async fn run(&self, seq: i64) -> Result<Option<StoredRun>, StoreError>;
 }
 
 /// Leases older than this are deleted.

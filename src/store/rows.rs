@@ -452,3 +452,70 @@ impl ReportListingRow {
         })
     }
 }
+
+/// The columns of a `runs` row, in [`RunRow`]'s order.
+pub(in crate::store) const RUN_COLUMNS: &str = "seq, kind, status, trigger, holder, started_at, \
+     lease_until, finished_at, done, total, result, error";
+
+/// A `runs` row.
+#[derive(sqlx::FromRow)]
+pub(in crate::store) struct RunRow {
+    seq: i64,
+    kind: String,
+    status: String,
+    trigger: String,
+    holder: String,
+    started_at: i64,
+    lease_until: i64,
+    finished_at: Option<i64>,
+    done: i64,
+    total: i64,
+    result: Option<String>,
+    error: Option<String>,
+}
+
+impl RunRow {
+    pub fn decode(self) -> Result<crate::store::StoredRun, StoreError> {
+        let corrupt = |what: String| StoreError::Corrupt(format!("run {}: {what}", self.seq));
+        let kind = crate::runs::RunKind::parse(&self.kind)
+            .ok_or_else(|| corrupt(format!("unknown kind {:?}", self.kind)))?;
+        let status = crate::runs::RunStatus::parse(&self.status)
+            .ok_or_else(|| corrupt(format!("unknown status {:?}", self.status)))?;
+        let result = match &self.result {
+            Some(text) => Some(
+                serde_json::from_str(text)
+                    .map_err(|e| corrupt(format!("result is not JSON: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(crate::store::StoredRun {
+            seq: self.seq,
+            kind,
+            status,
+            trigger: self.trigger,
+            holder: self.holder,
+            started_at: self.started_at,
+            lease_until: self.lease_until,
+            finished_at: self.finished_at,
+            done: self.done.max(0) as u64,
+            total: self.total.max(0) as u64,
+            result,
+            error: self.error,
+        })
+    }
+}
+
+/// The columns `finish_run` writes: status, result (JSON text) and error.
+pub(in crate::store) fn run_outcome_columns(
+    outcome: &crate::store::RunOutcome,
+) -> (&'static str, Option<String>, Option<String>) {
+    match &outcome.result {
+        Ok(value) => ("succeeded", Some(value.to_string()), None),
+        Err(e) => ("failed", None, Some(e.clone())),
+    }
+}
+
+/// A progress count as a column value (counts beyond `i64::MAX` don't happen).
+pub(in crate::store) fn count_param(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}

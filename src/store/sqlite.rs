@@ -13,8 +13,10 @@ use super::rows::{
     check_cluster, filter_columns, keep_prepared, ChunkPlan, ContainerIdRow, ContainerRow,
     RecommendationRow, RecommendationValues, SignalRow, UsageRow, WorkloadRow, BATCH_ROWS,
 };
+use super::rows::{count_param, run_outcome_columns, RunRow, RUN_COLUMNS};
 use super::rows::{limit_param, ReportListingRow, ReportRow, ReportValues};
 use super::{Claim, RecommendationFilter, Store, StoreError};
+use super::{NewRun, RunOutcome, RunStart, StoredRun};
 use super::{ReportListing, StoredReport, StoredReportInput};
 use crate::model::{
     Chunk, ContainerKey, ContainerObservation, Recommendation, SignalHour, UsageHour, WorkloadInfo,
@@ -575,5 +577,116 @@ impl Store for SqliteStore {
         .await?
         .rows_affected();
         Ok(deleted)
+    }
+
+    #[tracing::instrument(skip_all, fields(kind = run.kind.as_str()))]
+    async fn start_run(&self, run: &NewRun<'_>) -> Result<RunStart, StoreError> {
+        // A run that finishes between a refused insert and the look-up leaves nothing to
+        // report as busy: try again.
+        for _ in 0..3 {
+            sqlx::query(
+                "update runs set status = 'failed', finished_at = lease_until, \
+                 error = ? || holder || ? \
+                 where kind = ? and status = 'running' and lease_until < ?",
+            )
+            .bind(super::ABANDONED_PREFIX)
+            .bind(super::ABANDONED_SUFFIX)
+            .bind(run.kind.as_str())
+            .bind(run.now)
+            .execute(&self.pool)
+            .await?;
+            let started: Option<i64> = sqlx::query_scalar(
+                "insert into runs (kind, status, trigger, holder, started_at, lease_until) \
+                 values (?, 'running', ?, ?, ?, ?) \
+                 on conflict (kind) where status = 'running' do nothing returning seq",
+            )
+            .bind(run.kind.as_str())
+            .bind(run.trigger)
+            .bind(run.holder)
+            .bind(run.now)
+            .bind(run.lease_until)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(seq) = started {
+                sqlx::query(
+                    "delete from runs where status <> 'running' and seq <= \
+                     (select seq from runs order by seq desc limit 1 offset ?)",
+                )
+                .bind(super::RUNS_KEPT)
+                .execute(&self.pool)
+                .await?;
+                return Ok(RunStart::Started(seq));
+            }
+            let running: Option<i64> =
+                sqlx::query_scalar("select seq from runs where kind = ? and status = 'running'")
+                    .bind(run.kind.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if let Some(seq) = running {
+                return Ok(RunStart::Busy(seq));
+            }
+        }
+        Err(StoreError::Invalid(format!(
+            "could not start a {} run: runs of that kind kept starting and finishing",
+            run.kind.as_str()
+        )))
+    }
+
+    async fn renew_run(
+        &self,
+        seq: i64,
+        holder: &str,
+        done: u64,
+        total: u64,
+        lease_until: i64,
+    ) -> Result<bool, StoreError> {
+        let updated = sqlx::query(
+            "update runs set done = ?, total = ?, lease_until = ? \
+             where seq = ? and holder = ? and status = 'running'",
+        )
+        .bind(count_param(done))
+        .bind(count_param(total))
+        .bind(lease_until)
+        .bind(seq)
+        .bind(holder)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated == 1)
+    }
+
+    #[tracing::instrument(skip_all, fields(%seq))]
+    async fn finish_run(
+        &self,
+        seq: i64,
+        holder: &str,
+        outcome: &RunOutcome,
+    ) -> Result<bool, StoreError> {
+        let (status, result, error) = run_outcome_columns(outcome);
+        let updated = sqlx::query(
+            "update runs set status = ?, result = ?, error = ?, finished_at = ?, \
+             done = ?, total = ? where seq = ? and holder = ? and status = 'running'",
+        )
+        .bind(status)
+        .bind(result)
+        .bind(error)
+        .bind(outcome.finished_at)
+        .bind(count_param(outcome.done))
+        .bind(count_param(outcome.total))
+        .bind(seq)
+        .bind(holder)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated == 1)
+    }
+
+    async fn run(&self, seq: i64) -> Result<Option<StoredRun>, StoreError> {
+        let row: Option<RunRow> =
+            sqlx::query_as(&format!("select {RUN_COLUMNS} from runs where seq = ?"))
+                .bind(seq)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(RunRow::decode).transpose()
     }
 }

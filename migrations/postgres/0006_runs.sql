@@ -1,0 +1,20 @@
+-- Collection and analysis runs, shared by every replica on this database so any of them can
+-- answer GET /api/v1/runs/{id}. The partial unique index is the fleet-wide guard: at most one
+-- running run of each kind. A run's holder renews lease_until while it works; a run whose
+-- lease expired (its replica died) no longer blocks the next start.
+create table runs (
+    seq bigint generated always as identity primary key,
+    kind text not null check (kind in ('collect', 'analyze')),
+    status text not null check (status in ('running', 'succeeded', 'failed')),
+    trigger text not null,
+    holder text not null,
+    started_at bigint not null,
+    lease_until bigint not null,
+    finished_at bigint,
+    done bigint not null default 0,
+    total bigint not null default 0,
+    result text,
+    error text
+);
+
+create unique index runs_one_running_per_kind on runs (kind) where status = 'running';

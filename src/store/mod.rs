@@ -8,7 +8,7 @@ use crate::model::{
     Chunk, ContainerKey, ContainerObservation, Recommendation, SignalHour, UsageHour, WorkloadInfo,
 };
 
-mod packed;
+pub(crate) mod packed;
 pub mod postgres;
 mod rows;
 pub mod sqlite;

@@ -121,9 +121,9 @@ async fn collection_check(state: &AppState, cluster: &str, max_age: Duration) ->
     }
 }
 
-/// The Prometheus text exposition of the service's metrics.
+/// The OpenMetrics text exposition of the service's metrics.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+    responses((status = 200, description = "OpenMetrics text format", body = String, content_type = "application/openmetrics-text")))]
 pub async fn prometheus_metrics(State(state): State<AppState>) -> impl IntoResponse {
     let m = metrics();
     if let Ok(snapshot) = state.snapshot.get().await {

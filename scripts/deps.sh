@@ -13,6 +13,8 @@ if [ "${1:-}" = "--test" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
   python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
+  # libFuzzer (cargo fuzz) is C++, built by the libfuzzer-sys crate.
+  command -v c++ >/dev/null 2>&1 || need+=(g++)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}" >&2

@@ -36,3 +36,7 @@ echo "==> deploy manifests (kubectl kustomize, kubernetes-validate, our guidance
 scripts/check-deploy.sh
 echo "==> cargo test"
 cargo test --locked
+echo "==> fuzz smoke (scripts/fuzz.sh --smoke)"
+scripts/fuzz.sh --smoke
+echo "==> API conformance (schemathesis)"
+scripts/conformance.sh

@@ -556,6 +556,11 @@ impl Settings {
             Some(path) => load_file(path)?,
             None => FileConfig::default(),
         };
+        Settings::resolve_with(global, file)
+    }
+
+    /// [`Settings::resolve`] over a config file already read (see [`parse_file`]).
+    pub fn resolve_with(global: &GlobalArgs, file: FileConfig) -> Result<Settings, ConfigError> {
         let token_file = global
             .prometheus_token_file
             .clone()
@@ -825,13 +830,18 @@ fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
         path: path.into(),
         source,
     })?;
+    parse_file(&text, path)
+}
+
+/// Parses the text of the config file read from `path` (named in errors).
+pub fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
     let parse_error = |e: toml::de::Error| ConfigError::Parse {
         path: path.into(),
         message: e.to_string().trim().replace('\n', " "),
     };
-    let raw: toml::Table = toml::from_str(&text).map_err(parse_error)?;
+    let raw: toml::Table = toml::from_str(text).map_err(parse_error)?;
     refuse_inline_secrets(path, &raw)?;
-    let mut file: FileConfig = toml::from_str(&text).map_err(parse_error)?;
+    let mut file: FileConfig = toml::from_str(text).map_err(parse_error)?;
     file.backtest_days_set = raw.get("backtest").and_then(|b| b.get("days")).is_some();
     Ok(file)
 }

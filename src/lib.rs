@@ -10,6 +10,9 @@ pub mod cluster;
 pub mod collector;
 /// Configuration from flags, `RIGHTSIZER_*` environment variables and a config file.
 pub mod config;
+/// Entry points for the fuzz targets in `fuzz/`; not a stable interface.
+#[doc(hidden)]
+pub mod fuzzing;
 /// GitOps hand-over: in-place manifest edits, kustomize/kubectl patches, branch, commit, push and pull request.
 pub mod gitops;
 /// The HTTP API.

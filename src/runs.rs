@@ -52,7 +52,7 @@ pub struct RunInfo {
     /// Units in all, once known.
     pub total: u64,
     /// The run's report, once succeeded.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub result: Option<serde_json::Value>,
     /// The error, once failed.
     pub error: Option<String>,

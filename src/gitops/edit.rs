@@ -558,6 +558,65 @@ pub(crate) fn values_parent(text: &Text, top: MapSpan, path: &[&str]) -> Result<
     Ok(map)
 }
 
+/// An edit of the first container of the first workload document in a file, made the
+/// way `gitops` edits manifests in place; for the fuzz targets (`crate::fuzzing`).
+pub(crate) struct FirstContainerEdit {
+    /// The new text, or why the edit was refused.
+    pub result: Result<String, String>,
+    /// The document edited.
+    pub doc: usize,
+    /// The path to the container in the parsed document.
+    pub path: Vec<Seg>,
+    /// The bytes of the old text the edit may touch (the `resources` entry, or the spot
+    /// where one goes), when the text scan finds the container.
+    pub span: Option<Range<usize>>,
+}
+
+/// Edits the first container of `src`; `None` when `src` holds no container to edit.
+pub(crate) fn edit_first_container(src: &str, target: &Resources) -> Option<FirstContainerEdit> {
+    let file = super::discovery::parse_file(src.to_string()).ok()?;
+    let (doc, kind, name, spot) = file.docs.iter().enumerate().find_map(|(i, (_, v))| {
+        let kind = v.get("kind")?.as_str()?;
+        let name = super::discovery::pod_spec_path(kind)?
+            .iter()
+            .try_fold(v, |node, key| node.get(key))?
+            .get("containers")?
+            .get(0)?
+            .get("name")?
+            .as_str()?;
+        let spot = super::discovery::find_container(v, kind, name)?;
+        Some((i, kind.to_string(), name.to_string(), spot))
+    })?;
+    let pod_spec = super::discovery::pod_spec_path(&kind)?;
+    let locate = |t: &Text, top| container_map(t, top, pod_spec, spot.list, &name);
+    let path = super::plan::container_path(&kind, spot.list, spot.index);
+    let result = edit_document(src, doc, locate, "resources", &path, target);
+    let span = resources_span(&Text::new(src), doc, locate);
+    Some(FirstContainerEdit {
+        result,
+        doc,
+        path,
+        span,
+    })
+}
+
+/// The bytes an edit of the `resources` entry in the mapping `locate` finds may touch.
+fn resources_span(
+    text: &Text,
+    doc: usize,
+    locate: impl Fn(&Text, MapSpan) -> Result<MapSpan, String>,
+) -> Option<Range<usize>> {
+    let range = text.documents().ok()?.get(doc)?.clone();
+    let map = locate(text, text.top_map(&range)?).ok()?;
+    let Some(entry) = text.entry(map, "resources") else {
+        let at = text.lines[text.last_node(map.first..map.to)?].next;
+        return Some(at..at);
+    };
+    let line = &text.lines[entry.line];
+    let last = entry.body.end.max(entry.line + 1) - 1;
+    Some(line.start + line.key_col..text.lines[last].next)
+}
+
 #[cfg(test)]
 mod tests_support {
     use super::*;

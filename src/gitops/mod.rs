@@ -29,6 +29,9 @@ use tracing::{info, instrument, warn};
 pub use forge::{read_token, ForgeConfig, ForgeError, ForgeKind, TOKEN_ENV};
 pub use git::GitError;
 
+pub(crate) use discovery::resources_of;
+pub(crate) use edit::{edit_first_container, Seg};
+
 use crate::model::{Confidence, Recommendation, Resources};
 
 /// What rightsizer writes.

@@ -119,10 +119,10 @@ async fn collection_check(state: &AppState, cluster: &str, max_age: Duration) ->
     }
 }
 
-/// The Prometheus text exposition of the service's metrics.
+/// The OpenMetrics text exposition of the service's metrics.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses(
-        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 200, description = "OpenMetrics text format", body = String, content_type = "application/openmetrics-text"),
         (status = 401, description = "Token required (with --api-auth-reads: its labels name clusters)", body = ErrorBody),
         (status = 403, description = "Token not accepted", body = ErrorBody),
     ))]

@@ -601,6 +601,29 @@ where
     }
 }
 
+/// What the client makes of one raw answer as a matrix, a vector and a series list:
+/// the fuzz targets' way in (`crate::fuzzing`), without opening the decoders up.
+pub(crate) fn decode_raw(
+    bytes: &[u8],
+    status: u16,
+    samples: usize,
+) -> (
+    Result<Answer<RangeSeries>, PromError>,
+    Result<Answer<InstantSample>, PromError>,
+    Result<Vec<Labels>, PromError>,
+) {
+    let body = RawBody {
+        bytes: bytes::Bytes::copy_from_slice(bytes),
+        status,
+    };
+    let series = std::marker::PhantomData::<Vec<Labels>>;
+    (
+        decode_query::<decode::Matrix>("u", &body, "q", samples),
+        decode_query::<decode::Vector>("u", &body, "q", samples),
+        decode_envelope("u", &body, "q", series),
+    )
+}
+
 /// Decodes a query answer whose result must be of kind `K`.
 fn decode_query<K: decode::ResultKind>(
     url: &str,

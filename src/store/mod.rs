@@ -9,7 +9,7 @@ use crate::model::{
 };
 use crate::runs::{RunKind, RunStatus};
 
-mod packed;
+pub(crate) mod packed;
 pub mod postgres;
 mod rows;
 pub mod sqlite;

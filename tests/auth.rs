@@ -149,15 +149,20 @@ impl Fixture {
         path
     }
 
-    /// With these tokens and mode, and a fresh run registry holding one finished run (its
-    /// id returned): each action starts rather than meeting the previous one's 409.
-    fn state(&self, reads: bool) -> (AppState, String) {
+    /// With these tokens and mode, and one more finished run in the store (its id
+    /// returned): each action starts rather than meeting a running one's 409.
+    async fn state(&self, reads: bool) -> (AppState, String) {
         let mut state = self.state.clone();
         state.auth = Arc::new(AuthConfig::new([TOKEN.to_string()], reads));
-        state.runs = RunRegistry::default();
-        let run = state.runs.try_start(RunKind::Analyze, "test").unwrap();
+        state.runs = RunRegistry::new(state.store.clone(), "test");
+        let run = state
+            .runs
+            .try_start(RunKind::Analyze, "test")
+            .await
+            .unwrap()
+            .expect("no run is going");
         let run_id = run.id.clone();
-        run.finish(Ok(serde_json::json!({})));
+        run.finish(Ok(serde_json::json!({}))).await;
         (state, run_id)
     }
 }
@@ -236,7 +241,7 @@ async fn every_route_answers_by_its_access_class_in_both_modes() {
     for reads in [false, true] {
         for route in &routes() {
             for cred in CREDS {
-                let (state, run_id) = fx.state(reads);
+                let (state, run_id) = fx.state(reads).await;
                 let uri = fx.uri(route, &run_id);
                 let (status, body) = send(&state, request(&route.method, &uri, cred)).await;
                 assert!(
@@ -317,8 +322,8 @@ async fn the_table_covers_the_documented_api_and_the_dashboard() {
 #[tokio::test]
 async fn unknown_paths_and_methods_fall_to_the_strict_side() {
     let fx = fixture().await;
-    let (open, _) = fx.state(false);
-    let (closed, _) = fx.state(true);
+    let (open, _) = fx.state(false).await;
+    let (closed, _) = fx.state(true).await;
     let (status, _) = send(&open, request(&Method::GET, "/nope", Cred::None)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = send(&closed, request(&Method::GET, "/nope", Cred::None)).await;
@@ -359,7 +364,7 @@ async fn send_full(
 #[tokio::test]
 async fn a_browser_logs_in_with_the_form_and_out_again() {
     let fx = fixture().await;
-    let (state, _) = fx.state(true);
+    let (state, _) = fx.state(true).await;
     let page = format!("/workloads/{CLUSTER}/{NAMESPACE}/{KIND}/{WORKLOAD}");
 
     // Refused: the login form, leading back to the page.
@@ -487,7 +492,7 @@ async fn cookie_only_actions_from_another_site_are_refused() {
         ),
     ];
     for (cred, header, want) in cases {
-        let (state, _) = fx.state(false);
+        let (state, _) = fx.state(false).await;
         let mut req = request(&Method::POST, "/api/v1/analyze", cred);
         req.headers_mut()
             .insert("host", "rightsizer.local".parse().unwrap());
@@ -504,7 +509,7 @@ async fn cookie_only_actions_from_another_site_are_refused() {
 #[tokio::test]
 async fn readiness_names_clusters_only_to_readers() {
     let fx = fixture().await;
-    let (mut state, _) = fx.state(true);
+    let (mut state, _) = fx.state(true).await;
     // Two clusters, so the answer would say which one is not ready.
     let jobs = state.jobs.as_ref().unwrap();
     jobs.known.lock().unwrap().push("clu-other".into());
@@ -528,7 +533,7 @@ async fn readiness_names_clusters_only_to_readers() {
 #[tokio::test]
 async fn bodies_over_the_limit_get_413_with_a_valid_token() {
     let fx = fixture().await;
-    let (state, _) = fx.state(false);
+    let (state, _) = fx.state(false).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -1235,28 +1235,6 @@ async fn a_hung_push_is_killed_after_git_timeout_and_named() {
     assert_eq!(
         git(&fx.work, &["symbolic-ref", "--short", "HEAD"]).trim(),
         "main"
-#[tokio::test]
-async fn forge_not_found_names_the_request() {
-    // GitHub answers 404 (not 403) for a private repository the token can't see.
-    let err = forge_error(vec![(
-        "GET",
-        "/repos/acme/gitops/pulls",
-        Reply::json(
-            404,
-            json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}),
-        ),
-    )])
-    .await;
-    assert!(
-        matches!(
-            err,
-            GitopsError::Forge(ForgeError::Status { status: 404, .. })
-        ),
-        "{err:?}"
-    );
-    assert_eq!(
-        err.to_string(),
-        "GitHub answered HTTP 404 to GET /repos/acme/gitops/pulls: Not Found"
     );
 }
 
@@ -1494,6 +1472,34 @@ async fn patch_output_is_not_written_through_symbolic_links() {
         .await
         .expect("absolute --out-dir");
     assert!(elsewhere.join("README.txt").exists());
+}
+
+#[tokio::test]
+async fn forge_not_found_names_the_request() {
+    // GitHub answers 404 (not 403) for a private repository the token can't see.
+    let err = forge_error(vec![(
+        "GET",
+        "/repos/acme/gitops/pulls",
+        Reply::json(
+            404,
+            json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}),
+        ),
+    )])
+    .await;
+    assert!(
+        matches!(
+            err,
+            GitopsError::Forge(ForgeError::Status { status: 404, .. })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "GitHub answered HTTP 404 to GET /repos/acme/gitops/pulls: Not Found"
+    );
+}
+
+#[tokio::test]
 async fn forge_server_error_carries_the_body_and_never_an_echoed_token() {
     // A broken proxy that echoes the request, token included, into its error page.
     let err = forge_error(vec![(

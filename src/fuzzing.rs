@@ -17,9 +17,12 @@ use crate::quantity;
 use crate::sketch::Sketch;
 use crate::store::packed;
 
+/// One fuzz target: takes the fuzzer's bytes, panics on a broken property.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets, by name: each is `fuzz/fuzz_targets/<name>.rs` and has a seed corpus
 /// in `fuzz/corpus/<name>/`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("prometheus_answer", prometheus_answer),
     ("quantity", quantity),
     ("list_query", list_query),
@@ -83,7 +86,7 @@ pub fn list_query(data: &[u8]) {
             (k.to_string(), v.to_string())
         })
         .collect();
-    match ListQuery::parse(&raw, data.len() % 2 == 0) {
+    match ListQuery::parse(&raw, data.len().is_multiple_of(2)) {
         Ok(q) => {
             let page = crate::http::query::page(&crate::http::snapshot::Snapshot::default(), &q);
             assert!(page.items.len() <= q.limit);

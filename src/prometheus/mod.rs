@@ -601,17 +601,16 @@ where
     }
 }
 
-/// What the client makes of one raw answer as a matrix, a vector and a series list:
-/// the fuzz targets' way in (`crate::fuzzing`), without opening the decoders up.
-pub(crate) fn decode_raw(
-    bytes: &[u8],
-    status: u16,
-    samples: usize,
-) -> (
+/// One raw answer decoded as a matrix, a vector and a series list.
+pub(crate) type DecodedAsEach = (
     Result<Answer<RangeSeries>, PromError>,
     Result<Answer<InstantSample>, PromError>,
     Result<Vec<Labels>, PromError>,
-) {
+);
+
+/// What the client makes of one raw answer as a matrix, a vector and a series list:
+/// the fuzz targets' way in (`crate::fuzzing`), without opening the decoders up.
+pub(crate) fn decode_raw(bytes: &[u8], status: u16, samples: usize) -> DecodedAsEach {
     let body = RawBody {
         bytes: bytes::Bytes::copy_from_slice(bytes),
         status,

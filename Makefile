@@ -20,6 +20,7 @@ bench: build
 	@scripts/bench.sh
 	@scripts/bench-api.sh
 	@scripts/bench-backtest.sh
+	@scripts/bench-retention.sh
 
 fmt:
 	$(CARGO) fmt --all

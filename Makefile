@@ -26,6 +26,7 @@ bench: build
 	@scripts/bench-backtest.sh
 	@scripts/bench-soak.sh
 	@scripts/bench-faults.sh
+	@scripts/bench-retention.sh
 
 fmt:
 	$(CARGO) fmt --all

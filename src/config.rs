@@ -202,6 +202,12 @@ pub enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Delete history older than `retention` (default 90d) and print what went.
+    Prune {
+        /// Count what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Hand the recommendations over as a GitOps change: edit manifests in a checkout, or
     /// write kustomize / kubectl patches; optionally branch, commit, push and open a pull request.
     Gitops(GitopsArgs),
@@ -425,6 +431,10 @@ pub struct FileConfig {
     pub kubernetes: Option<crate::cluster::ClusterSourceConfig>,
     /// Scheduled reports.
     pub reports: ReportsConfig,
+    /// How long usage and signal history is kept, counted back from the newest collected
+    /// hour (default 90d); at least the longest analysis window.
+    #[serde(with = "humantime_serde")]
+    pub retention: Option<Duration>,
     /// Several clusters: each a name with its own Prometheus, or a value of
     /// `collector.cluster_label` on the shared one.
     pub clusters: Vec<ClusterEntry>,
@@ -539,6 +549,8 @@ pub struct Settings {
     pub report_schedule: Option<crate::report::Schedule>,
     /// Scheduled reports settings.
     pub reports: ReportsConfig,
+    /// How long history is kept (see `store::retention`).
+    pub retention: Duration,
     /// API address from the file (the `serve` flag wins).
     pub listen: Option<String>,
     /// The clusters to work on: `[[clusters]]` (narrowed by `--cluster`), or the one
@@ -634,6 +646,7 @@ impl Settings {
             ));
         }
         let policy = PolicySet::new(file.policy.clone()).map_err(ConfigError::Invalid)?;
+        let retention = retention(&file, &policy)?;
         file.backtest
             .validate(
                 policy.global().window_hours(),
@@ -693,11 +706,40 @@ impl Settings {
                 ),
             },
             reports: file.reports.clone(),
+            retention,
             kubernetes,
             listen: file.listen.clone(),
             cluster_chosen: chosen.is_some(),
             sources,
         })
+    }
+}
+
+/// Default of `retention`.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
+
+/// `retention`, checked to keep every analysis window whole.
+fn retention(file: &FileConfig, policy: &PolicySet) -> Result<Duration, ConfigError> {
+    let retention = file.retention.unwrap_or(DEFAULT_RETENTION);
+    let (window, setting) = policy.longest_window();
+    // The cutoff is floored to a day start: retention keeps at least this much, never less.
+    if retention < window {
+        return Err(ConfigError::Invalid(format!(
+            "retention = \"{}\" would delete history the analysis reads: {setting} is {}. \
+             Set retention to at least {} or shorten the window",
+            days_text(retention),
+            days_text(window),
+            days_text(window),
+        )));
+    }
+    Ok(retention)
+}
+
+/// `90d` for whole days (humantime would say `2months 29days 2h 52m 48s`), humantime else.
+pub fn days_text(d: Duration) -> String {
+    match d.as_secs() {
+        secs if secs > 0 && secs % 86_400 == 0 => format!("{}d", secs / 86_400),
+        _ => humantime::format_duration(d).to_string(),
     }
 }
 

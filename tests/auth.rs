@@ -155,14 +155,19 @@ impl Fixture {
         let mut state = self.state.clone();
         state.auth = Arc::new(AuthConfig::new([TOKEN.to_string()], reads));
         state.runs = RunRegistry::new(state.store.clone(), "test");
-        let run = state
-            .runs
-            .try_start(RunKind::Analyze, "test")
-            .await
-            .unwrap()
-            .expect("no run is going");
-        let run_id = run.id.clone();
-        run.finish(Ok(serde_json::json!({}))).await;
+        // The store is shared by every case: let the runs an earlier case started end
+        // first, so each action starts rather than meeting their 409.
+        let mut run_id = String::new();
+        for kind in [RunKind::Collect, RunKind::Analyze] {
+            let run = loop {
+                match state.runs.try_start(kind, "test").await.unwrap() {
+                    Ok(run) => break run,
+                    Err(running) => wait_for_end(&state, &running).await,
+                }
+            };
+            run_id = run.id.clone();
+            run.finish(Ok(serde_json::json!({}))).await;
+        }
         (state, run_id)
     }
 }
@@ -590,4 +595,16 @@ async fn chunked_post(addr: std::net::SocketAddr, path: &str, len: usize) -> Str
     let mut answer = Vec::new();
     let _ = sock.read_to_end(&mut answer).await;
     String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Waits (at most ~30 s) until run `id` is no longer running.
+async fn wait_for_end(state: &AppState, id: &str) {
+    for _ in 0..600 {
+        let info = state.runs.get(id).await.unwrap();
+        if info.is_none_or(|i| i.status != rightsizer::runs::RunStatus::Running) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("run {id} still running after 30 s");
 }

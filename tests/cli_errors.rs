@@ -256,3 +256,130 @@ fn unknown_strategy_or_backtest_setting_in_config() {
         );
     }
 }
+
+#[test]
+fn retention_shorter_than_the_window_or_not_a_duration() {
+    let (db, path) = temp_db("retention");
+    let dir = path.parent().unwrap();
+    let cases = [
+        (
+            "retention = \"7d\"\n",
+            "error: retention = \"7d\" would delete history the analysis reads: policy.window is 14d. Set retention to at least 14d or shorten the window",
+        ),
+        (
+            "retention = \"30d\"\n[policy.namespaces.batch]\nwindow = \"45d\"\n",
+            "error: retention = \"30d\" would delete history the analysis reads: policy.namespaces.batch.window is 45d.",
+        ),
+        ("retention = \"soon\"\n", "error: invalid config file "),
+    ];
+    for (text, want) in cases {
+        let file = dir.join("config.toml");
+        std::fs::write(&file, text).unwrap();
+        let (code, stderr) = run(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--database-url",
+            &db,
+            "prune",
+        ]);
+        assert_eq!(code, 1, "{text}: {stderr}");
+        assert_one_line(&stderr, want);
+        assert!(stderr.contains("retention"), "{stderr}");
+        assert!(
+            !path.exists(),
+            "{text}: a bad retention must not touch the store"
+        );
+    }
+}
+
+/// `rightsizer prune` on a store holding 100 days: `--dry-run` counts the 9 whole days past
+/// the default 90-day retention and deletes nothing, `prune` deletes them, a second prune finds
+/// nothing.
+#[tokio::test]
+async fn prune_deletes_history_past_retention_and_says_what() {
+    use rightsizer::model::{Chunk, ContainerKey, Resource, UsageHour};
+    let (db, _) = temp_db("prune");
+    let key = ContainerKey {
+        cluster: "default".into(),
+        namespace: "shop".into(),
+        kind: "Deployment".into(),
+        workload: "api".into(),
+        container: "app".into(),
+    };
+    let first_day = 1_704_067_200; // 2024-01-01
+    let hours: Vec<i64> = (0..100)
+        .map(|d| first_day + d * 86_400 + 12 * 3600)
+        .collect();
+    let mut sketch = rightsizer::sketch::Sketch::new();
+    sketch.insert(0.25).unwrap();
+    let store = rightsizer::store::connect(&db).await.unwrap();
+    store
+        .write_chunk(&Chunk {
+            cluster: "default".into(),
+            hours: hours.clone(),
+            usage: hours
+                .iter()
+                .map(|&h| UsageHour {
+                    key: key.clone(),
+                    resource: Resource::Cpu,
+                    hour_start: h,
+                    sketch: sketch.clone(),
+                })
+                .collect(),
+            ..Chunk::default()
+        })
+        .await
+        .unwrap();
+    let stored = |store: std::sync::Arc<dyn rightsizer::store::Store>| {
+        let key = key.clone();
+        async move { store.usage(&key, 0, i64::MAX / 2).await.unwrap().len() }
+    };
+
+    let prune = |dry_run: bool| {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec!["--database-url", &db, "prune"];
+            if dry_run {
+                args.push("--dry-run");
+            }
+            let out = Command::new(env!("CARGO_BIN_EXE_rightsizer"))
+                .args(&args)
+                .env("RIGHTSIZER_LOG", "off")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        })
+    };
+    let counted = prune(true).await.unwrap();
+    // The newest hour is 2024-04-09T12:00Z: 90 days before it, floored to a day.
+    assert!(
+        counted.starts_with("would delete history before 2024-01-10 (retention 90d"),
+        "{counted}"
+    );
+    assert!(
+        counted.contains("  usage_hours: 9 rows over 9 days\n"),
+        "{counted}"
+    );
+    assert!(
+        counted.contains("  collected_hours: 9 rows over 9 days\n"),
+        "{counted}"
+    );
+    assert_eq!(stored(store.clone()).await, 100);
+
+    let deleted = prune(false).await.unwrap();
+    assert!(
+        deleted.starts_with("deleted history before 2024-01-10"),
+        "{deleted}"
+    );
+    assert!(
+        deleted.contains("  usage_hours: 9 rows over 9 days in 1 batch\n"),
+        "{deleted}"
+    );
+    assert!(deleted.contains("\nin "), "the time taken: {deleted}");
+    assert_eq!(stored(store.clone()).await, 91);
+
+    let again = prune(false).await.unwrap();
+    assert!(again.contains("  usage_hours: 0 rows\n"), "{again}");
+    assert_eq!(stored(store).await, 91);
+}

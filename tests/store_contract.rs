@@ -1612,3 +1612,369 @@ async fn postgres_hour_rows_are_packed_into_day_rows_by_the_migration() {
         std::panic::resume_unwind(e.into_panic());
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Retention
+
+contract!(
+    run: history_before_the_cutoff_is_pruned_in_batches,
+    containers_and_workloads_without_history_are_pruned,
+    pruning_keeps_the_analysis_window
+);
+
+const DAY: i64 = 86_400;
+
+/// Every 6 hours of 2023-12-30 to 2024-01-03 (two months, five days): usage of both
+/// containers, signals of one, every hour collected.
+fn five_days() -> Chunk {
+    let hours: Vec<i64> = (0..20).map(|i| T0 - 2 * DAY + i * 6 * HOUR).collect();
+    let mut chunk = two_hours();
+    chunk.hours = hours.clone();
+    chunk.usage = hours
+        .iter()
+        .flat_map(|&h| {
+            [
+                usage(&api(), Resource::Cpu, h, &[0.1, (h % 7) as f64]),
+                usage(&api(), Resource::Memory, h, &[1e8]),
+                usage(&sidecar(), Resource::Cpu, h, &[0.01]),
+            ]
+        })
+        .collect();
+    chunk.signals = hours
+        .iter()
+        .map(|&h| SignalHour {
+            hour_start: h,
+            ..chunk.signals[0].clone()
+        })
+        .collect();
+    chunk
+}
+
+fn table<'a>(report: &'a [store::TablePrune], name: &str) -> &'a store::TablePrune {
+    report
+        .iter()
+        .find(|t| t.table == name)
+        .unwrap_or_else(|| panic!("no table {name} in {report:?}"))
+}
+
+async fn history_before_the_cutoff_is_pruned_in_batches(store: Arc<dyn Store>) {
+    let chunk = five_days();
+    store.write_chunk(&chunk).await.unwrap();
+    let cutoff = T0 + DAY; // 2024-01-02: December and the first day of January go.
+    let options = |dry_run| store::PruneOptions {
+        cutoff,
+        batch_rows: 3,
+        dry_run,
+    };
+    let whole = snapshot(&*store, "prod").await;
+
+    let counted = store.prune_history(&options(true)).await.unwrap();
+    assert_eq!(
+        snapshot(&*store, "prod").await,
+        whole,
+        "a dry run deletes nothing"
+    );
+    let pruned = store.prune_history(&options(false)).await.unwrap();
+    let without_batches = |r: &[store::TablePrune]| {
+        r.iter()
+            .map(|t| (t.table.clone(), t.rows, t.days, t.partitions.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(without_batches(&counted), without_batches(&pruned));
+
+    // Exactly the rows before the cutoff are gone, on every key and table.
+    for key in [api(), sidecar()] {
+        let mut kept = expected_usage(&chunk, &key);
+        kept.retain(|u| u.hour_start >= cutoff);
+        assert_eq!(store.usage(&key, i64::MIN, i64::MAX).await.unwrap(), kept);
+    }
+    let signals: Vec<i64> = store
+        .signals(&api(), i64::MIN, i64::MAX)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.hour_start)
+        .collect();
+    let kept: Vec<i64> = chunk
+        .hours
+        .iter()
+        .copied()
+        .filter(|&h| h >= cutoff)
+        .collect();
+    assert_eq!(signals, kept);
+    assert_eq!(
+        store
+            .collected_hours("prod", i64::MIN, i64::MAX)
+            .await
+            .unwrap(),
+        kept
+    );
+    assert_eq!(store.containers(None).await.unwrap().len(), 2);
+
+    // Three days went from each history table, in batches of at most 3 rows (Postgres drops
+    // December's partition whole and deletes 2024-01-01's day rows).
+    let (usage_table, signal_table) = match store.backend() {
+        "sqlite" => ("usage_hours", "signal_hours"),
+        _ => ("usage_days", "signal_days"),
+    };
+    for name in [usage_table, signal_table, "collected_hours"] {
+        assert_eq!(table(&pruned, name).days, 3, "{name}: {pruned:?}");
+    }
+    assert_eq!(table(&pruned, "collected_hours").rows, 12);
+    assert_eq!(table(&pruned, "collected_hours").batches, 4);
+    let usage = table(&pruned, usage_table);
+    if store.backend() == "sqlite" {
+        assert_eq!((usage.rows, usage.batches), (36, 12));
+        assert!(usage.partitions.is_empty());
+    } else {
+        assert_eq!((usage.rows, usage.batches), (9, 1));
+        assert_eq!(usage.partitions, ["usage_days_p202312"]);
+        assert_eq!(
+            table(&pruned, "signal_days").partitions,
+            ["signal_days_p202312"]
+        );
+    }
+
+    // Pruning again finds nothing; writing into the dropped month again still works.
+    let again = store.prune_history(&options(false)).await.unwrap();
+    assert!(
+        again.iter().all(|t| t.rows == 0 && t.partitions.is_empty()),
+        "{again:?}"
+    );
+    store.write_chunk(&chunk).await.unwrap();
+    assert_eq!(snapshot(&*store, "prod").await, whole);
+    store.prune_history(&options(false)).await.unwrap();
+    assert_eq!(
+        store.usage(&api(), i64::MIN, cutoff).await.unwrap(),
+        Vec::new()
+    );
+}
+
+async fn containers_and_workloads_without_history_are_pruned(store: Arc<dyn Store>) {
+    // `gone` was seen and used only long before the cutoff; `api` was last seen as long ago
+    // but still has usage after it (usage without kube-state-metrics), so it stays.
+    let gone = key("prod", "shop", "Deployment", "gone", "app");
+    let long_ago = T0 - 30 * DAY;
+    let mut chunk = two_hours();
+    chunk.hours = vec![long_ago, T0 + 2 * DAY];
+    chunk.containers = vec![
+        observation(&gone, 100, 1 << 20, long_ago),
+        observation(&api(), 100, 1 << 20, long_ago),
+    ];
+    chunk.usage = vec![
+        usage(&gone, Resource::Cpu, long_ago, &[0.1]),
+        usage(&api(), Resource::Cpu, T0 + 2 * DAY, &[0.1]),
+    ];
+    chunk.signals.clear();
+    let mut gone_workload = chunk.workloads[0].clone();
+    gone_workload.key = gone.workload_key();
+    gone_workload.seen_at = long_ago;
+    chunk.workloads[0].seen_at = long_ago;
+    chunk.workloads.push(gone_workload);
+    store.write_chunk(&chunk).await.unwrap();
+
+    let options = |dry_run| store::PruneOptions {
+        cutoff: T0,
+        batch_rows: 100,
+        dry_run,
+    };
+    let counted = store.prune_history(&options(true)).await.unwrap();
+    assert_eq!(table(&counted, "containers").rows, 1);
+    assert_eq!(table(&counted, "workloads").rows, 1);
+    assert_eq!(store.containers(None).await.unwrap().len(), 2);
+    let pruned = store.prune_history(&options(false)).await.unwrap();
+    assert_eq!(table(&pruned, "containers").rows, 1);
+    assert_eq!(table(&pruned, "workloads").rows, 1);
+    let keys: Vec<ContainerKey> = store
+        .containers(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.key)
+        .collect();
+    assert_eq!(keys, [api()]);
+    let workloads = store.workloads(None).await.unwrap();
+    assert_eq!(workloads.len(), 1);
+    assert_eq!(workloads[0].key, api().workload_key());
+}
+
+/// Three weeks of hourly history, a 14-day window and a 15-day retention: the prune deletes
+/// the week before the window and the recommendations come out the same.
+async fn pruning_keeps_the_analysis_window(store: Arc<dyn Store>) {
+    use rightsizer::analyzer::{BacktestSettings, PolicySet, Pricing};
+    use rightsizer::jobs::{compute_recommendations, AnalysisSettings};
+    let start = T0;
+    let end = T0 + 21 * DAY;
+    let hours: Vec<i64> = (start..end).step_by(HOUR as usize).collect();
+    let mut chunk = two_hours();
+    chunk.hours = hours.clone();
+    chunk.signals.clear();
+    chunk.usage = hours
+        .iter()
+        .flat_map(|&h| {
+            let busy = ((h / HOUR) % 24) as f64 / 24.0;
+            [
+                usage(&api(), Resource::Cpu, h, &[0.1 + busy, 0.2, 0.15 * busy]),
+                usage(&api(), Resource::Memory, h, &[1e8 + busy * 5e7, 1.2e8]),
+            ]
+        })
+        .collect();
+    chunk.containers.retain(|c| c.key == api());
+    for batch in chunk.usage.chunks(500) {
+        store
+            .write_chunk(&Chunk {
+                usage: batch.to_vec(),
+                ..chunk.clone()
+            })
+            .await
+            .unwrap();
+    }
+    let settings = AnalysisSettings {
+        policies: PolicySet::new(Default::default()).unwrap(),
+        pricing: Pricing::default(),
+        step_secs: 60,
+        backtest: BacktestSettings::default(),
+    };
+    let (before, ..) = compute_recommendations(&*store, "prod", &settings, end, None)
+        .await
+        .unwrap();
+    assert_ne!(before[0].status, Status::InsufficientData, "{before:?}");
+    let report = store::retention::prune(&*store, Duration::from_secs(15 * DAY as u64), end, false)
+        .await
+        .unwrap();
+    assert_eq!(report.cutoff, Some(T0 + 6 * DAY));
+    assert_eq!(
+        store.usage(&api(), i64::MIN, i64::MAX).await.unwrap().len(),
+        15 * 24 * 2
+    );
+    let (after, ..) = compute_recommendations(&*store, "prod", &settings, end, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&before).unwrap(),
+        serde_json::to_value(&after).unwrap()
+    );
+}
+
+/// The partitions of a Postgres table, by name.
+async fn partitions(db: &sqlx::PgPool, table: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "select c.relname::text from pg_inherits i join pg_class c on c.oid = i.inhrelid \
+         where i.inhparent = to_regclass($1) order by 1",
+    )
+    .bind(table)
+    .fetch_all(db)
+    .await
+    .unwrap()
+}
+
+/// A database of the layout before partitioning (migrations up to 0005) holding three months
+/// of day rows: migrating keeps every row, in one partition per month, writes into a new
+/// month get theirs, and pruning drops the old months' partitions.
+#[tokio::test]
+async fn postgres_day_tables_are_partitioned_by_the_migration() {
+    let (scratch, url) = Scratch::postgres().await;
+    let outcome = tokio::spawn(async move {
+        let mut old = sqlx::migrate!("migrations/postgres");
+        old.migrations = std::borrow::Cow::Owned(
+            old.migrations
+                .iter()
+                .filter(|m| m.version <= 5)
+                .cloned()
+                .collect(),
+        );
+        let db = sqlx::PgPool::connect(&url).await.unwrap();
+        old.run(&db).await.unwrap();
+        sqlx::query(
+            "insert into containers (id, cluster, namespace, kind, workload, container, seen_at) \
+             values (1, 'prod', 'shop', 'Deployment', 'api', 'app', 0)",
+        )
+        .execute(&db)
+        .await
+        .unwrap();
+        // Hour rows through 0005's packing would do as well; day rows written like the store
+        // writes them are what an old database holds: a version byte, then per hour its offset,
+        // the sketch's length and the sketch.
+        let days: Vec<i64> = (0..70).map(|d| T0 - 20 * DAY + d * DAY).collect();
+        let mut expected = Vec::new();
+        for &day in &days {
+            let u = usage(&api(), Resource::Cpu, day + 5 * HOUR, &[(day % 11) as f64, 0.5]);
+            let sketch = u.sketch.to_bytes();
+            let mut packed = vec![1u8, 5];
+            packed.extend_from_slice(&(sketch.len() as u32).to_be_bytes());
+            packed.extend_from_slice(&sketch);
+            sqlx::query("insert into usage_days (container_id, resource, day, hours) values (1, 'cpu', $1, $2)")
+                .bind(day)
+                .bind(packed)
+                .execute(&db)
+                .await
+                .unwrap();
+            sqlx::query("insert into collected_hours (cluster, hour_start) values ('prod', $1)")
+                .bind(day + 5 * HOUR)
+                .execute(&db)
+                .await
+                .unwrap();
+            expected.push(u);
+        }
+
+        let store = store::connect(&url).await.unwrap();
+        assert_eq!(store.usage(&api(), i64::MIN, i64::MAX).await.unwrap(), expected);
+        assert_eq!(
+            partitions(&db, "usage_days").await,
+            ["usage_days_default", "usage_days_p202312", "usage_days_p202401", "usage_days_p202402"]
+        );
+        let moved: i64 = sqlx::query_scalar("select count(*) from usage_days_p202401")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        assert_eq!(moved, 31);
+
+        // A write into a month without a partition gets one; nothing lands in DEFAULT.
+        let mut chunk = two_hours();
+        let april = T0 + 100 * DAY;
+        chunk.hours = vec![april];
+        chunk.usage = vec![usage(&api(), Resource::Cpu, april, &[0.3])];
+        chunk.signals = vec![SignalHour {
+            hour_start: april,
+            ..chunk.signals[0].clone()
+        }];
+        store.write_chunk(&chunk).await.unwrap();
+        assert!(partitions(&db, "usage_days").await.contains(&"usage_days_p202404".to_string()));
+        assert!(partitions(&db, "signal_days").await.contains(&"signal_days_p202404".to_string()));
+        let in_default: i64 = sqlx::query_scalar(
+            "select (select count(*) from usage_days_default) + (select count(*) from signal_days_default)",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        assert_eq!(in_default, 0);
+
+        // 2024-02-10 as cutoff: December and January are dropped whole, February partly.
+        let cutoff = T0 + 40 * DAY;
+        let pruned = store
+            .prune_history(&store::PruneOptions {
+                cutoff,
+                batch_rows: 4,
+                dry_run: false,
+            })
+            .await
+            .unwrap();
+        let usage_pruned = table(&pruned, "usage_days");
+        assert_eq!(usage_pruned.partitions, ["usage_days_p202312", "usage_days_p202401"]);
+        assert_eq!((usage_pruned.rows, usage_pruned.days), (60, 60));
+        assert_eq!(usage_pruned.batches, 3); // the 9 days of February before the cutoff
+        assert_eq!(
+            partitions(&db, "usage_days").await,
+            ["usage_days_default", "usage_days_p202402", "usage_days_p202404"]
+        );
+        expected.retain(|u| u.hour_start >= cutoff);
+        expected.push(chunk.usage[0].clone());
+        assert_eq!(store.usage(&api(), i64::MIN, i64::MAX).await.unwrap(), expected);
+        db.close().await;
+    })
+    .await;
+    scratch.remove().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}

@@ -542,6 +542,31 @@ impl PolicySet {
         p
     }
 
+    /// The longest analysis window of any level, and the setting that asks for it: history
+    /// must be kept at least that long.
+    pub fn longest_window(&self) -> (Duration, String) {
+        let global = self.global();
+        let mut longest = (global.window, "policy.window".to_string());
+        let levels = self
+            .global
+            .namespaces
+            .iter()
+            .map(|(ns, o)| (format!("policy.namespaces.{ns}.window"), o));
+        let workloads = self
+            .global
+            .workloads
+            .iter()
+            .map(|(w, o)| (format!("policy.workloads.\"{w}\".window"), o));
+        for (name, o) in levels.chain(workloads) {
+            let mut p = global.clone();
+            let _ = o.apply(&mut p, "");
+            if p.window > longest.0 {
+                longest = (p.window, name);
+            }
+        }
+        longest
+    }
+
     /// The policy for one container, and the levels that contributed, most general first.
     /// Annotation problems don't fail the analysis: they come back as the error string so
     /// the recommendation can carry them as a finding.

@@ -196,6 +196,54 @@ async fn backtest(
     Ok(())
 }
 
+/// `rightsizer prune`: deletes (or counts) history older than `retention`, per table.
+async fn prune(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    let before = store.size().await?;
+    let report =
+        store::retention::prune(store.as_ref(), settings.retention, now(), dry_run).await?;
+    let after = store.size().await?;
+    let retention = crate::config::days_text(settings.retention);
+    let Some(cutoff) = report.cutoff else {
+        println!("nothing collected yet: nothing to prune (retention {retention})");
+        return Ok(());
+    };
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    println!(
+        "{verb} history before {} (retention {retention}, counted back from the newest collected hour)",
+        chrono::DateTime::from_timestamp(cutoff, 0).unwrap_or_default().format("%Y-%m-%d")
+    );
+    for t in &report.tables {
+        let mut line = format!("  {}: {} rows", t.table, t.rows);
+        if t.days > 0 {
+            line += &format!(" over {} days", t.days);
+        }
+        if !t.partitions.is_empty() {
+            line += &format!(" (dropped partitions {})", t.partitions.join(", "));
+        } else if t.batches > 0 {
+            let s = if t.batches == 1 { "" } else { "es" };
+            line += &format!(" in {} batch{s}", t.batches);
+        }
+        println!("{line}");
+    }
+    let mb = |b: u64| b as f64 / 1e6;
+    let free = if after.free_bytes > 0 {
+        format!(
+            " ({:.1} MB of it free pages, filled before the file grows)",
+            mb(after.free_bytes)
+        )
+    } else {
+        String::new()
+    };
+    println!(
+        "in {:.2} s; store {:.1} MB before, {:.1} MB after{free}",
+        report.elapsed_secs,
+        mb(before.bytes),
+        mb(after.bytes),
+    );
+    Ok(())
+}
+
 async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     Ok(store::connect(settings.database_url.expose()).await?)
 }
@@ -222,6 +270,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             open_store(&settings).await?;
             println!("migrations applied to {}", settings.database_url);
         }
+        Command::Prune { dry_run } => prune(&settings, dry_run).await?,
         Command::Collect { since, until } => {
             let until = until.as_deref().map(parse_time).transpose()?;
             if settings.prometheus.is_none()
@@ -575,6 +624,11 @@ async fn serve(settings: &Settings, opts: ServeOptions) -> anyhow::Result<()> {
             stop_rx.clone(),
         ))
     });
+    let pruner = tokio::spawn(schedule_prune(
+        state.store.clone(),
+        settings.retention,
+        stop_rx.clone(),
+    ));
     let mut api_stop = stop_rx.clone();
     let api = http::serve(listener, state, async move {
         let _ = api_stop.wait_for(|stop| *stop).await;
@@ -589,7 +643,7 @@ async fn serve(settings: &Settings, opts: ServeOptions) -> anyhow::Result<()> {
         }
     }
     let _ = stop_tx.send(true);
-    for task in scheduler.into_iter().chain(reporter) {
+    for task in scheduler.into_iter().chain(reporter).chain([pruner]) {
         let _ = task.await;
     }
     tracing::info!("stopped");
@@ -651,6 +705,55 @@ async fn schedule_reports(
         }
     }
 }
+
+/// Prunes history past `retention` once a UTC day, by whichever replica leases the day
+/// first; the first try comes a minute after start-up, then one every hour.
+async fn schedule_prune(
+    store: Arc<dyn Store>,
+    retention: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut wait = Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => {
+                tracing::info!("retention job stopped");
+                return;
+            }
+        }
+        wait = Duration::from_secs(3600);
+        let day = now().div_euclid(86_400);
+        match store
+            .lease_job("prune", day, holder(), now(), PRUNE_LEASE_SECS)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot lease today's prune; trying again in an hour");
+                continue;
+            }
+        }
+        match store::retention::prune(store.as_ref(), retention, now(), false).await {
+            Ok(report) => {
+                let rows: u64 = report.tables.iter().map(|t| t.rows).sum();
+                tracing::info!(cutoff = ?report.cutoff, rows, elapsed_secs = report.elapsed_secs, tables = ?report.tables, "history pruned");
+                crate::telemetry::metrics().scheduled_job("prune", JobOutcome::Ran);
+                if let Err(e) = store.finish_job("prune", day, holder()).await {
+                    tracing::warn!(error = %e, "cannot mark today's prune done");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "pruning history failed; trying again in an hour");
+                crate::telemetry::metrics().scheduled_job("prune", JobOutcome::Failed);
+            }
+        }
+    }
+}
+
+/// How long a replica may take to prune before another may take over.
+const PRUNE_LEASE_SECS: i64 = 3600;
 
 /// How long a replica may take to build a scheduled report before another may take over.
 const REPORT_LEASE_SECS: i64 = 600;

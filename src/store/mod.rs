@@ -11,8 +11,11 @@ use crate::runs::{RunKind, RunStatus};
 
 pub(crate) mod packed;
 pub mod postgres;
+pub mod retention;
 mod rows;
 pub mod sqlite;
+
+pub use retention::{PruneOptions, StoreSize, TablePrune};
 
 /// Errors from the store; messages never carry passwords.
 #[derive(Debug, thiserror::Error)]
@@ -328,6 +331,22 @@ pub trait Store: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// The run with this sequence number, if stored.
     async fn run(&self, seq: i64) -> Result<Option<StoredRun>, StoreError>;
+
+    // Retention of history (see `retention.rs`).
+
+    /// End (exclusive, unix seconds) of the newest collected hour of any cluster: retention
+    /// counts back from it, as Prometheus counts back from its newest block.
+    async fn history_end(&self) -> Result<Option<i64>, StoreError>;
+    /// Deletes (or with `dry_run` only counts) usage, signals and collected hours before
+    /// `cutoff`, then containers and workloads last seen before it with no history left.
+    /// Every statement deletes at most `batch_rows` rows in its own transaction, so writers
+    /// wait for one batch at most; Postgres drops the partitions of whole months instead.
+    async fn prune_history(&self, options: &PruneOptions) -> Result<Vec<TablePrune>, StoreError>;
+    /// Creates ahead of time what writes of history in `[from, until)` need (Postgres:
+    /// monthly partitions); nothing on SQLite.
+    async fn prepare_history(&self, from: i64, until: i64) -> Result<(), StoreError>;
+    /// What the store takes on disk.
+    async fn size(&self) -> Result<StoreSize, StoreError>;
 }
 
 /// Leases older than this are deleted.

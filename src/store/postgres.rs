@@ -1,7 +1,8 @@
 //! The production Postgres backend, shared by several replicas.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,6 +17,7 @@ use super::rows::{count_param, run_outcome_columns, RunRow, RUN_COLUMNS};
 use super::rows::{limit_param, ReportListingRow, ReportRow, ReportValues};
 use super::{packed, Claim, RecommendationFilter, Store, StoreError};
 use super::{NewRun, RunOutcome, RunStart, StoredRun};
+use super::{PruneOptions, StoreSize, TablePrune};
 use super::{ReportListing, StoredReport, StoredReportInput};
 use crate::model::{
     Chunk, ContainerKey, ContainerObservation, Recommendation, SignalHour, UsageHour, WorkloadInfo,
@@ -31,6 +33,9 @@ const MAX_CONNECTIONS: u32 = 8;
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Months (their first second) known to have their partitions, so a write checks the
+    /// catalog once per month and process.
+    partitioned_months: Arc<Mutex<BTreeSet<i64>>>,
 }
 
 impl PostgresStore {
@@ -60,7 +65,224 @@ impl PostgresStore {
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(CONNECT_TIMEOUT)
             .connect_lazy_with(options);
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            partitioned_months: Default::default(),
+        })
+    }
+}
+
+/// The tables of day rows, partitioned by month (migration 0007).
+const DAY_TABLES: [&str; 2] = ["usage_days", "signal_days"];
+
+/// Advisory-lock key serializing partition changes between replicas.
+const PARTITION_LOCK: i64 = 0x7273_7061_7274; // "rspart"
+
+/// The partition of `table` for the month starting at `month_start`: `<table>_pYYYYMM`.
+fn partition_name(table: &str, month_start: i64) -> String {
+    let month = chrono::DateTime::from_timestamp(month_start, 0).unwrap_or_default();
+    format!("{table}_p{}", month.format("%Y%m"))
+}
+
+/// The month `[start, end)` of a partition named by [`partition_name`].
+fn partition_month(table: &str, name: &str) -> Option<(i64, i64)> {
+    let digits = name.strip_prefix(table)?.strip_prefix("_p")?;
+    if digits.len() != 6 {
+        return None;
+    }
+    let year: i32 = digits[..4].parse().ok()?;
+    let month: u32 = digits[4..].parse().ok()?;
+    let first = chrono::NaiveDate::from_ymd_opt(year, month, 1)?;
+    Some(super::retention::month_of(
+        first.and_hms_opt(0, 0, 0)?.and_utc().timestamp(),
+    ))
+}
+
+/// Rows of one table to prune: `predicate` binds the cutoff as `$1`; `key` names the
+/// columns a batch is picked by; `day` the expression of a row's day, if it has one.
+#[derive(Clone)]
+struct PruneTarget {
+    table: &'static str,
+    key: &'static str,
+    predicate: String,
+    day: Option<&'static str>,
+}
+
+/// A container with no history left after the cutoff, last seen before it.
+const STALE_CONTAINER: &str = "seen_at < $1 \
+     and not exists (select 1 from usage_days u where u.container_id = containers.id and u.day >= $1) \
+     and not exists (select 1 from signal_days s where s.container_id = containers.id and s.day >= $1)";
+
+impl PostgresStore {
+    /// Makes sure the months holding `hours` have their partitions.
+    async fn create_partitions(&self, hours: impl Iterator<Item = i64>) -> Result<(), StoreError> {
+        let months: BTreeSet<i64> = hours.map(|h| super::retention::month_of(h).0).collect();
+        for month in months {
+            self.create_month(month).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates the partitions of the month starting at `month_start`, moving any rows of it
+    /// that landed in a DEFAULT partition meanwhile (creating the partition beside them
+    /// would fail).
+    async fn create_month(&self, month_start: i64) -> Result<(), StoreError> {
+        if self.known_month(month_start) {
+            return Ok(());
+        }
+        let (start, end) = super::retention::month_of(month_start);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("select pg_advisory_xact_lock($1)")
+            .bind(PARTITION_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        for table in DAY_TABLES {
+            let name = partition_name(table, start);
+            let exists: bool = sqlx::query_scalar("select to_regclass($1) is not null")
+                .bind(&name)
+                .fetch_one(&mut *tx)
+                .await?;
+            if exists {
+                continue;
+            }
+            sqlx::query(&format!("create table {name} (like {table} including all)"))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(&format!(
+                "with moved as (delete from {table}_default where day >= $1 and day < $2 returning *) \
+                 insert into {name} select * from moved"
+            ))
+            .bind(start)
+            .bind(end)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(&format!(
+                "alter table {table} attach partition {name} for values from ({start}) to ({end})"
+            ))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.partitioned_months
+            .lock()
+            .expect("never poisoned")
+            .insert(start);
+        Ok(())
+    }
+
+    fn known_month(&self, month_start: i64) -> bool {
+        self.partitioned_months
+            .lock()
+            .expect("never poisoned")
+            .contains(&month_start)
+    }
+
+    /// The monthly partitions of `table` wholly before `cutoff`, oldest first.
+    async fn partitions_before(
+        &self,
+        table: &str,
+        cutoff: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "select c.relname::text from pg_inherits i join pg_class c on c.oid = i.inhrelid \
+             where i.inhparent = to_regclass($1)",
+        )
+        .bind(table)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut old: Vec<(String, i64)> = names
+            .into_iter()
+            .filter_map(|n| partition_month(table, &n).map(|(start, end)| (n, start, end)))
+            .filter(|(_, _, end)| *end <= cutoff)
+            .map(|(n, start, _)| (n, start))
+            .collect();
+        old.sort_by_key(|(_, start)| *start);
+        Ok(old)
+    }
+
+    /// Drops the partitions of `table` wholly before the cutoff, counting what they held;
+    /// returns their months.
+    async fn drop_partitions(
+        &self,
+        table: &str,
+        options: &PruneOptions,
+        out: &mut TablePrune,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let mut months = Vec::new();
+        for (name, start) in self.partitions_before(table, options.cutoff).await? {
+            months.push(super::retention::month_of(start));
+            let (rows, days): (i64, i64) =
+                sqlx::query_as(&format!("select count(*), count(distinct day) from {name}"))
+                    .fetch_one(&self.pool)
+                    .await?;
+            out.rows += rows as u64;
+            out.days += days as u64;
+            out.partitions.push(name.clone());
+            if options.dry_run {
+                continue;
+            }
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("select pg_advisory_xact_lock($1)")
+                .bind(PARTITION_LOCK)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(&format!("alter table {table} detach partition {name}"))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(&format!("drop table {name}"))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            self.partitioned_months
+                .lock()
+                .expect("never poisoned")
+                .remove(&start);
+        }
+        Ok(months)
+    }
+
+    /// Counts, then deletes in batches, the rows of `target` before the cutoff.
+    async fn prune_rows(
+        &self,
+        target: &PruneTarget,
+        options: &PruneOptions,
+        out: &mut TablePrune,
+    ) -> Result<(), StoreError> {
+        let PruneTarget {
+            table,
+            key,
+            predicate,
+            day,
+        } = target;
+        let (rows, days): (i64, i64) = sqlx::query_as(&format!(
+            "select count(*), count(distinct {}) from {table} where {predicate}",
+            day.unwrap_or("null::bigint")
+        ))
+        .bind(options.cutoff)
+        .fetch_one(&self.pool)
+        .await?;
+        out.days += days as u64;
+        if options.dry_run {
+            out.rows += rows as u64;
+            return Ok(());
+        }
+        let delete = format!(
+            "delete from {table} where ({key}) in \
+             (select {key} from {table} where {predicate} limit $2)"
+        );
+        loop {
+            let deleted = sqlx::query(&delete)
+                .bind(options.cutoff)
+                .bind(i64::try_from(options.batch_rows).unwrap_or(i64::MAX))
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            out.rows += deleted;
+            out.batches += u64::from(deleted > 0);
+            if deleted < options.batch_rows {
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -121,6 +343,9 @@ impl Store for PostgresStore {
     )]
     async fn write_chunk(&self, chunk: &Chunk) -> Result<(), StoreError> {
         let plan = ChunkPlan::new(chunk)?;
+        let hours = plan.usage.iter().map(|u| u.hour_start);
+        self.create_partitions(hours.chain(plan.signals.iter().map(|s| s.hour_start)))
+            .await?;
         let mut tx = self.pool.begin().await?;
 
         for batch in plan.observed.chunks(BATCH_ROWS) {
@@ -694,6 +919,101 @@ impl Store for PostgresStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn history_end(&self) -> Result<Option<i64>, StoreError> {
+        let newest: Option<i64> = sqlx::query_scalar("select max(hour_start) from collected_hours")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(newest.map(|hour_start| hour_start + 3600))
+    }
+
+    #[tracing::instrument(skip_all, fields(cutoff = options.cutoff, dry_run = options.dry_run))]
+    async fn prune_history(&self, options: &PruneOptions) -> Result<Vec<TablePrune>, StoreError> {
+        let targets = [
+            PruneTarget {
+                table: "usage_days",
+                key: "container_id, resource, day",
+                predicate: "day < $1".into(),
+                day: Some("day"),
+            },
+            PruneTarget {
+                table: "signal_days",
+                key: "container_id, day",
+                predicate: "day < $1".into(),
+                day: Some("day"),
+            },
+            PruneTarget {
+                table: "collected_hours",
+                key: "cluster, hour_start",
+                predicate: "hour_start < $1".into(),
+                day: Some("hour_start / 86400"),
+            },
+            PruneTarget {
+                table: "containers",
+                key: "id",
+                predicate: STALE_CONTAINER.into(),
+                day: None,
+            },
+            PruneTarget {
+                table: "workloads",
+                key: "cluster, namespace, kind, name",
+                predicate: format!(
+                    "seen_at < $1 and not exists (select 1 from containers \
+                     where containers.cluster = workloads.cluster and containers.namespace = workloads.namespace \
+                     and containers.kind = workloads.kind and containers.workload = workloads.name \
+                     and not ({STALE_CONTAINER}))"
+                ),
+                day: None,
+            },
+        ];
+        let mut out = Vec::new();
+        for target in &targets {
+            let mut pruned = TablePrune {
+                table: target.table.into(),
+                ..Default::default()
+            };
+            let mut target = target.clone();
+            if DAY_TABLES.contains(&target.table) {
+                let dropped = self
+                    .drop_partitions(target.table, options, &mut pruned)
+                    .await?;
+                // A dry run still has the partitions it counted: don't count them twice.
+                if options.dry_run {
+                    for (start, end) in dropped {
+                        target.predicate += &format!(" and not (day >= {start} and day < {end})");
+                    }
+                }
+            }
+            self.prune_rows(&target, options, &mut pruned).await?;
+            out.push(pruned);
+        }
+        Ok(out)
+    }
+
+    #[tracing::instrument(skip_all, fields(%from, %until))]
+    async fn prepare_history(&self, from: i64, until: i64) -> Result<(), StoreError> {
+        let mut month = super::retention::month_of(from).0;
+        while month < until {
+            self.create_month(month).await?;
+            month = super::retention::month_of(month).1;
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn size(&self) -> Result<StoreSize, StoreError> {
+        let bytes: i64 = sqlx::query_scalar(
+            "select coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint from pg_class c \
+             where c.relnamespace = current_schema()::regnamespace and c.relkind = 'r'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(StoreSize {
+            bytes: bytes as u64,
+            free_bytes: 0,
+        })
     }
 
     #[tracing::instrument(skip_all, fields(%keep_newest, %older_than))]

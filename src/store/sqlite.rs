@@ -17,6 +17,7 @@ use super::rows::{count_param, run_outcome_columns, RunRow, RUN_COLUMNS};
 use super::rows::{limit_param, ReportListingRow, ReportRow, ReportValues};
 use super::{Claim, RecommendationFilter, Store, StoreError};
 use super::{NewRun, RunOutcome, RunStart, StoredRun};
+use super::{PruneOptions, StoreSize, TablePrune};
 use super::{ReportListing, StoredReport, StoredReportInput};
 use crate::model::{
     Chunk, ContainerKey, ContainerObservation, Recommendation, SignalHour, UsageHour, WorkloadInfo,
@@ -78,6 +79,58 @@ fn is_in_memory(url: &str) -> bool {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     path == ":memory:" || query.split('&').any(|param| param == "mode=memory")
+}
+
+/// A container with no history left after the cutoff (`?1`), last seen before it.
+const STALE_CONTAINER: &str = "seen_at < ?1 \
+     and not exists (select 1 from usage_hours u where u.container_id = containers.id and u.hour_start >= ?1) \
+     and not exists (select 1 from signal_hours s where s.container_id = containers.id and s.hour_start >= ?1)";
+
+impl SqliteStore {
+    /// Counts, then deletes in batches of rowids, the rows of `table` matching `predicate`
+    /// (the cutoff bound as `?1`); `day` is the expression of a row's day, if it has one.
+    async fn prune_rows(
+        &self,
+        table: &str,
+        predicate: &str,
+        day: Option<&str>,
+        options: &PruneOptions,
+    ) -> Result<TablePrune, StoreError> {
+        let (rows, days): (i64, i64) = sqlx::query_as(&format!(
+            "select count(*), count(distinct {}) from {table} where {predicate}",
+            day.unwrap_or("null")
+        ))
+        .bind(options.cutoff)
+        .fetch_one(&self.pool)
+        .await?;
+        let mut out = TablePrune {
+            table: table.into(),
+            days: days as u64,
+            ..Default::default()
+        };
+        if options.dry_run {
+            out.rows = rows as u64;
+            return Ok(out);
+        }
+        // Rows are stored roughly in time order, so the oldest rowids come first and each
+        // batch finds its rows early in the scan.
+        let delete = format!(
+            "delete from {table} where rowid in (select rowid from {table} where {predicate} limit ?2)"
+        );
+        loop {
+            let deleted = sqlx::query(&delete)
+                .bind(options.cutoff)
+                .bind(i64::try_from(options.batch_rows).unwrap_or(i64::MAX))
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            out.rows += deleted;
+            out.batches += u64::from(deleted > 0);
+            if deleted < options.batch_rows {
+                return Ok(out);
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -563,6 +616,55 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn history_end(&self) -> Result<Option<i64>, StoreError> {
+        let newest: Option<i64> = sqlx::query_scalar("select max(hour_start) from collected_hours")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(newest.map(|hour_start| hour_start + 3600))
+    }
+
+    #[tracing::instrument(skip_all, fields(cutoff = options.cutoff, dry_run = options.dry_run))]
+    async fn prune_history(&self, options: &PruneOptions) -> Result<Vec<TablePrune>, StoreError> {
+        let day = Some("hour_start / 86400");
+        let workloads = format!(
+            "seen_at < ?1 and not exists (select 1 from containers \
+             where containers.cluster = workloads.cluster and containers.namespace = workloads.namespace \
+             and containers.kind = workloads.kind and containers.workload = workloads.name \
+             and not ({STALE_CONTAINER}))"
+        );
+        Ok(vec![
+            self.prune_rows("usage_hours", "hour_start < ?1", day, options)
+                .await?,
+            self.prune_rows("signal_hours", "hour_start < ?1", day, options)
+                .await?,
+            self.prune_rows("collected_hours", "hour_start < ?1", day, options)
+                .await?,
+            self.prune_rows("containers", STALE_CONTAINER, None, options)
+                .await?,
+            self.prune_rows("workloads", &workloads, None, options)
+                .await?,
+        ])
+    }
+
+    async fn prepare_history(&self, _from: i64, _until: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn size(&self) -> Result<StoreSize, StoreError> {
+        let (pages, free, page_size): (i64, i64, i64) = sqlx::query_as(
+            "select p.page_count, f.freelist_count, s.page_size \
+             from pragma_page_count() p, pragma_freelist_count() f, pragma_page_size() s",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(StoreSize {
+            bytes: (pages * page_size) as u64,
+            free_bytes: (free * page_size) as u64,
+        })
     }
 
     #[tracing::instrument(skip_all, fields(%keep_newest, %older_than))]

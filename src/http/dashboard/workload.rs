@@ -36,8 +36,8 @@ pub struct WindowUsage {
     pub span: Option<(i64, i64)>,
 }
 
-/// Merges the last `window_hours` hours of `rows` (ending at the newest stored hour), the
-/// same span the analyzer read when the collector is up to date.
+/// Merges the last `window_hours` hours of `rows` (ending at the newest of them), the same
+/// span the analyzer read when the collector is up to date.
 pub fn merge_window(rows: &[UsageHour], window_hours: u32) -> WindowUsage {
     let Some(newest) = rows.iter().map(|u| u.hour_start).max() else {
         return WindowUsage::default();
@@ -82,10 +82,14 @@ pub async fn page(
             "no recommendation for {cluster}/{namespace}/{kind}/{name}"
         )));
     }
-    let usage = futures::future::try_join_all(
-        recs.iter()
-            .map(|r| state.store.usage(&r.key, 0, i64::MAX / 2)),
-    )
+    // Only the window the analyzer read, never the whole history.
+    let end = state.store.watermark(&cluster).await?.unwrap_or(i64::MIN);
+    let usage = futures::future::try_join_all(recs.iter().map(|r| {
+        let window_secs = i64::from(r.evidence.window_hours.max(1)) * 3600;
+        state
+            .store
+            .usage(&r.key, end.saturating_sub(window_secs), end)
+    }))
     .await?;
     let workload = WorkloadKey {
         cluster,

@@ -127,7 +127,7 @@ async fn main() {
     println!(
         "{} ({}): wrote {days} days of {n} workload containers in {:.1} s",
         store.backend(),
-        rightsizer::store::redact_url(&url),
+        rightsizer::redact::url(&url),
         started.elapsed().as_secs_f64()
     );
     size_line(

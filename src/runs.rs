@@ -168,6 +168,9 @@ pub fn holder() -> &'static str {
 pub struct RunRegistry {
     store: Arc<dyn Store>,
     holder: String,
+    /// Runs this process started and has not finished: ended at shutdown, so the next
+    /// process does not wait out their leases.
+    in_flight: Arc<std::sync::Mutex<std::collections::BTreeSet<i64>>>,
 }
 
 /// A started run; report progress and the outcome through it. Dropped without
@@ -182,6 +185,7 @@ pub struct RunHandle {
     holder: String,
     progress: Arc<Progress>,
     heartbeat: tokio::task::JoinHandle<()>,
+    in_flight: Arc<std::sync::Mutex<std::collections::BTreeSet<i64>>>,
 }
 
 #[derive(Default)]
@@ -210,6 +214,26 @@ impl RunRegistry {
         RunRegistry {
             store,
             holder: holder.into(),
+            in_flight: Default::default(),
+        }
+    }
+
+    /// Records every run this process started and has not finished as failed with
+    /// `reason`: called at shutdown, when runs spawned for the API are about to be dropped.
+    pub async fn end_in_flight(&self, reason: &str) {
+        let seqs: Vec<i64> = std::mem::take(&mut *self.in_flight.lock().expect("never poisoned"))
+            .into_iter()
+            .collect();
+        for seq in seqs {
+            let outcome = RunOutcome {
+                finished_at: now(),
+                done: 0,
+                total: 0,
+                result: Err(reason.into()),
+            };
+            if let Err(e) = self.store.finish_run(seq, &self.holder, &outcome).await {
+                tracing::warn!(seq, error = %e, "cannot record the interrupted run; it ends once its lease expires");
+            }
         }
     }
 
@@ -235,6 +259,7 @@ impl RunRegistry {
             RunStart::Started(seq) => seq,
         };
         let id = run_id(kind, seq);
+        self.in_flight.lock().expect("never poisoned").insert(seq);
         let progress = Arc::new(Progress::default());
         let heartbeat = tokio::spawn(heartbeat(
             self.store.clone(),
@@ -262,6 +287,7 @@ impl RunRegistry {
             holder: self.holder.clone(),
             progress,
             heartbeat,
+            in_flight: self.in_flight.clone(),
         }))
     }
 
@@ -333,6 +359,10 @@ impl RunHandle {
     /// the database is unavailable (the lease then frees the kind).
     pub async fn finish(self, outcome: Result<serde_json::Value, String>) {
         self.heartbeat.abort();
+        self.in_flight
+            .lock()
+            .expect("never poisoned")
+            .remove(&self.seq);
         let (done, total) = self.progress.get();
         let outcome = RunOutcome {
             finished_at: now(),

@@ -374,7 +374,12 @@ async fn sqlite_on_a_full_filesystem() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("collect on a full disk: {:?}\n{stderr}", out.status);
     assert!(!out.status.success());
-    assert!(stderr.contains("full"), "{stderr}");
+    // The cause, and what to change.
+    assert!(
+        stderr.contains("disk holding the database is full"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--database-url"), "{stderr}");
 
     let check = |url: String| async move {
         use sqlx::Connection;

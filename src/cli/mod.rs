@@ -629,6 +629,7 @@ async fn serve(settings: &Settings, opts: ServeOptions) -> anyhow::Result<()> {
         settings.retention,
         stop_rx.clone(),
     ));
+    let runs = state.runs.clone();
     let mut api_stop = stop_rx.clone();
     let api = http::serve(listener, state, async move {
         let _ = api_stop.wait_for(|stop| *stop).await;
@@ -646,6 +647,8 @@ async fn serve(settings: &Settings, opts: ServeOptions) -> anyhow::Result<()> {
     for task in scheduler.into_iter().chain(reporter).chain([pruner]) {
         let _ = task.await;
     }
+    runs.end_in_flight("interrupted: the process running it shut down")
+        .await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -31,6 +31,10 @@ async fn start(state: &AppState, kind: RunKind) -> Result<(StatusCode, Json<RunI
             RunKind::Analyze => jobs.analyze(store.as_ref(), &handle).await,
         };
         snapshot.invalidate().await;
+        // Logged like a scheduled run's failure: an operator reads logs, not run ids.
+        if let Err(e) = &outcome {
+            tracing::error!(run = %handle.id, error = %e, "run started through the API failed");
+        }
         handle.finish(outcome).await;
     });
     Ok((StatusCode::ACCEPTED, Json(info)))

@@ -37,13 +37,32 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// A query failed.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+    /// The disk holding the database is full; the failed write was rolled back.
+    #[error("the disk holding the database is full ({0}): free space there, or move the database elsewhere (--database-url); the write that failed was rolled back and nothing of it was kept")]
+    DiskFull(sqlx::Error),
     /// The caller asked to store something the schema can't hold.
     #[error("refused to store: {0}")]
     Invalid(String),
     /// A stored row could not be decoded.
     #[error("corrupt row in the database: {0}")]
     Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        // SQLite's SQLITE_FULL (13) and Postgres' disk_full (53100): say what to change
+        // rather than repeat the driver's words.
+        let full = e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|code| code == "13" || code == "53100");
+        if full {
+            StoreError::DiskFull(e)
+        } else {
+            StoreError::Database(e)
+        }
+    }
 }
 
 /// Which recommendations to list; `None` matches everything.

@@ -388,6 +388,17 @@ impl PromClient {
         )
     }
 
+    /// `req` with this client's credentials, if any.
+    fn with_auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if let Some(token) = &self.token {
+            req.bearer_auth(token.expose_secret())
+        } else if let Some((user, password)) = &self.basic_auth {
+            req.basic_auth(user, Some(password.expose_secret()))
+        } else {
+            req
+        }
+    }
+
     // POST with a form body: long PromQL never hits "414 Request-URI Too Large".
     async fn post<K: serde::Serialize, V: serde::Serialize>(
         &self,
@@ -403,11 +414,7 @@ impl PromClient {
             .post(format!("{}{}", self.base, path))
             .form(params);
         let url = format!("{}{}", self.shown, path);
-        if let Some(token) = &self.token {
-            req = req.bearer_auth(token.expose_secret());
-        } else if let Some((user, password)) = &self.basic_auth {
-            req = req.basic_auth(user, Some(password.expose_secret()));
-        }
+        req = self.with_auth(req);
         let http_err = |e: reqwest::Error| PromError::Http {
             url: url.clone(),
             timeout: e.is_timeout(),
@@ -415,12 +422,7 @@ impl PromClient {
         };
         let mut resp = req.send().await.map_err(http_err)?;
         let status = resp.status().as_u16();
-        let content_type = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let content_type = content_type(&resp);
         let bytes = read_capped(&mut resp, self.max_response_bytes)
             .await
             .map_err(|e| match e {
@@ -517,6 +519,15 @@ fn describe_reqwest_error(e: &reqwest::Error) -> String {
         source = s.source();
     }
     crate::redact::text(&msg)
+}
+
+/// The answer's content type, empty when missing or not text.
+fn content_type(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
 }
 
 fn snippet(bytes: &[u8]) -> String {

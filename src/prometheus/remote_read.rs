@@ -11,9 +11,9 @@
 
 use bytes::{Buf, BytesMut};
 use prost::Message;
-use secrecy::ExposeSecret;
 
-use super::{describe_reqwest_error, read_capped, snippet, xor, Labels, PromClient, PromError};
+use super::{content_type, describe_reqwest_error, read_capped, snippet, xor};
+use super::{Labels, PromClient, PromError};
 
 /// A frame larger than this is refused. Prometheus cuts frames at
 /// `--storage.remote.read-max-bytes-in-frame` (1 MiB by default); a single series'
@@ -312,19 +312,10 @@ impl PromClient {
             .header(reqwest::header::CONTENT_ENCODING, "snappy")
             .header("X-Prometheus-Remote-Read-Version", "0.1.0")
             .body(request_body(start_ms, end_ms, matchers));
-        if let Some(token) = &self.token {
-            req = req.bearer_auth(token.expose_secret());
-        } else if let Some((user, password)) = &self.basic_auth {
-            req = req.basic_auth(user, Some(password.expose_secret()));
-        }
+        req = self.with_auth(req);
         let mut resp = req.send().await.map_err(http_err)?;
         let status = resp.status().as_u16();
-        let content_type = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let content_type = content_type(&resp);
         if !(200..300).contains(&status) {
             // Only the start of an error page is shown; never read a huge one whole.
             let body = read_capped(&mut resp, 64 << 10).await.unwrap_or_default();

@@ -39,5 +39,5 @@ for target in $(cargo fuzz list); do
     echo "fuzz target $target failed (full log: $log)" >&2
     exit 1
   fi
-  grep -E "^#[0-9]+ +DONE" "$log" | tail -n 1
+  grep -E "^#[0-9]+[[:space:]]+DONE" "$log" | tail -n 1 || true
 done

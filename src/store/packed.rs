@@ -105,7 +105,11 @@ fn hour_of(day: i64, bytes: &[u8]) -> Result<(i64, &[u8]), String> {
     if offset > 23 {
         return Err(format!("day row names hour {offset} of a day"));
     }
-    Ok((day + i64::from(offset) * 3600, rest))
+    // `day` comes from the row's key; a corrupt one must be an error, not an overflow.
+    let hour = day
+        .checked_add(i64::from(offset) * 3600)
+        .ok_or_else(|| format!("day row of day {day} has no hour {offset}"))?;
+    Ok((hour, rest))
 }
 
 fn take<const N: usize>(bytes: &[u8]) -> Result<[u8; N], String> {
@@ -118,6 +122,13 @@ fn take<const N: usize>(bytes: &[u8]) -> Result<[u8; N], String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_day_at_the_end_of_time_is_an_error_not_an_overflow() {
+        // Found by the packed_day fuzz target.
+        let bytes = [VERSION, 1, 0];
+        assert!(decode_usage(i64::MAX, &bytes).is_err());
+    }
 
     #[test]
     fn usage_and_signal_days_round_trip() {

@@ -9,7 +9,6 @@
 //! computed while writing, from the very values written.
 
 mod cluster;
-mod promql;
 mod usage;
 mod writer;
 

@@ -5,12 +5,12 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{self, BufWriter, Write};
 
 use super::cluster::{Cluster, ControllerObject, Instance, Kind, Pod, PodContainer};
-use super::promql::{RangeFn, WindowEval};
 use super::usage::{self, MemoryShape};
 use super::{
     quantile_exact, GroundTruth, ProbeValue, SynthConfig, TruthContainer, TruthDay, TruthHpa,
     TruthPdb, TruthWorkload, CPU_RATE_RANGE_SECS, MEMORY_RANGE_SECS, TRUTH_STEP_SECS,
 };
+use crate::prometheus::engine::{RangeFn, WindowEval};
 
 const KUBELET: &[(&str, &str)] = &[("job", "kubelet"), ("metrics_path", "/metrics/cadvisor")];
 const KSM: &[(&str, &str)] = &[("instance", "ksm:8080"), ("job", "kube-state-metrics")];

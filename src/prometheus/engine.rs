@@ -1,6 +1,7 @@
-//! Just enough of Prometheus 2.42's PromQL engine to predict, bit for bit,
-//! what `rate(...[5m])` and `max_over_time(...[1m])` return for the series
-//! we write, then `max by (namespace, pod, container)` over them.
+//! Just enough of Prometheus 2.42's PromQL engine to compute, bit for bit,
+//! what `rate(...[5m])` and `max_over_time(...[1m])` return from raw samples,
+//! then `max by (namespace, pod, container)` over them: the synthetic generator
+//! predicts its ground truth with it.
 
 use std::collections::VecDeque;
 

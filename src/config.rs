@@ -86,6 +86,10 @@ pub struct GlobalArgs {
     /// Log format: auto (text on a terminal, JSON otherwise), text or json.
     #[arg(long, env = "RIGHTSIZER_LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
+    /// Where the collector reads history: auto (remote read where offered, else range
+    /// queries), remote-read or query-range. Overrides `collector.source`.
+    #[arg(long, env = "RIGHTSIZER_COLLECTOR_SOURCE", global = true, value_enum)]
+    pub collector_source: Option<CollectorSource>,
 }
 
 /// Log output format.
@@ -342,10 +346,39 @@ impl Default for ReportsConfig {
     }
 }
 
+/// How the collector reads history from Prometheus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum CollectorSource {
+    /// Remote read where the server offers it (probed once per cluster), else
+    /// `query-range`.
+    #[default]
+    Auto,
+    /// Raw samples over `/api/v1/read` (streamed XOR chunks); the PromQL the
+    /// query path sends is evaluated by the collector.
+    RemoteRead,
+    /// PromQL range queries over `/api/v1/query_range` (Thanos Query,
+    /// VictoriaMetrics and other servers without remote read).
+    QueryRange,
+}
+
+impl CollectorSource {
+    /// The name used in the config file, on the command line and in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CollectorSource::Auto => "auto",
+            CollectorSource::RemoteRead => "remote-read",
+            CollectorSource::QueryRange => "query-range",
+        }
+    }
+}
+
 /// The `[collector]` table of the config file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CollectorConfig {
+    /// Where history comes from: `auto`, `remote-read` or `query-range`.
+    pub source: CollectorSource,
     /// Query resolution.
     #[serde(with = "humantime_serde")]
     pub step: Duration,
@@ -375,6 +408,7 @@ pub struct CollectorConfig {
 impl Default for CollectorConfig {
     fn default() -> Self {
         CollectorConfig {
+            source: CollectorSource::Auto,
             step: Duration::from_secs(60),
             chunk_hours: 6,
             concurrency: 2,
@@ -692,7 +726,10 @@ impl Settings {
                 .unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
             prometheus,
             cluster,
-            collector: file.collector.clone(),
+            collector: CollectorConfig {
+                source: global.collector_source.unwrap_or(file.collector.source),
+                ..file.collector.clone()
+            },
             policy,
             pricing: file.pricing.clone(),
             backtest: file.backtest.clone(),

@@ -257,6 +257,7 @@ fn no_flags() -> GlobalArgs {
         kubernetes: false,
         cluster: None,
         log_format: LogFormat::Auto,
+        collector_source: None,
     }
 }
 

@@ -62,6 +62,7 @@ pub async fn collect_window(
         concurrency: config.concurrency,
         max_series_per_query: config.max_series_per_query,
         progress,
+        source: config.source,
     };
     collector::collect(prom, store, &opts).await
 }
@@ -394,6 +395,9 @@ pub struct JobRunner {
     pub analysis: AnalysisSettings,
     /// The clusters of the newest run (configured or discovered), for readiness.
     pub known: Arc<std::sync::Mutex<Vec<String>>>,
+    /// The source each cluster's newest collection read from (`remote-read`, or
+    /// `query-range` with why), for readiness.
+    pub sources: Arc<std::sync::Mutex<BTreeMap<String, String>>>,
 }
 
 impl JobRunner {
@@ -410,6 +414,7 @@ impl JobRunner {
             collector,
             analysis,
             known: Arc::new(std::sync::Mutex::new(known)),
+            sources: Default::default(),
         }
     }
 
@@ -490,6 +495,25 @@ impl JobRunner {
             many => many
                 .iter()
                 .map(|(cluster, status)| format!("{cluster}: {status}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    }
+
+    /// Readiness detail of the collector's source: what each cluster's newest collection
+    /// read from; `names` prefixes each with its cluster when there are several.
+    pub fn source_status(&self, names: bool) -> String {
+        let sources = self.sources.lock().expect("never poisoned");
+        match sources.len() {
+            0 => "not-collected-yet".into(),
+            1 => sources.values().next().cloned().unwrap_or_default(),
+            _ if !names => {
+                let distinct: std::collections::BTreeSet<&String> = sources.values().collect();
+                distinct.into_iter().cloned().collect::<Vec<_>>().join("; ")
+            }
+            _ => sources
+                .iter()
+                .map(|(cluster, source)| format!("{cluster}: {source}"))
                 .collect::<Vec<_>>()
                 .join("; "),
         }
@@ -594,6 +618,14 @@ impl JobRunner {
             .await
             {
                 Ok(report) => {
+                    let source = match &report.source_note {
+                        Some(note) => format!("{} ({note})", report.source),
+                        None => report.source.clone(),
+                    };
+                    self.sources
+                        .lock()
+                        .expect("never poisoned")
+                        .insert(c.cluster.clone(), source);
                     reports.insert(
                         c.cluster.clone(),
                         serde_json::to_value(report).expect("reports serialize"),

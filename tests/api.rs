@@ -579,7 +579,7 @@ async fn readiness_and_metrics() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body,
-        serde_json::json!({"status": "ready", "store": "ok", "collection": "not-checked", "kubernetes": "not-configured"})
+        serde_json::json!({"status": "ready", "store": "ok", "collection": "not-checked", "kubernetes": "not-configured", "collector_source": "not-checked"})
     );
 
     let _ = get(&state, "/api/v1/recommendations").await;

@@ -519,6 +519,14 @@ async fn readiness_names_clusters_only_to_readers() {
     // Two clusters, so the answer would say which one is not ready.
     let jobs = state.jobs.as_ref().unwrap();
     jobs.known.lock().unwrap().push("clu-other".into());
+    jobs.sources
+        .lock()
+        .unwrap()
+        .insert(JOBS_CLUSTER.into(), "remote-read".into());
+    jobs.sources.lock().unwrap().insert(
+        "clu-other".into(),
+        "query-range (remote read unavailable)".into(),
+    );
     state.readiness_max_collection_age = Some(std::time::Duration::from_secs(3600));
     let (status, body) = send(&state, request(&Method::GET, "/readyz", Cred::None)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
@@ -526,9 +534,20 @@ async fn readiness_names_clusters_only_to_readers() {
         !body.contains(JOBS_CLUSTER) && !body.contains("clu-other"),
         "{body}"
     );
+    // The sources in use, unnamed.
+    assert!(
+        body.contains(r#""collector_source":"query-range (remote read unavailable); remote-read""#),
+        "{body}"
+    );
     let (_, body) = send(&state, request(&Method::GET, "/readyz", Cred::Header)).await;
     assert!(
         body.contains(JOBS_CLUSTER) && body.contains("clu-other"),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            r#""collector_source":"{JOBS_CLUSTER}: remote-read; clu-other: query-range (remote read unavailable)""#
+        )),
         "{body}"
     );
 }

@@ -440,7 +440,7 @@ async fn the_binary_works_on_every_cluster_it_discovers_by_label() {
     assert_eq!(lines.len(), 2, "one line per cluster: {stdout}");
     for ((name, truth, _), line) in fx.clusters().into_iter().zip(&lines) {
         let want = format!(
-            "collected {} hours (0 already collected) for cluster {name}: {} workload containers,",
+            "collected {} hours (0 already collected) for cluster {name} via remote-read: {} workload containers,",
             DAYS * 24,
             truth.containers.len()
         );
@@ -482,8 +482,14 @@ async fn two_clusters_each_on_its_own_prometheus() {
         stdout_of(&rightsizer(&config, &["collect", "--since", "48h", "--until", &until]).await);
     let lines: Vec<&str> = collected.lines().collect();
     assert_eq!(lines.len(), 2, "{collected}");
-    assert!(lines[0].contains(" for cluster a: "), "{collected}");
-    assert!(lines[1].contains(" for cluster b: "), "{collected}");
+    assert!(
+        lines[0].contains(" for cluster a via remote-read: "),
+        "{collected}"
+    );
+    assert!(
+        lines[1].contains(" for cluster b via remote-read: "),
+        "{collected}"
+    );
 
     let analyzed = stdout_of(&rightsizer(&config, &["analyze"]).await);
     let lines: Vec<&str> = analyzed.lines().collect();
@@ -738,8 +744,10 @@ async fn a_chunk_prometheus_refuses_for_its_size_is_fetched_by_namespace_group()
 
     // Splitting only when refused; the answers are those of one query on a server
     // without the limit.
+    // Range queries: Prometheus' sample limit applies to PromQL, not to streamed remote read.
     let opts = CollectOptions {
         max_series_per_query: 0,
+        source: rightsizer::config::CollectorSource::QueryRange,
         ..options("refused", start, end)
     };
     let store_dir = TempDir::new("rs-multicluster-refused-store").unwrap();

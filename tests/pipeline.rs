@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rightsizer::collector::{self, CollectOptions};
+use rightsizer::config::CollectorSource;
 use rightsizer::jobs;
-use rightsizer::model::{Recommendation, Status, UsageHour};
+use rightsizer::model::{ContainerObservation, Recommendation, SignalHour, Status, UsageHour};
 use rightsizer::prometheus::{PromClient, PromConfig};
 use rightsizer::store::{RecommendationFilter, Store};
 use rightsizer::synth::{self, GroundTruth, SynthConfig};
@@ -53,23 +54,26 @@ fn client(url: &str) -> PromClient {
     .unwrap()
 }
 
-fn options(truth: &GroundTruth, to: i64) -> CollectOptions {
+fn options(truth: &GroundTruth, to: i64, source: CollectorSource) -> CollectOptions {
     CollectOptions {
         step_secs: 60,
         chunk_hours: 6,
         concurrency: 2,
+        source,
         ..CollectOptions::new("test", truth.start, to)
     }
 }
 
-/// Every usage row of every container, for comparing stores.
-async fn dump(store: &dyn Store) -> BTreeMap<String, Vec<UsageHour>> {
+/// Every row of every container (its last spec, hourly usage, hourly signals), for
+/// comparing stores and sources.
+type Dump = BTreeMap<String, (ContainerObservation, Vec<UsageHour>, Vec<SignalHour>)>;
+
+async fn dump(store: &dyn Store) -> Dump {
     let mut out = BTreeMap::new();
     for c in store.containers(Some("test")).await.unwrap() {
-        out.insert(
-            c.key.to_string(),
-            store.usage(&c.key, 0, i64::MAX / 2).await.unwrap(),
-        );
+        let usage = store.usage(&c.key, 0, i64::MAX / 2).await.unwrap();
+        let signals = store.signals(&c.key, 0, i64::MAX / 2).await.unwrap();
+        out.insert(c.key.to_string(), (c, usage, signals));
     }
     out
 }
@@ -159,20 +163,32 @@ fn check_against_truth(recs: &[Recommendation], truth: &GroundTruth) {
     );
 }
 
-async fn end_to_end(store: Arc<dyn Store>, fx: &Fixture) -> BTreeMap<String, Vec<UsageHour>> {
+/// Collects the fixture into `store`, the first hours through `first` and the last five
+/// through `rest`, analyzes, and checks the recommendations against the ground truth.
+async fn end_to_end(
+    store: Arc<dyn Store>,
+    fx: &Fixture,
+    first: CollectorSource,
+    rest: CollectorSource,
+) -> Dump {
     let prom = client(fx.prometheus.url());
     let truth = &fx.truth;
 
     // First a window that stops 5 hours short, then the whole: only new hours are fetched.
-    let partial = collector::collect(&prom, store.as_ref(), &options(truth, truth.end - 5 * 3600))
-        .await
-        .unwrap();
+    let partial = collector::collect(
+        &prom,
+        store.as_ref(),
+        &options(truth, truth.end - 5 * 3600, first),
+    )
+    .await
+    .unwrap();
+    assert_eq!(partial.source, first.as_str());
     assert_eq!(partial.hours_collected as i64, DAYS * 24 - 5);
     assert_eq!(
         partial.inferred_pods, 0,
         "every pod has kube_pod_owner: no name heuristics"
     );
-    let rest = collector::collect(&prom, store.as_ref(), &options(truth, truth.end))
+    let rest = collector::collect(&prom, store.as_ref(), &options(truth, truth.end, rest))
         .await
         .unwrap();
     assert_eq!(
@@ -183,7 +199,7 @@ async fn end_to_end(store: Arc<dyn Store>, fx: &Fixture) -> BTreeMap<String, Vec
 
     // Collecting the same window again changes nothing.
     let before = dump(store.as_ref()).await;
-    let again = collector::collect(&prom, store.as_ref(), &options(truth, truth.end))
+    let again = collector::collect(&prom, store.as_ref(), &options(truth, truth.end, first))
         .await
         .unwrap();
     assert_eq!(again.hours_collected, 0);
@@ -238,22 +254,46 @@ async fn end_to_end(store: Arc<dyn Store>, fx: &Fixture) -> BTreeMap<String, Vec
     before
 }
 
+/// Each store gets half of its history through each source, in opposite orders, and a
+/// third run reads everything through remote read alone: every store holds the same
+/// summaries, exactly (the collector evaluates the PromQL of the query path bit for bit
+/// from the raw samples), and each analysis matches the ground truth.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_and_postgres_agree_with_the_ground_truth() {
+async fn sqlite_and_postgres_agree_with_the_ground_truth_through_either_source() {
+    use CollectorSource::{Auto, QueryRange, RemoteRead};
     let fx = tokio::task::spawn_blocking(fixture).await.unwrap();
 
     let dir = TempDir::new("rs-pipeline-sqlite").unwrap();
     let sqlite_url = format!("sqlite://{}", dir.path().join("rs.db").display());
     let sqlite = rightsizer::store::connect(&sqlite_url).await.unwrap();
-    let from_sqlite = end_to_end(sqlite, &fx).await;
+    let from_sqlite = end_to_end(sqlite, &fx, QueryRange, RemoteRead).await;
 
     let db = TestDatabase::create().await;
     let postgres = rightsizer::store::connect(db.url()).await.unwrap();
-    let from_postgres = end_to_end(postgres, &fx).await;
+    let from_postgres = end_to_end(postgres, &fx, RemoteRead, QueryRange).await;
 
     assert_eq!(
         from_sqlite, from_postgres,
-        "both backends store the same summaries"
+        "both backends store the same summaries, whichever source fed which hours"
     );
     db.drop_database().await;
+
+    let dir = TempDir::new("rs-pipeline-remote").unwrap();
+    let sqlite_url = format!("sqlite://{}", dir.path().join("rs.db").display());
+    let remote_only = rightsizer::store::connect(&sqlite_url).await.unwrap();
+    let report = collector::collect(
+        &client(fx.prometheus.url()),
+        remote_only.as_ref(),
+        &options(&fx.truth, fx.truth.end, Auto),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (report.source.as_str(), report.source_note.as_deref()),
+        ("remote-read", None),
+        "Prometheus 2.42 offers remote read: auto takes it"
+    );
+    assert_eq!(report.remote_read_fallbacks, 0);
+    assert!(report.remote_read_samples > 0 && report.remote_read_bytes > 0);
+    assert_eq!(dump(remote_only.as_ref()).await, from_sqlite);
 }

@@ -59,11 +59,8 @@ fn client(url: &str) -> PromClient {
 }
 
 async fn read_all(client: &PromClient, matchers: &[Matcher]) -> Result<Vec<RawSeries>, PromError> {
-    let mut out = vec![];
-    client
-        .remote_read(START * 1000, (START + 3 * 3600) * 1000, matchers, |s| {
-            out.push(s)
-        })
+    let (out, _) = client
+        .remote_read(START * 1000, (START + 3 * 3600) * 1000, matchers, Vec::new)
         .await?;
     Ok(out)
 }
@@ -110,13 +107,12 @@ async fn a_series_split_over_small_frames_comes_back_whole() {
     )
     .unwrap();
     let mut frames = 0;
-    let mut got = vec![];
-    let stats = client(prom.url())
+    let (got, stats) = client(prom.url())
         .remote_read(
             START * 1000,
             (START + 3 * 3600) * 1000,
             &[Matcher::new(MatchKind::Re, "__name__", "cpu_total|mem")],
-            |s| got.push(s),
+            Vec::new,
         )
         .await
         .unwrap();

@@ -305,10 +305,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 )
                 .await;
                 match result {
-                    Ok(r) => println!(
-                        "collected {} hours ({} already collected) for cluster {}: {} workload containers, {} samples, {} rejected",
-                        r.hours_collected, r.hours_already_collected, c.cluster, r.containers, r.samples, r.rejected_samples
-                    ),
+                    Ok(r) => {
+                        println!(
+                            "collected {} hours ({} already collected) for cluster {} via {}: {} workload containers, {} samples, {} rejected",
+                            r.hours_collected, r.hours_already_collected, c.cluster, r.source, r.containers, r.samples, r.rejected_samples
+                        );
+                        if let Some(note) = &r.source_note {
+                            eprintln!("cluster {}: {note}", c.cluster);
+                        }
+                        if r.remote_read_fallbacks > 0 {
+                            eprintln!(
+                                "cluster {}: {} remote reads failed and were asked again with range queries (see the log)",
+                                c.cluster, r.remote_read_fallbacks
+                            );
+                        }
+                    }
                     // One cluster: its error is the command's. Several: say which failed, go on.
                     Err(e) if clusters.len() == 1 => return Err(e.into()),
                     Err(e) => {

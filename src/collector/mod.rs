@@ -14,12 +14,14 @@ use std::collections::HashSet;
 
 use futures::StreamExt;
 
+use crate::config::CollectorSource;
 use crate::prometheus::{PromClient, PromError};
 use crate::store::{Claim, Store, StoreError};
 
 pub mod discovery;
 pub mod ingest;
 pub mod queries;
+pub mod raw;
 
 pub use queries::Scope;
 
@@ -95,6 +97,8 @@ pub struct CollectOptions {
     pub max_series_per_query: u64,
     /// Told after each committed chunk.
     pub progress: Progress,
+    /// Where history comes from; `Auto` probes the server once (per client).
+    pub source: CollectorSource,
 }
 
 impl CollectOptions {
@@ -111,6 +115,7 @@ impl CollectOptions {
             concurrency: defaults.concurrency,
             max_series_per_query: defaults.max_series_per_query,
             progress: Progress::default(),
+            source: defaults.source,
         }
     }
 }
@@ -138,6 +143,17 @@ pub struct CollectReport {
     pub inferred_pods: u64,
     /// Distinct workload containers seen.
     pub containers: u64,
+    /// Where the history came from: `remote-read` or `query-range`.
+    pub source: String,
+    /// Why `auto` chose `query-range`, when it did.
+    pub source_note: Option<String>,
+    /// Namespace groups whose remote read failed and that `auto` asked again with range
+    /// queries.
+    pub remote_read_fallbacks: u64,
+    /// Bytes of remote-read answers.
+    pub remote_read_bytes: u64,
+    /// Raw samples decoded from remote-read answers.
+    pub remote_read_samples: u64,
 }
 
 /// Rounds down to the hour.
@@ -199,6 +215,8 @@ pub struct ChunkQueries {
     pub cpu: RangeQuery,
     /// Memory peak per pod container.
     pub memory: RangeQuery,
+    /// The series these queries cover (remote read selects them with it).
+    pub scope: Scope,
 }
 
 impl ChunkQueries {
@@ -226,6 +244,7 @@ impl ChunkQueries {
             },
             cpu: range(queries::cpu_usage(scope), step_secs),
             memory: range(queries::memory_peak(step_secs, scope), step_secs),
+            scope: scope.clone(),
         }
     }
 
@@ -273,21 +292,29 @@ pub fn parse_sizes(samples: &[crate::prometheus::InstantSample]) -> Vec<(String,
 /// Whether Prometheus (or Thanos/Mimir in front of it) refused a query for its size, which
 /// a narrower namespace group can fix.
 fn is_too_big(e: &PromError) -> bool {
-    const SIGNS: [&str; 6] = [
+    const SIGNS: [&str; 8] = [
         "too many samples",
         "series limit",
         "maximum number of series",
         "max series",
         "maximum number of chunks",
+        "max number of chunks",
         "response size",
+        // Remote read answered as samples rather than streamed chunks.
+        "exceeded sample limit",
     ];
-    match e {
-        PromError::Api { message, .. } => {
-            let message = message.to_lowercase();
-            SIGNS.iter().any(|s| message.contains(s))
-        }
-        _ => false,
-    }
+    let message = match e {
+        PromError::Api { message, .. } => message,
+        // Remote read refuses with a plain-text error page.
+        PromError::Status {
+            status: 400..=599,
+            snippet,
+            ..
+        } => snippet,
+        _ => return false,
+    };
+    let message = message.to_lowercase();
+    SIGNS.iter().any(|s| message.contains(s))
 }
 
 /// A chunk fetched and waiting to be written, with the claim to release after writing.
@@ -295,39 +322,97 @@ struct Fetched {
     chunk: crate::model::Chunk,
     stats: ingest::ChunkStats,
     split: bool,
-    queries: u64,
+    counts: Counts,
     claim: Option<Claim>,
+}
+
+/// Requests a chunk took.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    /// Requests Prometheus answered (queries and remote reads).
+    queries: u64,
+    /// Namespace groups asked again with range queries after their remote read failed.
+    fallbacks: u64,
+    /// What the remote reads moved.
+    raw: raw::RawStats,
+}
+
+/// How a run reads the range selections: remote read (`fall_back`: under `auto`, a
+/// group whose read fails is asked again with range queries) or range queries.
+#[derive(Debug, Clone, Copy)]
+struct Via {
+    remote_read: bool,
+    fall_back: bool,
+}
+
+/// The state, CPU and memory answers of one group, from range queries.
+async fn ranges_by_query(
+    prom: &PromClient,
+    q: &ChunkQueries,
+) -> Result<[crate::prometheus::Answer<crate::prometheus::RangeSeries>; 3], PromError> {
+    let [state, cpu, memory] = q.ranges();
+    let (state, cpu, memory) = tokio::join!(
+        prom.query_range(&state.promql, state.start, state.end, state.step_secs),
+        prom.query_range(&cpu.promql, cpu.start, cpu.end, cpu.step_secs),
+        prom.query_range(&memory.promql, memory.start, memory.end, memory.step_secs)
+    );
+    Ok([state?, cpu?, memory?])
+}
+
+/// The same answers computed from remote reads of the raw series.
+async fn ranges_by_read(
+    prom: &PromClient,
+    q: &ChunkQueries,
+    raw_stats: &mut raw::RawStats,
+) -> Result<[crate::prometheus::Answer<crate::prometheus::RangeSeries>; 3], PromError> {
+    use queries::RawMetric;
+    let (mut a, mut b, mut c) = Default::default();
+    let (state, cpu, memory) = tokio::join!(
+        raw::read_range(prom, RawMetric::State, &q.state, &q.scope, &mut a),
+        raw::read_range(prom, RawMetric::Cpu, &q.cpu, &q.scope, &mut b),
+        raw::read_range(prom, RawMetric::Memory, &q.memory, &q.scope, &mut c),
+    );
+    for s in [a, b, c] {
+        raw_stats.bytes += s.bytes;
+        raw_stats.samples += s.samples;
+    }
+    Ok([state?, cpu?, memory?])
 }
 
 /// The owners, state, CPU and memory answers of one namespace group (or of all), asked
 /// together: the client's limit keeps them to `concurrency` at Prometheus, and a chunk alone
 /// (an incremental run's one hour) is not left with one query at a time. Each is answered
-/// before an error is returned, so `sent` counts exactly what Prometheus answered, the
+/// before an error is returned, so `queries` counts exactly what Prometheus answered, the
 /// refused one included.
 async fn fetch_group(
     prom: &PromClient,
     q: &ChunkQueries,
+    via: Via,
     answers: &mut ingest::Answers,
-    sent: &mut u64,
+    counts: &mut Counts,
 ) -> Result<(), PromError> {
-    let (owners, state, cpu, memory) = tokio::join!(
-        prom.query(&q.owners, q.time),
-        prom.query_range(
-            &q.state.promql,
-            q.state.start,
-            q.state.end,
-            q.state.step_secs
-        ),
-        prom.query_range(&q.cpu.promql, q.cpu.start, q.cpu.end, q.cpu.step_secs),
-        prom.query_range(
-            &q.memory.promql,
-            q.memory.start,
-            q.memory.end,
-            q.memory.step_secs
-        )
-    );
-    *sent += 4;
-    let (owners, state, cpu, memory) = (owners?, state?, cpu?, memory?);
+    let (owners, ranges) = if via.remote_read {
+        let (owners, ranges) = tokio::join!(
+            prom.query(&q.owners, q.time),
+            ranges_by_read(prom, q, &mut counts.raw)
+        );
+        counts.queries += 4;
+        match ranges {
+            Err(e) if via.fall_back && !is_too_big(&e) => {
+                tracing::warn!(error = %e, "remote read failed: asking this namespace group with range queries");
+                counts.fallbacks += 1;
+                counts.queries += 3;
+                (owners, ranges_by_query(prom, q).await)
+            }
+            ranges => (owners, ranges),
+        }
+    } else {
+        let (owners, ranges) =
+            tokio::join!(prom.query(&q.owners, q.time), ranges_by_query(prom, q));
+        counts.queries += 4;
+        (owners, ranges)
+    };
+    let (owners, [state, cpu, memory]) = (owners?, ranges?);
     answers.non_finite_skipped += owners.non_finite_skipped
         + state.non_finite_skipped
         + cpu.non_finite_skipped
@@ -349,7 +434,8 @@ async fn fetch_chunk(
     prom: &PromClient,
     hours: &[i64],
     opts: &CollectOptions,
-) -> Result<(crate::model::Chunk, ingest::ChunkStats, bool, u64), PromError> {
+    via: Via,
+) -> Result<(crate::model::Chunk, ingest::ChunkStats, bool, Counts), PromError> {
     let whole = ChunkQueries::new(hours, opts.step_secs, &opts.scope);
     let (sizes, facts) = tokio::join!(
         prom.query(&whole.sizes, whole.time),
@@ -368,7 +454,10 @@ async fn fetch_chunk(
         rejected: facts.non_finite_skipped,
         ..Default::default()
     };
-    let mut sent = 2;
+    let mut counts = Counts {
+        queries: 2,
+        ..Counts::default()
+    };
     let mut pending: Vec<Option<Vec<String>>> =
         match namespace_groups(&sizes, opts.max_series_per_query) {
             None => vec![None],
@@ -392,7 +481,7 @@ async fn fetch_chunk(
             facts: facts.series.clone(),
             ..Default::default()
         };
-        match fetch_group(prom, q, &mut part, &mut sent).await {
+        match fetch_group(prom, q, via, &mut part, &mut counts).await {
             Ok(()) => {
                 // Summarized on the blocking pool, like the answers were decoded: the
                 // other chunks' transfers go on meanwhile.
@@ -429,7 +518,7 @@ async fn fetch_chunk(
             Err(e) => return Err(e),
         }
     }
-    Ok((chunk, stats, split, sent))
+    Ok((chunk, stats, split, counts))
 }
 
 /// How long a run waits, at its end, for a chunk another process holds: past it, the
@@ -455,6 +544,7 @@ async fn claim_and_fetch(
     store: &dyn Store,
     hours: Vec<i64>,
     opts: &CollectOptions,
+    via: Via,
     wait: bool,
 ) -> Result<Outcome, CollectError> {
     let n = hours.len() as u64;
@@ -493,12 +583,12 @@ async fn claim_and_fetch(
     }
     let mut fetched = Vec::with_capacity(runs.len());
     for run in runs {
-        let (chunk, stats, split, queries) = fetch_chunk(prom, &run, opts).await?;
+        let (chunk, stats, split, counts) = fetch_chunk(prom, &run, opts, via).await?;
         fetched.push(Fetched {
             chunk,
             stats,
             split,
-            queries,
+            counts,
             claim: None,
         });
     }
@@ -506,6 +596,48 @@ async fn claim_and_fetch(
         last.claim = Some(claim);
     }
     Ok(Outcome::Fetched(fetched))
+}
+
+/// The source a run reads from, and why `auto` chose range queries when it did.
+async fn resolve_source(
+    prom: &PromClient,
+    source: CollectorSource,
+) -> Result<(Via, Option<String>), PromError> {
+    Ok(match source {
+        CollectorSource::RemoteRead => (
+            Via {
+                remote_read: true,
+                fall_back: false,
+            },
+            None,
+        ),
+        CollectorSource::QueryRange => (
+            Via {
+                remote_read: false,
+                fall_back: false,
+            },
+            None,
+        ),
+        CollectorSource::Auto => match prom.remote_read_offered().await? {
+            Ok(()) => (
+                Via {
+                    remote_read: true,
+                    fall_back: true,
+                },
+                None,
+            ),
+            Err(why) => {
+                tracing::info!(reason = %why, "no remote read: collecting with range queries");
+                (
+                    Via {
+                        remote_read: false,
+                        fall_back: false,
+                    },
+                    Some(format!("remote read unavailable: {why}")),
+                )
+            }
+        },
+    })
 }
 
 /// Collects the missing hours of `[from, to)`; returns what it did. Chunks written
@@ -537,8 +669,17 @@ pub async fn collect(
         .step_by(3600)
         .filter(|h| !done.contains(h))
         .collect();
+    let (via, source_note) = resolve_source(prom, opts.source).await?;
     let mut report = CollectReport {
         hours_already_collected: done.len() as u64,
+        source: if via.remote_read {
+            CollectorSource::RemoteRead
+        } else {
+            CollectorSource::QueryRange
+        }
+        .as_str()
+        .into(),
+        source_note,
         ..CollectReport::default()
     };
     let chunks = plan(&missing, opts.chunk_hours);
@@ -564,7 +705,7 @@ pub async fn collect(
     let fetcher = async move {
         let mut held = Vec::new();
         let mut fetches = futures::stream::iter(chunks)
-            .map(|hours| claim_and_fetch(prom, store, hours, opts, false))
+            .map(|hours| claim_and_fetch(prom, store, hours, opts, via, false))
             .buffered(opts.concurrency.max(1) + 1);
         while let Some(outcome) = fetches.next().await {
             let item = match outcome? {
@@ -581,7 +722,7 @@ pub async fn collect(
         }
         drop(fetches);
         for hours in held {
-            let item = match claim_and_fetch(prom, store, hours, opts, true).await? {
+            let item = match claim_and_fetch(prom, store, hours, opts, via, true).await? {
                 Outcome::Fetched(fetched) => Ok(fetched),
                 Outcome::Elsewhere(n) => Err(n),
                 Outcome::Held(_) => unreachable!("a waiting claim is never left held"),
@@ -624,7 +765,10 @@ pub async fn collect(
                 opts.progress.report(progressed, total);
                 report.chunks += 1;
                 report.split_chunks += u64::from(f.split);
-                report.queries += f.queries;
+                report.queries += f.counts.queries;
+                report.remote_read_fallbacks += f.counts.fallbacks;
+                report.remote_read_bytes += f.counts.raw.bytes;
+                report.remote_read_samples += f.counts.raw.samples;
                 report.samples += stats.samples;
                 report.rejected_samples += stats.rejected;
                 report.inferred_pods += stats.inferred_pods;

@@ -2,6 +2,21 @@
 //! grouped `by (namespace, pod, container)`: never one query per pod, never a pod regex.
 
 use crate::prometheus::promql::{duration, matcher, Op};
+use crate::prometheus::remote_read::{MatchKind, Matcher};
+
+/// The counter of CPU seconds per container (cAdvisor).
+pub const CPU_METRIC: &str = "container_cpu_usage_seconds_total";
+/// The memory working set per container (cAdvisor).
+pub const MEMORY_METRIC: &str = "container_memory_working_set_bytes";
+/// The container state series: requests, limits, `info` (to know a container exists even
+/// when it sets neither: BestEffort), restarts with the last termination reason, OOM events
+/// and CFS throttling counters.
+pub const STATE_METRICS: &str = "kube_pod_container_resource_requests|kube_pod_container_resource_limits|kube_pod_container_info|\
+kube_pod_container_status_restarts_total|kube_pod_container_status_last_terminated_reason|\
+container_oom_events_total|container_cpu_cfs_periods_total|container_cpu_cfs_throttled_periods_total";
+/// Of the state series, only these resources and termination reasons.
+const STATE_RESOURCES: &str = "cpu|memory|";
+const STATE_REASONS: &str = "OOMKilled|";
 
 /// Which series a query covers: one cluster of a Prometheus that holds several (told apart
 /// by a label, as with Thanos or Mimir), and, when a cluster's answers would be too big,
@@ -26,6 +41,23 @@ impl Scope {
             let alternatives: Vec<String> = namespaces.iter().map(|n| regex_escape(n)).collect();
             out.push(',');
             out.push_str(&matcher("namespace", Op::Re, &alternatives.join("|")));
+        }
+        out
+    }
+
+    /// The scope as remote-read matchers (the same selection as [`Scope::matchers`]).
+    fn remote_matchers(&self) -> Vec<Matcher> {
+        let mut out = Vec::new();
+        if let Some((label, value)) = &self.cluster {
+            out.push(Matcher::new(MatchKind::Eq, label, value));
+        }
+        if let Some(namespaces) = &self.namespaces {
+            let alternatives: Vec<String> = namespaces.iter().map(|n| regex_escape(n)).collect();
+            out.push(Matcher::new(
+                MatchKind::Re,
+                "namespace",
+                &alternatives.join("|"),
+            ));
         }
         out
     }
@@ -68,7 +100,7 @@ fn cadvisor(metric: &str, scope: &Scope) -> String {
 pub fn cpu_usage(scope: &Scope) -> String {
     format!(
         "max by (namespace, pod, container) (rate({}[5m]))",
-        cadvisor("container_cpu_usage_seconds_total", scope)
+        cadvisor(CPU_METRIC, scope)
     )
 }
 
@@ -77,7 +109,7 @@ pub fn cpu_usage(scope: &Scope) -> String {
 pub fn memory_peak(step_secs: i64, scope: &Scope) -> String {
     format!(
         "max by (namespace, pod, container) (max_over_time({}[{}]))",
-        cadvisor("container_memory_working_set_bytes", scope),
+        cadvisor(MEMORY_METRIC, scope),
         duration(step_secs)
     )
 }
@@ -104,19 +136,52 @@ pub fn namespace_sizes(span_secs: i64, scope: &Scope) -> String {
     )
 }
 
-/// Container state over time: requests, limits, `info` (to know a container exists even
-/// when it sets neither: BestEffort), restarts with the last termination reason, OOM events
-/// and CFS throttling counters. Counters are turned into per-hour increases by the
-/// collector, so a coarse step is enough.
+/// Container state over time ([`STATE_METRICS`]). Counters are turned into per-hour
+/// increases by the collector, so a coarse step is enough.
 pub fn container_state(scope: &Scope) -> String {
     format!(
         "max by (__name__, namespace, pod, container, resource) \
-         ({{__name__=~\"kube_pod_container_resource_requests|kube_pod_container_resource_limits|kube_pod_container_info|\
-         kube_pod_container_status_restarts_total|kube_pod_container_status_last_terminated_reason|\
-         container_oom_events_total|container_cpu_cfs_periods_total|container_cpu_cfs_throttled_periods_total\",\
-         resource=~\"cpu|memory|\",reason=~\"OOMKilled|\"{}}})",
+         ({{__name__=~\"{STATE_METRICS}\",resource=~\"{STATE_RESOURCES}\",reason=~\"{STATE_REASONS}\"{}}})",
         scope.matchers()
     )
+}
+
+/// What a remote read asks for in place of [`cpu_usage`], [`memory_peak`] or
+/// [`container_state`]: the same series, raw.
+pub fn raw_selection(metric: RawMetric, scope: &Scope) -> Vec<Matcher> {
+    let mut out = match metric {
+        RawMetric::Cpu | RawMetric::Memory => vec![
+            Matcher::new(
+                MatchKind::Eq,
+                "__name__",
+                if metric == RawMetric::Cpu {
+                    CPU_METRIC
+                } else {
+                    MEMORY_METRIC
+                },
+            ),
+            Matcher::new(MatchKind::Neq, "container", ""),
+            Matcher::new(MatchKind::Neq, "container", "POD"),
+        ],
+        RawMetric::State => vec![
+            Matcher::new(MatchKind::Re, "__name__", STATE_METRICS),
+            Matcher::new(MatchKind::Re, "resource", STATE_RESOURCES),
+            Matcher::new(MatchKind::Re, "reason", STATE_REASONS),
+        ],
+    };
+    out.extend(scope.remote_matchers());
+    out
+}
+
+/// The three range selections, read raw over remote read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawMetric {
+    /// [`CPU_METRIC`].
+    Cpu,
+    /// [`MEMORY_METRIC`].
+    Memory,
+    /// [`STATE_METRICS`].
+    State,
 }
 
 /// Workload facts at an instant: replicas, HPAs (targets and metrics) and PDB status.

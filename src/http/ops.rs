@@ -43,6 +43,11 @@ pub struct Readiness {
     /// resource type it may not read) or `unavailable: …`. Informational: analysis goes on
     /// from kube-state-metrics, so it never makes the service unready.
     pub kubernetes: String,
+    /// Where the newest collection read history: `remote-read`, `query-range (remote read
+    /// unavailable: …)`, `not-collected-yet` or `not-checked` (no collector); with several
+    /// clusters, one entry per cluster (named only to callers who may read).
+    /// Informational.
+    pub collector_source: String,
 }
 
 /// Ready when the store answers and, with a collector, the newest collected hour is not
@@ -88,6 +93,10 @@ pub async fn readyz(
         .as_ref()
         .map(|j| j.kubernetes_status())
         .unwrap_or_else(|| "not-configured".into());
+    let collector_source = match &state.jobs {
+        Some(jobs) if jobs.can_collect() => jobs.source_status(may_read.is_some()),
+        _ => "not-checked".into(),
+    };
     let ready = store == "ok" && (collection == "ok" || collection == "not-checked");
     let status = if ready {
         StatusCode::OK
@@ -101,6 +110,7 @@ pub async fn readyz(
             store,
             collection,
             kubernetes,
+            collector_source,
         }),
     )
 }

@@ -59,6 +59,86 @@ pub(crate) fn extrapolated_rate(
     Some(result * factor)
 }
 
+/// Whether `v` is the marker Prometheus writes when a series goes stale. Range
+/// functions skip it; an instant selector whose newest sample is one sees nothing.
+pub(crate) fn is_stale(v: f64) -> bool {
+    v.to_bits() == super::xor::STALE_NAN_BITS
+}
+
+/// Evaluation times of a range query, in milliseconds: `start, start + step, …, ≤ end`.
+pub(crate) fn steps(start_secs: i64, end_secs: i64, step_secs: i64) -> impl Iterator<Item = i64> {
+    (start_secs..=end_secs)
+        .step_by(step_secs.max(1) as usize)
+        .map(|t| t * 1000)
+}
+
+/// `func(series[range])` of one series at each of `times` (ascending, ms), as
+/// Prometheus 2.42 evaluates it in a range query: the window is `[t - range, t]`,
+/// both ends inclusive, stale markers dropped; `sink(t, value)` is called for the
+/// times with a value (`rate` needs two samples, `max_over_time` one). `samples` are
+/// in time order and may reach past both ends.
+pub(crate) fn range_eval(
+    samples: &[(i64, f64)],
+    func: RangeFn,
+    range_ms: i64,
+    times: impl Iterator<Item = i64>,
+    mut sink: impl FnMut(i64, f64),
+) {
+    let live: Vec<(i64, f64)> = samples
+        .iter()
+        .copied()
+        .filter(|&(_, v)| !is_stale(v))
+        .collect();
+    let (mut lo, mut hi) = (0, 0);
+    for t in times {
+        while hi < live.len() && live[hi].0 <= t {
+            hi += 1;
+        }
+        while lo < hi && live[lo].0 < t - range_ms {
+            lo += 1;
+        }
+        let window = &live[lo..hi];
+        let value =
+            match func {
+                RangeFn::Rate => extrapolated_rate(window, t, range_ms),
+                // `aggrOverTime`: the first value, replaced by a larger one or when it is NaN.
+                RangeFn::MaxOverTime => window.iter().map(|&(_, v)| v).reduce(|max, v| {
+                    if v > max || max.is_nan() {
+                        v
+                    } else {
+                        max
+                    }
+                }),
+            };
+        if let Some(v) = value {
+            sink(t, v);
+        }
+    }
+}
+
+/// An instant vector selector of one series at each of `times` (ascending, ms), as
+/// Prometheus 2.42 evaluates it: the newest sample at or before `t` and no older than
+/// `lookback_ms` (inclusive), nothing when that sample is a stale marker.
+pub(crate) fn instant_eval(
+    samples: &[(i64, f64)],
+    lookback_ms: i64,
+    times: impl Iterator<Item = i64>,
+    mut sink: impl FnMut(i64, f64),
+) {
+    let mut next = 0;
+    for t in times {
+        while next < samples.len() && samples[next].0 <= t {
+            next += 1;
+        }
+        let Some(&(ts, v)) = next.checked_sub(1).map(|i| &samples[i]) else {
+            continue;
+        };
+        if ts >= t - lookback_ms && !is_stale(v) {
+            sink(t, v);
+        }
+    }
+}
+
 /// Which range function a [`WindowEval`] emulates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RangeFn {
@@ -216,5 +296,55 @@ mod tests {
         got.clear();
         w.eval(121, |g, v| got.push((g, v)));
         assert!(got.is_empty());
+    }
+
+    #[test]
+    fn range_eval_drops_stale_markers_and_keeps_both_ends() {
+        let stale = f64::from_bits(crate::prometheus::xor::STALE_NAN_BITS);
+        let s = [(0, 1.0), (60_000, 5.0), (90_000, stale), (120_000, 2.0)];
+        let mut got = Vec::new();
+        range_eval(
+            &s,
+            RangeFn::MaxOverTime,
+            60_000,
+            steps(60, 180, 60),
+            |t, v| got.push((t, v)),
+        );
+        // 60 s sees 0 and 60 s; 120 s sees 60 s and 120 s; 180 s sees 120 s only.
+        assert_eq!(got, vec![(60_000, 5.0), (120_000, 5.0), (180_000, 2.0)]);
+    }
+
+    #[test]
+    fn range_eval_rate_matches_the_streaming_evaluator() {
+        let s: Vec<(i64, f64)> = (0..40)
+            .map(|i| (i * 15_000 + 7_000, (i * i) as f64))
+            .collect();
+        let mut direct = Vec::new();
+        range_eval(&s, RangeFn::Rate, 300_000, steps(60, 600, 60), |t, v| {
+            direct.push((t, v))
+        });
+        let mut streamed = Vec::new();
+        let mut w = WindowEval::new(RangeFn::Rate, 300, &[0], 1);
+        let mut i = 0;
+        for t in (60..=600).step_by(60) {
+            while i < s.len() && s[i].0 <= t * 1000 {
+                w.push(0, s[i].0 / 1000, s[i].1);
+                i += 1;
+            }
+            w.eval(t, |_, v| streamed.push((t * 1000, v)));
+        }
+        assert!(!direct.is_empty());
+        assert_eq!(direct, streamed);
+    }
+
+    #[test]
+    fn instant_eval_looks_back_and_stops_at_a_stale_marker() {
+        let stale = f64::from_bits(crate::prometheus::xor::STALE_NAN_BITS);
+        let s = [(0, 1.0), (300_000, 2.0), (400_000, stale), (1_000_000, 3.0)];
+        let mut got = Vec::new();
+        instant_eval(&s, 300_000, steps(0, 1_200, 300), |t, v| got.push((t, v)));
+        // 0: itself; 300: itself; 600: newest is the stale marker; 900: 1,000 s is
+        // later and 300 s (the marker at 400 s is newer) gives nothing; 1,200: 1,000 s.
+        assert_eq!(got, vec![(0, 1.0), (300_000, 2.0), (1_200_000, 3.0)]);
     }
 }

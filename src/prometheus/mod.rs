@@ -224,6 +224,9 @@ pub struct PromClient {
     /// Requests allowed at Prometheus at once (held from sending to the body's last byte,
     /// not while decoding), when limited.
     in_flight: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+    /// Whether the server offers remote read, once known (see
+    /// [`PromClient::remote_read_offered`]); shared by the client's clones.
+    remote_read_probe: std::sync::Arc<tokio::sync::OnceCell<Result<(), String>>>,
 }
 
 /// Parses a Prometheus sample value; `None` for NaN and ±Inf.
@@ -294,6 +297,7 @@ impl PromClient {
             retries: config.retries,
             retry_backoff: config.retry_backoff,
             in_flight: None,
+            remote_read_probe: Default::default(),
         })
     }
 

@@ -223,13 +223,25 @@ impl Framer {
 
 /// Merges consecutive pieces of one series (Prometheus splits a series' chunks over
 /// frames when they exceed the frame size) and hands whole series on.
-struct Assembler<F> {
+struct Assembler<S> {
     current: Option<RawSeries>,
-    on_series: F,
+    sink: S,
     stats: ReadStats,
 }
 
-impl<F: FnMut(RawSeries)> Assembler<F> {
+/// Where a remote read hands each whole series.
+pub trait SeriesSink {
+    /// One series, complete.
+    fn series(&mut self, series: RawSeries);
+}
+
+impl SeriesSink for Vec<RawSeries> {
+    fn series(&mut self, series: RawSeries) {
+        self.push(series);
+    }
+}
+
+impl<S: SeriesSink> Assembler<S> {
     fn frame(&mut self, message: &[u8]) -> Result<(), String> {
         let frame = pb::ChunkedReadResponse::decode(message).map_err(|e| {
             format!(
@@ -270,27 +282,62 @@ impl<F: FnMut(RawSeries)> Assembler<F> {
         if let Some(series) = self.current.take() {
             self.stats.series += 1;
             self.stats.samples += series.samples.len() as u64;
-            (self.on_series)(series);
+            self.sink.series(series);
         }
     }
 }
 
 impl PromClient {
     /// Reads raw samples of every series matching `matchers` in `[start_ms, end_ms]`
-    /// and calls `on_series` once per series, in the order Prometheus sends them
-    /// (sorted by labels). An answer cut short, a bad frame or an unknown chunk
-    /// encoding is an error; series already handed on before it stay handed on, so
-    /// callers must treat the whole read as failed.
+    /// into a sink made by `new_sink`, which gets each series whole, in the order
+    /// Prometheus sends them (sorted by labels). A transient failure (connection, 5xx,
+    /// an answer cut short by the connection) is retried like queries are, each attempt
+    /// into a fresh sink, so a retry never hands a series on twice. A bad frame or an
+    /// unknown chunk encoding is an error, never a short answer.
     ///
     /// A server without remote read answers 404 or 405: that is a [`PromError::Status`]
     /// the caller can fall back on.
-    pub async fn remote_read(
+    pub async fn remote_read<S: SeriesSink>(
         &self,
         start_ms: i64,
         end_ms: i64,
         matchers: &[Matcher],
-        on_series: impl FnMut(RawSeries),
-    ) -> Result<ReadStats, PromError> {
+        new_sink: impl Fn() -> S,
+    ) -> Result<(S, ReadStats), PromError> {
+        let body = bytes::Bytes::from(request_body(start_ms, end_ms, matchers));
+        self.with_retries("read", || self.read_once(body.clone(), new_sink()))
+            .await
+    }
+
+    /// Whether the server offers streamed remote read: `Err` says why not (404/405
+    /// from Thanos Query or VictoriaMetrics, a server answering something other than
+    /// streamed chunks, a refusal). Asked once per client with an empty selection; a
+    /// definite answer is kept for the client's lifetime, a transient failure (the
+    /// server unreachable) is not, so the next call asks again.
+    pub async fn remote_read_offered(&self) -> Result<Result<(), String>, PromError> {
+        self.remote_read_probe
+            .get_or_try_init(|| async {
+                // A metric name no server has: the answer is empty, whatever the TSDB holds.
+                let nothing = [Matcher::new(
+                    MatchKind::Eq,
+                    "__name__",
+                    "rightsizer_remote_read_probe",
+                )];
+                match self.remote_read(0, 1, &nothing, Vec::new).await {
+                    Ok(_) => Ok(Ok(())),
+                    Err(e) if e.is_transient() => Err(e),
+                    Err(e) => Ok(Err(e.to_string())),
+                }
+            })
+            .await
+            .cloned()
+    }
+
+    async fn read_once<S: SeriesSink>(
+        &self,
+        body: bytes::Bytes,
+        sink: S,
+    ) -> Result<(S, ReadStats), PromError> {
         let _permit = match &self.in_flight {
             Some(limit) => Some(limit.acquire().await.expect("the limit is never closed")),
             None => None,
@@ -311,7 +358,7 @@ impl PromClient {
             .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
             .header(reqwest::header::CONTENT_ENCODING, "snappy")
             .header("X-Prometheus-Remote-Read-Version", "0.1.0")
-            .body(request_body(start_ms, end_ms, matchers));
+            .body(body);
         req = self.with_auth(req);
         let mut resp = req.send().await.map_err(http_err)?;
         let status = resp.status().as_u16();
@@ -333,7 +380,7 @@ impl PromClient {
         let mut framer = Framer::default();
         let mut assembler = Assembler {
             current: None,
-            on_series,
+            sink,
             stats: ReadStats::default(),
         };
         while let Some(piece) = resp.chunk().await.map_err(http_err)? {
@@ -350,7 +397,7 @@ impl PromClient {
             )));
         }
         assembler.flush();
-        Ok(assembler.stats)
+        Ok((assembler.sink, assembler.stats))
     }
 }
 
@@ -436,10 +483,9 @@ mod tests {
             }],
             query_index: 0,
         };
-        let mut seen = vec![];
         let mut asm = Assembler {
             current: None,
-            on_series: |s: RawSeries| seen.push((s.labels["__name__"].clone(), s.samples.len())),
+            sink: Vec::new(),
             stats: ReadStats::default(),
         };
         for name in ["m", "m", "n"] {
@@ -447,7 +493,11 @@ mod tests {
         }
         asm.flush();
         assert_eq!(asm.stats.series, 2);
-        drop(asm);
+        let seen: Vec<(String, usize)> = asm
+            .sink
+            .iter()
+            .map(|s| (s.labels["__name__"].clone(), s.samples.len()))
+            .collect();
         assert_eq!(seen, vec![("m".into(), 2), ("n".into(), 1)]);
     }
 
@@ -467,7 +517,7 @@ mod tests {
         };
         let mut asm = Assembler {
             current: None,
-            on_series: |_s: RawSeries| {},
+            sink: Vec::new(),
             stats: ReadStats::default(),
         };
         let err = asm.frame(&frame.encode_to_vec()).unwrap_err();

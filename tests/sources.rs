@@ -1,0 +1,270 @@
+//! The collector's choice of source against a real Prometheus 2.42 behind a proxy that
+//! can refuse or break remote read (`/api/v1/read`) while passing everything else
+//! through: `auto` falls back to range queries and stores the same rows, an explicit
+//! `remote-read` fails with a clear error and writes nothing.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use rightsizer::collector::{self, CollectOptions};
+use rightsizer::config::CollectorSource;
+use rightsizer::prometheus::{PromClient, PromConfig};
+use rightsizer::store::Store;
+use rightsizer::synth::{self, GroundTruth, SynthConfig};
+use support::prometheus::{Prometheus, TempDir};
+
+/// What the proxy does with remote reads.
+#[derive(Clone, Copy, Debug)]
+enum ReadMode {
+    /// Forward unchanged.
+    Pass,
+    /// Answer this status, as servers without remote read do (Thanos Query: 404;
+    /// a router allowing only GET: 405).
+    Refuse(u16),
+    /// Forward the headers and the first half of a non-empty answer, then end it cleanly:
+    /// an answer cut inside a frame.
+    Cut,
+    /// Flip a bit of the first frame's checksum.
+    BadCrc,
+}
+
+struct Proxy {
+    url: String,
+    mode: Arc<Mutex<ReadMode>>,
+    reads: Arc<Mutex<u64>>,
+}
+
+async fn start_proxy(upstream: &str) -> Proxy {
+    let mode = Arc::new(Mutex::new(ReadMode::Pass));
+    let reads = Arc::new(Mutex::new(0u64));
+    let (upstream, state) = (upstream.to_string(), (mode.clone(), reads.clone()));
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().fallback(
+        move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let (upstream, http, (mode, reads)) = (upstream.clone(), http.clone(), state.clone());
+            async move {
+                let read = uri.path() == "/api/v1/read";
+                let mode = if read {
+                    *reads.lock().unwrap() += 1;
+                    *mode.lock().unwrap()
+                } else {
+                    ReadMode::Pass
+                };
+                if let ReadMode::Refuse(code) = mode {
+                    return (
+                        StatusCode::from_u16(code).unwrap(),
+                        "remote read is not here",
+                    )
+                        .into_response();
+                }
+                let mut req = http.request(method, format!("{upstream}{uri}")).body(body);
+                for (name, value) in &headers {
+                    if name != "host" && name != "content-length" {
+                        req = req.header(name, value);
+                    }
+                }
+                let resp = req.send().await.unwrap();
+                let status = resp.status();
+                let content_type = resp.headers().get("content-type").cloned();
+                let mut body = resp.bytes().await.unwrap().to_vec();
+                match mode {
+                    ReadMode::Cut if !body.is_empty() => body.truncate(body.len() / 2),
+                    // A uvarint length (one or more bytes), then the 4-byte CRC.
+                    ReadMode::BadCrc if !body.is_empty() => {
+                        let header = body.iter().position(|b| b & 0x80 == 0).unwrap() + 1;
+                        body[header] ^= 0x01;
+                    }
+                    _ => {}
+                }
+                let mut out = Response::new(axum::body::Body::from(body));
+                *out.status_mut() = status;
+                if let Some(ct) = content_type {
+                    out.headers_mut().insert("content-type", ct);
+                }
+                out
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Proxy { url, mode, reads }
+}
+
+impl Proxy {
+    fn set(&self, mode: ReadMode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    fn reads(&self) -> u64 {
+        *self.reads.lock().unwrap()
+    }
+}
+
+struct Fixture {
+    _dir: TempDir,
+    prometheus: Prometheus,
+    truth: GroundTruth,
+}
+
+fn fixture() -> Fixture {
+    let end = {
+        let now = chrono::Utc::now().timestamp();
+        now - now.rem_euclid(3600) - 3 * 3600
+    };
+    let cfg = SynthConfig::new(11, end - 12 * 3600, end);
+    let dir = TempDir::new("rs-sources").unwrap();
+    let path = dir.path().join("metrics.om");
+    let file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let truth = synth::generate(&cfg, file).unwrap();
+    let prometheus = Prometheus::from_openmetrics(&path, cfg.end - cfg.start).unwrap();
+    Fixture {
+        _dir: dir,
+        prometheus,
+        truth,
+    }
+}
+
+/// A fresh client per run: `auto`'s probe is remembered per client.
+fn client(url: &str) -> PromClient {
+    PromClient::new(&PromConfig {
+        url: url.into(),
+        timeout: Duration::from_secs(30),
+        retries: 1,
+        retry_backoff: Duration::from_millis(10),
+        ..PromConfig::default()
+    })
+    .unwrap()
+}
+
+fn options(truth: &GroundTruth, source: CollectorSource) -> CollectOptions {
+    CollectOptions {
+        step_secs: 60,
+        chunk_hours: 6,
+        source,
+        ..CollectOptions::new("test", truth.start, truth.end)
+    }
+}
+
+async fn sqlite(dir: &TempDir, name: &str) -> Arc<dyn Store> {
+    let url = format!("sqlite://{}", dir.path().join(name).display());
+    rightsizer::store::connect(&url).await.unwrap()
+}
+
+/// Every container's usage and signal rows.
+async fn rows(store: &dyn Store) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in store.containers(Some("test")).await.unwrap() {
+        let usage = store.usage(&c.key, 0, i64::MAX / 2).await.unwrap();
+        let signals = store.signals(&c.key, 0, i64::MAX / 2).await.unwrap();
+        out.push(format!("{c:?} {usage:?} {signals:?}"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_falls_back_and_an_explicit_remote_read_fails_cleanly() {
+    use CollectorSource::{Auto, QueryRange, RemoteRead};
+    let fx = tokio::task::spawn_blocking(fixture).await.unwrap();
+    let proxy = start_proxy(fx.prometheus.url()).await;
+    let dir = TempDir::new("rs-sources-stores").unwrap();
+
+    let reference = sqlite(&dir, "reference.db").await;
+    let r = collector::collect(
+        &client(&proxy.url),
+        reference.as_ref(),
+        &options(&fx.truth, QueryRange),
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.source.as_str(), r.hours_collected), ("query-range", 12));
+    assert_eq!(proxy.reads(), 0, "query-range never reads raw");
+    let reference = rows(reference.as_ref()).await;
+    assert!(!reference.is_empty());
+
+    for code in [404, 405] {
+        proxy.set(ReadMode::Refuse(code));
+        let store = sqlite(&dir, &format!("refused-{code}.db")).await;
+        let r = collector::collect(
+            &client(&proxy.url),
+            store.as_ref(),
+            &options(&fx.truth, Auto),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.source, "query-range");
+        let note = r.source_note.clone().unwrap_or_default();
+        assert!(
+            note.contains("remote read unavailable") && note.contains(&code.to_string()),
+            "{note}"
+        );
+        assert_eq!(rows(store.as_ref()).await, reference);
+
+        let empty = sqlite(&dir, &format!("refused-explicit-{code}.db")).await;
+        let err = collector::collect(
+            &client(&proxy.url),
+            empty.as_ref(),
+            &options(&fx.truth, RemoteRead),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("/api/v1/read") && err.contains(&code.to_string()),
+            "{err}"
+        );
+        assert!(rows(empty.as_ref()).await.is_empty(), "nothing written");
+    }
+
+    for (mode, says) in [(ReadMode::Cut, "cut short"), (ReadMode::BadCrc, "CRC")] {
+        proxy.set(mode);
+        let store = sqlite(&dir, &format!("{mode:?}.db")).await;
+        let r = collector::collect(
+            &client(&proxy.url),
+            store.as_ref(),
+            &options(&fx.truth, Auto),
+        )
+        .await
+        .unwrap();
+        // The probe's empty answer passes: remote read is chosen, every read of the
+        // chunks breaks, and each group is asked again with range queries.
+        assert_eq!(r.source, "remote-read", "{mode:?}");
+        assert!(r.remote_read_fallbacks >= 2, "{mode:?}: {r:?}");
+        assert_eq!(rows(store.as_ref()).await, reference, "{mode:?}");
+
+        let empty = sqlite(&dir, &format!("{mode:?}-explicit.db")).await;
+        let err = collector::collect(
+            &client(&proxy.url),
+            empty.as_ref(),
+            &options(&fx.truth, RemoteRead),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(says), "{mode:?}: {err}");
+        assert!(
+            rows(empty.as_ref()).await.is_empty(),
+            "{mode:?}: nothing written"
+        );
+    }
+
+    proxy.set(ReadMode::Pass);
+    let store = sqlite(&dir, "remote.db").await;
+    let r = collector::collect(
+        &client(&proxy.url),
+        store.as_ref(),
+        &options(&fx.truth, Auto),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (r.source.as_str(), r.remote_read_fallbacks),
+        ("remote-read", 0)
+    );
+    assert_eq!(rows(store.as_ref()).await, reference);
+}

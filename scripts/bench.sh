@@ -68,6 +68,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   done
   echo "    generated and backfilled in $(( $(date +%s) - t0 )) s"
 fi
+if [ -n "${BENCH_PREPARE_ONLY:-}" ]; then exit 0; fi
 
 prom_pid=""
 pg_db=""

@@ -23,9 +23,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use result::{days_label, median, SizeResult, RESOURCES};
+use result::{days_label, median, SizeResult, SourceResult, RESOURCES};
 use rightsizer::collector::{namespace_groups, plan, ChunkQueries, Scope};
 use rightsizer::config::CollectorConfig;
+
+/// The sources measured; the first is the product's default (`auto` picks it against
+/// Prometheus) and feeds analyze, the half window and Postgres.
+const SOURCES: [&str; 2] = ["remote-read", "query-range"];
 
 /// /proc/<pid>/stat counts CPU time in USER_HZ ticks, 100 per second on Linux.
 const TICKS_PER_SEC: f64 = 100.0;
@@ -57,9 +61,9 @@ async fn replay(
     resp.bytes().await.unwrap()
 }
 
-/// Replays every query of the collection plan with the collector's concurrency: per chunk
-/// the sizing and facts queries, then owners, state, CPU and memory for each namespace group
-/// the sizes call for (one group when the chunk fits in one answer).
+/// Replays every query of the query-range path with the collector's concurrency: per chunk
+/// the sizing and facts queries, then owners, specs, signals, CPU and memory for each
+/// namespace group the sizes call for (one group when the chunk fits in one answer).
 async fn prometheus_floor(url: &str, from: i64, to: i64, cfg: &CollectorConfig) -> (Duration, u64) {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(300))
@@ -118,9 +122,11 @@ async fn prometheus_floor(url: &str, from: i64, to: i64, cfg: &CollectorConfig) 
                             .collect(),
                     };
                 for q in groups {
-                    n += replay(&http, url, "/api/v1/query", &instant(&q.owners, q.time))
-                        .await
-                        .len() as u64;
+                    for (promql, time) in q.instants() {
+                        n += replay(&http, url, "/api/v1/query", &instant(promql, time))
+                            .await
+                            .len() as u64;
+                    }
                     for r in q.ranges() {
                         let form = vec![
                             ("query", r.promql.clone()),
@@ -140,6 +146,69 @@ async fn prometheus_floor(url: &str, from: i64, to: i64, cfg: &CollectorConfig) 
     (started.elapsed(), bytes)
 }
 
+/// The selections a recommender cannot do without: CPU seconds and working set per
+/// container. Fixed here, whatever the collector asks.
+const MINIMAL_CPU: &str =
+    r#"rate(container_cpu_usage_seconds_total{container!="",container!="POD"}[5m])"#;
+const MINIMAL_MEMORY: &str =
+    r#"container_memory_working_set_bytes{container!="",container!="POD"}"#;
+
+/// The minimal fetch: per-container CPU rate and working set at a 1-minute step over the
+/// window, one range query per day and selection, with a plain HTTP client (no
+/// compression) at the collector's concurrency; answers read, not decoded. Returns the
+/// wall time, the answer bytes and the points in them.
+async fn minimal_floor(url: &str, from: i64, to: i64, concurrency: usize) -> (Duration, u64, u64) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .unwrap();
+    let days: Vec<(i64, i64)> = (from..to)
+        .step_by(86_400)
+        .map(|d| (d, (d + 86_400).min(to) - 60))
+        .collect();
+    let queries: Vec<(&str, i64, i64)> = days
+        .iter()
+        .flat_map(|&(s, e)| [(MINIMAL_CPU, s, e), (MINIMAL_MEMORY, s, e)])
+        .collect();
+    let started = Instant::now();
+    let (bytes, points) = futures::stream::iter(queries)
+        .map(|(promql, start, end)| {
+            let http = http.clone();
+            async move {
+                let form = vec![
+                    ("query", promql.to_string()),
+                    ("start", start.to_string()),
+                    ("end", end.to_string()),
+                    ("step", "60".to_string()),
+                ];
+                let body = replay(&http, url, "/api/v1/query_range", &form).await;
+                // Every point ends in `"]`: `[1700000000,"0.25"]`.
+                let points = body.windows(2).filter(|w| w == b"\"]").count() as u64;
+                (body.len() as u64, points)
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .fold((0, 0), |(b, p), (nb, np)| async move { (b + nb, p + np) })
+        .await;
+    (started.elapsed(), bytes, points)
+}
+
+/// Bytes Prometheus has sent in HTTP answers since it started, all handlers
+/// (`prometheus_http_response_size_bytes_sum`): the same measure for the floor, range
+/// queries and remote read.
+async fn prometheus_bytes_sent(url: &str) -> f64 {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("prometheus_http_response_size_bytes_sum{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// User plus system CPU time of a live process.
 fn cpu_secs(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -157,6 +226,8 @@ struct Run {
     peak_rss_bytes: f64,
     /// The last value polled before exit: short of the true figure by up to one poll.
     cpu_secs: f64,
+    /// Usage samples summarized, as `collect` prints them (0 for other commands).
+    samples: u64,
 }
 
 fn list(v: &[f64]) -> String {
@@ -165,14 +236,15 @@ fn list(v: &[f64]) -> String {
 }
 
 /// Runs the release binary to completion, polling its peak RSS and CPU time.
-fn run_measured(bin: &str, args: &[&str], db_url: &str, prom: &str) -> Run {
+fn run_measured(bin: &str, args: &[&str], db_url: &str, prom: &str, source: &str) -> Run {
     let started = Instant::now();
     let mut child = Command::new(bin)
         .args(args)
         .env("RIGHTSIZER_DATABASE_URL", db_url)
         .env("RIGHTSIZER_PROMETHEUS_URL", prom)
+        .env("RIGHTSIZER_COLLECTOR_SOURCE", source)
         .env("RIGHTSIZER_LOG", "warn")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let status_path = format!("/proc/{}/status", child.id());
@@ -195,10 +267,26 @@ fn run_measured(bin: &str, args: &[&str], db_url: &str, prom: &str) -> Run {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let wall_secs = started.elapsed().as_secs_f64();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    // "collected … for cluster X via S: N workload containers, M samples, K rejected"
+    let samples = out
+        .split(", ")
+        .filter_map(|part| part.strip_suffix(" samples")?.parse::<u64>().ok())
+        .sum();
+    if args[0] == "collect" {
+        let via = format!(" via {source}:");
+        assert!(
+            out.contains(&via),
+            "collect did not read via {source}: {out}"
+        );
+    }
     Run {
-        wall_secs: started.elapsed().as_secs_f64(),
+        wall_secs,
         peak_rss_bytes: peak_kib as f64 * 1024.0,
         cpu_secs: cpu,
+        samples,
     }
 }
 
@@ -295,6 +383,53 @@ async fn postgres_sizes(url: &str) -> PgSizes {
     }
 }
 
+/// Prometheus' CPU time and answer bytes around one measured step.
+#[derive(Clone, Copy)]
+struct PromMeter<'a> {
+    url: &'a str,
+    pid: Option<u32>,
+}
+
+impl PromMeter<'_> {
+    async fn mark(&self) -> (Option<f64>, f64) {
+        (
+            self.pid.and_then(cpu_secs),
+            prometheus_bytes_sent(self.url).await,
+        )
+    }
+
+    /// (CPU seconds, bytes) since `mark`.
+    async fn since(&self, mark: (Option<f64>, f64)) -> (Option<f64>, f64) {
+        let (cpu, bytes) = self.mark().await;
+        (mark.0.zip(cpu).map(|(b, a)| a - b), bytes - mark.1)
+    }
+}
+
+/// One source's first backfills into SQLite, round by round.
+#[derive(Default)]
+struct SourceRounds {
+    wall: Vec<f64>,
+    cpu: Vec<f64>,
+    rss: Vec<f64>,
+    prom_cpu: Vec<f64>,
+    bytes: Vec<f64>,
+    samples: u64,
+    sqlite: (u64, i64),
+}
+
+impl SourceRounds {
+    fn result(&self) -> SourceResult {
+        SourceResult {
+            collect_secs: self.wall.clone(),
+            collect_cpu_secs: self.cpu.clone(),
+            collect_rss_bytes: self.rss.clone(),
+            prometheus_cpu_secs: self.prom_cpu.clone(),
+            prometheus_bytes: self.bytes.clone(),
+            samples: self.samples,
+        }
+    }
+}
+
 /// Measures one fleet size and appends its figures to BENCH_RESULTS.
 async fn measure() {
     let url = env("BENCH_PROMETHEUS_URL");
@@ -318,81 +453,119 @@ async fn measure() {
     let window_secs = to - from;
     // Whole hours, so that both windows are what the collector plans.
     let half_window_secs = window_secs / 2 / 3600 * 3600;
-    let prom_cpu = || prom_pid.and_then(cpu_secs);
-    let spent = |before: Option<f64>| before.zip(prom_cpu()).map(|(b, a)| a - b);
+    let meter = PromMeter {
+        url: &url,
+        pid: prom_pid,
+    };
 
-    // Warm Prometheus' page cache once so neither side pays the first disk reads.
+    // Warm Prometheus' page cache once so no measurement pays the first disk reads.
     let (warm, answer_bytes) = prometheus_floor(&url, from, to, &cfg).await;
+    let (_, floor_bytes, floor_points) = minimal_floor(&url, from, to, cfg.concurrency).await;
     println!(
-        "warm-up replay: {:.2} s, {:.1} MB of answers",
+        "warm-up: replay of the collector's range queries {:.2} s, {:.1} MB of answers; minimal fetch {:.1} MB, {} points",
         warm.as_secs_f64(),
-        answer_bytes as f64 / 1e6
+        answer_bytes as f64 / 1e6,
+        floor_bytes as f64 / 1e6,
+        floor_points
     );
 
-    let (mut floor, mut collect, mut cpu, mut rss) = (vec![], vec![], vec![], vec![]);
-    let (mut prom_floor, mut prom_collect) = (vec![], vec![]);
+    let (mut floor, mut prom_floor) = (vec![], vec![]);
+    let (mut replay_floor, mut prom_replay) = (vec![], vec![]);
+    let mut by_source: BTreeMap<&str, SourceRounds> = BTreeMap::new();
     let (mut analyze, mut analyze_rss) = (vec![], vec![]);
-    let (mut sqlite_bytes, mut sqlite_stored) = (0, 0);
     let full = format!("{window_secs}s");
     for round in 0..rounds {
-        let before = prom_cpu();
-        let (t, _) = prometheus_floor(&url, from, to, &cfg).await;
+        let mark = meter.mark().await;
+        let (t, _, _) = minimal_floor(&url, from, to, cfg.concurrency).await;
         floor.push(t.as_secs_f64());
-        prom_floor.extend(spent(before));
+        prom_floor.extend(meter.since(mark).await.0);
 
-        let db = dir.join(format!("bench-{round}.db"));
-        remove_sqlite(&db);
-        let db_url = format!("sqlite://{}", db.display());
-        let before = prom_cpu();
-        let r = run_measured(
-            &bin,
-            &["collect", "--since", &full, "--until", &to.to_string()],
-            &db_url,
-            &url,
-        );
-        prom_collect.extend(spent(before));
-        collect.push(r.wall_secs);
-        cpu.push(r.cpu_secs);
-        rss.push(r.peak_rss_bytes);
-        let a = run_measured(&bin, &["analyze"], &db_url, &url);
-        analyze.push(a.wall_secs);
-        analyze_rss.push(a.peak_rss_bytes);
-        (sqlite_bytes, sqlite_stored) = sqlite_size(&db).await;
-        remove_sqlite(&db);
+        let mark = meter.mark().await;
+        let (t, _) = prometheus_floor(&url, from, to, &cfg).await;
+        replay_floor.push(t.as_secs_f64());
+        prom_replay.extend(meter.since(mark).await.0);
+
+        for source in SOURCES {
+            let db = dir.join(format!("bench-{source}-{round}.db"));
+            remove_sqlite(&db);
+            let db_url = format!("sqlite://{}", db.display());
+            let mark = meter.mark().await;
+            let r = run_measured(
+                &bin,
+                &["collect", "--since", &full, "--until", &to.to_string()],
+                &db_url,
+                &url,
+                source,
+            );
+            let (prom_cpu, bytes) = meter.since(mark).await;
+            let s = by_source.entry(source).or_default();
+            s.wall.push(r.wall_secs);
+            s.cpu.push(r.cpu_secs);
+            s.rss.push(r.peak_rss_bytes);
+            s.prom_cpu.extend(prom_cpu);
+            s.bytes.push(bytes);
+            s.samples = r.samples;
+            if source == SOURCES[0] {
+                let a = run_measured(&bin, &["analyze"], &db_url, &url, source);
+                analyze.push(a.wall_secs);
+                analyze_rss.push(a.peak_rss_bytes);
+            }
+            s.sqlite = sqlite_size(&db).await;
+            remove_sqlite(&db);
+        }
     }
 
     // A window ending an hour early, then the same window up to the end: the second run
     // has exactly one new hour to ingest, as a scheduled run an hour after the last.
-    let incremental = |store_url: &str, since: String| {
-        let first = run_measured(
-            &bin,
-            &[
-                "collect",
-                "--since",
-                &since,
-                "--until",
-                &(to - 3600).to_string(),
-            ],
-            store_url,
-            &url,
-        );
-        let second = run_measured(
-            &bin,
-            &["collect", "--since", &since, "--until", &to.to_string()],
-            store_url,
-            &url,
-        );
-        (first, second)
+    let incremental = |store_url: String, since: String, source: &'static str| {
+        let (bin, url) = (bin.clone(), url.clone());
+        async move {
+            let until_early = (to - 3600).to_string();
+            let first = run_measured(
+                &bin,
+                &["collect", "--since", &since, "--until", &until_early],
+                &store_url,
+                &url,
+                source,
+            );
+            let mark = meter.mark().await;
+            let second = run_measured(
+                &bin,
+                &["collect", "--since", &since, "--until", &to.to_string()],
+                &store_url,
+                &url,
+                source,
+            );
+            (first, second, meter.since(mark).await.0.unwrap_or(f64::NAN))
+        }
     };
-    let half_db = dir.join("bench-half.db");
-    remove_sqlite(&half_db);
-    let (half, sqlite_incremental) = incremental(
-        &format!("sqlite://{}", half_db.display()),
-        format!("{half_window_secs}s"),
+    let mut incremental_runs = BTreeMap::new();
+    let mut half = None;
+    for source in SOURCES {
+        let half_db = dir.join(format!("bench-half-{source}.db"));
+        remove_sqlite(&half_db);
+        let (h, second, prom_cpu) = incremental(
+            format!("sqlite://{}", half_db.display()),
+            format!("{half_window_secs}s"),
+            source,
+        )
+        .await;
+        remove_sqlite(&half_db);
+        half.get_or_insert(h);
+        incremental_runs.insert(
+            format!("SQLite, {source}"),
+            (second.wall_secs, second.peak_rss_bytes, prom_cpu),
+        );
+    }
+    let half = half.expect("two sources");
+    let (pg_collect, pg_second, pg_prom_cpu) = incremental(pg_url.clone(), full, SOURCES[0]).await;
+    incremental_runs.insert(
+        format!("Postgres, {}", SOURCES[0]),
+        (pg_second.wall_secs, pg_second.peak_rss_bytes, pg_prom_cpu),
     );
-    remove_sqlite(&half_db);
-    let (pg_collect, pg_incremental) = incremental(&pg_url, full);
     let pg = postgres_sizes(&pg_url).await;
+    let primary = &by_source[SOURCES[0]];
+    let (sqlite_bytes, sqlite_stored) = primary.sqlite;
 
     let result = SizeResult {
         copies,
@@ -401,21 +574,24 @@ async fn measure() {
         half_window_secs,
         answer_bytes,
         floor_secs: floor,
-        collect_secs: collect,
-        collect_cpu_secs: cpu,
-        collect_rss_bytes: rss,
         prometheus_cpu_floor_secs: prom_floor,
-        prometheus_cpu_collect_secs: prom_collect,
+        floor_bytes,
+        floor_points,
+        replay_secs: replay_floor,
+        prometheus_cpu_replay_secs: prom_replay,
+        sources: by_source
+            .iter()
+            .map(|(name, s)| (name.to_string(), s.result()))
+            .collect(),
         analyze_secs: analyze,
         analyze_rss_bytes: analyze_rss,
         sqlite_bytes,
         sqlite_containers: sqlite_stored,
         half_collect_secs: half.wall_secs,
         half_rss_bytes: half.peak_rss_bytes,
-        sqlite_incremental_secs: sqlite_incremental.wall_secs,
+        incremental: incremental_runs,
         pg_collect_secs: pg_collect.wall_secs,
         pg_collect_rss_bytes: pg_collect.peak_rss_bytes,
-        pg_incremental_secs: pg_incremental.wall_secs,
         pg_containers: pg.containers,
         pg_table_bytes: pg.table_bytes,
         pg_usage_row_bytes: pg.usage_row_bytes,
@@ -432,40 +608,45 @@ async fn measure() {
 }
 
 fn print_size(r: &SizeResult, concurrency: usize) {
-    let (f, c) = (r.floor(), r.collect());
+    let f = r.floor();
     println!(
         "rounds: {} (upper medians below, every round in brackets)",
         r.floor_secs.len()
     );
     println!(
-        "prometheus floor (same queries, plain HTTP, concurrency {concurrency}): {f:.2} s  {}",
-        list(&r.floor_secs)
-    );
-    println!(
-        "rightsizer collect, {} window, SQLite: {c:.2} s  {}",
-        days_label(r.window_secs),
-        list(&r.collect_secs)
-    );
-    println!("collector / floor: {:.2}", c / f);
-    println!(
-        "CPU: collector {:.2} s {}; Prometheus during the floor {}, during collect {}",
-        median(&r.collect_cpu_secs),
-        list(&r.collect_cpu_secs),
+        "minimal fetch (CPU rate + working set per container, 1-minute step, one query per day, plain HTTP, concurrency {concurrency}): {f:.2} s {}, Prometheus CPU {}, {:.1} MB, {:.1} B per point",
+        list(&r.floor_secs),
         list(&r.prometheus_cpu_floor_secs),
-        list(&r.prometheus_cpu_collect_secs)
+        r.floor_bytes as f64 / 1e6,
+        r.floor_bytes_per_point()
     );
     println!(
-        "collector peak RSS: {:.1} MB over {} {}, {:.1} MB over {} (one run, {:.2} s)",
-        median(&r.collect_rss_bytes) / 1e6,
-        days_label(r.window_secs),
-        list(
-            &r.collect_rss_bytes
-                .iter()
-                .map(|b| b / 1e6)
-                .collect::<Vec<_>>()
-        ),
-        r.half_rss_bytes / 1e6,
+        "replay of the collector's range queries (plain HTTP): {:.2} s {}, Prometheus CPU {}",
+        median(&r.replay_secs),
+        list(&r.replay_secs),
+        list(&r.prometheus_cpu_replay_secs)
+    );
+    for (name, s) in &r.sources {
+        println!(
+            "collect via {name}, {} window, SQLite: {:.2} s {} = {:.2} × the floor; Prometheus CPU {:.2} s {} = {:.2} × the floor's; \
+             {:.1} MB from Prometheus = {:.2} B per usage sample; collector CPU {:.2} s, peak RSS {:.1} MB",
+            days_label(r.window_secs),
+            median(&s.collect_secs),
+            list(&s.collect_secs),
+            median(&s.collect_secs) / f,
+            median(&s.prometheus_cpu_secs),
+            list(&s.prometheus_cpu_secs),
+            median(&s.prometheus_cpu_secs) / median(&r.prometheus_cpu_floor_secs),
+            median(&s.prometheus_bytes) / 1e6,
+            s.bytes_per_sample(),
+            median(&s.collect_cpu_secs),
+            median(&s.collect_rss_bytes) / 1e6,
+        );
+    }
+    println!(
+        "collector peak RSS over {}: {:.1} MB (one run, {:.2} s)",
         days_label(r.half_window_secs),
+        r.half_rss_bytes / 1e6,
         r.half_collect_secs
     );
     println!(
@@ -473,10 +654,12 @@ fn print_size(r: &SizeResult, concurrency: usize) {
         median(&r.analyze_secs),
         median(&r.analyze_rss_bytes) / 1e6
     );
-    println!(
-        "incremental run, one new hour (wall time of the command): Postgres {:.2} s, SQLite {:.2} s",
-        r.pg_incremental_secs, r.sqlite_incremental_secs
-    );
+    for (name, (wall, rss, prom_cpu)) in &r.incremental {
+        println!(
+            "incremental run, one new hour, {name}: {wall:.2} s, peak RSS {:.1} MB, Prometheus CPU {prom_cpu:.2} s",
+            rss / 1e6
+        );
+    }
     println!(
         "collect into Postgres, {} window ending an hour early: {:.2} s, peak RSS {:.1} MB",
         days_label(r.window_secs),

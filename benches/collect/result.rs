@@ -33,6 +33,26 @@ pub fn spread(v: &[f64]) -> f64 {
     (max - min) / median(v)
 }
 
+/// One source's first backfills, round by round.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceResult {
+    pub collect_secs: Vec<f64>,
+    pub collect_cpu_secs: Vec<f64>,
+    pub collect_rss_bytes: Vec<f64>,
+    /// Prometheus' CPU time during each collect (empty without its pid).
+    pub prometheus_cpu_secs: Vec<f64>,
+    /// Bytes Prometheus sent during each collect (its response-size metric).
+    pub prometheus_bytes: Vec<f64>,
+    /// Usage samples summarized (the same for every source).
+    pub samples: u64,
+}
+
+impl SourceResult {
+    pub fn bytes_per_sample(&self) -> f64 {
+        median(&self.prometheus_bytes) / self.samples.max(1) as f64
+    }
+}
+
 /// Everything measured at one fleet size, as appended to BENCH_RESULTS.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SizeResult {
@@ -41,24 +61,28 @@ pub struct SizeResult {
     pub containers: u64,
     pub window_secs: i64,
     pub half_window_secs: i64,
+    /// Bytes of the answers to a replay of the collector's range queries.
     pub answer_bytes: u64,
+    /// The minimal fetch, round by round, with Prometheus' CPU time.
     pub floor_secs: Vec<f64>,
-    pub collect_secs: Vec<f64>,
-    pub collect_cpu_secs: Vec<f64>,
-    pub collect_rss_bytes: Vec<f64>,
-    /// Prometheus' CPU time during each floor replay and each collect (empty without its pid).
     pub prometheus_cpu_floor_secs: Vec<f64>,
-    pub prometheus_cpu_collect_secs: Vec<f64>,
+    pub floor_bytes: u64,
+    pub floor_points: u64,
+    /// A replay of the collector's own range queries (a floor that moves with our choices).
+    pub replay_secs: Vec<f64>,
+    pub prometheus_cpu_replay_secs: Vec<f64>,
+    /// First backfill into SQLite per source (`remote-read`, `query-range`).
+    pub sources: BTreeMap<String, SourceResult>,
     pub analyze_secs: Vec<f64>,
     pub analyze_rss_bytes: Vec<f64>,
     pub sqlite_bytes: u64,
     pub sqlite_containers: i64,
     pub half_collect_secs: f64,
     pub half_rss_bytes: f64,
-    pub sqlite_incremental_secs: f64,
+    /// One new hour: (wall s, peak RSS bytes, Prometheus CPU s) per store and source.
+    pub incremental: BTreeMap<String, (f64, f64, f64)>,
     pub pg_collect_secs: f64,
     pub pg_collect_rss_bytes: f64,
-    pub pg_incremental_secs: f64,
     pub pg_containers: i64,
     /// pg_total_relation_size (heap, indexes, TOAST) of every table.
     pub pg_table_bytes: BTreeMap<String, u64>,
@@ -77,8 +101,8 @@ impl SizeResult {
         median(&self.floor_secs)
     }
 
-    pub fn collect(&self) -> f64 {
-        median(&self.collect_secs)
+    pub fn floor_bytes_per_point(&self) -> f64 {
+        self.floor_bytes as f64 / self.floor_points.max(1) as f64
     }
 
     pub fn pg_collector_bytes(&self) -> f64 {

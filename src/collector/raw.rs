@@ -179,6 +179,93 @@ pub async fn read_range(
     Ok(emulation.into_answer())
 }
 
+/// The spec and signal answers of the query path ([`super::queries::spec_last_times`],
+/// [`super::queries::spec_last_values`], [`super::queries::signal_sums`]) computed from the
+/// container state evaluated on its grid (`step_secs`), the same way: a spec series' last
+/// point; per counter, increases between consecutive grid steps at which it is present (a
+/// drop counts as a reset to the new value), summed per hour from `first_sum_at` (the first
+/// hour's last step) and kept where positive, in time order as `sum_over_time` adds them.
+pub fn digest_state(
+    state: Vec<RangeSeries>,
+    first_sum_at: i64,
+    step_secs: i64,
+) -> (Vec<RangeSeries>, Vec<RangeSeries>) {
+    use super::queries::{OOM_RESTARTS, REASON_METRIC, SIGNAL_COUNTERS, SPEC_METRICS};
+    let spec_names: Vec<&str> = SPEC_METRICS.split('|').collect();
+    let pod_container = |labels: &Labels| -> Labels {
+        labels
+            .iter()
+            .filter(|(k, _)| matches!(k.as_str(), "namespace" | "pod" | "container"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let first_hour = first_sum_at - first_sum_at.rem_euclid(3600);
+    let mut specs = Vec::new();
+    let mut oom_reason: HashMap<Labels, std::collections::HashSet<i64>> = HashMap::new();
+    let mut counters: Vec<(&'static str, RangeSeries)> = Vec::new();
+    for s in state {
+        let name = s.labels.get("__name__").map(String::as_str).unwrap_or("");
+        if spec_names.contains(&name) {
+            let last = s.samples.last().copied();
+            specs.push(RangeSeries {
+                labels: s.labels,
+                samples: last.into_iter().collect(),
+            });
+        } else if name == REASON_METRIC {
+            let at = s.samples.iter().filter(|(_, v)| *v > 0.0).map(|(t, _)| *t);
+            oom_reason
+                .entry(pod_container(&s.labels))
+                .or_default()
+                .extend(at);
+        } else if let Some((signal, _)) = SIGNAL_COUNTERS.iter().find(|(_, m)| *m == name) {
+            counters.push((signal, s));
+        }
+    }
+    let mut signals = Vec::new();
+    for (signal, s) in counters {
+        let labels = pod_container(&s.labels);
+        let reasons = oom_reason.get(&labels);
+        let mut hourly: Vec<(i64, f64)> = Vec::new();
+        let mut oom: Vec<(i64, f64)> = Vec::new();
+        for w in s.samples.windows(2) {
+            let ((t0, before), (t, now)) = (w[0], w[1]);
+            if t - t0 != step_secs || t < first_hour {
+                continue;
+            }
+            let increase = if now - before >= 0.0 {
+                now - before
+            } else if now < before {
+                now
+            } else {
+                continue; // NaN: neither side of the `or` has it
+            };
+            let at = t - t.rem_euclid(3600) + (first_sum_at - first_hour);
+            add_at(&mut hourly, at, increase);
+            if signal == "restarts" && reasons.is_some_and(|r| r.contains(&t)) {
+                add_at(&mut oom, at, increase);
+            }
+        }
+        for (name, sums) in [(signal, hourly), (OOM_RESTARTS, oom)] {
+            let samples: Vec<(i64, f64)> = sums.into_iter().filter(|(_, v)| *v > 0.0).collect();
+            if !samples.is_empty() {
+                let mut labels = labels.clone();
+                labels.insert("signal".into(), name.into());
+                signals.push(RangeSeries { labels, samples });
+            }
+        }
+    }
+    signals.sort_by(|a, b| a.labels.iter().cmp(b.labels.iter()));
+    (specs, signals)
+}
+
+/// Adds `v` to the sum at `t`, the sums kept in time order.
+fn add_at(sums: &mut Vec<(i64, f64)>, t: i64, v: f64) {
+    match sums.last_mut() {
+        Some((last, sum)) if *last == t => *sum += v,
+        _ => sums.push((t, v)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -679,25 +679,32 @@ async fn resolve_source(
             },
             None,
         ),
-        CollectorSource::Auto => match prom.remote_read_offered().await? {
-            Ok(()) => (
+        CollectorSource::Auto => {
+            // A probe that fails for a transient reason (the server unreachable) is not
+            // remembered: this run uses range queries, whose errors say what is wrong, and
+            // the next run probes again.
+            let why = match prom.remote_read_offered().await {
+                Ok(Ok(())) => {
+                    return Ok((
+                        Via {
+                            remote_read: true,
+                            fall_back: true,
+                        },
+                        None,
+                    ))
+                }
+                Ok(Err(why)) => format!("remote read unavailable: {why}"),
+                Err(e) => format!("remote read probe failed: {e}"),
+            };
+            tracing::info!(reason = %why, "collecting with range queries");
+            (
                 Via {
-                    remote_read: true,
-                    fall_back: true,
+                    remote_read: false,
+                    fall_back: false,
                 },
-                None,
-            ),
-            Err(why) => {
-                tracing::info!(reason = %why, "no remote read: collecting with range queries");
-                (
-                    Via {
-                        remote_read: false,
-                        fall_back: false,
-                    },
-                    Some(format!("remote read unavailable: {why}")),
-                )
-            }
-        },
+                Some(why),
+            )
+        }
     })
 }
 

@@ -62,8 +62,8 @@ async fn replay(
 }
 
 /// Replays every query of the query-range path with the collector's concurrency: per chunk
-/// the sizing and facts queries, then owners, specs, signals, CPU and memory for each
-/// namespace group the sizes call for (one group when the chunk fits in one answer).
+/// the sizing and facts queries, then owners, state, CPU and memory for each namespace group
+/// the sizes call for (one group when the chunk fits in one answer).
 async fn prometheus_floor(url: &str, from: i64, to: i64, cfg: &CollectorConfig) -> (Duration, u64) {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(300))
@@ -122,11 +122,9 @@ async fn prometheus_floor(url: &str, from: i64, to: i64, cfg: &CollectorConfig) 
                             .collect(),
                     };
                 for q in groups {
-                    for (promql, time) in q.instants() {
-                        n += replay(&http, url, "/api/v1/query", &instant(promql, time))
-                            .await
-                            .len() as u64;
-                    }
+                    n += replay(&http, url, "/api/v1/query", &instant(&q.owners, q.time))
+                        .await
+                        .len() as u64;
                     for r in q.ranges() {
                         let form = vec![
                             ("query", r.promql.clone()),

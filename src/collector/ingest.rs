@@ -1,6 +1,6 @@
 //! Turns one chunk's Prometheus answers into hourly summaries and container observations.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::model::{
     Chunk, ContainerKey, ContainerObservation, HpaInfo, PdbInfo, Resource, Resources, SignalHour,
@@ -18,12 +18,8 @@ pub struct Answers {
     pub owners: Vec<InstantSample>,
     /// Workload facts: replicas, HPAs, PDBs (instant, raw series).
     pub facts: Vec<InstantSample>,
-    /// Requests, limits and info per pod container: one point each, the last step of the
-    /// state grid at which the series was present, with its value then.
-    pub specs: Vec<RangeSeries>,
-    /// Hourly sums of the counters' increases per pod container, under a `signal` label
-    /// (see [`super::queries::signal_sums`]), at the hour's last step.
-    pub signals: Vec<RangeSeries>,
+    /// Requests, limits, info and counters per pod container (range).
+    pub state: Vec<RangeSeries>,
     /// CPU cores per pod container (range).
     pub cpu: Vec<RangeSeries>,
     /// Memory peak per pod container (range).
@@ -135,8 +131,9 @@ pub fn build_chunk(cluster: &str, hours: Vec<i64>, answers: &Answers) -> (Chunk,
         }
     }
 
-    let latest = latest_specs(&answers.specs, &mut resolver);
-    let signals = signal_hours(&answers.signals, &mut resolver);
+    let first_hour = hours.iter().copied().min().unwrap_or(0);
+    let latest = latest_specs(&answers.state, &mut resolver);
+    let signals = signal_hours(&answers.state, &mut resolver, first_hour);
     stats.inferred_pods = resolver.inferred;
 
     let containers = latest
@@ -224,35 +221,13 @@ fn latest_specs(
     latest
 }
 
-/// The spec answers of the query path, joined: per series, the time of its last step
-/// (from [`super::queries::spec_last_times`]) and its value then
-/// ([`super::queries::spec_last_values`]), as a one-point series named by its `metric`.
-pub fn specs_from_instants(
-    times: Vec<InstantSample>,
-    values: Vec<InstantSample>,
-) -> Vec<RangeSeries> {
-    let identity = |labels: &crate::prometheus::Labels| {
-        let mut labels = labels.clone();
-        labels.remove("__name__");
-        labels
-    };
-    let mut at: HashMap<crate::prometheus::Labels, i64> = times
-        .into_iter()
-        .map(|s| (identity(&s.labels), s.value.round() as i64))
-        .collect();
-    values
-        .into_iter()
-        .filter_map(|s| {
-            let mut labels = identity(&s.labels);
-            let t = at.remove(&labels)?;
-            let metric = labels.remove("metric")?;
-            labels.insert("__name__".into(), metric);
-            Some(RangeSeries {
-                labels,
-                samples: vec![(t, s.value)],
-            })
-        })
-        .collect()
+/// Increases of a counter between consecutive samples, as `(time of the later sample,
+/// increase)`; a drop is a reset (Prometheus' rule: the new value is the increase).
+fn increases(samples: &[(i64, f64)]) -> impl Iterator<Item = (i64, f64)> + '_ {
+    samples.windows(2).map(|w| {
+        let ((_, prev), (t, v)) = (w[0], w[1]);
+        (t, if v >= prev { v - prev } else { v })
+    })
 }
 
 #[derive(Default)]
@@ -264,27 +239,81 @@ struct Counts {
     throttled: f64,
 }
 
-/// Per-hour restarts, OOM kills and throttling from the hourly sums. A restart counts as an
-/// OOM kill when the container's last termination reason was OOMKilled right then;
+impl Counts {
+    fn add(&mut self, other: &Counts) {
+        self.restarts += other.restarts;
+        self.oom_from_reason += other.oom_from_reason;
+        self.oom_events += other.oom_events;
+        self.periods += other.periods;
+        self.throttled += other.throttled;
+    }
+}
+
+type PodContainer = (String, String, String);
+
+fn pod_container(s: &RangeSeries) -> PodContainer {
+    (
+        label(s, "namespace").into(),
+        label(s, "pod").into(),
+        label(s, "container").into(),
+    )
+}
+
+/// Per-hour restarts, OOM kills and throttling from the state counters. A restart counts
+/// as an OOM kill when the container's last termination reason is OOMKilled right then;
 /// `container_oom_events_total` counts the same kills, so the larger of the two wins.
-fn signal_hours(signals: &[RangeSeries], resolver: &mut Resolver<'_>) -> Vec<SignalHour> {
+fn signal_hours(
+    state: &[RangeSeries],
+    resolver: &mut Resolver<'_>,
+    first_hour: i64,
+) -> Vec<SignalHour> {
+    const REASON: &str = "kube_pod_container_status_last_terminated_reason";
+    let mut oom_reason: HashMap<PodContainer, HashSet<i64>> = HashMap::new();
+    for s in state.iter().filter(|s| label(s, "__name__") == REASON) {
+        let times = s.samples.iter().filter(|(_, v)| *v > 0.0).map(|(t, _)| *t);
+        oom_reason
+            .entry(pod_container(s))
+            .or_default()
+            .extend(times);
+    }
     let mut counts: BTreeMap<(ContainerKey, i64), Counts> = BTreeMap::new();
-    for s in signals {
+    for s in state {
+        let name = label(s, "__name__");
+        if is_spec(name) || name == REASON {
+            continue;
+        }
         let Some(key) = resolver.key(s) else { continue };
-        let signal = label(s, "signal");
-        for &(t, sum) in s.samples.iter().filter(|(_, v)| *v > 0.0) {
-            let c = counts
-                .entry((key.clone(), t - t.rem_euclid(3600)))
-                .or_default();
-            let slot = match signal {
-                "restarts" => &mut c.restarts,
-                super::queries::OOM_RESTARTS => &mut c.oom_from_reason,
-                "oom_events" => &mut c.oom_events,
-                "cfs_periods" => &mut c.periods,
-                "cfs_throttled" => &mut c.throttled,
-                _ => continue,
-            };
-            *slot += sum;
+        let reasons = oom_reason.get(&pod_container(s));
+        // Counted per hour locally and added to the map once per hour of the series: the
+        // CFS counters rise every sample, and a map entry per sample clones the key each time.
+        let mut hour = None;
+        let mut c = Counts::default();
+        for (t, inc) in increases(&s.samples).filter(|(t, inc)| *t >= first_hour && *inc > 0.0) {
+            let h = t - t.rem_euclid(3600);
+            if hour != Some(h) {
+                if let Some(done) = hour {
+                    counts
+                        .entry((key.clone(), done))
+                        .or_default()
+                        .add(&std::mem::take(&mut c));
+                }
+                hour = Some(h);
+            }
+            match name {
+                "kube_pod_container_status_restarts_total" => {
+                    c.restarts += inc;
+                    if reasons.is_some_and(|r| r.contains(&t)) {
+                        c.oom_from_reason += inc;
+                    }
+                }
+                "container_oom_events_total" => c.oom_events += inc,
+                "container_cpu_cfs_periods_total" => c.periods += inc,
+                "container_cpu_cfs_throttled_periods_total" => c.throttled += inc,
+                _ => {}
+            }
+        }
+        if let Some(done) = hour {
+            counts.entry((key, done)).or_default().add(&c);
         }
     }
     counts
@@ -455,7 +484,7 @@ mod tests {
                     &[(3660, 9.0)],
                 ),
             ],
-            specs: vec![
+            state: vec![
                 series(
                     &[
                         ("__name__", "kube_pod_container_resource_requests"),

@@ -209,17 +209,8 @@ pub struct ChunkQueries {
     pub owners: String,
     /// Workload facts: replicas, HPA, PDB (instant; never split, it is small).
     pub facts: String,
-    /// The grid of the container state series (requests, limits, info, restarts, OOM and
-    /// throttling counters per pod container): remote read evaluates them on it.
+    /// Requests, limits, info, restarts, OOM and throttling counters per pod container.
     pub state: RangeQuery,
-    /// Evaluation time of the spec queries: the state grid's last step.
-    pub spec_time: i64,
-    /// Per spec series, the last step it was present at (instant).
-    pub spec_times: String,
-    /// Per spec series, its value then (instant).
-    pub spec_values: String,
-    /// Hourly sums of the counters' increases (range, hourly step).
-    pub signals: RangeQuery,
     /// CPU usage per pod container.
     pub cpu: RangeQuery,
     /// Memory peak per pod container.
@@ -240,51 +231,26 @@ impl ChunkQueries {
             end,
             step_secs,
         };
-        let state_step = STATE_STEP_SECS.max(step_secs);
-        let state = RangeQuery {
-            promql: queries::container_state(scope),
-            start: start - state_step,
-            end,
-            step_secs: state_step,
-        };
-        let spec_time = state.start + (state.end - state.start) / state_step * state_step;
-        // A minute more than the grid's span: its first step is in whether the subquery's
-        // range includes its start or not.
-        let spec_span = spec_time - state.start + 60;
-        let last_step = 3600 - state_step;
         ChunkQueries {
             time: end,
             sizes: queries::namespace_sizes(span, scope),
             owners: queries::owners(span, scope),
             facts: queries::workload_facts(scope),
-            spec_time,
-            spec_times: queries::spec_last_times(spec_span, state_step, scope),
-            spec_values: queries::spec_last_values(spec_span, state_step, scope),
-            signals: RangeQuery {
-                promql: queries::signal_sums(state_step, scope),
-                start: start + last_step,
-                end: hours[hours.len() - 1] + last_step,
-                step_secs: 3600,
+            state: RangeQuery {
+                promql: queries::container_state(scope),
+                start: start - STATE_STEP_SECS.max(step_secs),
+                end,
+                step_secs: STATE_STEP_SECS.max(step_secs),
             },
-            state,
             cpu: range(queries::cpu_usage(scope), step_secs),
             memory: range(queries::memory_peak(step_secs, scope), step_secs),
             scope: scope.clone(),
         }
     }
 
-    /// The range queries of the query path, in the order they are sent.
+    /// The range queries, in the order they are sent.
     pub fn ranges(&self) -> [&RangeQuery; 3] {
-        [&self.signals, &self.cpu, &self.memory]
-    }
-
-    /// The instant queries of one namespace group on the query path: `(promql, time)`.
-    pub fn instants(&self) -> [(&str, i64); 3] {
-        [
-            (&self.owners, self.time),
-            (&self.spec_times, self.spec_time),
-            (&self.spec_values, self.spec_time),
-        ]
+        [&self.state, &self.cpu, &self.memory]
     }
 }
 
@@ -379,30 +345,18 @@ struct Via {
     fall_back: bool,
 }
 
-type Series = crate::prometheus::Answer<crate::prometheus::RangeSeries>;
-
-/// The specs, signals, CPU and memory answers of one group, from PromQL.
-async fn ranges_by_query(prom: &PromClient, q: &ChunkQueries) -> Result<[Series; 4], PromError> {
-    let [signals, cpu, memory] = q.ranges();
-    let (times, values, signals, cpu, memory) = tokio::join!(
-        prom.query(&q.spec_times, q.spec_time),
-        prom.query(&q.spec_values, q.spec_time),
-        prom.query_range(
-            &signals.promql,
-            signals.start,
-            signals.end,
-            signals.step_secs
-        ),
+/// The state, CPU and memory answers of one group, from range queries.
+async fn ranges_by_query(
+    prom: &PromClient,
+    q: &ChunkQueries,
+) -> Result<[crate::prometheus::Answer<crate::prometheus::RangeSeries>; 3], PromError> {
+    let [state, cpu, memory] = q.ranges();
+    let (state, cpu, memory) = tokio::join!(
+        prom.query_range(&state.promql, state.start, state.end, state.step_secs),
         prom.query_range(&cpu.promql, cpu.start, cpu.end, cpu.step_secs),
         prom.query_range(&memory.promql, memory.start, memory.end, memory.step_secs)
     );
-    let (times, values) = (times?, values?);
-    let specs = Series {
-        series: ingest::specs_from_instants(times.series, values.series),
-        non_finite_skipped: times.non_finite_skipped + values.non_finite_skipped,
-        warnings: Vec::new(),
-    };
-    Ok([specs, signals?, cpu?, memory?])
+    Ok([state?, cpu?, memory?])
 }
 
 /// The same answers computed from remote reads of the raw series.
@@ -410,7 +364,7 @@ async fn ranges_by_read(
     prom: &PromClient,
     q: &ChunkQueries,
     raw_stats: &mut raw::RawStats,
-) -> Result<[Series; 4], PromError> {
+) -> Result<[crate::prometheus::Answer<crate::prometheus::RangeSeries>; 3], PromError> {
     use queries::RawMetric;
     let (mut a, mut b, mut c) = Default::default();
     let (state, cpu, memory) = tokio::join!(
@@ -422,26 +376,14 @@ async fn ranges_by_read(
         raw_stats.bytes += s.bytes;
         raw_stats.samples += s.samples;
     }
-    let state = state?;
-    let (specs, signals) = raw::digest_state(state.series, q.signals.start, q.state.step_secs);
-    let specs = Series {
-        series: specs,
-        non_finite_skipped: state.non_finite_skipped,
-        warnings: Vec::new(),
-    };
-    let signals = Series {
-        series: signals,
-        non_finite_skipped: 0,
-        warnings: Vec::new(),
-    };
-    Ok([specs, signals, cpu?, memory?])
+    Ok([state?, cpu?, memory?])
 }
 
-/// The owners, specs, signals, CPU and memory answers of one namespace group (or of all),
-/// asked together: the client's limit keeps them to `concurrency` at Prometheus, and a
-/// chunk alone (an incremental run's one hour) is not left with one query at a time. Each
-/// is answered before an error is returned, so `queries` counts exactly what Prometheus
-/// answered, the refused one included.
+/// The owners, state, CPU and memory answers of one namespace group (or of all), asked
+/// together: the client's limit keeps them to `concurrency` at Prometheus, and a chunk alone
+/// (an incremental run's one hour) is not left with one query at a time. Each is answered
+/// before an error is returned, so `queries` counts exactly what Prometheus answered, the
+/// refused one included.
 async fn fetch_group(
     prom: &PromClient,
     q: &ChunkQueries,
@@ -449,7 +391,6 @@ async fn fetch_group(
     answers: &mut ingest::Answers,
     counts: &mut Counts,
 ) -> Result<(), PromError> {
-    const BY_QUERY: u64 = 5;
     let (owners, ranges) = if via.remote_read {
         let (owners, ranges) = tokio::join!(
             prom.query(&q.owners, q.time),
@@ -460,7 +401,7 @@ async fn fetch_group(
             Err(e) if via.fall_back && !is_too_big(&e) => {
                 tracing::warn!(error = %e, "remote read failed: asking this namespace group with range queries");
                 counts.fallbacks += 1;
-                counts.queries += BY_QUERY;
+                counts.queries += 3;
                 (owners, ranges_by_query(prom, q).await)
             }
             ranges => (owners, ranges),
@@ -468,18 +409,16 @@ async fn fetch_group(
     } else {
         let (owners, ranges) =
             tokio::join!(prom.query(&q.owners, q.time), ranges_by_query(prom, q));
-        counts.queries += 1 + BY_QUERY;
+        counts.queries += 4;
         (owners, ranges)
     };
-    let (owners, [specs, signals, cpu, memory]) = (owners?, ranges?);
+    let (owners, [state, cpu, memory]) = (owners?, ranges?);
     answers.non_finite_skipped += owners.non_finite_skipped
-        + specs.non_finite_skipped
-        + signals.non_finite_skipped
+        + state.non_finite_skipped
         + cpu.non_finite_skipped
         + memory.non_finite_skipped;
     answers.owners.extend(owners.series);
-    answers.specs.extend(specs.series);
-    answers.signals.extend(signals.series);
+    answers.state.extend(state.series);
     answers.cpu.extend(cpu.series);
     answers.memory.extend(memory.series);
     Ok(())

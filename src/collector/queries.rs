@@ -17,21 +17,6 @@ container_oom_events_total|container_cpu_cfs_periods_total|container_cpu_cfs_thr
 /// Of the state series, only these resources and termination reasons.
 const STATE_RESOURCES: &str = "cpu|memory|";
 const STATE_REASONS: &str = "OOMKilled|";
-/// The spec series among them: a pod container's requests, limits and existence.
-pub const SPEC_METRICS: &str =
-    "kube_pod_container_resource_requests|kube_pod_container_resource_limits|kube_pod_container_info";
-/// The counters among them, each summed per hour under a `signal` label, and the series
-/// telling an OOM kill from another restart.
-pub const SIGNAL_COUNTERS: [(&str, &str); 4] = [
-    ("restarts", "kube_pod_container_status_restarts_total"),
-    ("oom_events", "container_oom_events_total"),
-    ("cfs_periods", "container_cpu_cfs_periods_total"),
-    ("cfs_throttled", "container_cpu_cfs_throttled_periods_total"),
-];
-/// The `signal` of restarts whose container's last termination was OOMKilled right then.
-pub const OOM_RESTARTS: &str = "oom_restarts";
-/// kube-state-metrics' last termination reason.
-pub const REASON_METRIC: &str = "kube_pod_container_status_last_terminated_reason";
 
 /// Which series a query covers: one cluster of a Prometheus that holds several (told apart
 /// by a label, as with Thanos or Mimir), and, when a cluster's answers would be too big,
@@ -159,91 +144,6 @@ pub fn container_state(scope: &Scope) -> String {
          ({{__name__=~\"{STATE_METRICS}\",resource=~\"{STATE_RESOURCES}\",reason=~\"{STATE_REASONS}\"{}}})",
         scope.matchers()
     )
-}
-
-/// A state selector (the same matchers as [`container_state`]) for `names` (a regex).
-fn state_selector(names: &str, scope: &Scope) -> String {
-    format!(
-        "{{__name__=~\"{names}\",resource=~\"{STATE_RESOURCES}\",reason=~\"{STATE_REASONS}\"{}}}",
-        scope.matchers()
-    )
-}
-
-/// The spec series as [`container_state`] gives them at each 5-minute step, with their
-/// metric name copied to a `metric` label (functions drop `__name__`).
-fn specs_by_step(scope: &Scope) -> String {
-    format!(
-        "label_replace(max by (__name__, namespace, pod, container, resource) ({}), \"metric\", \"$1\", \"__name__\", \"(.+)\")",
-        state_selector(SPEC_METRICS, scope)
-    )
-}
-
-/// Per spec series, the last step of the state grid (`step_secs`) within `span_secs`
-/// before the evaluation time at which it was present (evaluated at a step of that grid).
-/// With [`spec_last_values`], this is all the chunk needs of the specs: the newest pod's
-/// values and when it last reported, in two small instant answers instead of every step.
-pub fn spec_last_times(span_secs: i64, step_secs: i64, scope: &Scope) -> String {
-    format!(
-        "max_over_time(timestamp({})[{}:{}])",
-        specs_by_step(scope),
-        duration(span_secs),
-        duration(step_secs)
-    )
-}
-
-/// Per spec series, its value at that last step.
-pub fn spec_last_values(span_secs: i64, step_secs: i64, scope: &Scope) -> String {
-    format!(
-        "last_over_time({}[{}:{}])",
-        specs_by_step(scope),
-        duration(span_secs),
-        duration(step_secs)
-    )
-}
-
-/// The increases of one counter between consecutive steps of the state grid at which it
-/// is present (after `max by` pod container), a drop counting as a reset to the new value.
-fn increases_by_step(metric: &str, step_secs: i64, scope: &Scope) -> String {
-    let now = format!(
-        "max by (namespace, pod, container) ({})",
-        state_selector(metric, scope)
-    );
-    let before = format!(
-        "max by (namespace, pod, container) ({} offset {})",
-        state_selector(metric, scope),
-        duration(step_secs)
-    );
-    format!("(({now} - {before}) >= 0 or ({now} < {before}))")
-}
-
-/// Per pod container and hour, the sums of the counters' increases (restarts, OOM events,
-/// CFS periods and throttled periods, and restarts while the last termination reason was
-/// OOMKilled), each under a `signal` label. Evaluated at the hour's last step of the state
-/// grid, over the hour's steps (the 59-minute range holds exactly them); hours with nothing
-/// are left out. Hourly, and only where something happened: not every step of every counter.
-pub fn signal_sums(step_secs: i64, scope: &Scope) -> String {
-    let hourly = |signal: &str, increases: String| {
-        format!(
-            "label_replace(sum_over_time({increases}[59m:{}]) > 0, \"signal\", \"{signal}\", \"\", \"\")",
-            duration(step_secs)
-        )
-    };
-    let mut parts: Vec<String> = SIGNAL_COUNTERS
-        .iter()
-        .map(|(signal, metric)| hourly(signal, increases_by_step(metric, step_secs, scope)))
-        .collect();
-    let oom_reason = format!(
-        "(max by (namespace, pod, container) ({}) > 0)",
-        state_selector(REASON_METRIC, scope)
-    );
-    parts.push(hourly(
-        OOM_RESTARTS,
-        format!(
-            "({} and on (namespace, pod, container) {oom_reason})",
-            increases_by_step(SIGNAL_COUNTERS[0].1, step_secs, scope)
-        ),
-    ));
-    parts.join(" or ")
 }
 
 /// What a remote read asks for in place of [`cpu_usage`], [`memory_peak`] or

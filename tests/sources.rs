@@ -268,3 +268,51 @@ async fn auto_falls_back_and_an_explicit_remote_read_fails_cleanly() {
     );
     assert_eq!(rows(store.as_ref()).await, reference);
 }
+
+/// The `max by` the collector computes from raw series equals the one Prometheus computes,
+/// point for point and bit for bit, for each of the three range selections of a chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_max_by_equals_prometheus_own() {
+    use rightsizer::collector::queries::RawMetric;
+    use rightsizer::collector::{raw, ChunkQueries, Scope};
+    let fx = tokio::task::spawn_blocking(fixture).await.unwrap();
+    let prom = client(fx.prometheus.url());
+    let hours: Vec<i64> = (0..6).map(|i| fx.truth.start + i * 3600).collect();
+    let q = ChunkQueries::new(&hours, 60, &Scope::default());
+    for (metric, r) in [
+        (RawMetric::State, &q.state),
+        (RawMetric::Cpu, &q.cpu),
+        (RawMetric::Memory, &q.memory),
+    ] {
+        let ours = raw::aggregate(
+            metric,
+            r,
+            prom.query_range(&r.promql, r.start, r.end, r.step_secs)
+                .await
+                .unwrap(),
+        );
+        let by = raw::group_labels(metric).join(", ");
+        let theirs = prom
+            .query_range(
+                &format!("max by ({by}) ({})", r.promql),
+                r.start,
+                r.end,
+                r.step_secs,
+            )
+            .await
+            .unwrap();
+        assert!(!ours.series.is_empty(), "{metric:?}");
+        assert_eq!(ours.series.len(), theirs.series.len(), "{metric:?}");
+        for (a, b) in ours.series.iter().zip(&theirs.series) {
+            assert_eq!(a.labels, b.labels, "{metric:?}");
+            let bits =
+                |s: &[(i64, f64)]| s.iter().map(|(t, v)| (*t, v.to_bits())).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&a.samples),
+                bits(&b.samples),
+                "{metric:?} {:?}",
+                a.labels
+            );
+        }
+    }
+}

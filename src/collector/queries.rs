@@ -94,21 +94,19 @@ fn cadvisor(metric: &str, scope: &Scope) -> String {
     )
 }
 
-/// CPU cores used per pod container: the 5-minute rate, as dashboards show it. `max`
-/// rather than `sum` so the brief overlap of old and new series around a restart (and
-/// duplicate scrapes) is not counted twice.
+/// CPU cores used per cAdvisor series: the 5-minute rate, as dashboards show it. The
+/// collector takes the `max` per pod container (rather than the `sum`, so the brief overlap
+/// of old and new series around a restart, and duplicate scrapes, are not counted twice)
+/// itself: see [`super::raw::MaxBy`].
 pub fn cpu_usage(scope: &Scope) -> String {
-    format!(
-        "max by (namespace, pod, container) (rate({}[5m]))",
-        cadvisor(CPU_METRIC, scope)
-    )
+    format!("rate({}[5m])", cadvisor(CPU_METRIC, scope))
 }
 
-/// Memory working set per pod container: the peak within each step, so a spike between
-/// two evaluation points is not missed.
+/// Memory working set per cAdvisor series: the peak within each step, so a spike between
+/// two evaluation points is not missed (the collector takes the max per pod container).
 pub fn memory_peak(step_secs: i64, scope: &Scope) -> String {
     format!(
-        "max by (namespace, pod, container) (max_over_time({}[{}]))",
+        "max_over_time({}[{}])",
         cadvisor(MEMORY_METRIC, scope),
         duration(step_secs)
     )
@@ -136,12 +134,12 @@ pub fn namespace_sizes(span_secs: i64, scope: &Scope) -> String {
     )
 }
 
-/// Container state over time ([`STATE_METRICS`]). Counters are turned into per-hour
-/// increases by the collector, so a coarse step is enough.
+/// Container state over time ([`STATE_METRICS`]), raw series (the collector takes the max
+/// per metric, pod container and resource). Counters are turned into per-hour increases by
+/// the collector, so a coarse step is enough.
 pub fn container_state(scope: &Scope) -> String {
     format!(
-        "max by (__name__, namespace, pod, container, resource) \
-         ({{__name__=~\"{STATE_METRICS}\",resource=~\"{STATE_RESOURCES}\",reason=~\"{STATE_REASONS}\"{}}})",
+        "{{__name__=~\"{STATE_METRICS}\",resource=~\"{STATE_RESOURCES}\",reason=~\"{STATE_REASONS}\"{}}}",
         scope.matchers()
     )
 }
@@ -213,6 +211,9 @@ mod tests {
         );
         assert!(workload_facts(&scope)
             .ends_with(r#"kube_statefulset_replicas",cluster="eu\"1",namespace=~"shop|a\\.b"}"#));
-        assert_eq!(cpu_usage(&Scope::default()), "max by (namespace, pod, container) (rate(container_cpu_usage_seconds_total{container!=\"\",container!=\"POD\"}[5m]))");
+        assert_eq!(
+            cpu_usage(&Scope::default()),
+            "rate(container_cpu_usage_seconds_total{container!=\"\",container!=\"POD\"}[5m])"
+        );
     }
 }

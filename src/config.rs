@@ -90,6 +90,15 @@ pub struct GlobalArgs {
     /// queries), remote-read or query-range. Overrides `collector.source`.
     #[arg(long, env = "RIGHTSIZER_COLLECTOR_SOURCE", global = true, value_enum)]
     pub collector_source: Option<CollectorSource>,
+    /// Compression of Prometheus' answers: auto (gzip unless Prometheus is on loopback),
+    /// gzip or none. Overrides `collector.compression`.
+    #[arg(
+        long,
+        env = "RIGHTSIZER_COLLECTOR_COMPRESSION",
+        global = true,
+        value_enum
+    )]
+    pub collector_compression: Option<HttpCompression>,
 }
 
 /// Log output format.
@@ -373,16 +382,51 @@ impl CollectorSource {
     }
 }
 
+/// Whether the collector asks Prometheus for compressed answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum HttpCompression {
+    /// gzip unless Prometheus is on a loopback address, where bandwidth is free and
+    /// compressing only costs Prometheus CPU.
+    #[default]
+    Auto,
+    /// Always ask for gzip.
+    Gzip,
+    /// Never.
+    None,
+}
+
+impl HttpCompression {
+    /// Whether to ask `url` for gzip.
+    pub fn gzip_for(self, url: &str) -> bool {
+        match self {
+            HttpCompression::Gzip => true,
+            HttpCompression::None => false,
+            HttpCompression::Auto => !reqwest::Url::parse(url)
+                .ok()
+                .and_then(|u| u.host().map(|h| h.to_owned()))
+                .is_some_and(|host| match host {
+                    url::Host::Domain(d) => d == "localhost",
+                    url::Host::Ipv4(ip) => ip.is_loopback(),
+                    url::Host::Ipv6(ip) => ip.is_loopback(),
+                }),
+        }
+    }
+}
+
 /// The `[collector]` table of the config file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CollectorConfig {
     /// Where history comes from: `auto`, `remote-read` or `query-range`.
     pub source: CollectorSource,
+    /// HTTP compression of Prometheus' answers: `auto`, `gzip` or `none`.
+    pub compression: HttpCompression,
     /// Query resolution.
     #[serde(with = "humantime_serde")]
     pub step: Duration,
-    /// Hours per chunk.
+    /// Hours per chunk (the claim grid); a fleet whose series would make a chunk too big is
+    /// fetched in shorter pieces.
     pub chunk_hours: u32,
     /// Queries at Prometheus at once.
     pub concurrency: usize,
@@ -394,8 +438,9 @@ pub struct CollectorConfig {
     pub timeout: Duration,
     /// Retries of a Prometheus request after a timeout, connection error or 5xx.
     pub retries: u32,
-    /// A chunk whose namespaces hold more series than this is queried in namespace groups
-    /// of at most this many, keeping every answer (and our memory) bounded; 0 never splits.
+    /// A day's chunk whose namespaces hold more series than this is queried in namespace
+    /// groups of at most this many (a shorter chunk: proportionally more), keeping every
+    /// answer (and our memory) bounded; 0 never splits.
     pub max_series_per_query: u64,
     /// Largest Prometheus answer read, in bytes; stays in force when
     /// `max_series_per_query` is 0.
@@ -409,8 +454,9 @@ impl Default for CollectorConfig {
     fn default() -> Self {
         CollectorConfig {
             source: CollectorSource::Auto,
+            compression: HttpCompression::Auto,
             step: Duration::from_secs(60),
-            chunk_hours: 6,
+            chunk_hours: 24,
             concurrency: 2,
             interval: Duration::from_secs(600),
             timeout: Duration::from_secs(60),
@@ -649,6 +695,10 @@ impl Settings {
                     headers.push((name.trim().to_string(), SecretString::from(value.trim().to_string())));
                 }
                 Ok(PromConfig {
+                    gzip: global
+                        .collector_compression
+                        .unwrap_or(file.collector.compression)
+                        .gzip_for(&url),
                     url,
                     bearer_token: token,
                     timeout: file.collector.timeout,
@@ -710,6 +760,9 @@ impl Settings {
         }
         let sources = sources(
             &file,
+            global
+                .collector_compression
+                .unwrap_or(file.collector.compression),
             prometheus.as_ref(),
             kubernetes.as_ref(),
             chosen.as_deref(),
@@ -728,6 +781,9 @@ impl Settings {
             cluster,
             collector: CollectorConfig {
                 source: global.collector_source.unwrap_or(file.collector.source),
+                compression: global
+                    .collector_compression
+                    .unwrap_or(file.collector.compression),
                 ..file.collector.clone()
             },
             policy,
@@ -785,6 +841,7 @@ pub fn days_text(d: Duration) -> String {
 /// single cluster of the top-level settings.
 fn sources(
     file: &FileConfig,
+    compression: HttpCompression,
     prometheus: Option<&PromConfig>,
     kubernetes: Option<&crate::cluster::ClusterSourceConfig>,
     chosen: Option<&str>,
@@ -851,6 +908,7 @@ fn sources(
                     max_response_bytes: file.collector.max_response_bytes,
                     ..PromConfig::default()
                 });
+                p.gzip = compression.gzip_for(&url);
                 p.url = url;
                 if let Some(path) = &entry.prometheus_token_file {
                     p.bearer_token = Some(read_token(path)?);
@@ -997,6 +1055,18 @@ pub fn parse_time(s: &str) -> Result<i64, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn compression_auto_means_gzip_off_loopback() {
+        let auto = super::HttpCompression::Auto;
+        assert!(!auto.gzip_for("http://127.0.0.1:9090"));
+        assert!(!auto.gzip_for("http://localhost:9090/prometheus"));
+        assert!(!auto.gzip_for("http://[::1]:9090"));
+        assert!(auto.gzip_for("https://prometheus.monitoring.svc:9090"));
+        assert!(auto.gzip_for("http://10.0.0.7:9090"));
+        assert!(super::HttpCompression::Gzip.gzip_for("http://127.0.0.1:9090"));
+        assert!(!super::HttpCompression::None.gzip_for("https://example.com"));
+    }
+
     use super::*;
 
     fn args(extra: &[&str]) -> Cli {

@@ -258,6 +258,7 @@ fn no_flags() -> GlobalArgs {
         cluster: None,
         log_format: LogFormat::Auto,
         collector_source: None,
+        collector_compression: None,
     }
 }
 

@@ -187,6 +187,23 @@ async fn auto_falls_back_and_an_explicit_remote_read_fails_cleanly() {
     let reference = rows(reference.as_ref()).await;
     assert!(!reference.is_empty());
 
+    // Compressed answers (Prometheus gzips when asked) store the same rows.
+    let gzipped = sqlite(&dir, "gzip.db").await;
+    let gzip_client = PromClient::new(&PromConfig {
+        url: fx.prometheus.url().into(),
+        gzip: true,
+        ..PromConfig::default()
+    })
+    .unwrap();
+    collector::collect(
+        &gzip_client,
+        gzipped.as_ref(),
+        &options(&fx.truth, QueryRange),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows(gzipped.as_ref()).await, reference);
+
     for code in [404, 405] {
         proxy.set(ReadMode::Refuse(code));
         let store = sqlite(&dir, &format!("refused-{code}.db")).await;

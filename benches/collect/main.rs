@@ -29,7 +29,8 @@ use rightsizer::config::CollectorConfig;
 
 /// The sources measured; the first is the product's default (`auto` picks it against
 /// Prometheus) and feeds analyze, the half window and Postgres.
-const SOURCES: [&str; 2] = ["remote-read", "query-range"];
+/// `+gzip`: with `collector.compression = "gzip"` (on loopback `auto` means none).
+const SOURCES: [&str; 3] = ["remote-read", "query-range", "query-range+gzip"];
 
 /// /proc/<pid>/stat counts CPU time in USER_HZ ticks, 100 per second on Linux.
 const TICKS_PER_SEC: f64 = 100.0;
@@ -235,12 +236,17 @@ fn list(v: &[f64]) -> String {
 
 /// Runs the release binary to completion, polling its peak RSS and CPU time.
 fn run_measured(bin: &str, args: &[&str], db_url: &str, prom: &str, source: &str) -> Run {
+    let (source, compression) = match source.strip_suffix("+gzip") {
+        Some(source) => (source, "gzip"),
+        None => (source, "none"),
+    };
     let started = Instant::now();
     let mut child = Command::new(bin)
         .args(args)
         .env("RIGHTSIZER_DATABASE_URL", db_url)
         .env("RIGHTSIZER_PROMETHEUS_URL", prom)
         .env("RIGHTSIZER_COLLECTOR_SOURCE", source)
+        .env("RIGHTSIZER_COLLECTOR_COMPRESSION", compression)
         .env("RIGHTSIZER_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -333,7 +339,9 @@ async fn postgres_sizes(url: &str) -> PgSizes {
         sqlx::query_scalar::<_, i64>(
             "select coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint \
              from pg_class c join pg_namespace n on n.oid = c.relnamespace \
-             where n.nspname = current_schema() and c.relname = any($1)",
+             left join pg_inherits i on i.inhrelid = c.oid left join pg_class p on p.oid = i.inhparent \
+             where n.nspname = current_schema() and c.relkind = 'r' \
+             and coalesce(p.relname, c.relname) = any($1)",
         )
         .bind(tables)
         .fetch_one(&pool)
@@ -348,9 +356,11 @@ async fn postgres_sizes(url: &str) -> PgSizes {
         collector_bytes().await as f64 / 1e6
     );
     let tables: Vec<(String, i64)> = sqlx::query_as(
-        "select c.relname::text, pg_total_relation_size(c.oid) \
+        // Monthly partitions (usage_days_p202612, …) count as their table.
+        "select coalesce(p.relname, c.relname)::text, sum(pg_total_relation_size(c.oid))::bigint \
          from pg_class c join pg_namespace n on n.oid = c.relnamespace \
-         where n.nspname = current_schema() and c.relkind = 'r'",
+         left join pg_inherits i on i.inhrelid = c.oid left join pg_class p on p.oid = i.inhparent \
+         where n.nspname = current_schema() and c.relkind = 'r' group by 1",
     )
     .fetch_all(&pool)
     .await
@@ -539,7 +549,7 @@ async fn measure() {
     };
     let mut incremental_runs = BTreeMap::new();
     let mut half = None;
-    for source in SOURCES {
+    for source in SOURCES.into_iter().take(2) {
         let half_db = dir.join(format!("bench-half-{source}.db"));
         remove_sqlite(&half_db);
         let (h, second, prom_cpu) = incremental(

@@ -446,18 +446,59 @@ async fn fetch_group(
 /// one group's raw answers at a time (bounded by `max_series_per_query`), not the
 /// cluster's; the groups' summaries are disjoint (a namespace is in one group) and are
 /// concatenated into the chunk.
-async fn fetch_chunk(
+/// Series-hours one chunk may hold: a run of hours whose namespaces hold more series than
+/// this divided by its length is fetched and written in shorter pieces, so a chunk's
+/// answers and summaries stay bounded whatever the fleet (and a small fleet gets whole-day
+/// chunks: Prometheus answers a day of remote read for a third of the CPU of four
+/// 6-hour reads).
+const SERIES_HOURS_PER_CHUNK: u64 = 20_000;
+
+/// What sizing a run found: series per namespace (which decides the namespace groups and
+/// the length of its pieces) and the workload facts at its end.
+struct Sized {
+    sizes: Vec<(String, u64)>,
+    facts: crate::prometheus::Answer<crate::prometheus::InstantSample>,
+}
+
+async fn size_run(
     prom: &PromClient,
     hours: &[i64],
     opts: &CollectOptions,
-    via: Via,
-) -> Result<(crate::model::Chunk, ingest::ChunkStats, bool, Counts), PromError> {
+) -> Result<Sized, PromError> {
     let whole = ChunkQueries::new(hours, opts.step_secs, &opts.scope);
     let (sizes, facts) = tokio::join!(
         prom.query(&whole.sizes, whole.time),
         prom.query(&whole.facts, whole.time)
     );
-    let (sizes, facts) = (parse_sizes(&sizes?.series), facts?);
+    Ok(Sized {
+        sizes: parse_sizes(&sizes?.series),
+        facts: facts?,
+    })
+}
+
+/// Hours per piece of a run of `hours` whose namespaces hold `series` series.
+fn piece_hours(series: u64, hours: usize) -> usize {
+    let fit = SERIES_HOURS_PER_CHUNK / series.max(1);
+    (fit as usize).clamp(1, hours.max(1))
+}
+
+/// Series per namespace group for a chunk of `hours`: `max_series_per_query` holds for a
+/// day, and a shorter chunk takes proportionally more series per query, so that an answer
+/// stays the same size (and an hour of a big fleet is a few queries, not hundreds); 0
+/// never splits.
+fn group_series(max_series_per_query: u64, hours: usize) -> u64 {
+    max_series_per_query * (24 / hours.clamp(1, 24)) as u64
+}
+
+async fn fetch_chunk(
+    prom: &PromClient,
+    hours: &[i64],
+    opts: &CollectOptions,
+    via: Via,
+    sized: &Sized,
+) -> Result<(crate::model::Chunk, ingest::ChunkStats, bool, Counts), PromError> {
+    let whole = ChunkQueries::new(hours, opts.step_secs, &opts.scope);
+    let (sizes, facts) = (&sized.sizes, &sized.facts);
     let mut chunk = crate::model::Chunk {
         cluster: opts.cluster.clone(),
         hours: hours.to_vec(),
@@ -470,12 +511,9 @@ async fn fetch_chunk(
         rejected: facts.non_finite_skipped,
         ..Default::default()
     };
-    let mut counts = Counts {
-        queries: 2,
-        ..Counts::default()
-    };
+    let mut counts = Counts::default();
     let mut pending: Vec<Option<Vec<String>>> =
-        match namespace_groups(&sizes, opts.max_series_per_query) {
+        match namespace_groups(sizes, group_series(opts.max_series_per_query, hours.len())) {
             None => vec![None],
             Some(groups) => groups.into_iter().rev().map(Some).collect(),
         };
@@ -543,24 +581,30 @@ const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(900);
 
 /// What became of one planned chunk.
 enum Outcome {
-    /// Fetched (in one or more runs of hours), to be written.
-    Fetched(Vec<Fetched>),
+    /// Fetched and handed to the writer piece by piece (the claim with the last piece).
+    Sent,
     /// Another process holds its cell: retried, waiting, after the other chunks.
     Held(Vec<i64>),
     /// These many hours were collected by another process meanwhile.
     Elsewhere(u64),
 }
 
+/// Where fetched pieces go: the writer, or a count of hours collected elsewhere.
+type ToWriter = tokio::sync::mpsc::Sender<Result<Fetched, u64>>;
+
 /// Claims the chunk's cell, drops the hours that were collected meanwhile (by another
-/// process), and fetches the runs that remain. With `wait`, polls a held cell until its
-/// holder is done (or died: its claim is freed with its connection), at most
-/// [`CLAIM_WAIT`].
+/// process), and fetches the runs that remain, each sized first and cut into pieces when
+/// its series would make one chunk too big ([`SERIES_HOURS_PER_CHUNK`]); every piece goes
+/// to the writer as soon as it is fetched, so memory holds a piece, not a cell. With
+/// `wait`, polls a held cell until its holder is done (or died: its claim is freed with
+/// its connection), at most [`CLAIM_WAIT`].
 async fn claim_and_fetch(
     prom: &PromClient,
     store: &dyn Store,
     hours: Vec<i64>,
     opts: &CollectOptions,
     via: Via,
+    to_writer: &ToWriter,
     wait: bool,
 ) -> Result<Outcome, CollectError> {
     let n = hours.len() as u64;
@@ -597,21 +641,37 @@ async fn claim_and_fetch(
         claim.release().await;
         return Ok(Outcome::Elsewhere(n));
     }
-    let mut fetched = Vec::with_capacity(runs.len());
-    for run in runs {
-        let (chunk, stats, split, counts) = fetch_chunk(prom, &run, opts, via).await?;
-        fetched.push(Fetched {
-            chunk,
-            stats,
-            split,
-            counts,
-            claim: None,
-        });
+    let mut claim = Some(claim);
+    let n_runs = runs.len();
+    for (r, run) in runs.into_iter().enumerate() {
+        let sized = size_run(prom, &run, opts).await?;
+        let series = sized.sizes.iter().map(|(_, n)| n).sum();
+        let pieces: Vec<&[i64]> = run.chunks(piece_hours(series, run.len())).collect();
+        let n_pieces = pieces.len();
+        for (p, piece) in pieces.into_iter().enumerate() {
+            let (chunk, stats, split, mut counts) =
+                fetch_chunk(prom, piece, opts, via, &sized).await?;
+            if p == 0 {
+                counts.queries += 2; // the run's sizing
+            }
+            let fetched = Fetched {
+                chunk,
+                stats,
+                split,
+                counts,
+                claim: if r + 1 == n_runs && p + 1 == n_pieces {
+                    claim.take()
+                } else {
+                    None
+                },
+            };
+            if to_writer.send(Ok(fetched)).await.is_err() {
+                // The writer stopped (it failed): the run ends with its error.
+                return Ok(Outcome::Sent);
+            }
+        }
     }
-    if let Some(last) = fetched.last_mut() {
-        last.claim = Some(claim);
-    }
-    Ok(Outcome::Fetched(fetched))
+    Ok(Outcome::Sent)
 }
 
 /// The source a run reads from, and why `auto` chose range queries when it did.
@@ -715,7 +775,7 @@ pub async fn collect(
     // The fetcher runs ahead of the writer (bounded by the channel), so Prometheus keeps
     // answering while a chunk is summarized and committed. Both run in this task: dropping
     // the run stops both, and a claim dropped unreleased closes its connection.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<Fetched>, u64>>(1);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Fetched, u64>>(1);
     // `concurrency` queries at Prometheus at once, and one chunk more under way: while a
     // chunk's answers are decoded and summarized, the extra chunk's queries keep Prometheus
     // at full concurrency (a chunk sizes itself before it asks for its groups, and asks for
@@ -727,31 +787,31 @@ pub async fn collect(
     // all, and a holder that died is replaced.
     let fetcher = async move {
         let mut held = Vec::new();
+        let tx = &tx;
         let mut fetches = futures::stream::iter(chunks)
-            .map(|hours| claim_and_fetch(prom, store, hours, opts, via, false))
+            .map(|hours| claim_and_fetch(prom, store, hours, opts, via, tx, false))
             .buffered(opts.concurrency.max(1) + 1);
         while let Some(outcome) = fetches.next().await {
-            let item = match outcome? {
-                Outcome::Held(hours) => {
-                    held.push(hours);
-                    continue;
+            match outcome? {
+                Outcome::Held(hours) => held.push(hours),
+                Outcome::Sent => {}
+                Outcome::Elsewhere(n) => {
+                    if tx.send(Err(n)).await.is_err() {
+                        return Ok(());
+                    }
                 }
-                Outcome::Fetched(fetched) => Ok(fetched),
-                Outcome::Elsewhere(n) => Err(n),
-            };
-            if tx.send(item).await.is_err() {
-                return Ok(());
             }
         }
         drop(fetches);
         for hours in held {
-            let item = match claim_and_fetch(prom, store, hours, opts, via, true).await? {
-                Outcome::Fetched(fetched) => Ok(fetched),
-                Outcome::Elsewhere(n) => Err(n),
+            match claim_and_fetch(prom, store, hours, opts, via, tx, true).await? {
+                Outcome::Sent => {}
+                Outcome::Elsewhere(n) => {
+                    if tx.send(Err(n)).await.is_err() {
+                        break;
+                    }
+                }
                 Outcome::Held(_) => unreachable!("a waiting claim is never left held"),
-            };
-            if tx.send(item).await.is_err() {
-                break;
             }
         }
         Ok::<(), CollectError>(())
@@ -773,35 +833,34 @@ pub async fn collect(
                     continue;
                 }
             };
-            for f in fetched {
-                let (chunk, stats) = (f.chunk, f.stats);
-                let n_hours = chunk.hours.len() as u64;
-                store.write_chunk(&chunk).await?;
-                if let Some(claim) = f.claim {
-                    claim.release().await;
-                }
-                seen.extend(chunk.usage.iter().map(|u| u.key.clone()));
-                seen.extend(chunk.containers.iter().map(|c| c.key.clone()));
-                crate::telemetry::metrics().chunk_written(&opts.cluster);
-                report.hours_collected += n_hours;
-                progressed += n_hours;
-                opts.progress.report(progressed, total);
-                report.chunks += 1;
-                report.split_chunks += u64::from(f.split);
-                report.queries += f.counts.queries;
-                report.remote_read_fallbacks += f.counts.fallbacks;
-                report.remote_read_bytes += f.counts.raw.bytes;
-                report.remote_read_samples += f.counts.raw.samples;
-                report.samples += stats.samples;
-                report.rejected_samples += stats.rejected;
-                report.inferred_pods += stats.inferred_pods;
-                tracing::debug!(
-                    first_hour = chunk.hours[0],
-                    hours = n_hours,
-                    samples = stats.samples,
-                    "chunk written"
-                );
+            let f = fetched;
+            let (chunk, stats) = (f.chunk, f.stats);
+            let n_hours = chunk.hours.len() as u64;
+            store.write_chunk(&chunk).await?;
+            if let Some(claim) = f.claim {
+                claim.release().await;
             }
+            seen.extend(chunk.usage.iter().map(|u| u.key.clone()));
+            seen.extend(chunk.containers.iter().map(|c| c.key.clone()));
+            crate::telemetry::metrics().chunk_written(&opts.cluster);
+            report.hours_collected += n_hours;
+            progressed += n_hours;
+            opts.progress.report(progressed, total);
+            report.chunks += 1;
+            report.split_chunks += u64::from(f.split);
+            report.queries += f.counts.queries;
+            report.remote_read_fallbacks += f.counts.fallbacks;
+            report.remote_read_bytes += f.counts.raw.bytes;
+            report.remote_read_samples += f.counts.raw.samples;
+            report.samples += stats.samples;
+            report.rejected_samples += stats.rejected;
+            report.inferred_pods += stats.inferred_pods;
+            tracing::debug!(
+                first_hour = chunk.hours[0],
+                hours = n_hours,
+                samples = stats.samples,
+                "chunk written"
+            );
         }
         Ok::<(), CollectError>(())
     };
@@ -820,7 +879,21 @@ pub async fn collect(
 
 #[cfg(test)]
 mod tests {
-    use super::{namespace_groups, plan_chunks};
+    use super::{group_series, namespace_groups, piece_hours, plan_chunks};
+
+    #[test]
+    // A small fleet keeps whole-day chunks; a big one gets pieces short enough to bound a
+    // chunk's summaries, and its groups take more series per query for a short piece.
+    fn big_fleets_get_shorter_pieces_with_bigger_groups() {
+        assert_eq!(piece_hours(800, 24), 24);
+        assert_eq!(piece_hours(5_000, 24), 4);
+        assert_eq!(piece_hours(13_000, 24), 1);
+        assert_eq!(piece_hours(0, 3), 3);
+        assert_eq!(group_series(300, 24), 300);
+        assert_eq!(group_series(300, 4), 1_800);
+        assert_eq!(group_series(300, 1), 7_200);
+        assert_eq!(group_series(0, 1), 0);
+    }
 
     #[test]
     fn namespaces_are_grouped_up_to_the_budget() {

@@ -129,6 +129,9 @@ pub struct PromConfig {
     /// Largest answer read, in bytes; a longer one is an error, whatever
     /// `max_series_per_query` says.
     pub max_response_bytes: u64,
+    /// Ask for gzip-compressed answers (`Accept-Encoding: gzip`): far fewer bytes on the
+    /// wire, at the price of Prometheus' CPU to compress them.
+    pub gzip: bool,
 }
 
 /// Default of [`PromConfig::max_response_bytes`]: 256 MiB, far above a chunk of 300
@@ -148,6 +151,7 @@ impl Default for PromConfig {
             retries: 3,
             retry_backoff: Duration::from_millis(500),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            gzip: false,
         }
     }
 }
@@ -272,6 +276,7 @@ impl PromClient {
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("rightsizer/", env!("CARGO_PKG_VERSION")))
+            .gzip(config.gzip)
             .default_headers(headers);
         if let Some(path) = &config.ca_file {
             let pem = std::fs::read(path)

@@ -45,6 +45,16 @@ fn env_parse<T: std::str::FromStr>(name: &str) -> T {
         .unwrap_or_else(|_| panic!("{name} is not a valid number"))
 }
 
+/// A plain HTTP client: no compression asked for (reqwest asks for gzip by default once
+/// its gzip feature is on, and Prometheus then spends CPU compressing).
+fn plain_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .no_gzip()
+        .build()
+        .unwrap()
+}
+
 /// POSTs one query; returns the body.
 async fn replay(
     http: &reqwest::Client,
@@ -66,10 +76,7 @@ async fn replay(
 /// the sizing and facts queries, then owners, state, CPU and memory for each namespace group
 /// the sizes call for (one group when the chunk fits in one answer).
 async fn prometheus_floor(url: &str, from: i64, to: i64, cfg: &CollectorConfig) -> (Duration, u64) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(300))
-        .build()
-        .unwrap();
+    let http = plain_client();
     let step = cfg.step.as_secs() as i64;
     let hours: Vec<i64> = (from..to).step_by(3600).collect();
     let started = Instant::now();
@@ -157,10 +164,7 @@ const MINIMAL_MEMORY: &str =
 /// compression) at the collector's concurrency; answers read, not decoded. Returns the
 /// wall time, the answer bytes and the points in them.
 async fn minimal_floor(url: &str, from: i64, to: i64, concurrency: usize) -> (Duration, u64, u64) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(300))
-        .build()
-        .unwrap();
+    let http = plain_client();
     let days: Vec<(i64, i64)> = (from..to)
         .step_by(86_400)
         .map(|d| (d, (d + 86_400).min(to) - 60))
@@ -196,7 +200,9 @@ async fn minimal_floor(url: &str, from: i64, to: i64, concurrency: usize) -> (Du
 /// (`prometheus_http_response_size_bytes_sum`): the same measure for the floor, range
 /// queries and remote read.
 async fn prometheus_bytes_sent(url: &str) -> f64 {
-    let text = reqwest::get(format!("{url}/metrics"))
+    let text = plain_client()
+        .get(format!("{url}/metrics"))
+        .send()
         .await
         .unwrap()
         .text()

@@ -258,7 +258,9 @@ impl Sketch {
                 let index = i32::try_from(i64::from(wire.first_index) + offset as i64)
                     .map_err(|_| DecodeError("bucket index out of range".into()))?;
                 bins.insert(index, n);
-                total += n;
+                total = total
+                    .checked_add(n)
+                    .ok_or_else(|| DecodeError("bucket counts overflow".into()))?;
             }
         }
         if total != wire.count || !wire.sum.is_finite() || !wire.max.is_finite() {
@@ -290,6 +292,22 @@ fn bucket_value(index: i32) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn counts_that_overflow_are_a_decode_error() {
+        // Found by the packed_day fuzz target: two buckets of u64::MAX / 2 + 1.
+        let wire = Wire {
+            count: 0,
+            sum: 1.0,
+            max: 1.0,
+            zero_count: 0,
+            first_index: 0,
+            counts: vec![u64::MAX / 2 + 1, u64::MAX / 2 + 1],
+        };
+        let bytes = postcard::to_allocvec(&wire).unwrap();
+        let err = Sketch::from_bytes(&bytes).unwrap_err();
+        assert!(err.0.contains("overflow"), "{}", err.0);
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -544,8 +544,10 @@ async fn namespace_groups_planned_ahead_store_what_one_query_would() {
     let dir = TempDir::new("rs-multicluster-groups").unwrap();
     let (split, whole) = (sqlite(&dir, "split").await, sqlite(&dir, "whole").await);
 
-    // Every namespace of the demo cluster has more than 5 series in a chunk: each chunk is
-    // asked for namespace by namespace.
+    // Every namespace of the demo cluster has more than 5 series in a day's chunk: such a
+    // chunk is asked for namespace by namespace. A chunk shorter than a day (at the edges
+    // of the window, which moves with the clock) takes proportionally more series per
+    // group and may be asked whole.
     let grouped = CollectOptions {
         max_series_per_query: 5,
         ..options("east", fx.from(), fx.end)
@@ -554,7 +556,7 @@ async fn namespace_groups_planned_ahead_store_what_one_query_would() {
         .await
         .unwrap();
     assert!(report.chunks > 1, "{report:?}");
-    assert_eq!(report.split_chunks, report.chunks, "{report:?}");
+    assert!(report.split_chunks >= report.chunks - 2, "{report:?}");
 
     let unsplit = CollectOptions {
         max_series_per_query: 0,

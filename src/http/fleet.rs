@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::error::{ApiError, ErrorBody};
 use super::query::{check_names, savings, RawParams};
 use super::AppState;
-use crate::model::{Recommendation, Severity};
+use crate::model::{Recommendation, Severity, Status};
 
 /// Requested and recommended resources across replicas, and money.
 #[derive(Debug, Default, Clone, Serialize, utoipa::ToSchema)]
@@ -20,13 +20,13 @@ pub struct Totals {
     pub containers: usize,
     /// CPU cores requested now, across replicas.
     pub requested_cores: f64,
-    /// CPU cores recommended, across replicas.
+    /// CPU cores recommended, across replicas (the current request where nothing is proposed).
     pub recommended_cores: f64,
     /// Cores in use on average, across replicas.
     pub used_cores: f64,
     /// Memory GiB requested now, across replicas.
     pub requested_gib: f64,
-    /// Memory GiB recommended, across replicas.
+    /// Memory GiB recommended, across replicas (the current request where nothing is proposed).
     pub recommended_gib: f64,
     /// Memory GiB in use on average, across replicas.
     pub used_gib: f64,
@@ -46,24 +46,20 @@ impl Totals {
             .impact
             .as_ref()
             .map(|i| i.replicas)
+            .filter(|n| *n > 0.0)
             .unwrap_or(r.evidence.average_replicas);
-        let (c, n, e) = (&r.current, &r.recommended, &r.evidence);
+        let (c, e) = (&r.current, &r.evidence);
+        let n = if r.status == Status::Ok {
+            &r.recommended
+        } else {
+            c
+        };
         self.containers += 1;
         self.requested_cores += c.cpu_request_millicores.unwrap_or(0) as f64 / 1000.0 * replicas;
-        self.recommended_cores += n
-            .cpu_request_millicores
-            .or(c.cpu_request_millicores)
-            .unwrap_or(0) as f64
-            / 1000.0
-            * replicas;
+        self.recommended_cores += n.cpu_request_millicores.unwrap_or(0) as f64 / 1000.0 * replicas;
         self.used_cores += e.cpu_mean_millicores.unwrap_or(0.0) / 1000.0 * replicas;
         self.requested_gib += c.memory_request_bytes.unwrap_or(0) as f64 / GIB * replicas;
-        self.recommended_gib += n
-            .memory_request_bytes
-            .or(c.memory_request_bytes)
-            .unwrap_or(0) as f64
-            / GIB
-            * replicas;
+        self.recommended_gib += n.memory_request_bytes.unwrap_or(0) as f64 / GIB * replicas;
         self.used_gib += e.memory_mean_bytes.unwrap_or(0.0) / GIB * replicas;
         self.monthly_savings += savings(r);
         match r.severity {

@@ -509,7 +509,12 @@ fn line(r: &Recommendation) -> Line {
         confidence: r.confidence,
         current: r.current,
         recommended: r.recommended,
-        replicas: tidy(impact.map(|i| i.replicas).unwrap_or(e.average_replicas)),
+        replicas: tidy(
+            impact
+                .map(|i| i.replicas)
+                .filter(|n| *n > 0.0)
+                .unwrap_or(e.average_replicas),
+        ),
         cpu_mean_millicores: e.cpu_mean_millicores.map(tidy),
         cpu_percentile: tidy(e.cpu_percentile),
         cpu_percentile_millicores: e.cpu_percentile_millicores.map(tidy),
@@ -551,7 +556,7 @@ fn tidy_holdout(h: &HoldoutFigures) -> HoldoutFigures {
 }
 
 /// The most common currency of the recommendations' prices.
-fn currency<'a>(recs: impl IntoIterator<Item = &'a Recommendation>) -> String {
+pub(crate) fn currency<'a>(recs: impl IntoIterator<Item = &'a Recommendation>) -> String {
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for i in recs.into_iter().filter_map(|r| r.impact.as_ref()) {
         if !i.currency.is_empty() {

@@ -325,7 +325,7 @@ pub struct Totals {
     pub recommended_gib: f64,
     /// −Σ monthly cost delta: positive is money saved per month.
     pub monthly_savings: f64,
-    /// Currency of the savings (the first one seen).
+    /// Currency of the savings (the one most recommendations are priced in).
     pub currency: String,
     /// Containers by severity: info, warning, critical.
     pub by_severity: [usize; 3],
@@ -356,9 +356,6 @@ impl Totals {
             t.used_gib += r.evidence.memory_mean_bytes.unwrap_or(0.0) / GIB * n;
             if let Some(impact) = &r.impact {
                 t.monthly_savings -= impact.monthly_cost_delta;
-                if t.currency.is_empty() {
-                    t.currency = impact.currency.clone();
-                }
             }
             t.by_severity[r.severity as usize] += 1;
             t.by_status[match r.status {
@@ -368,6 +365,7 @@ impl Totals {
             }] += 1;
         }
         t.workloads = workloads.len();
+        t.currency = crate::report::currency(rows.iter().copied());
         t
     }
 }

@@ -10,6 +10,8 @@ pub mod cluster;
 pub mod collector;
 /// Configuration from flags, `RIGHTSIZER_*` environment variables and a config file.
 pub mod config;
+/// Fleet arithmetic: savings, totals, severity counts, change since a previous run (pure).
+pub mod fleet;
 /// Entry points for the fuzz targets in `fuzz/`; not a stable interface.
 #[doc(hidden)]
 pub mod fuzzing;

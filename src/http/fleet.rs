@@ -1,15 +1,15 @@
 //! Fleet views: `/api/v1/clusters`, `/api/v1/namespaces` (with totals) and `/api/v1/findings`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use axum::extract::{Query, State};
 use axum::Json;
 use serde::Serialize;
 
 use super::error::{ApiError, ErrorBody};
-use super::query::{check_names, savings, RawParams};
+use super::query::{check_names, RawParams};
 use super::AppState;
-use crate::model::{Recommendation, Severity, Status};
+use crate::model::{Recommendation, Severity};
 
 /// Requested and recommended resources across replicas, and money.
 #[derive(Debug, Default, Clone, Serialize, utoipa::ToSchema)]
@@ -38,48 +38,27 @@ pub struct Totals {
     pub warning: usize,
 }
 
-const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
-
-impl Totals {
-    fn add(&mut self, r: &Recommendation) {
-        let replicas = r
-            .impact
-            .as_ref()
-            .map(|i| i.replicas)
-            .filter(|n| *n > 0.0)
-            .unwrap_or(r.evidence.average_replicas);
-        let (c, e) = (&r.current, &r.evidence);
-        let n = if r.status == Status::Ok {
-            &r.recommended
-        } else {
-            c
-        };
-        self.containers += 1;
-        self.requested_cores += c.cpu_request_millicores.unwrap_or(0) as f64 / 1000.0 * replicas;
-        self.recommended_cores += n.cpu_request_millicores.unwrap_or(0) as f64 / 1000.0 * replicas;
-        self.used_cores += e.cpu_mean_millicores.unwrap_or(0.0) / 1000.0 * replicas;
-        self.requested_gib += c.memory_request_bytes.unwrap_or(0) as f64 / GIB * replicas;
-        self.recommended_gib += n.memory_request_bytes.unwrap_or(0) as f64 / GIB * replicas;
-        self.used_gib += e.memory_mean_bytes.unwrap_or(0.0) / GIB * replicas;
-        self.monthly_savings += savings(r);
-        match r.severity {
-            Severity::Critical => self.critical += 1,
-            Severity::Warning => self.warning += 1,
-            Severity::Info => {}
+impl From<crate::fleet::Totals> for Totals {
+    fn from(t: crate::fleet::Totals) -> Self {
+        Totals {
+            workloads: t.workloads,
+            containers: t.containers,
+            requested_cores: t.requested_cores,
+            recommended_cores: t.recommended_cores,
+            used_cores: t.used_cores,
+            requested_gib: t.requested_gib,
+            recommended_gib: t.recommended_gib,
+            used_gib: t.used_gib,
+            monthly_savings: t.monthly_savings,
+            critical: t.severity(Severity::Critical),
+            warning: t.severity(Severity::Warning),
         }
     }
 }
 
 /// Totals of a group of recommendations.
 pub fn totals<'a>(recs: impl Iterator<Item = &'a Recommendation>) -> Totals {
-    let mut t = Totals::default();
-    let mut workloads = BTreeSet::new();
-    for r in recs {
-        workloads.insert(r.key.workload_key());
-        t.add(r);
-    }
-    t.workloads = workloads.len();
-    t
+    crate::fleet::Totals::of(recs).into()
 }
 
 /// One cluster.

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::snapshot::Snapshot;
+use crate::fleet::savings;
 use crate::model::{Confidence, ContainerKey, Recommendation, Severity, Status, WorkloadInfo};
 
 /// Default page size.
@@ -391,14 +392,6 @@ impl ListQuery {
                 selector_matches(sel, workloads.get(&k.workload_key()).map(|w| &w.labels))
             })
     }
-}
-
-/// Money per month the recommendation saves (negative when it costs).
-pub fn savings(r: &Recommendation) -> f64 {
-    r.impact
-        .as_ref()
-        .map(|i| -i.monthly_cost_delta)
-        .unwrap_or(0.0)
 }
 
 /// The order of a list: by the sort value (descending when asked), ties by key ascending,

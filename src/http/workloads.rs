@@ -10,8 +10,9 @@ use axum::Json;
 use serde::Serialize;
 
 use super::error::{ApiError, ErrorBody};
-use super::query::{check_names, savings, RawParams};
+use super::query::{check_names, RawParams};
 use super::AppState;
+use crate::fleet::savings;
 use crate::model::{Finding, Recommendation, WorkloadInfo, WorkloadKey};
 use crate::patch::{self, PatchError, PatchFormat};
 

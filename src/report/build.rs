@@ -1,14 +1,14 @@
 //! [`build`]: recommendations (and the previous report) in, a [`Report`] out. Pure.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::{
-    currency, line, tidy, Change, ChangeItem, Counts, FindingExample, FindingSummary, GroupTotals,
+    line, tidy, Change, ChangeItem, Counts, FindingExample, FindingSummary, GroupTotals,
     HoldoutTotals, Line, Report, Summary, Totals, FINDING_EXAMPLES, REPORT_VERSION,
     THROTTLING_SHARE, TOP_N,
 };
-use crate::http::fleet::totals;
+use crate::fleet;
 use crate::model::{ContainerKey, Recommendation, Severity, Status};
 
 /// The report of `recs` at `generated_at` (unix seconds), with a change section against
@@ -67,12 +67,13 @@ pub fn build(recs: &[Recommendation], previous: Option<&Report>, generated_at: i
         .cloned()
         .collect();
 
+    let fleet = fleet::Totals::of(recs.iter().copied());
     let strategies: std::collections::BTreeSet<String> =
         recs.iter().map(|r| r.strategy.clone()).collect();
     let mut summary = Summary {
         strategies: strategies.into_iter().collect(),
-        currency: currency(recs.iter().copied()),
-        totals: totals(recs.iter().copied()).into(),
+        currency: fleet.currency.clone(),
+        totals: fleet.clone().into(),
         monthly_savings_gross: tidy(containers.iter().map(|l| l.monthly_savings.max(0.0)).sum()),
         monthly_cost_increase: tidy(
             containers
@@ -90,19 +91,13 @@ pub fn build(recs: &[Recommendation], previous: Option<&Report>, generated_at: i
         },
         holdout: holdout_totals(&containers),
     };
-    for l in &containers {
-        let c = &mut summary.counts;
-        match l.status {
-            Status::Ok => c.ok += 1,
-            Status::NoChange => c.no_change += 1,
-            Status::InsufficientData => c.insufficient_data += 1,
-        }
-        match l.severity {
-            Severity::Critical => c.critical += 1,
-            Severity::Warning => c.warning += 1,
-            Severity::Info => c.info += 1,
-        }
-    }
+    let c = &mut summary.counts;
+    c.ok = fleet.status(Status::Ok) as i64;
+    c.no_change = fleet.status(Status::NoChange) as i64;
+    c.insufficient_data = fleet.status(Status::InsufficientData) as i64;
+    c.critical = fleet.severity(Severity::Critical) as i64;
+    c.warning = fleet.severity(Severity::Warning) as i64;
+    c.info = fleet.severity(Severity::Info) as i64;
     over.truncate(TOP_N);
     under.truncate(TOP_N);
 
@@ -237,7 +232,7 @@ fn groups(
         .map(|((cluster, namespace), members)| GroupTotals {
             cluster,
             namespace,
-            totals: Totals::from(totals(members.into_iter())),
+            totals: Totals::from(fleet::Totals::of(members)),
         })
         .collect()
 }
@@ -279,31 +274,25 @@ fn findings(recs: &[&Recommendation]) -> Vec<FindingSummary> {
 fn change(previous: &Report, now: &Summary, containers: &[Line]) -> Change {
     let (t, p) = (&now.totals, &previous.summary.totals);
     let (c, pc) = (&now.counts, &previous.summary.counts);
-    let critical_now: BTreeMap<&ContainerKey, &Line> = containers
-        .iter()
-        .filter(|l| l.severity == Severity::Critical)
-        .map(|l| (&l.key, l))
-        .collect();
-    let critical_before: BTreeSet<&ContainerKey> = previous
-        .containers
-        .iter()
-        .filter(|l| l.severity == Severity::Critical)
-        .map(|l| &l.key)
-        .collect();
+    let turnover = fleet::critical_turnover(
+        containers.iter().map(|l| (&l.key, l.severity)),
+        previous.containers.iter().map(|l| (&l.key, l.severity)),
+    );
     let now_by_key: BTreeMap<&ContainerKey, &Line> =
         containers.iter().map(|l| (&l.key, l)).collect();
-    let new_critical = critical_now
+    let before_by_key: BTreeMap<&ContainerKey, &Line> =
+        previous.containers.iter().map(|l| (&l.key, l)).collect();
+    let new_critical = turnover
+        .new
         .iter()
-        .filter(|(key, _)| !critical_before.contains(*key))
-        .map(|(_, l)| change_item(l, Some(l.severity)))
+        .map(|key| change_item(now_by_key[key], Some(Severity::Critical)))
         .collect();
-    let resolved_critical = previous
-        .containers
+    let resolved_critical = turnover
+        .resolved
         .iter()
-        .filter(|l| critical_before.contains(&l.key) && !critical_now.contains_key(&l.key))
-        .map(|before| match now_by_key.get(&before.key) {
+        .map(|key| match now_by_key.get(key) {
             Some(now) => change_item(now, Some(now.severity)),
-            None => change_item(before, None),
+            None => change_item(before_by_key[key], None),
         })
         .collect();
     Change {

@@ -4,8 +4,6 @@
 //! charts, CSV or JSON by [`render`]. [`generate_and_store`] is what the CLI and the scheduler
 //! call; [`Schedule`] says when the scheduler does.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
@@ -95,8 +93,8 @@ pub struct Totals {
     pub warning: usize,
 }
 
-impl From<crate::http::fleet::Totals> for Totals {
-    fn from(t: crate::http::fleet::Totals) -> Self {
+impl From<crate::fleet::Totals> for Totals {
+    fn from(t: crate::fleet::Totals) -> Self {
         Totals {
             workloads: t.workloads,
             containers: t.containers,
@@ -107,8 +105,8 @@ impl From<crate::http::fleet::Totals> for Totals {
             used_gib: tidy(t.used_gib),
             recommended_gib: tidy(t.recommended_gib),
             monthly_savings: tidy(t.monthly_savings),
-            critical: t.critical,
-            warning: t.warning,
+            critical: t.severity(Severity::Critical),
+            warning: t.severity(Severity::Warning),
         }
     }
 }
@@ -509,12 +507,7 @@ fn line(r: &Recommendation) -> Line {
         confidence: r.confidence,
         current: r.current,
         recommended: r.recommended,
-        replicas: tidy(
-            impact
-                .map(|i| i.replicas)
-                .filter(|n| *n > 0.0)
-                .unwrap_or(e.average_replicas),
-        ),
+        replicas: tidy(crate::fleet::replicas(r)),
         cpu_mean_millicores: e.cpu_mean_millicores.map(tidy),
         cpu_percentile: tidy(e.cpu_percentile),
         cpu_percentile_millicores: e.cpu_percentile_millicores.map(tidy),
@@ -523,7 +516,7 @@ fn line(r: &Recommendation) -> Line {
         history_hours: e.history_hours,
         cpu_cores_delta: tidy(impact.map_or(0.0, |i| i.cpu_cores_delta)),
         memory_gib_delta: tidy(impact.map_or(0.0, |i| i.memory_gib_delta)),
-        monthly_savings: tidy(crate::http::query::savings(r)),
+        monthly_savings: tidy(crate::fleet::savings(r)),
         oom_kills: e.oom_kills,
         restarts: e.restarts,
         throttled_ratio: e.throttled_ratio.map(tidy),
@@ -553,18 +546,4 @@ fn tidy_holdout(h: &HoldoutFigures) -> HoldoutFigures {
         cpu_request_mean_millicores: t(h.cpu_request_mean_millicores),
         memory_request_mean_bytes: t(h.memory_request_mean_bytes),
     }
-}
-
-/// The most common currency of the recommendations' prices.
-pub(crate) fn currency<'a>(recs: impl IntoIterator<Item = &'a Recommendation>) -> String {
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    for i in recs.into_iter().filter_map(|r| r.impact.as_ref()) {
-        if !i.currency.is_empty() {
-            *seen.entry(i.currency.as_str()).or_default() += 1;
-        }
-    }
-    seen.into_iter()
-        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
-        .map(|(c, _)| c.to_string())
-        .unwrap_or_default()
 }

@@ -10,14 +10,13 @@ use axum::response::Html;
 
 use super::html::{self, encode_component, money, Esc};
 use super::PageError;
+use crate::fleet::{savings, Totals};
 use crate::http::AppState;
 use crate::model::{Confidence, Recommendation, Severity, Status};
 use crate::quantity;
 
 /// Rows per page.
 pub const PAGE_ROWS: usize = 200;
-
-const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// Column the table is sorted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,87 +288,6 @@ impl View {
     }
 }
 
-/// Money the recommendation saves per month (negative when it costs more).
-pub fn savings(r: &Recommendation) -> f64 {
-    r.impact.as_ref().map_or(0.0, |i| -i.monthly_cost_delta)
-}
-
-/// Pods the per-container numbers are multiplied by: the impact's replicas, else the
-/// average seen in the window (0 when nothing ran).
-pub fn replicas(r: &Recommendation) -> f64 {
-    r.impact
-        .as_ref()
-        .map(|i| i.replicas)
-        .filter(|n| *n > 0.0)
-        .unwrap_or(r.evidence.average_replicas)
-}
-
-/// Fleet totals over a set of recommendations.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Totals {
-    /// Workload containers.
-    pub containers: usize,
-    /// Distinct workloads.
-    pub workloads: usize,
-    /// Σ current CPU request × replicas, cores.
-    pub requested_cores: f64,
-    /// Σ mean CPU usage × replicas, cores.
-    pub used_cores: f64,
-    /// Σ recommended CPU request (current where nothing is proposed) × replicas, cores.
-    pub recommended_cores: f64,
-    /// Σ current memory request × replicas, GiB.
-    pub requested_gib: f64,
-    /// Σ mean memory working set × replicas, GiB.
-    pub used_gib: f64,
-    /// Σ recommended memory request (current where nothing is proposed) × replicas, GiB.
-    pub recommended_gib: f64,
-    /// −Σ monthly cost delta: positive is money saved per month.
-    pub monthly_savings: f64,
-    /// Currency of the savings (the one most recommendations are priced in).
-    pub currency: String,
-    /// Containers by severity: info, warning, critical.
-    pub by_severity: [usize; 3],
-    /// Containers by status: ok, no-change, insufficient-data.
-    pub by_status: [usize; 3],
-}
-
-impl Totals {
-    /// Adds up `rows`.
-    pub fn of(rows: &[&Recommendation]) -> Self {
-        let mut t = Totals {
-            containers: rows.len(),
-            ..Totals::default()
-        };
-        let mut workloads = BTreeSet::new();
-        for r in rows {
-            workloads.insert(r.key.workload_key());
-            let n = replicas(r);
-            let proposed = r.status == Status::Ok;
-            let cpu = |m: Option<i64>| m.unwrap_or(0) as f64 / 1000.0;
-            let gib = |b: Option<i64>| b.unwrap_or(0) as f64 / GIB;
-            t.requested_cores += cpu(r.current.cpu_request_millicores) * n;
-            t.requested_gib += gib(r.current.memory_request_bytes) * n;
-            let target = if proposed { &r.recommended } else { &r.current };
-            t.recommended_cores += cpu(target.cpu_request_millicores) * n;
-            t.recommended_gib += gib(target.memory_request_bytes) * n;
-            t.used_cores += r.evidence.cpu_mean_millicores.unwrap_or(0.0) / 1000.0 * n;
-            t.used_gib += r.evidence.memory_mean_bytes.unwrap_or(0.0) / GIB * n;
-            if let Some(impact) = &r.impact {
-                t.monthly_savings -= impact.monthly_cost_delta;
-            }
-            t.by_severity[r.severity as usize] += 1;
-            t.by_status[match r.status {
-                Status::Ok => 0,
-                Status::NoChange => 1,
-                Status::InsufficientData => 2,
-            }] += 1;
-        }
-        t.workloads = workloads.len();
-        t.currency = crate::report::currency(rows.iter().copied());
-        t
-    }
-}
-
 /// The fleet page.
 pub async fn page(
     State(state): State<AppState>,
@@ -396,7 +314,7 @@ pub async fn page(
     }
     let namespaces: BTreeSet<&str> = all.iter().map(|r| r.key.namespace.as_str()).collect();
     let clusters: BTreeSet<&str> = all.iter().map(|r| r.key.cluster.as_str()).collect();
-    let totals = Totals::of(&rows);
+    let totals = Totals::of(rows.iter().copied());
 
     let mut body = String::with_capacity(64 * 1024);
     let _ = write!(

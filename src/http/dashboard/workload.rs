@@ -10,9 +10,9 @@ use axum::extract::{Path, State};
 use axum::response::Html;
 
 use super::chart::{self, Mark, MarkKind, Unit};
-use super::fleet::savings;
 use super::html::{self, encode_component, money, percent, Esc};
 use super::PageError;
+use crate::fleet::savings;
 use crate::http::AppState;
 use crate::model::{
     Backtest, HoldoutFigures, Recommendation, Resource, Status, UsageHour, WorkloadKey,

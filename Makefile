@@ -7,7 +7,7 @@ deps:
 	@scripts/deps.sh
 
 build: deps
-	$(CARGO) build --release --locked
+	$(CARGO) build --release --locked --workspace
 
 demo: build
 	@scripts/demo.sh

@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 
 root=$PWD
 bin=${CARGO_TARGET_DIR:-$root/target}/release/rightsizer
+synth=${CARGO_TARGET_DIR:-$root/target}/release/rightsizer-synth
 copies=${BENCH_BACKTEST_COPIES:-4}
 days=${BENCH_DAYS:-14}
 end=${BENCH_END:-$(( ($(date +%s) / 86400 - 1) * 86400 ))}
@@ -30,7 +31,7 @@ if [ ! -f "$work/ready" ] || [ "$(cat "$work/ready")" != "$end $copies" ]; then
     dir=$work/copy-$k
     rm -rf "$dir" && mkdir -p "$dir"
     t0=$SECONDS
-    "$bin" synth --seed $((k + 1)) --days "$days" --scale 1 --first-copy "$k" --trends \
+    "$synth" --seed $((k + 1)) --days "$days" --scale 1 --first-copy "$k" --trends \
       --outage-hours 4 --end "$end" --out "$dir" >/dev/null
     backfill "$dir/metrics.om" "$dir/tsdb"
     rm -f "$dir/metrics.om"

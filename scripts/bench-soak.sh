@@ -11,12 +11,13 @@ command -v wrk >/dev/null 2>&1 || { sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo; 
 
 minutes=${SOAK_MINUTES:-10}
 bin=${RIGHTSIZER_BIN:-$PWD/target/release/rightsizer}
+synth=$PWD/target/release/rightsizer-synth
 work=$PWD/target/bench-soak
 rm -rf "$work" && mkdir -p "$work/data" "$work/tsdb"
 
 # Three days of the demo cluster ending at the current hour: each tick has hours to check,
 # a window to analyze and recommendations to replace.
-"$bin" synth --seed 42 --days 3 --out "$work/data" >/dev/null
+"$synth" --seed 42 --days 3 --out "$work/data" >/dev/null
 backfill "$work/data/metrics.om" "$work/tsdb"
 rm -f "$work/data/metrics.om"
 prom_port=$(free_port 29090)

@@ -19,6 +19,7 @@ cd "$(dirname "$0")/.."
 days=${BENCH_DAYS:-14}
 root=$PWD
 bin=${CARGO_TARGET_DIR:-$root/target}/release/rightsizer
+synth=${CARGO_TARGET_DIR:-$root/target}/release/rightsizer-synth
 data_root=${BENCH_DATA:-$root/target/bench-data}
 cache=$data_root/days-$days
 pg_server=${RIGHTSIZER_TEST_POSTGRES_URL:-postgres://root@127.0.0.1:5432/postgres}
@@ -45,7 +46,7 @@ is_current() { [ -f "$1/ready" ] && [ "$(cat "$1/ready")" = "$end" ]; }
 backfill_copy() {
   local k=$1 dir=$cache/copy-$1
   rm -rf "$dir" && mkdir -p "$dir"
-  "$bin" synth --seed $((k + 1)) --days "$days" --scale 1 --first-copy "$k" --end "$end" --out "$dir" >/dev/null
+  "$synth" --seed $((k + 1)) --days "$days" --scale 1 --first-copy "$k" --end "$end" --out "$dir" >/dev/null
   backfill "$dir/metrics.om" "$dir/tsdb"
   rm -f "$dir/metrics.om"
   echo "$end" > "$dir/ready"

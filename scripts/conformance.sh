@@ -18,9 +18,10 @@ fi
 
 bin=${RIGHTSIZER_BIN:-}
 if [ -z "$bin" ]; then
-  cargo build --locked --quiet
+  cargo build --locked --quiet --workspace
   bin=${CARGO_TARGET_DIR:-target}/debug/rightsizer
 fi
+synth=${RIGHTSIZER_SYNTH_BIN:-$(dirname "$bin")/rightsizer-synth}
 work=$(mktemp -d /tmp/rs-conformance.XXXXXX)
 pids=()
 cleanup() {
@@ -29,7 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$bin" synth --seed 7 --days 2 --out "$work/data" >/dev/null
+"$synth" --seed 7 --days 2 --out "$work/data" >/dev/null
 backfill "$work/data/metrics.om" "$work/tsdb"
 prom_port=$(free_port 29090)
 pids+=("$(start_prometheus "$work/tsdb" "$prom_port" "$work/prometheus.log")")

@@ -7,13 +7,14 @@ cd "$(dirname "$0")/.."
 
 root=$PWD
 bin=$root/target/release/rightsizer
+synth=$root/target/release/rightsizer-synth
 work=${RIGHTSIZER_DEMO_DIR:-$root/target/demo}
 days=${DEMO_DAYS:-14}
 listen=${RIGHTSIZER_LISTEN:-127.0.0.1:8080}
 
 rm -rf "$work" && mkdir -p "$work/data" "$work/tsdb"
 echo "==> generating $days days of a synthetic cluster's history"
-"$bin" synth --seed 42 --days "$days" --out "$work/data"
+"$synth" --seed 42 --days "$days" --out "$work/data"
 echo "==> backfilling it into Prometheus with promtool ($(du -h "$work/data/metrics.om" | cut -f1) of OpenMetrics)"
 t0=$SECONDS
 backfill "$work/data/metrics.om" "$work/tsdb"

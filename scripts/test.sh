@@ -30,12 +30,12 @@ ensure_postgres() {
 ensure_postgres
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
-echo "==> cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets --locked -- -D warnings
+echo "==> cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> deploy manifests (kubectl kustomize, kubernetes-validate, our guidance)"
 scripts/check-deploy.sh
-echo "==> cargo test"
-cargo test --locked
+echo "==> cargo test --workspace"
+cargo test --workspace --locked
 echo "==> fuzz smoke (scripts/fuzz.sh --smoke)"
 scripts/fuzz.sh --smoke
 echo "==> API conformance (schemathesis)"

@@ -224,38 +224,6 @@ pub enum Command {
     /// Hand the recommendations over as a GitOps change: edit manifests in a checkout, or
     /// write kustomize / kubectl patches; optionally branch, commit, push and open a pull request.
     Gitops(GitopsArgs),
-    /// Write a synthetic cluster's history (OpenMetrics) and its ground truth (JSON).
-    Synth {
-        /// Random seed; the same seed gives the same bytes.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// Days of history.
-        #[arg(long, default_value_t = 14)]
-        days: u32,
-        /// Copies of the demo workload set (for benchmarks).
-        #[arg(long, default_value_t = 1)]
-        scale: usize,
-        /// Index of the first copy (for writing a large fleet one copy per file).
-        #[arg(long, default_value_t = 0)]
-        first_copy: usize,
-        /// End of the history: RFC 3339 or unix seconds (default: the start of the current hour).
-        #[arg(long)]
-        end: Option<String>,
-        /// Output directory (gets metrics.om and truth.json).
-        #[arg(long)]
-        out: PathBuf,
-        /// Add the walk-forward scenarios in namespace `trends`: regime changes 5 days
-        /// before the end, weekly seasonality, a weekly batch run, start-up CPU spikes.
-        #[arg(long)]
-        trends: bool,
-        /// A Prometheus outage of this many hours (no samples at all), starting 8 days
-        /// before the end.
-        #[arg(long)]
-        outage_hours: Option<u32>,
-        /// Per-day truth (every CPU value, hourly memory peaks) in truth.json; big.
-        #[arg(long)]
-        daily_truth: bool,
-    },
 }
 
 /// Options of `rightsizer gitops`.

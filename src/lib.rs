@@ -41,7 +41,5 @@ pub mod runs;
 pub mod sketch;
 /// Storage: the `Store` trait with SQLite and Postgres backends.
 pub mod store;
-/// The synthetic cluster generator used by `make demo`, tests and benchmarks.
-pub mod synth;
 /// The service's own metrics (served at `/metrics`).
 pub mod telemetry;

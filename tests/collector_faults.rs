@@ -13,7 +13,7 @@ use std::time::Duration;
 use rightsizer::collector::{self, CollectError, CollectOptions, CollectReport, Progress};
 use rightsizer::prometheus::{PromClient, PromConfig, PromError};
 use rightsizer::store::Store;
-use rightsizer::synth::{self, SynthConfig};
+use rightsizer_synth::{self as synth, SynthConfig};
 use support::dump::{self, StoreDump};
 use support::postgres::TestDatabase;
 use support::prometheus::{self as prometheus, Prometheus, TempDir};

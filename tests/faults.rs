@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rightsizer::collector::{self, CollectOptions};
 use rightsizer::prometheus::{PromClient, PromConfig};
 use rightsizer::store;
-use rightsizer::synth::{self, SynthConfig};
+use rightsizer_synth::{self as synth, SynthConfig};
 use support::dump::StoreDump;
 use support::prometheus::{Prometheus, TempDir};
 

@@ -15,7 +15,7 @@ use rightsizer::jobs;
 use rightsizer::model::{Recommendation, Status};
 use rightsizer::prometheus::{PromClient, PromConfig};
 use rightsizer::store::{RecommendationFilter, Store};
-use rightsizer::synth::{self, GroundTruth, SynthConfig, TruthScenario};
+use rightsizer_synth::{self as synth, GroundTruth, SynthConfig, TruthScenario};
 use support::postgres::TestDatabase;
 use support::prometheus::{Prometheus, TempDir};
 

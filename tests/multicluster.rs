@@ -23,7 +23,7 @@ use rightsizer::model::{
 };
 use rightsizer::prometheus::{PromClient, PromConfig, PromError};
 use rightsizer::store::Store;
-use rightsizer::synth::{self, GroundTruth, SynthConfig};
+use rightsizer_synth::{self as synth, GroundTruth, SynthConfig};
 use support::prometheus::{self as prom, Prometheus, TempDir};
 
 const DAYS: i64 = 2;

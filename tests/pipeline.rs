@@ -14,7 +14,7 @@ use rightsizer::jobs;
 use rightsizer::model::{ContainerObservation, Recommendation, SignalHour, Status, UsageHour};
 use rightsizer::prometheus::{PromClient, PromConfig};
 use rightsizer::store::{RecommendationFilter, Store};
-use rightsizer::synth::{self, GroundTruth, SynthConfig};
+use rightsizer_synth::{self as synth, GroundTruth, SynthConfig};
 use support::postgres::TestDatabase;
 use support::prometheus::{Prometheus, TempDir};
 

@@ -14,7 +14,7 @@ use rightsizer::collector::{self, CollectOptions};
 use rightsizer::model::{ContainerObservation, UsageHour};
 use rightsizer::prometheus::{PromClient, PromConfig};
 use rightsizer::store::{self, Store};
-use rightsizer::synth::{self, SynthConfig};
+use rightsizer_synth::{self as synth, SynthConfig};
 use support::postgres::TestDatabase;
 use support::prometheus::{Prometheus, TempDir};
 

@@ -12,7 +12,7 @@ use rightsizer::jobs;
 use rightsizer::model::{Confidence, Recommendation, Resources, Severity, Status};
 use rightsizer::prometheus::{PromClient, PromConfig};
 use rightsizer::store::RecommendationFilter;
-use rightsizer::synth::{self, GroundTruth, SynthConfig, TruthContainer};
+use rightsizer_synth::{self as synth, GroundTruth, SynthConfig, TruthContainer};
 use support::prometheus::{Prometheus, TempDir};
 
 /// The demo's seed.

@@ -143,9 +143,9 @@ fn history() -> Prometheus {
         let now = chrono::Utc::now().timestamp();
         now - now.rem_euclid(3600)
     };
-    let cfg = rightsizer::synth::SynthConfig::new(3, end - HOURS * 3600, end);
+    let cfg = rightsizer_synth::SynthConfig::new(3, end - HOURS * 3600, end);
     let mut text = Vec::new();
-    rightsizer::synth::generate(&cfg, &mut text).unwrap();
+    rightsizer_synth::generate(&cfg, &mut text).unwrap();
     Prometheus::from_openmetrics_text(&text, HOURS * 3600).unwrap()
 }
 

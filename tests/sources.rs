@@ -15,7 +15,7 @@ use rightsizer::collector::{self, CollectOptions};
 use rightsizer::config::CollectorSource;
 use rightsizer::prometheus::{PromClient, PromConfig};
 use rightsizer::store::Store;
-use rightsizer::synth::{self, GroundTruth, SynthConfig};
+use rightsizer_synth::{self as synth, GroundTruth, SynthConfig};
 use support::prometheus::{Prometheus, TempDir};
 
 /// What the proxy does with remote reads.

@@ -9,8 +9,9 @@ use std::fs;
 use std::io::BufWriter;
 use std::time::Instant;
 
-use rightsizer::synth::{
-    self, quantile_exact, GroundTruth, ProbeValue, SynthConfig, TruthEventKind, TRUTH_STEP_SECS,
+use rightsizer_synth::{
+    self as synth, quantile_exact, GroundTruth, ProbeValue, SynthConfig, TruthEventKind,
+    TRUTH_STEP_SECS,
 };
 use serde_json::Value;
 use support::prometheus::{self as prom, Prometheus, TempDir};

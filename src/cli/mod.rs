@@ -1,6 +1,5 @@
 //! The `rightsizer` subcommands: wiring of config, store, Prometheus and the jobs.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +11,6 @@ use crate::jobs;
 use crate::runs::{holder, RunKind};
 use crate::store::{self, RecommendationFilter, Store};
 use crate::telemetry::JobOutcome;
-
-use crate::synth;
 
 /// A progress bar with an ETA on a terminal; nothing otherwise (logs say enough).
 fn progress_bar() -> crate::collector::Progress {
@@ -458,50 +455,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             )
             .await?;
-        }
-        Command::Synth {
-            seed,
-            days,
-            scale,
-            first_copy,
-            end,
-            out,
-            trends,
-            outage_hours,
-            daily_truth,
-        } => {
-            let end = match end {
-                Some(e) => parse_time(&e)?,
-                None => now(),
-            };
-            let end = end - end.rem_euclid(3600);
-            let cfg = synth::SynthConfig {
-                seed,
-                start: end - i64::from(days) * 86_400,
-                end,
-                scrape_interval_secs: 60,
-                scale,
-                first_copy,
-                trends,
-                outage: outage_hours.map(|h| (end - 8 * 86_400, i64::from(h))),
-                daily_truth,
-            };
-            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            let metrics = out.join("metrics.om");
-            let file = std::fs::File::create(&metrics)
-                .with_context(|| format!("creating {}", metrics.display()))?;
-            let truth = synth::generate(&cfg, std::io::BufWriter::with_capacity(1 << 20, file))?;
-            let truth_path = out.join("truth.json");
-            let mut f = std::fs::File::create(&truth_path)?;
-            serde_json::to_writer_pretty(&mut f, &truth)?;
-            f.flush()?;
-            println!(
-                "wrote {} and {} ({} workload containers, {} days, seed {seed})",
-                metrics.display(),
-                truth_path.display(),
-                truth.containers.len(),
-                days
-            );
         }
     }
     Ok(())

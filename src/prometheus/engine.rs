@@ -1,9 +1,8 @@
 //! Just enough of Prometheus 2.42's PromQL engine to compute, bit for bit,
 //! what `rate(...[5m])` and `max_over_time(...[1m])` return from raw samples,
-//! then `max by (namespace, pod, container)` over them: the synthetic generator
-//! predicts its ground truth with it.
-
-use std::collections::VecDeque;
+//! then `max by (namespace, pod, container)` over them. The remote-read source
+//! evaluates raw series with it, and the synthetic generator (`synth/`) predicts
+//! its ground truth with it, so the two cannot drift apart.
 
 /// `rate()` of one counter series over the samples of one range, exactly as
 /// `extrapolatedRate` in Prometheus v2.42 `promql/functions.go` computes it
@@ -11,11 +10,7 @@ use std::collections::VecDeque;
 /// `[range_end_ms - range_ms, range_end_ms]`, both ends inclusive in 2.x.
 /// `None` when fewer than two samples fall in the range (Prometheus drops
 /// the element).
-pub(crate) fn extrapolated_rate(
-    samples: &[(i64, f64)],
-    range_end_ms: i64,
-    range_ms: i64,
-) -> Option<f64> {
+pub fn extrapolated_rate(samples: &[(i64, f64)], range_end_ms: i64, range_ms: i64) -> Option<f64> {
     if samples.len() < 2 {
         return None;
     }
@@ -61,12 +56,12 @@ pub(crate) fn extrapolated_rate(
 
 /// Whether `v` is the marker Prometheus writes when a series goes stale. Range
 /// functions skip it; an instant selector whose newest sample is one sees nothing.
-pub(crate) fn is_stale(v: f64) -> bool {
+pub fn is_stale(v: f64) -> bool {
     v.to_bits() == super::xor::STALE_NAN_BITS
 }
 
 /// Evaluation times of a range query, in milliseconds: `start, start + step, …, ≤ end`.
-pub(crate) fn steps(start_secs: i64, end_secs: i64, step_secs: i64) -> impl Iterator<Item = i64> {
+pub fn steps(start_secs: i64, end_secs: i64, step_secs: i64) -> impl Iterator<Item = i64> {
     (start_secs..=end_secs)
         .step_by(step_secs.max(1) as usize)
         .map(|t| t * 1000)
@@ -77,7 +72,7 @@ pub(crate) fn steps(start_secs: i64, end_secs: i64, step_secs: i64) -> impl Iter
 /// both ends inclusive, stale markers dropped; `sink(t, value)` is called for the
 /// times with a value (`rate` needs two samples, `max_over_time` one). `samples` are
 /// in time order and may reach past both ends.
-pub(crate) fn range_eval(
+pub fn range_eval(
     samples: &[(i64, f64)],
     func: RangeFn,
     range_ms: i64,
@@ -119,7 +114,7 @@ pub(crate) fn range_eval(
 /// An instant vector selector of one series at each of `times` (ascending, ms), as
 /// Prometheus 2.42 evaluates it: the newest sample at or before `t` and no older than
 /// `lookback_ms` (inclusive), nothing when that sample is a stale marker.
-pub(crate) fn instant_eval(
+pub fn instant_eval(
     samples: &[(i64, f64)],
     lookback_ms: i64,
     times: impl Iterator<Item = i64>,
@@ -139,106 +134,11 @@ pub(crate) fn instant_eval(
     }
 }
 
-/// Which range function a [`WindowEval`] emulates.
+/// Which range function to evaluate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RangeFn {
+pub enum RangeFn {
     Rate,
     MaxOverTime,
-}
-
-struct SeriesWindow {
-    group: u32,
-    samples: VecDeque<(i64, f64)>,
-    active: bool,
-}
-
-/// Streams samples of many series (each in time order) and evaluates
-/// `max by (group) (fn(series[range]))` at increasing timestamps, keeping
-/// only the samples still inside the range.
-pub(crate) struct WindowEval {
-    range_ms: i64,
-    func: RangeFn,
-    series: Vec<SeriesWindow>,
-    active: Vec<u32>,
-    best: Vec<f64>,
-    touched: Vec<u32>,
-}
-
-impl WindowEval {
-    /// `series_groups[s]` is the output group (a pod container) of series `s`.
-    pub(crate) fn new(
-        func: RangeFn,
-        range_secs: i64,
-        series_groups: &[usize],
-        groups: usize,
-    ) -> Self {
-        WindowEval {
-            range_ms: range_secs * 1000,
-            func,
-            series: series_groups
-                .iter()
-                .map(|&g| SeriesWindow {
-                    group: g as u32,
-                    samples: VecDeque::new(),
-                    active: false,
-                })
-                .collect(),
-            active: Vec::new(),
-            best: vec![f64::NEG_INFINITY; groups],
-            touched: Vec::new(),
-        }
-    }
-
-    pub(crate) fn push(&mut self, series: usize, t_secs: i64, v: f64) {
-        let s = &mut self.series[series];
-        s.samples.push_back((t_secs * 1000, v));
-        if !s.active {
-            s.active = true;
-            self.active.push(series as u32);
-        }
-    }
-
-    /// Evaluates at `t_secs`; every sample at or before it must have been
-    /// pushed. Calls `sink(group, value)` once per group with a value.
-    pub(crate) fn eval(&mut self, t_secs: i64, mut sink: impl FnMut(usize, f64)) {
-        let t_ms = t_secs * 1000;
-        let start_ms = t_ms - self.range_ms;
-        let mut i = 0;
-        while i < self.active.len() {
-            let s = &mut self.series[self.active[i] as usize];
-            while s.samples.front().is_some_and(|&(ts, _)| ts < start_ms) {
-                s.samples.pop_front();
-            }
-            if s.samples.is_empty() {
-                s.active = false;
-                self.active.swap_remove(i);
-                continue;
-            }
-            i += 1;
-            let window = s.samples.make_contiguous();
-            // Samples of the current scrape may already be past `t`.
-            let n = window.partition_point(|&(ts, _)| ts <= t_ms);
-            let window = &window[..n];
-            let value = match self.func {
-                RangeFn::Rate => extrapolated_rate(window, t_ms, self.range_ms),
-                RangeFn::MaxOverTime => window.iter().map(|&(_, v)| v).reduce(f64::max),
-            };
-            if let Some(v) = value {
-                let g = s.group as usize;
-                if self.best[g] == f64::NEG_INFINITY {
-                    self.touched.push(g as u32);
-                }
-                if v > self.best[g] {
-                    self.best[g] = v;
-                }
-            }
-        }
-        for g in self.touched.drain(..) {
-            let g = g as usize;
-            sink(g, self.best[g]);
-            self.best[g] = f64::NEG_INFINITY;
-        }
-    }
 }
 
 #[cfg(test)]
@@ -284,21 +184,6 @@ mod tests {
     }
 
     #[test]
-    fn window_eval_takes_the_max_per_group_and_forgets_old_samples() {
-        let mut w = WindowEval::new(RangeFn::MaxOverTime, 60, &[0, 0, 1], 2);
-        w.push(0, 0, 1.0);
-        w.push(1, 30, 5.0);
-        w.push(2, 60, 7.0);
-        let mut got = Vec::new();
-        w.eval(60, |g, v| got.push((g, v)));
-        got.sort_by_key(|a| a.0);
-        assert_eq!(got, vec![(0, 5.0), (1, 7.0)]);
-        got.clear();
-        w.eval(121, |g, v| got.push((g, v)));
-        assert!(got.is_empty());
-    }
-
-    #[test]
     fn range_eval_drops_stale_markers_and_keeps_both_ends() {
         let stale = f64::from_bits(crate::prometheus::xor::STALE_NAN_BITS);
         let s = [(0, 1.0), (60_000, 5.0), (90_000, stale), (120_000, 2.0)];
@@ -312,29 +197,6 @@ mod tests {
         );
         // 60 s sees 0 and 60 s; 120 s sees 60 s and 120 s; 180 s sees 120 s only.
         assert_eq!(got, vec![(60_000, 5.0), (120_000, 5.0), (180_000, 2.0)]);
-    }
-
-    #[test]
-    fn range_eval_rate_matches_the_streaming_evaluator() {
-        let s: Vec<(i64, f64)> = (0..40)
-            .map(|i| (i * 15_000 + 7_000, (i * i) as f64))
-            .collect();
-        let mut direct = Vec::new();
-        range_eval(&s, RangeFn::Rate, 300_000, steps(60, 600, 60), |t, v| {
-            direct.push((t, v))
-        });
-        let mut streamed = Vec::new();
-        let mut w = WindowEval::new(RangeFn::Rate, 300, &[0], 1);
-        let mut i = 0;
-        for t in (60..=600).step_by(60) {
-            while i < s.len() && s[i].0 <= t * 1000 {
-                w.push(0, s[i].0 / 1000, s[i].1);
-                i += 1;
-            }
-            w.eval(t, |_, v| streamed.push((t * 1000, v)));
-        }
-        assert!(!direct.is_empty());
-        assert_eq!(direct, streamed);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 mod decode;
-pub(crate) mod engine;
+pub mod engine;
 pub mod promql;
 pub mod remote_read;
 pub mod xor;

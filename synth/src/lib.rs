@@ -10,6 +10,7 @@
 
 mod cluster;
 mod usage;
+mod window;
 mod writer;
 
 use std::io;

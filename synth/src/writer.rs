@@ -6,11 +6,12 @@ use std::io::{self, BufWriter, Write};
 
 use super::cluster::{Cluster, ControllerObject, Instance, Kind, Pod, PodContainer};
 use super::usage::{self, MemoryShape};
+use super::window::WindowEval;
 use super::{
     quantile_exact, GroundTruth, ProbeValue, SynthConfig, TruthContainer, TruthDay, TruthHpa,
     TruthPdb, TruthWorkload, CPU_RATE_RANGE_SECS, MEMORY_RANGE_SECS, TRUTH_STEP_SECS,
 };
-use crate::prometheus::engine::{RangeFn, WindowEval};
+use rightsizer::prometheus::engine::RangeFn;
 
 const KUBELET: &[(&str, &str)] = &[("job", "kubelet"), ("metrics_path", "/metrics/cadvisor")];
 const KSM: &[(&str, &str)] = &[("instance", "ksm:8080"), ("job", "kube-state-metrics")];

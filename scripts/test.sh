@@ -32,6 +32,8 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "==> layers (scripts/layers.sh: no import from a lower layer to a higher one)"
+scripts/layers.sh
 echo "==> deploy manifests (kubectl kustomize, kubernetes-validate, our guidance)"
 scripts/check-deploy.sh
 echo "==> cargo test --workspace"

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::analyzer::{self, BacktestSettings, PolicySet, Pricing};
+use crate::collector::CollectorConfig;
 use crate::collector::{self, floor_hour, CollectOptions, CollectReport};
-use crate::config::CollectorConfig;
 use crate::model::{
     ContainerKey, ContainerObservation, HpaInfo, PdbInfo, Status, WorkloadInfo, WorkloadKey,
 };
@@ -416,37 +416,6 @@ impl JobRunner {
             known: Arc::new(std::sync::Mutex::new(known)),
             sources: Default::default(),
         }
-    }
-
-    /// The runner of the resolved settings: their clusters, or discovery by
-    /// `collector.cluster_label` when none are listed.
-    pub fn from_settings(
-        settings: &crate::config::Settings,
-        analysis: AnalysisSettings,
-    ) -> Result<Self, crate::prometheus::PromError> {
-        let clusters = settings
-            .sources
-            .iter()
-            .map(|s| {
-                Ok(ClusterJob {
-                    scope: s.scope.clone(),
-                    kubernetes: s.kubernetes.clone(),
-                    ..ClusterJob::new(
-                        &s.cluster,
-                        s.prometheus.as_ref().map(PromClient::new).transpose()?,
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, crate::prometheus::PromError>>()?;
-        let mut runner = JobRunner::new(clusters, settings.collector.clone(), analysis);
-        if runner.clusters.is_empty() {
-            if let (Some(prom), Some(label)) =
-                (&settings.prometheus, &settings.collector.cluster_label)
-            {
-                runner.discover = Some((PromClient::new(prom)?, label.clone()));
-            }
-        }
-        Ok(runner)
     }
 
     /// Starts long-lived reflectors for every cluster with a Kubernetes API source; they stop

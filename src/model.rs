@@ -539,3 +539,60 @@ pub struct Recommendation {
     #[serde(default)]
     pub hpa: Option<HpaEffect>,
 }
+
+/// What a run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    /// Ingest new hours from Prometheus.
+    Collect,
+    /// Recompute recommendations.
+    Analyze,
+}
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Going.
+    Running,
+    /// Done.
+    Succeeded,
+    /// Stopped with an error.
+    Failed,
+}
+
+impl RunKind {
+    /// The name stored and used in run ids.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Collect => "collect",
+            RunKind::Analyze => "analyze",
+        }
+    }
+
+    /// The kind named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        [RunKind::Collect, RunKind::Analyze]
+            .into_iter()
+            .find(|k| k.as_str() == name)
+    }
+}
+
+impl RunStatus {
+    /// The name stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+        }
+    }
+
+    /// The status named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        [RunStatus::Running, RunStatus::Succeeded, RunStatus::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+}

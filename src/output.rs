@@ -3,12 +3,25 @@
 
 use std::io::Write;
 
+use clap::ValueEnum;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
 
-use crate::config::OutputFormat;
 use crate::model::Recommendation;
 use crate::quantity::{cpu_opt, memory_opt};
+
+/// Output format of `recommend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// An aligned table.
+    Table,
+    /// A JSON array of recommendations.
+    Json,
+    /// A YAML list of recommendations.
+    Yaml,
+    /// CSV with a header row.
+    Csv,
+}
 
 fn change(current: String, recommended: String) -> String {
     if recommended == "-" {

@@ -8,29 +8,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use crate::model::{RunKind, RunStatus};
 use crate::store::{NewRun, RunOutcome, RunStart, Store, StoreError, StoredRun};
-
-/// What a run does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum RunKind {
-    /// Ingest new hours from Prometheus.
-    Collect,
-    /// Recompute recommendations.
-    Analyze,
-}
-
-/// Where a run is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum RunStatus {
-    /// Going.
-    Running,
-    /// Done.
-    Succeeded,
-    /// Stopped with an error.
-    Failed,
-}
 
 /// One run, as `/api/v1/runs/{id}` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -56,41 +35,6 @@ pub struct RunInfo {
     pub result: Option<serde_json::Value>,
     /// The error, once failed.
     pub error: Option<String>,
-}
-
-impl RunKind {
-    /// The name stored and used in run ids.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunKind::Collect => "collect",
-            RunKind::Analyze => "analyze",
-        }
-    }
-
-    /// The kind named `name`.
-    pub fn parse(name: &str) -> Option<Self> {
-        [RunKind::Collect, RunKind::Analyze]
-            .into_iter()
-            .find(|k| k.as_str() == name)
-    }
-}
-
-impl RunStatus {
-    /// The name stored.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Running => "running",
-            RunStatus::Succeeded => "succeeded",
-            RunStatus::Failed => "failed",
-        }
-    }
-
-    /// The status named `name`.
-    pub fn parse(name: &str) -> Option<Self> {
-        [RunStatus::Running, RunStatus::Succeeded, RunStatus::Failed]
-            .into_iter()
-            .find(|s| s.as_str() == name)
-    }
 }
 
 /// A run's id as the API shows it: its kind and the store's sequence number (`collect-17`).

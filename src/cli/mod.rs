@@ -79,7 +79,7 @@ fn api_tokens_of(
 
 /// The clusters to collect or analyze: configured, or discovered by the cluster label.
 async fn clusters(settings: &Settings) -> anyhow::Result<Vec<jobs::ClusterJob>> {
-    let runner = jobs::JobRunner::from_settings(settings, analysis_settings(settings))?;
+    let runner = job_runner(settings, analysis_settings(settings))?;
     let clusters = runner.clusters().await?;
     if clusters.is_empty() {
         anyhow::bail!(
@@ -460,6 +460,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The job runner of the resolved settings: their clusters, or discovery by
+/// `collector.cluster_label` when none are listed.
+fn job_runner(
+    settings: &Settings,
+    analysis: jobs::AnalysisSettings,
+) -> Result<jobs::JobRunner, crate::prometheus::PromError> {
+    let clusters = settings
+        .sources
+        .iter()
+        .map(|s| {
+            Ok(jobs::ClusterJob {
+                scope: s.scope.clone(),
+                kubernetes: s.kubernetes.clone(),
+                ..jobs::ClusterJob::new(
+                    &s.cluster,
+                    s.prometheus
+                        .as_ref()
+                        .map(crate::prometheus::PromClient::new)
+                        .transpose()?,
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, crate::prometheus::PromError>>()?;
+    let mut runner = jobs::JobRunner::new(clusters, settings.collector.clone(), analysis);
+    if runner.clusters.is_empty() {
+        if let (Some(prom), Some(label)) = (&settings.prometheus, &settings.collector.cluster_label)
+        {
+            runner.discover = Some((crate::prometheus::PromClient::new(prom)?, label.clone()));
+        }
+    }
+    Ok(runner)
+}
+
 async fn gitops(settings: &Settings, args: crate::config::GitopsArgs) -> anyhow::Result<()> {
     use crate::gitops::{self, ForgeConfig, ForgeKind, GitopsOptions, OutputMode};
     let output = match args.output.as_str() {
@@ -559,7 +592,7 @@ async fn serve(settings: &Settings, opts: ServeOptions) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
     tracing::info!(address = %listener.local_addr()?, "API listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut runner = jobs::JobRunner::from_settings(settings, analysis_settings(settings))?;
+    let mut runner = job_runner(settings, analysis_settings(settings))?;
     runner.watch_kubernetes(stop_rx.clone()).await;
     let runner = Arc::new(runner);
     if !opts.auth.has_tokens() {

@@ -15,7 +15,7 @@ use kube::api::Api;
 use kube::{Client, Resource};
 
 use super::{
-    quantity, ClusterSnapshot, ClusterSourceConfig, ContainerSpec, HpaSpec, LabelSelector, PdbSpec,
+    ClusterSnapshot, ClusterSourceConfig, ContainerSpec, HpaSpec, LabelSelector, PdbSpec,
     SelectorRequirement, WorkloadSpec, ANNOTATION_PREFIX,
 };
 use crate::model::Resources;
@@ -285,7 +285,7 @@ fn resources(c: &Container, namespace: &str, kind: &str, workload: &str) -> Reso
         BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
     >,
                resource: &str,
-               parse: fn(&str) -> Result<i64, quantity::QuantityError>| {
+               parse: fn(&str) -> Result<i64, crate::quantity::QuantityError>| {
         let text = &map.as_ref()?.get(resource)?.0;
         parse(text)
             .map_err(|e| {
@@ -302,10 +302,10 @@ fn resources(c: &Container, namespace: &str, kind: &str, workload: &str) -> Reso
             .ok()
     };
     Resources {
-        cpu_request_millicores: get(&r.requests, "cpu", quantity::parse_cpu_millicores),
-        cpu_limit_millicores: get(&r.limits, "cpu", quantity::parse_cpu_millicores),
-        memory_request_bytes: get(&r.requests, "memory", quantity::parse_memory_bytes),
-        memory_limit_bytes: get(&r.limits, "memory", quantity::parse_memory_bytes),
+        cpu_request_millicores: get(&r.requests, "cpu", crate::quantity::parse_cpu_millicores),
+        cpu_limit_millicores: get(&r.limits, "cpu", crate::quantity::parse_cpu_millicores),
+        memory_request_bytes: get(&r.requests, "memory", crate::quantity::parse_memory_bytes),
+        memory_limit_bytes: get(&r.limits, "memory", crate::quantity::parse_memory_bytes),
     }
 }
 

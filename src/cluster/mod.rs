@@ -21,12 +21,10 @@ use crate::model::Resources;
 mod convert;
 pub mod limit;
 mod list;
-pub mod quantity;
 mod reconcile;
 mod watch;
 
 pub use list::snapshot_once;
-pub use quantity::{parse_cpu_millicores, parse_memory_bytes, QuantityError};
 pub use reconcile::{reconcile, unknown_without_api, Disagreements, WATCHED_WORKLOAD_KINDS};
 pub use watch::{spawn_reflectors, ClusterWatch};
 

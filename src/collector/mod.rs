@@ -14,7 +14,6 @@ use std::collections::HashSet;
 
 use futures::StreamExt;
 
-use crate::config::CollectorSource;
 use crate::prometheus::{PromClient, PromError};
 use crate::store::{Claim, Store, StoreError};
 
@@ -22,8 +21,10 @@ pub mod discovery;
 pub mod ingest;
 pub mod queries;
 pub mod raw;
+pub mod settings;
 
 pub use queries::Scope;
+pub use settings::{CollectorConfig, CollectorSource, HttpCompression};
 
 /// Extra history before a chunk that owner lookups cover: a rate over 5 minutes still
 /// reports a pod for a few minutes after its owner series ended.
@@ -104,7 +105,7 @@ pub struct CollectOptions {
 impl CollectOptions {
     /// Options for `cluster` over `[from, to)` with the default collector settings.
     pub fn new(cluster: &str, from: i64, to: i64) -> Self {
-        let defaults = crate::config::CollectorConfig::default();
+        let defaults = CollectorConfig::default();
         CollectOptions {
             cluster: cluster.to_string(),
             scope: Scope::default(),

@@ -10,10 +10,11 @@ use std::path::{Component, Path, PathBuf};
 
 use serde_yaml::Value;
 
-use super::units::{parse_cpu_millicores, parse_memory_bytes, scalar_text};
+use super::units::scalar_text;
 use super::yaml::{LineKind, Text};
 use super::{GitopsError, Location, Malformed, UnknownKind};
 use crate::model::Resources;
+use crate::quantity::{parse_cpu_millicores, parse_memory_bytes};
 
 /// Annotation that keeps rightsizer away from a workload.
 pub(crate) const IGNORE_ANNOTATION: &str = "rightsizer.io/ignore";
@@ -142,10 +143,10 @@ pub(crate) fn resources_of(resources: &Value) -> Resources {
             .and_then(scalar_text)
     };
     Resources {
-        cpu_request_millicores: get("requests", "cpu").and_then(|s| parse_cpu_millicores(&s)),
-        cpu_limit_millicores: get("limits", "cpu").and_then(|s| parse_cpu_millicores(&s)),
-        memory_request_bytes: get("requests", "memory").and_then(|s| parse_memory_bytes(&s)),
-        memory_limit_bytes: get("limits", "memory").and_then(|s| parse_memory_bytes(&s)),
+        cpu_request_millicores: get("requests", "cpu").and_then(|s| parse_cpu_millicores(&s).ok()),
+        cpu_limit_millicores: get("limits", "cpu").and_then(|s| parse_cpu_millicores(&s).ok()),
+        memory_request_bytes: get("requests", "memory").and_then(|s| parse_memory_bytes(&s).ok()),
+        memory_limit_bytes: get("limits", "memory").and_then(|s| parse_memory_bytes(&s).ok()),
     }
 }
 

@@ -7,10 +7,11 @@ use std::ops::Range;
 
 use serde_yaml::{Mapping, Value};
 
-use super::units::{parse_cpu_millicores, parse_memory_bytes, scalar_text};
+use super::units::scalar_text;
 use super::yaml::{apply_splices, plain_is_string, Entry, Inline, MapSpan, Splice, Text};
 use crate::model::Resources;
 use crate::quantity;
+use crate::quantity::{parse_cpu_millicores, parse_memory_bytes};
 
 /// One quantity to write: `requests`/`limits`, `cpu`/`memory`, the value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,8 +42,8 @@ impl Field {
 
     fn parse(self, s: &str) -> Option<i64> {
         match self.name {
-            "cpu" => parse_cpu_millicores(s),
-            _ => parse_memory_bytes(s),
+            "cpu" => parse_cpu_millicores(s).ok(),
+            _ => parse_memory_bytes(s).ok(),
         }
     }
 

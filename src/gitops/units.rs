@@ -4,16 +4,6 @@
 
 use serde_yaml::Value;
 
-/// CPU in millicores: `250m` → 250, `0.5` → 500, `2` → 2000 (the crate's one exact parser).
-pub(crate) fn parse_cpu_millicores(s: &str) -> Option<i64> {
-    crate::quantity::parse_cpu_millicores(s).ok()
-}
-
-/// Memory in bytes: `512Mi`, `1G`, `1e9`, `134217728`.
-pub(crate) fn parse_memory_bytes(s: &str) -> Option<i64> {
-    crate::quantity::parse_memory_bytes(s).ok()
-}
-
 /// A scalar YAML value as quantity text (`cpu: 1` is a number, `cpu: "1"` a string).
 pub(crate) fn scalar_text(value: &Value) -> Option<String> {
     match value {
@@ -25,10 +15,11 @@ pub(crate) fn scalar_text(value: &Value) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
+    // The manifests' spellings, read by the crate's one exact parser.
     #[test]
     fn reads_kubernetes_quantities() {
+        let parse_cpu_millicores = |s| crate::quantity::parse_cpu_millicores(s).ok();
+        let parse_memory_bytes = |s| crate::quantity::parse_memory_bytes(s).ok();
         assert_eq!(parse_cpu_millicores("250m"), Some(250));
         assert_eq!(parse_cpu_millicores("0.5"), Some(500));
         assert_eq!(parse_cpu_millicores("0.1"), Some(100));

@@ -78,7 +78,7 @@ pub async fn list(
             .map(|&i| (*snapshot.recommendations[i]).clone())
             .collect();
         let mut body = Vec::new();
-        crate::output::write(&recs, crate::config::OutputFormat::Csv, &mut body)
+        crate::output::write(&recs, crate::output::OutputFormat::Csv, &mut body)
             .map_err(|e| ApiError::BadRequest(format!("CSV export failed: {e}")))?;
         return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response());
     }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use crate::model::{
     Chunk, ContainerKey, ContainerObservation, Recommendation, SignalHour, UsageHour, WorkloadInfo,
 };
-use crate::runs::{RunKind, RunStatus};
+use crate::model::{RunKind, RunStatus};
 
 pub(crate) mod packed;
 pub mod postgres;

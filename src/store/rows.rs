@@ -477,9 +477,9 @@ pub(in crate::store) struct RunRow {
 impl RunRow {
     pub fn decode(self) -> Result<crate::store::StoredRun, StoreError> {
         let corrupt = |what: String| StoreError::Corrupt(format!("run {}: {what}", self.seq));
-        let kind = crate::runs::RunKind::parse(&self.kind)
+        let kind = crate::model::RunKind::parse(&self.kind)
             .ok_or_else(|| corrupt(format!("unknown kind {:?}", self.kind)))?;
-        let status = crate::runs::RunStatus::parse(&self.status)
+        let status = crate::model::RunStatus::parse(&self.status)
             .ok_or_else(|| corrupt(format!("unknown status {:?}", self.status)))?;
         let result = match &self.result {
             Some(text) => Some(

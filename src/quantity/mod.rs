@@ -43,8 +43,10 @@ pub fn memory_opt(bytes: Option<i64>) -> String {
     bytes.map(memory).unwrap_or_else(|| "-".into())
 }
 
-/// Parsing of Kubernetes quantities lives in one place: exact decimal arithmetic, rounding up.
-pub use crate::cluster::quantity::{parse_cpu_millicores, parse_memory_bytes, QuantityError};
+mod parse;
+
+/// Parsing of Kubernetes quantities: exact decimal arithmetic, rounding up.
+pub use parse::{parse_cpu_millicores, parse_memory_bytes, QuantityError};
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use serde::Deserialize;
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 use crate::config::{FileConfig, GlobalArgs, LogFormat, Settings};
 use crate::gitops::Seg;
@@ -175,7 +175,7 @@ fn assert_written(written: &Value, target: &Resources) {
 
 /// Every document of a file that parsed as YAML before the edit.
 fn documents(src: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(src)
+    yaml_serde::Deserializer::from_str(src)
         .map(|doc| Value::deserialize(doc).expect("the file parses as YAML"))
         .collect()
 }

@@ -95,7 +95,7 @@ pub fn write(
             serde_json::to_writer_pretty(&mut out, recs)?;
             writeln!(out)?;
         }
-        OutputFormat::Yaml => serde_yaml::to_writer(&mut out, recs)?,
+        OutputFormat::Yaml => yaml_serde::to_writer(&mut out, recs)?,
         OutputFormat::Csv => {
             let mut w = csv::Writer::from_writer(out);
             w.write_record([
@@ -180,7 +180,7 @@ pub fn write_backtest_groups(
             serde_json::to_writer_pretty(&mut out, &all)?;
             writeln!(out)?;
         }
-        OutputFormat::Yaml => serde_yaml::to_writer(&mut out, &all)?,
+        OutputFormat::Yaml => yaml_serde::to_writer(&mut out, &all)?,
         OutputFormat::Csv => {
             let mut w = csv::Writer::from_writer(out);
             w.write_record([
@@ -263,7 +263,7 @@ pub fn write_backtest(
             serde_json::to_writer_pretty(&mut out, rows)?;
             writeln!(out)?;
         }
-        OutputFormat::Yaml => serde_yaml::to_writer(&mut out, rows)?,
+        OutputFormat::Yaml => yaml_serde::to_writer(&mut out, rows)?,
         OutputFormat::Csv => {
             let mut w = csv::Writer::from_writer(out);
             for r in rows {

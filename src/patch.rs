@@ -316,10 +316,10 @@ mod tests {
             "# kubectl patch deployment api -n shop --type strategic --patch-file patch.yaml\n\
              spec:\n  template:\n    spec:\n      containers:\n      - name: app\n        resources:\n          requests:\n            cpu: 250m\n            memory: 512Mi\n          limits:\n            cpu: 1\n            memory: 512Mi\n"
         );
-        let parsed: serde_yaml::Value = serde_yaml::from_str(&patch).unwrap();
+        let parsed: yaml_serde::Value = yaml_serde::from_str(&patch).unwrap();
         assert_eq!(
             parsed["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"],
-            serde_yaml::Value::from(1)
+            yaml_serde::Value::from(1)
         );
     }
 
@@ -327,11 +327,11 @@ mod tests {
     fn kustomize_for_a_cronjob_and_json_patch() {
         let recs = [rec("CronJob", "job", Status::Ok)];
         let patch = render(PatchFormat::Kustomize, &w("CronJob"), &recs, None).unwrap();
-        let parsed: serde_yaml::Value = serde_yaml::from_str(&patch).unwrap();
-        assert_eq!(parsed["apiVersion"], serde_yaml::Value::from("batch/v1"));
+        let parsed: yaml_serde::Value = yaml_serde::from_str(&patch).unwrap();
+        assert_eq!(parsed["apiVersion"], yaml_serde::Value::from("batch/v1"));
         assert_eq!(
             parsed["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["name"],
-            serde_yaml::Value::from("job")
+            yaml_serde::Value::from("job")
         );
         assert_eq!(
             render(PatchFormat::JsonPatch, &w("CronJob"), &recs, None).unwrap_err().to_string(),
@@ -390,14 +390,14 @@ mod tests {
             PatchFormat::Yaml,
         ] {
             let patch = render(format, &key, std::slice::from_ref(&r), None).unwrap();
-            let parsed: serde_yaml::Value = serde_yaml::from_str(&patch).unwrap();
+            let parsed: yaml_serde::Value = yaml_serde::from_str(&patch).unwrap();
             assert!(!patch.contains("\nkind: Secret"), "{patch}");
             if format == PatchFormat::Kustomize {
                 assert_eq!(
                     parsed["metadata"]["name"],
-                    serde_yaml::Value::from("api\nkind: Secret")
+                    yaml_serde::Value::from("api\nkind: Secret")
                 );
-                assert_eq!(parsed["kind"], serde_yaml::Value::from("Deployment"));
+                assert_eq!(parsed["kind"], yaml_serde::Value::from("Deployment"));
             }
         }
     }

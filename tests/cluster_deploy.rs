@@ -15,14 +15,14 @@ fn deploy(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn yaml_docs(name: &str) -> Vec<serde_yaml::Value> {
+fn yaml_docs(name: &str) -> Vec<yaml_serde::Value> {
     let text = std::fs::read_to_string(deploy(name)).unwrap();
-    serde_yaml::Deserializer::from_str(&text)
+    yaml_serde::Deserializer::from_str(&text)
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .collect()
 }
 
-fn strings(v: &serde_yaml::Value) -> Vec<String> {
+fn strings(v: &yaml_serde::Value) -> Vec<String> {
     v.as_sequence()
         .unwrap()
         .iter()

@@ -1423,7 +1423,7 @@ async fn patch_files_get_safe_names_and_stay_in_the_output_directory() {
     let patch =
         fs::read_to_string(repo.join("rightsizer-patches/_._._-deployment-x_.__.__escape.yaml"))
             .unwrap();
-    let parsed: serde_yaml::Value = serde_yaml::from_str(&patch).unwrap();
+    let parsed: yaml_serde::Value = yaml_serde::from_str(&patch).unwrap();
     assert_eq!(parsed["metadata"]["name"], "x/../../escape");
 }
 

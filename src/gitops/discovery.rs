@@ -8,7 +8,7 @@ use std::fs;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 use super::units::scalar_text;
 use super::yaml::{LineKind, Text};
@@ -159,7 +159,7 @@ pub(crate) fn parse_file(text: String) -> Result<ManifestFile, String> {
         for range in ranges {
             let first_line = range.start;
             let value: Value =
-                serde_yaml::from_str(lines.doc_src(&range)).map_err(|e| match e.location() {
+                yaml_serde::from_str(lines.doc_src(&range)).map_err(|e| match e.location() {
                     Some(loc) => format!("line {}: {e}", first_line + loc.line()),
                     None => e.to_string(),
                 })?;

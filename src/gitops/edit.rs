@@ -5,7 +5,7 @@
 
 use std::ops::Range;
 
-use serde_yaml::{Mapping, Value};
+use yaml_serde::{Mapping, Value};
 
 use super::units::scalar_text;
 use super::yaml::{apply_splices, plain_is_string, Entry, Inline, MapSpan, Splice, Text};
@@ -138,7 +138,7 @@ fn replace_inline(text: &Text, entry: &Entry, out: &mut Vec<Splice>) -> Result<M
         Inline::Flow { range } => range.clone(),
         _ => return Err(format!("{what} is not a mapping")),
     };
-    let mapping = match serde_yaml::from_str::<Value>(&text.src[range.clone()]) {
+    let mapping = match yaml_serde::from_str::<Value>(&text.src[range.clone()]) {
         Ok(Value::Mapping(m)) => m,
         Ok(Value::Null) => Mapping::new(),
         _ => return Err(format!("{what} is not a mapping")),
@@ -506,13 +506,13 @@ pub(crate) fn edit_document(
         return Ok(src.to_string());
     }
     let new_src = apply_splices(src, &splices);
-    let old_value: Value = serde_yaml::from_str(text.doc_src(&range)).map_err(|e| e.to_string())?;
+    let old_value: Value = yaml_serde::from_str(text.doc_src(&range)).map_err(|e| e.to_string())?;
     let new_text = Text::new(&new_src);
     let new_docs = new_text.documents()?;
     if new_docs.len() != docs.len() {
         return Err("the edit changed the document structure".into());
     }
-    let new_value: Value = serde_yaml::from_str(new_text.doc_src(&new_docs[doc]))
+    let new_value: Value = yaml_serde::from_str(new_text.doc_src(&new_docs[doc]))
         .map_err(|e| format!("the edit broke the YAML: {e}"))?;
     let mut full_path = path.to_vec();
     full_path.push(Seg::Key(key.to_string()));

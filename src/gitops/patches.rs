@@ -8,7 +8,7 @@ use std::fs;
 use std::path::Path;
 
 use serde_json::json;
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 use super::apply::{overlay, Applied, Target};
 use super::discovery::pod_spec_path;
@@ -204,7 +204,7 @@ pub(crate) fn write_kustomize(
 /// Adds `- path: …` entries missing from the `patches:` list of an existing
 /// kustomization, keeping every other byte.
 fn merge_patch_entries(src: &str, wanted: &[String]) -> Result<String, String> {
-    let value: Value = serde_yaml::from_str(src).map_err(|e| format!("not valid YAML: {e}"))?;
+    let value: Value = yaml_serde::from_str(src).map_err(|e| format!("not valid YAML: {e}"))?;
     let present: BTreeSet<String> = match value.get("patches") {
         Some(Value::Sequence(items)) => items
             .iter()
@@ -282,7 +282,7 @@ fn merge_patch_entries(src: &str, wanted: &[String]) -> Result<String, String> {
     }
     let out = apply_splices(src, &splices);
     let check: Value =
-        serde_yaml::from_str(&out).map_err(|e| format!("merge broke the YAML: {e}"))?;
+        yaml_serde::from_str(&out).map_err(|e| format!("merge broke the YAML: {e}"))?;
     if check
         .get("patches")
         .and_then(Value::as_sequence)

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 use super::discovery::{self, find_container, has_marker, resources_of, Candidate, Scan};
 use super::edit::{values_parent, Seg};

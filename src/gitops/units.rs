@@ -2,7 +2,7 @@
 //! `1Gi`, `1e9`, `129M`), so an edit compares values, not spellings: a
 //! manifest that says `1000m` where rightsizer would write `1` is left alone.
 
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 /// A scalar YAML value as quantity text (`cpu: 1` is a number, `cpu: "1"` a string).
 pub(crate) fn scalar_text(value: &Value) -> Option<String> {

@@ -2,7 +2,7 @@
 //! on `---` lines with their byte ranges, block mappings and sequences found by
 //! indentation, and scalars located with their quoting.
 //!
-//! serde_yaml reads the values; this module only finds *where* they are. Every
+//! yaml_serde reads the values; this module only finds *where* they are. Every
 //! edit built on it is checked afterwards by re-parsing (see `edit.rs`), so a
 //! structure this module misreads is refused, never written.
 
@@ -524,8 +524,8 @@ fn closing_quote(s: &str, open: usize) -> Option<usize> {
 
 /// Resolves a quoted scalar (quotes included) through the YAML parser itself.
 fn unquote(token: &str) -> Option<String> {
-    match serde_yaml::from_str::<serde_yaml::Value>(token).ok()? {
-        serde_yaml::Value::String(s) => Some(s),
+    match yaml_serde::from_str::<yaml_serde::Value>(token).ok()? {
+        yaml_serde::Value::String(s) => Some(s),
         _ => None,
     }
 }
@@ -602,8 +602,8 @@ pub(crate) fn plain_is_string(s: &str) -> bool {
     !s.is_empty()
         && !s.contains(['#', ':', '\n', '"', '\''])
         && matches!(
-            serde_yaml::from_str::<serde_yaml::Value>(s),
-            Ok(serde_yaml::Value::String(ref v)) if v == s
+            yaml_serde::from_str::<yaml_serde::Value>(s),
+            Ok(yaml_serde::Value::String(ref v)) if v == s
         )
 }
 

@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use serde_json::json;
+use yaml_serde::{Mapping, Value};
 
 use crate::model::{Recommendation, Resources, Status, WorkloadKey};
 use crate::quantity;
@@ -69,33 +70,128 @@ pub fn api_version(kind: &str) -> &'static str {
     }
 }
 
-/// Path from the object to its pod spec's containers list.
-fn containers_path(kind: &str) -> &'static [&'static str] {
+/// Where the pod spec sits in each workload kind rightsizer sizes: the one table the
+/// patches, the manifest scanner and the in-place editor all read. `None` for other kinds.
+pub fn pod_spec_path(kind: &str) -> Option<&'static [&'static str]> {
     match kind {
-        "Pod" => &["spec"],
-        "CronJob" => &["spec", "jobTemplate", "spec", "template", "spec"],
-        _ => &["spec", "template", "spec"],
+        "Pod" => Some(&["spec"]),
+        "CronJob" => Some(&["spec", "jobTemplate", "spec", "template", "spec"]),
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" | "Rollout" => {
+            Some(&["spec", "template", "spec"])
+        }
+        _ => None,
     }
 }
 
-fn resources_yaml(out: &mut String, r: &Resources, indent: usize) {
-    let pad = " ".repeat(indent);
-    let _ = writeln!(out, "{pad}resources:");
-    for (name, cpu, mem) in [
-        ("requests", r.cpu_request_millicores, r.memory_request_bytes),
-        ("limits", r.cpu_limit_millicores, r.memory_limit_bytes),
-    ] {
-        if cpu.is_none() && mem.is_none() {
-            continue;
-        }
-        let _ = writeln!(out, "{pad}  {name}:");
-        if let Some(c) = cpu {
-            let _ = writeln!(out, "{pad}    cpu: {}", quantity::cpu(c));
-        }
-        if let Some(m) = mem {
-            let _ = writeln!(out, "{pad}    memory: {}", quantity::memory(m));
+/// The pod spec of a kind outside [`pod_spec_path`]'s table: where custom workloads built
+/// like a Deployment keep it.
+pub const DEFAULT_POD_SPEC_PATH: &[&str] = &["spec", "template", "spec"];
+
+/// The set fields of `r` as `(section, resource, quantity)`: requests then limits, CPU then
+/// memory, quantities the Kubernetes way (`250m`, `512Mi`).
+pub fn resource_fields(r: &Resources) -> Vec<(&'static str, &'static str, String)> {
+    [
+        (
+            "requests",
+            "cpu",
+            r.cpu_request_millicores.map(quantity::cpu),
+        ),
+        (
+            "requests",
+            "memory",
+            r.memory_request_bytes.map(quantity::memory),
+        ),
+        ("limits", "cpu", r.cpu_limit_millicores.map(quantity::cpu)),
+        (
+            "limits",
+            "memory",
+            r.memory_limit_bytes.map(quantity::memory),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(section, name, text)| Some((section, name, text?)))
+    .collect()
+}
+
+/// One container of a strategic-merge patch.
+pub struct ContainerPatch<'a> {
+    /// `containers` or `initContainers`.
+    pub list: &'a str,
+    /// Container name.
+    pub name: &'a str,
+    /// What to set; unset fields are left out.
+    pub resources: &'a Resources,
+}
+
+/// The object a kustomize patch file names: `(apiVersion, kind, name, namespace)`.
+pub type PatchTarget<'a> = (&'a str, &'a str, &'a str, &'a str);
+
+fn key(s: &str) -> Value {
+    Value::String(s.to_string())
+}
+
+/// The `resources` block of a container as YAML data.
+fn resources_value(r: &Resources) -> Value {
+    let mut sections = Mapping::new();
+    for (section, name, text) in resource_fields(r) {
+        let entry = sections
+            .entry(key(section))
+            .or_insert_with(|| Value::Mapping(Mapping::new()));
+        if let Value::Mapping(m) = entry {
+            m.insert(key(name), Value::String(text));
         }
     }
+    Value::Mapping(sections)
+}
+
+/// `name` and `resources` of one container.
+fn container_value(name: &str, r: &Resources) -> Value {
+    let mut m = Mapping::new();
+    m.insert(key("name"), key(name));
+    m.insert(key("resources"), resources_value(r));
+    Value::Mapping(m)
+}
+
+/// A strategic-merge patch of `containers` of a `kind`, as YAML written by serde, so every
+/// name and quantity is quoted exactly where YAML needs it (a container named `null`, `on`
+/// or `1e3` stays a string). With `target`, the object header of a kustomize patch file.
+pub fn strategic_merge_yaml(
+    kind: &str,
+    target: Option<PatchTarget<'_>>,
+    containers: &[ContainerPatch<'_>],
+) -> String {
+    let mut lists = Mapping::new();
+    for list in ["containers", "initContainers"] {
+        let items: Vec<Value> = containers
+            .iter()
+            .filter(|c| c.list == list)
+            .map(|c| container_value(c.name, c.resources))
+            .collect();
+        if !items.is_empty() {
+            lists.insert(key(list), Value::Sequence(items));
+        }
+    }
+    let mut body = Value::Mapping(lists);
+    let path = pod_spec_path(kind).unwrap_or(DEFAULT_POD_SPEC_PATH);
+    for k in path.iter().rev() {
+        let mut m = Mapping::new();
+        m.insert(key(k), body);
+        body = Value::Mapping(m);
+    }
+    if let Some((api_version, kind, name, namespace)) = target {
+        let mut object = Mapping::new();
+        object.insert(key("apiVersion"), key(api_version));
+        object.insert(key("kind"), key(kind));
+        let mut metadata = Mapping::new();
+        metadata.insert(key("name"), key(name));
+        metadata.insert(key("namespace"), key(namespace));
+        object.insert(key("metadata"), Value::Mapping(metadata));
+        if let Value::Mapping(spec) = body {
+            object.extend(spec);
+        }
+        body = Value::Mapping(object);
+    }
+    yaml_serde::to_string(&body).expect("YAML values of strings always serialize")
 }
 
 /// Longest file stem [`file_stem`] makes: room for an extension within the
@@ -125,21 +221,6 @@ pub fn file_stem(parts: &[&str]) -> String {
         out.push('_');
     }
     out
-}
-
-/// `s` as a YAML scalar: plain when it is a Kubernetes-style name, else
-/// double-quoted (a JSON string is a valid YAML one), so a label value can't
-/// add keys or break the document.
-fn scalar(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
-        && s.chars().any(|c| c.is_ascii_alphabetic());
-    if plain {
-        s.to_string()
-    } else {
-        serde_json::to_string(s).unwrap_or_default()
-    }
 }
 
 /// `s` for a `#` comment line: control characters (a newline would end the
@@ -184,29 +265,22 @@ pub fn render(
                     "# kustomization.yaml:\n#   patches:\n#     - path: {}-resources.yaml",
                     file_stem(&[&kind_lower, &workload.name])
                 );
-                let _ = writeln!(
-                    out,
-                    "apiVersion: {}\nkind: {}",
-                    api_version(&workload.kind),
-                    scalar(&workload.kind)
-                );
-                let _ = writeln!(
-                    out,
-                    "metadata:\n  name: {}\n  namespace: {}",
-                    scalar(&workload.name),
-                    scalar(&workload.namespace)
-                );
             }
-            let path = containers_path(&workload.kind);
-            for (depth, key) in path.iter().enumerate() {
-                let _ = writeln!(out, "{}{key}:", "  ".repeat(depth));
-            }
-            let pad = "  ".repeat(path.len());
-            let _ = writeln!(out, "{pad}containers:");
-            for r in &proposals {
-                let _ = writeln!(out, "{pad}- name: {}", scalar(&r.key.container));
-                resources_yaml(&mut out, &r.recommended, pad.len() + 2);
-            }
+            let containers: Vec<ContainerPatch<'_>> = proposals
+                .iter()
+                .map(|r| ContainerPatch {
+                    list: "containers",
+                    name: &r.key.container,
+                    resources: &r.recommended,
+                })
+                .collect();
+            let target = (format == PatchFormat::Kustomize).then_some((
+                api_version(&workload.kind),
+                workload.kind.as_str(),
+                workload.name.as_str(),
+                workload.namespace.as_str(),
+            ));
+            out.push_str(&strategic_merge_yaml(&workload.kind, target, &containers));
         }
         PatchFormat::Yaml => {
             for r in &proposals {
@@ -216,14 +290,15 @@ pub fn render(
                     comment(&label(workload)),
                     comment(&r.key.container)
                 );
-                let _ = writeln!(out, "- name: {}", scalar(&r.key.container));
-                resources_yaml(&mut out, &r.recommended, 2);
+                let item = Value::Sequence(vec![container_value(&r.key.container, &r.recommended)]);
+                out.push_str(&yaml_serde::to_string(&item).expect("YAML values always serialize"));
             }
         }
         PatchFormat::JsonPatch => {
             let order =
                 container_order.ok_or_else(|| PatchError::NeedsContainerOrder(label(workload)))?;
-            let base: String = containers_path(&workload.kind)
+            let base: String = pod_spec_path(&workload.kind)
+                .unwrap_or(DEFAULT_POD_SPEC_PATH)
                 .iter()
                 .map(|k| format!("/{k}"))
                 .collect();
@@ -305,6 +380,22 @@ mod tests {
     }
 
     #[test]
+    fn names_yaml_would_read_as_other_types_stay_strings() {
+        for name in ["null", "on", "true", "1e3", "0x1F", "~"] {
+            let recs = [rec("Deployment", name, Status::Ok)];
+            for format in [PatchFormat::StrategicMerge, PatchFormat::Kustomize] {
+                let patch = render(format, &w("Deployment"), &recs, None).unwrap();
+                let parsed: yaml_serde::Value = yaml_serde::from_str(&patch).unwrap();
+                assert_eq!(
+                    parsed["spec"]["template"]["spec"]["containers"][0]["name"],
+                    yaml_serde::Value::from(name),
+                    "{patch}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn strategic_merge_for_a_deployment() {
         let recs = [
             rec("Deployment", "app", Status::Ok),
@@ -314,12 +405,12 @@ mod tests {
         assert_eq!(
             patch,
             "# kubectl patch deployment api -n shop --type strategic --patch-file patch.yaml\n\
-             spec:\n  template:\n    spec:\n      containers:\n      - name: app\n        resources:\n          requests:\n            cpu: 250m\n            memory: 512Mi\n          limits:\n            cpu: 1\n            memory: 512Mi\n"
+             spec:\n  template:\n    spec:\n      containers:\n      - name: app\n        resources:\n          requests:\n            cpu: 250m\n            memory: 512Mi\n          limits:\n            cpu: '1'\n            memory: 512Mi\n"
         );
         let parsed: yaml_serde::Value = yaml_serde::from_str(&patch).unwrap();
         assert_eq!(
             parsed["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"],
-            yaml_serde::Value::from(1)
+            yaml_serde::Value::from("1")
         );
     }
 

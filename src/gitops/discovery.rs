@@ -23,27 +23,7 @@ pub(crate) const IGNORE_MARKER: &str = "rightsizer:ignore";
 
 const KUSTOMIZATION_NAMES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
-/// The workload kinds rightsizer edits, with the path to their pod spec.
-pub(crate) fn pod_spec_path(kind: &str) -> Option<&'static [&'static str]> {
-    match kind {
-        "Pod" => Some(&["spec"]),
-        "CronJob" => Some(&["spec", "jobTemplate", "spec", "template", "spec"]),
-        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" | "Rollout" => {
-            Some(&["spec", "template", "spec"])
-        }
-        _ => None,
-    }
-}
-
-/// The `apiVersion` a generated patch uses when no manifest says otherwise.
-pub(crate) fn default_api_version(kind: &str) -> &'static str {
-    match kind {
-        "Pod" => "v1",
-        "CronJob" | "Job" => "batch/v1",
-        "Rollout" => "argoproj.io/v1alpha1",
-        _ => "apps/v1",
-    }
-}
+pub(crate) use crate::patch::pod_spec_path;
 
 /// A parsed YAML file.
 pub(crate) struct ManifestFile {

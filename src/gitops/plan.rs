@@ -409,7 +409,7 @@ pub(crate) fn plan<'r>(
         let mut by_site: Vec<(Site, Vec<&Recommendation>)> = Vec::new();
         let mut proposal_notes = Vec::new();
         let mut location = None;
-        let mut api_version = discovery::default_api_version(&workload.kind).to_string();
+        let mut api_version = crate::patch::api_version(&workload.kind).to_string();
         let mut candidate_doc: Option<&Candidate> = None;
         for rec in &eligible {
             let site = match locate(

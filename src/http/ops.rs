@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::access::MayRead;
 use super::error::ErrorBody;
 use super::AppState;
-use crate::telemetry::{metrics, ClusterLabels, SeverityLabels};
+use crate::telemetry::{label_value, metrics, ClusterLabels, SeverityLabels};
 
 /// Liveness.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -150,7 +150,7 @@ pub async fn prometheus_metrics(State(state): State<AppState>) -> impl IntoRespo
         for ((cluster, severity), n) in counts {
             m.recommendations
                 .get_or_create(&SeverityLabels {
-                    cluster,
+                    cluster: label_value(&cluster),
                     severity: severity.into(),
                 })
                 .set(n);
@@ -159,7 +159,9 @@ pub async fn prometheus_metrics(State(state): State<AppState>) -> impl IntoRespo
         for cluster in clusters {
             if let Ok(Some(until)) = state.store.watermark(&cluster).await {
                 m.collector_lag
-                    .get_or_create(&ClusterLabels { cluster })
+                    .get_or_create(&ClusterLabels {
+                        cluster: label_value(&cluster),
+                    })
                     .set((now - until) as f64);
             }
         }

@@ -17,7 +17,10 @@ use axum::Router;
 
 use super::auth::{AuthConfig, Presented};
 use super::error::ApiError;
-use super::{dashboard, fleet, openapi, ops, recommendations, reports, runs, workloads, AppState};
+use super::{
+    dashboard, fleet, openapi, ops, recommendation_metrics, recommendations, reports, runs,
+    workloads, AppState,
+};
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +96,14 @@ fn table() -> Vec<Entry> {
         entry(GET, "/readyz", Public, Api, ops::readyz),
         // Its labels name clusters.
         entry(GET, "/metrics", Read, Api, ops::prometheus_metrics),
+        // Every container's numbers, by cluster and namespace.
+        entry(
+            GET,
+            "/metrics/recommendations",
+            Read,
+            Api,
+            recommendation_metrics::recommendation_metrics,
+        ),
         // The schema only, the same for every installation.
         entry(
             GET,

@@ -28,6 +28,7 @@ pub mod fleet;
 pub mod openapi;
 pub mod ops;
 pub mod query;
+pub mod recommendation_metrics;
 pub mod recommendations;
 pub mod reports;
 pub mod runs;

@@ -38,6 +38,7 @@ impl Modify for BearerAuth {
         super::ops::healthz,
         super::ops::readyz,
         super::ops::prometheus_metrics,
+        super::recommendation_metrics::recommendation_metrics,
         openapi_json,
     ),
     modifiers(&BearerAuth),

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Renders the kustomize manifests (deploy/base and deploy/optional/servicemonitor), validates
-# them against the bundled Kubernetes schemas (offline, strict: unknown fields fail), and
-# checks the rendered objects follow our own guidance. Exits non-zero on any failure.
+# Renders the kustomize manifests (deploy/base, deploy/optional/servicemonitor and
+# deploy/optional/monitoring), validates them against the bundled Kubernetes schemas (offline,
+# strict: unknown fields fail), checks the rendered objects follow our own guidance, and runs
+# `promtool check rules` and `promtool test rules` on the PrometheusRule. Exits non-zero on any
+# failure.
 # Needs kubectl (for `kubectl kustomize`) and python3; installs kubernetes-validate from PyPI
 # when missing. Takes about two seconds.
 set -euo pipefail
@@ -28,19 +30,37 @@ fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-echo "==> kubectl kustomize deploy/base, deploy/optional/servicemonitor"
+echo "==> kubectl kustomize deploy/base, deploy/optional/servicemonitor, deploy/optional/monitoring"
 kubectl kustomize deploy/base >"$out/base.yaml"
 kubectl kustomize deploy/optional/servicemonitor >"$out/servicemonitor.yaml"
+kubectl kustomize deploy/optional/monitoring >"$out/monitoring.yaml"
 
 for v in $K8S_VERSIONS; do
   echo "==> kubernetes-validate --strict (Kubernetes $v)"
   # The ServiceMonitor is a CRD without a bundled schema: kubernetes-validate only warns about
   # it (hidden here); the checks below look at it instead.
-  kubernetes-validate --strict --quiet --no-warn -k "$v" "$out/base.yaml" "$out/servicemonitor.yaml"
+  kubernetes-validate --strict --quiet --no-warn -k "$v" "$out/base.yaml" "$out/servicemonitor.yaml" \
+    "$out/monitoring.yaml"
 done
 
+echo "==> promtool check rules, promtool test rules (deploy/optional/monitoring)"
+python3 - "$out/monitoring.yaml" "$out/rules.yaml" <<'PY'
+import sys
+
+import yaml
+
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+rules = [d for d in docs if d["kind"] == "PrometheusRule"]
+if len(rules) != 1:
+    sys.exit(f"check-deploy: want one PrometheusRule in deploy/optional/monitoring, found {len(rules)}")
+yaml.safe_dump({"groups": rules[0]["spec"]["groups"]}, open(sys.argv[2], "w"), sort_keys=False)
+PY
+cp deploy/optional/monitoring/rules-test.yaml "$out/rules-test.yaml"
+promtool check rules "$out/rules.yaml"
+(cd "$out" && promtool test rules rules-test.yaml)
+
 echo "==> our own guidance in the rendered manifests"
-python3 - "$out/base.yaml" "$out/servicemonitor.yaml" <<'PY'
+python3 - "$out/base.yaml" "$out/servicemonitor.yaml" "$out/monitoring.yaml" <<'PY'
 import re
 import sys
 import tomllib
@@ -198,11 +218,29 @@ if sm:
     endpoint = sm["spec"]["endpoints"][0]
     check(endpoint.get("port") == "http" and endpoint.get("path") == "/metrics",
           "ServiceMonitor must scrape port http, path /metrics")
+    paths = [e.get("path") for e in sm["spec"]["endpoints"]]
+    check("/metrics/recommendations" in paths,
+          "ServiceMonitor must also scrape /metrics/recommendations (the monitoring component's data)")
 check(len(overlay) == len(base) + 1, "the servicemonitor overlay must be the base plus one object")
+
+monitoring = load(sys.argv[3])
+check(len(monitoring) == len(overlay) + 2,
+      "the monitoring component must be the servicemonitor overlay plus a PrometheusRule and a ConfigMap")
+dashboards = [d for d in monitoring if d["kind"] == "ConfigMap"
+              and d["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
+check(len(dashboards) == 1, "the monitoring component must hold one ConfigMap labelled grafana_dashboard")
+if dashboards:
+    import json
+    data = dashboards[0].get("data", {})
+    try:
+        dash = json.loads(data.get("rightsizer.json", ""))
+        check(dash.get("panels"), "the Grafana dashboard must have panels")
+    except json.JSONDecodeError as e:
+        check(False, f"the Grafana dashboard is not valid JSON: {e}")
 
 if failures:
     for f in failures:
         print(f"check-deploy: FAIL {f}", file=sys.stderr)
     sys.exit(1)
-print(f"check-deploy: ok ({len(base)} objects in deploy/base, ServiceMonitor overlay)")
+print(f"check-deploy: ok ({len(base)} objects in deploy/base, ServiceMonitor overlay, monitoring component)")
 PY

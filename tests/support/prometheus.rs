@@ -163,6 +163,27 @@ impl Prometheus {
         })
     }
 
+    /// An empty Prometheus scraping what `scrape_configs` (YAML, the list under the key of that
+    /// name) says, every `interval` (e.g. `1s`).
+    pub fn scraping(scrape_configs: &str, interval: &str) -> io::Result<Self> {
+        let dir = TempDir::new("rs-prom-scrape")?;
+        fs::write(
+            dir.path().join("prometheus.yml"),
+            format!(
+                "global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\nscrape_configs:\n{scrape_configs}"
+            ),
+        )?;
+        let (child, port) = start(&dir, None, &[])?;
+        Ok(Prometheus {
+            child,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+            backfill_time: None,
+            extra_args: Vec::new(),
+        })
+    }
+
     /// Kills the server the way a crash or an OOM kill would (SIGKILL), and reaps it.
     pub fn stop(&mut self) -> io::Result<()> {
         self.child.kill()?;

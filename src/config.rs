@@ -303,6 +303,98 @@ pub struct ReportsConfig {
     pub max_age: Duration,
 }
 
+/// The `[notifications]` table: a summary after each scheduled report.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// The dashboard's external URL, linked from every summary.
+    pub dashboard_url: Option<String>,
+    /// Where the pull requests of `rightsizer gitops` are listed, linked from every summary.
+    pub pull_requests_url: Option<String>,
+    /// Top changes listed.
+    pub top: usize,
+    /// `[[notifications.targets]]`.
+    pub targets: Vec<NotificationTargetConfig>,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        NotificationsConfig {
+            dashboard_url: None,
+            pull_requests_url: None,
+            top: 5,
+            targets: Vec::new(),
+        }
+    }
+}
+
+/// One `[[notifications.targets]]` entry: its kind and where its secret URL is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationTargetConfig {
+    /// `slack`, `teams` or `webhook`.
+    pub kind: crate::report::notify::TargetKind,
+    /// A file holding the webhook URL (a mounted Secret).
+    pub url_file: Option<PathBuf>,
+    /// An environment variable holding the webhook URL.
+    pub url_env: Option<String>,
+}
+
+/// The targets with their URLs read, checked to be http(s) URLs. Errors name the entry and
+/// the file or variable, never the URL.
+fn notifications(
+    c: &NotificationsConfig,
+) -> Result<crate::report::notify::Notifications, ConfigError> {
+    use crate::report::notify::{label, Links, Notifications, Target};
+    let mut targets = Vec::new();
+    let mut counts = std::collections::HashMap::new();
+    for (i, t) in c.targets.iter().enumerate() {
+        let at = format!("notifications.targets[{i}]");
+        let url = match (&t.url_file, &t.url_env) {
+            (Some(path), None) => read_token(path)?,
+            (None, Some(var)) => match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => SecretString::from(v.trim().to_string()),
+                _ => {
+                    return Err(ConfigError::Invalid(format!(
+                        "{at}.url_env: environment variable {var} is not set or empty"
+                    )))
+                }
+            },
+            _ => {
+                return Err(ConfigError::Invalid(format!(
+                    "{at}: set exactly one of url_file and url_env"
+                )))
+            }
+        };
+        let ok = url::Url::parse(url.expose_secret())
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        if !ok {
+            let source = t.url_file.as_ref().map_or_else(
+                || format!("variable {}", t.url_env.as_deref().unwrap_or_default()),
+                |p| format!("file {}", p.display()),
+            );
+            return Err(ConfigError::Invalid(format!(
+                "{at}: the {source} does not hold an http(s) URL"
+            )));
+        }
+        let n = counts.entry(t.kind).or_insert(0usize);
+        targets.push(Target {
+            kind: t.kind,
+            url,
+            label: label(t.kind, *n),
+        });
+        *n += 1;
+    }
+    Ok(Notifications {
+        targets,
+        links: Links {
+            dashboard_url: c.dashboard_url.clone(),
+            pull_requests_url: c.pull_requests_url.clone(),
+        },
+        top: c.top,
+    })
+}
+
 impl Default for ReportsConfig {
     fn default() -> Self {
         ReportsConfig {
@@ -356,6 +448,8 @@ pub struct FileConfig {
     pub kubernetes: Option<crate::cluster::ClusterSourceConfig>,
     /// Scheduled reports.
     pub reports: ReportsConfig,
+    /// Where a summary of each scheduled report is posted.
+    pub notifications: NotificationsConfig,
     /// How long usage and signal history is kept, counted back from the newest collected
     /// hour (default 90d); at least the longest analysis window.
     #[serde(with = "humantime_serde")]
@@ -474,6 +568,8 @@ pub struct Settings {
     pub report_schedule: Option<crate::report::Schedule>,
     /// Scheduled reports settings.
     pub reports: ReportsConfig,
+    /// Where summaries of scheduled reports go, their URLs read.
+    pub notifications: crate::report::notify::Notifications,
     /// How long history is kept (see `store::retention`).
     pub retention: Duration,
     /// API address from the file (the `serve` flag wins).
@@ -644,6 +740,7 @@ impl Settings {
                 ),
             },
             reports: file.reports.clone(),
+            notifications: notifications(&file.notifications)?,
             retention,
             kubernetes,
             listen: file.listen.clone(),
@@ -855,6 +952,19 @@ fn refuse_inline_secrets(path: &Path, raw: &toml::Table) -> Result<(), ConfigErr
             }
         }
     }
+    let targets = raw
+        .get("notifications")
+        .and_then(|n| n.get("targets"))
+        .and_then(toml::Value::as_array);
+    for (i, entry) in targets.into_iter().flatten().enumerate() {
+        if entry.get("url").is_some() {
+            return Err(ConfigError::InlineSecret {
+                path: path.into(),
+                key: format!("notifications.targets[{i}].url"),
+                instead: "a webhook URL lets anyone post to the channel: put it in a file and set `url_file`, or name an environment variable in `url_env`".into(),
+            });
+        }
+    }
     for (prefix, table) in tables {
         if let Some((key, instead)) = INLINE_SECRETS.iter().find(|(k, _)| table.contains_key(*k)) {
             return Err(ConfigError::InlineSecret {
@@ -971,6 +1081,89 @@ mod tests {
                 .starts_with("cannot read config file /nonexistent/rs.toml"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn notification_urls_come_from_files_or_the_environment_never_the_config_file() {
+        let resolve = |name: &str, text: &str| {
+            let path = write(name, text);
+            Settings::resolve(&args(&["--config", path.to_str().unwrap()]).global)
+        };
+        let err = resolve(
+            "notify-inline",
+            "[[notifications.targets]]\nkind = \"slack\"\nurl = \"https://hooks.slack.com/services/T/B/secret\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`notifications.targets[0].url` would keep a secret"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("secret\""), "{err}");
+
+        let url_file = write("notify-url", "https://hooks.slack.com/services/T/B/xyz\n");
+        let s = resolve(
+            "notify-ok",
+            &format!(
+                "[notifications]\ndashboard_url = \"https://rs.example.com\"\n[[notifications.targets]]\nkind = \"slack\"\nurl_file = \"{}\"\n[[notifications.targets]]\nkind = \"webhook\"\nurl_file = \"{}\"\n",
+                url_file.display(),
+                url_file.display()
+            ),
+        )
+        .unwrap();
+        let n = &s.notifications;
+        assert_eq!(n.targets.len(), 2);
+        assert_eq!(n.targets[0].label, "slack #1");
+        assert_eq!(n.targets[1].label, "webhook #1");
+        assert_eq!(
+            n.targets[0].url.expose_secret(),
+            "https://hooks.slack.com/services/T/B/xyz"
+        );
+        assert_eq!(
+            n.links.dashboard_url.as_deref(),
+            Some("https://rs.example.com")
+        );
+        assert_eq!(n.top, 5);
+        assert!(!format!("{n:?}").contains("xyz"));
+
+        let not_a_url = write("notify-bad", "hooks.slack.com/services/T/B/xyz\n");
+        let err = resolve(
+            "notify-bad-cfg",
+            &format!(
+                "[[notifications.targets]]\nkind = \"teams\"\nurl_file = \"{}\"\n",
+                not_a_url.display()
+            ),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("does not hold an http(s) URL"), "{err}");
+        assert!(!err.contains("xyz"), "{err}");
+        let err = resolve(
+            "notify-neither",
+            "[[notifications.targets]]\nkind = \"webhook\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("set exactly one of url_file and url_env"),
+            "{err}"
+        );
+        let err = resolve(
+            "notify-env",
+            "[[notifications.targets]]\nkind = \"webhook\"\nurl_env = \"RIGHTSIZER_TEST_UNSET_WEBHOOK\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("RIGHTSIZER_TEST_UNSET_WEBHOOK is not set"),
+            "{err}"
+        );
+        let err = resolve(
+            "notify-kind",
+            "[[notifications.targets]]\nkind = \"email\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown variant `email`"), "{err}");
     }
 
     #[test]

@@ -618,6 +618,7 @@ async fn serve(settings: &Settings, opts: ServeOptions) -> anyhow::Result<()> {
             state.store.clone(),
             schedule,
             settings.reports.clone(),
+            settings.notifications.clone(),
             stop_rx.clone(),
         ))
     });
@@ -655,6 +656,7 @@ async fn schedule_reports(
     store: Arc<dyn Store>,
     schedule: crate::report::Schedule,
     config: crate::config::ReportsConfig,
+    notifications: crate::report::notify::Notifications,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
@@ -685,12 +687,13 @@ async fn schedule_reports(
             }
         }
         match crate::report::generate_and_store(store.as_ref(), now()).await {
-            Ok((id, _)) => {
+            Ok((id, report)) => {
                 tracing::info!(id, "scheduled report stored");
                 crate::telemetry::metrics().scheduled_job("report", JobOutcome::Ran);
                 if let Err(e) = store.finish_job("report", next, holder()).await {
                     tracing::warn!(error = %e, "cannot mark the scheduled report done");
                 }
+                notify(&notifications, &report).await;
             }
             Err(e) => {
                 tracing::error!(error = %e, "scheduled report failed");
@@ -702,6 +705,31 @@ async fn schedule_reports(
             Ok(n) if n > 0 => tracing::info!(deleted = n, "old reports pruned"),
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "pruning reports failed"),
+        }
+    }
+}
+
+/// Posts the summary of a scheduled report to every configured target; failures are logged
+/// (naming the target, never its URL) and do not affect the report.
+async fn notify(
+    notifications: &crate::report::notify::Notifications,
+    report: &crate::report::Report,
+) {
+    if notifications.targets.is_empty() {
+        return;
+    }
+    let results =
+        crate::report::notify::send_all(notifications, report, Duration::from_secs(2)).await;
+    for (target, result) in results {
+        match result {
+            Ok(()) => {
+                tracing::info!(%target, "report summary posted");
+                crate::telemetry::metrics().scheduled_job("notify", JobOutcome::Ran);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "report summary not posted");
+                crate::telemetry::metrics().scheduled_job("notify", JobOutcome::Failed);
+            }
         }
     }
 }

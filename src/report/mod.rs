@@ -19,6 +19,7 @@ mod csv;
 pub mod holdout;
 mod html;
 mod markdown;
+pub mod notify;
 mod schedule;
 mod text;
 

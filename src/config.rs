@@ -72,6 +72,9 @@ pub struct GlobalArgs {
     /// PEM file with CA certificates to trust for Prometheus.
     #[arg(long, env = "RIGHTSIZER_PROMETHEUS_CA_FILE", global = true)]
     pub prometheus_ca_file: Option<PathBuf>,
+    /// Which server answers: prometheus, thanos, mimir or victoriametrics.
+    #[arg(long, value_enum, env = "RIGHTSIZER_PROMETHEUS_BACKEND", global = true)]
+    pub prometheus_backend: Option<crate::prometheus::Backend>,
     /// Don't verify Prometheus' TLS certificate (testing only).
     #[arg(
         long,
@@ -425,6 +428,8 @@ pub struct FileConfig {
     pub prometheus_ca_file: Option<PathBuf>,
     /// Don't verify Prometheus' TLS certificate.
     pub prometheus_insecure_skip_verify: bool,
+    /// `prometheus`, `thanos`, `mimir` or `victoriametrics`.
+    pub prometheus_backend: crate::prometheus::Backend,
     /// Cluster name.
     pub cluster: Option<String>,
     /// API address.
@@ -482,6 +487,8 @@ pub struct ClusterEntry {
     pub prometheus_ca_file: Option<PathBuf>,
     /// Don't verify this Prometheus' TLS certificate.
     pub prometheus_insecure_skip_verify: Option<bool>,
+    /// This cluster's server kind (default: the top-level `prometheus_backend`).
+    pub prometheus_backend: Option<crate::prometheus::Backend>,
     /// This cluster's Kubernetes API source.
     pub kubernetes: Option<crate::cluster::ClusterSourceConfig>,
 }
@@ -598,6 +605,7 @@ impl Settings {
             .prometheus_token_file
             .clone()
             .or(file.prometheus_token_file.clone());
+        let token_path = token_file.clone();
         let token = match (&global.prometheus_token, token_file) {
             (Some(t), _) if t.expose_secret().trim().is_empty() => {
                 return Err(ConfigError::Invalid(
@@ -642,12 +650,18 @@ impl Settings {
                         .gzip_for(&url),
                     url,
                     bearer_token: token,
+                    bearer_token_file: if global.prometheus_token.is_some() {
+                        None
+                    } else {
+                        token_path.clone()
+                    },
                     timeout: file.collector.timeout,
                     retries: file.collector.retries,
                     max_response_bytes: file.collector.max_response_bytes,
                     basic_auth,
                     headers,
                     ca_file: global.prometheus_ca_file.clone().or(file.prometheus_ca_file.clone()),
+                    backend: global.prometheus_backend.unwrap_or(file.prometheus_backend),
                     insecure_skip_verify: global.prometheus_insecure_skip_verify || file.prometheus_insecure_skip_verify,
                     ..PromConfig::default()
                 })
@@ -854,6 +868,7 @@ fn sources(
                 p.url = url;
                 if let Some(path) = &entry.prometheus_token_file {
                     p.bearer_token = Some(read_token(path)?);
+                    p.bearer_token_file = Some(path.clone());
                     p.basic_auth = None;
                 }
                 if let Some(user) = &entry.prometheus_user {
@@ -864,6 +879,7 @@ fn sources(
                     })?;
                     p.basic_auth = Some((user.clone(), read_token(path)?));
                     p.bearer_token = None;
+                    p.bearer_token_file = None;
                 }
                 if !entry.prometheus_headers.is_empty() {
                     p.headers = entry
@@ -877,6 +893,9 @@ fn sources(
                 }
                 if let Some(insecure) = entry.prometheus_insecure_skip_verify {
                     p.insecure_skip_verify = insecure;
+                }
+                if let Some(backend) = entry.prometheus_backend {
+                    p.backend = backend;
                 }
                 Some(p)
             }

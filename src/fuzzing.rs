@@ -253,6 +253,7 @@ fn no_flags() -> GlobalArgs {
         prometheus_password_file: None,
         prometheus_headers: Vec::new(),
         prometheus_ca_file: None,
+        prometheus_backend: None,
         prometheus_insecure_skip_verify: false,
         kubernetes: false,
         cluster: None,

@@ -79,6 +79,105 @@ async fn decodes_and_sends_the_bearer_token() {
     assert!(request.contains("query=up%7Bjob%3D%22x%22%7D"), "{request}");
 }
 
+/// Workload identity (GKE, AKS) and projected service-account tokens rewrite the token
+/// file every hour or so: the client sends the new token without a restart, and keeps the
+/// last good one while the file is empty mid-rotation.
+#[tokio::test]
+async fn a_rotated_token_file_is_read_again() {
+    let (url, mut seen) = fake(OK_MATRIX, Duration::ZERO).await;
+    let dir = std::env::temp_dir().join(format!("rs-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("token");
+    let write = |text: &str, age_secs: u64| {
+        std::fs::write(&path, text).unwrap();
+        let at = std::time::SystemTime::now() - Duration::from_secs(age_secs);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(at)
+            .unwrap();
+    };
+    write("first\n", 300);
+    let c = PromClient::new(&PromConfig {
+        url: url.clone(),
+        bearer_token: Some(SecretString::from("first".to_string())),
+        bearer_token_file: Some(path.clone()),
+        retries: 0,
+        ..PromConfig::default()
+    })
+    .unwrap();
+    let mut sent = Vec::new();
+    for (content, age) in [
+        (None, 0),
+        (Some("second"), 200),
+        (Some(""), 100),
+        (Some("third"), 0),
+    ] {
+        if let Some(text) = content {
+            write(text, age);
+        }
+        c.query_range("up", 10, 130, 60).await.unwrap();
+        let request = seen.recv().await.unwrap().to_ascii_lowercase();
+        let token = request
+            .lines()
+            .find_map(|l| l.strip_prefix("authorization: bearer "))
+            .unwrap()
+            .trim()
+            .to_string();
+        sent.push(token);
+    }
+    assert_eq!(sent, ["first", "second", "second", "third"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Thanos Query (docs: thanos.io, "Query", HTTP API: `dedup`, `partial_response`) gets both
+/// parameters on every query, so a store that does not answer fails the query instead of
+/// thinning the history; neither Thanos nor VictoriaMetrics is probed for remote read, which
+/// their documentation says they lack.
+#[tokio::test]
+async fn thanos_queries_ask_for_dedup_and_no_partial_responses() {
+    use rightsizer::prometheus::Backend;
+    for (backend, wanted) in [
+        (Backend::Thanos, true),
+        (Backend::Prometheus, false),
+        (Backend::Victoriametrics, false),
+    ] {
+        let (url, mut seen) = fake(OK_MATRIX, Duration::ZERO).await;
+        let c = PromClient::new(&PromConfig {
+            url,
+            backend,
+            retries: 0,
+            ..PromConfig::default()
+        })
+        .unwrap();
+        c.query_range("up", 10, 130, 60).await.unwrap();
+        let request = seen.recv().await.unwrap();
+        let body = request.split("\r\n\r\n").nth(1).unwrap();
+        assert_eq!(
+            body.contains("dedup=true") && body.contains("partial_response=false"),
+            wanted,
+            "{backend:?}: {body}"
+        );
+        assert!(
+            body.starts_with("query=up&start=10&end=130&step=60"),
+            "{body}"
+        );
+        let probe = c.remote_read_offered().await.unwrap();
+        match backend.lacks_remote_read() {
+            Some(why) => {
+                assert!(probe.unwrap_err().starts_with(why));
+                assert!(seen.try_recv().is_err(), "{backend:?} was probed");
+            }
+            None => {
+                // The fake answers JSON, not streamed chunks: probed, and refused.
+                assert!(probe.is_err(), "{backend:?}");
+                assert!(seen.recv().await.unwrap().starts_with("POST /api/v1/read "));
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn error_envelope_on_503_is_an_api_error() {
     let (url, _) = fake(

@@ -293,14 +293,23 @@ pub fn parse_sizes(samples: &[crate::prometheus::InstantSample]) -> Vec<(String,
 /// Whether Prometheus (or Thanos/Mimir in front of it) refused a query for its size, which
 /// a narrower namespace group can fix.
 fn is_too_big(e: &PromError) -> bool {
-    const SIGNS: [&str; 8] = [
+    const SIGNS: [&str; 12] = [
+        // Prometheus: --query.max-samples.
         "too many samples",
+        // Thanos Store: "exceeded series limit", "exceeded chunks limit".
         "series limit",
+        "chunks limit",
+        // Mimir: err-mimir-max-series-per-query, -max-chunks-per-query,
+        // -max-fetched-chunk-bytes-per-query.
         "maximum number of series",
         "max series",
         "maximum number of chunks",
         "max number of chunks",
+        "chunks size limit",
         "response size",
+        // VictoriaMetrics: -search.maxUniqueTimeseries, in its current and its older words.
+        "matching timeseries exceeds",
+        "time series found on the time range",
         // Remote read answered as samples rather than streamed chunks.
         "exceeded sample limit",
     ];
@@ -880,7 +889,41 @@ pub async fn collect(
 
 #[cfg(test)]
 mod tests {
-    use super::{group_series, namespace_groups, piece_hours, plan_chunks};
+    use super::{group_series, is_too_big, namespace_groups, piece_hours, plan_chunks};
+    use crate::prometheus::PromError;
+
+    /// Each backend's refusal of a query for its size, in its documented words, splits the
+    /// namespace group; other errors do not.
+    #[test]
+    fn size_refusals_of_every_backend_split_the_group() {
+        let api = |message: &str| PromError::Api {
+            error_type: "execution".into(),
+            message: message.into(),
+            query: "q".into(),
+        };
+        for refusal in [
+            // Prometheus 2.42, --query.max-samples
+            "query processing would load too many samples into memory in query execution",
+            // Thanos Store gateway, --store.grpc.series-sample-limit / series limit
+            "rpc error: code = Aborted desc = exceeded series limit: limit 10000 violated (got 10001)",
+            "exceeded chunks limit: limit 20000 violated (got 20001)",
+            // Mimir (docs: "Grafana Mimir runbooks", err-mimir-max-*-per-query)
+            "the query exceeded the maximum number of series (limit: 100000 series) (err-mimir-max-series-per-query)",
+            "the query exceeded the maximum number of chunks (limit: 2000000 chunks) (err-mimir-max-chunks-per-query)",
+            "the query exceeded the aggregated chunks size limit (limit: 1000000000 bytes) (err-mimir-max-chunks-bytes-per-query)",
+            // VictoriaMetrics, -search.maxUniqueTimeseries (current and older wording)
+            "error when searching for metricIDs in the current indexdb: the number of matching timeseries exceeds 300000; either narrow down the search or increase -search.max* command-line flag values",
+            "more than 300001 time series found on the time range [2020-07-01 09:20:10 - 2020-07-01 09:25:40]; either increase -search.maxUniqueTimeseries or shrink the time range",
+        ] {
+            assert!(is_too_big(&api(refusal)), "{refusal}");
+        }
+        for other in [
+            "parse error at char 5: unexpected identifier",
+            "the query time range exceeds the limit (query length: 745h, limit: 721h) (err-mimir-max-query-length)",
+        ] {
+            assert!(!is_too_big(&api(other)), "{other}");
+        }
+    }
 
     #[test]
     // A small fleet keeps whole-day chunks; a big one gets pieces short enough to bound a

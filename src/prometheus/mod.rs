@@ -112,6 +112,10 @@ pub struct PromConfig {
     pub url: String,
     /// Bearer token sent as `Authorization: Bearer …`.
     pub bearer_token: Option<SecretString>,
+    /// The file `bearer_token` was read from: read again whenever it changes, because
+    /// workload identity (Google Managed Prometheus, Azure Monitor) and projected
+    /// service-account tokens rotate while the service runs.
+    pub bearer_token_file: Option<std::path::PathBuf>,
     /// Timeout for one whole request, body included.
     pub timeout: Duration,
     /// HTTP basic auth (user, password), e.g. for a proxy in front of Prometheus.
@@ -132,6 +136,46 @@ pub struct PromConfig {
     /// Ask for gzip-compressed answers (`Accept-Encoding: gzip`): far fewer bytes on the
     /// wire, at the price of Prometheus' CPU to compress them.
     pub gzip: bool,
+    /// Which server this is.
+    pub backend: Backend,
+}
+
+/// Which Prometheus-compatible server answers, for what each documents differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// Prometheus itself (or anything that behaves like it).
+    #[default]
+    Prometheus,
+    /// Thanos Query: every query asks `dedup=true` and `partial_response=false`, so a store
+    /// that does not answer is an error, never a silently thinner history (lower peaks,
+    /// smaller requests); no remote read.
+    Thanos,
+    /// Grafana Mimir or Cortex, under its `/prometheus` prefix; the tenant goes in an
+    /// `X-Scope-OrgID` header (`prometheus_headers`). Remote read is offered.
+    Mimir,
+    /// VictoriaMetrics, single (`http://vm:8428`) or cluster
+    /// (`http://vmselect:8481/select/<tenant>/prometheus`); no remote read.
+    Victoriametrics,
+}
+
+impl Backend {
+    /// Query parameters every PromQL request to this backend carries.
+    fn query_params(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Backend::Thanos => &[("dedup", "true"), ("partial_response", "false")],
+            _ => &[],
+        }
+    }
+
+    /// Why the server has no remote read to probe, when its documentation says so.
+    pub fn lacks_remote_read(self) -> Option<&'static str> {
+        match self {
+            Backend::Thanos => Some("Thanos Query offers no remote read"),
+            Backend::Victoriametrics => Some("VictoriaMetrics offers no remote read"),
+            _ => None,
+        }
+    }
 }
 
 /// Default of [`PromConfig::max_response_bytes`]: 256 MiB, far above a chunk of 300
@@ -143,6 +187,7 @@ impl Default for PromConfig {
         PromConfig {
             url: String::new(),
             bearer_token: None,
+            bearer_token_file: None,
             timeout: Duration::from_secs(60),
             basic_auth: None,
             headers: Vec::new(),
@@ -152,6 +197,7 @@ impl Default for PromConfig {
             retry_backoff: Duration::from_millis(500),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             gzip: false,
+            backend: Backend::Prometheus,
         }
     }
 }
@@ -221,16 +267,72 @@ pub struct PromClient {
     /// `base` as errors and logs print it.
     shown: String,
     max_response_bytes: u64,
-    token: Option<SecretString>,
+    token: Option<BearerToken>,
     basic_auth: Option<(String, SecretString)>,
     retries: u32,
     retry_backoff: Duration,
+    backend: Backend,
     /// Requests allowed at Prometheus at once (held from sending to the body's last byte,
     /// not while decoding), when limited.
     in_flight: Option<std::sync::Arc<tokio::sync::Semaphore>>,
     /// Whether the server offers remote read, once known (see
     /// [`PromClient::remote_read_offered`]); shared by the client's clones.
     remote_read_probe: std::sync::Arc<tokio::sync::OnceCell<Result<(), String>>>,
+}
+
+/// A bearer token, and the file it is read again from when the file's modification time
+/// changes (Kubernetes swaps a projected token's file atomically, so a changed time means a
+/// whole new token). A read that fails or finds the file empty keeps the last good token and
+/// says so in the log: the next request tries again.
+#[derive(Clone)]
+struct BearerToken {
+    file: Option<std::sync::Arc<TokenFile>>,
+    fixed: SecretString,
+}
+
+struct TokenFile {
+    path: std::path::PathBuf,
+    /// The modification time of the last read, and its token.
+    last: std::sync::Mutex<(Option<std::time::SystemTime>, SecretString)>,
+}
+
+impl BearerToken {
+    fn new(token: SecretString, path: Option<std::path::PathBuf>) -> Self {
+        let file = path.map(|path| {
+            let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+            std::sync::Arc::new(TokenFile {
+                path,
+                last: std::sync::Mutex::new((modified, token.clone())),
+            })
+        });
+        BearerToken { file, fixed: token }
+    }
+
+    /// The token to send now. A `stat` per request: microseconds, far below a query.
+    fn current(&self) -> SecretString {
+        let Some(file) = &self.file else {
+            return self.fixed.clone();
+        };
+        let mut last = file.last.lock().unwrap_or_else(|e| e.into_inner());
+        let modified = std::fs::metadata(&file.path)
+            .and_then(|m| m.modified())
+            .ok();
+        if modified.is_some() && modified != last.0 {
+            match std::fs::read_to_string(&file.path) {
+                Ok(text) if !text.trim().is_empty() => {
+                    *last = (modified, SecretString::from(text.trim().to_string()));
+                    tracing::info!(path = %file.path.display(), "Prometheus bearer token file changed: using the new token");
+                }
+                Ok(_) => {
+                    tracing::warn!(path = %file.path.display(), "Prometheus bearer token file is empty: keeping the previous token")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %file.path.display(), error = %e, "cannot read the Prometheus bearer token file: keeping the previous token")
+                }
+            }
+        }
+        last.1.clone()
+    }
 }
 
 /// Parses a Prometheus sample value; `None` for NaN and ±Inf.
@@ -297,10 +399,14 @@ impl PromClient {
             shown: crate::redact::url(&url),
             base: url,
             max_response_bytes: config.max_response_bytes,
-            token: config.bearer_token.clone(),
+            token: config
+                .bearer_token
+                .clone()
+                .map(|t| BearerToken::new(t, config.bearer_token_file.clone())),
             basic_auth: config.basic_auth.clone(),
             retries: config.retries,
             retry_backoff: config.retry_backoff,
+            backend: config.backend,
             in_flight: None,
             remote_read_probe: Default::default(),
         })
@@ -401,7 +507,7 @@ impl PromClient {
     /// `req` with this client's credentials, if any.
     fn with_auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         if let Some(token) = &self.token {
-            req.bearer_auth(token.expose_secret())
+            req.bearer_auth(token.current().expose_secret())
         } else if let Some((user, password)) = &self.basic_auth {
             req.basic_auth(user, Some(password.expose_secret()))
         } else {
@@ -410,19 +516,23 @@ impl PromClient {
     }
 
     // POST with a form body: long PromQL never hits "414 Request-URI Too Large".
-    async fn post<K: serde::Serialize, V: serde::Serialize>(
+    async fn post(
         &self,
         path: &str,
-        params: &[(K, V)],
+        params: &[(&str, String)],
     ) -> Result<(String, RawBody), PromError> {
         let _permit = match &self.in_flight {
             Some(limit) => Some(limit.acquire().await.expect("the limit is never closed")),
             None => None,
         };
-        let mut req = self
-            .http
-            .post(format!("{}{}", self.base, path))
-            .form(params);
+        let mut form: Vec<(&str, String)> = params.to_vec();
+        form.extend(
+            self.backend
+                .query_params()
+                .iter()
+                .map(|(k, v)| (*k, v.to_string())),
+        );
+        let mut req = self.http.post(format!("{}{}", self.base, path)).form(&form);
         let url = format!("{}{}", self.shown, path);
         req = self.with_auth(req);
         let http_err = |e: reqwest::Error| PromError::Http {

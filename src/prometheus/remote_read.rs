@@ -317,6 +317,9 @@ impl PromClient {
     pub async fn remote_read_offered(&self) -> Result<Result<(), String>, PromError> {
         self.remote_read_probe
             .get_or_try_init(|| async {
+                if let Some(why) = self.backend.lacks_remote_read() {
+                    return Ok(Err(format!("{why} (prometheus_backend)")));
+                }
                 // A metric name no server has: the answer is empty, whatever the TSDB holds.
                 let nothing = [Matcher::new(
                     MatchKind::Eq,

@@ -11,7 +11,7 @@ layer_of() {
     http|report|output|gitops|jobs) echo 4 ;;
     analyzer|collector|runs) echo 3 ;;
     store|prometheus|cluster|patch) echo 2 ;;
-    fleet|model|sketch|quantity|redact|telemetry) echo 1 ;;
+    fleet|model|sketch|quantity|redact|telemetry|testing) echo 1 ;;
     *) echo "unknown" ;;
   esac
 }

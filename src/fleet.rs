@@ -154,48 +154,12 @@ pub fn critical_turnover<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Confidence, Evidence, Impact, Resources};
 
     fn rec(workload: &str, status: Status, severity: Severity, replicas: f64) -> Recommendation {
-        let resources = |cpu: i64, memory: i64| Resources {
-            cpu_request_millicores: Some(cpu),
-            cpu_limit_millicores: Some(cpu * 4),
-            memory_request_bytes: Some(memory),
-            memory_limit_bytes: Some(memory),
-        };
-        Recommendation {
-            key: ContainerKey {
-                cluster: "prod".into(),
-                namespace: "shop".into(),
-                kind: "Deployment".into(),
-                workload: workload.into(),
-                container: "app".into(),
-            },
-            status,
-            current: resources(1000, 1 << 30),
-            recommended: resources(500, 512 << 20),
-            confidence: Confidence::High,
-            confidence_score: 0.9,
-            reason: String::new(),
-            strategy: "guidance".into(),
-            evidence: Evidence {
-                average_replicas: 3.0,
-                ..Evidence::default()
-            },
-            computed_at: 0,
-            severity,
-            findings: Vec::new(),
-            backtest: None,
-            impact: Some(Impact {
-                replicas,
-                replicas_after: replicas,
-                cpu_cores_delta: -0.5 * replicas,
-                memory_gib_delta: -0.5 * replicas,
-                monthly_cost_delta: -10.0,
-                currency: "EUR".into(),
-            }),
-            hpa: None,
-        }
+        let mut r = crate::testing::proposal(workload, severity, 10.0);
+        r.status = status;
+        r.impact.as_mut().unwrap().replicas = replicas;
+        r
     }
 
     #[test]
@@ -204,7 +168,7 @@ mod tests {
         let same = rec("b", Status::NoChange, Severity::Warning, 2.0);
         let t = Totals::of([&ok, &same]);
         assert_eq!(t.requested_cores, 4.0);
-        assert_eq!(t.recommended_cores, 1.0 + 2.0);
+        assert_eq!(t.recommended_cores, 0.5 + 2.0);
         assert_eq!(t.recommended_gib, 1.0 + 2.0);
         assert_eq!(t.monthly_savings, 20.0);
         assert_eq!(t.currency, "EUR");

@@ -43,3 +43,6 @@ pub mod sketch;
 pub mod store;
 /// The service's own metrics (served at `/metrics`).
 pub mod telemetry;
+/// Builders of plain data for tests; not a stable interface.
+#[doc(hidden)]
+pub mod testing;

@@ -10,51 +10,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rightsizer::http::{serve, AppState};
-use rightsizer::model::{
-    Confidence, ContainerKey, Evidence, Impact, Recommendation, Resources, Severity, Status,
-};
+use rightsizer::model::{Recommendation, Severity, Status};
 use serde_json::Value;
 use support::prometheus::{Prometheus, TempDir};
 
-const MI: i64 = 1 << 20;
-
 fn rec(namespace: &str, workload: &str, severity: Severity, savings: f64) -> Recommendation {
-    let resources = |cpu: i64, memory: i64| Resources {
-        cpu_request_millicores: Some(cpu),
-        cpu_limit_millicores: Some(cpu * 4),
-        memory_request_bytes: Some(memory),
-        memory_limit_bytes: Some(memory),
-    };
-    Recommendation {
-        key: ContainerKey {
-            cluster: "prod".into(),
-            namespace: namespace.into(),
-            kind: "Deployment".into(),
-            workload: workload.into(),
-            container: "app".into(),
-        },
-        status: Status::Ok,
-        current: resources(1000, 1024 * MI),
-        recommended: resources(250, 512 * MI),
-        confidence: Confidence::High,
-        confidence_score: 0.9,
-        reason: "because".into(),
-        strategy: "guidance".into(),
-        evidence: Evidence::default(),
-        computed_at: 1_700_000_000,
-        severity,
-        findings: Vec::new(),
-        backtest: None,
-        impact: Some(Impact {
-            replicas: 2.0,
-            replicas_after: 2.0,
-            cpu_cores_delta: -1.5,
-            memory_gib_delta: -1.0,
-            monthly_cost_delta: -savings,
-            currency: "EUR".into(),
-        }),
-        hpa: None,
-    }
+    let mut r = rightsizer::testing::proposal(workload, severity, savings);
+    r.key.namespace = namespace.into();
+    r
 }
 
 fn fleet() -> Vec<Recommendation> {

@@ -14,9 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Router;
-use rightsizer::model::{
-    Confidence, ContainerKey, Evidence, Impact, Recommendation, Resources, Severity, Status,
-};
+use rightsizer::model::{Finding, Recommendation, Severity};
 use rightsizer::report::notify::{label, send_all, Links, Notifications, Target, TargetKind};
 use secrecy::SecretString;
 use serde_json::Value;
@@ -63,53 +61,19 @@ async fn hook(
 }
 
 fn rec(workload: &str, severity: Severity, savings: f64, findings: &[&str]) -> Recommendation {
-    let resources = |cpu: i64, memory: i64| Resources {
-        cpu_request_millicores: Some(cpu),
-        cpu_limit_millicores: Some(cpu * 4),
-        memory_request_bytes: Some(memory),
-        memory_limit_bytes: Some(memory),
-    };
-    Recommendation {
-        key: ContainerKey {
-            cluster: "prod".into(),
-            namespace: "shop".into(),
-            kind: "Deployment".into(),
-            workload: workload.into(),
-            container: "app".into(),
-        },
-        status: Status::Ok,
-        current: resources(1000, 1024 * MI),
-        recommended: if savings > 0.0 {
-            resources(250, 512 * MI)
-        } else {
-            resources(1500, 1536 * MI)
-        },
-        confidence: Confidence::High,
-        confidence_score: 0.9,
-        reason: "because".into(),
-        strategy: "guidance".into(),
-        evidence: Evidence::default(),
-        computed_at: 1_700_000_000,
-        severity,
-        findings: findings
-            .iter()
-            .map(|code| rightsizer::model::Finding {
-                code: code.to_string(),
-                severity,
-                message: code.to_string(),
-            })
-            .collect(),
-        backtest: None,
-        impact: Some(Impact {
-            replicas: 2.0,
-            replicas_after: 2.0,
-            cpu_cores_delta: if savings > 0.0 { -1.5 } else { 1.0 },
-            memory_gib_delta: if savings > 0.0 { -1.0 } else { 1.0 },
-            monthly_cost_delta: -savings,
-            currency: "EUR".into(),
-        }),
-        hpa: None,
+    let mut r = rightsizer::testing::proposal(workload, severity, savings);
+    if savings < 0.0 {
+        r.recommended = rightsizer::testing::resources(1500, 1536 * MI);
     }
+    r.findings = findings
+        .iter()
+        .map(|code| Finding {
+            code: code.to_string(),
+            severity,
+            message: code.to_string(),
+        })
+        .collect();
+    r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -167,46 +167,14 @@ pub async fn recommendation_metrics(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Confidence, ContainerKey, Evidence, Impact, Severity};
+    use crate::model::Severity;
 
     #[test]
     fn every_container_gets_its_gauges_with_escaped_labels() {
-        let resources = |cpu: i64, memory: i64| Resources {
-            cpu_request_millicores: Some(cpu),
-            cpu_limit_millicores: None,
-            memory_request_bytes: Some(memory),
-            memory_limit_bytes: Some(memory),
-        };
-        let r = Recommendation {
-            key: ContainerKey {
-                cluster: "prod".into(),
-                namespace: "shop".into(),
-                kind: "Deployment".into(),
-                workload: "api".into(),
-                container: "say \"hi\"".into(),
-            },
-            status: Status::Ok,
-            current: resources(1000, 1 << 30),
-            recommended: resources(250, 512 << 20),
-            confidence: Confidence::High,
-            confidence_score: 0.9,
-            reason: String::new(),
-            strategy: "guidance".into(),
-            evidence: Evidence::default(),
-            computed_at: 0,
-            severity: Severity::Critical,
-            findings: Vec::new(),
-            backtest: None,
-            impact: Some(Impact {
-                replicas: 2.0,
-                replicas_after: 2.0,
-                cpu_cores_delta: -1.5,
-                memory_gib_delta: -1.0,
-                monthly_cost_delta: -42.5,
-                currency: "EUR".into(),
-            }),
-            hpa: None,
-        };
+        let mut r = crate::testing::proposal("api", Severity::Critical, 42.5);
+        r.key.container = "say \"hi\"".into();
+        r.current.cpu_limit_millicores = None;
+        r.recommended.cpu_limit_millicores = None;
         let text = encode([&r]);
         let labels = r#"{cluster="prod",namespace="shop",kind="Deployment",workload="api",container="say \"hi\""}"#;
         for line in [

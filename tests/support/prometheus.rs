@@ -148,10 +148,25 @@ impl Prometheus {
     /// Like [`Prometheus::serve`], with extra command-line flags (limits such as
     /// `--query.max-samples=N`).
     pub fn serve_with(dir: TempDir, extra_args: &[String]) -> io::Result<Self> {
-        fs::write(
-            dir.path().join("prometheus.yml"),
+        Self::launch(
+            dir,
             "global:\n  scrape_interval: 1m\nscrape_configs: []\n",
-        )?;
+            extra_args,
+        )
+    }
+
+    /// An empty Prometheus scraping what `scrape_configs` (YAML, the list under the key of that
+    /// name) says, every `interval` (e.g. `1s`).
+    pub fn scraping(scrape_configs: &str, interval: &str) -> io::Result<Self> {
+        let config = format!(
+            "global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\nscrape_configs:\n{scrape_configs}"
+        );
+        Self::launch(TempDir::new("rs-prom-scrape")?, &config, &[])
+    }
+
+    /// Writes `config` as the server's prometheus.yml and starts it on `dir`.
+    fn launch(dir: TempDir, config: &str, extra_args: &[String]) -> io::Result<Self> {
+        fs::write(dir.path().join("prometheus.yml"), config)?;
         let (child, port) = start(&dir, None, extra_args)?;
         Ok(Prometheus {
             child,
@@ -160,27 +175,6 @@ impl Prometheus {
             dir,
             backfill_time: None,
             extra_args: extra_args.to_vec(),
-        })
-    }
-
-    /// An empty Prometheus scraping what `scrape_configs` (YAML, the list under the key of that
-    /// name) says, every `interval` (e.g. `1s`).
-    pub fn scraping(scrape_configs: &str, interval: &str) -> io::Result<Self> {
-        let dir = TempDir::new("rs-prom-scrape")?;
-        fs::write(
-            dir.path().join("prometheus.yml"),
-            format!(
-                "global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\nscrape_configs:\n{scrape_configs}"
-            ),
-        )?;
-        let (child, port) = start(&dir, None, &[])?;
-        Ok(Prometheus {
-            child,
-            port,
-            url: format!("http://127.0.0.1:{port}"),
-            dir,
-            backfill_time: None,
-            extra_args: Vec::new(),
         })
     }
 

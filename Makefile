@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` and `make test`. Each installs what it needs.
-.PHONY: demo test bench fuzz deps build fmt lint
+.PHONY: demo test bench fuzz deps build fmt lint image
 
 CARGO ?= cargo
 
@@ -15,6 +15,9 @@ demo: build
 test:
 	@scripts/deps.sh --test
 	@scripts/test.sh
+
+image: build
+	@scripts/image.sh
 
 fuzz:
 	@scripts/deps.sh --test

@@ -75,6 +75,9 @@ pub struct GlobalArgs {
     /// Which server answers: prometheus, thanos, mimir or victoriametrics.
     #[arg(long, value_enum, env = "RIGHTSIZER_PROMETHEUS_BACKEND", global = true)]
     pub prometheus_backend: Option<crate::prometheus::Backend>,
+    /// Sign requests with AWS SigV4 for this region (Amazon Managed Prometheus).
+    #[arg(long, env = "RIGHTSIZER_PROMETHEUS_SIGV4_REGION", global = true)]
+    pub prometheus_sigv4_region: Option<String>,
     /// Don't verify Prometheus' TLS certificate (testing only).
     #[arg(
         long,
@@ -430,6 +433,8 @@ pub struct FileConfig {
     pub prometheus_insecure_skip_verify: bool,
     /// `prometheus`, `thanos`, `mimir` or `victoriametrics`.
     pub prometheus_backend: crate::prometheus::Backend,
+    /// AWS region to sign requests for (Amazon Managed Prometheus, service `aps`).
+    pub prometheus_sigv4_region: Option<String>,
     /// Cluster name.
     pub cluster: Option<String>,
     /// API address.
@@ -489,6 +494,8 @@ pub struct ClusterEntry {
     pub prometheus_insecure_skip_verify: Option<bool>,
     /// This cluster's server kind (default: the top-level `prometheus_backend`).
     pub prometheus_backend: Option<crate::prometheus::Backend>,
+    /// This cluster's AWS region to sign for (Amazon Managed Prometheus).
+    pub prometheus_sigv4_region: Option<String>,
     /// This cluster's Kubernetes API source.
     pub kubernetes: Option<crate::cluster::ClusterSourceConfig>,
 }
@@ -662,6 +669,11 @@ impl Settings {
                     headers,
                     ca_file: global.prometheus_ca_file.clone().or(file.prometheus_ca_file.clone()),
                     backend: global.prometheus_backend.unwrap_or(file.prometheus_backend),
+                    sigv4: global
+                        .prometheus_sigv4_region
+                        .clone()
+                        .or(file.prometheus_sigv4_region.clone())
+                        .map(aps),
                     insecure_skip_verify: global.prometheus_insecure_skip_verify || file.prometheus_insecure_skip_verify,
                     ..PromConfig::default()
                 })
@@ -897,6 +909,9 @@ fn sources(
                 if let Some(backend) = entry.prometheus_backend {
                     p.backend = backend;
                 }
+                if let Some(region) = &entry.prometheus_sigv4_region {
+                    p.sigv4 = Some(aps(region.clone()));
+                }
                 Some(p)
             }
         };
@@ -994,6 +1009,14 @@ fn refuse_inline_secrets(path: &Path, raw: &toml::Table) -> Result<(), ConfigErr
         }
     }
     Ok(())
+}
+
+/// Signing for Amazon Managed Prometheus in `region`.
+fn aps(region: String) -> crate::prometheus::sigv4::SigV4Config {
+    crate::prometheus::sigv4::SigV4Config {
+        region,
+        service: "aps".into(),
+    }
 }
 
 /// Reads a token or password file: its content without surrounding whitespace, which

@@ -254,6 +254,7 @@ fn no_flags() -> GlobalArgs {
         prometheus_headers: Vec::new(),
         prometheus_ca_file: None,
         prometheus_backend: None,
+        prometheus_sigv4_region: None,
         prometheus_insecure_skip_verify: false,
         kubernetes: false,
         cluster: None,

@@ -13,6 +13,7 @@ mod decode;
 pub mod engine;
 pub mod promql;
 pub mod remote_read;
+pub mod sigv4;
 pub mod xor;
 
 /// Labels of one series.
@@ -29,6 +30,15 @@ pub enum PromError {
         url: String,
         /// Why it was refused.
         reason: String,
+    },
+    /// A request could not be signed (Amazon Managed Prometheus): no AWS credentials, or
+    /// a source of them failed.
+    #[error("cannot sign the request to {url} with AWS SigV4: {message}")]
+    Signing {
+        /// The endpoint that was called.
+        url: String,
+        /// Why.
+        message: String,
     },
     /// Connection refused, DNS, TLS, timeout or a body cut short.
     #[error("Prometheus at {url} unreachable: {message}")]
@@ -87,6 +97,7 @@ impl PromError {
             PromError::Http { .. } => "http",
             PromError::Status { .. } => "status",
             PromError::Api { .. } => "api",
+            PromError::Signing { .. } => "signing",
             PromError::Decode { .. } => "decode",
             PromError::TooLarge { .. } => "too_large",
         }
@@ -138,6 +149,9 @@ pub struct PromConfig {
     pub gzip: bool,
     /// Which server this is.
     pub backend: Backend,
+    /// Sign every request with AWS SigV4 (Amazon Managed Prometheus), credentials from the
+    /// AWS chain (see [`sigv4`]).
+    pub sigv4: Option<sigv4::SigV4Config>,
 }
 
 /// Which Prometheus-compatible server answers, for what each documents differently.
@@ -198,6 +212,7 @@ impl Default for PromConfig {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             gzip: false,
             backend: Backend::Prometheus,
+            sigv4: None,
         }
     }
 }
@@ -272,6 +287,7 @@ pub struct PromClient {
     retries: u32,
     retry_backoff: Duration,
     backend: Backend,
+    sigv4: Option<(sigv4::SigV4Config, std::sync::Arc<sigv4::CredentialChain>)>,
     /// Requests allowed at Prometheus at once (held from sending to the body's last byte,
     /// not while decoding), when limited.
     in_flight: Option<std::sync::Arc<tokio::sync::Semaphore>>,
@@ -407,6 +423,10 @@ impl PromClient {
             retries: config.retries,
             retry_backoff: config.retry_backoff,
             backend: config.backend,
+            sigv4: config
+                .sigv4
+                .clone()
+                .map(|c| (c, std::sync::Arc::new(sigv4::CredentialChain::default()))),
             in_flight: None,
             remote_read_probe: Default::default(),
         })
@@ -504,6 +524,51 @@ impl PromClient {
         )
     }
 
+    /// A POST of `body` to `path`, signed with AWS SigV4 when configured.
+    pub(crate) async fn signed(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: bytes::Bytes,
+    ) -> Result<reqwest::RequestBuilder, PromError> {
+        let target = format!("{}{}", self.base, path);
+        let mut req = self
+            .http
+            .post(&target)
+            .header(reqwest::header::CONTENT_TYPE, content_type);
+        if let Some((config, chain)) = &self.sigv4 {
+            let failed = |message: String| PromError::Signing {
+                url: format!("{}{}", self.shown, path),
+                message,
+            };
+            let host = reqwest::Url::parse(&target)
+                .ok()
+                .and_then(|u| {
+                    u.host_str()
+                        .map(|h| u.port().map_or(h.to_string(), |p| format!("{h}:{p}")))
+                })
+                .unwrap_or_default();
+            let credentials = chain
+                .credentials()
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            let headers = sigv4::signature_headers(
+                config,
+                &credentials,
+                "POST",
+                &target,
+                &[("host", &host), ("content-type", content_type)],
+                &body,
+                std::time::SystemTime::now(),
+            )
+            .map_err(|e| failed(e.to_string()))?;
+            for (name, value) in headers {
+                req = req.header(name, value);
+            }
+        }
+        Ok(req.body(body))
+    }
+
     /// `req` with this client's credentials, if any.
     fn with_auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         if let Some(token) = &self.token {
@@ -532,8 +597,17 @@ impl PromClient {
                 .iter()
                 .map(|(k, v)| (*k, v.to_string())),
         );
-        let mut req = self.http.post(format!("{}{}", self.base, path)).form(&form);
         let url = format!("{}{}", self.shown, path);
+        let mut req = if self.sigv4.is_some() {
+            // Signed over the exact bytes sent, so the form is encoded here, not by reqwest.
+            let body = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
+                .finish();
+            self.signed(path, "application/x-www-form-urlencoded", body.into())
+                .await?
+        } else {
+            self.http.post(format!("{}{}", self.base, path)).form(&form)
+        };
         req = self.with_auth(req);
         let http_err = |e: reqwest::Error| PromError::Http {
             url: url.clone(),

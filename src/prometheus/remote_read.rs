@@ -356,12 +356,10 @@ impl PromClient {
             message,
         };
         let mut req = self
-            .http
-            .post(format!("{}/api/v1/read", self.base))
-            .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
+            .signed("/api/v1/read", "application/x-protobuf", body)
+            .await?
             .header(reqwest::header::CONTENT_ENCODING, "snappy")
-            .header("X-Prometheus-Remote-Read-Version", "0.1.0")
-            .body(body);
+            .header("X-Prometheus-Remote-Read-Version", "0.1.0");
         req = self.with_auth(req);
         let mut resp = req.send().await.map_err(http_err)?;
         let status = resp.status().as_u16();

@@ -1,9 +1,11 @@
 //! Amazon Managed Prometheus: every request signed with AWS Signature Version 4 (service
 //! `aps`), with credentials from the usual chain: the environment
 //! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), web identity
-//! (`AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`, as EKS IRSA and Pod Identity webhooks
+//! (`AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`, as EKS IAM roles for service accounts
 //! set them, exchanged at STS), then the shared credentials file (`AWS_PROFILE`, default
-//! `default`, in `AWS_SHARED_CREDENTIALS_FILE` or `~/.aws/credentials`).
+//! `default`, in `AWS_SHARED_CREDENTIALS_FILE` or `~/.aws/credentials`). Not in the chain:
+//! EKS Pod Identity's container credentials endpoint, the EC2 instance metadata service,
+//! SSO profiles and `credential_process`.
 //!
 //! The signature itself is aws-sigv4's, AWS's own implementation; this module only chooses
 //! the credentials and hands the request over. Web-identity credentials are kept until five

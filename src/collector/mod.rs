@@ -685,11 +685,8 @@ async fn claim_and_fetch(
 }
 
 /// The source a run reads from, and why `auto` chose range queries when it did.
-async fn resolve_source(
-    prom: &PromClient,
-    source: CollectorSource,
-) -> Result<(Via, Option<String>), PromError> {
-    Ok(match source {
+async fn resolve_source(prom: &PromClient, source: CollectorSource) -> (Via, Option<String>) {
+    match source {
         CollectorSource::RemoteRead => (
             Via {
                 remote_read: true,
@@ -710,13 +707,13 @@ async fn resolve_source(
             // the next run probes again.
             let why = match prom.remote_read_offered().await {
                 Ok(Ok(())) => {
-                    return Ok((
+                    return (
                         Via {
                             remote_read: true,
                             fall_back: true,
                         },
                         None,
-                    ))
+                    )
                 }
                 Ok(Err(why)) => format!("remote read unavailable: {why}"),
                 Err(e) => format!("remote read probe failed: {e}"),
@@ -730,7 +727,7 @@ async fn resolve_source(
                 Some(why),
             )
         }
-    })
+    }
 }
 
 /// Collects the missing hours of `[from, to)`; returns what it did. Chunks written
@@ -762,7 +759,7 @@ pub async fn collect(
         .step_by(3600)
         .filter(|h| !done.contains(h))
         .collect();
-    let (via, source_note) = resolve_source(prom, opts.source).await?;
+    let (via, source_note) = resolve_source(prom, opts.source).await;
     let mut report = CollectReport {
         hours_already_collected: done.len() as u64,
         source: if via.remote_read {

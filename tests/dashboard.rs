@@ -12,8 +12,8 @@ use http_body_util::BodyExt;
 use rightsizer::http::{router, serve, AppState};
 use rightsizer::model::{
     Backtest, BacktestFigures, Chunk, Confidence, ContainerKey, Evidence, EvidenceBacktest,
-    Finding, HoldoutFigures, Impact, Recommendation, Resource, Resources, Severity, Status,
-    StrategyScore, UsageHour,
+    Finding, HoldoutFigures, Impact, Recommendation, Resource, Resources, Severity, SignalHour,
+    Status, StrategyScore, UsageHour,
 };
 use rightsizer::sketch::Sketch;
 use rightsizer::store::Store;
@@ -347,6 +347,22 @@ fn usage_rows() -> Vec<UsageHour> {
     rows
 }
 
+/// `cart`'s app container: an OOM kill 5 hours before the newest hour, a plain restart
+/// 30 hours before it, and an OOM kill older than the recommendations' window.
+fn signal_rows() -> Vec<SignalHour> {
+    [(5, 1, 1), (30, 1, 0), (60, 1, 1)]
+        .into_iter()
+        .map(|(hours_back, restarts, oom_kills)| SignalHour {
+            key: key("checkout", "Deployment", "cart", "app"),
+            hour_start: NEWEST_HOUR - hours_back * 3600,
+            restarts,
+            oom_kills,
+            cfs_periods: 0.0,
+            cfs_throttled_periods: 0.0,
+        })
+        .collect()
+}
+
 async fn seeded_store(dir: &TempDir) -> (Arc<dyn Store>, Vec<Recommendation>) {
     let store =
         rightsizer::store::connect(&format!("sqlite://{}", dir.path().join("rs.db").display()))
@@ -359,6 +375,7 @@ async fn seeded_store(dir: &TempDir) -> (Arc<dyn Store>, Vec<Recommendation>) {
             cluster: "prod".into(),
             hours: (0..STORED_HOURS).map(|h| NEWEST_HOUR - h * 3600).collect(),
             usage: usage_rows(),
+            signals: signal_rows(),
             ..Chunk::default()
         })
         .await
@@ -954,6 +971,19 @@ async fn chromium_renders_the_fleet_sorts_it_and_draws_the_chart() {
         .await
         .unwrap();
     assert_eq!(workload.matches("<svg class=\"chart\"").count(), 4);
+    // Usage by hour: both resources of both containers, every stored hour of the window,
+    // and cart's OOM kill and restart inside the window (not the older one).
+    assert_eq!(workload.matches("data-chart=\"timeline\"").count(), 4);
+    assert_eq!(
+        workload
+            .matches(&format!(
+                "data-series=\"p95\" data-points=\"{WINDOW_HOURS}\""
+            ))
+            .count(),
+        4
+    );
+    assert_eq!(workload.matches("data-event=\"oom-kill\"").count(), 2);
+    assert_eq!(workload.matches("data-event=\"restart\"").count(), 2);
     for mark in [
         "current-request",
         "current-limit",

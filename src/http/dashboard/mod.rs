@@ -13,6 +13,7 @@ mod chart;
 pub(crate) mod fleet;
 mod html;
 pub(crate) mod login;
+mod timeline;
 pub(crate) mod workload;
 
 pub use html::escape_html;

@@ -11,11 +11,12 @@ use axum::response::Html;
 
 use super::chart::{self, Mark, MarkKind, Unit};
 use super::html::{self, encode_component, money, percent, Esc};
+use super::timeline;
 use super::PageError;
 use crate::fleet::savings;
 use crate::http::AppState;
 use crate::model::{
-    Backtest, HoldoutFigures, Recommendation, Resource, Status, UsageHour, WorkloadKey,
+    Backtest, HoldoutFigures, Recommendation, Resource, SignalHour, Status, UsageHour, WorkloadKey,
 };
 use crate::patch::{self, PatchFormat};
 use crate::quantity;
@@ -84,11 +85,18 @@ pub async fn page(
     }
     // Only the window the analyzer read, never the whole history.
     let end = state.store.watermark(&cluster).await?.unwrap_or(i64::MIN);
-    let usage = futures::future::try_join_all(recs.iter().map(|r| {
+    let window = |r: &Recommendation| {
         let window_secs = i64::from(r.evidence.window_hours.max(1)) * 3600;
-        state
-            .store
-            .usage(&r.key, end.saturating_sub(window_secs), end)
+        (end.saturating_sub(window_secs), end)
+    };
+    let usage = futures::future::try_join_all(recs.iter().map(|r| {
+        let (from, to) = window(r);
+        state.store.usage(&r.key, from, to)
+    }))
+    .await?;
+    let signals = futures::future::try_join_all(recs.iter().map(|r| {
+        let (from, to) = window(r);
+        state.store.signals(&r.key, from, to)
     }))
     .await?;
     let workload = WorkloadKey {
@@ -99,9 +107,11 @@ pub async fn page(
     };
     let mut body = String::with_capacity(64 * 1024);
     render_summary(&mut body, &workload, &recs);
-    for (rec, rows) in recs.iter().zip(&usage) {
-        let window = merge_window(rows, rec.evidence.window_hours);
-        render_container(&mut body, rec, &window);
+    for ((rec, rows), signals) in recs.iter().zip(&usage).zip(&signals) {
+        let merged = merge_window(rows, rec.evidence.window_hours);
+        let mut timelines = String::new();
+        render_timelines(&mut timelines, rec, rows, signals, window(rec));
+        render_container(&mut body, rec, &merged, &timelines);
     }
     render_patch(&mut body, &workload, &recs);
     let title = format!("{}/{}/{}", workload.namespace, workload.kind, workload.name);
@@ -251,7 +261,7 @@ fn trim_number(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-fn render_container(out: &mut String, rec: &Recommendation, window: &WindowUsage) {
+fn render_container(out: &mut String, rec: &Recommendation, window: &WindowUsage, timelines: &str) {
     let c = &rec.key.container;
     let _ = write!(
         out,
@@ -305,7 +315,9 @@ fn render_container(out: &mut String, rec: &Recommendation, window: &WindowUsage
             chart::legend(unit, &marks, data_max),
         );
     }
-    out.push_str("</div>\n<div class=\"facts\">\n");
+    out.push_str("</div>\n");
+    out.push_str(timelines);
+    out.push_str("<div class=\"facts\">\n");
     render_evidence(out, rec);
     render_backtest(out, rec);
     render_impact(out, rec);
@@ -313,6 +325,44 @@ fn render_container(out: &mut String, rec: &Recommendation, window: &WindowUsage
     render_tournament(out, rec);
     render_findings(out, rec);
     out.push_str("</section>\n");
+}
+
+/// Hour-by-hour usage of both resources over the window, against the requests and limits.
+fn render_timelines(
+    out: &mut String,
+    rec: &Recommendation,
+    rows: &[UsageHour],
+    signals: &[SignalHour],
+    (from, to): (i64, i64),
+) {
+    // Hours stored before the window began are not what the analyzer read.
+    let first = to - i64::from(rec.evidence.window_hours.max(1)) * 3600;
+    let from = from.max(first);
+    let _ = writeln!(
+        out,
+        "<div class=\"charts timelines\" data-container=\"{}\">",
+        Esc(&rec.key.container)
+    );
+    for (resource, unit, title) in [
+        (Resource::Cpu, Unit::Millicores, "CPU usage by hour"),
+        (Resource::Memory, Unit::Bytes, "Memory working set by hour"),
+    ] {
+        let points = timeline::points(rows, resource);
+        let _ = write!(
+            out,
+            "<figure class=\"chart-box\" data-resource=\"{}\"><figcaption><b>{title}</b> · median, p95 and peak of each hour; ▼ OOM kill, ● restart</figcaption>\n{}</figure>\n",
+            resource.as_str(),
+            timeline::timeline(
+                &format!("{title} of {}", rec.key.container),
+                unit,
+                &points,
+                &marks(rec, resource),
+                signals,
+                (from, to),
+            ),
+        );
+    }
+    out.push_str("</div>\n");
 }
 
 fn render_resources(out: &mut String, rec: &Recommendation) {

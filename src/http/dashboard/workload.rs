@@ -335,8 +335,13 @@ fn render_timelines(
     signals: &[SignalHour],
     (from, to): (i64, i64),
 ) {
+    // Nothing stored (no watermark: `to` is i64::MIN), nothing to draw over time; the
+    // histogram beside it already says "no stored usage".
+    if rows.is_empty() {
+        return;
+    }
     // Hours stored before the window began are not what the analyzer read.
-    let first = to - i64::from(rec.evidence.window_hours.max(1)) * 3600;
+    let first = to.saturating_sub(i64::from(rec.evidence.window_hours.max(1)) * 3600);
     let from = from.max(first);
     let _ = writeln!(
         out,

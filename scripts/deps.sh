@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need: Prometheus (with promtool) from Debian,
-# and the Rust components for fmt and clippy. Idempotent; quiet when all is there.
+# and the Rust components for fmt and clippy (--test: what the tests need too; --image: buildah
+# and podman for make image). Idempotent; quiet when all is there.
 set -euo pipefail
 
 need=()
@@ -15,6 +16,11 @@ if [ "${1:-}" = "--test" ]; then
   python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
   # libFuzzer (cargo fuzz) is C++, built by the libfuzzer-sys crate.
   command -v c++ >/dev/null 2>&1 || need+=(g++)
+fi
+# Container image tools (make image only).
+if [ "${1:-}" = "--image" ]; then
+  command -v buildah >/dev/null 2>&1 || need+=(buildah)
+  command -v podman >/dev/null 2>&1 || need+=(podman)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}" >&2

@@ -13,16 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-need=()
-command -v buildah >/dev/null 2>&1 || need+=(buildah)
-command -v podman >/dev/null 2>&1 || need+=(podman)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing Debian packages: ${need[*]}" >&2
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+scripts/deps.sh --image
 
 bin=${CARGO_TARGET_DIR:-target}/release/rightsizer
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)

@@ -22,6 +22,7 @@ mod markdown;
 pub mod notify;
 mod schedule;
 mod text;
+pub mod timeline;
 
 pub use build::build;
 pub use schedule::{Cron, Schedule, ScheduleError};

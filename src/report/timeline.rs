@@ -83,6 +83,33 @@ pub struct Level<'a> {
     pub value: f64,
 }
 
+/// A value in display units (millicores for CPU, bytes for memory) as a short label: `250m`,
+/// `1.5 cores`, `512Mi`, `1.2Gi`.
+pub fn short_value(resource: Resource, value: f64) -> String {
+    match resource {
+        Resource::Cpu if value >= 1000.0 => {
+            let cores = trim(value / 1000.0, 2);
+            let unit = if cores == "1" { "core" } else { "cores" };
+            format!("{cores} {unit}")
+        }
+        Resource::Cpu => format!("{}m", trim(value, if value < 10.0 { 1 } else { 0 })),
+        Resource::Memory if value >= 1024.0 * 1024.0 * 1024.0 => {
+            format!("{}Gi", trim(value / 1073741824.0, 2))
+        }
+        Resource::Memory => format!("{}Mi", trim(value / 1048576.0, 1)),
+    }
+}
+
+/// `value` with at most `decimals` decimals, trailing zeros (and a trailing point) cut.
+pub fn trim(value: f64, decimals: usize) -> String {
+    let s = format!("{value:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 190.0;
 const LEFT: f64 = 58.0;

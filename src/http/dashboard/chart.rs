@@ -4,6 +4,8 @@
 use std::fmt::Write;
 
 use super::html::Esc;
+use crate::model::Resource;
+use crate::report::timeline::{self, trim};
 use crate::sketch::Sketch;
 
 /// Display bins across the x axis.
@@ -89,27 +91,11 @@ pub struct Mark {
 
 /// A value in display units as a short label: `250m`, `1.5` cores, `512Mi`, `1.2Gi`.
 pub fn format_value(unit: Unit, value: f64) -> String {
-    match unit {
-        Unit::Millicores if value >= 1000.0 => {
-            let cores = trim(value / 1000.0, 2);
-            let unit = if cores == "1" { "core" } else { "cores" };
-            format!("{cores} {unit}")
-        }
-        Unit::Millicores => format!("{}m", trim(value, if value < 10.0 { 1 } else { 0 })),
-        Unit::Bytes if value >= 1024.0 * 1024.0 * 1024.0 => {
-            format!("{}Gi", trim(value / 1073741824.0, 2))
-        }
-        Unit::Bytes => format!("{}Mi", trim(value / 1048576.0, 1)),
-    }
-}
-
-fn trim(value: f64, decimals: usize) -> String {
-    let s = format!("{value:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
+    let resource = match unit {
+        Unit::Millicores => Resource::Cpu,
+        Unit::Bytes => Resource::Memory,
+    };
+    timeline::short_value(resource, value)
 }
 
 /// Axis tick label: shorter than [`format_value`].

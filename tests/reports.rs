@@ -12,10 +12,11 @@ use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
 use rightsizer::http::{router, AppState};
 use rightsizer::model::{
-    Backtest, Confidence, ContainerKey, Evidence, EvidenceBacktest, Finding, HoldoutFigures,
-    Impact, Recommendation, Resources, Severity, Status,
+    Backtest, Chunk, Confidence, ContainerKey, Evidence, EvidenceBacktest, Finding, HoldoutFigures,
+    Impact, Recommendation, Resource, Resources, Severity, SignalHour, Status, UsageHour,
 };
 use rightsizer::report::{self, Format, Report};
+use rightsizer::sketch::Sketch;
 use rightsizer::store::{self, Store};
 use serde_json::Value;
 use sqlx::Connection;
@@ -424,6 +425,52 @@ async fn seed(store: &dyn Store, recs: &[Recommendation]) {
     }
 }
 
+/// Hours of usage stored for the second report's largest saving, ending the hour before it.
+const USAGE_HOURS: i64 = 72;
+
+/// Stores `USAGE_HOURS` of hourly usage for `key` (CPU 100–300m, memory 200–260Mi, in a
+/// daily wave) and an OOM kill 10 hours before `end`, the hour after the newest stored one.
+async fn seed_usage(store: &dyn Store, key: &ContainerKey, end: i64) {
+    let mut usage = Vec::new();
+    for h in 1..=USAGE_HOURS {
+        let hour_start = end - h * 3600;
+        let wave = ((h as f64) * std::f64::consts::PI / 12.0).sin().abs();
+        let (mut cpu, mut memory) = (Sketch::new(), Sketch::new());
+        for s in 0..60 {
+            let jitter = f64::from(s) / 60.0;
+            cpu.insert(0.1 + 0.2 * wave * jitter).unwrap();
+            memory
+                .insert((200.0 + 60.0 * wave * jitter) * MI as f64)
+                .unwrap();
+        }
+        for (resource, sketch) in [(Resource::Cpu, cpu), (Resource::Memory, memory)] {
+            usage.push(UsageHour {
+                key: key.clone(),
+                resource,
+                hour_start,
+                sketch,
+            });
+        }
+    }
+    store
+        .write_chunk(&Chunk {
+            cluster: key.cluster.clone(),
+            hours: (1..=USAGE_HOURS).map(|h| end - h * 3600).collect(),
+            usage,
+            signals: vec![SignalHour {
+                key: key.clone(),
+                hour_start: end - 10 * 3600,
+                restarts: 1,
+                oom_kills: 1,
+                cfs_periods: 0.0,
+                cfs_throttled_periods: 0.0,
+            }],
+            ..Chunk::default()
+        })
+        .await
+        .unwrap();
+}
+
 async fn sqlite_store(dir: &TempDir) -> Arc<dyn Store> {
     store::connect(&format!("sqlite://{}", dir.path().join("rs.db").display()))
         .await
@@ -634,6 +681,11 @@ async fn two_reports_are_built_stored_rendered_and_served() {
     let week2 = fleet_a_week_later();
     store.replace_recommendations("staging", &[]).await.unwrap();
     seed(store.as_ref(), &week2).await;
+    // Usage stored for the largest saving only: the report draws what is stored, nothing else.
+    let top = report::build(&week2, None, SECOND).over_provisioned[0]
+        .key
+        .clone();
+    seed_usage(store.as_ref(), &top, SECOND).await;
     let (second_id, second) = report::generate_and_store(store.as_ref(), SECOND)
         .await
         .unwrap();
@@ -661,6 +713,26 @@ async fn two_reports_are_built_stored_rendered_and_served() {
     assert_eq!(names(&change.new_critical), ["cart/app"]);
     assert_eq!(names(&change.resolved_critical), ["db/postgres"]);
     assert_eq!(change.resolved_critical[0].severity, Some(Severity::Info));
+    assert!(first.usage.is_empty(), "no usage stored yet: no charts");
+    assert_eq!(
+        second.usage.len(),
+        1,
+        "only the container with stored usage"
+    );
+    let usage = &second.usage[0];
+    assert_eq!(usage.key, top);
+    assert_eq!(
+        (usage.cpu.len(), usage.memory.len()),
+        (USAGE_HOURS as usize, USAGE_HOURS as usize)
+    );
+    assert_eq!(usage.events.len(), 1);
+    assert_eq!(usage.events[0].oom_kills, 1);
+    assert!(usage.cpu.iter().all(|p| p.p50 <= p.p95 && p.p95 <= p.max));
+    assert!(usage.cpu.iter().all(|p| (100.0..=301.0).contains(&p.max)));
+    assert!(usage
+        .memory
+        .iter()
+        .all(|p| (200.0 * MI as f64..=261.0 * MI as f64).contains(&p.max)));
 
     // Stored as built.
     let latest = store.latest_report().await.unwrap().unwrap();
@@ -675,6 +747,7 @@ async fn two_reports_are_built_stored_rendered_and_served() {
     // A report stored before the held-out fields existed still reads, without them.
     let mut old = serde_json::to_value(&first).unwrap();
     old["summary"].as_object_mut().unwrap().remove("holdout");
+    old.as_object_mut().unwrap().remove("usage");
     for line in old["containers"].as_array_mut().unwrap() {
         for field in [
             "strategy",
@@ -890,7 +963,7 @@ async fn render_in_chromium(report: &Report) {
     })
     .await
     .unwrap();
-    let target = pdf.clone();
+    let (target, dom_url) = (pdf.clone(), url.clone());
     tokio::task::spawn_blocking(move || {
         let _ = std::fs::remove_file(&target);
         browser::run(
@@ -909,10 +982,94 @@ async fn render_in_chromium(report: &Report) {
         assert!(size > 10_000, "{} is {size} bytes", path.display());
         eprintln!("artifact: {} ({size} bytes)", path.display());
     }
+    let dom = tokio::task::spawn_blocking(move || browser::dump_dom(&dom_url))
+        .await
+        .unwrap();
+    check_usage_charts(&dom, report);
     let bytes = std::fs::read(&pdf).unwrap();
     assert!(bytes.starts_with(b"%PDF-"), "not a PDF");
     let pages = pdf_pages(&bytes);
     assert!(pages >= 6, "one section per printed page: {pages} pages");
+}
+
+/// The value of attribute `name` in the first tag of `html` at or after `from`.
+fn attr<'a>(html: &'a str, from: usize, name: &str) -> &'a str {
+    let needle = format!(" {name}=\"");
+    let at = from + html[from..].find(&needle).unwrap() + needle.len();
+    &html[at..at + html[at..].find('"').unwrap()]
+}
+
+/// The usage charts as Chromium parsed them: in their section, one per resource of each
+/// stored timeline, every hour a point inside the plot, the OOM kill marked at its hour's x.
+fn check_usage_charts(dom: &str, report: &Report) {
+    let section = &dom[dom.find("<section id=\"usage\"").expect("a usage section")..];
+    let section = &section[..section.find("</section>").unwrap()];
+    assert_eq!(
+        section.matches("data-chart=\"timeline\"").count(),
+        2 * report.usage.len()
+    );
+    for t in &report.usage {
+        let figure = section
+            .find(&format!(
+                "data-container=\"{}/{}/{}/{}\"",
+                t.key.namespace, t.key.kind, t.key.workload, t.key.container
+            ))
+            .expect("a figure per timeline");
+        let figure = &section[figure..];
+        for (resource, points) in [("cpu", &t.cpu), ("memory", &t.memory)] {
+            let chart = &figure[figure
+                .find(&format!("data-resource=\"{resource}\""))
+                .unwrap()..];
+            let chart = &chart[..chart.find("</svg>").unwrap()];
+            for mark in [
+                "current-request",
+                "recommended-request",
+                "recommended-limit",
+            ] {
+                let at = chart.find(&format!("data-mark=\"{mark}\"")).unwrap();
+                let y: f64 = attr(chart, at, "y1").parse().unwrap();
+                assert!((16.0..=168.0).contains(&y), "{resource} {mark} at y {y}");
+            }
+            let at = chart.find("data-series=\"max\"").unwrap();
+            assert_eq!(attr(chart, at, "data-points"), points.len().to_string());
+            let xy: Vec<(f64, f64)> = attr(chart, at, "points")
+                .split(' ')
+                .map(|c| {
+                    let (x, y) = c.split_once(',').unwrap();
+                    (x.parse().unwrap(), y.parse().unwrap())
+                })
+                .collect();
+            assert_eq!(xy.len(), points.len());
+            assert!(
+                xy.iter()
+                    .all(|&(x, y)| (58.0..=630.0).contains(&x) && (16.0..=168.0).contains(&y)),
+                "{resource}: every hour inside the plot: {xy:?}"
+            );
+            assert!(
+                xy.windows(2).all(|w| w[0].0 < w[1].0),
+                "hours left to right"
+            );
+            for e in &t.events {
+                let at = chart
+                    .find(&format!(
+                        "data-event=\"oom-kill\" data-hour=\"{}\"",
+                        e.hour_start
+                    ))
+                    .expect("the OOM kill is marked");
+                let d = attr(chart, at, "d");
+                let x: f64 = d[1..d.find(',').unwrap()].parse().unwrap();
+                let hour = points
+                    .iter()
+                    .position(|p| p.hour_start == e.hour_start)
+                    .unwrap();
+                assert!(
+                    (x - xy[hour].0).abs() < 0.11,
+                    "marked at its hour: {x} vs {}",
+                    xy[hour].0
+                );
+            }
+        }
+    }
 }
 
 /// Page objects in a PDF (`/Type /Page`, not `/Pages`).

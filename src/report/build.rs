@@ -118,6 +118,7 @@ pub fn build(recs: &[Recommendation], previous: Option<&Report>, generated_at: i
         insufficient_data: insufficient,
         change,
         containers,
+        usage: Vec::new(),
     }
 }
 

@@ -9,9 +9,18 @@ use super::text::{
     cores, cost, cpu_change, gib, memory_change, money, percent_opt, signed, signed_count,
     signed_money, timestamp,
 };
+use super::timeline;
 use super::{Change, ChangeItem, GroupTotals, Line, Report};
-use crate::model::{ContainerKey, Severity};
+use crate::model::{ContainerKey, Resource, Severity};
 use crate::quantity::{cpu_measured, memory_measured};
+
+/// Every value set: what the usage section's legend lists every line of.
+const FULL: crate::model::Resources = crate::model::Resources {
+    cpu_request_millicores: Some(1),
+    cpu_limit_millicores: Some(1),
+    memory_request_bytes: Some(1),
+    memory_limit_bytes: Some(1),
+};
 
 /// Namespaces shown in the per-namespace chart (the table lists them all).
 const CHART_NAMESPACES: usize = 12;
@@ -86,6 +95,8 @@ ul.items { margin: 6px 0 0; padding-left: 18px; }
 ul.items li { margin: 3px 0; }
 .highlights { margin-top: 10px; }
 svg.mini { vertical-align: middle; margin-left: 6px; }
+svg.timeline { display: block; width: 100%; height: auto; }
+figure.usage { margin: 14px 0 0; }
 footer { color: var(--muted); font-size: 12px; text-align: center; margin-top: 8px; }
 @media screen and (max-width: 820px) { .kpis { grid-template-columns: 1fr 1fr; } .charts, .cols { grid-template-columns: 1fr; } }
 @page { size: A4; margin: 12mm 11mm; }
@@ -124,6 +135,7 @@ pub fn render(report: &Report) -> String {
     html.change(&mut out, report.change.as_ref());
     html.distribution(&mut out, report);
     html.provisioning(&mut out, report);
+    html.usage(&mut out, report);
     html.risks(&mut out, report);
     html.guidance(&mut out, report);
     let _ = write!(
@@ -674,6 +686,63 @@ impl Html<'_> {
                 ],
                 &rows,
             );
+        }
+        out.push_str("</section>\n");
+    }
+
+    /// The top changes hour by hour: what a reader checks before trusting a number.
+    fn usage(&self, out: &mut String, report: &Report) {
+        if report.usage.is_empty() {
+            return;
+        }
+        out.push_str(
+            "<section id=\"usage\"><h2>Usage over time</h2>\
+             <p class=\"lead\">The top changes hour by hour over the window they were computed on: \
+             each hour's median, p95 and peak against the current and recommended requests \
+             (solid) and limits (dashed); ▼ OOM kill, ● restart.</p>",
+        );
+        out.push_str("<p class=\"legend-note\">");
+        for l in timeline::levels(Resource::Cpu, &FULL, &FULL) {
+            let _ = write!(
+                out,
+                "<span style=\"color:{}\">━</span> {} &nbsp; ",
+                l.color, l.label
+            );
+        }
+        out.push_str("</p>");
+        let lines = report
+            .over_provisioned
+            .iter()
+            .chain(&report.under_provisioned);
+        for t in &report.usage {
+            let Some(line) = lines.clone().find(|l| l.key == t.key) else {
+                continue;
+            };
+            let _ = write!(
+                out,
+                "<figure class=\"usage\" data-container=\"{}\"><figcaption>{}</figcaption><div class=\"cols\">",
+                esc(&format!("{}/{}/{}/{}", t.key.namespace, t.key.kind, t.key.workload, t.key.container)),
+                self.who(&t.key)
+            );
+            for (resource, points, title) in [
+                (Resource::Cpu, &t.cpu, "CPU by hour"),
+                (Resource::Memory, &t.memory, "Memory working set by hour"),
+            ] {
+                let _ = write!(
+                    out,
+                    "<div data-resource=\"{}\">{}</div>",
+                    resource.as_str(),
+                    timeline::render(
+                        &format!("{title} of {}", t.key.container),
+                        points,
+                        &timeline::levels(resource, &line.current, &line.recommended),
+                        &t.events,
+                        (t.from, t.to),
+                        &|v| timeline::short_value(resource, v),
+                    )
+                );
+            }
+            out.push_str("</div></figure>");
         }
         out.push_str("</section>\n");
     }

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Confidence, ContainerKey, HoldoutFigures, Recommendation, Resources, Severity, Status,
+    Confidence, ContainerKey, HoldoutFigures, Recommendation, Resource, Resources, Severity, Status,
 };
 use crate::store::{
     RecommendationFilter, ReportListing, Store, StoreError, StoredReport, StoredReportInput,
@@ -35,6 +35,9 @@ pub const TOP_N: usize = 10;
 pub const THROTTLING_SHARE: f64 = 0.05;
 /// Example containers kept per finding code.
 pub const FINDING_EXAMPLES: usize = 3;
+/// Containers of each top list drawn hour by hour in the HTML report: a chart is about 10 KB
+/// of stored JSON per resource, and a report is read for its first few changes.
+pub const USAGE_TOP: usize = 3;
 
 /// A fleet report: everything every format shows, as stored (JSON) in the database.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -65,6 +68,29 @@ pub struct Report {
     pub change: Option<Change>,
     /// Every workload container, by key (the CSV rows).
     pub containers: Vec<Line>,
+    /// Hour-by-hour usage of the top changes (at most [`USAGE_TOP`] of each of
+    /// `over_provisioned` and `under_provisioned`), for the HTML report's charts; empty in
+    /// reports stored before, and when built without a store.
+    #[serde(default)]
+    pub usage: Vec<UsageTimeline>,
+}
+
+/// One container's usage over its analysis window, hour by hour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UsageTimeline {
+    /// Which workload container.
+    #[serde(flatten)]
+    pub key: ContainerKey,
+    /// Unix seconds the window starts at (an hour start).
+    pub from: i64,
+    /// Unix seconds the window ends at (the cluster's collection watermark).
+    pub to: i64,
+    /// CPU per hour, in millicores.
+    pub cpu: Vec<timeline::HourPoint>,
+    /// Memory working set per hour, in bytes.
+    pub memory: Vec<timeline::HourPoint>,
+    /// Hours with restarts or OOM kills.
+    pub events: Vec<timeline::EventHour>,
 }
 
 /// Requested, used and recommended resources across replicas, and money (as `/api/v1/clusters`).
@@ -465,7 +491,8 @@ pub async fn generate_and_store(store: &dyn Store, now: i64) -> Result<(i64, Rep
         },
         None => None,
     };
-    let report = build(&recs, previous.as_ref(), now);
+    let mut report = build(&recs, previous.as_ref(), now);
+    report.usage = usage_of_top_changes(store, &report, &recs).await?;
     let id = store.save_report(&to_stored(&report)?).await?;
     tracing::info!(
         id,
@@ -474,6 +501,64 @@ pub async fn generate_and_store(store: &dyn Store, now: i64) -> Result<(i64, Rep
         "report stored"
     );
     Ok((id, report))
+}
+
+/// The stored hourly usage of the first [`USAGE_TOP`] containers of each top list, over the
+/// window their recommendation was computed on (ending at their cluster's watermark).
+async fn usage_of_top_changes(
+    store: &dyn Store,
+    report: &Report,
+    recs: &[Recommendation],
+) -> Result<Vec<UsageTimeline>, StoreError> {
+    let top = report
+        .over_provisioned
+        .iter()
+        .take(USAGE_TOP)
+        .chain(report.under_provisioned.iter().take(USAGE_TOP));
+    let mut out = Vec::new();
+    for line in top {
+        let Some(rec) = recs.iter().find(|r| r.key == line.key) else {
+            continue;
+        };
+        let Some(to) = store.watermark(&rec.key.cluster).await? else {
+            continue;
+        };
+        let from = to.saturating_sub(i64::from(rec.evidence.window_hours.max(1)) * 3600);
+        let rows = store.usage(&rec.key, from, to).await?;
+        let signals = store.signals(&rec.key, from, to).await?;
+        let tidy_points = |resource, round: fn(f64) -> f64| -> Vec<timeline::HourPoint> {
+            timeline::points(&rows, resource)
+                .into_iter()
+                .map(|p| timeline::HourPoint {
+                    hour_start: p.hour_start,
+                    p50: round(p.p50),
+                    p95: round(p.p95),
+                    max: round(p.max),
+                })
+                .collect()
+        };
+        let (cpu, memory) = (
+            // Hundredths of a millicore: far below what the chart shows, and short in the JSON.
+            tidy_points(Resource::Cpu, |v| finite((v * 100.0).round() / 100.0) + 0.0),
+            tidy_points(Resource::Memory, whole),
+        );
+        if cpu.is_empty() && memory.is_empty() {
+            continue; // nothing stored in the window: nothing to draw
+        }
+        out.push(UsageTimeline {
+            key: rec.key.clone(),
+            from,
+            to,
+            cpu,
+            memory,
+            events: signals
+                .iter()
+                .filter(|s| s.restarts > 0 || s.oom_kills > 0)
+                .map(timeline::EventHour::from)
+                .collect(),
+        });
+    }
+    Ok(out)
 }
 
 /// `v`, or 0 when it is NaN or infinite (JSON has no such numbers; a report must read back).

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::html::esc;
 use super::text::timestamp;
-use crate::model::{Resource, SignalHour, UsageHour};
+use crate::model::{Resource, Resources, SignalHour, UsageHour};
 
 /// One hour's usage in display units (millicores or bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -108,6 +108,50 @@ pub fn trim(value: f64, decimals: usize) -> String {
     } else {
         s
     }
+}
+
+/// The request and limit lines of `resource`, in force and recommended, in display units and
+/// drawn as the dashboard draws them (requests solid, limits dashed); unset values are left out.
+pub fn levels(
+    resource: Resource,
+    current: &Resources,
+    recommended: &Resources,
+) -> Vec<Level<'static>> {
+    let pick = |r: &Resources| match resource {
+        Resource::Cpu => (r.cpu_request_millicores, r.cpu_limit_millicores),
+        Resource::Memory => (r.memory_request_bytes, r.memory_limit_bytes),
+    };
+    let (cur_req, cur_lim) = pick(current);
+    let (rec_req, rec_lim) = pick(recommended);
+    [
+        ("current-request", "#d97706", "", "current request", cur_req),
+        ("current-limit", "#dc2626", "7 4", "current limit", cur_lim),
+        (
+            "recommended-request",
+            "#2563eb",
+            "",
+            "recommended request",
+            rec_req,
+        ),
+        (
+            "recommended-limit",
+            "#7c3aed",
+            "7 4",
+            "recommended limit",
+            rec_lim,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, color, dash, label, value)| {
+        value.map(|v| Level {
+            name,
+            color,
+            dash,
+            label,
+            value: v as f64,
+        })
+    })
+    .collect()
 }
 
 const WIDTH: f64 = 640.0;

@@ -34,13 +34,14 @@ echo "==> kubectl kustomize deploy/base, deploy/optional/servicemonitor, deploy/
 kubectl kustomize deploy/base >"$out/base.yaml"
 kubectl kustomize deploy/optional/servicemonitor >"$out/servicemonitor.yaml"
 kubectl kustomize deploy/optional/monitoring >"$out/monitoring.yaml"
+kubectl kustomize deploy/optional/apply >"$out/apply.yaml"
 
 for v in $K8S_VERSIONS; do
   echo "==> kubernetes-validate --strict (Kubernetes $v)"
   # The ServiceMonitor is a CRD without a bundled schema: kubernetes-validate only warns about
   # it (hidden here); the checks below look at it instead.
   kubernetes-validate --strict --quiet --no-warn -k "$v" "$out/base.yaml" "$out/servicemonitor.yaml" \
-    "$out/monitoring.yaml"
+    "$out/monitoring.yaml" "$out/apply.yaml"
 done
 
 echo "==> promtool check rules, promtool test rules (deploy/optional/monitoring)"
@@ -60,7 +61,7 @@ promtool check rules "$out/rules.yaml"
 (cd "$out" && promtool test rules rules-test.yaml)
 
 echo "==> our own guidance in the rendered manifests"
-python3 - "$out/base.yaml" "$out/servicemonitor.yaml" "$out/monitoring.yaml" <<'PY'
+python3 - "$out/base.yaml" "$out/servicemonitor.yaml" "$out/monitoring.yaml" "$out/apply.yaml" <<'PY'
 import re
 import sys
 import tomllib
@@ -222,6 +223,19 @@ if sm:
     check("/metrics/recommendations" in paths,
           "ServiceMonitor must also scrape /metrics/recommendations (the monitoring component's data)")
 check(len(overlay) == len(base) + 1, "the servicemonitor overlay must be the base plus one object")
+
+# The apply component: the base plus one role whose only write is `patch` on pods/resize.
+applied = load(sys.argv[4])
+check(len(applied) == len(base) + 2, "the apply component must be the base plus a ClusterRole and its binding")
+apply_role = [d for d in applied if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "rightsizer-apply"]
+check(len(apply_role) == 1, "the apply component must hold the ClusterRole rightsizer-apply")
+writes = set()
+for rule in (apply_role[0]["rules"] if apply_role else []):
+    for verb in rule.get("verbs", []):
+        if verb not in ("get", "list", "watch"):
+            writes.update((g, r, verb) for g in rule["apiGroups"] for r in rule["resources"])
+check(writes == {("", "pods/resize", "patch")},
+      f"rightsizer-apply may only patch pods/resize, grants writes {sorted(writes)}")
 
 monitoring = load(sys.argv[3])
 check(len(monitoring) == len(overlay) + 2,

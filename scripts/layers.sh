@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 layer_of() {
   case $1 in
     main|cli|config|fuzzing) echo 5 ;;
-    http|report|output|gitops|jobs) echo 4 ;;
+    http|report|output|gitops|apply|jobs) echo 4 ;;
     analyzer|collector|runs) echo 3 ;;
     store|prometheus|cluster|patch) echo 2 ;;
     fleet|model|sketch|quantity|redact|telemetry|testing) echo 1 ;;

@@ -209,6 +209,26 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Resize running pods in place to their recommendations through the `resize`
+    /// subresource. A dry run unless `--dry-run=false`: the plan from the pods as they are now,
+    /// nothing sent.
+    Apply {
+        /// Only plan (the default); `--dry-run=false` sends the resizes.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        dry_run: bool,
+        /// Only this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Only this workload: `name` or `Kind/name`.
+        #[arg(long)]
+        workload: Option<String>,
+        /// Pods resized at most in this run.
+        #[arg(long, default_value_t = 50)]
+        max_pods: usize,
+        /// table or json (a list of {namespace, pod, container, current, target, decision, reason}).
+        #[arg(short = 'o', long, value_enum, default_value_t = ApplyOutput::Table)]
+        output: ApplyOutput,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Delete history older than `retention` (default 90d) and print what went.
@@ -291,6 +311,35 @@ impl Default for GitopsConfig {
             helm_values: Vec::new(),
             git_timeout: crate::gitops::DEFAULT_GIT_TIMEOUT,
             forge_max_response_bytes: 0,
+        }
+    }
+}
+
+/// How `rightsizer apply` prints its plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ApplyOutput {
+    /// One line per container.
+    Table,
+    /// A JSON list of decisions.
+    Json,
+}
+
+/// The `[apply]` table of the config file: which recommendations `rightsizer apply` acts on
+/// and how fast it lowers values.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApplyConfig {
+    /// Lowest confidence resized (default medium).
+    pub min_confidence: crate::model::Confidence,
+    /// Largest decrease per run as a share of the current value, in (0, 1] (default 0.25).
+    pub max_step_down: f64,
+}
+
+impl Default for ApplyConfig {
+    fn default() -> Self {
+        ApplyConfig {
+            min_confidence: crate::model::Confidence::Medium,
+            max_step_down: 0.25,
         }
     }
 }
@@ -454,6 +503,8 @@ pub struct FileConfig {
     pub backtest_days_set: bool,
     /// GitOps hand-over settings.
     pub gitops: GitopsConfig,
+    /// `[apply]`: in-place resizes.
+    pub apply: ApplyConfig,
     /// The Kubernetes API source: kubeconfig, context, namespaces, label selector.
     pub kubernetes: Option<crate::cluster::ClusterSourceConfig>,
     /// Scheduled reports.
@@ -576,6 +627,8 @@ pub struct Settings {
     pub backtest_days_set: bool,
     /// GitOps hand-over settings.
     pub gitops: GitopsConfig,
+    /// `[apply]`: in-place resizes.
+    pub apply: ApplyConfig,
     /// The Kubernetes API source, when enabled.
     pub kubernetes: Option<crate::cluster::ClusterSourceConfig>,
     /// When reports are built, `None` when off.
@@ -758,6 +811,16 @@ impl Settings {
             backtest: file.backtest.clone(),
             backtest_days_set: file.backtest_days_set,
             gitops: file.gitops.clone(),
+            apply: {
+                let a = file.apply.clone();
+                if !(a.max_step_down > 0.0 && a.max_step_down <= 1.0) {
+                    return Err(ConfigError::Invalid(format!(
+                        "apply.max_step_down must be above 0 and at most 1 (0.25: at most 25% lower per run); got {}",
+                        a.max_step_down
+                    )));
+                }
+                a
+            },
             report_schedule: match file.reports.schedule.trim() {
                 "" | "off" => None,
                 text => Some(

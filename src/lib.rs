@@ -2,6 +2,8 @@
 
 /// Recommendation logic: policy, percentiles, margins and floors (pure, no I/O).
 pub mod analyzer;
+/// In-place resizes of running pods: the plan and its safety rules, and the API calls.
+pub mod apply;
 /// Command-line interface: subcommands and their output.
 pub mod cli;
 /// The Kubernetes API as an optional source: workloads, HPAs and PDBs (kube reflectors).

@@ -292,6 +292,32 @@ fn retention_shorter_than_the_window_or_not_a_duration() {
     }
 }
 
+#[test]
+fn apply_settings_out_of_range_are_refused_before_anything_runs() {
+    let (db, path) = temp_db("apply");
+    let file = path.parent().unwrap().join("apply.toml");
+    for (text, want) in [
+        (
+            "[apply]\nmax_step_down = 1.5\n",
+            "error: apply.max_step_down must be above 0 and at most 1 (0.25: at most 25% lower per run); got 1.5",
+        ),
+        ("[apply]\nmax_step_down = 0\n", "error: apply.max_step_down must be above 0"),
+        ("[apply]\nmin_confidence = \"sure\"\n", "error: invalid config file "),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let (code, stderr) = run(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--database-url",
+            &db,
+            "apply",
+        ]);
+        assert_eq!(code, 1, "{text}: {stderr}");
+        assert_one_line(&stderr, want);
+        assert!(!path.exists(), "{text}: nothing touched");
+    }
+}
+
 /// `rightsizer prune` on a store holding 100 days: `--dry-run` counts the 9 whole days past
 /// the default 90-day retention and deletes nothing, `prune` deletes them, a second prune finds
 /// nothing.

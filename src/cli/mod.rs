@@ -250,6 +250,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::resolve(&cli.global)?;
     match cli.command {
         Command::Gitops(args) => gitops(&settings, args).await?,
+        Command::Apply {
+            dry_run,
+            namespace,
+            workload,
+            max_pods,
+            output,
+        } => {
+            let scope = crate::apply::kube::Scope {
+                namespace,
+                workload,
+            };
+            apply(&settings, scope, max_pods, dry_run, output).await?
+        }
         Command::Report { format, out } => {
             let store = open_store(&settings).await?;
             let (id, report) = crate::report::generate_and_store(store.as_ref(), now()).await?;
@@ -573,6 +586,76 @@ async fn gitops(settings: &Settings, args: crate::config::GitopsArgs) -> anyhow:
     }
     for b in &report.branches {
         println!("  branch {}", serde_json::to_string(b)?);
+    }
+    Ok(())
+}
+
+/// `rightsizer apply`: the plan for the pods in `scope` from the stored recommendations of the
+/// chosen cluster, printed, and sent unless `dry_run`.
+async fn apply(
+    settings: &Settings,
+    scope: crate::apply::kube::Scope,
+    max_pods: usize,
+    dry_run: bool,
+    output: crate::config::ApplyOutput,
+) -> anyhow::Result<()> {
+    use crate::apply::{self, kube as api, PlanOptions};
+    if cluster_filter(settings).is_none() {
+        anyhow::bail!(
+            "several clusters are configured: choose the one whose API server to resize pods on with --cluster"
+        );
+    }
+    let store = open_store(settings).await?;
+    let recs = store
+        .recommendations(&RecommendationFilter {
+            cluster: Some(settings.cluster.clone()),
+            namespace: scope.namespace.clone(),
+            ..Default::default()
+        })
+        .await?;
+    if recs.is_empty() {
+        anyhow::bail!(
+            "no recommendations stored for cluster {}: run `rightsizer analyze` first",
+            settings.cluster
+        );
+    }
+    let cfg = settings.kubernetes.clone().unwrap_or_default();
+    let client = crate::cluster::client(&cfg)
+        .await
+        .context("cannot reach the Kubernetes API")?;
+    let (major, minor) = api::server_version(&client).await?;
+    let opts = PlanOptions {
+        cluster: settings.cluster.clone(),
+        min_confidence: settings.apply.min_confidence,
+        max_step_down: settings.apply.max_step_down,
+        max_pods,
+        // Kubernetes 1.34 lets a memory limit go down in place (the kubelet checks usage first).
+        memory_limit_decrease_allowed: (major, minor) >= (1, 34),
+    };
+    let state = api::read_state(&client, &scope).await?;
+    let mut plan = apply::plan::plan(&state, &recs, &opts);
+    if !dry_run {
+        api::execute(&client, &state, &mut plan).await;
+    }
+    match output {
+        crate::config::ApplyOutput::Table => {
+            println!("{}", apply::table(&plan));
+            if dry_run {
+                println!("dry run: nothing sent (server {major}.{minor}); --dry-run=false resizes");
+            }
+        }
+        crate::config::ApplyOutput::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+    }
+    let failed = plan
+        .iter()
+        .filter(|l| {
+            l.outcome
+                .as_deref()
+                .is_some_and(|o| o.starts_with("failed"))
+        })
+        .count();
+    if failed > 0 {
+        anyhow::bail!("{failed} container resize(s) failed (see the outcome column)");
     }
     Ok(())
 }

@@ -26,6 +26,7 @@ fuzz:
 bench: build
 	@scripts/bench.sh
 	@scripts/bench-api.sh
+	@scripts/bench-webhook.sh
 	@scripts/bench-backtest.sh
 	@scripts/bench-soak.sh
 	@scripts/bench-faults.sh

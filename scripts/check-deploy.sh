@@ -35,13 +35,14 @@ kubectl kustomize deploy/base >"$out/base.yaml"
 kubectl kustomize deploy/optional/servicemonitor >"$out/servicemonitor.yaml"
 kubectl kustomize deploy/optional/monitoring >"$out/monitoring.yaml"
 kubectl kustomize deploy/optional/apply >"$out/apply.yaml"
+kubectl kustomize deploy/optional/admission >"$out/admission.yaml"
 
 for v in $K8S_VERSIONS; do
   echo "==> kubernetes-validate --strict (Kubernetes $v)"
   # The ServiceMonitor is a CRD without a bundled schema: kubernetes-validate only warns about
   # it (hidden here); the checks below look at it instead.
   kubernetes-validate --strict --quiet --no-warn -k "$v" "$out/base.yaml" "$out/servicemonitor.yaml" \
-    "$out/monitoring.yaml" "$out/apply.yaml"
+    "$out/monitoring.yaml" "$out/apply.yaml" "$out/admission.yaml"
 done
 
 echo "==> promtool check rules, promtool test rules (deploy/optional/monitoring)"
@@ -61,7 +62,8 @@ promtool check rules "$out/rules.yaml"
 (cd "$out" && promtool test rules rules-test.yaml)
 
 echo "==> our own guidance in the rendered manifests"
-python3 - "$out/base.yaml" "$out/servicemonitor.yaml" "$out/monitoring.yaml" "$out/apply.yaml" <<'PY'
+python3 - "$out/base.yaml" "$out/servicemonitor.yaml" "$out/monitoring.yaml" "$out/apply.yaml" \
+  "$out/admission.yaml" <<'PY'
 import re
 import sys
 import tomllib
@@ -236,6 +238,29 @@ for rule in (apply_role[0]["rules"] if apply_role else []):
             writes.update((g, r, verb) for g in rule["apiGroups"] for r in rule["resources"])
 check(writes == {("", "pods/resize", "patch")},
       f"rightsizer-apply may only patch pods/resize, grants writes {sorted(writes)}")
+
+# The admission component: a webhook that can never block a pod creation, served over TLS
+# from the mounted Secret on the port the Service targets.
+adm = load(sys.argv[5])
+hooks = [d for d in adm if d["kind"] == "MutatingWebhookConfiguration"]
+check(len(hooks) == 1, "the admission component must hold one MutatingWebhookConfiguration")
+for hook in (hooks[0]["webhooks"] if hooks else []):
+    check(hook.get("failurePolicy") == "Ignore", "the webhook must use failurePolicy: Ignore")
+    check(hook.get("sideEffects") == "None", "the webhook must declare sideEffects: None")
+    check(hook.get("admissionReviewVersions") == ["v1"], "the webhook must speak AdmissionReview v1")
+    check(hook.get("timeoutSeconds", 10) <= 5, "the webhook must time out within 5 s")
+    check(hook.get("namespaceSelector", {}).get("matchLabels"), "the webhook must be opt-in by namespace")
+    svc_ref = hook["clientConfig"]["service"]
+    check(svc_ref.get("path") == "/admission/v1/mutate-pods", f"webhook path: {svc_ref.get('path')}")
+    webhook_svc = [d for d in adm if d["kind"] == "Service" and d["metadata"]["name"] == svc_ref["name"]]
+    check(len(webhook_svc) == 1, f"the webhook's Service {svc_ref['name']} must be rendered")
+    adm_dep = one(adm, "Deployment", "admission component")
+    container = adm_dep["spec"]["template"]["spec"]["containers"][0]
+    check("webhook" in [p.get("name") for p in container.get("ports", [])],
+          "the Deployment must expose the port named webhook")
+    args = " ".join(container.get("args", []))
+    check("--webhook-tls-cert=" in args and "--webhook-tls-key=" in args and "--webhook-listen=" in args,
+          "the Deployment must serve the webhook with its certificate")
 
 monitoring = load(sys.argv[3])
 check(len(monitoring) == len(overlay) + 2,

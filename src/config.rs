@@ -162,6 +162,16 @@ pub enum Command {
         /// /readyz fails when the newest collected hour is older than this (default: 3 × the interval + 1h).
         #[arg(long, env = "RIGHTSIZER_READY_MAX_COLLECTION_AGE", value_parser = humantime::parse_duration)]
         ready_max_collection_age: Option<Duration>,
+        /// Also serve the sizing admission webhook (/admission/v1/mutate-pods) over TLS on this
+        /// address, e.g. 0.0.0.0:8443. Needs --webhook-tls-cert and --webhook-tls-key.
+        #[arg(long, env = "RIGHTSIZER_WEBHOOK_LISTEN")]
+        webhook_listen: Option<String>,
+        /// The webhook's certificate chain (PEM), e.g. tls.crt of a mounted Secret; re-read when it changes.
+        #[arg(long, env = "RIGHTSIZER_WEBHOOK_TLS_CERT")]
+        webhook_tls_cert: Option<PathBuf>,
+        /// The webhook's private key (PEM), e.g. tls.key of a mounted Secret.
+        #[arg(long, env = "RIGHTSIZER_WEBHOOK_TLS_KEY")]
+        webhook_tls_key: Option<PathBuf>,
     },
     /// Ingest a window of history from Prometheus.
     Collect {

@@ -441,7 +441,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             api_token_file,
             api_auth_reads,
             ready_max_collection_age,
+            webhook_listen,
+            webhook_tls_cert,
+            webhook_tls_key,
         } => {
+            let webhook = match (webhook_listen, webhook_tls_cert, webhook_tls_key) {
+                (None, None, None) => None,
+                (Some(listen), Some(cert), Some(key)) => Some((listen, cert, key)),
+                (Some(_), _, _) => anyhow::bail!(
+                    "--webhook-listen needs --webhook-tls-cert and --webhook-tls-key: the API server calls webhooks over HTTPS only"
+                ),
+                _ => anyhow::bail!("--webhook-tls-cert and --webhook-tls-key need --webhook-listen"),
+            };
             let listen = listen
                 .or(settings.listen.clone())
                 .unwrap_or_else(|| DEFAULT_LISTEN.into());
@@ -465,6 +476,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     interval,
                     auth,
                     ready_max_collection_age,
+                    webhook,
                 },
             )
             .await?;
@@ -666,6 +678,8 @@ struct ServeOptions {
     interval: Duration,
     auth: http::auth::AuthConfig,
     ready_max_collection_age: Option<Duration>,
+    /// The admission webhook's address, certificate and key.
+    webhook: Option<(String, std::path::PathBuf, std::path::PathBuf)>,
 }
 
 async fn serve(settings: &Settings, opts: ServeOptions) -> anyhow::Result<()> {
@@ -705,6 +719,42 @@ async fn serve(settings: &Settings, opts: ServeOptions) -> anyhow::Result<()> {
             stop_rx.clone(),
         ))
     });
+    let webhook = match &opts.webhook {
+        None => None,
+        Some((listen, cert, key)) => {
+            // Fail at start, not at the first pod creation.
+            http::admission::tls_config(cert, key).map_err(anyhow::Error::msg)?;
+            let listener = std::net::TcpListener::bind(listen)
+                .with_context(|| format!("cannot listen on {listen} (webhook)"))?;
+            listener.set_nonblocking(true)?;
+            tracing::info!(address = %listener.local_addr()?, "admission webhook listening (TLS)");
+            let admission = http::admission::AdmissionState::new(
+                state.store.clone(),
+                settings.cluster.clone(),
+                settings.apply.min_confidence,
+            );
+            tokio::spawn(
+                admission
+                    .clone()
+                    .refresh_every(Duration::from_secs(30), stop_rx.clone()),
+            );
+            let files = (cert.clone(), key.clone());
+            let stop = stop_rx.clone();
+            Some(tokio::spawn(async move {
+                if let Err(e) = http::admission::serve_tls(
+                    listener,
+                    admission,
+                    files,
+                    Duration::from_secs(60),
+                    stop,
+                )
+                .await
+                {
+                    tracing::error!(error = %e, "admission webhook stopped");
+                }
+            }))
+        }
+    };
     let pruner = tokio::spawn(schedule_prune(
         state.store.clone(),
         settings.retention,
@@ -725,7 +775,12 @@ async fn serve(settings: &Settings, opts: ServeOptions) -> anyhow::Result<()> {
         }
     }
     let _ = stop_tx.send(true);
-    for task in scheduler.into_iter().chain(reporter).chain([pruner]) {
+    for task in scheduler
+        .into_iter()
+        .chain(reporter)
+        .chain(webhook)
+        .chain([pruner])
+    {
         let _ = task.await;
     }
     runs.end_in_flight("interrupted: the process running it shut down")

@@ -21,6 +21,7 @@ use crate::store::Store;
 use crate::telemetry::{metrics, HttpLabels};
 
 pub mod access;
+pub mod admission;
 pub mod auth;
 pub mod dashboard;
 pub mod error;

@@ -343,6 +343,16 @@ pub struct ApplyConfig {
     pub min_confidence: crate::model::Confidence,
     /// Largest decrease per run as a share of the current value, in (0, 1] (default 0.25).
     pub max_step_down: f64,
+    /// What `serve` does with the plan: nothing (`off`, the default), log it each
+    /// `step_interval` (`recommend`), or resize running pods in place (`in-place`).
+    pub mode: crate::apply::ApplyMode,
+    /// Time between two steps of `serve`'s applier; each step first checks the pods the
+    /// previous one resized and rolls back those that restarted, were OOM-killed or lost
+    /// readiness (default 1h).
+    #[serde(with = "humantime_serde")]
+    pub step_interval: Duration,
+    /// Pods resized at most per step of `serve`'s applier (default 20).
+    pub max_pods: usize,
 }
 
 impl Default for ApplyConfig {
@@ -350,6 +360,9 @@ impl Default for ApplyConfig {
         ApplyConfig {
             min_confidence: crate::model::Confidence::Medium,
             max_step_down: 0.25,
+            mode: crate::apply::ApplyMode::Off,
+            step_interval: Duration::from_secs(3600),
+            max_pods: 20,
         }
     }
 }
@@ -823,6 +836,12 @@ impl Settings {
             gitops: file.gitops.clone(),
             apply: {
                 let a = file.apply.clone();
+                if a.step_interval < Duration::from_secs(60) {
+                    return Err(ConfigError::Invalid(format!(
+                        "apply.step_interval must be at least 1m (the health check needs the pods to run a while); got {}",
+                        humantime::format_duration(a.step_interval)
+                    )));
+                }
                 if !(a.max_step_down > 0.0 && a.max_step_down <= 1.0) {
                     return Err(ConfigError::Invalid(format!(
                         "apply.max_step_down must be above 0 and at most 1 (0.25: at most 25% lower per run); got {}",

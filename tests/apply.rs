@@ -358,3 +358,78 @@ async fn an_unreachable_api_server_or_an_empty_store_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// `serve`'s applier: a step, an OOM kill of the resized pod before the next step, and the
+/// next step puts the pod back and holds its container instead of stepping again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_applier_rolls_back_a_step_that_ends_in_an_oom_kill() {
+    use rightsizer::apply::{Applier, ApplyMode, PlanOptions};
+    let env = Env::new().await;
+    let url = {
+        let kubeconfig = std::fs::read_to_string(env.dir.path().join("kubeconfig")).unwrap();
+        kubeconfig
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .unwrap()
+            .to_string()
+    };
+    let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+    let db = format!("sqlite://{}", env.dir.path().join("rs.db").display());
+    let store = rightsizer::store::connect(&db).await.unwrap();
+    let opts = PlanOptions {
+        cluster: "prod".into(),
+        ..PlanOptions::default()
+    };
+    let mut applier = Applier::new(client, store, opts, ApplyMode::InPlace);
+    let t0 = 1_800_000_000;
+
+    let first = applier.step(t0).await.unwrap();
+    assert!(first.rollbacks.is_empty());
+    assert_eq!(
+        line(&json_of(&first.plan), "web-5d8f-x1")["outcome"],
+        "resized"
+    );
+    assert_eq!(env.cpu_request("web-5d8f-x1"), "750m");
+    env.resizes();
+
+    env.server.lock().unwrap().oom_kill("shop", "web-5d8f-x1");
+    let second = applier.step(t0 + 3600).await.unwrap();
+    assert_eq!(second.rollbacks.len(), 1, "{:?}", second.rollbacks);
+    let (ns, pod, why, outcome) = &second.rollbacks[0];
+    assert_eq!((ns.as_str(), pod.as_str()), ("shop", "web-5d8f-x1"));
+    assert_eq!(why, "container app was OOM-killed after the resize");
+    assert_eq!(outcome, "resized");
+    assert_eq!(
+        env.cpu_request("web-5d8f-x1"),
+        "1",
+        "back to the values before the step"
+    );
+    let web = line(&json_of(&second.plan), "web-5d8f-x1").clone();
+    assert_eq!(web["decision"], "skip");
+    assert!(
+        web["reason"].as_str().unwrap().starts_with("held until"),
+        "{web}"
+    );
+    let sent: Vec<String> = env.resizes().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(
+        sent,
+        ["web-5d8f-x1", "web-5d8f-x1"],
+        "the rollback only: dry run, then sent"
+    );
+
+    // Still held a step later; the hold lapses after a day.
+    let third = applier.step(t0 + 7200).await.unwrap();
+    assert_eq!(
+        line(&json_of(&third.plan), "web-5d8f-x1")["decision"],
+        "skip"
+    );
+    let later = applier.step(t0 + 3600 + 86_400 + 1).await.unwrap();
+    assert_eq!(
+        line(&json_of(&later.plan), "web-5d8f-x1")["decision"],
+        "resize"
+    );
+}
+
+fn json_of(plan: &[rightsizer::apply::PlannedResize]) -> Vec<Value> {
+    serde_json::from_value(serde_json::to_value(plan).unwrap()).unwrap()
+}

@@ -202,7 +202,8 @@ fn resources(c: &Container) -> Resources {
     }
 }
 
-fn pod_view(pod: &Pod) -> PodView {
+/// The planner's view of `pod` (its workload not yet resolved).
+pub fn pod_view(pod: &Pod) -> PodView {
     let meta = &pod.metadata;
     let spec = pod.spec.clone().unwrap_or_default();
     let status = pod.status.clone().unwrap_or_default();
@@ -243,6 +244,12 @@ fn pod_view(pod: &Pod) -> PodView {
             .iter()
             .flatten()
             .map(resources)
+            .collect(),
+        restarts: status
+            .container_statuses
+            .iter()
+            .flatten()
+            .map(|c| (c.name.clone(), c.restart_count))
             .collect(),
     }
 }
@@ -546,7 +553,7 @@ pub async fn execute(client: &Client, state: &ClusterState, plan: &mut [PlannedR
         };
         let lines: Vec<&PlannedResize> = idx.iter().map(|&i| &plan[i]).collect();
         let patch = resize_patch(pod, &lines);
-        let outcome = send(client, &ns, &name, &patch).await;
+        let outcome = send_patch(client, &ns, &name, &patch).await;
         tracing::info!(namespace = %ns, pod = %name, outcome = %outcome, "in-place resize");
         for i in idx {
             plan[i].outcome = Some(outcome.clone());
@@ -554,7 +561,13 @@ pub async fn execute(client: &Client, state: &ClusterState, plan: &mut [PlannedR
     }
 }
 
-async fn send(client: &Client, ns: &str, name: &str, patch: &serde_json::Value) -> String {
+/// Sends one resize patch: the server's dry run first, then the resize; the outcome in words.
+pub async fn send_patch(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    patch: &serde_json::Value,
+) -> String {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let dry = PatchParams {
         dry_run: true,

@@ -3,11 +3,13 @@
 //! editing the workload's template. The pull request stays the durable record; this makes
 //! the running pods match it sooner. [`plan`] decides (pure), [`kube`] reads and sends.
 
+pub mod applier;
 pub mod kube;
 pub mod plan;
 
 use std::fmt::Write;
 
+pub use applier::{Applier, ApplyMode};
 pub use plan::{Decision, PlanOptions, PlannedResize};
 
 /// The plan as a table: one line per container, its values now and after, the decision and

@@ -77,6 +77,9 @@ pub struct PodView {
     pub containers: Vec<PodContainer>,
     /// Init containers' resources: they count for the QoS class but are never resized.
     pub init_containers: Vec<Resources>,
+    /// Restarts of each container so far (`status.containerStatuses[].restartCount`): the
+    /// applier's health check compares them after a step.
+    pub restarts: BTreeMap<String, i32>,
 }
 
 /// One container of a pod.

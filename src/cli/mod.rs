@@ -755,6 +755,30 @@ async fn serve(settings: &Settings, opts: ServeOptions) -> anyhow::Result<()> {
             }))
         }
     };
+    let applier = if settings.apply.mode == crate::apply::ApplyMode::Off {
+        None
+    } else {
+        let cfg = settings.kubernetes.clone().unwrap_or_default();
+        let client = crate::cluster::client(&cfg)
+            .await
+            .context("[apply] mode needs the Kubernetes API")?;
+        let opts = crate::apply::PlanOptions {
+            cluster: settings.cluster.clone(),
+            min_confidence: settings.apply.min_confidence,
+            max_step_down: settings.apply.max_step_down,
+            max_pods: settings.apply.max_pods,
+            memory_limit_decrease_allowed: false, // read from the server at each step
+        };
+        tracing::info!(mode = ?settings.apply.mode, every = ?settings.apply.step_interval, "applier on");
+        let applier =
+            crate::apply::Applier::new(client, state.store.clone(), opts, settings.apply.mode);
+        Some(tokio::spawn(crate::apply::applier::run(
+            applier,
+            settings.apply.step_interval,
+            holder().to_string(),
+            stop_rx.clone(),
+        )))
+    };
     let pruner = tokio::spawn(schedule_prune(
         state.store.clone(),
         settings.retention,
@@ -779,6 +803,7 @@ async fn serve(settings: &Settings, opts: ServeOptions) -> anyhow::Result<()> {
         .into_iter()
         .chain(reporter)
         .chain(webhook)
+        .chain(applier)
         .chain([pruner])
     {
         let _ = task.await;

@@ -70,6 +70,7 @@ pub async fn start(cluster: Cluster) -> (String, Shared) {
         .route("/version", get(version))
         .route("/api/v1/pods", get(all_pods))
         .route("/api/v1/namespaces/{ns}/pods", get(namespace_pods))
+        .route("/api/v1/namespaces/{ns}/pods/{name}", get(one_pod))
         .route("/api/v1/nodes/{name}", get(node))
         .route(
             "/api/v1/namespaces/{ns}/pods/{name}/resize",
@@ -183,6 +184,32 @@ async fn namespace_pods(
             .map(|(_, p)| p.clone())
             .collect(),
     )
+}
+
+async fn one_pod(State(s): State<Shared>, Path((ns, name)): Path<(String, String)>) -> Response {
+    match s.lock().unwrap().pods.get(&(ns, name.clone())) {
+        Some(p) => Json(p.clone()).into_response(),
+        None => status(404, "NotFound", &format!("pods \"{name}\" not found")),
+    }
+}
+
+impl Cluster {
+    /// The kubelet restarts container 0 of `pod` after an OOM kill.
+    pub fn oom_kill(&mut self, namespace: &str, pod: &str) {
+        let p = self
+            .pods
+            .get_mut(&(namespace.to_string(), pod.to_string()))
+            .unwrap();
+        let name = p["spec"]["containers"][0]["name"].clone();
+        let image = p["spec"]["containers"][0]["image"].clone();
+        let restarts = p["status"]["containerStatuses"][0]["restartCount"]
+            .as_i64()
+            .unwrap_or(0);
+        p["status"]["containerStatuses"] = json!([{
+            "name": name, "image": image, "imageID": "", "ready": true, "restartCount": restarts + 1,
+            "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}
+        }]);
+    }
 }
 
 async fn node(State(s): State<Shared>, Path(name): Path<String>) -> Response {

@@ -9,10 +9,12 @@ use crate::model::{
 };
 use crate::model::{RunKind, RunStatus};
 
+mod history;
 pub(crate) mod packed;
 pub mod postgres;
 pub mod retention;
 mod rows;
+mod sql;
 pub mod sqlite;
 
 pub use retention::{PruneOptions, StoreSize, TablePrune};

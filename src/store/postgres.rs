@@ -1,6 +1,6 @@
 //! The production Postgres backend, shared by several replicas.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,12 +10,13 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
 
 use super::rows::{
-    check_cluster, filter_columns, keep_prepared, ChunkPlan, ContainerIdRow, ContainerRow,
-    RecommendationRow, RecommendationValues, WorkloadRow, BATCH_ROWS,
+    check_cluster, filter_columns, keep_prepared, ChunkPlan, ContainerRow, RecommendationRow,
+    RecommendationValues, WorkloadRow, BATCH_ROWS,
 };
 use super::rows::{count_param, run_outcome_columns, RunRow, RUN_COLUMNS};
 use super::rows::{limit_param, ReportListingRow, ReportRow, ReportValues};
-use super::{packed, Claim, RecommendationFilter, Store, StoreError};
+use super::sql::{self, PruneTarget, Statement};
+use super::{history, Claim, RecommendationFilter, Store, StoreError};
 use super::{NewRun, RunOutcome, RunStart, StoredRun};
 use super::{PruneOptions, StoreSize, TablePrune};
 use super::{ReportListing, StoredReport, StoredReportInput};
@@ -97,21 +98,6 @@ fn partition_month(table: &str, name: &str) -> Option<(i64, i64)> {
         first.and_hms_opt(0, 0, 0)?.and_utc().timestamp(),
     ))
 }
-
-/// Rows of one table to prune: `predicate` binds the cutoff as `$1`; `key` names the
-/// columns a batch is picked by; `day` the expression of a row's day, if it has one.
-#[derive(Clone)]
-struct PruneTarget {
-    table: &'static str,
-    key: &'static str,
-    predicate: String,
-    day: Option<&'static str>,
-}
-
-/// A container with no history left after the cutoff, last seen before it.
-const STALE_CONTAINER: &str = "seen_at < $1 \
-     and not exists (select 1 from usage_days u where u.container_id = containers.id and u.day >= $1) \
-     and not exists (select 1 from signal_days s where s.container_id = containers.id and s.day >= $1)";
 
 impl PostgresStore {
     /// Makes sure the months holding `hours` have their partitions.
@@ -347,276 +333,7 @@ impl Store for PostgresStore {
         self.create_partitions(hours.chain(plan.signals.iter().map(|s| s.hour_start)))
             .await?;
         let mut tx = self.pool.begin().await?;
-
-        for batch in plan.observed.chunks(BATCH_ROWS) {
-            let mut insert = QueryBuilder::<Postgres>::new(
-                "insert into containers (cluster, namespace, kind, workload, container, \
-                 cpu_request_millicores, cpu_limit_millicores, memory_request_bytes, memory_limit_bytes, seen_at) ",
-            );
-            insert.push_values(batch, |mut row, observed| {
-                let key = observed.key;
-                row.push_bind(&key.cluster)
-                    .push_bind(&key.namespace)
-                    .push_bind(&key.kind)
-                    .push_bind(&key.workload)
-                    .push_bind(&key.container)
-                    .push_bind(observed.resources.cpu_request_millicores)
-                    .push_bind(observed.resources.cpu_limit_millicores)
-                    .push_bind(observed.resources.memory_request_bytes)
-                    .push_bind(observed.resources.memory_limit_bytes)
-                    .push_bind(observed.seen_at);
-            });
-            // Backfilling an older window must not overwrite the requests/limits in force now.
-            insert.push(
-                " on conflict (cluster, namespace, kind, workload, container) do update set \
-                 cpu_request_millicores = excluded.cpu_request_millicores, \
-                 cpu_limit_millicores = excluded.cpu_limit_millicores, \
-                 memory_request_bytes = excluded.memory_request_bytes, \
-                 memory_limit_bytes = excluded.memory_limit_bytes, \
-                 seen_at = excluded.seen_at \
-                 where excluded.seen_at >= containers.seen_at",
-            );
-            insert
-                .build()
-                .persistent(keep_prepared(batch.len()))
-                .execute(&mut *tx)
-                .await?;
-        }
-
-        for batch in plan.usage_only.chunks(BATCH_ROWS) {
-            let mut insert = QueryBuilder::<Postgres>::new(
-                "insert into containers (cluster, namespace, kind, workload, container, seen_at) ",
-            );
-            insert.push_values(batch, |mut row, (key, seen_at)| {
-                row.push_bind(&key.cluster)
-                    .push_bind(&key.namespace)
-                    .push_bind(&key.kind)
-                    .push_bind(&key.workload)
-                    .push_bind(&key.container)
-                    .push_bind(*seen_at);
-            });
-            // Usage alone says nothing about requests/limits: never touch an existing row.
-            insert.push(" on conflict (cluster, namespace, kind, workload, container) do nothing");
-            insert
-                .build()
-                .persistent(keep_prepared(batch.len()))
-                .execute(&mut *tx)
-                .await?;
-        }
-
-        let mut ids = plan.id_map();
-        for batch in plan.usage_keys.chunks(BATCH_ROWS) {
-            let mut select = QueryBuilder::<Postgres>::new(
-                "select id, cluster, namespace, kind, workload, container from containers \
-                 where (cluster, namespace, kind, workload, container) in (",
-            );
-            select.push_values(batch, |mut row, key| {
-                row.push_bind(&key.cluster)
-                    .push_bind(&key.namespace)
-                    .push_bind(&key.kind)
-                    .push_bind(&key.workload)
-                    .push_bind(&key.container);
-            });
-            select.push(")");
-            let rows: Vec<ContainerIdRow> = select
-                .build_query_as()
-                .persistent(keep_prepared(batch.len()))
-                .fetch_all(&mut *tx)
-                .await?;
-            ids.extend(rows.into_iter().map(ContainerIdRow::into_entry));
-        }
-
-        // Day rows are read, merged and rewritten: writers of the same cluster-day (replicas
-        // collecting different cells of it) take turns, in day order so none deadlock.
-        let mut days: Vec<i64> = plan.hours.iter().map(|&h| packed::day_of(h)).collect();
-        days.extend(plan.usage.iter().map(|u| packed::day_of(u.hour_start)));
-        days.extend(plan.signals.iter().map(|s| packed::day_of(s.hour_start)));
-        days.sort_unstable();
-        days.dedup();
-        for &day in &days {
-            // Negated: a key apart from the collection cells' claims, which are positive.
-            sqlx::query("select pg_advisory_xact_lock($1)")
-                .bind(super::claim_key(&chunk.cluster, -day - 1))
-                .execute(&mut *tx)
-                .await?;
-        }
-
-        let id_of = |key: &ContainerKey| {
-            ids.get(key).copied().ok_or_else(|| {
-                StoreError::Invalid(format!("no container row for {key} in this chunk"))
-            })
-        };
-        let mut usage: BTreeMap<(i64, &'static str, i64), BTreeMap<i64, Vec<u8>>> = BTreeMap::new();
-        let aligned = |hour: i64| {
-            if hour.rem_euclid(3600) == 0 {
-                Ok(hour)
-            } else {
-                Err(StoreError::Invalid(format!(
-                    "hour {hour} is not hour-aligned"
-                )))
-            }
-        };
-        for u in &plan.usage {
-            aligned(u.hour_start)?;
-            usage
-                .entry((
-                    id_of(u.key)?,
-                    u.resource.as_str(),
-                    packed::day_of(u.hour_start),
-                ))
-                .or_default()
-                .insert(u.hour_start, u.sketch.clone());
-        }
-        let keys: Vec<(i64, &'static str, i64)> = usage.keys().copied().collect();
-        for batch in keys.chunks(BATCH_ROWS) {
-            let mut select = QueryBuilder::<Postgres>::new(
-                "select container_id, resource, day, hours from usage_days \
-                 where (container_id, resource, day) in (",
-            );
-            select.push_values(batch, |mut row, (id, resource, day)| {
-                row.push_bind(*id).push_bind(*resource).push_bind(*day);
-            });
-            select.push(")");
-            let rows: Vec<(i64, String, i64, Vec<u8>)> = select
-                .build_query_as()
-                .persistent(keep_prepared(batch.len()))
-                .fetch_all(&mut *tx)
-                .await?;
-            for (id, resource, day, bytes) in rows {
-                let resource = if resource == "cpu" { "cpu" } else { "memory" };
-                let stored = packed::decode_usage(day, &bytes).map_err(|e| {
-                    StoreError::Corrupt(format!(
-                        "usage day row of container {id} ({resource}) at {day}: {e}"
-                    ))
-                })?;
-                let merged = usage.entry((id, resource, day)).or_default();
-                for (hour, sketch) in stored {
-                    // Replace, never add: the chunk's hours win over the stored ones.
-                    merged.entry(hour).or_insert_with(|| sketch.to_vec());
-                }
-            }
-        }
-        let rows: Vec<((i64, &'static str, i64), Vec<u8>)> = usage
-            .iter()
-            .map(|(&k, hours)| (k, packed::encode_usage(k.2, hours)))
-            .collect();
-        for batch in rows.chunks(BATCH_ROWS) {
-            let mut insert = QueryBuilder::<Postgres>::new(
-                "insert into usage_days (container_id, resource, day, hours) ",
-            );
-            insert.push_values(batch, |mut row, ((id, resource, day), bytes)| {
-                row.push_bind(*id)
-                    .push_bind(*resource)
-                    .push_bind(*day)
-                    .push_bind(bytes);
-            });
-            insert.push(
-                " on conflict (container_id, resource, day) do update set hours = excluded.hours",
-            );
-            insert
-                .build()
-                .persistent(keep_prepared(batch.len()))
-                .execute(&mut *tx)
-                .await?;
-        }
-
-        let mut signals: BTreeMap<(i64, i64), BTreeMap<i64, packed::Signals>> = BTreeMap::new();
-        for s in &plan.signals {
-            aligned(s.hour_start)?;
-            signals
-                .entry((id_of(&s.key)?, packed::day_of(s.hour_start)))
-                .or_default()
-                .insert(
-                    s.hour_start,
-                    (
-                        s.restarts,
-                        s.oom_kills,
-                        s.cfs_periods,
-                        s.cfs_throttled_periods,
-                    ),
-                );
-        }
-        let keys: Vec<(i64, i64)> = signals.keys().copied().collect();
-        for batch in keys.chunks(BATCH_ROWS) {
-            let mut select = QueryBuilder::<Postgres>::new(
-                "select container_id, day, hours from signal_days where (container_id, day) in (",
-            );
-            select.push_values(batch, |mut row, (id, day)| {
-                row.push_bind(*id).push_bind(*day);
-            });
-            select.push(")");
-            let rows: Vec<(i64, i64, Vec<u8>)> = select
-                .build_query_as()
-                .persistent(keep_prepared(batch.len()))
-                .fetch_all(&mut *tx)
-                .await?;
-            for (id, day, bytes) in rows {
-                let stored = packed::decode_signals(day, &bytes).map_err(|e| {
-                    StoreError::Corrupt(format!("signal day row of container {id} at {day}: {e}"))
-                })?;
-                let merged = signals.entry((id, day)).or_default();
-                for (hour, values) in stored {
-                    merged.entry(hour).or_insert(values);
-                }
-            }
-        }
-        let rows: Vec<((i64, i64), Vec<u8>)> = signals
-            .iter()
-            .map(|(&k, hours)| (k, packed::encode_signals(k.1, hours)))
-            .collect();
-        for batch in rows.chunks(BATCH_ROWS) {
-            let mut insert = QueryBuilder::<Postgres>::new(
-                "insert into signal_days (container_id, day, hours) ",
-            );
-            insert.push_values(batch, |mut row, ((id, day), bytes)| {
-                row.push_bind(*id).push_bind(*day).push_bind(bytes);
-            });
-            insert.push(" on conflict (container_id, day) do update set hours = excluded.hours");
-            insert
-                .build()
-                .persistent(keep_prepared(batch.len()))
-                .execute(&mut *tx)
-                .await?;
-        }
-
-        for batch in plan.workloads.chunks(BATCH_ROWS) {
-            let mut insert = QueryBuilder::<Postgres>::new(
-                "insert into workloads (cluster, namespace, kind, name, seen_at, body) ",
-            );
-            insert.push_values(batch, |mut row, (w, body)| {
-                row.push_bind(&w.key.cluster)
-                    .push_bind(&w.key.namespace)
-                    .push_bind(&w.key.kind)
-                    .push_bind(&w.key.name)
-                    .push_bind(w.seen_at)
-                    .push_bind(body);
-            });
-            // As for container specs: an older window must not overwrite newer facts.
-            insert.push(
-                " on conflict (cluster, namespace, kind, name) do update set \
-                 seen_at = excluded.seen_at, body = excluded.body where excluded.seen_at >= workloads.seen_at",
-            );
-            insert
-                .build()
-                .persistent(keep_prepared(batch.len()))
-                .execute(&mut *tx)
-                .await?;
-        }
-
-        for batch in plan.hours.chunks(BATCH_ROWS) {
-            let mut insert =
-                QueryBuilder::<Postgres>::new("insert into collected_hours (cluster, hour_start) ");
-            insert.push_values(batch, |mut row, hour_start| {
-                row.push_bind(&chunk.cluster).push_bind(*hour_start);
-            });
-            insert.push(" on conflict (cluster, hour_start) do nothing");
-            insert
-                .build()
-                .persistent(keep_prepared(batch.len()))
-                .execute(&mut *tx)
-                .await?;
-        }
-
+        history::write_chunk(&mut *tx, &chunk.cluster, &plan).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -652,34 +369,7 @@ impl Store for PostgresStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<UsageHour>, StoreError> {
-        let rows: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(
-            "select u.resource, u.day, u.hours \
-             from usage_days u join containers c on c.id = u.container_id \
-             where c.cluster = $1 and c.namespace = $2 and c.kind = $3 and c.workload = $4 \
-             and c.container = $5 and u.day >= $6 and u.day < $7 \
-             order by u.resource collate \"C\", u.day",
-        )
-        .bind(&key.cluster)
-        .bind(&key.namespace)
-        .bind(&key.kind)
-        .bind(&key.workload)
-        .bind(&key.container)
-        .bind(packed::day_of(from))
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::new();
-        for (resource, day, bytes) in rows {
-            let hours = packed::decode_usage(day, &bytes).map_err(|e| {
-                StoreError::Corrupt(format!("usage of {key} ({resource}) on day {day}: {e}"))
-            })?;
-            for (hour_start, sketch) in hours {
-                if hour_start >= from && hour_start < to {
-                    out.push(super::rows::usage_hour(key, &resource, hour_start, sketch)?);
-                }
-            }
-        }
-        Ok(out)
+        history::usage(&mut *self.pool.acquire().await?, key, from, to).await
     }
 
     #[tracing::instrument(skip_all, fields(key = %key))]
@@ -689,40 +379,7 @@ impl Store for PostgresStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<SignalHour>, StoreError> {
-        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-            "select s.day, s.hours \
-             from signal_days s join containers c on c.id = s.container_id \
-             where c.cluster = $1 and c.namespace = $2 and c.kind = $3 and c.workload = $4 \
-             and c.container = $5 and s.day >= $6 and s.day < $7 \
-             order by s.day",
-        )
-        .bind(&key.cluster)
-        .bind(&key.namespace)
-        .bind(&key.kind)
-        .bind(&key.workload)
-        .bind(&key.container)
-        .bind(packed::day_of(from))
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::new();
-        for (day, bytes) in rows {
-            let hours = packed::decode_signals(day, &bytes)
-                .map_err(|e| StoreError::Corrupt(format!("signals of {key} on day {day}: {e}")))?;
-            for (hour_start, (restarts, oom_kills, cfs_periods, cfs_throttled_periods)) in hours {
-                if hour_start >= from && hour_start < to {
-                    out.push(SignalHour {
-                        key: key.clone(),
-                        hour_start,
-                        restarts,
-                        oom_kills,
-                        cfs_periods,
-                        cfs_throttled_periods,
-                    });
-                }
-            }
-        }
-        Ok(out)
+        history::signals(&mut *self.pool.acquire().await?, key, from, to).await
     }
 
     #[tracing::instrument(skip_all, fields(cluster = ?cluster))]
@@ -931,43 +588,7 @@ impl Store for PostgresStore {
 
     #[tracing::instrument(skip_all, fields(cutoff = options.cutoff, dry_run = options.dry_run))]
     async fn prune_history(&self, options: &PruneOptions) -> Result<Vec<TablePrune>, StoreError> {
-        let targets = [
-            PruneTarget {
-                table: "usage_days",
-                key: "container_id, resource, day",
-                predicate: "day < $1".into(),
-                day: Some("day"),
-            },
-            PruneTarget {
-                table: "signal_days",
-                key: "container_id, day",
-                predicate: "day < $1".into(),
-                day: Some("day"),
-            },
-            PruneTarget {
-                table: "collected_hours",
-                key: "cluster, hour_start",
-                predicate: "hour_start < $1".into(),
-                day: Some("hour_start / 86400"),
-            },
-            PruneTarget {
-                table: "containers",
-                key: "id",
-                predicate: STALE_CONTAINER.into(),
-                day: None,
-            },
-            PruneTarget {
-                table: "workloads",
-                key: "cluster, namespace, kind, name",
-                predicate: format!(
-                    "seen_at < $1 and not exists (select 1 from containers \
-                     where containers.cluster = workloads.cluster and containers.namespace = workloads.namespace \
-                     and containers.kind = workloads.kind and containers.workload = workloads.name \
-                     and not ({STALE_CONTAINER}))"
-                ),
-                day: None,
-            },
-        ];
+        let targets = sql::prune_targets();
         let mut out = Vec::new();
         for target in &targets {
             let mut pruned = TablePrune {
@@ -1139,6 +760,37 @@ impl Store for PostgresStore {
                 .fetch_optional(&self.pool)
                 .await?;
         row.map(RunRow::decode).transpose()
+    }
+}
+
+#[async_trait]
+impl sql::Conn for PgConnection {
+    async fn execute(&mut self, stmt: &Statement<'_>) -> Result<u64, StoreError> {
+        let args = sql::arguments::<Postgres>(&stmt.values)?;
+        let query = sqlx::query_with(&stmt.text, args).persistent(stmt.persistent);
+        Ok(query.execute(self).await?.rows_affected())
+    }
+
+    async fn fetch_all<R>(&mut self, stmt: &Statement<'_>) -> Result<Vec<R>, StoreError>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + Send
+            + Unpin
+            + 'static,
+    {
+        let args = sql::arguments::<Postgres>(&stmt.values)?;
+        let query = sqlx::query_as_with(&stmt.text, args).persistent(stmt.persistent);
+        Ok(query.fetch_all(self).await?)
+    }
+
+    async fn lock_day(&mut self, cluster: &str, day: i64) -> Result<(), StoreError> {
+        // Negated: a key apart from the collection cells' claims, which are positive.
+        sqlx::query("select pg_advisory_xact_lock($1)")
+            .bind(super::claim_key(cluster, -day - 1))
+            .execute(self)
+            .await?;
+        Ok(())
     }
 }
 

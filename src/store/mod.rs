@@ -14,6 +14,7 @@ pub(crate) mod packed;
 pub mod postgres;
 pub mod retention;
 mod rows;
+mod shared;
 mod sql;
 pub mod sqlite;
 

@@ -9,14 +9,9 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
 
-use super::rows::{
-    check_cluster, filter_columns, keep_prepared, ChunkPlan, ContainerRow, RecommendationRow,
-    RecommendationValues, WorkloadRow, BATCH_ROWS,
-};
-use super::rows::{count_param, run_outcome_columns, RunRow, RUN_COLUMNS};
-use super::rows::{limit_param, ReportListingRow, ReportRow, ReportValues};
-use super::sql::{self, PruneTarget, Statement};
-use super::{history, Claim, RecommendationFilter, Store, StoreError};
+use super::rows::{filter_columns, ChunkPlan, ContainerRow, RecommendationRow};
+use super::sql::{self, PruneTarget};
+use super::{history, shared, Claim, RecommendationFilter, Store, StoreError};
 use super::{NewRun, RunOutcome, RunStart, StoredRun};
 use super::{PruneOptions, StoreSize, TablePrune};
 use super::{ReportListing, StoredReport, StoredReportInput};
@@ -300,27 +295,12 @@ impl Store for PostgresStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<i64>, StoreError> {
-        let hours = sqlx::query_scalar(
-            "select hour_start from collected_hours \
-             where cluster = $1 and hour_start >= $2 and hour_start < $3 \
-             order by hour_start",
-        )
-        .bind(cluster)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(hours)
+        shared::collected_hours(&mut *self.pool.acquire().await?, cluster, from, to).await
     }
 
     #[tracing::instrument(skip_all, fields(%cluster))]
     async fn watermark(&self, cluster: &str) -> Result<Option<i64>, StoreError> {
-        let newest: Option<i64> =
-            sqlx::query_scalar("select max(hour_start) from collected_hours where cluster = $1")
-                .bind(cluster)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(newest.map(|hour_start| hour_start + 3600))
+        shared::history_end(&mut *self.pool.acquire().await?, Some(cluster)).await
     }
 
     #[tracing::instrument(
@@ -384,24 +364,12 @@ impl Store for PostgresStore {
 
     #[tracing::instrument(skip_all, fields(cluster = ?cluster))]
     async fn workloads(&self, cluster: Option<&str>) -> Result<Vec<WorkloadInfo>, StoreError> {
-        let mut select =
-            QueryBuilder::<Postgres>::new("select namespace, kind, name, body from workloads");
-        if let Some(cluster) = cluster {
-            select.push(" where cluster = ").push_bind(cluster);
-        }
-        select.push(" order by cluster, namespace, kind, name");
-        let rows: Vec<WorkloadRow> = select.build_query_as().fetch_all(&self.pool).await?;
-        rows.into_iter().map(WorkloadRow::into_info).collect()
+        shared::workloads(&mut *self.pool.acquire().await?, cluster).await
     }
 
     #[tracing::instrument(skip_all)]
     async fn recommendations_version(&self) -> Result<(i64, i64), StoreError> {
-        let row: (i64, i64) = sqlx::query_as(
-            "select coalesce(max(computed_at), 0)::bigint, count(*)::bigint from recommendations",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row)
+        shared::recommendations_version(&mut *self.pool.acquire().await?).await
     }
 
     #[tracing::instrument(skip_all, fields(%cluster, recommendations = recs.len()))]
@@ -410,39 +378,8 @@ impl Store for PostgresStore {
         cluster: &str,
         recs: &[Recommendation],
     ) -> Result<(), StoreError> {
-        check_cluster(cluster, recs)?;
-        let values = recs
-            .iter()
-            .map(RecommendationValues::new)
-            .collect::<Result<Vec<_>, _>>()?;
         let mut tx = self.pool.begin().await?;
-        sqlx::query("delete from recommendations where cluster = $1")
-            .bind(cluster)
-            .execute(&mut *tx)
-            .await?;
-        for batch in values.chunks(BATCH_ROWS) {
-            let mut insert = QueryBuilder::<Postgres>::new(
-                "insert into recommendations \
-                 (cluster, namespace, kind, workload, container, status, confidence, computed_at, body) ",
-            );
-            insert.push_values(batch, |mut row, rec| {
-                let key = &rec.rec.key;
-                row.push_bind(&key.cluster)
-                    .push_bind(&key.namespace)
-                    .push_bind(&key.kind)
-                    .push_bind(&key.workload)
-                    .push_bind(&key.container)
-                    .push_bind(rec.rec.status.as_str())
-                    .push_bind(rec.rec.confidence.as_str())
-                    .push_bind(rec.rec.computed_at)
-                    .push_bind(&rec.body);
-            });
-            insert
-                .build()
-                .persistent(keep_prepared(batch.len()))
-                .execute(&mut *tx)
-                .await?;
-        }
+        shared::replace_recommendations(&mut *tx, cluster, recs).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -472,49 +409,22 @@ impl Store for PostgresStore {
 
     #[tracing::instrument(skip_all, fields(generated_at = report.generated_at))]
     async fn save_report(&self, report: &StoredReportInput) -> Result<i64, StoreError> {
-        let values = ReportValues::new(report);
-        let id = sqlx::query_scalar(
-            "insert into reports (generated_at, summary, body) values ($1, $2, $3) returning id",
-        )
-        .bind(values.generated_at)
-        .bind(&values.summary)
-        .bind(&values.body)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(id)
+        shared::save_report(&mut *self.pool.acquire().await?, report).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn report(&self, id: i64) -> Result<Option<StoredReport>, StoreError> {
-        let row: Option<ReportRow> =
-            sqlx::query_as("select id, generated_at, summary, body from reports where id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(ReportRow::decode).transpose()
+        shared::report(&mut *self.pool.acquire().await?, Some(id)).await
     }
 
     #[tracing::instrument(skip_all)]
     async fn latest_report(&self) -> Result<Option<StoredReport>, StoreError> {
-        let row: Option<ReportRow> = sqlx::query_as(
-            "select id, generated_at, summary, body from reports \
-             order by generated_at desc, id desc limit 1",
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(ReportRow::decode).transpose()
+        shared::report(&mut *self.pool.acquire().await?, None).await
     }
 
     #[tracing::instrument(skip_all, fields(%limit))]
     async fn list_reports(&self, limit: usize) -> Result<Vec<ReportListing>, StoreError> {
-        let rows: Vec<ReportListingRow> = sqlx::query_as(
-            "select id, generated_at, summary from reports \
-             order by generated_at desc, id desc limit $1",
-        )
-        .bind(limit_param(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(ReportListingRow::decode).collect()
+        shared::list_reports(&mut *self.pool.acquire().await?, limit).await
     }
 
     async fn claim_chunk(
@@ -545,45 +455,24 @@ impl Store for PostgresStore {
         now: i64,
         ttl_secs: i64,
     ) -> Result<bool, StoreError> {
-        // Leases of long-past periods are of no use to anyone.
-        sqlx::query("delete from job_leases where lease_until < $1")
-            .bind(now - super::LEASE_KEEP_SECS)
-            .execute(&self.pool)
-            .await?;
-        let leased: Option<String> = sqlx::query_scalar(
-            "insert into job_leases (job, period, holder, lease_until, done) values ($1, $2, $3, $4, false) \
-             on conflict (job, period) do update set holder = excluded.holder, lease_until = excluded.lease_until \
-             where job_leases.done = false and (job_leases.lease_until < $5 or job_leases.holder = excluded.holder) \
-             returning holder",
+        shared::lease_job(
+            &mut *self.pool.acquire().await?,
+            job,
+            period,
+            holder,
+            now,
+            ttl_secs,
         )
-        .bind(job)
-        .bind(period)
-        .bind(holder)
-        .bind(now + ttl_secs)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(leased.is_some())
+        .await
     }
 
     async fn finish_job(&self, job: &str, period: i64, holder: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "update job_leases set done = true where job = $1 and period = $2 and holder = $3",
-        )
-        .bind(job)
-        .bind(period)
-        .bind(holder)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        shared::finish_job(&mut *self.pool.acquire().await?, job, period, holder).await
     }
 
     #[tracing::instrument(skip_all)]
     async fn history_end(&self) -> Result<Option<i64>, StoreError> {
-        let newest: Option<i64> = sqlx::query_scalar("select max(hour_start) from collected_hours")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(newest.map(|hour_start| hour_start + 3600))
+        shared::history_end(&mut *self.pool.acquire().await?, None).await
     }
 
     #[tracing::instrument(skip_all, fields(cutoff = options.cutoff, dry_run = options.dry_run))]
@@ -639,69 +528,12 @@ impl Store for PostgresStore {
 
     #[tracing::instrument(skip_all, fields(%keep_newest, %older_than))]
     async fn prune_reports(&self, keep_newest: usize, older_than: i64) -> Result<u64, StoreError> {
-        let deleted = sqlx::query(
-            "delete from reports where generated_at < $1 and id not in \
-             (select id from reports order by generated_at desc, id desc limit $2)",
-        )
-        .bind(older_than)
-        .bind(limit_param(keep_newest))
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(deleted)
+        shared::prune_reports(&mut *self.pool.acquire().await?, keep_newest, older_than).await
     }
 
     #[tracing::instrument(skip_all, fields(kind = run.kind.as_str()))]
     async fn start_run(&self, run: &NewRun<'_>) -> Result<RunStart, StoreError> {
-        // A run that finishes between a refused insert and the look-up leaves nothing to
-        // report as busy: try again.
-        for _ in 0..3 {
-            sqlx::query(
-                "update runs set status = 'failed', finished_at = lease_until, \
-                 error = $1::text || holder || $2::text \
-                 where kind = $3 and status = 'running' and lease_until < $4",
-            )
-            .bind(super::ABANDONED_PREFIX)
-            .bind(super::ABANDONED_SUFFIX)
-            .bind(run.kind.as_str())
-            .bind(run.now)
-            .execute(&self.pool)
-            .await?;
-            let started: Option<i64> = sqlx::query_scalar(
-                "insert into runs (kind, status, trigger, holder, started_at, lease_until) \
-                 values ($1, 'running', $2, $3, $4, $5) \
-                 on conflict (kind) where status = 'running' do nothing returning seq",
-            )
-            .bind(run.kind.as_str())
-            .bind(run.trigger)
-            .bind(run.holder)
-            .bind(run.now)
-            .bind(run.lease_until)
-            .fetch_optional(&self.pool)
-            .await?;
-            if let Some(seq) = started {
-                sqlx::query(
-                    "delete from runs where status <> 'running' and seq <= \
-                     (select seq from runs order by seq desc offset $1 limit 1)",
-                )
-                .bind(super::RUNS_KEPT)
-                .execute(&self.pool)
-                .await?;
-                return Ok(RunStart::Started(seq));
-            }
-            let running: Option<i64> =
-                sqlx::query_scalar("select seq from runs where kind = $1 and status = 'running'")
-                    .bind(run.kind.as_str())
-                    .fetch_optional(&self.pool)
-                    .await?;
-            if let Some(seq) = running {
-                return Ok(RunStart::Busy(seq));
-            }
-        }
-        Err(StoreError::Invalid(format!(
-            "could not start a {} run: runs of that kind kept starting and finishing",
-            run.kind.as_str()
-        )))
+        shared::start_run(&mut *self.pool.acquire().await?, run).await
     }
 
     async fn renew_run(
@@ -712,19 +544,14 @@ impl Store for PostgresStore {
         total: u64,
         lease_until: i64,
     ) -> Result<bool, StoreError> {
-        let updated = sqlx::query(
-            "update runs set done = $1, total = $2, lease_until = $3 \
-             where seq = $4 and holder = $5 and status = 'running'",
+        shared::renew_run(
+            &mut *self.pool.acquire().await?,
+            seq,
+            holder,
+            (done, total),
+            lease_until,
         )
-        .bind(count_param(done))
-        .bind(count_param(total))
-        .bind(lease_until)
-        .bind(seq)
-        .bind(holder)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(updated == 1)
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(%seq))]
@@ -734,56 +561,17 @@ impl Store for PostgresStore {
         holder: &str,
         outcome: &RunOutcome,
     ) -> Result<bool, StoreError> {
-        let (status, result, error) = run_outcome_columns(outcome);
-        let updated = sqlx::query(
-            "update runs set status = $1, result = $2, error = $3, finished_at = $4, \
-             done = $5, total = $6 where seq = $7 and holder = $8 and status = 'running'",
-        )
-        .bind(status)
-        .bind(result)
-        .bind(error)
-        .bind(outcome.finished_at)
-        .bind(count_param(outcome.done))
-        .bind(count_param(outcome.total))
-        .bind(seq)
-        .bind(holder)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(updated == 1)
+        shared::finish_run(&mut *self.pool.acquire().await?, seq, holder, outcome).await
     }
 
     async fn run(&self, seq: i64) -> Result<Option<StoredRun>, StoreError> {
-        let row: Option<RunRow> =
-            sqlx::query_as(&format!("select {RUN_COLUMNS} from runs where seq = $1"))
-                .bind(seq)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(RunRow::decode).transpose()
+        shared::run(&mut *self.pool.acquire().await?, seq).await
     }
 }
 
-#[async_trait]
-impl sql::Conn for PgConnection {
-    async fn execute(&mut self, stmt: &Statement<'_>) -> Result<u64, StoreError> {
-        let args = sql::arguments::<Postgres>(&stmt.values)?;
-        let query = sqlx::query_with(&stmt.text, args).persistent(stmt.persistent);
-        Ok(query.execute(self).await?.rows_affected())
-    }
-
-    async fn fetch_all<R>(&mut self, stmt: &Statement<'_>) -> Result<Vec<R>, StoreError>
-    where
-        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
-            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
-            + Send
-            + Unpin
-            + 'static,
-    {
-        let args = sql::arguments::<Postgres>(&stmt.values)?;
-        let query = sqlx::query_as_with(&stmt.text, args).persistent(stmt.persistent);
-        Ok(query.fetch_all(self).await?)
-    }
-
+sql::conn_impl!(
+    PgConnection,
+    Postgres,
     async fn lock_day(&mut self, cluster: &str, day: i64) -> Result<(), StoreError> {
         // Negated: a key apart from the collection cells' claims, which are positive.
         sqlx::query("select pg_advisory_xact_lock($1)")
@@ -792,7 +580,7 @@ impl sql::Conn for PgConnection {
             .await?;
         Ok(())
     }
-}
+);
 
 /// A session advisory lock on a connection taken out of the pool. Released, the connection
 /// goes back; dropped unreleased, the connection is closed, which frees the lock.

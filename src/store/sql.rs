@@ -19,6 +19,7 @@ pub(in crate::store) enum Value<'a> {
     Int(i64),
     OptInt(Option<i64>),
     Text(&'a str),
+    OptText(Option<&'a str>),
     Blob(&'a [u8]),
 }
 
@@ -50,6 +51,7 @@ where
     i64: Encode<'q, DB> + Type<DB>,
     Option<i64>: Encode<'q, DB> + Type<DB>,
     &'q str: Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
     &'q [u8]: Encode<'q, DB> + Type<DB>,
 {
     let mut args = DB::Arguments::default();
@@ -58,11 +60,23 @@ where
             Value::Int(v) => args.add(v),
             Value::OptInt(v) => args.add(v),
             Value::Text(v) => args.add(v),
+            Value::OptText(v) => args.add(v),
             Value::Blob(v) => args.add(v),
         }
         .map_err(|e| StoreError::Invalid(format!("cannot bind a value: {e}")))?;
     }
     Ok(args)
+}
+
+/// A row type both backends decode.
+pub(in crate::store) trait BothRow:
+    for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin + 'static
+{
+}
+
+impl<R> BothRow for R where
+    R: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin + 'static
+{
 }
 
 /// A connection (or a transaction on one) of either backend.
@@ -71,15 +85,43 @@ pub(in crate::store) trait Conn: Send {
     /// Runs `stmt`; returns the rows it changed.
     async fn execute(&mut self, stmt: &Statement<'_>) -> Result<u64, StoreError>;
     /// Runs `stmt` and decodes every row it returns.
-    async fn fetch_all<R>(&mut self, stmt: &Statement<'_>) -> Result<Vec<R>, StoreError>
-    where
-        R: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin + 'static;
+    async fn fetch_all<R: BothRow>(&mut self, stmt: &Statement<'_>) -> Result<Vec<R>, StoreError>;
     /// Makes other writers of the day rows of `cluster`'s `day` wait until this transaction
     /// ends (Postgres, where replicas write at once); nothing where one process writes.
     async fn lock_day(&mut self, _cluster: &str, _day: i64) -> Result<(), StoreError> {
         Ok(())
     }
 }
+
+/// Implements [`Conn`] for the connection type of a backend (`$db`, its `sqlx::Database`),
+/// followed by any methods it overrides.
+macro_rules! conn_impl {
+    ($conn:ty, $db:ty $(, $($extra:tt)*)?) => {
+        #[async_trait::async_trait]
+        impl $crate::store::sql::Conn for $conn {
+            async fn execute(
+                &mut self,
+                stmt: &$crate::store::sql::Statement<'_>,
+            ) -> Result<u64, $crate::store::StoreError> {
+                let args = $crate::store::sql::arguments::<$db>(&stmt.values)?;
+                let query = sqlx::query_with(&stmt.text, args).persistent(stmt.persistent);
+                Ok(query.execute(self).await?.rows_affected())
+            }
+
+            async fn fetch_all<R: $crate::store::sql::BothRow>(
+                &mut self,
+                stmt: &$crate::store::sql::Statement<'_>,
+            ) -> Result<Vec<R>, $crate::store::StoreError> {
+                let args = $crate::store::sql::arguments::<$db>(&stmt.values)?;
+                let query = sqlx::query_as_with(&stmt.text, args).persistent(stmt.persistent);
+                Ok(query.fetch_all(self).await?)
+            }
+
+            $($($extra)*)?
+        }
+    };
+}
+pub(in crate::store) use conn_impl;
 
 /// `insert …` statements of `rows`, [`BATCH_ROWS`] a statement: `head`, then `values (…)`
 /// with the values `row` gives (`columns` of them per row), then `tail`.

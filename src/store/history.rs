@@ -15,24 +15,14 @@ pub(in crate::store) type UsageDays = BTreeMap<sql::UsageDayKey, BTreeMap<i64, V
 /// Signal hours by day row: per (container id, day), each hour's values.
 pub(in crate::store) type SignalDays = BTreeMap<(i64, i64), BTreeMap<i64, packed::Signals>>;
 
-async fn execute_all(
-    conn: &mut impl Conn,
-    statements: Vec<Statement<'_>>,
-) -> Result<(), StoreError> {
-    for statement in &statements {
-        conn.execute(statement).await?;
-    }
-    Ok(())
-}
-
 /// Writes a planned chunk of `cluster` inside the caller's transaction.
 pub(in crate::store) async fn write_chunk(
     conn: &mut impl Conn,
     cluster: &str,
     plan: &ChunkPlan<'_>,
 ) -> Result<(), StoreError> {
-    execute_all(conn, sql::upsert_observed(plan)).await?;
-    execute_all(conn, sql::insert_usage_only(plan)).await?;
+    sql::execute_all(conn, sql::upsert_observed(plan)).await?;
+    sql::execute_all(conn, sql::insert_usage_only(plan)).await?;
 
     let mut ids = plan.id_map();
     for select in sql::select_ids(plan) {
@@ -118,8 +108,8 @@ pub(in crate::store) async fn write_chunk(
     }
     write_signal_days(conn, &signals).await?;
 
-    execute_all(conn, sql::upsert_workloads(plan)).await?;
-    execute_all(conn, sql::insert_collected_hours(cluster, plan)).await?;
+    sql::execute_all(conn, sql::upsert_workloads(plan)).await?;
+    sql::execute_all(conn, sql::insert_collected_hours(cluster, plan)).await?;
     Ok(())
 }
 
@@ -132,7 +122,7 @@ pub(in crate::store) async fn write_usage_days(
         .iter()
         .map(|(&k, hours)| (k, packed::encode_usage(k.2, hours)))
         .collect();
-    execute_all(conn, sql::upsert_usage_days(&rows)).await
+    sql::execute_all(conn, sql::upsert_usage_days(&rows)).await
 }
 
 /// Writes whole signal day rows, replacing stored ones.
@@ -144,7 +134,7 @@ pub(in crate::store) async fn write_signal_days(
         .iter()
         .map(|(&k, hours)| (k, packed::encode_signals(k.1, hours)))
         .collect();
-    execute_all(conn, sql::upsert_signal_days(&rows)).await
+    sql::execute_all(conn, sql::upsert_signal_days(&rows)).await
 }
 
 /// Refuses an hour that does not start on the hour.
@@ -161,15 +151,10 @@ pub(in crate::store) fn aligned(hour: i64) -> Result<i64, StoreError> {
 /// The values binding a container's key and the days holding `[from, to)` (see
 /// [`sql::USAGE_DAYS`]).
 fn key_and_days(key: &ContainerKey, from: i64, to: i64) -> Vec<Value<'_>> {
-    vec![
-        Value::Text(&key.cluster),
-        Value::Text(&key.namespace),
-        Value::Text(&key.kind),
-        Value::Text(&key.workload),
-        Value::Text(&key.container),
-        Value::Int(packed::day_of(from)),
-        Value::Int(to),
-    ]
+    let mut values = Vec::with_capacity(7);
+    sql::key_values(key, &mut values);
+    values.extend([Value::Int(packed::day_of(from)), Value::Int(to)]);
+    values
 }
 
 /// Hourly usage of one container in `[from, to)`, by resource then hour.

@@ -6,7 +6,7 @@ use super::rows::{
     check_cluster, count_param, limit_param, run_outcome_columns, RecommendationValues,
     ReportListingRow, ReportRow, ReportValues, RunRow, WorkloadRow, RUN_COLUMNS,
 };
-use super::sql::{batched, BothRow, Conn, Statement, Value};
+use super::sql::{batched, execute_all, key_values, BothRow, Conn, Statement, Value};
 use super::{NewRun, RunOutcome, RunStart, StoreError, StoredRun};
 use super::{ReportListing, StoredReport, StoredReportInput};
 use crate::model::{Recommendation, WorkloadInfo};
@@ -108,13 +108,8 @@ pub(in crate::store) async fn replace_recommendations(
         9,
         &values,
         |rec, out| {
-            let key = &rec.rec.key;
+            key_values(&rec.rec.key, out);
             out.extend([
-                Value::Text(&key.cluster),
-                Value::Text(&key.namespace),
-                Value::Text(&key.kind),
-                Value::Text(&key.workload),
-                Value::Text(&key.container),
                 Value::Text(rec.rec.status.as_str()),
                 Value::Text(rec.rec.confidence.as_str()),
                 Value::Int(rec.rec.computed_at),
@@ -122,10 +117,7 @@ pub(in crate::store) async fn replace_recommendations(
             ]);
         },
     );
-    for insert in &inserts {
-        conn.execute(insert).await?;
-    }
-    Ok(())
+    execute_all(conn, inserts).await
 }
 
 /// Stores a report and returns its id.

@@ -123,6 +123,17 @@ macro_rules! conn_impl {
 }
 pub(in crate::store) use conn_impl;
 
+/// Runs `statements` in order.
+pub(in crate::store) async fn execute_all(
+    conn: &mut impl Conn,
+    statements: Vec<Statement<'_>>,
+) -> Result<(), StoreError> {
+    for statement in &statements {
+        conn.execute(statement).await?;
+    }
+    Ok(())
+}
+
 /// `insert …` statements of `rows`, [`BATCH_ROWS`] a statement: `head`, then `values (…)`
 /// with the values `row` gives (`columns` of them per row), then `tail`.
 pub(in crate::store) fn batched<'a, T>(
@@ -164,7 +175,10 @@ pub(in crate::store) fn batched<'a, T>(
 }
 
 /// The key columns of a container, as values.
-fn key_values<'a>(key: &'a crate::model::ContainerKey, out: &mut Vec<Value<'a>>) {
+pub(in crate::store) fn key_values<'a>(
+    key: &'a crate::model::ContainerKey,
+    out: &mut Vec<Value<'a>>,
+) {
     out.extend([
         Value::Text(&key.cluster),
         Value::Text(&key.namespace),

@@ -384,7 +384,7 @@ async fn prune_deletes_history_past_retention_and_says_what() {
         "{counted}"
     );
     assert!(
-        counted.contains("  usage_hours: 9 rows over 9 days\n"),
+        counted.contains("  usage_days: 9 rows over 9 days\n"),
         "{counted}"
     );
     assert!(
@@ -399,13 +399,13 @@ async fn prune_deletes_history_past_retention_and_says_what() {
         "{deleted}"
     );
     assert!(
-        deleted.contains("  usage_hours: 9 rows over 9 days in 1 batch\n"),
+        deleted.contains("  usage_days: 9 rows over 9 days in 1 batch\n"),
         "{deleted}"
     );
     assert!(deleted.contains("\nin "), "the time taken: {deleted}");
     assert_eq!(stored(store.clone()).await, 91);
 
     let again = prune(false).await.unwrap();
-    assert!(again.contains("  usage_hours: 0 rows\n"), "{again}");
+    assert!(again.contains("  usage_days: 0 rows\n"), "{again}");
     assert_eq!(stored(store).await, 91);
 }

@@ -153,7 +153,8 @@ async fn trends_hold_out_of_sample_and_the_tournament_is_stable() {
     drop(prometheus);
 
     let first = analyze(store.as_ref(), &truth).await;
-    // Postgres keeps day rows, SQLite hour rows: the walk-forward and the tournament agree.
+    // The same history through a SQLite file and a Postgres server: the walk-forward and the
+    // tournament agree.
     assert_eq!(
         analyze(postgres.as_ref(), &truth).await,
         first,

@@ -678,8 +678,8 @@ async fn a_failing_chunk_writes_nothing(store: Arc<dyn Store>) {
     store.write_chunk(&good).await.unwrap();
     let before = snapshot(&*store, "prod").await;
 
-    // Usage hours must be hour-aligned (a check constraint on SQLite's hour rows, a check while
-    // packing Postgres' day rows). The misaligned row comes last, after
+    // Usage hours must be hour-aligned (a check while packing the day rows). The misaligned
+    // row comes last, after
     // more than one batch of valid rows, a new container and a changed observation were written,
     // so only a rollback can hide them.
     let newcomer = key("prod", "shop", "StatefulSet", "db", "postgres");
@@ -703,9 +703,6 @@ async fn a_failing_chunk_writes_nothing(store: Arc<dyn Store>) {
         .await
         .expect_err("a misaligned hour must be refused");
     match &err {
-        StoreError::Database(sqlx::Error::Database(db)) => {
-            assert_eq!(db.kind(), sqlx::error::ErrorKind::CheckViolation, "{err}")
-        }
         StoreError::Invalid(message) => assert!(
             message.contains(&format!("hour {} is not hour-aligned", T0 + 90)),
             "{message}"
@@ -957,11 +954,12 @@ async fn corrupt_rows_are_reported(store: Arc<dyn Store>, backdoor: Backdoor) {
     ];
     store.replace_recommendations("prod", &recs).await.unwrap();
 
-    // A sketch that no longer decodes. Postgres packs a day per row (version byte, then per
-    // hour an offset byte and a 4-byte length): T0's sketch starts at byte 7 (1-based).
+    // A sketch that no longer decodes. Both backends pack a day per row (version byte, then
+    // per hour an offset byte and a 4-byte length): T0's sketch starts at byte 7 (1-based).
     backdoor
         .execute(
-            &format!("update usage_hours set sketch = x'ff' where hour_start = {T0} and resource = 'memory'"),
+            "update usage_days set hours = unhex(substr(hex(hours), 1, 12) || 'FF' || substr(hex(hours), 15)) \
+             where resource = 'memory'",
             "update usage_days set hours = overlay(hours placing '\\xff'::bytea from 7 for 1) where resource = 'memory'",
         )
         .await;
@@ -982,14 +980,10 @@ async fn corrupt_rows_are_reported(store: Arc<dyn Store>, backdoor: Backdoor) {
         2
     );
 
-    // A sample count that disagrees with its sketch (SQLite); a day row cut short (Postgres).
-    let bump = format!(
-        "update usage_hours set sample_count = sample_count + 1 where hour_start = {}",
-        T0 + HOUR
-    );
+    // A day row cut short.
     backdoor
         .execute(
-            &bump,
+            "update usage_days set hours = substr(hours, 1, length(hours) - 3) where resource = 'memory'",
             "update usage_days set hours = substring(hours from 1 for length(hours) - 3) where resource = 'memory'",
         )
         .await;
@@ -1613,6 +1607,217 @@ async fn postgres_hour_rows_are_packed_into_day_rows_by_the_migration() {
     }
 }
 
+/// A SQLite database of the hour-row layout (migrations 0001–0005) holding usage and signals
+/// of two containers: opening it packs them into day rows (migration 0006 and the packing
+/// after it) that read back hour for hour, and the store goes on writing and pruning them.
+#[tokio::test]
+async fn sqlite_hour_rows_are_packed_into_day_rows_on_open() {
+    let (scratch, url) = Scratch::sqlite().await;
+    let outcome = tokio::spawn(async move {
+        let mut old = sqlx::migrate!("migrations/sqlite");
+        old.migrations = std::borrow::Cow::Owned(
+            old.migrations
+                .iter()
+                .filter(|m| m.version < 6)
+                .cloned()
+                .collect(),
+        );
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(url.trim_start_matches("sqlite://"))
+            .create_if_missing(true);
+        let db = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        old.run(&db).await.unwrap();
+        for (id, key) in [(1, api()), (2, sidecar())] {
+            sqlx::query(
+                "insert into containers (id, cluster, namespace, kind, workload, container, seen_at) \
+                 values (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(&key.cluster)
+            .bind(&key.namespace)
+            .bind(&key.kind)
+            .bind(&key.workload)
+            .bind(&key.container)
+            .bind(T0 - 2 * DAY)
+            .execute(&db)
+            .await
+            .unwrap();
+        }
+        // Two days before the cutoff-to-be (T0) and two after, first and last hours of a day
+        // included; the sidecar has memory only and no signals on its first day.
+        let hours = [
+            T0 - 2 * DAY,
+            T0 - 2 * DAY + 23 * HOUR,
+            T0 - DAY + 7 * HOUR,
+            T0,
+            T0 + HOUR,
+            T0 + 23 * HOUR,
+            T0 + DAY + 5 * HOUR,
+        ];
+        let mut expected: Vec<Vec<UsageHour>> = vec![Vec::new(), Vec::new()];
+        let mut expected_signals: Vec<Vec<SignalHour>> = vec![Vec::new(), Vec::new()];
+        for (i, &hour) in hours.iter().enumerate() {
+            for (c, key) in [api(), sidecar()].iter().enumerate() {
+                for resource in [Resource::Cpu, Resource::Memory] {
+                    if c == 1 && resource == Resource::Cpu {
+                        continue;
+                    }
+                    let values: Vec<f64> = (0..=i + c).map(|v| 0.1 * v as f64 + hour as f64 / 1e9).collect();
+                    let u = usage(key, resource, hour, &values);
+                    sqlx::query(
+                        "insert into usage_hours (container_id, resource, hour_start, sample_count, sum, max, sketch) \
+                         values (?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(c as i64 + 1)
+                    .bind(resource.as_str())
+                    .bind(hour)
+                    .bind(u.sketch.count() as i64)
+                    .bind(u.sketch.sum())
+                    .bind(u.sketch.max())
+                    .bind(u.sketch.to_bytes())
+                    .execute(&db)
+                    .await
+                    .unwrap();
+                    expected[c].push(u);
+                }
+                if c == 1 && hour < T0 - DAY {
+                    continue;
+                }
+                let signal = SignalHour {
+                    key: key.clone(),
+                    hour_start: hour,
+                    restarts: (i * 3 + c) as u32,
+                    oom_kills: u32::from(i % 2 == 0),
+                    cfs_periods: 600.5 + i as f64,
+                    cfs_throttled_periods: 0.1 * i as f64,
+                };
+                sqlx::query(
+                    "insert into signal_hours (container_id, hour_start, restarts, oom_kills, cfs_periods, cfs_throttled_periods) \
+                     values (?, ?, ?, ?, ?, ?)",
+                )
+                .bind(c as i64 + 1)
+                .bind(hour)
+                .bind(i64::from(signal.restarts))
+                .bind(i64::from(signal.oom_kills))
+                .bind(signal.cfs_periods)
+                .bind(signal.cfs_throttled_periods)
+                .execute(&db)
+                .await
+                .unwrap();
+                expected_signals[c].push(signal);
+            }
+            sqlx::query("insert into collected_hours (cluster, hour_start) values ('prod', ?)")
+                .bind(hour)
+                .execute(&db)
+                .await
+                .unwrap();
+        }
+        db.close().await;
+        for hours in &mut expected {
+            hours.sort_by_key(|u| (u.resource.as_str(), u.hour_start));
+        }
+
+        let check = |store: Arc<dyn Store>, expected: Vec<Vec<UsageHour>>, signals: Vec<Vec<SignalHour>>| async move {
+            for (c, key) in [api(), sidecar()].iter().enumerate() {
+                assert_eq!(store.usage(key, i64::MIN, i64::MAX).await.unwrap(), expected[c], "{key}");
+                assert_eq!(store.signals(key, i64::MIN, i64::MAX).await.unwrap(), signals[c], "{key}");
+            }
+        };
+        let store = store::connect(&url).await.unwrap();
+        check(store.clone(), expected.clone(), expected_signals.clone()).await;
+        // A range inside a day reads just its hours.
+        assert_eq!(
+            store.usage(&api(), T0 + HOUR, T0 + 2 * HOUR).await.unwrap(),
+            expected[0]
+                .iter()
+                .filter(|u| u.hour_start == T0 + HOUR)
+                .cloned()
+                .collect::<Vec<_>>()
+        );
+
+        // The hour tables are gone, two rows a day are left, and opening again changes nothing.
+        let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let tables: Vec<String> = sqlx::query_scalar(
+            "select name from sqlite_master where type = 'table' and name like '%\\_hours' escape '\\' order by name",
+        )
+        .fetch_all(&db)
+        .await
+        .unwrap();
+        assert_eq!(tables, ["collected_hours"]);
+        let days: (i64, i64) = sqlx::query_as(
+            "select (select count(*) from usage_days), (select count(*) from signal_days)",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        // Usage: api 4 days × 2 resources + sidecar 4 days × memory; signals: 4 + 3 days.
+        assert_eq!(days, (12, 7));
+        db.close().await;
+        drop(store);
+        let store = store::connect(&url).await.unwrap();
+        check(store.clone(), expected.clone(), expected_signals.clone()).await;
+
+        // A re-collected hour replaces that hour of its day row, and only that hour.
+        let again = usage(&api(), Resource::Cpu, T0 + HOUR, &[9.0]);
+        let signal = SignalHour {
+            hour_start: T0 + HOUR,
+            restarts: 77,
+            ..expected_signals[0][4].clone()
+        };
+        store
+            .write_chunk(&Chunk {
+                cluster: "prod".into(),
+                hours: vec![T0 + HOUR],
+                containers: Vec::new(),
+                usage: vec![again.clone()],
+                signals: vec![signal.clone()],
+                workloads: Vec::new(),
+            })
+            .await
+            .unwrap();
+        for u in &mut expected[0] {
+            if u.resource == Resource::Cpu && u.hour_start == T0 + HOUR {
+                *u = again.clone();
+            }
+        }
+        assert_eq!(expected_signals[0][4].hour_start, T0 + HOUR);
+        expected_signals[0][4] = signal;
+        check(store.clone(), expected.clone(), expected_signals.clone()).await;
+
+        // Retention deletes the packed days before the cutoff, and nothing after it.
+        let pruned = store
+            .prune_history(&store::PruneOptions {
+                cutoff: T0,
+                batch_rows: 2,
+                dry_run: false,
+            })
+            .await
+            .unwrap();
+        let usage_pruned = table(&pruned, "usage_days");
+        assert_eq!((usage_pruned.rows, usage_pruned.days, usage_pruned.batches), (6, 2, 3));
+        let signals_pruned = table(&pruned, "signal_days");
+        assert_eq!((signals_pruned.rows, signals_pruned.days), (3, 2));
+        assert_eq!(table(&pruned, "collected_hours").rows, 3);
+        assert_eq!(table(&pruned, "containers").rows, 0);
+        for hours in &mut expected {
+            hours.retain(|u| u.hour_start >= T0);
+        }
+        for hours in &mut expected_signals {
+            hours.retain(|s| s.hour_start >= T0);
+        }
+        check(store.clone(), expected, expected_signals).await;
+        assert_eq!(
+            store.collected_hours("prod", i64::MIN, i64::MAX).await.unwrap(),
+            [T0, T0 + HOUR, T0 + 23 * HOUR, T0 + DAY + 5 * HOUR]
+        );
+    })
+    .await;
+    scratch.remove().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Retention
 
@@ -1713,10 +1918,7 @@ async fn history_before_the_cutoff_is_pruned_in_batches(store: Arc<dyn Store>) {
 
     // Three days went from each history table, in batches of at most 3 rows (Postgres drops
     // December's partition whole and deletes 2024-01-01's day rows).
-    let (usage_table, signal_table) = match store.backend() {
-        "sqlite" => ("usage_hours", "signal_hours"),
-        _ => ("usage_days", "signal_days"),
-    };
+    let (usage_table, signal_table) = ("usage_days", "signal_days");
     for name in [usage_table, signal_table, "collected_hours"] {
         assert_eq!(table(&pruned, name).days, 3, "{name}: {pruned:?}");
     }
@@ -1724,7 +1926,7 @@ async fn history_before_the_cutoff_is_pruned_in_batches(store: Arc<dyn Store>) {
     assert_eq!(table(&pruned, "collected_hours").batches, 4);
     let usage = table(&pruned, usage_table);
     if store.backend() == "sqlite" {
-        assert_eq!((usage.rows, usage.batches), (36, 12));
+        assert_eq!((usage.rows, usage.batches), (9, 3));
         assert!(usage.partitions.is_empty());
     } else {
         assert_eq!((usage.rows, usage.batches), (9, 1));

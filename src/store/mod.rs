@@ -9,10 +9,13 @@ use crate::model::{
 };
 use crate::model::{RunKind, RunStatus};
 
+mod history;
 pub(crate) mod packed;
 pub mod postgres;
 pub mod retention;
 mod rows;
+mod shared;
+mod sql;
 pub mod sqlite;
 
 pub use retention::{PruneOptions, StoreSize, TablePrune};

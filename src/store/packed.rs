@@ -1,11 +1,12 @@
-//! Day rows, the Postgres layout of hourly summaries: one row per (container, resource, day)
-//! holding that day's hourly sketches, and one per (container, day) holding its signal
-//! hours. In Postgres a row per hour costs about 200 bytes (tuple header, index entry,
-//! alignment) around a sketch of about 35: packing a day brings a resource-day from about
-//! 5 KB to about 1 KB.
+//! Day rows, the layout of hourly summaries in both backends: one row per (container,
+//! resource, day) holding that day's hourly sketches, and one per (container, day) holding
+//! its signal hours. In Postgres a row per hour costs about 200 bytes (tuple header, index
+//! entry, alignment) around a sketch of about 35: packing a day brings a resource-day from
+//! about 5 KB to about 1 KB. SQLite keeps the same rows, so both share one write path.
 //!
-//! The encodings are big-endian so the migration that packed existing hour rows could build
-//! them in SQL (`int4send`, `float8send`). Both start with a version byte.
+//! The encodings are big-endian so the Postgres migration that packed existing hour rows
+//! could build them in SQL (`int4send`, `float8send`); SQLite packs its old hour rows in
+//! Rust (`SqliteStore::pack_hour_rows`). Both start with a version byte.
 
 use std::collections::BTreeMap;
 

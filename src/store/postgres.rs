@@ -1,6 +1,6 @@
 //! The production Postgres backend, shared by several replicas.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,13 +9,9 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
 
-use super::rows::{
-    check_cluster, filter_columns, keep_prepared, ChunkPlan, ContainerIdRow, ContainerRow,
-    RecommendationRow, RecommendationValues, WorkloadRow, BATCH_ROWS,
-};
-use super::rows::{count_param, run_outcome_columns, RunRow, RUN_COLUMNS};
-use super::rows::{limit_param, ReportListingRow, ReportRow, ReportValues};
-use super::{packed, Claim, RecommendationFilter, Store, StoreError};
+use super::rows::{filter_columns, ChunkPlan, ContainerRow, RecommendationRow};
+use super::sql::{self, PruneTarget};
+use super::{history, shared, Claim, RecommendationFilter, Store, StoreError};
 use super::{NewRun, RunOutcome, RunStart, StoredRun};
 use super::{PruneOptions, StoreSize, TablePrune};
 use super::{ReportListing, StoredReport, StoredReportInput};
@@ -97,21 +93,6 @@ fn partition_month(table: &str, name: &str) -> Option<(i64, i64)> {
         first.and_hms_opt(0, 0, 0)?.and_utc().timestamp(),
     ))
 }
-
-/// Rows of one table to prune: `predicate` binds the cutoff as `$1`; `key` names the
-/// columns a batch is picked by; `day` the expression of a row's day, if it has one.
-#[derive(Clone)]
-struct PruneTarget {
-    table: &'static str,
-    key: &'static str,
-    predicate: String,
-    day: Option<&'static str>,
-}
-
-/// A container with no history left after the cutoff, last seen before it.
-const STALE_CONTAINER: &str = "seen_at < $1 \
-     and not exists (select 1 from usage_days u where u.container_id = containers.id and u.day >= $1) \
-     and not exists (select 1 from signal_days s where s.container_id = containers.id and s.day >= $1)";
 
 impl PostgresStore {
     /// Makes sure the months holding `hours` have their partitions.
@@ -314,27 +295,12 @@ impl Store for PostgresStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<i64>, StoreError> {
-        let hours = sqlx::query_scalar(
-            "select hour_start from collected_hours \
-             where cluster = $1 and hour_start >= $2 and hour_start < $3 \
-             order by hour_start",
-        )
-        .bind(cluster)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(hours)
+        shared::collected_hours(&mut *self.pool.acquire().await?, cluster, from, to).await
     }
 
     #[tracing::instrument(skip_all, fields(%cluster))]
     async fn watermark(&self, cluster: &str) -> Result<Option<i64>, StoreError> {
-        let newest: Option<i64> =
-            sqlx::query_scalar("select max(hour_start) from collected_hours where cluster = $1")
-                .bind(cluster)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(newest.map(|hour_start| hour_start + 3600))
+        shared::history_end(&mut *self.pool.acquire().await?, Some(cluster)).await
     }
 
     #[tracing::instrument(
@@ -347,276 +313,7 @@ impl Store for PostgresStore {
         self.create_partitions(hours.chain(plan.signals.iter().map(|s| s.hour_start)))
             .await?;
         let mut tx = self.pool.begin().await?;
-
-        for batch in plan.observed.chunks(BATCH_ROWS) {
-            let mut insert = QueryBuilder::<Postgres>::new(
-                "insert into containers (cluster, namespace, kind, workload, container, \
-                 cpu_request_millicores, cpu_limit_millicores, memory_request_bytes, memory_limit_bytes, seen_at) ",
-            );
-            insert.push_values(batch, |mut row, observed| {
-                let key = observed.key;
-                row.push_bind(&key.cluster)
-                    .push_bind(&key.namespace)
-                    .push_bind(&key.kind)
-                    .push_bind(&key.workload)
-                    .push_bind(&key.container)
-                    .push_bind(observed.resources.cpu_request_millicores)
-                    .push_bind(observed.resources.cpu_limit_millicores)
-                    .push_bind(observed.resources.memory_request_bytes)
-                    .push_bind(observed.resources.memory_limit_bytes)
-                    .push_bind(observed.seen_at);
-            });
-            // Backfilling an older window must not overwrite the requests/limits in force now.
-            insert.push(
-                " on conflict (cluster, namespace, kind, workload, container) do update set \
-                 cpu_request_millicores = excluded.cpu_request_millicores, \
-                 cpu_limit_millicores = excluded.cpu_limit_millicores, \
-                 memory_request_bytes = excluded.memory_request_bytes, \
-                 memory_limit_bytes = excluded.memory_limit_bytes, \
-                 seen_at = excluded.seen_at \
-                 where excluded.seen_at >= containers.seen_at",
-            );
-            insert
-                .build()
-                .persistent(keep_prepared(batch.len()))
-                .execute(&mut *tx)
-                .await?;
-        }
-
-        for batch in plan.usage_only.chunks(BATCH_ROWS) {
-            let mut insert = QueryBuilder::<Postgres>::new(
-                "insert into containers (cluster, namespace, kind, workload, container, seen_at) ",
-            );
-            insert.push_values(batch, |mut row, (key, seen_at)| {
-                row.push_bind(&key.cluster)
-                    .push_bind(&key.namespace)
-                    .push_bind(&key.kind)
-                    .push_bind(&key.workload)
-                    .push_bind(&key.container)
-                    .push_bind(*seen_at);
-            });
-            // Usage alone says nothing about requests/limits: never touch an existing row.
-            insert.push(" on conflict (cluster, namespace, kind, workload, container) do nothing");
-            insert
-                .build()
-                .persistent(keep_prepared(batch.len()))
-                .execute(&mut *tx)
-                .await?;
-        }
-
-        let mut ids = plan.id_map();
-        for batch in plan.usage_keys.chunks(BATCH_ROWS) {
-            let mut select = QueryBuilder::<Postgres>::new(
-                "select id, cluster, namespace, kind, workload, container from containers \
-                 where (cluster, namespace, kind, workload, container) in (",
-            );
-            select.push_values(batch, |mut row, key| {
-                row.push_bind(&key.cluster)
-                    .push_bind(&key.namespace)
-                    .push_bind(&key.kind)
-                    .push_bind(&key.workload)
-                    .push_bind(&key.container);
-            });
-            select.push(")");
-            let rows: Vec<ContainerIdRow> = select
-                .build_query_as()
-                .persistent(keep_prepared(batch.len()))
-                .fetch_all(&mut *tx)
-                .await?;
-            ids.extend(rows.into_iter().map(ContainerIdRow::into_entry));
-        }
-
-        // Day rows are read, merged and rewritten: writers of the same cluster-day (replicas
-        // collecting different cells of it) take turns, in day order so none deadlock.
-        let mut days: Vec<i64> = plan.hours.iter().map(|&h| packed::day_of(h)).collect();
-        days.extend(plan.usage.iter().map(|u| packed::day_of(u.hour_start)));
-        days.extend(plan.signals.iter().map(|s| packed::day_of(s.hour_start)));
-        days.sort_unstable();
-        days.dedup();
-        for &day in &days {
-            // Negated: a key apart from the collection cells' claims, which are positive.
-            sqlx::query("select pg_advisory_xact_lock($1)")
-                .bind(super::claim_key(&chunk.cluster, -day - 1))
-                .execute(&mut *tx)
-                .await?;
-        }
-
-        let id_of = |key: &ContainerKey| {
-            ids.get(key).copied().ok_or_else(|| {
-                StoreError::Invalid(format!("no container row for {key} in this chunk"))
-            })
-        };
-        let mut usage: BTreeMap<(i64, &'static str, i64), BTreeMap<i64, Vec<u8>>> = BTreeMap::new();
-        let aligned = |hour: i64| {
-            if hour.rem_euclid(3600) == 0 {
-                Ok(hour)
-            } else {
-                Err(StoreError::Invalid(format!(
-                    "hour {hour} is not hour-aligned"
-                )))
-            }
-        };
-        for u in &plan.usage {
-            aligned(u.hour_start)?;
-            usage
-                .entry((
-                    id_of(u.key)?,
-                    u.resource.as_str(),
-                    packed::day_of(u.hour_start),
-                ))
-                .or_default()
-                .insert(u.hour_start, u.sketch.clone());
-        }
-        let keys: Vec<(i64, &'static str, i64)> = usage.keys().copied().collect();
-        for batch in keys.chunks(BATCH_ROWS) {
-            let mut select = QueryBuilder::<Postgres>::new(
-                "select container_id, resource, day, hours from usage_days \
-                 where (container_id, resource, day) in (",
-            );
-            select.push_values(batch, |mut row, (id, resource, day)| {
-                row.push_bind(*id).push_bind(*resource).push_bind(*day);
-            });
-            select.push(")");
-            let rows: Vec<(i64, String, i64, Vec<u8>)> = select
-                .build_query_as()
-                .persistent(keep_prepared(batch.len()))
-                .fetch_all(&mut *tx)
-                .await?;
-            for (id, resource, day, bytes) in rows {
-                let resource = if resource == "cpu" { "cpu" } else { "memory" };
-                let stored = packed::decode_usage(day, &bytes).map_err(|e| {
-                    StoreError::Corrupt(format!(
-                        "usage day row of container {id} ({resource}) at {day}: {e}"
-                    ))
-                })?;
-                let merged = usage.entry((id, resource, day)).or_default();
-                for (hour, sketch) in stored {
-                    // Replace, never add: the chunk's hours win over the stored ones.
-                    merged.entry(hour).or_insert_with(|| sketch.to_vec());
-                }
-            }
-        }
-        let rows: Vec<((i64, &'static str, i64), Vec<u8>)> = usage
-            .iter()
-            .map(|(&k, hours)| (k, packed::encode_usage(k.2, hours)))
-            .collect();
-        for batch in rows.chunks(BATCH_ROWS) {
-            let mut insert = QueryBuilder::<Postgres>::new(
-                "insert into usage_days (container_id, resource, day, hours) ",
-            );
-            insert.push_values(batch, |mut row, ((id, resource, day), bytes)| {
-                row.push_bind(*id)
-                    .push_bind(*resource)
-                    .push_bind(*day)
-                    .push_bind(bytes);
-            });
-            insert.push(
-                " on conflict (container_id, resource, day) do update set hours = excluded.hours",
-            );
-            insert
-                .build()
-                .persistent(keep_prepared(batch.len()))
-                .execute(&mut *tx)
-                .await?;
-        }
-
-        let mut signals: BTreeMap<(i64, i64), BTreeMap<i64, packed::Signals>> = BTreeMap::new();
-        for s in &plan.signals {
-            aligned(s.hour_start)?;
-            signals
-                .entry((id_of(&s.key)?, packed::day_of(s.hour_start)))
-                .or_default()
-                .insert(
-                    s.hour_start,
-                    (
-                        s.restarts,
-                        s.oom_kills,
-                        s.cfs_periods,
-                        s.cfs_throttled_periods,
-                    ),
-                );
-        }
-        let keys: Vec<(i64, i64)> = signals.keys().copied().collect();
-        for batch in keys.chunks(BATCH_ROWS) {
-            let mut select = QueryBuilder::<Postgres>::new(
-                "select container_id, day, hours from signal_days where (container_id, day) in (",
-            );
-            select.push_values(batch, |mut row, (id, day)| {
-                row.push_bind(*id).push_bind(*day);
-            });
-            select.push(")");
-            let rows: Vec<(i64, i64, Vec<u8>)> = select
-                .build_query_as()
-                .persistent(keep_prepared(batch.len()))
-                .fetch_all(&mut *tx)
-                .await?;
-            for (id, day, bytes) in rows {
-                let stored = packed::decode_signals(day, &bytes).map_err(|e| {
-                    StoreError::Corrupt(format!("signal day row of container {id} at {day}: {e}"))
-                })?;
-                let merged = signals.entry((id, day)).or_default();
-                for (hour, values) in stored {
-                    merged.entry(hour).or_insert(values);
-                }
-            }
-        }
-        let rows: Vec<((i64, i64), Vec<u8>)> = signals
-            .iter()
-            .map(|(&k, hours)| (k, packed::encode_signals(k.1, hours)))
-            .collect();
-        for batch in rows.chunks(BATCH_ROWS) {
-            let mut insert = QueryBuilder::<Postgres>::new(
-                "insert into signal_days (container_id, day, hours) ",
-            );
-            insert.push_values(batch, |mut row, ((id, day), bytes)| {
-                row.push_bind(*id).push_bind(*day).push_bind(bytes);
-            });
-            insert.push(" on conflict (container_id, day) do update set hours = excluded.hours");
-            insert
-                .build()
-                .persistent(keep_prepared(batch.len()))
-                .execute(&mut *tx)
-                .await?;
-        }
-
-        for batch in plan.workloads.chunks(BATCH_ROWS) {
-            let mut insert = QueryBuilder::<Postgres>::new(
-                "insert into workloads (cluster, namespace, kind, name, seen_at, body) ",
-            );
-            insert.push_values(batch, |mut row, (w, body)| {
-                row.push_bind(&w.key.cluster)
-                    .push_bind(&w.key.namespace)
-                    .push_bind(&w.key.kind)
-                    .push_bind(&w.key.name)
-                    .push_bind(w.seen_at)
-                    .push_bind(body);
-            });
-            // As for container specs: an older window must not overwrite newer facts.
-            insert.push(
-                " on conflict (cluster, namespace, kind, name) do update set \
-                 seen_at = excluded.seen_at, body = excluded.body where excluded.seen_at >= workloads.seen_at",
-            );
-            insert
-                .build()
-                .persistent(keep_prepared(batch.len()))
-                .execute(&mut *tx)
-                .await?;
-        }
-
-        for batch in plan.hours.chunks(BATCH_ROWS) {
-            let mut insert =
-                QueryBuilder::<Postgres>::new("insert into collected_hours (cluster, hour_start) ");
-            insert.push_values(batch, |mut row, hour_start| {
-                row.push_bind(&chunk.cluster).push_bind(*hour_start);
-            });
-            insert.push(" on conflict (cluster, hour_start) do nothing");
-            insert
-                .build()
-                .persistent(keep_prepared(batch.len()))
-                .execute(&mut *tx)
-                .await?;
-        }
-
+        history::write_chunk(&mut *tx, &chunk.cluster, &plan).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -652,34 +349,7 @@ impl Store for PostgresStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<UsageHour>, StoreError> {
-        let rows: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(
-            "select u.resource, u.day, u.hours \
-             from usage_days u join containers c on c.id = u.container_id \
-             where c.cluster = $1 and c.namespace = $2 and c.kind = $3 and c.workload = $4 \
-             and c.container = $5 and u.day >= $6 and u.day < $7 \
-             order by u.resource collate \"C\", u.day",
-        )
-        .bind(&key.cluster)
-        .bind(&key.namespace)
-        .bind(&key.kind)
-        .bind(&key.workload)
-        .bind(&key.container)
-        .bind(packed::day_of(from))
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::new();
-        for (resource, day, bytes) in rows {
-            let hours = packed::decode_usage(day, &bytes).map_err(|e| {
-                StoreError::Corrupt(format!("usage of {key} ({resource}) on day {day}: {e}"))
-            })?;
-            for (hour_start, sketch) in hours {
-                if hour_start >= from && hour_start < to {
-                    out.push(super::rows::usage_hour(key, &resource, hour_start, sketch)?);
-                }
-            }
-        }
-        Ok(out)
+        history::usage(&mut *self.pool.acquire().await?, key, from, to).await
     }
 
     #[tracing::instrument(skip_all, fields(key = %key))]
@@ -689,62 +359,17 @@ impl Store for PostgresStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<SignalHour>, StoreError> {
-        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-            "select s.day, s.hours \
-             from signal_days s join containers c on c.id = s.container_id \
-             where c.cluster = $1 and c.namespace = $2 and c.kind = $3 and c.workload = $4 \
-             and c.container = $5 and s.day >= $6 and s.day < $7 \
-             order by s.day",
-        )
-        .bind(&key.cluster)
-        .bind(&key.namespace)
-        .bind(&key.kind)
-        .bind(&key.workload)
-        .bind(&key.container)
-        .bind(packed::day_of(from))
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::new();
-        for (day, bytes) in rows {
-            let hours = packed::decode_signals(day, &bytes)
-                .map_err(|e| StoreError::Corrupt(format!("signals of {key} on day {day}: {e}")))?;
-            for (hour_start, (restarts, oom_kills, cfs_periods, cfs_throttled_periods)) in hours {
-                if hour_start >= from && hour_start < to {
-                    out.push(SignalHour {
-                        key: key.clone(),
-                        hour_start,
-                        restarts,
-                        oom_kills,
-                        cfs_periods,
-                        cfs_throttled_periods,
-                    });
-                }
-            }
-        }
-        Ok(out)
+        history::signals(&mut *self.pool.acquire().await?, key, from, to).await
     }
 
     #[tracing::instrument(skip_all, fields(cluster = ?cluster))]
     async fn workloads(&self, cluster: Option<&str>) -> Result<Vec<WorkloadInfo>, StoreError> {
-        let mut select =
-            QueryBuilder::<Postgres>::new("select namespace, kind, name, body from workloads");
-        if let Some(cluster) = cluster {
-            select.push(" where cluster = ").push_bind(cluster);
-        }
-        select.push(" order by cluster, namespace, kind, name");
-        let rows: Vec<WorkloadRow> = select.build_query_as().fetch_all(&self.pool).await?;
-        rows.into_iter().map(WorkloadRow::into_info).collect()
+        shared::workloads(&mut *self.pool.acquire().await?, cluster).await
     }
 
     #[tracing::instrument(skip_all)]
     async fn recommendations_version(&self) -> Result<(i64, i64), StoreError> {
-        let row: (i64, i64) = sqlx::query_as(
-            "select coalesce(max(computed_at), 0)::bigint, count(*)::bigint from recommendations",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row)
+        shared::recommendations_version(&mut *self.pool.acquire().await?).await
     }
 
     #[tracing::instrument(skip_all, fields(%cluster, recommendations = recs.len()))]
@@ -753,39 +378,8 @@ impl Store for PostgresStore {
         cluster: &str,
         recs: &[Recommendation],
     ) -> Result<(), StoreError> {
-        check_cluster(cluster, recs)?;
-        let values = recs
-            .iter()
-            .map(RecommendationValues::new)
-            .collect::<Result<Vec<_>, _>>()?;
         let mut tx = self.pool.begin().await?;
-        sqlx::query("delete from recommendations where cluster = $1")
-            .bind(cluster)
-            .execute(&mut *tx)
-            .await?;
-        for batch in values.chunks(BATCH_ROWS) {
-            let mut insert = QueryBuilder::<Postgres>::new(
-                "insert into recommendations \
-                 (cluster, namespace, kind, workload, container, status, confidence, computed_at, body) ",
-            );
-            insert.push_values(batch, |mut row, rec| {
-                let key = &rec.rec.key;
-                row.push_bind(&key.cluster)
-                    .push_bind(&key.namespace)
-                    .push_bind(&key.kind)
-                    .push_bind(&key.workload)
-                    .push_bind(&key.container)
-                    .push_bind(rec.rec.status.as_str())
-                    .push_bind(rec.rec.confidence.as_str())
-                    .push_bind(rec.rec.computed_at)
-                    .push_bind(&rec.body);
-            });
-            insert
-                .build()
-                .persistent(keep_prepared(batch.len()))
-                .execute(&mut *tx)
-                .await?;
-        }
+        shared::replace_recommendations(&mut *tx, cluster, recs).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -815,49 +409,22 @@ impl Store for PostgresStore {
 
     #[tracing::instrument(skip_all, fields(generated_at = report.generated_at))]
     async fn save_report(&self, report: &StoredReportInput) -> Result<i64, StoreError> {
-        let values = ReportValues::new(report);
-        let id = sqlx::query_scalar(
-            "insert into reports (generated_at, summary, body) values ($1, $2, $3) returning id",
-        )
-        .bind(values.generated_at)
-        .bind(&values.summary)
-        .bind(&values.body)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(id)
+        shared::save_report(&mut *self.pool.acquire().await?, report).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn report(&self, id: i64) -> Result<Option<StoredReport>, StoreError> {
-        let row: Option<ReportRow> =
-            sqlx::query_as("select id, generated_at, summary, body from reports where id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(ReportRow::decode).transpose()
+        shared::report(&mut *self.pool.acquire().await?, Some(id)).await
     }
 
     #[tracing::instrument(skip_all)]
     async fn latest_report(&self) -> Result<Option<StoredReport>, StoreError> {
-        let row: Option<ReportRow> = sqlx::query_as(
-            "select id, generated_at, summary, body from reports \
-             order by generated_at desc, id desc limit 1",
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(ReportRow::decode).transpose()
+        shared::report(&mut *self.pool.acquire().await?, None).await
     }
 
     #[tracing::instrument(skip_all, fields(%limit))]
     async fn list_reports(&self, limit: usize) -> Result<Vec<ReportListing>, StoreError> {
-        let rows: Vec<ReportListingRow> = sqlx::query_as(
-            "select id, generated_at, summary from reports \
-             order by generated_at desc, id desc limit $1",
-        )
-        .bind(limit_param(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(ReportListingRow::decode).collect()
+        shared::list_reports(&mut *self.pool.acquire().await?, limit).await
     }
 
     async fn claim_chunk(
@@ -888,86 +455,29 @@ impl Store for PostgresStore {
         now: i64,
         ttl_secs: i64,
     ) -> Result<bool, StoreError> {
-        // Leases of long-past periods are of no use to anyone.
-        sqlx::query("delete from job_leases where lease_until < $1")
-            .bind(now - super::LEASE_KEEP_SECS)
-            .execute(&self.pool)
-            .await?;
-        let leased: Option<String> = sqlx::query_scalar(
-            "insert into job_leases (job, period, holder, lease_until, done) values ($1, $2, $3, $4, false) \
-             on conflict (job, period) do update set holder = excluded.holder, lease_until = excluded.lease_until \
-             where job_leases.done = false and (job_leases.lease_until < $5 or job_leases.holder = excluded.holder) \
-             returning holder",
+        shared::lease_job(
+            &mut *self.pool.acquire().await?,
+            job,
+            period,
+            holder,
+            now,
+            ttl_secs,
         )
-        .bind(job)
-        .bind(period)
-        .bind(holder)
-        .bind(now + ttl_secs)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(leased.is_some())
+        .await
     }
 
     async fn finish_job(&self, job: &str, period: i64, holder: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "update job_leases set done = true where job = $1 and period = $2 and holder = $3",
-        )
-        .bind(job)
-        .bind(period)
-        .bind(holder)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        shared::finish_job(&mut *self.pool.acquire().await?, job, period, holder).await
     }
 
     #[tracing::instrument(skip_all)]
     async fn history_end(&self) -> Result<Option<i64>, StoreError> {
-        let newest: Option<i64> = sqlx::query_scalar("select max(hour_start) from collected_hours")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(newest.map(|hour_start| hour_start + 3600))
+        shared::history_end(&mut *self.pool.acquire().await?, None).await
     }
 
     #[tracing::instrument(skip_all, fields(cutoff = options.cutoff, dry_run = options.dry_run))]
     async fn prune_history(&self, options: &PruneOptions) -> Result<Vec<TablePrune>, StoreError> {
-        let targets = [
-            PruneTarget {
-                table: "usage_days",
-                key: "container_id, resource, day",
-                predicate: "day < $1".into(),
-                day: Some("day"),
-            },
-            PruneTarget {
-                table: "signal_days",
-                key: "container_id, day",
-                predicate: "day < $1".into(),
-                day: Some("day"),
-            },
-            PruneTarget {
-                table: "collected_hours",
-                key: "cluster, hour_start",
-                predicate: "hour_start < $1".into(),
-                day: Some("hour_start / 86400"),
-            },
-            PruneTarget {
-                table: "containers",
-                key: "id",
-                predicate: STALE_CONTAINER.into(),
-                day: None,
-            },
-            PruneTarget {
-                table: "workloads",
-                key: "cluster, namespace, kind, name",
-                predicate: format!(
-                    "seen_at < $1 and not exists (select 1 from containers \
-                     where containers.cluster = workloads.cluster and containers.namespace = workloads.namespace \
-                     and containers.kind = workloads.kind and containers.workload = workloads.name \
-                     and not ({STALE_CONTAINER}))"
-                ),
-                day: None,
-            },
-        ];
+        let targets = sql::prune_targets();
         let mut out = Vec::new();
         for target in &targets {
             let mut pruned = TablePrune {
@@ -1018,69 +528,12 @@ impl Store for PostgresStore {
 
     #[tracing::instrument(skip_all, fields(%keep_newest, %older_than))]
     async fn prune_reports(&self, keep_newest: usize, older_than: i64) -> Result<u64, StoreError> {
-        let deleted = sqlx::query(
-            "delete from reports where generated_at < $1 and id not in \
-             (select id from reports order by generated_at desc, id desc limit $2)",
-        )
-        .bind(older_than)
-        .bind(limit_param(keep_newest))
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(deleted)
+        shared::prune_reports(&mut *self.pool.acquire().await?, keep_newest, older_than).await
     }
 
     #[tracing::instrument(skip_all, fields(kind = run.kind.as_str()))]
     async fn start_run(&self, run: &NewRun<'_>) -> Result<RunStart, StoreError> {
-        // A run that finishes between a refused insert and the look-up leaves nothing to
-        // report as busy: try again.
-        for _ in 0..3 {
-            sqlx::query(
-                "update runs set status = 'failed', finished_at = lease_until, \
-                 error = $1::text || holder || $2::text \
-                 where kind = $3 and status = 'running' and lease_until < $4",
-            )
-            .bind(super::ABANDONED_PREFIX)
-            .bind(super::ABANDONED_SUFFIX)
-            .bind(run.kind.as_str())
-            .bind(run.now)
-            .execute(&self.pool)
-            .await?;
-            let started: Option<i64> = sqlx::query_scalar(
-                "insert into runs (kind, status, trigger, holder, started_at, lease_until) \
-                 values ($1, 'running', $2, $3, $4, $5) \
-                 on conflict (kind) where status = 'running' do nothing returning seq",
-            )
-            .bind(run.kind.as_str())
-            .bind(run.trigger)
-            .bind(run.holder)
-            .bind(run.now)
-            .bind(run.lease_until)
-            .fetch_optional(&self.pool)
-            .await?;
-            if let Some(seq) = started {
-                sqlx::query(
-                    "delete from runs where status <> 'running' and seq <= \
-                     (select seq from runs order by seq desc offset $1 limit 1)",
-                )
-                .bind(super::RUNS_KEPT)
-                .execute(&self.pool)
-                .await?;
-                return Ok(RunStart::Started(seq));
-            }
-            let running: Option<i64> =
-                sqlx::query_scalar("select seq from runs where kind = $1 and status = 'running'")
-                    .bind(run.kind.as_str())
-                    .fetch_optional(&self.pool)
-                    .await?;
-            if let Some(seq) = running {
-                return Ok(RunStart::Busy(seq));
-            }
-        }
-        Err(StoreError::Invalid(format!(
-            "could not start a {} run: runs of that kind kept starting and finishing",
-            run.kind.as_str()
-        )))
+        shared::start_run(&mut *self.pool.acquire().await?, run).await
     }
 
     async fn renew_run(
@@ -1091,19 +544,14 @@ impl Store for PostgresStore {
         total: u64,
         lease_until: i64,
     ) -> Result<bool, StoreError> {
-        let updated = sqlx::query(
-            "update runs set done = $1, total = $2, lease_until = $3 \
-             where seq = $4 and holder = $5 and status = 'running'",
+        shared::renew_run(
+            &mut *self.pool.acquire().await?,
+            seq,
+            holder,
+            (done, total),
+            lease_until,
         )
-        .bind(count_param(done))
-        .bind(count_param(total))
-        .bind(lease_until)
-        .bind(seq)
-        .bind(holder)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(updated == 1)
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(%seq))]
@@ -1113,34 +561,26 @@ impl Store for PostgresStore {
         holder: &str,
         outcome: &RunOutcome,
     ) -> Result<bool, StoreError> {
-        let (status, result, error) = run_outcome_columns(outcome);
-        let updated = sqlx::query(
-            "update runs set status = $1, result = $2, error = $3, finished_at = $4, \
-             done = $5, total = $6 where seq = $7 and holder = $8 and status = 'running'",
-        )
-        .bind(status)
-        .bind(result)
-        .bind(error)
-        .bind(outcome.finished_at)
-        .bind(count_param(outcome.done))
-        .bind(count_param(outcome.total))
-        .bind(seq)
-        .bind(holder)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(updated == 1)
+        shared::finish_run(&mut *self.pool.acquire().await?, seq, holder, outcome).await
     }
 
     async fn run(&self, seq: i64) -> Result<Option<StoredRun>, StoreError> {
-        let row: Option<RunRow> =
-            sqlx::query_as(&format!("select {RUN_COLUMNS} from runs where seq = $1"))
-                .bind(seq)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(RunRow::decode).transpose()
+        shared::run(&mut *self.pool.acquire().await?, seq).await
     }
 }
+
+sql::conn_impl!(
+    PgConnection,
+    Postgres,
+    async fn lock_day(&mut self, cluster: &str, day: i64) -> Result<(), StoreError> {
+        // Negated: a key apart from the collection cells' claims, which are positive.
+        sqlx::query("select pg_advisory_xact_lock($1)")
+            .bind(super::claim_key(cluster, -day - 1))
+            .execute(self)
+            .await?;
+        Ok(())
+    }
+);
 
 /// A session advisory lock on a connection taken out of the pool. Released, the connection
 /// goes back; dropped unreleased, the connection is closed, which frees the lock.

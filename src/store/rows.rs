@@ -35,9 +35,6 @@ pub(in crate::store) struct UsageValues<'a> {
     pub key: &'a ContainerKey,
     pub resource: Resource,
     pub hour_start: i64,
-    pub sample_count: i64,
-    pub sum: f64,
-    pub max: f64,
     pub sketch: Vec<u8>,
 }
 
@@ -142,7 +139,8 @@ impl<'a> ChunkPlan<'a> {
 
 impl<'a> UsageValues<'a> {
     fn new(hour: &'a UsageHour) -> Result<Self, StoreError> {
-        let sample_count = i64::try_from(hour.sketch.count()).map_err(|_| {
+        // Refused as when a column held it, so both backends keep refusing the same chunks.
+        i64::try_from(hour.sketch.count()).map_err(|_| {
             StoreError::Invalid(format!(
                 "{} {} at {}: sample count {} does not fit a bigint",
                 hour.key,
@@ -155,9 +153,6 @@ impl<'a> UsageValues<'a> {
             key: &hour.key,
             resource: hour.resource,
             hour_start: hour.hour_start,
-            sample_count,
-            sum: hour.sketch.sum(),
-            max: hour.sketch.max(),
             sketch: hour.sketch.to_bytes(),
         })
     }
@@ -266,32 +261,7 @@ impl ContainerRow {
     }
 }
 
-/// A `usage_hours` row, read for one known container.
-#[derive(sqlx::FromRow)]
-pub(in crate::store) struct UsageRow {
-    resource: String,
-    hour_start: i64,
-    sample_count: i64,
-    sketch: Vec<u8>,
-}
-
-impl UsageRow {
-    pub fn into_usage_hour(self, key: &ContainerKey) -> Result<UsageHour, StoreError> {
-        let hour = usage_hour(key, &self.resource, self.hour_start, &self.sketch)?;
-        if i64::try_from(hour.sketch.count()).ok() != Some(self.sample_count) {
-            return Err(StoreError::Corrupt(format!(
-                "usage of {key} ({}) at {}: sample_count {} but the sketch holds {}",
-                self.resource,
-                self.hour_start,
-                self.sample_count,
-                hour.sketch.count()
-            )));
-        }
-        Ok(hour)
-    }
-}
-
-/// One stored usage hour from its parts (the Postgres day rows).
+/// One stored usage hour from its parts (a day row's hour).
 pub(in crate::store) fn usage_hour(
     key: &ContainerKey,
     resource: &str,
@@ -333,37 +303,6 @@ impl RecommendationRow {
                 container: self.container,
             };
             StoreError::Corrupt(format!("recommendation {key}: {e}"))
-        })
-    }
-}
-
-/// A stored signal hour.
-#[derive(sqlx::FromRow)]
-pub(in crate::store) struct SignalRow {
-    hour_start: i64,
-    restarts: i64,
-    oom_kills: i64,
-    cfs_periods: f64,
-    cfs_throttled_periods: f64,
-}
-
-impl SignalRow {
-    pub fn into_signal_hour(self, key: &ContainerKey) -> Result<SignalHour, StoreError> {
-        let count = |v: i64, what: &str| {
-            u32::try_from(v).map_err(|_| {
-                StoreError::Corrupt(format!(
-                    "signals of {key} at {}: {what} = {v}",
-                    self.hour_start
-                ))
-            })
-        };
-        Ok(SignalHour {
-            key: key.clone(),
-            hour_start: self.hour_start,
-            restarts: count(self.restarts, "restarts")?,
-            oom_kills: count(self.oom_kills, "oom_kills")?,
-            cfs_periods: self.cfs_periods,
-            cfs_throttled_periods: self.cfs_throttled_periods,
         })
     }
 }

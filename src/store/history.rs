@@ -1,0 +1,210 @@
+//! History in day rows, the layout of both backends: the chunk write (read, merge, rewrite
+//! the day rows it touches) and the reads of usage and signal hours, over a [`Conn`].
+
+use std::collections::BTreeMap;
+
+use super::packed;
+use super::rows::{usage_hour, ChunkPlan, ContainerIdRow};
+use super::sql::{self, Conn, Statement, Value};
+use super::StoreError;
+use crate::model::{ContainerKey, SignalHour, UsageHour};
+
+/// Usage hours by day row: per (container id, resource, day), each hour's sketch.
+pub(in crate::store) type UsageDays = BTreeMap<sql::UsageDayKey, BTreeMap<i64, Vec<u8>>>;
+
+/// Signal hours by day row: per (container id, day), each hour's values.
+pub(in crate::store) type SignalDays = BTreeMap<(i64, i64), BTreeMap<i64, packed::Signals>>;
+
+/// Writes a planned chunk of `cluster` inside the caller's transaction.
+pub(in crate::store) async fn write_chunk(
+    conn: &mut impl Conn,
+    cluster: &str,
+    plan: &ChunkPlan<'_>,
+) -> Result<(), StoreError> {
+    sql::execute_all(conn, sql::upsert_observed(plan)).await?;
+    sql::execute_all(conn, sql::insert_usage_only(plan)).await?;
+
+    let mut ids = plan.id_map();
+    for select in sql::select_ids(plan) {
+        let rows: Vec<ContainerIdRow> = conn.fetch_all(&select).await?;
+        ids.extend(rows.into_iter().map(ContainerIdRow::into_entry));
+    }
+
+    // Day rows are read, merged and rewritten: writers of the same cluster-day (replicas
+    // collecting different cells of it) take turns, in day order so none deadlock.
+    let mut days: Vec<i64> = plan.hours.iter().map(|&h| packed::day_of(h)).collect();
+    days.extend(plan.usage.iter().map(|u| packed::day_of(u.hour_start)));
+    days.extend(plan.signals.iter().map(|s| packed::day_of(s.hour_start)));
+    days.sort_unstable();
+    days.dedup();
+    for &day in &days {
+        conn.lock_day(cluster, day).await?;
+    }
+
+    let id_of = |key: &ContainerKey| {
+        ids.get(key)
+            .copied()
+            .ok_or_else(|| StoreError::Invalid(format!("no container row for {key} in this chunk")))
+    };
+    let mut usage = UsageDays::new();
+    for u in &plan.usage {
+        aligned(u.hour_start)?;
+        usage
+            .entry((
+                id_of(u.key)?,
+                u.resource.as_str(),
+                packed::day_of(u.hour_start),
+            ))
+            .or_default()
+            .insert(u.hour_start, u.sketch.clone());
+    }
+    let keys: Vec<sql::UsageDayKey> = usage.keys().copied().collect();
+    for select in sql::select_usage_days(&keys) {
+        let rows: Vec<(i64, String, i64, Vec<u8>)> = conn.fetch_all(&select).await?;
+        for (id, resource, day, bytes) in rows {
+            let resource = if resource == "cpu" { "cpu" } else { "memory" };
+            let stored = packed::decode_usage(day, &bytes).map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "usage day row of container {id} ({resource}) at {day}: {e}"
+                ))
+            })?;
+            let merged = usage.entry((id, resource, day)).or_default();
+            for (hour, sketch) in stored {
+                // Replace, never add: the chunk's hours win over the stored ones.
+                merged.entry(hour).or_insert_with(|| sketch.to_vec());
+            }
+        }
+    }
+    write_usage_days(conn, &usage).await?;
+
+    let mut signals = SignalDays::new();
+    for s in &plan.signals {
+        aligned(s.hour_start)?;
+        signals
+            .entry((id_of(&s.key)?, packed::day_of(s.hour_start)))
+            .or_default()
+            .insert(
+                s.hour_start,
+                (
+                    s.restarts,
+                    s.oom_kills,
+                    s.cfs_periods,
+                    s.cfs_throttled_periods,
+                ),
+            );
+    }
+    let keys: Vec<(i64, i64)> = signals.keys().copied().collect();
+    for select in sql::select_signal_days(&keys) {
+        let rows: Vec<(i64, i64, Vec<u8>)> = conn.fetch_all(&select).await?;
+        for (id, day, bytes) in rows {
+            let stored = packed::decode_signals(day, &bytes).map_err(|e| {
+                StoreError::Corrupt(format!("signal day row of container {id} at {day}: {e}"))
+            })?;
+            let merged = signals.entry((id, day)).or_default();
+            for (hour, values) in stored {
+                merged.entry(hour).or_insert(values);
+            }
+        }
+    }
+    write_signal_days(conn, &signals).await?;
+
+    sql::execute_all(conn, sql::upsert_workloads(plan)).await?;
+    sql::execute_all(conn, sql::insert_collected_hours(cluster, plan)).await?;
+    Ok(())
+}
+
+/// Writes whole usage day rows, replacing stored ones.
+pub(in crate::store) async fn write_usage_days(
+    conn: &mut impl Conn,
+    usage: &UsageDays,
+) -> Result<(), StoreError> {
+    let rows: Vec<(sql::UsageDayKey, Vec<u8>)> = usage
+        .iter()
+        .map(|(&k, hours)| (k, packed::encode_usage(k.2, hours)))
+        .collect();
+    sql::execute_all(conn, sql::upsert_usage_days(&rows)).await
+}
+
+/// Writes whole signal day rows, replacing stored ones.
+pub(in crate::store) async fn write_signal_days(
+    conn: &mut impl Conn,
+    signals: &SignalDays,
+) -> Result<(), StoreError> {
+    let rows: Vec<((i64, i64), Vec<u8>)> = signals
+        .iter()
+        .map(|(&k, hours)| (k, packed::encode_signals(k.1, hours)))
+        .collect();
+    sql::execute_all(conn, sql::upsert_signal_days(&rows)).await
+}
+
+/// Refuses an hour that does not start on the hour.
+pub(in crate::store) fn aligned(hour: i64) -> Result<i64, StoreError> {
+    if hour.rem_euclid(3600) == 0 {
+        Ok(hour)
+    } else {
+        Err(StoreError::Invalid(format!(
+            "hour {hour} is not hour-aligned"
+        )))
+    }
+}
+
+/// The values binding a container's key and the days holding `[from, to)` (see
+/// [`sql::USAGE_DAYS`]).
+fn key_and_days(key: &ContainerKey, from: i64, to: i64) -> Vec<Value<'_>> {
+    let mut values = Vec::with_capacity(7);
+    sql::key_values(key, &mut values);
+    values.extend([Value::Int(packed::day_of(from)), Value::Int(to)]);
+    values
+}
+
+/// Hourly usage of one container in `[from, to)`, by resource then hour.
+pub(in crate::store) async fn usage(
+    conn: &mut impl Conn,
+    key: &ContainerKey,
+    from: i64,
+    to: i64,
+) -> Result<Vec<UsageHour>, StoreError> {
+    let select = Statement::new(sql::USAGE_DAYS, key_and_days(key, from, to));
+    let rows: Vec<(String, i64, Vec<u8>)> = conn.fetch_all(&select).await?;
+    let mut out = Vec::new();
+    for (resource, day, bytes) in rows {
+        let hours = packed::decode_usage(day, &bytes).map_err(|e| {
+            StoreError::Corrupt(format!("usage of {key} ({resource}) on day {day}: {e}"))
+        })?;
+        for (hour_start, sketch) in hours {
+            if hour_start >= from && hour_start < to {
+                out.push(usage_hour(key, &resource, hour_start, sketch)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Hourly signals of one container in `[from, to)`, by hour.
+pub(in crate::store) async fn signals(
+    conn: &mut impl Conn,
+    key: &ContainerKey,
+    from: i64,
+    to: i64,
+) -> Result<Vec<SignalHour>, StoreError> {
+    let select = Statement::new(sql::SIGNAL_DAYS, key_and_days(key, from, to));
+    let rows: Vec<(i64, Vec<u8>)> = conn.fetch_all(&select).await?;
+    let mut out = Vec::new();
+    for (day, bytes) in rows {
+        let hours = packed::decode_signals(day, &bytes)
+            .map_err(|e| StoreError::Corrupt(format!("signals of {key} on day {day}: {e}")))?;
+        for (hour_start, (restarts, oom_kills, cfs_periods, cfs_throttled_periods)) in hours {
+            if hour_start >= from && hour_start < to {
+                out.push(SignalHour {
+                    key: key.clone(),
+                    hour_start,
+                    restarts,
+                    oom_kills,
+                    cfs_periods,
+                    cfs_throttled_periods,
+                });
+            }
+        }
+    }
+    Ok(out)
+}

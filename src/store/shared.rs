@@ -1,0 +1,355 @@
+//! The [`super::Store`] methods whose SQL is the same on SQLite and Postgres, over a
+//! [`Conn`]: collection bookkeeping, workloads, recommendations written, reports, job leases
+//! and runs. A backend's method takes a connection (or a transaction) and calls one of these.
+
+use super::rows::{
+    check_cluster, count_param, limit_param, run_outcome_columns, RecommendationValues,
+    ReportListingRow, ReportRow, ReportValues, RunRow, WorkloadRow, RUN_COLUMNS,
+};
+use super::sql::{batched, execute_all, key_values, BothRow, Conn, Statement, Value};
+use super::{NewRun, RunOutcome, RunStart, StoreError, StoredRun};
+use super::{ReportListing, StoredReport, StoredReportInput};
+use crate::model::{Recommendation, WorkloadInfo};
+
+/// The first row `stmt` returns, if any.
+async fn fetch_optional<R: BothRow>(
+    conn: &mut impl Conn,
+    stmt: &Statement<'_>,
+) -> Result<Option<R>, StoreError> {
+    Ok(conn.fetch_all(stmt).await?.into_iter().next())
+}
+
+/// Hours in `[from, to)` already collected for `cluster`, ascending.
+pub(in crate::store) async fn collected_hours(
+    conn: &mut impl Conn,
+    cluster: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<i64>, StoreError> {
+    let select = Statement::new(
+        "select hour_start from collected_hours \
+         where cluster = $1 and hour_start >= $2 and hour_start < $3 \
+         order by hour_start",
+        vec![Value::Text(cluster), Value::Int(from), Value::Int(to)],
+    );
+    let rows: Vec<(i64,)> = conn.fetch_all(&select).await?;
+    Ok(rows.into_iter().map(|(hour,)| hour).collect())
+}
+
+/// End (exclusive) of the newest collected hour of `cluster`, or of any cluster.
+pub(in crate::store) async fn history_end(
+    conn: &mut impl Conn,
+    cluster: Option<&str>,
+) -> Result<Option<i64>, StoreError> {
+    let select = match cluster {
+        Some(cluster) => Statement::new(
+            "select max(hour_start) from collected_hours where cluster = $1",
+            vec![Value::Text(cluster)],
+        ),
+        None => Statement::new("select max(hour_start) from collected_hours", Vec::new()),
+    };
+    let newest: Option<(Option<i64>,)> = fetch_optional(conn, &select).await?;
+    Ok(newest.and_then(|(hour,)| hour).map(|hour| hour + 3600))
+}
+
+/// Workload facts, optionally of one cluster.
+pub(in crate::store) async fn workloads(
+    conn: &mut impl Conn,
+    cluster: Option<&str>,
+) -> Result<Vec<WorkloadInfo>, StoreError> {
+    let select = match cluster {
+        Some(cluster) => Statement::new(
+            "select namespace, kind, name, body from workloads where cluster = $1 \
+             order by cluster, namespace, kind, name",
+            vec![Value::Text(cluster)],
+        ),
+        None => Statement::new(
+            "select namespace, kind, name, body from workloads \
+             order by cluster, namespace, kind, name",
+            Vec::new(),
+        ),
+    };
+    let rows: Vec<WorkloadRow> = conn.fetch_all(&select).await?;
+    rows.into_iter().map(WorkloadRow::into_info).collect()
+}
+
+/// (newest `computed_at`, row count) of the stored recommendations.
+pub(in crate::store) async fn recommendations_version(
+    conn: &mut impl Conn,
+) -> Result<(i64, i64), StoreError> {
+    let select = Statement::new(
+        "select cast(coalesce(max(computed_at), 0) as bigint), cast(count(*) as bigint) \
+         from recommendations",
+        Vec::new(),
+    );
+    Ok(fetch_optional(conn, &select).await?.unwrap_or((0, 0)))
+}
+
+/// Replaces every recommendation of `cluster` with `recs`, inside the caller's transaction.
+pub(in crate::store) async fn replace_recommendations(
+    conn: &mut impl Conn,
+    cluster: &str,
+    recs: &[Recommendation],
+) -> Result<(), StoreError> {
+    check_cluster(cluster, recs)?;
+    let values = recs
+        .iter()
+        .map(RecommendationValues::new)
+        .collect::<Result<Vec<_>, _>>()?;
+    conn.execute(&Statement::new(
+        "delete from recommendations where cluster = $1",
+        vec![Value::Text(cluster)],
+    ))
+    .await?;
+    let inserts = batched(
+        "insert into recommendations \
+         (cluster, namespace, kind, workload, container, status, confidence, computed_at, body) ",
+        "",
+        9,
+        &values,
+        |rec, out| {
+            key_values(&rec.rec.key, out);
+            out.extend([
+                Value::Text(rec.rec.status.as_str()),
+                Value::Text(rec.rec.confidence.as_str()),
+                Value::Int(rec.rec.computed_at),
+                Value::Text(&rec.body),
+            ]);
+        },
+    );
+    execute_all(conn, inserts).await
+}
+
+/// Stores a report and returns its id.
+pub(in crate::store) async fn save_report(
+    conn: &mut impl Conn,
+    report: &StoredReportInput,
+) -> Result<i64, StoreError> {
+    let values = ReportValues::new(report);
+    let insert = Statement::new(
+        "insert into reports (generated_at, summary, body) values ($1, $2, $3) returning id",
+        vec![
+            Value::Int(values.generated_at),
+            Value::Text(&values.summary),
+            Value::Text(&values.body),
+        ],
+    );
+    let id: Option<(i64,)> = fetch_optional(conn, &insert).await?;
+    id.map(|(id,)| id)
+        .ok_or_else(|| StoreError::Invalid("the database returned no report id".into()))
+}
+
+/// The report with this id, or the newest report with `None`.
+pub(in crate::store) async fn report(
+    conn: &mut impl Conn,
+    id: Option<i64>,
+) -> Result<Option<StoredReport>, StoreError> {
+    let select = match id {
+        Some(id) => Statement::new(
+            "select id, generated_at, summary, body from reports where id = $1",
+            vec![Value::Int(id)],
+        ),
+        None => Statement::new(
+            "select id, generated_at, summary, body from reports \
+             order by generated_at desc, id desc limit 1",
+            Vec::new(),
+        ),
+    };
+    let row: Option<ReportRow> = fetch_optional(conn, &select).await?;
+    row.map(ReportRow::decode).transpose()
+}
+
+/// At most `limit` reports without their bodies, newest first.
+pub(in crate::store) async fn list_reports(
+    conn: &mut impl Conn,
+    limit: usize,
+) -> Result<Vec<ReportListing>, StoreError> {
+    let select = Statement::new(
+        "select id, generated_at, summary from reports \
+         order by generated_at desc, id desc limit $1",
+        vec![Value::Int(limit_param(limit))],
+    );
+    let rows: Vec<ReportListingRow> = conn.fetch_all(&select).await?;
+    rows.into_iter().map(ReportListingRow::decode).collect()
+}
+
+/// Deletes the reports generated before `older_than` but the `keep_newest` newest.
+pub(in crate::store) async fn prune_reports(
+    conn: &mut impl Conn,
+    keep_newest: usize,
+    older_than: i64,
+) -> Result<u64, StoreError> {
+    conn.execute(&Statement::new(
+        "delete from reports where generated_at < $1 and id not in \
+         (select id from reports order by generated_at desc, id desc limit $2)",
+        vec![Value::Int(older_than), Value::Int(limit_param(keep_newest))],
+    ))
+    .await
+}
+
+/// Leases the run of `job` for `period` to `holder` (see [`super::Store::lease_job`]).
+pub(in crate::store) async fn lease_job(
+    conn: &mut impl Conn,
+    job: &str,
+    period: i64,
+    holder: &str,
+    now: i64,
+    ttl_secs: i64,
+) -> Result<bool, StoreError> {
+    // Leases of long-past periods are of no use to anyone.
+    conn.execute(&Statement::new(
+        "delete from job_leases where lease_until < $1",
+        vec![Value::Int(now - super::LEASE_KEEP_SECS)],
+    ))
+    .await?;
+    // `false` and `true`: booleans on Postgres, 0 and 1 on SQLite.
+    let upsert = Statement::new(
+        "insert into job_leases (job, period, holder, lease_until, done) values ($1, $2, $3, $4, false) \
+         on conflict (job, period) do update set holder = excluded.holder, lease_until = excluded.lease_until \
+         where job_leases.done = false and (job_leases.lease_until < $5 or job_leases.holder = excluded.holder) \
+         returning holder",
+        vec![
+            Value::Text(job),
+            Value::Int(period),
+            Value::Text(holder),
+            Value::Int(now + ttl_secs),
+            Value::Int(now),
+        ],
+    );
+    let leased: Option<(String,)> = fetch_optional(conn, &upsert).await?;
+    Ok(leased.is_some())
+}
+
+/// Marks the leased run of `job` for `period` done.
+pub(in crate::store) async fn finish_job(
+    conn: &mut impl Conn,
+    job: &str,
+    period: i64,
+    holder: &str,
+) -> Result<(), StoreError> {
+    conn.execute(&Statement::new(
+        "update job_leases set done = true where job = $1 and period = $2 and holder = $3",
+        vec![Value::Text(job), Value::Int(period), Value::Text(holder)],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Records a running run (see [`super::Store::start_run`]).
+pub(in crate::store) async fn start_run(
+    conn: &mut impl Conn,
+    run: &NewRun<'_>,
+) -> Result<RunStart, StoreError> {
+    let kind = run.kind.as_str();
+    // A run that finishes between a refused insert and the look-up leaves nothing to
+    // report as busy: try again.
+    for _ in 0..3 {
+        conn.execute(&Statement::new(
+            "update runs set status = 'failed', finished_at = lease_until, \
+             error = cast($1 as text) || holder || cast($2 as text) \
+             where kind = $3 and status = 'running' and lease_until < $4",
+            vec![
+                Value::Text(super::ABANDONED_PREFIX),
+                Value::Text(super::ABANDONED_SUFFIX),
+                Value::Text(kind),
+                Value::Int(run.now),
+            ],
+        ))
+        .await?;
+        let insert = Statement::new(
+            "insert into runs (kind, status, trigger, holder, started_at, lease_until) \
+             values ($1, 'running', $2, $3, $4, $5) \
+             on conflict (kind) where status = 'running' do nothing returning seq",
+            vec![
+                Value::Text(kind),
+                Value::Text(run.trigger),
+                Value::Text(run.holder),
+                Value::Int(run.now),
+                Value::Int(run.lease_until),
+            ],
+        );
+        if let Some((seq,)) = fetch_optional::<(i64,)>(conn, &insert).await? {
+            conn.execute(&Statement::new(
+                "delete from runs where status <> 'running' and seq <= \
+                 (select seq from runs order by seq desc limit 1 offset $1)",
+                vec![Value::Int(super::RUNS_KEPT)],
+            ))
+            .await?;
+            return Ok(RunStart::Started(seq));
+        }
+        let running = Statement::new(
+            "select seq from runs where kind = $1 and status = 'running'",
+            vec![Value::Text(kind)],
+        );
+        if let Some((seq,)) = fetch_optional::<(i64,)>(conn, &running).await? {
+            return Ok(RunStart::Busy(seq));
+        }
+    }
+    Err(StoreError::Invalid(format!(
+        "could not start a {kind} run: runs of that kind kept starting and finishing"
+    )))
+}
+
+/// Records progress of a running run of `holder`; false when it no longer runs under it.
+pub(in crate::store) async fn renew_run(
+    conn: &mut impl Conn,
+    seq: i64,
+    holder: &str,
+    (done, total): (u64, u64),
+    lease_until: i64,
+) -> Result<bool, StoreError> {
+    let updated = conn
+        .execute(&Statement::new(
+            "update runs set done = $1, total = $2, lease_until = $3 \
+             where seq = $4 and holder = $5 and status = 'running'",
+            vec![
+                Value::Int(count_param(done)),
+                Value::Int(count_param(total)),
+                Value::Int(lease_until),
+                Value::Int(seq),
+                Value::Text(holder),
+            ],
+        ))
+        .await?;
+    Ok(updated == 1)
+}
+
+/// Records how a running run of `holder` ended; false when it no longer ran under it.
+pub(in crate::store) async fn finish_run(
+    conn: &mut impl Conn,
+    seq: i64,
+    holder: &str,
+    outcome: &RunOutcome,
+) -> Result<bool, StoreError> {
+    let (status, result, error) = run_outcome_columns(outcome);
+    let updated = conn
+        .execute(&Statement::new(
+            "update runs set status = $1, result = $2, error = $3, finished_at = $4, \
+             done = $5, total = $6 where seq = $7 and holder = $8 and status = 'running'",
+            vec![
+                Value::Text(status),
+                Value::OptText(result.as_deref()),
+                Value::OptText(error.as_deref()),
+                Value::Int(outcome.finished_at),
+                Value::Int(count_param(outcome.done)),
+                Value::Int(count_param(outcome.total)),
+                Value::Int(seq),
+                Value::Text(holder),
+            ],
+        ))
+        .await?;
+    Ok(updated == 1)
+}
+
+/// The run with this sequence number, if stored.
+pub(in crate::store) async fn run(
+    conn: &mut impl Conn,
+    seq: i64,
+) -> Result<Option<StoredRun>, StoreError> {
+    let select = Statement::new(
+        &format!("select {RUN_COLUMNS} from runs where seq = $1"),
+        vec![Value::Int(seq)],
+    );
+    let row: Option<RunRow> = fetch_optional(conn, &select).await?;
+    row.map(RunRow::decode).transpose()
+}

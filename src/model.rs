@@ -596,3 +596,34 @@ impl RunStatus {
             .find(|s| s.as_str() == name)
     }
 }
+
+/// One in-place resize rightsizer sent to the Kubernetes API, or one rollback, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ChangeRecord {
+    /// Store id (0 before it is stored).
+    pub id: i64,
+    /// Unix seconds it was sent.
+    pub at: i64,
+    /// Cluster.
+    pub cluster: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Pod.
+    pub pod: String,
+    /// Container.
+    pub container: String,
+    /// The owning workload, `Kind/name`.
+    pub workload: Option<String>,
+    /// Who sent it: `rightsizer apply (user@host)` or `serve (replica)`.
+    pub actor: String,
+    /// `resize`, or `rollback` after a failed health check.
+    pub kind: String,
+    /// Requests and limits before.
+    pub before: Resources,
+    /// Requests and limits asked for.
+    pub after: Resources,
+    /// What came of it: `resized`, `in-progress: …`, `deferred: …`, `infeasible: …`, `failed: …`.
+    pub outcome: String,
+    /// Why it was sent.
+    pub reason: String,
+}

@@ -91,6 +91,15 @@ pub struct Metrics {
     pub collector_chunks: Family<ClusterLabels, Counter>,
     /// Scheduled jobs this process ran, and those it left to another replica.
     pub scheduled_jobs: Family<JobLabels, Counter>,
+    /// In-place resizes this process sent (rollbacks included), by outcome.
+    pub resizes: Family<OutcomeLabels, Counter>,
+}
+
+/// Labels of an in-place resize.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `resized`, `in-progress`, `deferred`, `infeasible`, `failed` or `rolled-back`.
+    pub outcome: String,
 }
 
 /// Labels of a scheduled job outcome.
@@ -143,6 +152,12 @@ pub fn metrics() -> &'static Metrics {
         let recommendations = Family::<SeverityLabels, Gauge>::default();
         let collector_chunks = Family::<ClusterLabels, Counter>::default();
         let scheduled_jobs = Family::<JobLabels, Counter>::default();
+        let resizes = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "resizes",
+            "In-place pod resizes this process sent, by outcome",
+            resizes.clone(),
+        );
         registry.register(
             "collector_chunks",
             "Collection chunks this process wrote",
@@ -193,6 +208,7 @@ pub fn metrics() -> &'static Metrics {
             recommendations,
             collector_chunks,
             scheduled_jobs,
+            resizes,
         }
     })
 }
@@ -231,6 +247,16 @@ impl Metrics {
             .get_or_create(&JobLabels {
                 job: job.into(),
                 outcome: outcome.as_str().into(),
+            })
+            .inc();
+    }
+
+    /// Counts a resize sent, by the first word of its outcome (`deferred: …` is `deferred`).
+    pub fn resize(&self, outcome: &str) {
+        let word = outcome.split(':').next().unwrap_or("").trim();
+        self.resizes
+            .get_or_create(&OutcomeLabels {
+                outcome: word.into(),
             })
             .inc();
     }

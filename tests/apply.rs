@@ -253,6 +253,28 @@ async fn plans_dry_runs_steps_down_and_reports_what_the_kubelet_said() {
         "{api}"
     );
 
+    // Both are on record, with who sent them.
+    let store = rightsizer::store::connect(&format!(
+        "sqlite://{}",
+        env.dir.path().join("rs.db").display()
+    ))
+    .await
+    .unwrap();
+    let changes = store.changes(Some("prod"), 10).await.unwrap();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert!(changes
+        .iter()
+        .all(|c| c.kind == "resize" && c.actor.starts_with("rightsizer apply (")));
+    let web = changes.iter().find(|c| c.pod == "web-5d8f-x1").unwrap();
+    assert_eq!(
+        (
+            web.before.cpu_request_millicores,
+            web.after.cpu_request_millicores,
+            web.outcome.as_str()
+        ),
+        (Some(1000), Some(750), "resized")
+    );
+
     // The next run takes the next step and leaves the Infeasible resize alone.
     let (out, plan) = env.apply(&["--dry-run=false"]).await;
     assert!(out.status.success());
@@ -380,7 +402,13 @@ async fn the_applier_rolls_back_a_step_that_ends_in_an_oom_kill() {
         cluster: "prod".into(),
         ..PlanOptions::default()
     };
-    let mut applier = Applier::new(client, store, opts, ApplyMode::InPlace);
+    let mut applier = Applier::new(
+        client,
+        store.clone(),
+        opts,
+        ApplyMode::InPlace,
+        "serve (test)".into(),
+    );
     let t0 = 1_800_000_000;
 
     let first = applier.step(t0).await.unwrap();
@@ -415,6 +443,33 @@ async fn the_applier_rolls_back_a_step_that_ends_in_an_oom_kill() {
         sent,
         ["web-5d8f-x1", "web-5d8f-x1"],
         "the rollback only: dry run, then sent"
+    );
+
+    // Both are on record, newest first, and counted.
+    let changes = store.changes(Some("prod"), 10).await.unwrap();
+    let web: Vec<_> = changes.iter().filter(|c| c.pod == "web-5d8f-x1").collect();
+    assert_eq!(web.len(), 2, "{changes:?}");
+    assert_eq!((web[0].kind.as_str(), web[0].at), ("rollback", t0 + 3600));
+    assert_eq!(web[0].before.cpu_request_millicores, Some(750));
+    assert_eq!(web[0].after.cpu_request_millicores, Some(1000));
+    assert_eq!(
+        web[0].reason,
+        "rollback: container app was OOM-killed after the resize"
+    );
+    assert_eq!(
+        (web[1].kind.as_str(), web[1].outcome.as_str()),
+        ("resize", "resized")
+    );
+    assert_eq!(web[1].actor, "serve (test)");
+    assert_eq!(web[1].workload.as_deref(), Some("Deployment/web"));
+    let metrics = rightsizer::telemetry::metrics().encode();
+    assert!(
+        metrics.contains("rightsizer_resizes_total{outcome=\"rolled-back\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rightsizer_resizes_total{outcome=\"infeasible\"} 1"),
+        "{metrics}"
     );
 
     // Still held a step later; the hold lapses after a day.

@@ -1044,3 +1044,41 @@ async fn chromium_renders_the_fleet_sorts_it_and_draws_the_chart() {
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn fleet_page_lists_recent_in_place_changes_escaped() {
+    let (_dir, state, _recs) = state().await;
+    let page = get(&state, "/").await;
+    assert!(
+        !page.body.contains("Recent in-place changes"),
+        "none yet: no section"
+    );
+    let change = rightsizer::model::ChangeRecord {
+        id: 0,
+        at: NEWEST_HOUR,
+        cluster: "prod".into(),
+        namespace: "checkout".into(),
+        pod: "cart-5d8f-x1".into(),
+        container: HOSTILE.into(),
+        workload: Some("Deployment/cart".into()),
+        actor: "serve (replica-a)".into(),
+        kind: "rollback".into(),
+        before: Resources {
+            cpu_request_millicores: Some(150),
+            ..Resources::default()
+        },
+        after: Resources {
+            cpu_request_millicores: Some(200),
+            ..Resources::default()
+        },
+        outcome: "resized".into(),
+        reason: "rollback: container app was OOM-killed after the resize".into(),
+    };
+    state.store.record_changes(&[change]).await.unwrap();
+    let page = get(&state, "/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("<h2>Recent in-place changes</h2>"));
+    assert!(page.body.contains("data-kind=\"rollback\""));
+    assert!(page.body.contains("150m/- → 200m/-"), "{}", page.body);
+    assert!(!page.body.contains(HOSTILE), "container names are escaped");
+}

@@ -206,6 +206,7 @@ contract!(
     reports_are_saved_listed_and_pruned,
     scheduled_jobs_run_once_per_period,
     old_finished_runs_are_pruned,
+    changes_are_recorded_listed_newest_first_and_filtered,
 );
 contract!(
     run_with_backdoor: corrupt_rows_are_reported,
@@ -2179,4 +2180,62 @@ async fn postgres_day_tables_are_partitioned_by_the_migration() {
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The record of in-place resizes
+
+async fn changes_are_recorded_listed_newest_first_and_filtered(store: Arc<dyn Store>) {
+    use rightsizer::model::ChangeRecord;
+    let change = |at: i64, cluster: &str, pod: &str, kind: &str| ChangeRecord {
+        id: 0,
+        at,
+        cluster: cluster.into(),
+        namespace: "shop".into(),
+        pod: pod.into(),
+        container: "app".into(),
+        workload: (kind == "resize").then(|| "Deployment/web".to_string()),
+        actor: "serve (a)".into(),
+        kind: kind.into(),
+        before: Resources {
+            cpu_request_millicores: Some(1000),
+            cpu_limit_millicores: Some(4000),
+            memory_request_bytes: Some(1 << 30),
+            memory_limit_bytes: Some(1 << 30),
+        },
+        after: Resources {
+            cpu_request_millicores: Some(750),
+            ..Resources::default()
+        },
+        outcome: "resized".into(),
+        reason: "lowered by at most 25% this run".into(),
+    };
+    assert!(store.changes(None, 10).await.unwrap().is_empty());
+    store.record_changes(&[]).await.unwrap();
+    store
+        .record_changes(&[
+            change(T0, "prod", "web-1", "resize"),
+            change(T0 + 60, "prod", "web-2", "resize"),
+            change(T0 + 30, "staging", "web-3", "rollback"),
+        ])
+        .await
+        .unwrap();
+    let all = store.changes(None, 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|c| c.pod.as_str()).collect::<Vec<_>>(),
+        ["web-2", "web-3", "web-1"],
+        "newest first"
+    );
+    assert!(all.iter().all(|c| c.id > 0));
+    let mut read = all[2].clone();
+    read.id = 0;
+    assert_eq!(
+        read,
+        change(T0, "prod", "web-1", "resize"),
+        "reads back as written"
+    );
+    assert_eq!(all[1].workload, None);
+    let prod = store.changes(Some("prod"), 1).await.unwrap();
+    assert_eq!(prod.len(), 1);
+    assert_eq!(prod[0].pod, "web-2");
 }

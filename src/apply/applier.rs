@@ -85,8 +85,8 @@ fn log_step(mode: ApplyMode, r: &StepReport) {
 #[derive(Debug, Clone)]
 struct Stepped {
     workload: Option<String>,
-    /// Per container: values before the step, and restarts then.
-    containers: Vec<(String, Resources, i32)>,
+    /// Per container: values before the step, values after it, and restarts then.
+    containers: Vec<(String, Resources, Resources, i32)>,
 }
 
 /// The applier's memory between steps.
@@ -95,6 +95,7 @@ pub struct Applier {
     store: Arc<dyn Store>,
     opts: PlanOptions,
     mode: ApplyMode,
+    actor: String,
     last_step: BTreeMap<(String, String), Stepped>,
     /// `(namespace, workload, container)` → (unix seconds until, why).
     held: BTreeMap<(String, String, String), (i64, String)>,
@@ -110,13 +111,21 @@ pub struct StepReport {
 }
 
 impl Applier {
-    /// An applier for `client`'s cluster under `opts`.
-    pub fn new(client: Client, store: Arc<dyn Store>, opts: PlanOptions, mode: ApplyMode) -> Self {
+    /// An applier for `client`'s cluster under `opts`; `actor` names it in the record of
+    /// changes (`serve (<replica>)`).
+    pub fn new(
+        client: Client,
+        store: Arc<dyn Store>,
+        opts: PlanOptions,
+        mode: ApplyMode,
+        actor: String,
+    ) -> Self {
         Applier {
             client,
             store,
             opts,
             mode,
+            actor,
             last_step: BTreeMap::new(),
             held: BTreeMap::new(),
         }
@@ -163,9 +172,22 @@ impl Applier {
         if self.mode == ApplyMode::InPlace {
             api::execute(&self.client, &state, &mut plan).await;
             self.remember(&state, &plan);
+            self.record(&plan, "resize", now).await;
         }
         report.plan = plan;
         Ok(report)
+    }
+
+    /// Stores the sent lines of `lines` as changes; a store error is logged, not fatal (the
+    /// resize happened either way).
+    async fn record(&self, lines: &[PlannedResize], kind: &str, now: i64) {
+        let records = super::change_records(lines, &self.opts.cluster, &self.actor, kind, now);
+        if records.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.record_changes(&records).await {
+            tracing::error!(error = %e, "apply: cannot record {} change(s)", records.len());
+        }
     }
 
     /// Remembers the pods this step resized, with their values and restarts before it.
@@ -192,7 +214,7 @@ impl Applier {
                     containers: Vec::new(),
                 })
                 .containers
-                .push((l.container.clone(), l.current, restarts));
+                .push((l.container.clone(), l.current, l.target, restarts));
         }
     }
 
@@ -214,12 +236,12 @@ impl Applier {
             let lines: Vec<PlannedResize> = stepped
                 .containers
                 .iter()
-                .map(|(container, before, _)| PlannedResize {
+                .map(|(container, before, after, _)| PlannedResize {
                     namespace: ns.clone(),
                     pod: name.clone(),
                     container: container.clone(),
                     workload: stepped.workload.clone(),
-                    current: Resources::default(),
+                    current: *after,
                     target: *before,
                     recommended: None,
                     decision: Decision::Resize,
@@ -230,8 +252,16 @@ impl Applier {
             let refs: Vec<&PlannedResize> = lines.iter().collect();
             let outcome =
                 api::send_patch(&self.client, &ns, &name, &api::resize_patch(&view, &refs)).await;
+            let sent: Vec<PlannedResize> = lines
+                .into_iter()
+                .map(|l| PlannedResize {
+                    outcome: Some(outcome.clone()),
+                    ..l
+                })
+                .collect();
+            self.record(&sent, "rollback", now).await;
             tracing::warn!(namespace = %ns, pod = %name, reason = %why, outcome = %outcome, "apply: rolled back a resize");
-            for (container, _, _) in &stepped.containers {
+            for (container, ..) in &stepped.containers {
                 self.held.insert(
                     (
                         ns.clone(),
@@ -253,7 +283,8 @@ impl Applier {
 fn unhealthy(pod: &Pod, stepped: &Stepped) -> Option<String> {
     let status = pod.status.as_ref()?;
     for cs in status.container_statuses.iter().flatten() {
-        let Some((_, _, before)) = stepped.containers.iter().find(|(c, _, _)| *c == cs.name) else {
+        let Some((_, _, _, before)) = stepped.containers.iter().find(|(c, ..)| *c == cs.name)
+        else {
             continue;
         };
         if cs.restart_count > *before {

@@ -12,6 +12,42 @@ use std::fmt::Write;
 pub use applier::{Applier, ApplyMode};
 pub use plan::{Decision, PlanOptions, PlannedResize};
 
+/// The records of the lines of `plan` that were sent (those with an outcome), for the store,
+/// counted in `rightsizer_resizes_total` as they go.
+pub fn change_records(
+    plan: &[PlannedResize],
+    cluster: &str,
+    actor: &str,
+    kind: &str,
+    at: i64,
+) -> Vec<crate::model::ChangeRecord> {
+    plan.iter()
+        .filter_map(|l| {
+            let outcome = l.outcome.clone()?;
+            crate::telemetry::metrics().resize(if kind == "rollback" && outcome == "resized" {
+                "rolled-back"
+            } else {
+                &outcome
+            });
+            Some(crate::model::ChangeRecord {
+                id: 0,
+                at,
+                cluster: cluster.into(),
+                namespace: l.namespace.clone(),
+                pod: l.pod.clone(),
+                container: l.container.clone(),
+                workload: l.workload.clone(),
+                actor: actor.into(),
+                kind: kind.into(),
+                before: l.current,
+                after: l.target,
+                outcome,
+                reason: l.reason.clone(),
+            })
+        })
+        .collect()
+}
+
 /// The plan as a table: one line per container, its values now and after, the decision and
 /// why (and, after a real run, the outcome).
 pub fn table(lines: &[PlannedResize]) -> String {

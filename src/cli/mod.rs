@@ -648,6 +648,15 @@ async fn apply(
     let mut plan = apply::plan::plan(&state, &recs, &opts);
     if !dry_run {
         api::execute(&client, &state, &mut plan).await;
+        let actor = format!(
+            "rightsizer apply ({})",
+            std::env::var("USER").unwrap_or_else(|_| "unknown user".into())
+        );
+        let records = apply::change_records(&plan, &settings.cluster, &actor, "resize", now());
+        if let Err(e) = store.record_changes(&records).await {
+            // The resizes happened; say so loudly rather than fail after the fact.
+            tracing::error!(error = %e, "cannot record {} change(s) in the store", records.len());
+        }
     }
     match output {
         crate::config::ApplyOutput::Table => {
@@ -770,8 +779,13 @@ async fn serve(settings: &Settings, opts: ServeOptions) -> anyhow::Result<()> {
             memory_limit_decrease_allowed: false, // read from the server at each step
         };
         tracing::info!(mode = ?settings.apply.mode, every = ?settings.apply.step_interval, "applier on");
-        let applier =
-            crate::apply::Applier::new(client, state.store.clone(), opts, settings.apply.mode);
+        let applier = crate::apply::Applier::new(
+            client,
+            state.store.clone(),
+            opts,
+            settings.apply.mode,
+            format!("serve ({})", holder()),
+        );
         Some(tokio::spawn(crate::apply::applier::run(
             applier,
             settings.apply.step_interval,

@@ -18,8 +18,8 @@ use axum::Router;
 use super::auth::{AuthConfig, Presented};
 use super::error::ApiError;
 use super::{
-    dashboard, fleet, openapi, ops, recommendation_metrics, recommendations, reports, runs,
-    workloads, AppState,
+    changes, dashboard, fleet, openapi, ops, recommendation_metrics, recommendations, reports,
+    runs, workloads, AppState,
 };
 
 /// Who may call a route.
@@ -137,6 +137,7 @@ fn table() -> Vec<Entry> {
         entry(GET, "/api/v1/clusters", Read, Api, fleet::clusters),
         entry(GET, "/api/v1/namespaces", Read, Api, fleet::namespaces),
         entry(GET, "/api/v1/findings", Read, Api, fleet::findings),
+        entry(GET, "/api/v1/changes", Read, Api, changes::list),
         entry(GET, "/api/v1/reports", Read, Api, reports::list),
         entry(GET, "/api/v1/reports/latest", Read, Api, reports::latest),
         entry(GET, "/api/v1/reports/{id}", Read, Api, reports::by_id),

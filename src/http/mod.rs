@@ -23,6 +23,7 @@ use crate::telemetry::{metrics, HttpLabels};
 pub mod access;
 pub mod admission;
 pub mod auth;
+pub mod changes;
 pub mod dashboard;
 pub mod error;
 pub mod fleet;

@@ -323,6 +323,17 @@ pub trait Store: Send + Sync {
     async fn latest_report(&self) -> Result<Option<StoredReport>, StoreError>;
     /// At most `limit` reports without their bodies, newest first.
     async fn list_reports(&self, limit: usize) -> Result<Vec<ReportListing>, StoreError>;
+    /// Records in-place resizes (and rollbacks) as sent.
+    async fn record_changes(
+        &self,
+        changes: &[crate::model::ChangeRecord],
+    ) -> Result<(), StoreError>;
+    /// At most `limit` recorded changes, newest first, optionally of one cluster.
+    async fn changes(
+        &self,
+        cluster: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::model::ChangeRecord>, StoreError>;
     /// Retention: deletes every report generated before `older_than` (unix seconds) that is not
     /// among the `keep_newest` newest; returns how many were deleted.
     async fn prune_reports(&self, keep_newest: usize, older_than: i64) -> Result<u64, StoreError>;

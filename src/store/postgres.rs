@@ -427,6 +427,21 @@ impl Store for PostgresStore {
         shared::list_reports(&mut *self.pool.acquire().await?, limit).await
     }
 
+    async fn record_changes(
+        &self,
+        changes: &[crate::model::ChangeRecord],
+    ) -> Result<(), StoreError> {
+        shared::record_changes(&mut *self.pool.acquire().await?, changes).await
+    }
+
+    async fn changes(
+        &self,
+        cluster: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::model::ChangeRecord>, StoreError> {
+        shared::changes(&mut *self.pool.acquire().await?, cluster, limit).await
+    }
+
     async fn claim_chunk(
         &self,
         cluster: &str,

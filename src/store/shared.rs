@@ -353,3 +353,112 @@ pub(in crate::store) async fn run(
     let row: Option<RunRow> = fetch_optional(conn, &select).await?;
     row.map(RunRow::decode).transpose()
 }
+
+/// The columns of a `changes` row, in [`ChangeRow`]'s order.
+const CHANGE_COLUMNS: &str =
+    "id, at, cluster, namespace, pod, container, workload, actor, kind, before, after, outcome, reason";
+
+/// A `changes` row; the requests and limits are JSON.
+#[derive(sqlx::FromRow)]
+struct ChangeRow {
+    id: i64,
+    at: i64,
+    cluster: String,
+    namespace: String,
+    pod: String,
+    container: String,
+    workload: Option<String>,
+    actor: String,
+    kind: String,
+    before: String,
+    after: String,
+    outcome: String,
+    reason: String,
+}
+
+/// Records `changes`, one insert each.
+pub(in crate::store) async fn record_changes(
+    conn: &mut impl Conn,
+    changes: &[crate::model::ChangeRecord],
+) -> Result<(), StoreError> {
+    let json: Vec<(String, String)> = changes
+        .iter()
+        .map(|c| {
+            Ok((
+                serde_json::to_string(&c.before)?,
+                serde_json::to_string(&c.after)?,
+            ))
+        })
+        .collect::<Result<_, serde_json::Error>>()
+        .map_err(|e| StoreError::Invalid(format!("a change does not encode: {e}")))?;
+    let inserts = changes
+        .iter()
+        .zip(&json)
+        .map(|(c, (before, after))| {
+            Statement::new(
+                "insert into changes (at, cluster, namespace, pod, container, workload, actor, kind, \
+                 before, after, outcome, reason) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                vec![
+                    Value::Int(c.at),
+                    Value::Text(&c.cluster),
+                    Value::Text(&c.namespace),
+                    Value::Text(&c.pod),
+                    Value::Text(&c.container),
+                    Value::OptText(c.workload.as_deref()),
+                    Value::Text(&c.actor),
+                    Value::Text(&c.kind),
+                    Value::Text(before),
+                    Value::Text(after),
+                    Value::Text(&c.outcome),
+                    Value::Text(&c.reason),
+                ],
+            )
+        })
+        .collect();
+    execute_all(conn, inserts).await
+}
+
+/// At most `limit` recorded changes, newest first, optionally of one cluster.
+pub(in crate::store) async fn changes(
+    conn: &mut impl Conn,
+    cluster: Option<&str>,
+    limit: usize,
+) -> Result<Vec<crate::model::ChangeRecord>, StoreError> {
+    let select = match cluster {
+        Some(cluster) => Statement::new(
+            &format!(
+                "select {CHANGE_COLUMNS} from changes where cluster = $1 order by at desc, id desc limit $2"
+            ),
+            vec![Value::Text(cluster), Value::Int(limit_param(limit))],
+        ),
+        None => Statement::new(
+            &format!("select {CHANGE_COLUMNS} from changes order by at desc, id desc limit $1"),
+            vec![Value::Int(limit_param(limit))],
+        ),
+    };
+    let rows: Vec<ChangeRow> = conn.fetch_all(&select).await?;
+    rows.into_iter()
+        .map(|r| {
+            let resources = |what: &str, text: &str| {
+                serde_json::from_str(text)
+                    .map_err(|e| StoreError::Corrupt(format!("change {}: {what}: {e}", r.id)))
+            };
+            Ok(crate::model::ChangeRecord {
+                before: resources("before", &r.before)?,
+                after: resources("after", &r.after)?,
+                id: r.id,
+                at: r.at,
+                cluster: r.cluster,
+                namespace: r.namespace,
+                pod: r.pod,
+                container: r.container,
+                workload: r.workload,
+                actor: r.actor,
+                kind: r.kind,
+                outcome: r.outcome,
+                reason: r.reason,
+            })
+        })
+        .collect()
+}

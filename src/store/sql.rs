@@ -372,7 +372,7 @@ pub(in crate::store) struct PruneTarget {
 
 /// The tables retention prunes, in the order it prunes them: history first, then the
 /// containers and workloads left without any.
-pub(in crate::store) fn prune_targets() -> [PruneTarget; 5] {
+pub(in crate::store) fn prune_targets() -> [PruneTarget; 6] {
     [
         PruneTarget {
             table: "usage_days",
@@ -407,6 +407,13 @@ pub(in crate::store) fn prune_targets() -> [PruneTarget; 5] {
                  and containers.kind = workloads.kind and containers.workload = workloads.name \
                  and not ({STALE_CONTAINER}))"
             ),
+            day: None,
+        },
+        // The record of in-place resizes is kept as long as the history they were made from.
+        PruneTarget {
+            table: "changes",
+            key: "id",
+            predicate: "at < $1".into(),
             day: None,
         },
     ]

@@ -346,7 +346,63 @@ pub async fn page(
         render_table(&mut body, &view, shown, clusters.len() > 1, pages);
         render_pager(&mut body, &view, start, shown.len(), rows.len(), pages);
     }
+    let changes = state
+        .store
+        .changes(view.cluster.as_deref(), RECENT_CHANGES)
+        .await?;
+    render_changes(&mut body, &changes);
     Ok(Html(html::page("Fleet", &body)))
+}
+
+/// In-place changes listed under the fleet table (`/api/v1/changes` has them all).
+const RECENT_CHANGES: usize = 10;
+
+/// The latest in-place resizes and rollbacks, when there are any.
+fn render_changes(out: &mut String, changes: &[crate::model::ChangeRecord]) {
+    use crate::quantity::{cpu_opt, memory_opt};
+    if changes.is_empty() {
+        return;
+    }
+    out.push_str(
+        "<section class=\"changes\"><h2>Recent in-place changes</h2>\
+         <table class=\"fleet\"><thead><tr><th>when</th><th>pod / container</th><th>what</th>\
+         <th>CPU req/lim</th><th>memory req/lim</th><th>outcome</th><th>by</th></tr></thead><tbody>\n",
+    );
+    for c in changes {
+        let pair = |r: &crate::model::Resources, cpu: bool| {
+            if cpu {
+                format!(
+                    "{}/{}",
+                    cpu_opt(r.cpu_request_millicores),
+                    cpu_opt(r.cpu_limit_millicores)
+                )
+            } else {
+                format!(
+                    "{}/{}",
+                    memory_opt(r.memory_request_bytes),
+                    memory_opt(r.memory_limit_bytes)
+                )
+            }
+        };
+        let _ = writeln!(
+            out,
+            "<tr data-change=\"{id}\" data-kind=\"{kind}\"><td>{at}</td><td>{ns}/{pod} · {container}</td><td>{kind}</td>\
+             <td>{cb} → {ca}</td><td>{mb} → {ma}</td><td>{outcome}</td><td>{actor}</td></tr>",
+            id = c.id,
+            kind = Esc(&c.kind),
+            at = Esc(&html::timestamp(c.at)),
+            ns = Esc(&c.namespace),
+            pod = Esc(&c.pod),
+            container = Esc(&c.container),
+            cb = Esc(&pair(&c.before, true)),
+            ca = Esc(&pair(&c.after, true)),
+            mb = Esc(&pair(&c.before, false)),
+            ma = Esc(&pair(&c.after, false)),
+            outcome = Esc(&c.outcome),
+            actor = Esc(&c.actor),
+        );
+    }
+    out.push_str("</tbody></table></section>\n");
 }
 
 fn bar_row(out: &mut String, label: &str, class: &str, value: f64, max: f64, unit: &str) {

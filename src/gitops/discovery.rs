@@ -132,6 +132,19 @@ pub(crate) fn resources_of(resources: &Value) -> Resources {
 
 /// Parses one file's documents; the error says where parsing failed.
 pub(crate) fn parse_file(text: String) -> Result<ManifestFile, String> {
+    // Documents are parsed one by one, so a comment outside them (a preamble before the
+    // first `---`) is never read by the YAML parser: check what YAML forbids everywhere
+    // (C0 and C1 control characters but TAB, LF, CR and NEL), as kubectl's parser would.
+    if let Some((line, c)) = text.lines().enumerate().find_map(|(i, l)| {
+        l.chars()
+            .find(|&c| c.is_control() && !matches!(c, '\t' | '\r' | '\u{85}'))
+            .map(|c| (i + 1, c))
+    }) {
+        return Err(format!(
+            "line {line}: control character U+{:04X}, which YAML does not allow",
+            c as u32
+        ));
+    }
     let docs = {
         let lines = Text::new(&text);
         let ranges = lines.documents()?;
@@ -472,6 +485,19 @@ mod tests {
         );
         assert_eq!(resolve(Path::new("a"), "../../x"), None);
         assert_eq!(resolve(Path::new(""), "https://github.com/x/y"), None);
+    }
+
+    #[test]
+    fn control_characters_anywhere_make_a_file_malformed() {
+        // Found by the yaml_edit fuzz target: a DEL and a NUL in a comment before the first
+        // `---`, outside every document the parser reads.
+        let src = "# edited by hand\u{7f}\u{0}\n---\napiVersion: v1\nkind: ConfigMap\n";
+        let err = parse_file(src.into()).err().expect("refused");
+        assert_eq!(
+            err,
+            "line 1: control character U+007F, which YAML does not allow"
+        );
+        assert!(parse_file("a: \"tab\there\"\r\nb: 1\n".into()).is_ok());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use axum::Json;
 use serde::Serialize;
 
 use super::error::{ApiError, ErrorBody};
-use super::query::{check_names, RawParams};
+use super::query::{check_names, limit_param, RawParams};
 use super::AppState;
 use crate::model::ChangeRecord;
 
@@ -41,18 +41,7 @@ pub async fn list(
     Query(raw): Query<RawParams>,
 ) -> Result<Json<ChangeList>, ApiError> {
     let p = check_names(&raw, &["cluster", "limit"])?;
-    let limit = match p.get("limit") {
-        None => DEFAULT_LIMIT,
-        Some(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "parameter `limit` must be an integer from 1 to {MAX_LIMIT}; got `{v}`"
-                ))
-            })?,
-    };
+    let limit = limit_param(p.get("limit"), DEFAULT_LIMIT, MAX_LIMIT)?;
     let items = state
         .store
         .changes(p.get("cluster").map(String::as_str), limit)

@@ -22,6 +22,26 @@ pub const MAX_LIMIT: usize = 1000;
 /// Raw parameters: a list, so repeated or unknown ones can be refused.
 pub type RawParams = Vec<(String, String)>;
 
+/// The `limit` parameter: `default` when absent, else an integer from 1 to `max`.
+pub fn limit_param<S: AsRef<str>>(
+    value: Option<S>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    let Some(v) = value else {
+        return Ok(default);
+    };
+    let v = v.as_ref();
+    v.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "parameter `limit` must be an integer from 1 to {max}; got `{v}`"
+            ))
+        })
+}
+
 /// Checks that only `allowed` parameters appear, each at most once.
 pub fn check_names(
     raw: &RawParams,
@@ -270,18 +290,7 @@ impl ListQuery {
             None => sort != SortBy::Name,
             Some(v) => one_of("order", v, &[("asc", false), ("desc", true)])?,
         };
-        let limit = match get("limit") {
-            None => DEFAULT_LIMIT,
-            Some(v) => v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    ApiError::BadRequest(format!(
-                        "parameter `limit` must be an integer from 1 to {MAX_LIMIT}; got `{v}`"
-                    ))
-                })?,
-        };
+        let limit = limit_param(get("limit"), DEFAULT_LIMIT, MAX_LIMIT)?;
         let cursor = get("cursor").map(Cursor::decode).transpose()?;
         if let Some(c) = &cursor {
             if c.s != sort || c.d != descending {

@@ -78,7 +78,15 @@ pub async fn read_state(client: &Client, scope: &Scope) -> Result<ClusterState, 
         }
         state.pods.push(view);
     }
-    let namespaces: BTreeSet<String> = state.pods.iter().map(|p| p.namespace.clone()).collect();
+    read_nodes(client, &mut state).await?;
+    read_namespaces(client, &mut state).await?;
+    read_workload_annotations(client, &mut state).await?;
+    Ok(state)
+}
+
+/// Each node's allocatable and what the scheduler counts against it: every pod bound to it
+/// and not finished.
+async fn read_nodes(client: &Client, state: &mut ClusterState) -> Result<(), ApiError> {
     let nodes: BTreeSet<String> = state.pods.iter().filter_map(|p| p.node.clone()).collect();
     for node in &nodes {
         let api: Api<Node> = Api::all(client.clone());
@@ -96,7 +104,6 @@ pub async fn read_state(client: &Client, scope: &Scope) -> Result<ClusterState, 
                     .unwrap_or(0),
             },
         );
-        // What the scheduler counts against the node: every pod bound to it and not finished.
         let on_node = ListParams::default().fields(&format!(
             "spec.nodeName={node},status.phase!=Succeeded,status.phase!=Failed"
         ));
@@ -108,6 +115,12 @@ pub async fn read_state(client: &Client, scope: &Scope) -> Result<ClusterState, 
             .fold((0, 0), |(c, m), (pc, pm)| (c + pc, m + pm));
         state.node_requests.insert(node.clone(), used);
     }
+    Ok(())
+}
+
+/// The LimitRanges, ResourceQuotas and PodDisruptionBudgets of the pods' namespaces.
+async fn read_namespaces(client: &Client, state: &mut ClusterState) -> Result<(), ApiError> {
+    let namespaces: BTreeSet<String> = state.pods.iter().map(|p| p.namespace.clone()).collect();
     for ns in &namespaces {
         let lr: Api<LimitRange> = Api::namespaced(client.clone(), ns);
         let ranges = list_all(
@@ -140,6 +153,14 @@ pub async fn read_state(client: &Client, scope: &Scope) -> Result<ClusterState, 
             .pdbs
             .insert(ns.clone(), pdbs.iter().map(pdb_view).collect());
     }
+    Ok(())
+}
+
+/// The `rightsizer.io/*` annotations of each pod's workload, which can opt it out.
+async fn read_workload_annotations(
+    client: &Client,
+    state: &mut ClusterState,
+) -> Result<(), ApiError> {
     let workloads: BTreeSet<(String, String, String)> = state
         .pods
         .iter()
@@ -161,7 +182,7 @@ pub async fn read_state(client: &Client, scope: &Scope) -> Result<ClusterState, 
             .workload_annotations
             .insert((ns, kind, name), annotations);
     }
-    Ok(state)
+    Ok(())
 }
 
 async fn list_all<K>(api: &Api<K>, params: &ListParams, call: &str) -> Result<Vec<K>, ApiError>

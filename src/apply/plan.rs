@@ -337,8 +337,16 @@ fn container_step(
     if let Some(pending) = &pod.pending_resize {
         return Err(skip(format!("a resize is already pending: {pending}")));
     }
+    stepped_target(c, &rec.recommended, opts)
+}
+
+/// `c`'s values one step towards `want` under `opts`, and why; a skip when nothing moves.
+fn stepped_target(
+    c: &PodContainer,
+    want: &Resources,
+    opts: &PlanOptions,
+) -> Result<(Resources, String), Refusal> {
     let cur = c.resources;
-    let want = rec.recommended;
     let mut stepped = Vec::new();
     let mut step = |current, wanted, what| step(current, wanted, opts, &mut stepped, what);
     let mut target = Resources {
@@ -481,96 +489,129 @@ fn pod_checks(pod: &PodView, lines: &[PlannedResize], state: &ClusterState) -> R
             "would change the pod's QoS class from {q_before} to {q_after}, which a resize may not; change the workload's template (gitops) instead"
         ));
     }
-    let disruptive = pod.containers.iter().zip(&after).any(|(c, a)| {
+    disruption_check(pod, &after, state)?;
+    let delta = Totals::of(&after).minus(&Totals::of(&before));
+    node_check(pod, &delta, state)?;
+    if let Some(lr) = state.limit_ranges.get(&pod.namespace) {
+        for (c, a) in pod.containers.iter().zip(&after) {
+            limit_range_check(lr, a).map_err(|e| format!("container {}: {e}", c.name))?;
+        }
+    }
+    quota_check(pod, &delta, state)
+}
+
+/// Sums of a pod's requests and limits, millicores and bytes.
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    cpu_requests: i64,
+    memory_requests: i64,
+    cpu_limits: i64,
+    memory_limits: i64,
+}
+
+impl Totals {
+    fn of(rs: &[Resources]) -> Totals {
+        rs.iter().fold(Totals::default(), |t, r| Totals {
+            cpu_requests: t.cpu_requests + r.cpu_request_millicores.unwrap_or(0),
+            memory_requests: t.memory_requests + r.memory_request_bytes.unwrap_or(0),
+            cpu_limits: t.cpu_limits + r.cpu_limit_millicores.unwrap_or(0),
+            memory_limits: t.memory_limits + r.memory_limit_bytes.unwrap_or(0),
+        })
+    }
+
+    fn minus(&self, o: &Totals) -> Totals {
+        Totals {
+            cpu_requests: self.cpu_requests - o.cpu_requests,
+            memory_requests: self.memory_requests - o.memory_requests,
+            cpu_limits: self.cpu_limits - o.cpu_limits,
+            memory_limits: self.memory_limits - o.memory_limits,
+        }
+    }
+}
+
+/// A resize that restarts a container (`resizePolicy: RestartContainer`) waits until the
+/// pod's PodDisruptionBudget allows a disruption.
+fn disruption_check(
+    pod: &PodView,
+    after: &[Resources],
+    state: &ClusterState,
+) -> Result<(), String> {
+    let disruptive = pod.containers.iter().zip(after).any(|(c, a)| {
         let cpu = c.resources.cpu_request_millicores != a.cpu_request_millicores
             || c.resources.cpu_limit_millicores != a.cpu_limit_millicores;
         let memory = c.resources.memory_request_bytes != a.memory_request_bytes
             || c.resources.memory_limit_bytes != a.memory_limit_bytes;
         (cpu && c.restarts_on_cpu) || (memory && c.restarts_on_memory)
     });
-    if disruptive {
-        let pdbs = state
-            .pdbs
-            .get(&pod.namespace)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        if let Some(p) = pdbs.iter().find(|p| {
-            !p.match_labels.is_empty()
-                && p.match_labels
-                    .iter()
-                    .all(|(k, v)| pod.labels.get(k) == Some(v))
-        }) {
-            if p.disruptions_allowed < 1 {
-                return Err(format!(
-                    "the resize restarts a container (resizePolicy RestartContainer) and PodDisruptionBudget {} allows no disruption now",
-                    p.name
-                ));
-            }
-        }
+    if !disruptive {
+        return Ok(());
     }
-    let sum = |rs: &[Resources]| {
-        rs.iter().fold((0i64, 0i64), |(c, m), r| {
-            (
-                c + r.cpu_request_millicores.unwrap_or(0),
-                m + r.memory_request_bytes.unwrap_or(0),
-            )
-        })
+    let pdbs = state
+        .pdbs
+        .get(&pod.namespace)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let covering = pdbs.iter().find(|p| {
+        !p.match_labels.is_empty()
+            && p.match_labels
+                .iter()
+                .all(|(k, v)| pod.labels.get(k) == Some(v))
+    });
+    match covering {
+        Some(p) if p.disruptions_allowed < 1 => Err(format!(
+            "the resize restarts a container (resizePolicy RestartContainer) and PodDisruptionBudget {} allows no disruption now",
+            p.name
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// What the pod adds to its node's requests still fits the node's allocatable.
+fn node_check(pod: &PodView, delta: &Totals, state: &ClusterState) -> Result<(), String> {
+    let Some(node) = &pod.node else {
+        return Ok(());
     };
-    let (cpu_before, mem_before) = sum(&before);
-    let (cpu_after, mem_after) = sum(&after);
-    let (d_cpu, d_mem) = (cpu_after - cpu_before, mem_after - mem_before);
-    if let Some(node) = &pod.node {
-        if let (Some(n), Some(&(used_cpu, used_mem))) =
-            (state.nodes.get(node), state.node_requests.get(node))
-        {
-            if d_cpu > 0 && used_cpu + d_cpu > n.allocatable_cpu_millicores {
-                return Err(format!(
-                    "node {node} cannot fit it: CPU requests would be {}m of {}m allocatable",
-                    used_cpu + d_cpu,
-                    n.allocatable_cpu_millicores
-                ));
-            }
-            if d_mem > 0 && used_mem + d_mem > n.allocatable_memory_bytes {
-                return Err(format!(
-                    "node {node} cannot fit it: memory requests would be {} of {} bytes allocatable",
-                    used_mem + d_mem,
-                    n.allocatable_memory_bytes
-                ));
-            }
-        }
-    }
-    if let Some(lr) = state.limit_ranges.get(&pod.namespace) {
-        for (c, a) in pod.containers.iter().zip(&after) {
-            limit_range_check(lr, a).map_err(|e| format!("container {}: {e}", c.name))?;
-        }
-    }
-    let sum_limits = |rs: &[Resources]| {
-        rs.iter().fold((0i64, 0i64), |(c, m), r| {
-            (
-                c + r.cpu_limit_millicores.unwrap_or(0),
-                m + r.memory_limit_bytes.unwrap_or(0),
-            )
-        })
+    let (Some(n), Some(&(used_cpu, used_mem))) =
+        (state.nodes.get(node), state.node_requests.get(node))
+    else {
+        return Ok(());
     };
-    let (lc_before, lm_before) = sum_limits(&before);
-    let (lc_after, lm_after) = sum_limits(&after);
+    if delta.cpu_requests > 0 && used_cpu + delta.cpu_requests > n.allocatable_cpu_millicores {
+        return Err(format!(
+            "node {node} cannot fit it: CPU requests would be {}m of {}m allocatable",
+            used_cpu + delta.cpu_requests,
+            n.allocatable_cpu_millicores
+        ));
+    }
+    if delta.memory_requests > 0 && used_mem + delta.memory_requests > n.allocatable_memory_bytes {
+        return Err(format!(
+            "node {node} cannot fit it: memory requests would be {} of {} bytes allocatable",
+            used_mem + delta.memory_requests,
+            n.allocatable_memory_bytes
+        ));
+    }
+    Ok(())
+}
+
+/// What the pod adds to its namespace's totals stays within every ResourceQuota.
+fn quota_check(pod: &PodView, delta: &Totals, state: &ClusterState) -> Result<(), String> {
     for q in state
         .quotas
         .get(&pod.namespace)
         .map(Vec::as_slice)
         .unwrap_or(&[])
     {
-        let delta = match q.resource.as_str() {
-            "requests.cpu" | "cpu" => d_cpu,
-            "requests.memory" | "memory" => d_mem,
-            "limits.cpu" => lc_after - lc_before,
-            "limits.memory" => lm_after - lm_before,
+        let added = match q.resource.as_str() {
+            "requests.cpu" | "cpu" => delta.cpu_requests,
+            "requests.memory" | "memory" => delta.memory_requests,
+            "limits.cpu" => delta.cpu_limits,
+            "limits.memory" => delta.memory_limits,
             _ => 0,
         };
-        if delta > 0 && q.used + delta > q.hard {
+        if added > 0 && q.used + added > q.hard {
             return Err(format!(
                 "ResourceQuota {} would be exceeded: {} used {} + {} > hard {}",
-                q.quota, q.resource, q.used, delta, q.hard
+                q.quota, q.resource, q.used, added, q.hard
             ));
         }
     }

@@ -518,8 +518,37 @@ fn job_runner(
     Ok(runner)
 }
 
+/// GitOps options for `repo` with the `[gitops]` table's settings (an in-place edit, no git).
+fn gitops_options(settings: &Settings, repo: &std::path::Path) -> crate::gitops::GitopsOptions {
+    let mut opts = crate::gitops::GitopsOptions::new(repo);
+    opts.helm_values = settings.gitops.helm_values.clone();
+    opts.filter = settings.gitops.filter.clone();
+    opts.git_timeout = settings.gitops.git_timeout;
+    opts
+}
+
+/// The forge a pull request goes to, with its token read now (a missing token fails at start).
+fn forge_config(
+    settings: &Settings,
+    kind: crate::gitops::ForgeKind,
+    repo: String,
+    url: Option<&str>,
+    base_branch: &str,
+    token_file: Option<&std::path::Path>,
+) -> anyhow::Result<crate::gitops::ForgeConfig> {
+    let token = crate::gitops::read_token(token_file)?;
+    let mut forge = crate::gitops::ForgeConfig::new(kind, repo, base_branch, token);
+    if let Some(url) = url {
+        forge.base_url = url.to_string();
+    }
+    if settings.gitops.forge_max_response_bytes > 0 {
+        forge.max_response_bytes = settings.gitops.forge_max_response_bytes;
+    }
+    Ok(forge)
+}
+
 async fn gitops(settings: &Settings, args: crate::config::GitopsArgs) -> anyhow::Result<()> {
-    use crate::gitops::{self, ForgeConfig, ForgeKind, GitopsOptions, OutputMode};
+    use crate::gitops::{self, ForgeKind, OutputMode};
     let output = match args.output.as_str() {
         "in-place" => OutputMode::InPlace,
         "kustomize" => OutputMode::Kustomize,
@@ -538,25 +567,21 @@ async fn gitops(settings: &Settings, args: crate::config::GitopsArgs) -> anyhow:
                 .forge_repo
                 .clone()
                 .ok_or_else(|| anyhow!("--pull-request needs --forge-repo"))?;
-            let token = gitops::read_token(args.git_token_file.as_deref())?;
-            let mut forge = ForgeConfig::new(kind, repo, args.base_branch.clone(), token);
-            if let Some(url) = &args.forge_url {
-                forge.base_url = url.clone();
-            }
-            if settings.gitops.forge_max_response_bytes > 0 {
-                forge.max_response_bytes = settings.gitops.forge_max_response_bytes;
-            }
-            Some(forge)
+            Some(forge_config(
+                settings,
+                kind,
+                repo,
+                args.forge_url.as_deref(),
+                &args.base_branch,
+                args.git_token_file.as_deref(),
+            )?)
         }
     };
-    let mut opts = GitopsOptions::new(&args.repo);
+    let mut opts = gitops_options(settings, &args.repo);
     opts.output = output;
     opts.out_dir = args.out_dir;
     opts.max_workloads = args.max_workloads;
     opts.group_by_namespace = args.group_by_namespace;
-    opts.helm_values = settings.gitops.helm_values.clone();
-    opts.filter = settings.gitops.filter.clone();
-    opts.git_timeout = settings.gitops.git_timeout;
     opts.branch = args.branch;
     opts.commit = args.commit;
     opts.push = args.push;

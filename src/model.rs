@@ -128,6 +128,21 @@ pub struct SignalHour {
     pub cfs_throttled_periods: f64,
 }
 
+/// OOM kills of one workload container in one hour, seen before (or besides) the hour's
+/// collection: by the Kubernetes API's pod status, or by the collection's look at the
+/// current, incomplete hour. The analysis counts the larger of these and the collected hour's
+/// [`SignalHour::oom_kills`], so an OOM kill raises memory minutes after it happens, not at the
+/// next complete hour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OomKillHour {
+    /// Which workload container.
+    pub key: ContainerKey,
+    /// Unix seconds of the start of the hour.
+    pub hour_start: i64,
+    /// Kills seen in the hour, all pods together.
+    pub kills: u32,
+}
+
 /// Identity of a workload (the top-level owner of pods).
 #[derive(
     Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,

@@ -207,6 +207,8 @@ contract!(
     scheduled_jobs_run_once_per_period,
     old_finished_runs_are_pruned,
     changes_are_recorded_listed_newest_first_and_filtered,
+    one_recommendation_is_replaced_alone,
+    oom_kills_keep_the_larger_count_per_hour,
 );
 contract!(
     run_with_backdoor: corrupt_rows_are_reported,
@@ -2238,4 +2240,93 @@ async fn changes_are_recorded_listed_newest_first_and_filtered(store: Arc<dyn St
     let prod = store.changes(Some("prod"), 1).await.unwrap();
     assert_eq!(prod.len(), 1);
     assert_eq!(prod[0].pod, "web-2");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reaction to OOM kills
+
+async fn one_recommendation_is_replaced_alone(store: Arc<dyn Store>) {
+    let api = key("prod", "shop", "Deployment", "api", "app");
+    let envoy = key("prod", "shop", "Deployment", "api", "envoy");
+    store
+        .replace_recommendations(
+            "prod",
+            &[
+                recommendation(&api, 200, T0),
+                recommendation(&envoy, 300, T0),
+            ],
+        )
+        .await
+        .unwrap();
+    let raised = recommendation(&api, 900, T0 + 60);
+    store.put_recommendation(&raised).await.unwrap();
+    let all = store
+        .recommendations(&RecommendationFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(all[0], raised, "replaced");
+    assert_eq!(all[1], recommendation(&envoy, 300, T0), "left alone");
+    // A container without a stored recommendation gets one.
+    let other = recommendation(&key("prod", "shop", "Deployment", "web", "app"), 100, T0);
+    store.put_recommendation(&other).await.unwrap();
+    assert_eq!(
+        store
+            .recommendations(&RecommendationFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+async fn oom_kills_keep_the_larger_count_per_hour(store: Arc<dyn Store>) {
+    use rightsizer::model::OomKillHour;
+    let api = key("prod", "shop", "Deployment", "api", "app");
+    let kill = |key: &ContainerKey, hour_start: i64, kills: u32| OomKillHour {
+        key: key.clone(),
+        hour_start,
+        kills,
+    };
+    store.record_oom_kills(&[]).await.unwrap();
+    store
+        .record_oom_kills(&[
+            kill(&api, T0, 2),
+            kill(&api, T0 + 3600, 1),
+            kill(&key("staging", "shop", "Deployment", "api", "app"), T0, 5),
+        ])
+        .await
+        .unwrap();
+    // The same kills reported again (another replica), and a smaller count: no change.
+    store
+        .record_oom_kills(&[kill(&api, T0, 1), kill(&api, T0 + 3600, 1)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.oom_kills("prod", 0).await.unwrap(),
+        [kill(&api, T0, 2), kill(&api, T0 + 3600, 1)]
+    );
+    store
+        .record_oom_kills(&[kill(&api, T0 + 3600, 3)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.oom_kills("prod", T0 + 1).await.unwrap(),
+        [kill(&api, T0 + 3600, 3)],
+        "a larger count wins; hours before `from` are left out"
+    );
+    let pruned = store
+        .prune_history(&store::PruneOptions {
+            cutoff: T0 + 3600,
+            batch_rows: 1000,
+            dry_run: false,
+        })
+        .await
+        .unwrap();
+    let oom = pruned.iter().find(|t| t.table == "oom_kills").unwrap();
+    assert_eq!(oom.rows, 2, "{pruned:?}");
+    assert_eq!(
+        store.oom_kills("prod", 0).await.unwrap(),
+        [kill(&api, T0 + 3600, 3)]
+    );
 }

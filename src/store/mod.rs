@@ -308,6 +308,20 @@ pub trait Store: Send + Sync {
         cluster: &str,
         recs: &[Recommendation],
     ) -> Result<(), StoreError>;
+    /// Replaces the stored recommendation of one workload container (`rec.key`), leaving the
+    /// others of its cluster as they are: the reaction to an OOM kill recomputes one container.
+    async fn put_recommendation(&self, rec: &Recommendation) -> Result<(), StoreError>;
+    /// Records OOM kills seen before their hour was collected; per container and hour the
+    /// larger count is kept, so the same kill reported twice (two replicas watching, a
+    /// re-list after a restart) counts once.
+    async fn record_oom_kills(&self, kills: &[crate::model::OomKillHour])
+        -> Result<(), StoreError>;
+    /// The OOM kills recorded for `cluster` in hours starting at or after `from`.
+    async fn oom_kills(
+        &self,
+        cluster: &str,
+        from: i64,
+    ) -> Result<Vec<crate::model::OomKillHour>, StoreError>;
     /// Changes whenever the stored recommendations change: (newest `computed_at`, row count).
     async fn recommendations_version(&self) -> Result<(i64, i64), StoreError>;
     /// Stored recommendations matching `filter`, ordered by namespace, kind, workload, container.

@@ -427,6 +427,28 @@ impl Store for PostgresStore {
         shared::list_reports(&mut *self.pool.acquire().await?, limit).await
     }
 
+    async fn put_recommendation(&self, rec: &Recommendation) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        shared::put_recommendation(&mut *tx, rec).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_oom_kills(
+        &self,
+        kills: &[crate::model::OomKillHour],
+    ) -> Result<(), StoreError> {
+        shared::record_oom_kills(&mut *self.pool.acquire().await?, kills).await
+    }
+
+    async fn oom_kills(
+        &self,
+        cluster: &str,
+        from: i64,
+    ) -> Result<Vec<crate::model::OomKillHour>, StoreError> {
+        shared::oom_kills(&mut *self.pool.acquire().await?, cluster, from).await
+    }
+
     async fn record_changes(
         &self,
         changes: &[crate::model::ChangeRecord],

@@ -92,15 +92,20 @@ pub(in crate::store) async fn replace_recommendations(
     recs: &[Recommendation],
 ) -> Result<(), StoreError> {
     check_cluster(cluster, recs)?;
-    let values = recs
-        .iter()
-        .map(RecommendationValues::new)
-        .collect::<Result<Vec<_>, _>>()?;
     conn.execute(&Statement::new(
         "delete from recommendations where cluster = $1",
         vec![Value::Text(cluster)],
     ))
     .await?;
+    replace_rows(conn, recs).await
+}
+
+/// Inserts `recs` (whose rows the caller deleted).
+async fn replace_rows(conn: &mut impl Conn, recs: &[Recommendation]) -> Result<(), StoreError> {
+    let values = recs
+        .iter()
+        .map(RecommendationValues::new)
+        .collect::<Result<Vec<_>, _>>()?;
     let inserts = batched(
         "insert into recommendations \
          (cluster, namespace, kind, workload, container, status, confidence, computed_at, body) ",
@@ -118,6 +123,82 @@ pub(in crate::store) async fn replace_recommendations(
         },
     );
     execute_all(conn, inserts).await
+}
+
+/// Replaces the recommendation of `rec.key`, inside the caller's transaction.
+pub(in crate::store) async fn put_recommendation(
+    conn: &mut impl Conn,
+    rec: &Recommendation,
+) -> Result<(), StoreError> {
+    let mut key = Vec::new();
+    key_values(&rec.key, &mut key);
+    conn.execute(&Statement::new(
+        "delete from recommendations where cluster = $1 and namespace = $2 and kind = $3 \
+         and workload = $4 and container = $5",
+        key,
+    ))
+    .await?;
+    replace_rows(conn, std::slice::from_ref(rec)).await
+}
+
+/// Records OOM kills per container and hour, keeping the larger count of a row seen twice.
+pub(in crate::store) async fn record_oom_kills(
+    conn: &mut impl Conn,
+    kills: &[crate::model::OomKillHour],
+) -> Result<(), StoreError> {
+    let upserts = batched(
+        "insert into oom_kills (cluster, namespace, kind, workload, container, hour_start, kills) ",
+        " on conflict (cluster, namespace, kind, workload, container, hour_start) do update set \
+         kills = case when excluded.kills > oom_kills.kills then excluded.kills else oom_kills.kills end",
+        7,
+        kills,
+        |k, out| {
+            key_values(&k.key, out);
+            out.extend([Value::Int(k.hour_start), Value::Int(i64::from(k.kills))]);
+        },
+    );
+    execute_all(conn, upserts).await
+}
+
+/// An `oom_kills` row.
+#[derive(sqlx::FromRow)]
+struct OomKillRow {
+    cluster: String,
+    namespace: String,
+    kind: String,
+    workload: String,
+    container: String,
+    hour_start: i64,
+    kills: i64,
+}
+
+/// The OOM kills recorded for `cluster` from `from` on, by container then hour.
+pub(in crate::store) async fn oom_kills(
+    conn: &mut impl Conn,
+    cluster: &str,
+    from: i64,
+) -> Result<Vec<crate::model::OomKillHour>, StoreError> {
+    let select = Statement::new(
+        "select cluster, namespace, kind, workload, container, hour_start, cast(kills as bigint) as kills \
+         from oom_kills where cluster = $1 and hour_start >= $2 \
+         order by namespace, kind, workload, container, hour_start",
+        vec![Value::Text(cluster), Value::Int(from)],
+    );
+    let rows: Vec<OomKillRow> = conn.fetch_all(&select).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| crate::model::OomKillHour {
+            key: crate::model::ContainerKey {
+                cluster: r.cluster,
+                namespace: r.namespace,
+                kind: r.kind,
+                workload: r.workload,
+                container: r.container,
+            },
+            hour_start: r.hour_start,
+            kills: u32::try_from(r.kills).unwrap_or(u32::MAX),
+        })
+        .collect())
 }
 
 /// Stores a report and returns its id.

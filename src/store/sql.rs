@@ -372,7 +372,7 @@ pub(in crate::store) struct PruneTarget {
 
 /// The tables retention prunes, in the order it prunes them: history first, then the
 /// containers and workloads left without any.
-pub(in crate::store) fn prune_targets() -> [PruneTarget; 6] {
+pub(in crate::store) fn prune_targets() -> [PruneTarget; 7] {
     [
         PruneTarget {
             table: "usage_days",
@@ -408,6 +408,12 @@ pub(in crate::store) fn prune_targets() -> [PruneTarget; 6] {
                  and not ({STALE_CONTAINER}))"
             ),
             day: None,
+        },
+        PruneTarget {
+            table: "oom_kills",
+            key: "cluster, namespace, kind, workload, container, hour_start",
+            predicate: "hour_start < $1".into(),
+            day: Some("hour_start / 86400"),
         },
         // The record of in-place resizes is kept as long as the history they were made from.
         PruneTarget {

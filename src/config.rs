@@ -312,6 +312,46 @@ pub struct GitopsConfig {
     pub git_timeout: Duration,
     /// Largest forge (GitHub/GitLab API) answer read, in bytes; 0 means the default (16 MiB).
     pub forge_max_response_bytes: u64,
+    /// Where `serve` proposes the memory an OOM kill raised, at once (`[gitops.on_oom]`).
+    pub on_oom: Option<OomPullRequestConfig>,
+}
+
+/// The `[gitops.on_oom]` table: a checkout `serve` may commit to, and the branch and pull
+/// request that carry the memory raised after OOM kills (one branch, updated at each kill).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OomPullRequestConfig {
+    /// The GitOps checkout (a clone `serve` can write, with the remote configured).
+    pub repo: PathBuf,
+    /// Branch created or updated (default `rightsizer/oom`).
+    #[serde(default = "default_oom_branch")]
+    pub branch: String,
+    /// Remote pushed to (default `origin`).
+    #[serde(default = "default_remote")]
+    pub push: String,
+    /// `github` or `gitlab`.
+    pub pull_request: crate::gitops::ForgeKind,
+    /// owner/name on GitHub, or the project path or id on GitLab.
+    pub forge_repo: String,
+    /// API base URL (GitHub Enterprise, self-hosted GitLab).
+    pub forge_url: Option<String>,
+    /// Branch the pull request targets (default `main`).
+    #[serde(default = "default_base_branch")]
+    pub base_branch: String,
+    /// File with the forge token (else `RIGHTSIZER_GIT_TOKEN`).
+    pub token_file: Option<PathBuf>,
+}
+
+fn default_oom_branch() -> String {
+    "rightsizer/oom".into()
+}
+
+fn default_remote() -> String {
+    "origin".into()
+}
+
+fn default_base_branch() -> String {
+    "main".into()
 }
 
 impl Default for GitopsConfig {
@@ -321,6 +361,7 @@ impl Default for GitopsConfig {
             helm_values: Vec::new(),
             git_timeout: crate::gitops::DEFAULT_GIT_TIMEOUT,
             forge_max_response_bytes: 0,
+            on_oom: None,
         }
     }
 }
@@ -353,6 +394,9 @@ pub struct ApplyConfig {
     pub step_interval: Duration,
     /// Pods resized at most per step of `serve`'s applier (default 20).
     pub max_pods: usize,
+    /// Whether `serve` watches pod status and reacts to OOM kills at once (default true;
+    /// it runs when `mode` is not `off` or `[gitops.on_oom]` is set).
+    pub react_to_oom: bool,
 }
 
 impl Default for ApplyConfig {
@@ -363,6 +407,7 @@ impl Default for ApplyConfig {
             mode: crate::apply::ApplyMode::Off,
             step_interval: Duration::from_secs(3600),
             max_pods: 20,
+            react_to_oom: true,
         }
     }
 }
@@ -1193,6 +1238,34 @@ mod tests {
         assert_eq!(s.prometheus.unwrap().url, "http://file:9090");
         assert_eq!(s.policy.global().margin, 0.2);
         assert_eq!(s.policy.global().window_hours(), 168);
+    }
+
+    #[test]
+    fn the_oom_pull_request_table_has_defaults_and_names_what_is_missing() {
+        let path = write(
+            "on-oom",
+            "[gitops.on_oom]\nrepo = \"/srv/deploy\"\npull_request = \"gitlab\"\nforge_repo = \"acme/deploy\"\n\n[apply]\nreact_to_oom = false\n",
+        );
+        let s = Settings::resolve(&args(&["--config", path.to_str().unwrap()]).global).unwrap();
+        let on_oom = s.gitops.on_oom.unwrap();
+        assert_eq!(
+            (
+                on_oom.branch.as_str(),
+                on_oom.push.as_str(),
+                on_oom.base_branch.as_str()
+            ),
+            ("rightsizer/oom", "origin", "main")
+        );
+        assert_eq!(on_oom.pull_request, crate::gitops::ForgeKind::GitLab);
+        assert!(!s.apply.react_to_oom);
+        assert!(ApplyConfig::default().react_to_oom);
+        let path = write("on-oom-bad", "[gitops.on_oom]\nrepo = \"/srv/deploy\"\n");
+        let err =
+            Settings::resolve(&args(&["--config", path.to_str().unwrap()]).global).unwrap_err();
+        assert!(
+            err.to_string().contains("missing field `pull_request`"),
+            "{err}"
+        );
     }
 
     #[test]

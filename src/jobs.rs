@@ -64,7 +64,12 @@ pub async fn collect_window(
         progress,
         source: config.source,
     };
-    collector::collect(prom, store, &opts).await
+    let mut report = collector::collect(prom, store, &opts).await?;
+    if window.until.is_none() {
+        report.recent_oom_kills =
+            record_recent_oom_kills(prom, store, cluster, scope, window.now).await;
+    }
+    Ok(report)
 }
 
 /// The clusters a Prometheus holds, told apart by `label`: every value with kube-state-metrics
@@ -239,6 +244,19 @@ pub async fn compute_recommendations(
     now: i64,
     kubernetes: Option<&crate::cluster::ClusterSnapshot>,
 ) -> Result<(Vec<crate::model::Recommendation>, i64, (usize, usize)), StoreError> {
+    compute_recommendations_of(store, cluster, settings, now, kubernetes, None).await
+}
+
+/// [`compute_recommendations`] of the containers in `only` (all when `None`): the reaction to
+/// an OOM kill recomputes the killed container alone.
+pub async fn compute_recommendations_of(
+    store: &dyn Store,
+    cluster: &str,
+    settings: &AnalysisSettings,
+    now: i64,
+    kubernetes: Option<&crate::cluster::ClusterSnapshot>,
+    only: Option<&std::collections::BTreeSet<ContainerKey>>,
+) -> Result<(Vec<crate::model::Recommendation>, i64, (usize, usize)), StoreError> {
     let window_end = store.watermark(cluster).await?.unwrap_or(now).min(now) - 1;
     let to = floor_hour(window_end) + 3600;
     let mut workloads: HashMap<_, _> = store
@@ -263,6 +281,9 @@ pub async fn compute_recommendations(
         disagreements = (d.only_in_api.len(), d.only_in_prometheus.len());
         merge_kubernetes(snapshot, cluster, &mut workloads, &mut containers, now);
     }
+    if let Some(only) = only {
+        containers.retain(|c| only.contains(&c.key));
+    }
     let no_annotations = BTreeMap::new();
     // The strategy each container had last time: the tournament keeps it when it is nearly
     // as good, so recommendations don't flip between runs.
@@ -275,6 +296,11 @@ pub async fn compute_recommendations(
         .into_iter()
         .map(|r| (r.key, r.strategy))
         .collect();
+    let longest = settings.policies.longest_window().0.as_secs() as i64;
+    let mut oom_kills: HashMap<ContainerKey, Vec<crate::model::OomKillHour>> = HashMap::new();
+    for k in store.oom_kills(cluster, to - longest).await? {
+        oom_kills.entry(k.key.clone()).or_default().push(k);
+    }
     let mut recs = Vec::with_capacity(containers.len());
     for c in &containers {
         let workload = workloads.get(&c.key.workload_key());
@@ -283,7 +309,10 @@ pub async fn compute_recommendations(
             settings.policies.resolve(&c.key, annotations);
         let from = to - policy.window.as_secs() as i64;
         let usage = store.usage(&c.key, from, to).await?;
-        let signals = store.signals(&c.key, from, to).await?;
+        let mut signals = store.signals(&c.key, from, to).await?;
+        if let Some(kills) = oom_kills.get(&c.key) {
+            merge_oom_kills(&mut signals, kills, to - 3600);
+        }
         let input = analyzer::Input {
             key: &c.key,
             current: c.resources,
@@ -302,6 +331,74 @@ pub async fn compute_recommendations(
         recs.push(analyzer::recommend(&input, &policy, &ctx, window_end, now));
     }
     Ok((recs, to, disagreements))
+}
+
+/// Adds the OOM kills recorded outside the collection to a container's collected `signals`:
+/// per hour the larger count wins (the collection sees the same kills later), and the kills
+/// of hours after the window (not collected yet) are added to the window's last hour,
+/// `last_hour`, so they raise memory now rather than an hour later.
+pub fn merge_oom_kills(
+    signals: &mut Vec<crate::model::SignalHour>,
+    kills: &[crate::model::OomKillHour],
+    last_hour: i64,
+) {
+    for k in kills {
+        let hour = k.hour_start.min(last_hour);
+        match signals.iter_mut().find(|s| s.hour_start == hour) {
+            Some(s) if k.hour_start > last_hour => {
+                s.oom_kills += k.kills;
+                s.restarts += k.kills;
+            }
+            Some(s) => {
+                s.oom_kills = s.oom_kills.max(k.kills);
+                s.restarts = s.restarts.max(s.oom_kills);
+            }
+            None => signals.push(crate::model::SignalHour {
+                key: k.key.clone(),
+                hour_start: hour,
+                restarts: k.kills,
+                oom_kills: k.kills,
+                cfs_periods: 0.0,
+                cfs_throttled_periods: 0.0,
+            }),
+        }
+    }
+    signals.sort_by_key(|s| s.hour_start);
+}
+
+/// Records the OOM kills of `cluster` since its collected history ends (the current hour), so the
+/// analysis that follows raises memory now; returns how many container-hours had kills. A
+/// failure is logged, not fatal: the hour is collected in full later.
+async fn record_recent_oom_kills(
+    prom: &PromClient,
+    store: &dyn Store,
+    cluster: &str,
+    scope: &collector::Scope,
+    now: i64,
+) -> u64 {
+    let since = match store.watermark(cluster).await {
+        Ok(Some(end)) => end,
+        Ok(None) => return 0,
+        Err(e) => {
+            tracing::warn!(cluster = %cluster, error = %e, "cannot read the collected history's end: no look at the current hour");
+            return 0;
+        }
+    };
+    let kills = match collector::recent::oom_kills(prom, cluster, scope, since, now).await {
+        Ok(kills) => kills,
+        Err(e) => {
+            tracing::warn!(cluster = %cluster, error = %e, "cannot look at the current hour for OOM kills");
+            return 0;
+        }
+    };
+    if let Err(e) = store.record_oom_kills(&kills).await {
+        tracing::warn!(cluster = %cluster, error = %e, "cannot record the current hour's OOM kills");
+        return 0;
+    }
+    if !kills.is_empty() {
+        tracing::info!(cluster = %cluster, containers = kills.len(), "OOM kills in the current hour: memory is raised at this analysis");
+    }
+    kills.len() as u64
 }
 
 /// One cluster as the jobs see it.
@@ -643,5 +740,73 @@ impl JobRunner {
             );
         }
         Ok(serde_json::json!({ "clusters": reports }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{OomKillHour, SignalHour};
+
+    fn key() -> ContainerKey {
+        ContainerKey {
+            cluster: "prod".into(),
+            namespace: "shop".into(),
+            kind: "Deployment".into(),
+            workload: "web".into(),
+            container: "app".into(),
+        }
+    }
+
+    fn signal(hour_start: i64, restarts: u32, oom_kills: u32) -> SignalHour {
+        SignalHour {
+            key: key(),
+            hour_start,
+            restarts,
+            oom_kills,
+            cfs_periods: 10.0,
+            cfs_throttled_periods: 1.0,
+        }
+    }
+
+    fn kill(hour_start: i64, kills: u32) -> OomKillHour {
+        OomKillHour {
+            key: key(),
+            hour_start,
+            kills,
+        }
+    }
+
+    #[test]
+    fn recorded_kills_count_once_per_hour_and_later_ones_in_the_last_hour() {
+        let h = 3600;
+        let mut signals = vec![signal(0, 1, 1), signal(h, 0, 0)];
+        merge_oom_kills(
+            &mut signals,
+            &[kill(0, 1), kill(2 * h, 2), kill(3 * h, 1), kill(5 * h, 1)],
+            h,
+        );
+        // Hour 0: the collection saw the same kill (the larger count, not the sum). Hours
+        // after the window's last hour (h) are added to it. Throttling is left as it was.
+        let want = vec![
+            signal(0, 1, 1),
+            SignalHour {
+                restarts: 4,
+                oom_kills: 4,
+                ..signal(h, 0, 0)
+            },
+        ];
+        assert_eq!(signals, want);
+
+        let mut none = Vec::new();
+        merge_oom_kills(&mut none, &[kill(2 * h, 1)], h);
+        assert_eq!(
+            none,
+            [SignalHour {
+                cfs_periods: 0.0,
+                cfs_throttled_periods: 0.0,
+                ..signal(h, 1, 1)
+            }]
+        );
     }
 }

@@ -319,11 +319,11 @@ fn pod_requests(pod: &Pod) -> (i64, i64) {
 }
 
 /// Resolved owners by `(namespace, controller kind, controller name)`.
-type Owners = BTreeMap<(String, String, String), Option<(String, String)>>;
+pub(super) type Owners = BTreeMap<(String, String, String), Option<(String, String)>>;
 
 /// The workload owning `pod`: its controller, through the ReplicaSet to the Deployment and
 /// through the Job to the CronJob. Answers are cached per owner.
-async fn owner(
+pub(super) async fn owner(
     client: &Client,
     pod: &Pod,
     cache: &mut Owners,

@@ -5,6 +5,7 @@
 
 pub mod applier;
 pub mod kube;
+pub mod oom;
 pub mod plan;
 
 use std::fmt::Write;

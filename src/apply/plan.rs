@@ -37,6 +37,9 @@ pub struct PlanOptions {
     pub max_pods: usize,
     /// The API server allows decreasing a memory limit in place (1.34 and later).
     pub memory_limit_decrease_allowed: bool,
+    /// Only raise: a value the recommendation would lower stays as it is (the reaction to
+    /// an OOM kill raises memory at once and leaves decreases to the stepped applier).
+    pub raises_only: bool,
 }
 
 impl Default for PlanOptions {
@@ -47,6 +50,7 @@ impl Default for PlanOptions {
             max_step_down: 0.25,
             max_pods: 50,
             memory_limit_decrease_allowed: true,
+            raises_only: false,
         }
     }
 }
@@ -401,7 +405,9 @@ fn stepped_target(
         }
     }
     if target == cur {
-        let why = if notes.is_empty() {
+        let why = if opts.raises_only && notes.is_empty() {
+            "nothing to raise (decreases are left to the applier's steps)".to_string()
+        } else if notes.is_empty() {
             "already at the recommendation".to_string()
         } else {
             notes.join("; ")
@@ -427,6 +433,7 @@ fn step(
         (_, None) => current,
         (None, Some(w)) => Some(w),
         (Some(c), Some(w)) if w >= c => Some(w),
+        (Some(c), Some(_)) if opts.raises_only => Some(c),
         (Some(c), Some(w)) => {
             let floor = (c as f64 * (1.0 - opts.max_step_down.clamp(0.0, 1.0))).ceil() as i64;
             if w < floor {
@@ -809,6 +816,36 @@ mod tests {
         let l = one(&s, &[proposal("web", Severity::Critical, -5.0)], &opts());
         assert_eq!(l.decision, Decision::Resize);
         assert_eq!(l.target, resources(250, 512 * MI));
+    }
+
+    #[test]
+    fn raises_only_leaves_what_would_go_down() {
+        // 1000m/256Mi now, 250m/512Mi recommended: memory up at once, CPU as it is.
+        let s = state(vec![pod("web", resources(1000, 256 * MI))]);
+        let raises = PlanOptions {
+            raises_only: true,
+            ..opts()
+        };
+        let rec = proposal("web", Severity::Critical, -5.0);
+        let l = one(&s, std::slice::from_ref(&rec), &raises);
+        assert_eq!(l.decision, Decision::Resize);
+        assert_eq!(
+            l.target,
+            Resources {
+                memory_request_bytes: Some(512 * MI),
+                memory_limit_bytes: Some(512 * MI),
+                ..resources(1000, 256 * MI)
+            }
+        );
+        assert_eq!(l.reason, "to the recommendation");
+        // Nothing to raise: skipped.
+        let s = state(vec![pod("web", resources(1000, 1024 * MI))]);
+        let l = one(&s, &[rec], &raises);
+        assert_eq!(l.decision, Decision::Skip);
+        assert_eq!(
+            l.reason,
+            "nothing to raise (decreases are left to the applier's steps)"
+        );
     }
 
     #[test]

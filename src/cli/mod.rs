@@ -547,6 +547,29 @@ fn forge_config(
     Ok(forge)
 }
 
+/// `[gitops.on_oom]` as options: commit on its branch, push, open or update the pull request.
+fn oom_gitops_options(settings: &Settings) -> anyhow::Result<Option<crate::gitops::GitopsOptions>> {
+    let Some(c) = &settings.gitops.on_oom else {
+        return Ok(None);
+    };
+    let mut opts = gitops_options(settings, &c.repo);
+    opts.branch = Some(c.branch.clone());
+    opts.commit = true;
+    opts.push = Some(c.push.clone());
+    opts.pull_request = Some(
+        forge_config(
+            settings,
+            c.pull_request,
+            c.forge_repo.clone(),
+            c.forge_url.as_deref(),
+            &c.base_branch,
+            c.token_file.as_deref(),
+        )
+        .context("[gitops.on_oom]")?,
+    );
+    Ok(Some(opts))
+}
+
 async fn gitops(settings: &Settings, args: crate::config::GitopsArgs) -> anyhow::Result<()> {
     use crate::gitops::{self, ForgeKind, OutputMode};
     let output = match args.output.as_str() {
@@ -668,6 +691,7 @@ async fn apply(
         max_pods,
         // Kubernetes 1.34 lets a memory limit go down in place (the kubelet checks usage first).
         memory_limit_decrease_allowed: (major, minor) >= (1, 34),
+        raises_only: false,
     };
     let state = api::read_state(&client, &scope).await?;
     let mut plan = apply::plan::plan(&state, &recs, &opts);
@@ -704,6 +728,64 @@ async fn apply(
         anyhow::bail!("{failed} container resize(s) failed (see the outcome column)");
     }
     Ok(())
+}
+
+/// `serve`'s applier (a step each `[apply] step_interval`, when `mode` is not off) and its
+/// reaction to OOM kills (when `mode` is not off or `[gitops.on_oom]` is set).
+async fn start_applier(
+    settings: &Settings,
+    state: &AppState,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<(
+    Option<tokio::task::JoinHandle<()>>,
+    Option<tokio::task::JoinHandle<()>>,
+)> {
+    use crate::apply::{ApplyMode, PlanOptions};
+    let gitops = oom_gitops_options(settings)?;
+    let mode = settings.apply.mode;
+    let reacts = settings.apply.react_to_oom && (mode != ApplyMode::Off || gitops.is_some());
+    if mode == ApplyMode::Off && !reacts {
+        return Ok((None, None));
+    }
+    let cfg = settings.kubernetes.clone().unwrap_or_default();
+    let client = crate::cluster::client(&cfg)
+        .await
+        .context("[apply] mode and [gitops.on_oom] need the Kubernetes API")?;
+    let opts = PlanOptions {
+        cluster: settings.cluster.clone(),
+        min_confidence: settings.apply.min_confidence,
+        max_step_down: settings.apply.max_step_down,
+        max_pods: settings.apply.max_pods,
+        memory_limit_decrease_allowed: false, // read from the server at each step
+        raises_only: false,
+    };
+    let actor = format!("serve ({})", holder());
+    let oom = reacts.then(|| {
+        tracing::info!(mode = ?mode, pull_request = gitops.is_some(), "reacting to OOM kills");
+        let reactor = crate::apply::oom::OomReactor::new(
+            client.clone(),
+            state.store.clone(),
+            analysis_settings(settings),
+            mode,
+            opts.clone(),
+            gitops,
+            actor.clone(),
+            holder().to_string(),
+        );
+        tokio::spawn(crate::apply::oom::run(reactor, stop.clone()))
+    });
+    if mode == ApplyMode::Off {
+        return Ok((None, oom));
+    }
+    tracing::info!(mode = ?mode, every = ?settings.apply.step_interval, "applier on");
+    let applier = crate::apply::Applier::new(client, state.store.clone(), opts, mode, actor);
+    let applier = tokio::spawn(crate::apply::applier::run(
+        applier,
+        settings.apply.step_interval,
+        holder().to_string(),
+        stop.clone(),
+    ));
+    Ok((Some(applier), oom))
 }
 
 /// Options of `serve` beyond the shared settings.
@@ -789,35 +871,7 @@ async fn serve(settings: &Settings, opts: ServeOptions) -> anyhow::Result<()> {
             }))
         }
     };
-    let applier = if settings.apply.mode == crate::apply::ApplyMode::Off {
-        None
-    } else {
-        let cfg = settings.kubernetes.clone().unwrap_or_default();
-        let client = crate::cluster::client(&cfg)
-            .await
-            .context("[apply] mode needs the Kubernetes API")?;
-        let opts = crate::apply::PlanOptions {
-            cluster: settings.cluster.clone(),
-            min_confidence: settings.apply.min_confidence,
-            max_step_down: settings.apply.max_step_down,
-            max_pods: settings.apply.max_pods,
-            memory_limit_decrease_allowed: false, // read from the server at each step
-        };
-        tracing::info!(mode = ?settings.apply.mode, every = ?settings.apply.step_interval, "applier on");
-        let applier = crate::apply::Applier::new(
-            client,
-            state.store.clone(),
-            opts,
-            settings.apply.mode,
-            format!("serve ({})", holder()),
-        );
-        Some(tokio::spawn(crate::apply::applier::run(
-            applier,
-            settings.apply.step_interval,
-            holder().to_string(),
-            stop_rx.clone(),
-        )))
-    };
+    let (applier, oom) = start_applier(settings, &state, &stop_rx).await?;
     let pruner = tokio::spawn(schedule_prune(
         state.store.clone(),
         settings.retention,
@@ -843,6 +897,7 @@ async fn serve(settings: &Settings, opts: ServeOptions) -> anyhow::Result<()> {
         .chain(reporter)
         .chain(webhook)
         .chain(applier)
+        .chain(oom)
         .chain([pruner])
     {
         let _ = task.await;

@@ -21,6 +21,7 @@ pub mod discovery;
 pub mod ingest;
 pub mod queries;
 pub mod raw;
+pub mod recent;
 pub mod settings;
 
 pub use queries::Scope;
@@ -155,6 +156,9 @@ pub struct CollectReport {
     pub remote_read_bytes: u64,
     /// Raw samples decoded from remote-read answers.
     pub remote_read_samples: u64,
+    /// Workload containers with OOM kills in the hour not collected yet (the current one),
+    /// recorded so the next analysis raises their memory now.
+    pub recent_oom_kills: u64,
 }
 
 /// Rounds down to the hour.

@@ -144,6 +144,15 @@ pub fn container_state(scope: &Scope) -> String {
     )
 }
 
+/// Of the state series, only those that tell OOM kills: restarts with the last termination
+/// reason, and cAdvisor's OOM events. The look at the current hour asks for these alone.
+pub fn oom_state(scope: &Scope) -> String {
+    format!(
+        "{{__name__=~\"kube_pod_container_status_restarts_total|kube_pod_container_status_last_terminated_reason|container_oom_events_total\",reason=~\"{STATE_REASONS}\"{}}}",
+        scope.matchers()
+    )
+}
+
 /// What a remote read asks for in place of [`cpu_usage`], [`memory_peak`] or
 /// [`container_state`]: the same series, raw.
 pub fn raw_selection(metric: RawMetric, scope: &Scope) -> Vec<Matcher> {

@@ -59,12 +59,15 @@ pub struct Cluster {
     pub forbid_resize: bool,
     /// Everything asked.
     pub seen: Vec<Seen>,
+    /// Where pod changes go to open watches (set by [`start`]).
+    pub events: Option<tokio::sync::broadcast::Sender<Value>>,
 }
 
 pub type Shared = Arc<Mutex<Cluster>>;
 
 /// Starts the server; returns its URL and its state.
-pub async fn start(cluster: Cluster) -> (String, Shared) {
+pub async fn start(mut cluster: Cluster) -> (String, Shared) {
+    cluster.events = Some(tokio::sync::broadcast::channel(64).0);
     let shared: Shared = Arc::new(Mutex::new(cluster));
     let app = Router::new()
         .route("/version", get(version))
@@ -157,11 +160,11 @@ fn selected(pod: &Value, selector: Option<&String>) -> bool {
     })
 }
 
-async fn all_pods(
-    State(s): State<Shared>,
-    Query(q): Query<BTreeMap<String, String>>,
-) -> Json<Value> {
+async fn all_pods(State(s): State<Shared>, Query(q): Query<BTreeMap<String, String>>) -> Response {
     let s = s.lock().unwrap();
+    if q.get("watch").map(String::as_str) == Some("true") {
+        return watch(&s);
+    }
     pod_list(
         s.pods
             .values()
@@ -169,6 +172,30 @@ async fn all_pods(
             .cloned()
             .collect(),
     )
+    .into_response()
+}
+
+/// A watch of every pod ("API Concepts", "Efficient detection of changes"): a stream of
+/// `{"type", "object"}` lines, one per change made after it opened, kept open.
+fn watch(s: &Cluster) -> Response {
+    use tokio::sync::broadcast::error::RecvError;
+    let events = s.events.as_ref().expect("started").subscribe();
+    let lines = futures::stream::unfold(events, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(v) => {
+                    let line = Bytes::from(format!("{v}\n"));
+                    return Some((Ok::<_, std::io::Error>(line), rx));
+                }
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from_stream(lines))
+        .unwrap()
 }
 
 async fn namespace_pods(
@@ -209,6 +236,15 @@ impl Cluster {
             "name": name, "image": image, "imageID": "", "ready": true, "restartCount": restarts + 1,
             "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}
         }]);
+        let version = p["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        p["metadata"]["resourceVersion"] = json!((version + 1).to_string());
+        let event = json!({"type": "MODIFIED", "object": p.clone()});
+        if let Some(events) = &self.events {
+            let _ = events.send(event);
+        }
     }
 }
 

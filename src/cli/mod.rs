@@ -263,171 +263,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             apply(&settings, scope, max_pods, dry_run, output).await?
         }
-        Command::Report { format, out } => {
-            let store = open_store(&settings).await?;
-            let (id, report) = crate::report::generate_and_store(store.as_ref(), now()).await?;
-            let text = crate::report::render(&report, format);
-            match out {
-                Some(path) => {
-                    std::fs::write(&path, &text)
-                        .with_context(|| format!("cannot write {}", path.display()))?;
-                    eprintln!("report {id} written to {}", path.display());
-                }
-                None => print!("{text}"),
-            }
-        }
+        Command::Report { format, out } => report(&settings, format, out).await?,
         Command::Migrate => {
             open_store(&settings).await?;
             println!("migrations applied to {}", settings.database_url);
         }
         Command::Prune { dry_run } => prune(&settings, dry_run).await?,
-        Command::Collect { since, until } => {
-            let until = until.as_deref().map(parse_time).transpose()?;
-            if settings.prometheus.is_none()
-                && settings.sources.iter().all(|s| s.prometheus.is_none())
-            {
-                anyhow::bail!(
-                    "no Prometheus URL: set --prometheus-url or RIGHTSIZER_PROMETHEUS_URL"
-                );
-            }
-            let clusters = clusters(&settings).await?;
-            let store = open_store(&settings).await?;
-            let window = jobs::WindowSpec {
-                since,
-                until,
-                now: now(),
-            };
-            let mut failed = Vec::new();
-            for c in &clusters {
-                let Some(prom) = &c.prometheus else {
-                    eprintln!("cluster {}: no Prometheus URL configured", c.cluster);
-                    failed.push(c.cluster.clone());
-                    continue;
-                };
-                let result = jobs::collect_window(
-                    prom,
-                    store.as_ref(),
-                    &c.cluster,
-                    &c.scope,
-                    &settings.collector,
-                    window,
-                    progress_bar(),
-                )
-                .await;
-                match result {
-                    Ok(r) => {
-                        println!(
-                            "collected {} hours ({} already collected) for cluster {} via {}: {} workload containers, {} samples, {} rejected",
-                            r.hours_collected, r.hours_already_collected, c.cluster, r.source, r.containers, r.samples, r.rejected_samples
-                        );
-                        if let Some(note) = &r.source_note {
-                            eprintln!("cluster {}: {note}", c.cluster);
-                        }
-                        if r.remote_read_fallbacks > 0 {
-                            eprintln!(
-                                "cluster {}: {} remote reads failed and were asked again with range queries (see the log)",
-                                c.cluster, r.remote_read_fallbacks
-                            );
-                        }
-                    }
-                    // One cluster: its error is the command's. Several: say which failed, go on.
-                    Err(e) if clusters.len() == 1 => return Err(e.into()),
-                    Err(e) => {
-                        eprintln!("cluster {}: {e}", c.cluster);
-                        failed.push(c.cluster.clone());
-                    }
-                }
-            }
-            if !failed.is_empty() {
-                anyhow::bail!(
-                    "collection failed for {} of {} clusters: {}",
-                    failed.len(),
-                    clusters.len(),
-                    failed.join(", ")
-                );
-            }
-        }
-        Command::Analyze => {
-            let store = open_store(&settings).await?;
-            let clusters = match cluster_filter(&settings) {
-                // Analysis reads only the store: a named cluster needs no Prometheus.
-                Some(name) => vec![settings
-                    .sources
-                    .iter()
-                    .find(|s| s.cluster == name)
-                    .map(|s| jobs::ClusterJob {
-                        scope: s.scope.clone(),
-                        kubernetes: s.kubernetes.clone(),
-                        ..jobs::ClusterJob::new(&s.cluster, None)
-                    })
-                    .unwrap_or_else(|| jobs::ClusterJob::new(&name, None))],
-                None if !settings.sources.is_empty() => clusters(&settings).await?,
-                None => store_clusters(store.as_ref()).await?,
-            };
-            for c in &clusters {
-                let kubernetes = c.kubernetes_view().await;
-                let r = jobs::analyze_cluster_with(
-                    store.as_ref(),
-                    &c.cluster,
-                    &analysis_settings(&settings),
-                    now(),
-                    kubernetes.as_ref(),
-                )
-                .await?;
-                println!(
-                    "analyzed {} workload containers of cluster {}: {} to change, {} already right-sized, {} with insufficient data",
-                    r.containers, c.cluster, r.ok, r.no_change, r.insufficient_data
-                );
-                if kubernetes.is_some() && (r.only_in_kubernetes > 0 || r.only_in_prometheus > 0) {
-                    println!(
-                        "the Kubernetes API lists {} workload containers without usage in Prometheus; Prometheus has {} the API doesn't list",
-                        r.only_in_kubernetes, r.only_in_prometheus
-                    );
-                }
-            }
-        }
+        Command::Collect { since, until } => collect(&settings, since, until).await?,
+        Command::Analyze => analyze(&settings).await?,
         Command::Recommend {
             output: format,
             namespace,
-        } => {
-            let store = open_store(&settings).await?;
-            let cluster = cluster_filter(&settings);
-            let filter = RecommendationFilter {
-                cluster: cluster.clone(),
-                namespace,
-                ..Default::default()
-            };
-            let mut recs = store.recommendations(&filter).await?;
-            if recs.is_empty() {
-                let all = RecommendationFilter {
-                    cluster: cluster.clone(),
-                    ..Default::default()
-                };
-                if store.recommendations(&all).await?.is_empty() {
-                    // Nothing analyzed yet: analyze what was collected, then list.
-                    let names = match cluster {
-                        Some(c) => vec![c],
-                        None => store_clusters(store.as_ref())
-                            .await?
-                            .into_iter()
-                            .map(|c| c.cluster)
-                            .collect(),
-                    };
-                    for name in names {
-                        jobs::analyze_cluster(
-                            store.as_ref(),
-                            &name,
-                            &analysis_settings(&settings),
-                            now(),
-                        )
-                        .await?;
-                    }
-                    recs = store.recommendations(&filter).await?;
-                }
-            }
-            let stdout = std::io::stdout();
-            crate::output::write(&recs, format, stdout.lock())?;
-        }
+        } => recommend(&settings, format, namespace).await?,
         Command::Backtest {
             output,
             days,
@@ -445,18 +292,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             webhook_tls_cert,
             webhook_tls_key,
         } => {
-            let webhook = match (webhook_listen, webhook_tls_cert, webhook_tls_key) {
-                (None, None, None) => None,
-                (Some(listen), Some(cert), Some(key)) => Some((listen, cert, key)),
-                (Some(_), _, _) => anyhow::bail!(
-                    "--webhook-listen needs --webhook-tls-cert and --webhook-tls-key: the API server calls webhooks over HTTPS only"
-                ),
-                _ => anyhow::bail!("--webhook-tls-cert and --webhook-tls-key need --webhook-listen"),
-            };
-            let listen = listen
-                .or(settings.listen.clone())
-                .unwrap_or_else(|| DEFAULT_LISTEN.into());
-            let interval = collect_interval.unwrap_or(settings.collector.interval);
+            let webhook = webhook_options(webhook_listen, webhook_tls_cert, webhook_tls_key)?;
             let auth = http::auth::AuthConfig::new(
                 api_tokens_of(api_tokens, api_token_file.as_deref())?,
                 api_auth_reads,
@@ -466,6 +302,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     "--api-auth-reads needs API tokens (RIGHTSIZER_API_TOKENS or --api-token-file)"
                 );
             }
+            let listen = listen
+                .or(settings.listen.clone())
+                .unwrap_or_else(|| DEFAULT_LISTEN.into());
+            let interval = collect_interval.unwrap_or(settings.collector.interval);
             let ready_max_collection_age = ready_max_collection_age.or_else(|| {
                 (!interval.is_zero()).then(|| interval * 3 + Duration::from_secs(3600))
             });
@@ -482,6 +322,195 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?;
         }
     }
+    Ok(())
+}
+
+/// The admission webhook's address, certificate and key: all three or none.
+fn webhook_options(
+    listen: Option<String>,
+    cert: Option<std::path::PathBuf>,
+    key: Option<std::path::PathBuf>,
+) -> anyhow::Result<Option<(String, std::path::PathBuf, std::path::PathBuf)>> {
+    Ok(match (listen, cert, key) {
+        (None, None, None) => None,
+        (Some(listen), Some(cert), Some(key)) => Some((listen, cert, key)),
+        (Some(_), _, _) => anyhow::bail!(
+            "--webhook-listen needs --webhook-tls-cert and --webhook-tls-key: the API server calls webhooks over HTTPS only"
+        ),
+        _ => anyhow::bail!("--webhook-tls-cert and --webhook-tls-key need --webhook-listen"),
+    })
+}
+
+/// `rightsizer report`: builds and stores a report, then writes it to `out` or stdout.
+async fn report(
+    settings: &Settings,
+    format: crate::report::Format,
+    out: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    let (id, report) = crate::report::generate_and_store(store.as_ref(), now()).await?;
+    let text = crate::report::render(&report, format);
+    match out {
+        Some(path) => {
+            std::fs::write(&path, &text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("report {id} written to {}", path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+/// `rightsizer collect`: the window of every cluster; one cluster's error is the command's,
+/// with several the others go on and the failures are named at the end.
+async fn collect(
+    settings: &Settings,
+    since: Duration,
+    until: Option<String>,
+) -> anyhow::Result<()> {
+    let until = until.as_deref().map(parse_time).transpose()?;
+    if settings.prometheus.is_none() && settings.sources.iter().all(|s| s.prometheus.is_none()) {
+        anyhow::bail!("no Prometheus URL: set --prometheus-url or RIGHTSIZER_PROMETHEUS_URL");
+    }
+    let clusters = clusters(settings).await?;
+    let store = open_store(settings).await?;
+    let window = jobs::WindowSpec {
+        since,
+        until,
+        now: now(),
+    };
+    let mut failed = Vec::new();
+    for c in &clusters {
+        let Some(prom) = &c.prometheus else {
+            eprintln!("cluster {}: no Prometheus URL configured", c.cluster);
+            failed.push(c.cluster.clone());
+            continue;
+        };
+        let result = jobs::collect_window(
+            prom,
+            store.as_ref(),
+            &c.cluster,
+            &c.scope,
+            &settings.collector,
+            window,
+            progress_bar(),
+        )
+        .await;
+        match result {
+            Ok(r) => {
+                println!(
+                    "collected {} hours ({} already collected) for cluster {} via {}: {} workload containers, {} samples, {} rejected",
+                    r.hours_collected, r.hours_already_collected, c.cluster, r.source, r.containers, r.samples, r.rejected_samples
+                );
+                if let Some(note) = &r.source_note {
+                    eprintln!("cluster {}: {note}", c.cluster);
+                }
+                if r.remote_read_fallbacks > 0 {
+                    eprintln!(
+                        "cluster {}: {} remote reads failed and were asked again with range queries (see the log)",
+                        c.cluster, r.remote_read_fallbacks
+                    );
+                }
+            }
+            // One cluster: its error is the command's. Several: say which failed, go on.
+            Err(e) if clusters.len() == 1 => return Err(e.into()),
+            Err(e) => {
+                eprintln!("cluster {}: {e}", c.cluster);
+                failed.push(c.cluster.clone());
+            }
+        }
+    }
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "collection failed for {} of {} clusters: {}",
+            failed.len(),
+            clusters.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `rightsizer analyze`: every cluster, or the one chosen, from the store alone.
+async fn analyze(settings: &Settings) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    let clusters = match cluster_filter(settings) {
+        // Analysis reads only the store: a named cluster needs no Prometheus.
+        Some(name) => vec![settings
+            .sources
+            .iter()
+            .find(|s| s.cluster == name)
+            .map(|s| jobs::ClusterJob {
+                scope: s.scope.clone(),
+                kubernetes: s.kubernetes.clone(),
+                ..jobs::ClusterJob::new(&s.cluster, None)
+            })
+            .unwrap_or_else(|| jobs::ClusterJob::new(&name, None))],
+        None if !settings.sources.is_empty() => clusters(settings).await?,
+        None => store_clusters(store.as_ref()).await?,
+    };
+    for c in &clusters {
+        let kubernetes = c.kubernetes_view().await;
+        let r = jobs::analyze_cluster_with(
+            store.as_ref(),
+            &c.cluster,
+            &analysis_settings(settings),
+            now(),
+            kubernetes.as_ref(),
+        )
+        .await?;
+        println!(
+            "analyzed {} workload containers of cluster {}: {} to change, {} already right-sized, {} with insufficient data",
+            r.containers, c.cluster, r.ok, r.no_change, r.insufficient_data
+        );
+        if kubernetes.is_some() && (r.only_in_kubernetes > 0 || r.only_in_prometheus > 0) {
+            println!(
+                "the Kubernetes API lists {} workload containers without usage in Prometheus; Prometheus has {} the API doesn't list",
+                r.only_in_kubernetes, r.only_in_prometheus
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `rightsizer recommend`: the stored recommendations, analyzing first when none are stored.
+async fn recommend(
+    settings: &Settings,
+    format: crate::config::OutputFormat,
+    namespace: Option<String>,
+) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    let cluster = cluster_filter(settings);
+    let filter = RecommendationFilter {
+        cluster: cluster.clone(),
+        namespace,
+        ..Default::default()
+    };
+    let mut recs = store.recommendations(&filter).await?;
+    if recs.is_empty() {
+        let all = RecommendationFilter {
+            cluster: cluster.clone(),
+            ..Default::default()
+        };
+        if store.recommendations(&all).await?.is_empty() {
+            // Nothing analyzed yet: analyze what was collected, then list.
+            let names = match cluster {
+                Some(c) => vec![c],
+                None => store_clusters(store.as_ref())
+                    .await?
+                    .into_iter()
+                    .map(|c| c.cluster)
+                    .collect(),
+            };
+            for name in names {
+                jobs::analyze_cluster(store.as_ref(), &name, &analysis_settings(settings), now())
+                    .await?;
+            }
+            recs = store.recommendations(&filter).await?;
+        }
+    }
+    let stdout = std::io::stdout();
+    crate::output::write(&recs, format, stdout.lock())?;
     Ok(())
 }
 
@@ -730,6 +759,44 @@ async fn apply(
     Ok(())
 }
 
+/// The admission webhook on its own TLS listener, when `webhook` (address, certificate,
+/// key) is set; the certificate is checked now, not at the first pod creation.
+fn start_webhook(
+    settings: &Settings,
+    state: &AppState,
+    webhook: Option<&(String, std::path::PathBuf, std::path::PathBuf)>,
+    stop_rx: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some((listen, cert, key)) = webhook else {
+        return Ok(None);
+    };
+    http::admission::tls_config(cert, key).map_err(anyhow::Error::msg)?;
+    let listener = std::net::TcpListener::bind(listen)
+        .with_context(|| format!("cannot listen on {listen} (webhook)"))?;
+    listener.set_nonblocking(true)?;
+    tracing::info!(address = %listener.local_addr()?, "admission webhook listening (TLS)");
+    let admission = http::admission::AdmissionState::new(
+        state.store.clone(),
+        settings.cluster.clone(),
+        settings.apply.min_confidence,
+    );
+    tokio::spawn(
+        admission
+            .clone()
+            .refresh_every(Duration::from_secs(30), stop_rx.clone()),
+    );
+    let files = (cert.clone(), key.clone());
+    let stop = stop_rx.clone();
+    Ok(Some(tokio::spawn(async move {
+        if let Err(e) =
+            http::admission::serve_tls(listener, admission, files, Duration::from_secs(60), stop)
+                .await
+        {
+            tracing::error!(error = %e, "admission webhook stopped");
+        }
+    })))
+}
+
 /// `serve`'s applier (a step each `[apply] step_interval`, when `mode` is not off) and its
 /// reaction to OOM kills (when `mode` is not off or `[gitops.on_oom]` is set).
 async fn start_applier(
@@ -835,42 +902,7 @@ async fn serve(settings: &Settings, opts: ServeOptions) -> anyhow::Result<()> {
             stop_rx.clone(),
         ))
     });
-    let webhook = match &opts.webhook {
-        None => None,
-        Some((listen, cert, key)) => {
-            // Fail at start, not at the first pod creation.
-            http::admission::tls_config(cert, key).map_err(anyhow::Error::msg)?;
-            let listener = std::net::TcpListener::bind(listen)
-                .with_context(|| format!("cannot listen on {listen} (webhook)"))?;
-            listener.set_nonblocking(true)?;
-            tracing::info!(address = %listener.local_addr()?, "admission webhook listening (TLS)");
-            let admission = http::admission::AdmissionState::new(
-                state.store.clone(),
-                settings.cluster.clone(),
-                settings.apply.min_confidence,
-            );
-            tokio::spawn(
-                admission
-                    .clone()
-                    .refresh_every(Duration::from_secs(30), stop_rx.clone()),
-            );
-            let files = (cert.clone(), key.clone());
-            let stop = stop_rx.clone();
-            Some(tokio::spawn(async move {
-                if let Err(e) = http::admission::serve_tls(
-                    listener,
-                    admission,
-                    files,
-                    Duration::from_secs(60),
-                    stop,
-                )
-                .await
-                {
-                    tracing::error!(error = %e, "admission webhook stopped");
-                }
-            }))
-        }
-    };
+    let webhook = start_webhook(settings, &state, opts.webhook.as_ref(), &stop_rx)?;
     let (applier, oom) = start_applier(settings, &state, &stop_rx).await?;
     let pruner = tokio::spawn(schedule_prune(
         state.store.clone(),

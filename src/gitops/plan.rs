@@ -323,9 +323,6 @@ pub(crate) fn plan<'r>(
     scan: &Scan,
     repo: &Path,
 ) -> Plan<'r> {
-    let mut out = Plan::default();
-    let patch_mode = opts.output != OutputMode::InPlace;
-
     // One recommendation per workload container; clusters that disagree are skipped.
     let mut by_workload: BTreeMap<WorkloadRef, BTreeMap<&str, Vec<&Recommendation>>> =
         BTreeMap::new();
@@ -337,95 +334,185 @@ pub(crate) fn plan<'r>(
             .or_default()
             .push(rec);
     }
-    let recommended: BTreeSet<WorkloadRef> = recs
-        .iter()
-        .filter(|r| r.status == Status::Ok)
-        .map(workload_of)
-        .collect();
-
+    let mut planner = Planner {
+        opts,
+        scan,
+        repo,
+        patch_mode: opts.output != OutputMode::InPlace,
+        recommended: recs
+            .iter()
+            .filter(|r| r.status == Status::Ok)
+            .map(workload_of)
+            .collect(),
+        out: Plan::default(),
+    };
     for (workload, containers) in &by_workload {
-        let mut eligible: Vec<&Recommendation> = Vec::new();
-        for (container, list) in containers {
-            let rec = list[0];
-            if list
-                .iter()
-                .any(|r| r.recommended != rec.recommended || r.status != rec.status)
-            {
-                let clusters: Vec<&str> = list.iter().map(|r| r.key.cluster.as_str()).collect();
-                out.skipped.push(skip(
-                    workload,
-                    Some(container),
-                    SkipReason::ConflictingRecommendations,
-                    format!(
-                        "clusters {} recommend different values",
-                        clusters.join(", ")
-                    ),
-                ));
+        planner.workload(workload, containers);
+    }
+    planner.out
+}
+
+/// What planning one workload after another needs, and the plan so far.
+struct Planner<'a, 'r> {
+    opts: &'a GitopsOptions,
+    scan: &'a Scan,
+    repo: &'a Path,
+    /// Kustomize or patch output (not an in-place edit).
+    patch_mode: bool,
+    /// Workloads with an `ok` recommendation in any namespace.
+    recommended: BTreeSet<WorkloadRef>,
+    out: Plan<'r>,
+}
+
+/// The containers of one workload to write at one site.
+type SiteRecs<'r> = Vec<(Site, Vec<&'r Recommendation>)>;
+
+impl<'a, 'r> Planner<'a, 'r> {
+    /// Plans `workload`: its eligible containers, where each is written, then the changes.
+    fn workload(
+        &mut self,
+        workload: &WorkloadRef,
+        containers: &BTreeMap<&str, Vec<&'r Recommendation>>,
+    ) {
+        let eligible: Vec<&'r Recommendation> = containers
+            .iter()
+            .filter_map(|(container, list)| self.eligible(workload, container, list))
+            .collect();
+        if eligible.is_empty() {
+            return;
+        }
+        let (mut by_site, candidate_doc) = self.sites(workload, &eligible, containers.len() == 1);
+        let mut notes = Vec::new();
+        let mut location = None;
+        let mut api_version = crate::patch::api_version(&workload.kind).to_string();
+        if let Some(c) = candidate_doc {
+            location = Some(c.location.clone());
+            if !c.api_version.is_empty() {
+                api_version = c.api_version.clone();
+            }
+            if let Some(why) = &c.ignored {
+                self.out
+                    .skipped
+                    .push(skip(workload, None, SkipReason::Ignored, why.clone()));
+                by_site.retain(|(s, _)| *s != Site::Manifest);
+            }
+            self.shared_base(c, workload, &mut by_site, &mut notes);
+        }
+        if self.patch_mode
+            && (workload.kind == "Rollout" || discovery::pod_spec_path(&workload.kind).is_none())
+        {
+            self.out.skipped.push(skip(
+                workload,
+                None,
+                SkipReason::Unsupported,
+                format!(
+                    "strategic-merge patches replace the whole container list of a custom resource ({}); use the in-place output",
+                    workload.kind
+                ),
+            ));
+            return;
+        }
+        for (site, site_recs) in by_site {
+            let Some((planned, helm_location)) =
+                self.site_changes(workload, &site, &site_recs, candidate_doc)
+            else {
                 continue;
-            }
+            };
+            self.out.proposals.push(Proposal {
+                workload: workload.clone(),
+                location: if site == Site::Manifest {
+                    location.clone()
+                } else {
+                    helm_location
+                },
+                site,
+                api_version: api_version.clone(),
+                containers: planned,
+                notes: notes.clone(),
+            });
+        }
+    }
+
+    /// The recommendation of one workload container when it may be proposed: the clusters
+    /// agree, its status is `ok` and it is confident enough; otherwise skipped, with why.
+    fn eligible(
+        &mut self,
+        workload: &WorkloadRef,
+        container: &str,
+        list: &[&'r Recommendation],
+    ) -> Option<&'r Recommendation> {
+        let rec = list[0];
+        let skipped = |reason, detail| Some(skip(workload, Some(container), reason, detail));
+        let why = if list
+            .iter()
+            .any(|r| r.recommended != rec.recommended || r.status != rec.status)
+        {
+            let clusters: Vec<&str> = list.iter().map(|r| r.key.cluster.as_str()).collect();
+            skipped(
+                SkipReason::ConflictingRecommendations,
+                format!(
+                    "clusters {} recommend different values",
+                    clusters.join(", ")
+                ),
+            )
+        } else {
             match rec.status {
-                Status::Ok => {}
-                Status::InsufficientData => {
-                    out.skipped.push(skip(
-                        workload,
-                        Some(container),
-                        SkipReason::InsufficientData,
-                        rec.reason.clone(),
-                    ));
-                    continue;
-                }
-                // The analyzer found nothing worth changing (`no-change`).
-                other => {
-                    out.skipped.push(skip(
-                        workload,
-                        Some(container),
-                        SkipReason::BelowThreshold,
-                        format!("status {}: {}", other.as_str(), rec.reason),
-                    ));
-                    continue;
-                }
-            }
-            if rec.confidence < opts.filter.min_confidence {
-                out.skipped.push(skip(
-                    workload,
-                    Some(container),
+                Status::Ok if rec.confidence < self.opts.filter.min_confidence => skipped(
                     SkipReason::LowConfidence,
                     format!(
                         "confidence {} ({:.2}) is below {}",
                         rec.confidence.as_str(),
                         rec.confidence_score,
-                        opts.filter.min_confidence.as_str()
+                        self.opts.filter.min_confidence.as_str()
                     ),
-                ));
-                continue;
+                ),
+                Status::Ok => None,
+                Status::InsufficientData => {
+                    skipped(SkipReason::InsufficientData, rec.reason.clone())
+                }
+                // The analyzer found nothing worth changing (`no-change`).
+                other => skipped(
+                    SkipReason::BelowThreshold,
+                    format!("status {}: {}", other.as_str(), rec.reason),
+                ),
             }
-            eligible.push(rec);
+        };
+        match why {
+            Some(s) => {
+                self.out.skipped.push(s);
+                None
+            }
+            None => Some(rec),
         }
-        if eligible.is_empty() {
-            continue;
-        }
-        let single = containers.len() == 1;
-        // Containers mapped to different Helm values blocks are separate sites.
-        let mut by_site: Vec<(Site, Vec<&Recommendation>)> = Vec::new();
-        let mut proposal_notes = Vec::new();
-        let mut location = None;
-        let mut api_version = crate::patch::api_version(&workload.kind).to_string();
-        let mut candidate_doc: Option<&Candidate> = None;
-        for rec in &eligible {
-            let site = match locate(
-                scan,
-                &opts.helm_values,
+    }
+
+    /// Where each eligible container is written (containers mapped to different Helm values
+    /// blocks are separate sites), and the workload document when there is one. Missing and
+    /// ambiguous workloads are recorded.
+    fn sites(
+        &mut self,
+        workload: &WorkloadRef,
+        eligible: &[&'r Recommendation],
+        single: bool,
+    ) -> (SiteRecs<'r>, Option<&'a Candidate>) {
+        let mut by_site: SiteRecs<'r> = Vec::new();
+        let mut candidate_doc: Option<&'a Candidate> = None;
+        for rec in eligible {
+            let found = locate(
+                self.scan,
+                &self.opts.helm_values,
                 workload,
                 &rec.key.container,
                 single,
-            ) {
+            );
+            let site = match found {
                 Found::Helm(site) => site,
                 Found::Manifest(c) => {
                     candidate_doc = Some(c);
                     Site::Manifest
                 }
-                Found::Missing if patch_mode => Site::Cluster,
-                Found::Ambiguous(list) if patch_mode => {
+                Found::Missing if self.patch_mode => Site::Cluster,
+                Found::Ambiguous(list) if self.patch_mode => {
                     if let Some(c) = list.iter().find(|c| c.ignored.is_some()) {
                         candidate_doc = Some(c);
                         Site::Manifest
@@ -434,14 +521,14 @@ pub(crate) fn plan<'r>(
                     }
                 }
                 Found::Missing => {
-                    if !out.missing.contains(workload) {
-                        out.missing.push(workload.clone());
+                    if !self.out.missing.contains(workload) {
+                        self.out.missing.push(workload.clone());
                     }
                     continue;
                 }
                 Found::Ambiguous(list) => {
-                    if !out.ambiguous.iter().any(|a| a.workload == *workload) {
-                        out.ambiguous.push(Ambiguous {
+                    if !self.out.ambiguous.iter().any(|a| a.workload == *workload) {
+                        self.out.ambiguous.push(Ambiguous {
                             workload: workload.clone(),
                             locations: list.iter().map(|c| c.location.clone()).collect(),
                             detail: format!("found in {} places", list.len()),
@@ -455,151 +542,132 @@ pub(crate) fn plan<'r>(
                 None => by_site.push((site, vec![rec])),
             }
         }
-        if let Some(c) = candidate_doc {
-            location = Some(c.location.clone());
-            if !c.api_version.is_empty() {
-                api_version = c.api_version.clone();
-            }
-            if let Some(why) = &c.ignored {
-                out.skipped
-                    .push(skip(workload, None, SkipReason::Ignored, why.clone()));
-                by_site.retain(|(s, _)| *s != Site::Manifest);
-            }
-            // A kustomize base shared by overlays with different namespaces:
-            // editing it changes every namespace.
-            let others: Vec<&String> = c
-                .namespaces
-                .iter()
-                .filter(|ns| **ns != workload.namespace)
-                .collect();
-            if !others.is_empty()
-                && !patch_mode
-                && by_site.iter().any(|(s, _)| *s == Site::Manifest)
-            {
-                let competing: Vec<&String> = others
-                    .iter()
-                    .copied()
-                    .filter(|ns| {
-                        recommended.contains(&WorkloadRef {
-                            namespace: (*ns).clone(),
-                            kind: workload.kind.clone(),
-                            name: workload.name.clone(),
-                        })
-                    })
-                    .collect();
-                if competing.is_empty() {
-                    proposal_notes.push(format!(
-                        "{} is a kustomize base also deployed to namespace {}: this edit changes it there too",
-                        c.location.file.display(),
-                        others.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-                    ));
-                } else {
-                    out.ambiguous.push(Ambiguous {
-                        workload: workload.clone(),
-                        locations: vec![c.location.clone()],
-                        detail: format!(
-                            "a kustomize base shared by namespaces {} that all have recommendations; edit the overlays or use --output kustomize",
-                            c.namespaces.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
-                        ),
-                    });
-                    by_site.retain(|(s, _)| *s != Site::Manifest);
-                }
-            }
-        }
-        if patch_mode
-            && (workload.kind == "Rollout" || discovery::pod_spec_path(&workload.kind).is_none())
-        {
-            out.skipped.push(skip(
-                workload,
-                None,
-                SkipReason::Unsupported,
-                format!(
-                    "strategic-merge patches replace the whole container list of a custom resource ({}); use the in-place output",
-                    workload.kind
-                ),
-            ));
-            continue;
-        }
+        (by_site, candidate_doc)
+    }
 
-        for (site, site_recs) in by_site {
-            let mut helm_location = None;
-            let helm_before = match &site {
-                Site::Helm { file, parent, key } => match helm_resources(repo, file, parent, key) {
+    /// A kustomize base shared by overlays with different namespaces: editing it changes
+    /// every namespace. Noted when the others have no recommendation; ambiguous (and not
+    /// edited in place) when they do.
+    fn shared_base(
+        &mut self,
+        c: &Candidate,
+        workload: &WorkloadRef,
+        by_site: &mut SiteRecs<'r>,
+        notes: &mut Vec<String>,
+    ) {
+        let others: Vec<&String> = c
+            .namespaces
+            .iter()
+            .filter(|ns| **ns != workload.namespace)
+            .collect();
+        if others.is_empty()
+            || self.patch_mode
+            || !by_site.iter().any(|(s, _)| *s == Site::Manifest)
+        {
+            return;
+        }
+        let competing = others.iter().any(|ns| {
+            self.recommended.contains(&WorkloadRef {
+                namespace: (*ns).clone(),
+                kind: workload.kind.clone(),
+                name: workload.name.clone(),
+            })
+        });
+        if !competing {
+            notes.push(format!(
+                "{} is a kustomize base also deployed to namespace {}: this edit changes it there too",
+                c.location.file.display(),
+                others.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+            return;
+        }
+        self.out.ambiguous.push(Ambiguous {
+            workload: workload.clone(),
+            locations: vec![c.location.clone()],
+            detail: format!(
+                "a kustomize base shared by namespaces {} that all have recommendations; edit the overlays or use --output kustomize",
+                c.namespaces.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+            ),
+        });
+        by_site.retain(|(s, _)| *s != Site::Manifest);
+    }
+
+    /// The changes of `site_recs` at `site` (with the Helm values block's location), or
+    /// `None` when nothing there changes.
+    fn site_changes(
+        &mut self,
+        workload: &WorkloadRef,
+        site: &Site,
+        site_recs: &[&'r Recommendation],
+        candidate_doc: Option<&Candidate>,
+    ) -> Option<(Vec<ContainerPlan<'r>>, Option<Location>)> {
+        let mut helm_location = None;
+        let helm_before = match site {
+            Site::Helm { file, parent, key } => {
+                match helm_resources(self.repo, file, parent, key) {
                     Ok((resources, ignored, loc)) => {
                         if let Some(why) = ignored {
-                            out.skipped
+                            self.out
+                                .skipped
                                 .push(skip(workload, None, SkipReason::Ignored, why));
-                            continue;
+                            return None;
                         }
                         helm_location = Some(loc);
                         Some(resources)
                     }
                     Err(why) => {
-                        out.skipped
+                        self.out
+                            .skipped
                             .push(skip(workload, None, SkipReason::Unsupported, why));
-                        continue;
+                        return None;
                     }
-                },
-                _ => None,
-            };
-            let mut planned = Vec::new();
-            for rec in site_recs {
-                let container = rec.key.container.as_str();
-                let (before, list) = match (&site, candidate_doc) {
-                    (Site::Helm { .. }, _) => (helm_before.unwrap_or_default(), "containers"),
-                    (Site::Manifest, Some(c)) => {
-                        let spot = scan
-                            .value(&c.location)
-                            .and_then(|v| find_container(v, &c.kind, container));
-                        match spot {
-                            Some(spot) => (spot.resources, spot.list),
-                            None => {
-                                out.skipped.push(skip(
-                                    workload,
-                                    Some(container),
-                                    SkipReason::ContainerNotFound,
-                                    format!("no container {container} in {}", c.location),
-                                ));
-                                continue;
-                            }
-                        }
-                    }
-                    _ => (rec.current, "containers"),
-                };
-                match decide(&before, rec, &opts.filter) {
-                    Some((after, write)) => planned.push(ContainerPlan {
-                        rec,
-                        list,
-                        before,
-                        after,
-                        write,
-                    }),
-                    None => out.skipped.push(skip(
-                        workload,
-                        Some(container),
-                        SkipReason::BelowThreshold,
-                        below_detail(&before, rec, &opts.filter),
-                    )),
                 }
             }
-            if planned.is_empty() {
-                continue;
+            _ => None,
+        };
+        let mut planned = Vec::new();
+        for &rec in site_recs {
+            let container = rec.key.container.as_str();
+            let (before, list) = match (site, candidate_doc) {
+                (Site::Helm { .. }, _) => (helm_before.unwrap_or_default(), "containers"),
+                (Site::Manifest, Some(c)) => {
+                    let spot = self
+                        .scan
+                        .value(&c.location)
+                        .and_then(|v| find_container(v, &c.kind, container));
+                    match spot {
+                        Some(spot) => (spot.resources, spot.list),
+                        None => {
+                            self.out.skipped.push(skip(
+                                workload,
+                                Some(container),
+                                SkipReason::ContainerNotFound,
+                                format!("no container {container} in {}", c.location),
+                            ));
+                            continue;
+                        }
+                    }
+                }
+                _ => (rec.current, "containers"),
+            };
+            match decide(&before, rec, &self.opts.filter) {
+                Some((after, write)) => planned.push(ContainerPlan {
+                    rec,
+                    list,
+                    before,
+                    after,
+                    write,
+                }),
+                None => self.out.skipped.push(skip(
+                    workload,
+                    Some(container),
+                    SkipReason::BelowThreshold,
+                    below_detail(&before, rec, &self.opts.filter),
+                )),
             }
-            out.proposals.push(Proposal {
-                workload: workload.clone(),
-                location: if site == Site::Manifest {
-                    location.clone()
-                } else {
-                    helm_location
-                },
-                site,
-                api_version: api_version.clone(),
-                containers: planned,
-                notes: proposal_notes.clone(),
-            });
         }
+        (!planned.is_empty()).then_some((planned, helm_location))
     }
-    out
 }
 
 /// Sorts proposals into branches (one, or one per namespace) of at most `max` workloads each.

@@ -145,28 +145,13 @@ pub fn recommend(
             message: problem.clone(),
         });
     }
-    let evidence = Evidence {
-        cpu_percentile: fit.map_or(policy.cpu_percentile, |f| f.percentile),
-        cpu_percentile_millicores: cpu_pct_millicores,
-        memory_peak_bytes: (w.memory.count() > 0).then_some(w.memory.max),
-        samples: w.cpu.count(),
-        memory_samples: w.memory.count(),
-        history_hours: w.history_hours,
-        window_hours,
-        margin: policy.margin,
-        rules: Vec::new(),
-        memory_basis: fit.map_or_else(|| policy.memory_basis.label(), |f| f.memory.label.clone()),
-        oom_kills: w.oom_kills,
-        restarts: w.restarts,
-        throttled_ratio: w.throttled_ratio,
-        cpu_mean_millicores: w.cpu.mean().map(|c| c * 1000.0),
-        memory_mean_bytes: w.memory.mean(),
-        average_replicas: (average_replicas * 100.0).round() / 100.0,
-        policy_sources: ctx.policy_sources.clone(),
-        strategy_scores: contest.scores.clone(),
-        strategy_choice: Some(contest.why.clone()),
-        fitted_from: fit.and_then(|f| f.fitted_from),
-        ..Evidence::default()
+    let a = Analysis {
+        input,
+        policy,
+        ctx,
+        w: &w,
+        contest: &contest,
+        average_replicas,
     };
     let base = Recommendation {
         key: input.key.clone(),
@@ -177,7 +162,7 @@ pub fn recommend(
         confidence_score,
         reason: String::new(),
         strategy: contest.name.into(),
-        evidence,
+        evidence: a.evidence(window_hours),
         computed_at: now,
         severity: Severity::Info,
         findings: Vec::new(),
@@ -197,21 +182,154 @@ pub fn recommend(
             ..base
         };
     };
+    a.sized(fit, (cpu_pct, memory_base), findings, base)
+}
 
-    let pressure = sizing::Pressure {
-        cpu_p99_cores: w.cpu.quantile(0.99).unwrap_or(0.0),
-        throttled_ratio: w.throttled_ratio,
-        oom_kills: w.oom_kills,
-        memory_peak_bytes: w.memory.max,
-    };
-    let (recommended, mut sized, starved, memory_censored) =
-        size(fit, &input.current, &pressure, policy);
-    let (cpu_request, memory) = (
-        recommended.cpu_request_millicores.unwrap_or(0),
-        recommended.memory_limit_bytes.unwrap_or(0),
-    );
-    let (pct_label, basis_label) = (&fit.cpu.label, &fit.memory.label);
-    findings.append(&mut sized.findings);
+/// One container's window and the strategy contest over it: what the steps after the fit
+/// share.
+struct Analysis<'a, 'i> {
+    input: &'a Input<'i>,
+    policy: &'a Policy,
+    ctx: &'a Context<'a>,
+    w: &'a window::Window,
+    contest: &'a Contest,
+    average_replicas: f64,
+}
+
+impl Analysis<'_, '_> {
+    /// The evidence every recommendation carries, numbers or not.
+    fn evidence(&self, window_hours: u32) -> Evidence {
+        let (w, policy, fit) = (self.w, self.policy, self.contest.fit.as_ref());
+        Evidence {
+            cpu_percentile: fit.map_or(policy.cpu_percentile, |f| f.percentile),
+            cpu_percentile_millicores: fit.map(|f| f.cpu.value),
+            memory_peak_bytes: (w.memory.count() > 0).then_some(w.memory.max),
+            samples: w.cpu.count(),
+            memory_samples: w.memory.count(),
+            history_hours: w.history_hours,
+            window_hours,
+            margin: policy.margin,
+            rules: Vec::new(),
+            memory_basis: fit
+                .map_or_else(|| policy.memory_basis.label(), |f| f.memory.label.clone()),
+            oom_kills: w.oom_kills,
+            restarts: w.restarts,
+            throttled_ratio: w.throttled_ratio,
+            cpu_mean_millicores: w.cpu.mean().map(|c| c * 1000.0),
+            memory_mean_bytes: w.memory.mean(),
+            average_replicas: (self.average_replicas * 100.0).round() / 100.0,
+            policy_sources: self.ctx.policy_sources.clone(),
+            strategy_scores: self.contest.scores.clone(),
+            strategy_choice: Some(self.contest.why.clone()),
+            fitted_from: fit.and_then(|f| f.fitted_from),
+            ..Evidence::default()
+        }
+    }
+
+    /// The recommendation with numbers: sized from `fit` (its CPU percentile and memory
+    /// basis in `measured`), replayed, its impact, status, severity, reasons and rules.
+    fn sized(
+        &self,
+        fit: &Fit,
+        measured: (f64, f64),
+        mut findings: Vec<Finding>,
+        base: Recommendation,
+    ) -> Recommendation {
+        let (input, policy, w, contest) = (self.input, self.policy, self.w, self.contest);
+        let (cpu_pct, memory_base) = measured;
+        let pressure = sizing::Pressure {
+            cpu_p99_cores: w.cpu.quantile(0.99).unwrap_or(0.0),
+            throttled_ratio: w.throttled_ratio,
+            oom_kills: w.oom_kills,
+            memory_peak_bytes: w.memory.max,
+        };
+        let (recommended, mut sized, starved, memory_censored) =
+            size(fit, &input.current, &pressure, policy);
+        findings.append(&mut sized.findings);
+        findings.extend(contest_findings(contest, cpu_pct, &fit.cpu.label));
+
+        let backtest = Backtest {
+            current: backtest::replay(&input.current, &w.cpu, &w.memory_peaks),
+            recommended: backtest::replay(&recommended, &w.cpu, &w.memory_peaks),
+            memory_censored,
+        };
+        let hpa = impact::hpa_effect(
+            input.workload,
+            &input.current,
+            recommended.cpu_request_millicores.unwrap_or(0),
+            self.average_replicas,
+        );
+        let impact = impact::impact(
+            &input.current,
+            &recommended,
+            input.workload,
+            hpa.as_ref(),
+            self.average_replicas,
+            self.ctx.pricing,
+        );
+
+        let c = &input.current;
+        let status = verdict::status(c, &recommended, policy, starved, w.oom_kills);
+        let verdict_input = verdict::Measured {
+            cpu_pct_millicores: cpu_pct,
+            memory_base_bytes: memory_base,
+            current_backtest: &backtest.current,
+        };
+        let severity =
+            verdict::severity(c, &recommended, &verdict_input, &findings, status, policy);
+        let mut reasons = std::mem::take(&mut sized.reasons);
+        reasons.extend(hpa.as_ref().and_then(impact::hpa_reason));
+        reasons.extend(summary_reasons(
+            c,
+            &recommended,
+            fit,
+            measured,
+            status,
+            &findings,
+        ));
+
+        let mut evidence = base.evidence.clone();
+        evidence.rules = fit.notes.clone();
+        evidence.rules.append(&mut sized.rules);
+        self.add_contest(&mut evidence, &backtest);
+        Recommendation {
+            status,
+            recommended,
+            reason: reasons.join("; "),
+            evidence,
+            severity,
+            findings,
+            backtest: Some(backtest),
+            impact: Some(impact),
+            hpa,
+            ..base
+        }
+    }
+}
+
+impl Analysis<'_, '_> {
+    /// The contest's part of the evidence: the chosen strategy and why, and how the numbers
+    /// fared in sample and on the held-out days.
+    fn add_contest(&self, evidence: &mut Evidence, in_sample: &Backtest) {
+        let contest = self.contest;
+        evidence
+            .rules
+            .push(format!("strategy {}: {}", contest.name, contest.why));
+        if let Some(h) = &contest.holdout {
+            evidence.rules.push(holdout_rule(h));
+        }
+        evidence.backtest = Some(EvidenceBacktest {
+            in_sample: in_sample.clone(),
+            holdout: contest.holdout.clone(),
+            holdout_current: contest.holdout_current.clone(),
+        });
+    }
+}
+
+/// What the contest and the fit say beyond the sizing: no strategy met the objective, or
+/// the container is idle.
+fn contest_findings(contest: &Contest, cpu_pct: f64, pct_label: &str) -> Vec<Finding> {
+    let mut findings = Vec::new();
     if contest.missed {
         let misses = contest
             .scores
@@ -238,37 +356,20 @@ pub fn recommend(
             ),
         });
     }
+    findings
+}
 
-    let backtest = Backtest {
-        current: backtest::replay(&input.current, &w.cpu, &w.memory_peaks),
-        recommended: backtest::replay(&recommended, &w.cpu, &w.memory_peaks),
-        memory_censored,
-    };
-    let hpa = impact::hpa_effect(
-        input.workload,
-        &input.current,
-        cpu_request,
-        average_replicas,
-    );
-    let impact = impact::impact(
-        &input.current,
-        &recommended,
-        input.workload,
-        hpa.as_ref(),
-        average_replicas,
-        ctx.pricing,
-    );
-
-    let c = &input.current;
-    let status = verdict::status(c, &recommended, policy, starved, w.oom_kills);
-    let measured = verdict::Measured {
-        cpu_pct_millicores: cpu_pct,
-        memory_base_bytes: memory_base,
-        current_backtest: &backtest.current,
-    };
-    let severity = verdict::severity(c, &recommended, &measured, &findings, status, policy);
-    let mut reasons = sized.reasons;
-    reasons.extend(hpa.as_ref().and_then(impact::hpa_reason));
+/// The reasons after the sizing's and the HPA's: nothing to do, no limits, and which way
+/// CPU and memory go from what was measured.
+fn summary_reasons(
+    c: &Resources,
+    recommended: &Resources,
+    fit: &Fit,
+    (cpu_pct, memory_base): (f64, f64),
+    status: Status,
+    findings: &[Finding],
+) -> Vec<String> {
+    let mut reasons = Vec::new();
     if status == Status::NoChange {
         reasons.push("within the minimum change: nothing to do".into());
     }
@@ -279,41 +380,24 @@ pub fn recommend(
         reasons.push("no limits set".into());
     }
     reasons.push(format!(
-        "cpu {} ({pct_label} {})",
-        direction(c.cpu_request_millicores, Some(cpu_request)),
+        "cpu {} ({} {})",
+        direction(
+            c.cpu_request_millicores,
+            Some(recommended.cpu_request_millicores.unwrap_or(0))
+        ),
+        fit.cpu.label,
         quantity::cpu_measured(cpu_pct)
     ));
     reasons.push(format!(
-        "memory {} ({basis_label} {})",
-        direction(c.memory_limit_bytes, Some(memory)),
+        "memory {} ({} {})",
+        direction(
+            c.memory_limit_bytes,
+            Some(recommended.memory_limit_bytes.unwrap_or(0))
+        ),
+        fit.memory.label,
         quantity::memory_measured(memory_base)
     ));
-
-    let mut evidence = base.evidence.clone();
-    let mut rules = fit.notes.clone();
-    rules.append(&mut sized.rules);
-    rules.push(format!("strategy {}: {}", contest.name, contest.why));
-    if let Some(h) = &contest.holdout {
-        rules.push(holdout_rule(h));
-    }
-    evidence.rules = rules;
-    evidence.backtest = Some(EvidenceBacktest {
-        in_sample: backtest.clone(),
-        holdout: contest.holdout.clone(),
-        holdout_current: contest.holdout_current.clone(),
-    });
-    Recommendation {
-        status,
-        recommended,
-        reason: reasons.join("; "),
-        evidence,
-        severity,
-        findings,
-        backtest: Some(backtest),
-        impact: Some(impact),
-        hpa,
-        ..base
-    }
+    reasons
 }
 
 /// What keeps the window from supporting numbers, in words; empty when it does.

@@ -559,8 +559,27 @@ fn compete(h: &History<'_>, input: &Input<'_>, policy: &Policy, ctx: &Context<'_
         tournament::judge(&mut score, fits_percentile(fits, policy), ctx.backtest);
         scores.push(score);
     }
+    let (index, why, missed) = choose(&scores, policy, ctx);
+    scores[index].chosen = true;
+    let name = strategy::CANDIDATES[index];
+    let holdout = (scores[index].holdout.days > 0).then(|| scores[index].holdout.clone());
+    let holdout_current = (current.days > 0).then(|| current.figures());
+    Contest {
+        fit: fits[index].2[held.len()].clone(),
+        name: name.as_str(),
+        why,
+        scores,
+        holdout,
+        holdout_current,
+        missed,
+    }
+}
+
+/// The strategy chosen, why, and whether it missed the objective: the pinned one, guidance
+/// when nothing could be backtested, else the tournament's pick.
+fn choose(scores: &[StrategyScore], policy: &Policy, ctx: &Context<'_>) -> (usize, String, bool) {
     let evaluated = scores.iter().any(|s| s.holdout.days > 0);
-    let (index, why, missed) = if policy.strategy != StrategyName::Auto {
+    if policy.strategy != StrategyName::Auto {
         let i = strategy::CANDIDATES
             .iter()
             .position(|n| *n == policy.strategy)
@@ -581,21 +600,8 @@ fn compete(h: &History<'_>, input: &Input<'_>, policy: &Policy, ctx: &Context<'_
             false,
         )
     } else {
-        let c = tournament::choose(&scores, ctx.previous_strategy, ctx.backtest);
+        let c = tournament::choose(scores, ctx.previous_strategy, ctx.backtest);
         (c.index, c.why, c.missed)
-    };
-    scores[index].chosen = true;
-    let name = strategy::CANDIDATES[index];
-    let holdout = (scores[index].holdout.days > 0).then(|| scores[index].holdout.clone());
-    let holdout_current = (current.days > 0).then(|| current.figures());
-    Contest {
-        fit: fits[index].2[held.len()].clone(),
-        name: name.as_str(),
-        why,
-        scores,
-        holdout,
-        holdout_current,
-        missed,
     }
 }
 

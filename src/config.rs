@@ -729,94 +729,8 @@ impl Settings {
 
     /// [`Settings::resolve`] over a config file already read (see [`parse_file`]).
     pub fn resolve_with(global: &GlobalArgs, file: FileConfig) -> Result<Settings, ConfigError> {
-        let token_file = global
-            .prometheus_token_file
-            .clone()
-            .or(file.prometheus_token_file.clone());
-        let token_path = token_file.clone();
-        let token = match (&global.prometheus_token, token_file) {
-            (Some(t), _) if t.expose_secret().trim().is_empty() => {
-                return Err(ConfigError::Invalid(
-                    "--prometheus-token (RIGHTSIZER_PROMETHEUS_TOKEN) is empty: give the token, or unset it".into(),
-                ))
-            }
-            (Some(t), _) => Some(SecretString::from(t.expose_secret().trim().to_string())),
-            (None, Some(path)) => Some(read_token(&path)?),
-            (None, None) => None,
-        };
-        let prometheus = global
-            .prometheus_url
-            .clone()
-            .or(file.prometheus_url.clone())
-            .map(|url| -> Result<PromConfig, ConfigError> {
-                let url = url.expose().to_string();
-                let user = global.prometheus_user.clone().or(file.prometheus_user.clone());
-                let basic_auth = match user {
-                    None => None,
-                    Some(user) => {
-                        let password = match (std::env::var("RIGHTSIZER_PROMETHEUS_PASSWORD").ok(), global.prometheus_password_file.clone().or(file.prometheus_password_file.clone())) {
-                            (Some(p), _) => SecretString::from(p),
-                            (None, Some(path)) => read_token(&path)?,
-                            (None, None) => return Err(ConfigError::Invalid("a Prometheus user needs RIGHTSIZER_PROMETHEUS_PASSWORD or --prometheus-password-file".into())),
-                        };
-                        Some((user, password))
-                    }
-                };
-                let mut headers: Vec<(String, SecretString)> =
-                    file.prometheus_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                for h in &global.prometheus_headers {
-                    let h = h.expose_secret();
-                    let (name, value) = h.split_once(':').ok_or_else(|| {
-                        ConfigError::Invalid(format!("--prometheus-header must be `Name: value`, got {:?}", h.split(':').next().unwrap_or("")))
-                    })?;
-                    headers.push((name.trim().to_string(), SecretString::from(value.trim().to_string())));
-                }
-                Ok(PromConfig {
-                    gzip: global
-                        .collector_compression
-                        .unwrap_or(file.collector.compression)
-                        .gzip_for(&url),
-                    url,
-                    bearer_token: token,
-                    bearer_token_file: if global.prometheus_token.is_some() {
-                        None
-                    } else {
-                        token_path.clone()
-                    },
-                    timeout: file.collector.timeout,
-                    retries: file.collector.retries,
-                    max_response_bytes: file.collector.max_response_bytes,
-                    basic_auth,
-                    headers,
-                    ca_file: global.prometheus_ca_file.clone().or(file.prometheus_ca_file.clone()),
-                    backend: global.prometheus_backend.unwrap_or(file.prometheus_backend),
-                    sigv4: global
-                        .prometheus_sigv4_region
-                        .clone()
-                        .or(file.prometheus_sigv4_region.clone())
-                        .map(aps),
-                    insecure_skip_verify: global.prometheus_insecure_skip_verify || file.prometheus_insecure_skip_verify,
-                    ..PromConfig::default()
-                })
-            })
-            .transpose()?;
-        let c = &file.collector;
-        if c.step.as_secs() == 0 || 3600 % c.step.as_secs() != 0 {
-            return Err(ConfigError::Invalid(format!(
-                "collector.step must divide an hour evenly, got {}",
-                humantime::format_duration(c.step)
-            )));
-        }
-        if c.chunk_hours == 0 || c.chunk_hours as u64 * 3600 / c.step.as_secs() > 11_000 {
-            return Err(ConfigError::Invalid(
-                "collector.chunk_hours must be ≥ 1 and keep a chunk under Prometheus' 11,000 points per series".into(),
-            ));
-        }
-        if c.concurrency == 0 {
-            return Err(ConfigError::Invalid(
-                "collector.concurrency must be ≥ 1".into(),
-            ));
-        }
+        let prometheus = prometheus_config(global, &file)?;
+        validate_collector(&file.collector)?;
         let policy = PolicySet::new(file.policy.clone()).map_err(ConfigError::Invalid)?;
         let retention = retention(&file, &policy)?;
         file.backtest
@@ -831,26 +745,19 @@ impl Settings {
                 "pricing.cpu_core_hour and pricing.memory_gib_hour must be ≥ 0".into(),
             ));
         }
-        let kubernetes = match (&file.kubernetes, global.kubernetes) {
-            (Some(k), _) => {
-                k.validate()
-                    .map_err(|e| ConfigError::Invalid(format!("kubernetes: {e}")))?;
-                Some(k.clone())
-            }
-            (None, true) => Some(crate::cluster::ClusterSourceConfig::default()),
-            (None, false) => None,
-        };
+        let kubernetes = kubernetes_source(&file, global.kubernetes)?;
         let chosen = global.cluster.clone().or(file.cluster.clone());
         if chosen.as_deref() == Some("") {
             return Err(ConfigError::Invalid(
                 "cluster name must not be empty".into(),
             ));
         }
+        let compression = global
+            .collector_compression
+            .unwrap_or(file.collector.compression);
         let sources = sources(
             &file,
-            global
-                .collector_compression
-                .unwrap_or(file.collector.compression),
+            compression,
             prometheus.as_ref(),
             kubernetes.as_ref(),
             chosen.as_deref(),
@@ -859,6 +766,14 @@ impl Settings {
             .clone()
             .or_else(|| sources.first().map(|s| s.cluster.clone()))
             .unwrap_or_else(|| "default".into());
+        let apply = validate_apply(file.apply.clone())?;
+        let report_schedule = match file.reports.schedule.trim() {
+            "" | "off" => None,
+            text => Some(
+                crate::report::Schedule::parse(text)
+                    .map_err(|e| ConfigError::Invalid(format!("reports.schedule: {e}")))?,
+            ),
+        };
         Ok(Settings {
             database_url: global
                 .database_url
@@ -869,9 +784,7 @@ impl Settings {
             cluster,
             collector: CollectorConfig {
                 source: global.collector_source.unwrap_or(file.collector.source),
-                compression: global
-                    .collector_compression
-                    .unwrap_or(file.collector.compression),
+                compression,
                 ..file.collector.clone()
             },
             policy,
@@ -879,29 +792,8 @@ impl Settings {
             backtest: file.backtest.clone(),
             backtest_days_set: file.backtest_days_set,
             gitops: file.gitops.clone(),
-            apply: {
-                let a = file.apply.clone();
-                if a.step_interval < Duration::from_secs(60) {
-                    return Err(ConfigError::Invalid(format!(
-                        "apply.step_interval must be at least 1m (the health check needs the pods to run a while); got {}",
-                        humantime::format_duration(a.step_interval)
-                    )));
-                }
-                if !(a.max_step_down > 0.0 && a.max_step_down <= 1.0) {
-                    return Err(ConfigError::Invalid(format!(
-                        "apply.max_step_down must be above 0 and at most 1 (0.25: at most 25% lower per run); got {}",
-                        a.max_step_down
-                    )));
-                }
-                a
-            },
-            report_schedule: match file.reports.schedule.trim() {
-                "" | "off" => None,
-                text => Some(
-                    crate::report::Schedule::parse(text)
-                        .map_err(|e| ConfigError::Invalid(format!("reports.schedule: {e}")))?,
-                ),
-            },
+            apply,
+            report_schedule,
             reports: file.reports.clone(),
             notifications: notifications(&file.notifications)?,
             retention,
@@ -911,6 +803,172 @@ impl Settings {
             sources,
         })
     }
+}
+
+/// The Prometheus of the flags and the file, when a URL is given: flags win, a token
+/// (flag, else file) or a user and password, extra headers (the file's, then the flags').
+fn prometheus_config(
+    global: &GlobalArgs,
+    file: &FileConfig,
+) -> Result<Option<PromConfig>, ConfigError> {
+    let token_path = global
+        .prometheus_token_file
+        .clone()
+        .or(file.prometheus_token_file.clone());
+    let token = match (&global.prometheus_token, token_path.clone()) {
+        (Some(t), _) if t.expose_secret().trim().is_empty() => {
+            return Err(ConfigError::Invalid(
+                "--prometheus-token (RIGHTSIZER_PROMETHEUS_TOKEN) is empty: give the token, or unset it".into(),
+            ))
+        }
+        (Some(t), _) => Some(SecretString::from(t.expose_secret().trim().to_string())),
+        (None, Some(path)) => Some(read_token(&path)?),
+        (None, None) => None,
+    };
+    let Some(url) = global
+        .prometheus_url
+        .clone()
+        .or(file.prometheus_url.clone())
+    else {
+        return Ok(None);
+    };
+    let url = url.expose().to_string();
+    let basic_auth = prometheus_basic_auth(global, file)?;
+    let mut headers: Vec<(String, SecretString)> = file
+        .prometheus_headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for h in &global.prometheus_headers {
+        let h = h.expose_secret();
+        let (name, value) = h.split_once(':').ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "--prometheus-header must be `Name: value`, got {:?}",
+                h.split(':').next().unwrap_or("")
+            ))
+        })?;
+        headers.push((
+            name.trim().to_string(),
+            SecretString::from(value.trim().to_string()),
+        ));
+    }
+    Ok(Some(PromConfig {
+        gzip: global
+            .collector_compression
+            .unwrap_or(file.collector.compression)
+            .gzip_for(&url),
+        url,
+        bearer_token: token,
+        bearer_token_file: if global.prometheus_token.is_some() {
+            None
+        } else {
+            token_path
+        },
+        timeout: file.collector.timeout,
+        retries: file.collector.retries,
+        max_response_bytes: file.collector.max_response_bytes,
+        basic_auth,
+        headers,
+        ca_file: global
+            .prometheus_ca_file
+            .clone()
+            .or(file.prometheus_ca_file.clone()),
+        backend: global.prometheus_backend.unwrap_or(file.prometheus_backend),
+        sigv4: global
+            .prometheus_sigv4_region
+            .clone()
+            .or(file.prometheus_sigv4_region.clone())
+            .map(aps),
+        insecure_skip_verify: global.prometheus_insecure_skip_verify
+            || file.prometheus_insecure_skip_verify,
+        ..PromConfig::default()
+    }))
+}
+
+/// The Prometheus user (flag, else file) and its password (environment, else file).
+fn prometheus_basic_auth(
+    global: &GlobalArgs,
+    file: &FileConfig,
+) -> Result<Option<(String, SecretString)>, ConfigError> {
+    let Some(user) = global
+        .prometheus_user
+        .clone()
+        .or(file.prometheus_user.clone())
+    else {
+        return Ok(None);
+    };
+    let password_file = global
+        .prometheus_password_file
+        .clone()
+        .or(file.prometheus_password_file.clone());
+    let password = match (
+        std::env::var("RIGHTSIZER_PROMETHEUS_PASSWORD").ok(),
+        password_file,
+    ) {
+        (Some(p), _) => SecretString::from(p),
+        (None, Some(path)) => read_token(&path)?,
+        (None, None) => return Err(ConfigError::Invalid(
+            "a Prometheus user needs RIGHTSIZER_PROMETHEUS_PASSWORD or --prometheus-password-file"
+                .into(),
+        )),
+    };
+    Ok(Some((user, password)))
+}
+
+/// The Kubernetes API source: the file's `[kubernetes]` table, validated, or the defaults
+/// when `--kubernetes` asks for it.
+fn kubernetes_source(
+    file: &FileConfig,
+    flag: bool,
+) -> Result<Option<crate::cluster::ClusterSourceConfig>, ConfigError> {
+    Ok(match (&file.kubernetes, flag) {
+        (Some(k), _) => {
+            k.validate()
+                .map_err(|e| ConfigError::Invalid(format!("kubernetes: {e}")))?;
+            Some(k.clone())
+        }
+        (None, true) => Some(crate::cluster::ClusterSourceConfig::default()),
+        (None, false) => None,
+    })
+}
+
+/// The collector's step divides an hour, a chunk stays under Prometheus' 11,000 points per
+/// series, and something runs at a time.
+fn validate_collector(c: &CollectorConfig) -> Result<(), ConfigError> {
+    if c.step.as_secs() == 0 || 3600 % c.step.as_secs() != 0 {
+        return Err(ConfigError::Invalid(format!(
+            "collector.step must divide an hour evenly, got {}",
+            humantime::format_duration(c.step)
+        )));
+    }
+    if c.chunk_hours == 0 || c.chunk_hours as u64 * 3600 / c.step.as_secs() > 11_000 {
+        return Err(ConfigError::Invalid(
+            "collector.chunk_hours must be ≥ 1 and keep a chunk under Prometheus' 11,000 points per series".into(),
+        ));
+    }
+    if c.concurrency == 0 {
+        return Err(ConfigError::Invalid(
+            "collector.concurrency must be ≥ 1".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `[apply]` within its ranges.
+fn validate_apply(a: ApplyConfig) -> Result<ApplyConfig, ConfigError> {
+    if a.step_interval < Duration::from_secs(60) {
+        return Err(ConfigError::Invalid(format!(
+            "apply.step_interval must be at least 1m (the health check needs the pods to run a while); got {}",
+            humantime::format_duration(a.step_interval)
+        )));
+    }
+    if !(a.max_step_down > 0.0 && a.max_step_down <= 1.0) {
+        return Err(ConfigError::Invalid(format!(
+            "apply.max_step_down must be above 0 and at most 1 (0.25: at most 25% lower per run); got {}",
+            a.max_step_down
+        )));
+    }
+    Ok(a)
 }
 
 /// Default of `retention`.
@@ -981,24 +1039,7 @@ fn sources(
     let mut all = Vec::with_capacity(file.clusters.len());
     for (i, entry) in file.clusters.iter().enumerate() {
         let at = format!("clusters[{i}]");
-        if entry.name.is_empty() {
-            return Err(ConfigError::Invalid(format!("{at}.name must not be empty")));
-        }
-        if !seen.insert(entry.name.clone()) {
-            return Err(ConfigError::Invalid(format!(
-                "{at}: cluster {:?} is listed twice",
-                entry.name
-            )));
-        }
-        if entry.label_value.is_some() && label.is_none() {
-            return Err(ConfigError::Invalid(format!(
-                "{at}.label_value needs collector.cluster_label"
-            )));
-        }
-        if let Some(k) = &entry.kubernetes {
-            k.validate()
-                .map_err(|e| ConfigError::Invalid(format!("{at}.kubernetes: {e}")))?;
-        }
+        check_entry(entry, &at, &mut seen, label.is_some())?;
         let url = entry
             .prometheus_url
             .as_ref()
@@ -1006,51 +1047,14 @@ fn sources(
             .or_else(|| prometheus.map(|p| p.url.clone()));
         let prometheus = match url {
             None => None,
-            Some(url) => {
-                let mut p = prometheus.cloned().unwrap_or_else(|| PromConfig {
-                    timeout: file.collector.timeout,
-                    retries: file.collector.retries,
-                    max_response_bytes: file.collector.max_response_bytes,
-                    ..PromConfig::default()
-                });
-                p.gzip = compression.gzip_for(&url);
-                p.url = url;
-                if let Some(path) = &entry.prometheus_token_file {
-                    p.bearer_token = Some(read_token(path)?);
-                    p.bearer_token_file = Some(path.clone());
-                    p.basic_auth = None;
-                }
-                if let Some(user) = &entry.prometheus_user {
-                    let path = entry.prometheus_password_file.as_ref().ok_or_else(|| {
-                        ConfigError::Invalid(format!(
-                            "{at}.prometheus_user needs {at}.prometheus_password_file"
-                        ))
-                    })?;
-                    p.basic_auth = Some((user.clone(), read_token(path)?));
-                    p.bearer_token = None;
-                    p.bearer_token_file = None;
-                }
-                if !entry.prometheus_headers.is_empty() {
-                    p.headers = entry
-                        .prometheus_headers
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect();
-                }
-                if let Some(ca) = &entry.prometheus_ca_file {
-                    p.ca_file = Some(ca.clone());
-                }
-                if let Some(insecure) = entry.prometheus_insecure_skip_verify {
-                    p.insecure_skip_verify = insecure;
-                }
-                if let Some(backend) = entry.prometheus_backend {
-                    p.backend = backend;
-                }
-                if let Some(region) = &entry.prometheus_sigv4_region {
-                    p.sigv4 = Some(aps(region.clone()));
-                }
-                Some(p)
-            }
+            Some(url) => Some(cluster_prometheus(
+                entry,
+                &at,
+                url,
+                prometheus,
+                &file.collector,
+                compression,
+            )?),
         };
         all.push(Source {
             cluster: entry.name.clone(),
@@ -1073,6 +1077,90 @@ fn sources(
             ))),
         },
     }
+}
+
+/// One `[[clusters]]` entry (`at` names it) stands on its own: a name not seen before, a
+/// label value only with a cluster label, a valid Kubernetes source.
+fn check_entry(
+    entry: &ClusterEntry,
+    at: &str,
+    seen: &mut std::collections::HashSet<String>,
+    has_label: bool,
+) -> Result<(), ConfigError> {
+    if entry.name.is_empty() {
+        return Err(ConfigError::Invalid(format!("{at}.name must not be empty")));
+    }
+    if !seen.insert(entry.name.clone()) {
+        return Err(ConfigError::Invalid(format!(
+            "{at}: cluster {:?} is listed twice",
+            entry.name
+        )));
+    }
+    if entry.label_value.is_some() && !has_label {
+        return Err(ConfigError::Invalid(format!(
+            "{at}.label_value needs collector.cluster_label"
+        )));
+    }
+    if let Some(k) = &entry.kubernetes {
+        k.validate()
+            .map_err(|e| ConfigError::Invalid(format!("{at}.kubernetes: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The Prometheus of one `[[clusters]]` entry at `url`: the top-level one's settings (or
+/// the collector's defaults), with what the entry sets in their place.
+fn cluster_prometheus(
+    entry: &ClusterEntry,
+    at: &str,
+    url: String,
+    base: Option<&PromConfig>,
+    collector: &CollectorConfig,
+    compression: HttpCompression,
+) -> Result<PromConfig, ConfigError> {
+    let mut p = base.cloned().unwrap_or_else(|| PromConfig {
+        timeout: collector.timeout,
+        retries: collector.retries,
+        max_response_bytes: collector.max_response_bytes,
+        ..PromConfig::default()
+    });
+    p.gzip = compression.gzip_for(&url);
+    p.url = url;
+    if let Some(path) = &entry.prometheus_token_file {
+        p.bearer_token = Some(read_token(path)?);
+        p.bearer_token_file = Some(path.clone());
+        p.basic_auth = None;
+    }
+    if let Some(user) = &entry.prometheus_user {
+        let path = entry.prometheus_password_file.as_ref().ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "{at}.prometheus_user needs {at}.prometheus_password_file"
+            ))
+        })?;
+        p.basic_auth = Some((user.clone(), read_token(path)?));
+        p.bearer_token = None;
+        p.bearer_token_file = None;
+    }
+    if !entry.prometheus_headers.is_empty() {
+        p.headers = entry
+            .prometheus_headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+    }
+    if let Some(ca) = &entry.prometheus_ca_file {
+        p.ca_file = Some(ca.clone());
+    }
+    if let Some(insecure) = entry.prometheus_insecure_skip_verify {
+        p.insecure_skip_verify = insecure;
+    }
+    if let Some(backend) = entry.prometheus_backend {
+        p.backend = backend;
+    }
+    if let Some(region) = &entry.prometheus_sigv4_region {
+        p.sigv4 = Some(aps(region.clone()));
+    }
+    Ok(p)
 }
 
 fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {

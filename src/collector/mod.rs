@@ -734,14 +734,9 @@ async fn resolve_source(prom: &PromClient, source: CollectorSource) -> (Via, Opt
     }
 }
 
-/// Collects the missing hours of `[from, to)`; returns what it did. Chunks written
-/// before an error stay written.
-#[tracing::instrument(skip_all, fields(cluster = %opts.cluster, from = opts.from, to = opts.to))]
-pub async fn collect(
-    prom: &PromClient,
-    store: &dyn Store,
-    opts: &CollectOptions,
-) -> Result<CollectReport, CollectError> {
+/// The whole window and the step are in whole hours: anything else would mark hours
+/// collected that were not.
+fn check_window(opts: &CollectOptions) -> Result<(), CollectError> {
     if opts.from % 3600 != 0 || opts.to % 3600 != 0 || opts.from > opts.to {
         return Err(CollectError::Window(format!(
             "[{}, {}) is not a range of whole hours",
@@ -754,6 +749,121 @@ pub async fn collect(
             opts.step_secs
         )));
     }
+    Ok(())
+}
+
+/// Chunks another process holds are skipped at first and waited for at the end, so the
+/// run ends with every hour collected by someone: an analysis right after it sees them
+/// all, and a holder that died is replaced.
+async fn fetch_all(
+    prom: &PromClient,
+    store: &dyn Store,
+    chunks: Vec<Vec<i64>>,
+    opts: &CollectOptions,
+    via: Via,
+    tx: ToWriter,
+) -> Result<(), CollectError> {
+    let mut held = Vec::new();
+    let tx = &tx;
+    let mut fetches = futures::stream::iter(chunks)
+        .map(|hours| claim_and_fetch(prom, store, hours, opts, via, tx, false))
+        .buffered(opts.concurrency.max(1) + 1);
+    while let Some(outcome) = fetches.next().await {
+        match outcome? {
+            Outcome::Held(hours) => held.push(hours),
+            Outcome::Sent => {}
+            Outcome::Elsewhere(n) => {
+                if tx.send(Err(n)).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    drop(fetches);
+    for hours in held {
+        match claim_and_fetch(prom, store, hours, opts, via, tx, true).await? {
+            Outcome::Sent => {}
+            Outcome::Elsewhere(n) => {
+                if tx.send(Err(n)).await.is_err() {
+                    break;
+                }
+            }
+            Outcome::Held(_) => unreachable!("a waiting claim is never left held"),
+        }
+    }
+    Ok(())
+}
+
+/// Writes each fetched piece as it comes (`total` hours in all, for the progress), counting
+/// into `report`; returns the workload containers seen. A writer that fails drops `rx`,
+/// which stops the fetcher at its next send.
+async fn write_all(
+    store: &dyn Store,
+    mut rx: tokio::sync::mpsc::Receiver<Result<Fetched, u64>>,
+    opts: &CollectOptions,
+    report: &mut CollectReport,
+    total: u64,
+) -> Result<HashSet<crate::model::ContainerKey>, CollectError> {
+    let mut seen = HashSet::new();
+    let mut progressed = 0;
+    while let Some(item) = rx.recv().await {
+        let fetched = match item {
+            Ok(fetched) => fetched,
+            Err(hours) => {
+                report.hours_collected_elsewhere += hours;
+                progressed += hours;
+                opts.progress.report(progressed, total);
+                continue;
+            }
+        };
+        let f = fetched;
+        let (chunk, stats) = (f.chunk, f.stats);
+        let n_hours = chunk.hours.len() as u64;
+        store.write_chunk(&chunk).await?;
+        if let Some(claim) = f.claim {
+            claim.release().await;
+        }
+        seen.extend(chunk.usage.iter().map(|u| u.key.clone()));
+        seen.extend(chunk.containers.iter().map(|c| c.key.clone()));
+        crate::telemetry::metrics().chunk_written(&opts.cluster);
+        report.hours_collected += n_hours;
+        progressed += n_hours;
+        opts.progress.report(progressed, total);
+        report.add_chunk(f.split, &f.counts, &stats);
+        tracing::debug!(
+            first_hour = chunk.hours[0],
+            hours = n_hours,
+            samples = stats.samples,
+            "chunk written"
+        );
+    }
+    Ok(seen)
+}
+
+impl CollectReport {
+    /// Counts a chunk the writer committed.
+    fn add_chunk(&mut self, split: bool, counts: &Counts, stats: &ingest::ChunkStats) {
+        self.chunks += 1;
+        self.split_chunks += u64::from(split);
+        self.queries += counts.queries;
+        self.remote_read_fallbacks += counts.fallbacks;
+        self.remote_read_bytes += counts.raw.bytes;
+        self.remote_read_samples += counts.raw.samples;
+        self.samples += stats.samples;
+        self.rejected_samples += stats.rejected;
+        self.inferred_pods += stats.inferred_pods;
+    }
+}
+
+/// Collects the missing hours of `[from, to)`; returns what it did. Chunks written
+/// before an error stay written.
+#[tracing::instrument(skip_all, fields(cluster = %opts.cluster, from = opts.from, to = opts.to))]
+pub async fn collect(
+    prom: &PromClient,
+    store: &dyn Store,
+    opts: &CollectOptions,
+) -> Result<CollectReport, CollectError> {
+    check_window(opts)?;
     let done: HashSet<i64> = store
         .collected_hours(&opts.cluster, opts.from, opts.to)
         .await?
@@ -793,90 +903,10 @@ pub async fn collect(
     // its groups one after another).
     let limited = prom.limited(opts.concurrency);
     let prom = &limited;
-    // Chunks another process holds are skipped at first and waited for at the end, so the
-    // run ends with every hour collected by someone: an analysis right after it sees them
-    // all, and a holder that died is replaced.
-    let fetcher = async move {
-        let mut held = Vec::new();
-        let tx = &tx;
-        let mut fetches = futures::stream::iter(chunks)
-            .map(|hours| claim_and_fetch(prom, store, hours, opts, via, tx, false))
-            .buffered(opts.concurrency.max(1) + 1);
-        while let Some(outcome) = fetches.next().await {
-            match outcome? {
-                Outcome::Held(hours) => held.push(hours),
-                Outcome::Sent => {}
-                Outcome::Elsewhere(n) => {
-                    if tx.send(Err(n)).await.is_err() {
-                        return Ok(());
-                    }
-                }
-            }
-        }
-        drop(fetches);
-        for hours in held {
-            match claim_and_fetch(prom, store, hours, opts, via, tx, true).await? {
-                Outcome::Sent => {}
-                Outcome::Elsewhere(n) => {
-                    if tx.send(Err(n)).await.is_err() {
-                        break;
-                    }
-                }
-                Outcome::Held(_) => unreachable!("a waiting claim is never left held"),
-            }
-        }
-        Ok::<(), CollectError>(())
-    };
-    let total = missing.len() as u64;
-    let mut seen = HashSet::new();
-    let mut progressed = 0;
-    let writer = async {
-        // Owned here: a writer that fails drops the receiver, which stops the fetcher at
-        // its next send.
-        let mut rx = rx;
-        while let Some(item) = rx.recv().await {
-            let fetched = match item {
-                Ok(fetched) => fetched,
-                Err(hours) => {
-                    report.hours_collected_elsewhere += hours;
-                    progressed += hours;
-                    opts.progress.report(progressed, total);
-                    continue;
-                }
-            };
-            let f = fetched;
-            let (chunk, stats) = (f.chunk, f.stats);
-            let n_hours = chunk.hours.len() as u64;
-            store.write_chunk(&chunk).await?;
-            if let Some(claim) = f.claim {
-                claim.release().await;
-            }
-            seen.extend(chunk.usage.iter().map(|u| u.key.clone()));
-            seen.extend(chunk.containers.iter().map(|c| c.key.clone()));
-            crate::telemetry::metrics().chunk_written(&opts.cluster);
-            report.hours_collected += n_hours;
-            progressed += n_hours;
-            opts.progress.report(progressed, total);
-            report.chunks += 1;
-            report.split_chunks += u64::from(f.split);
-            report.queries += f.counts.queries;
-            report.remote_read_fallbacks += f.counts.fallbacks;
-            report.remote_read_bytes += f.counts.raw.bytes;
-            report.remote_read_samples += f.counts.raw.samples;
-            report.samples += stats.samples;
-            report.rejected_samples += stats.rejected;
-            report.inferred_pods += stats.inferred_pods;
-            tracing::debug!(
-                first_hour = chunk.hours[0],
-                hours = n_hours,
-                samples = stats.samples,
-                "chunk written"
-            );
-        }
-        Ok::<(), CollectError>(())
-    };
+    let fetcher = fetch_all(prom, store, chunks, opts, via, tx);
+    let writer = write_all(store, rx, opts, &mut report, missing.len() as u64);
     let (fetched, written) = tokio::join!(fetcher, writer);
-    written?;
+    let seen = written?;
     fetched?;
     report.containers = seen.len() as u64;
     if report.inferred_pods > 0 {

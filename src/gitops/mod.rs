@@ -453,38 +453,7 @@ pub async fn run(
     opts: &GitopsOptions,
     recs: &[Recommendation],
 ) -> Result<GitopsReport, GitopsError> {
-    validate(opts)?;
-    let repo = opts.repo.canonicalize().map_err(|source| GitopsError::Io {
-        path: opts.repo.clone(),
-        source,
-    })?;
-    let out_dir = out_dir(opts, &repo)?;
-    for m in &opts.helm_values {
-        let what = format!("helm values file (workload {})", m.workload);
-        paths::inside(&repo, &m.values_file, &what)?;
-    }
-    if opts.commit && opts.output != OutputMode::InPlace && !out_dir.starts_with(&repo) {
-        return Err(GitopsError::Options(format!(
-            "--out-dir {} must be inside the repository to be committed",
-            out_dir.display()
-        )));
-    }
-    let git = match &opts.branch {
-        Some(_) => Some(git::Git::open(&repo, opts.git_timeout).await?),
-        None => None,
-    };
-    if let (Some(git), Some(remote)) = (&git, &opts.push) {
-        if !git.has_remote(remote).await? {
-            return Err(GitopsError::Options(format!(
-                "--push {remote:?}: {} has no remote of that name; list them with `git remote -v`",
-                repo.display()
-            )));
-        }
-    }
-    if let (Some(git), true) = (&git, opts.commit) {
-        git.ensure_clean().await?;
-    }
-
+    let (repo, out_dir, git) = prepare(opts).await?;
     let skip = [out_dir.clone()];
     let scan = discovery::scan(&repo, &skip)?;
     let mut planned = plan::plan(opts, recs, &scan, &repo);
@@ -514,34 +483,7 @@ pub async fn run(
 
     match (&git, &opts.branch) {
         (Some(git), Some(branch)) if opts.commit => {
-            let original = git.head().await?;
-            let mut outcome = Ok(());
-            for group in &groups {
-                // Every branch starts from the original HEAD, not from the previous group's branch.
-                if let Err(e) = git.checkout(&original).await {
-                    outcome = Err(e.into());
-                    break;
-                }
-                let name = match &group.namespace {
-                    Some(ns) => format!("{branch}-{ns}"),
-                    None => branch.clone(),
-                };
-                match commit_group(opts, git, &target, group, &name, &mut report, &mut files).await
-                {
-                    Ok(branch_report) => report.branches.push(branch_report),
-                    Err(e) => {
-                        outcome = Err(e);
-                        break;
-                    }
-                }
-            }
-            if let Err(e) = git.checkout(&original).await {
-                warn!(error = %e, "could not check out the original HEAD again");
-                if outcome.is_ok() {
-                    outcome = Err(e.into());
-                }
-            }
-            outcome?;
+            commit_groups(opts, git, &target, &groups, branch, &mut report, &mut files).await?;
         }
         (Some(git), Some(branch)) => {
             let reused = git.switch_to(branch, None).await?;
@@ -594,6 +536,87 @@ fn out_dir(opts: &GitopsOptions, repo: &Path) -> Result<PathBuf, GitopsError> {
         return Ok(repo.join(dir));
     }
     Ok(repo.join(paths::inside(repo, dir, what)?))
+}
+
+/// Checks the options against the checkout before anything is read: the repository and
+/// the output directory resolved, Helm values files inside it, the remote to push to, and a
+/// clean work tree when committing. Opens git when a branch is asked for.
+async fn prepare(
+    opts: &GitopsOptions,
+) -> Result<(PathBuf, PathBuf, Option<git::Git>), GitopsError> {
+    validate(opts)?;
+    let repo = opts.repo.canonicalize().map_err(|source| GitopsError::Io {
+        path: opts.repo.clone(),
+        source,
+    })?;
+    let out_dir = out_dir(opts, &repo)?;
+    for m in &opts.helm_values {
+        let what = format!("helm values file (workload {})", m.workload);
+        paths::inside(&repo, &m.values_file, &what)?;
+    }
+    if opts.commit && opts.output != OutputMode::InPlace && !out_dir.starts_with(&repo) {
+        return Err(GitopsError::Options(format!(
+            "--out-dir {} must be inside the repository to be committed",
+            out_dir.display()
+        )));
+    }
+    let git = match &opts.branch {
+        Some(_) => Some(git::Git::open(&repo, opts.git_timeout).await?),
+        None => None,
+    };
+    if let (Some(git), Some(remote)) = (&git, &opts.push) {
+        if !git.has_remote(remote).await? {
+            return Err(GitopsError::Options(format!(
+                "--push {remote:?}: {} has no remote of that name; list them with `git remote -v`",
+                repo.display()
+            )));
+        }
+    }
+    if let (Some(git), true) = (&git, opts.commit) {
+        git.ensure_clean().await?;
+    }
+    Ok((repo, out_dir, git))
+}
+
+/// Commits each group on its own branch (`<branch>-<namespace>` when grouped by
+/// namespace), each started from the original HEAD, which is checked out again at the end
+/// even after an error.
+async fn commit_groups(
+    opts: &GitopsOptions,
+    git: &git::Git,
+    target: &apply::Target<'_>,
+    groups: &[plan::Group<'_>],
+    branch: &str,
+    report: &mut GitopsReport,
+    files: &mut BTreeSet<PathBuf>,
+) -> Result<(), GitopsError> {
+    let original = git.head().await?;
+    let mut outcome = Ok(());
+    for group in groups {
+        // Every branch starts from the original HEAD, not from the previous group's branch.
+        if let Err(e) = git.checkout(&original).await {
+            outcome = Err(e.into());
+            break;
+        }
+        let name = match &group.namespace {
+            Some(ns) => format!("{branch}-{ns}"),
+            None => branch.to_string(),
+        };
+        match commit_group(opts, git, target, group, &name, report, files).await {
+            Ok(branch_report) => report.branches.push(branch_report),
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        }
+    }
+    if let Err(e) = git.checkout(&original).await {
+        warn!(error = %e, "could not check out the original HEAD again");
+        if outcome.is_ok() {
+            outcome = Err(e.into());
+        }
+    }
+    outcome
 }
 
 /// Checks out the group's branch, applies its proposals, commits, pushes and

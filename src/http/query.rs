@@ -269,6 +269,35 @@ impl Cursor {
     }
 }
 
+/// `min_savings`: a finite amount of money per month.
+fn money_param(v: &str) -> Result<f64, ApiError> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite())
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "parameter `min_savings` must be a number (money per month); got `{v}`"
+            ))
+        })
+}
+
+/// The values of `severity`, `confidence` and `status`, as the API spells them.
+const SEVERITIES: &[(&str, Severity)] = &[
+    ("info", Severity::Info),
+    ("warning", Severity::Warning),
+    ("critical", Severity::Critical),
+];
+const CONFIDENCES: &[(&str, Confidence)] = &[
+    ("low", Confidence::Low),
+    ("medium", Confidence::Medium),
+    ("high", Confidence::High),
+];
+const STATUSES: &[(&str, Status)] = &[
+    ("ok", Status::Ok),
+    ("no-change", Status::NoChange),
+    ("insufficient-data", Status::InsufficientData),
+];
+
 impl ListQuery {
     /// Parses and validates the parameters; `accept_csv` is true when the Accept header asks for CSV.
     pub fn parse(raw: &RawParams, accept_csv: bool) -> Result<Self, ApiError> {
@@ -304,18 +333,7 @@ impl ListQuery {
             None => Format::Json,
             Some(v) => one_of("format", v, &[("json", Format::Json), ("csv", Format::Csv)])?,
         };
-        let min_savings = get("min_savings")
-            .map(|v| {
-                v.parse::<f64>()
-                    .ok()
-                    .filter(|x| x.is_finite())
-                    .ok_or_else(|| {
-                        ApiError::BadRequest(format!(
-                            "parameter `min_savings` must be a number (money per month); got `{v}`"
-                        ))
-                    })
-            })
-            .transpose()?;
+        let min_savings = get("min_savings").map(money_param).transpose()?;
         Ok(ListQuery {
             cluster: get("cluster")
                 .map(|v| non_empty("cluster", v))
@@ -329,43 +347,13 @@ impl ListQuery {
                 .transpose()?,
             selector: get("selector").map(parse_selector).transpose()?,
             severity: get("severity")
-                .map(|v| {
-                    one_of(
-                        "severity",
-                        v,
-                        &[
-                            ("info", Severity::Info),
-                            ("warning", Severity::Warning),
-                            ("critical", Severity::Critical),
-                        ],
-                    )
-                })
+                .map(|v| one_of("severity", v, SEVERITIES))
                 .transpose()?,
             confidence: get("confidence")
-                .map(|v| {
-                    one_of(
-                        "confidence",
-                        v,
-                        &[
-                            ("low", Confidence::Low),
-                            ("medium", Confidence::Medium),
-                            ("high", Confidence::High),
-                        ],
-                    )
-                })
+                .map(|v| one_of("confidence", v, CONFIDENCES))
                 .transpose()?,
             status: get("status")
-                .map(|v| {
-                    one_of(
-                        "status",
-                        v,
-                        &[
-                            ("ok", Status::Ok),
-                            ("no-change", Status::NoChange),
-                            ("insufficient-data", Status::InsufficientData),
-                        ],
-                    )
-                })
+                .map(|v| one_of("status", v, STATUSES))
                 .transpose()?,
             min_savings,
             sort,

@@ -2,6 +2,8 @@
 
 use std::fmt::{self, Write};
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
 /// Escapes `s` for HTML text and for quoted attribute values.
 pub fn escape_html(s: &str) -> String {
     Esc(s).to_string()
@@ -28,18 +30,18 @@ impl fmt::Display for Esc<'_> {
     }
 }
 
+/// Everything but RFC 3986 unreserved characters (`A-Z a-z 0-9 - . _ ~`), so one encoding
+/// is safe in a path segment, a query value and a fragment alike.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encodes `s` for a path segment, query value or fragment: everything but
 /// RFC 3986 unreserved characters.
 pub fn encode_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    utf8_percent_encode(s, COMPONENT).to_string()
 }
 
 /// A number with thousands separators and `decimals` digits: `12,345.6`.

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use maud::{html, Markup, PreEscaped};
 
 use super::chart::{self, PanelRow, RECOMMENDED, REQUESTED, USED};
 use super::holdout;
@@ -120,7 +120,8 @@ pub fn render(report: &Report) -> String {
     let generated = timestamp(report.generated_at);
     // The line breaks keep the saved file readable: one line per section.
     html! {
-        (DOCTYPE) "\n"
+        // Lower case, as the report has always started; maud's DOCTYPE is upper case.
+        (PreEscaped("<!doctype html>")) "\n"
         html lang="en" {
             "\n"
             head {

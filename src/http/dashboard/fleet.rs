@@ -351,7 +351,7 @@ pub async fn page(
         }
         (render_changes(&changes))
     };
-    Ok(Html(html::page("Fleet", &body.into_string())))
+    Ok(Html(html::page("Fleet", body)))
 }
 
 /// In-place changes listed under the fleet table (`/api/v1/changes` has them all).

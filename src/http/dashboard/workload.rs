@@ -116,7 +116,7 @@ pub async fn page(
         (render_patch(&workload, &recs))
     };
     let title = format!("{}/{}/{}", workload.namespace, workload.kind, workload.name);
-    Ok(Html(html::page(&title, &body.into_string())))
+    Ok(Html(html::page(&title, body)))
 }
 
 fn render_summary(w: &WorkloadKey, recs: &[Recommendation]) -> Markup {

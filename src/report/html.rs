@@ -3,6 +3,8 @@
 
 use std::fmt::Write;
 
+use maud::{html, Markup, PreEscaped};
+
 use super::chart::{self, PanelRow, RECOMMENDED, REQUESTED, USED};
 use super::holdout;
 use super::text::{
@@ -31,19 +33,11 @@ const CRITICAL: &str = "#dc2626";
 const WARNING: &str = "#f59e0b";
 const INFO: &str = "#3b82f6";
 
-/// Escapes text for HTML element content and attribute values.
+/// Escapes text for the SVG the charts write as strings (`chart.rs`, `timeline.rs`), with
+/// maud's escaper: the one the templates apply, so the file has one escaping rule.
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
+    let _ = maud::Escaper::new(&mut out).write_str(s);
     out
 }
 
@@ -123,29 +117,46 @@ pub fn render(report: &Report) -> String {
         multi_cluster: report.clusters.len() > 1,
         currency: &report.summary.currency,
     };
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>rightsizer fleet report — {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>\n",
-        esc(&timestamp(report.generated_at))
-    );
-    html.overview(&mut out, report);
-    html.change(&mut out, report.change.as_ref());
-    html.distribution(&mut out, report);
-    html.provisioning(&mut out, report);
-    html.usage(&mut out, report);
-    html.risks(&mut out, report);
-    html.guidance(&mut out, report);
-    let _ = write!(
-        out,
-        "<footer>rightsizer · report format v{} · generated {} from the recommendations stored at that time</footer>\n\
-         </main>\n</body>\n</html>\n",
-        report.version,
-        esc(&timestamp(report.generated_at))
-    );
-    out
+    let generated = timestamp(report.generated_at);
+    // The line breaks keep the saved file readable: one line per section.
+    html! {
+        // Lower case, as the report has always started; maud's DOCTYPE is upper case.
+        (PreEscaped("<!doctype html>")) "\n"
+        html lang="en" {
+            "\n"
+            head {
+                "\n"
+                meta charset="utf-8"; "\n"
+                meta name="viewport" content="width=device-width, initial-scale=1"; "\n"
+                title { "rightsizer fleet report — " (generated) } "\n"
+                // CSS is raw text: quotes in it must reach the browser as they are.
+                style { (PreEscaped(STYLE)) } "\n"
+            }
+            "\n"
+            body {
+                "\n"
+                main {
+                    "\n"
+                    (html.overview(report))
+                    (html.change(report.change.as_ref()))
+                    (html.distribution(report))
+                    (html.provisioning(report))
+                    (html.usage(report))
+                    (html.risks(report))
+                    (html.guidance(report))
+                    footer {
+                        "rightsizer · report format v" (report.version) " · generated "
+                        (generated) " from the recommendations stored at that time"
+                    }
+                    "\n"
+                }
+                "\n"
+            }
+            "\n"
+        }
+        "\n"
+    }
+    .into_string()
 }
 
 struct Html<'a> {
@@ -153,225 +164,278 @@ struct Html<'a> {
     currency: &'a str,
 }
 
-fn pill(s: Severity) -> String {
-    format!("<span class=\"pill {0}\">{0}</span>", s.as_str())
+fn pill(s: Severity) -> Markup {
+    html! { span class={ "pill " (s.as_str()) } { (s.as_str()) } }
 }
 
-fn empty(out: &mut String, text: &str) {
-    let _ = write!(out, "<p class=\"empty\">{}</p>", esc(text));
+fn empty(text: &str) -> Markup {
+    html! { p class="empty" { (text) } }
 }
 
-/// A table: header cells (a leading `#` marks a numeric column) and rows of ready HTML cells.
-fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
-    out.push_str("<table><thead><tr>");
-    let numeric: Vec<bool> = header.iter().map(|h| h.starts_with('#')).collect();
-    for h in header {
-        let (class, name) = match h.strip_prefix('#') {
-            Some(name) if !name.is_empty() => (" class=\"num\"", name),
-            _ => ("", *h),
-        };
-        let _ = write!(out, "<th{class}>{}</th>", esc(name));
-    }
-    out.push_str("</tr></thead><tbody>");
-    for row in rows {
-        out.push_str("<tr>");
-        for (i, cell) in row.iter().enumerate() {
-            let class = if numeric.get(i).copied().unwrap_or(false) {
-                " class=\"num\""
-            } else {
-                ""
-            };
-            let _ = write!(out, "<td{class}>{cell}</td>");
+/// A table: header cells (a leading `#` marks a numeric column) and rows of cells.
+fn table(header: &[&str], rows: &[Vec<Markup>]) -> Markup {
+    // A lone `#` (the rank column) is a numeric column whose header is the `#` itself.
+    let numeric = |i: usize| {
+        header
+            .get(i)
+            .is_some_and(|h| h.starts_with('#'))
+            .then_some("num")
+    };
+    html! {
+        table {
+            thead {
+                tr {
+                    @for h in header {
+                        @match h.strip_prefix('#') {
+                            Some(name) if !name.is_empty() => { th class="num" { (name) } },
+                            _ => { th { (h) } },
+                        }
+                    }
+                }
+            }
+            tbody {
+                @for row in rows {
+                    tr { @for (i, cell) in row.iter().enumerate() { td class=[numeric(i)] { (cell) } } }
+                }
+            }
         }
-        out.push_str("</tr>");
     }
-    out.push_str("</tbody></table>");
+}
+
+/// A plain-text table cell.
+fn cell(text: impl maud::Render) -> Markup {
+    html! { (text) }
+}
+
+/// The section's closing line break, so each section starts a line in the saved file.
+fn section(id: &str, content: Markup) -> Markup {
+    html! { section id=(id) { (content) } "\n" }
 }
 
 impl Html<'_> {
     /// The workload and container of a line, as one table cell: `name / container` over
     /// `namespace · Kind` (cluster first when there are several).
-    fn who(&self, key: &ContainerKey) -> String {
-        let cluster = if self.multi_cluster {
-            format!("{} · ", esc(&key.cluster))
-        } else {
-            String::new()
-        };
-        format!(
-            "<span class=\"wl\">{}</span> <span class=\"ctr\">/ {}</span>\
-             <span class=\"sub-key\">{cluster}{} · {}</span>",
-            esc(&key.workload),
-            esc(&key.container),
-            esc(&key.namespace),
-            esc(&key.kind)
-        )
+    fn who(&self, key: &ContainerKey) -> Markup {
+        html! {
+            span class="wl" { (key.workload) } " " span class="ctr" { "/ " (key.container) }
+            span class="sub-key" {
+                @if self.multi_cluster { (key.cluster) " · " }
+                (key.namespace) " · " (key.kind)
+            }
+        }
     }
 
     fn money(&self, v: f64) -> String {
-        esc(&money(v, self.currency))
+        money(v, self.currency)
     }
 
-    fn overview(&self, out: &mut String, report: &Report) {
+    fn overview(&self, report: &Report) -> Markup {
+        let t = &report.summary.totals;
+        let c = &report.summary.counts;
+        section(
+            "overview",
+            html! {
+                div class="brand" { "rightsizer" }
+                h1 { "Fleet right-sizing report" }
+                p class="meta" {
+                    "Generated " (timestamp(report.generated_at)) " · " (report.clusters.len())
+                    " clusters · " (report.namespaces.len()) " namespaces · " (t.workloads)
+                    " workloads · " (t.containers) " containers · strategy "
+                    (super::markdown::strategies(report))
+                }
+                (self.overview_kpis(report))
+                p class="lead" id="holdout-totals" { (holdout::fleet(report.summary.holdout.as_ref())) }
+                div class="charts" {
+                    figure {
+                        figcaption { "CPU cores, fleet" }
+                        (PreEscaped(chart::columns(
+                            "CPU cores: requested, used, recommended",
+                            &[(REQUESTED, t.requested_cores), (USED, t.used_cores), (RECOMMENDED, t.recommended_cores)],
+                            cores,
+                        )))
+                    }
+                    figure {
+                        figcaption { "Memory GiB, fleet" }
+                        (PreEscaped(chart::columns(
+                            "Memory GiB: requested, used, recommended",
+                            &[(REQUESTED, t.requested_gib), (USED, t.used_gib), (RECOMMENDED, t.recommended_gib)],
+                            gib,
+                        )))
+                    }
+                    figure {
+                        figcaption { "Containers by severity" }
+                        (PreEscaped(chart::stacked(
+                            "Containers by severity",
+                            &[("critical", c.critical, CRITICAL), ("warning", c.warning, WARNING), ("info", c.info, INFO)],
+                        )))
+                        figcaption style="margin-top:14px" { "Containers by status" }
+                        (PreEscaped(chart::stacked(
+                            "Containers by status",
+                            &[
+                                ("change proposed", c.ok, "#6366f1"),
+                                ("no change", c.no_change, "#94a3b8"),
+                                ("insufficient data", c.insufficient_data, "#cbd5e1"),
+                            ],
+                        )))
+                        p class="legend-note" {
+                            "Requested and recommended are summed over average replicas; \
+                             used is the mean working set and CPU rate."
+                        }
+                    }
+                }
+                (self.highlights(report))
+            },
+        )
+    }
+
+    /// The first page's four figures: savings, CPU, memory and risk.
+    fn overview_kpis(&self, report: &Report) -> Markup {
         let (s, t, c) = (
             &report.summary,
             &report.summary.totals,
             &report.summary.counts,
-        );
-        let _ = write!(
-            out,
-            "<section id=\"overview\"><div class=\"brand\">rightsizer</div>\
-             <h1>Fleet right-sizing report</h1>\
-             <p class=\"meta\">Generated {} · {} clusters · {} namespaces · {} workloads · {} containers · strategy {}</p>",
-            esc(&timestamp(report.generated_at)),
-            report.clusters.len(),
-            report.namespaces.len(),
-            t.workloads,
-            t.containers,
-            esc(&super::markdown::strategies(report))
         );
         let savings_class = if t.monthly_savings >= 0.0 {
             "good"
         } else {
             "bad"
         };
-        let _ = write!(
-            out,
-            "<div class=\"kpis\">\
-             <div class=\"kpi\"><div class=\"label\">Net savings per month</div><div class=\"value {savings_class}\">{}</div>\
-             <div class=\"sub\">{} freed · {} needed</div></div>\
-             <div class=\"kpi\"><div class=\"label\">CPU cores requested</div><div class=\"value\">{} → {}</div>\
-             <div class=\"sub\">{} in use on average · {} cores</div></div>\
-             <div class=\"kpi\"><div class=\"label\">Memory GiB requested</div><div class=\"value\">{} → {}</div>\
-             <div class=\"sub\">{} in use on average · {} GiB</div></div>\
-             <div class=\"kpi\"><div class=\"label\">At risk</div><div class=\"value{}\">{} critical</div>\
-             <div class=\"sub\">{} warning · {} OOM · {} throttling</div></div></div>",
-            self.money(t.monthly_savings),
-            self.money(s.monthly_savings_gross),
-            self.money(s.monthly_cost_increase),
-            cores(t.requested_cores),
-            cores(t.recommended_cores),
-            cores(t.used_cores),
-            signed(t.recommended_cores - t.requested_cores, 2),
-            gib(t.requested_gib),
-            gib(t.recommended_gib),
-            gib(t.used_gib),
-            signed(t.recommended_gib - t.requested_gib, 1),
-            if c.critical > 0 { " bad" } else { "" },
-            c.critical,
-            c.warning,
-            c.oom_risks,
-            c.throttling_risks,
-        );
-        let _ = write!(
-            out,
-            "<p class=\"lead\" id=\"holdout-totals\">{}</p>",
-            esc(&holdout::fleet(s.holdout.as_ref()))
-        );
-        out.push_str("<div class=\"charts\">");
-        let _ = write!(
-            out,
-            "<figure><figcaption>CPU cores, fleet</figcaption>{}</figure>",
-            chart::columns(
-                "CPU cores: requested, used, recommended",
-                &[
-                    (REQUESTED, t.requested_cores),
-                    (USED, t.used_cores),
-                    (RECOMMENDED, t.recommended_cores)
-                ],
-                cores
-            )
-        );
-        let _ = write!(
-            out,
-            "<figure><figcaption>Memory GiB, fleet</figcaption>{}</figure>",
-            chart::columns(
-                "Memory GiB: requested, used, recommended",
-                &[
-                    (REQUESTED, t.requested_gib),
-                    (USED, t.used_gib),
-                    (RECOMMENDED, t.recommended_gib)
-                ],
-                gib
-            )
-        );
-        let _ = write!(
-            out,
-            "<figure><figcaption>Containers by severity</figcaption>{}\
-             <figcaption style=\"margin-top:14px\">Containers by status</figcaption>{}\
-             <p class=\"legend-note\">Requested and recommended are summed over average replicas; \
-             used is the mean working set and CPU rate.</p></figure>",
-            chart::stacked(
-                "Containers by severity",
-                &[
-                    ("critical", c.critical, CRITICAL),
-                    ("warning", c.warning, WARNING),
-                    ("info", c.info, INFO)
-                ]
-            ),
-            chart::stacked(
-                "Containers by status",
-                &[
-                    ("change proposed", c.ok, "#6366f1"),
-                    ("no change", c.no_change, "#94a3b8"),
-                    ("insufficient data", c.insufficient_data, "#cbd5e1")
-                ]
-            ),
-        );
-        out.push_str("</div>");
-        self.highlights(out, report);
-        out.push_str("</section>\n");
+        html! {
+            div class="kpis" {
+                div class="kpi" {
+                    div class="label" { "Net savings per month" }
+                    div class={ "value " (savings_class) } { (self.money(t.monthly_savings)) }
+                    div class="sub" {
+                        (self.money(s.monthly_savings_gross)) " freed · "
+                        (self.money(s.monthly_cost_increase)) " needed"
+                    }
+                }
+                div class="kpi" {
+                    div class="label" { "CPU cores requested" }
+                    div class="value" { (cores(t.requested_cores)) " → " (cores(t.recommended_cores)) }
+                    div class="sub" {
+                        (cores(t.used_cores)) " in use on average · "
+                        (signed(t.recommended_cores - t.requested_cores, 2)) " cores"
+                    }
+                }
+                div class="kpi" {
+                    div class="label" { "Memory GiB requested" }
+                    div class="value" { (gib(t.requested_gib)) " → " (gib(t.recommended_gib)) }
+                    div class="sub" {
+                        (gib(t.used_gib)) " in use on average · "
+                        (signed(t.recommended_gib - t.requested_gib, 1)) " GiB"
+                    }
+                }
+                div class="kpi" {
+                    div class="label" { "At risk" }
+                    div class={ "value" @if c.critical > 0 { " bad" } } { (c.critical) " critical" }
+                    div class="sub" {
+                        (c.warning) " warning · " (c.oom_risks) " OOM · " (c.throttling_risks) " throttling"
+                    }
+                }
+            }
+        }
     }
 
     /// The few lines a reader of only the first page should see: biggest savings, risks now.
-    fn highlights(&self, out: &mut String, report: &Report) {
-        out.push_str("<div class=\"cols highlights\"><div><h3>Biggest savings</h3>");
-        if report.over_provisioned.is_empty() {
-            empty(out, "No recommendation saves money.");
-        } else {
-            let rows: Vec<Vec<String>> = report
-                .over_provisioned
-                .iter()
-                .take(HIGHLIGHTS)
-                .map(|l| vec![self.who(&l.key), self.money(l.monthly_savings)])
-                .collect();
-            table(out, &["Workload", "#Per month"], &rows);
-        }
-        out.push_str("</div><div><h3>At risk now</h3>");
+    fn highlights(&self, report: &Report) -> Markup {
+        let savings: Vec<Vec<Markup>> = report
+            .over_provisioned
+            .iter()
+            .take(HIGHLIGHTS)
+            .map(|l| vec![self.who(&l.key), cell(self.money(l.monthly_savings))])
+            .collect();
         let critical: Vec<&Line> = report
             .containers
             .iter()
             .filter(|l| l.severity == Severity::Critical)
             .collect();
-        if critical.is_empty() {
-            empty(out, "No critical container.");
-        } else {
-            let mut rows: Vec<Vec<String>> = critical
-                .iter()
-                .take(HIGHLIGHTS)
-                .map(|l| vec![self.who(&l.key), codes(&l.findings)])
-                .collect();
-            if critical.len() > HIGHLIGHTS {
-                rows.push(vec![
-                    format!("and {} more", critical.len() - HIGHLIGHTS),
-                    String::new(),
-                ]);
-            }
-            table(out, &["Workload", "Findings"], &rows);
+        let mut risks: Vec<Vec<Markup>> = critical
+            .iter()
+            .take(HIGHLIGHTS)
+            .map(|l| vec![self.who(&l.key), codes(&l.findings)])
+            .collect();
+        if critical.len() > HIGHLIGHTS {
+            risks.push(vec![
+                cell(format!("and {} more", critical.len() - HIGHLIGHTS)),
+                cell(""),
+            ]);
         }
-        out.push_str("</div></div>");
+        html! {
+            div class="cols highlights" {
+                div {
+                    h3 { "Biggest savings" }
+                    @if savings.is_empty() {
+                        (empty("No recommendation saves money."))
+                    } @else {
+                        (table(&["Workload", "#Per month"], &savings))
+                    }
+                }
+                div {
+                    h3 { "At risk now" }
+                    @if risks.is_empty() {
+                        (empty("No critical container."))
+                    } @else {
+                        (table(&["Workload", "Findings"], &risks))
+                    }
+                }
+            }
+        }
     }
 
-    fn change(&self, out: &mut String, change: Option<&Change>) {
-        out.push_str("<section id=\"change\"><h2>Change since the previous report</h2>");
+    fn change(&self, change: Option<&Change>) -> Markup {
         let Some(ch) = change else {
-            out.push_str("<p class=\"lead\">This is the first report: nothing to compare with yet.</p></section>\n");
-            return;
+            return section(
+                "change",
+                html! {
+                    h2 { "Change since the previous report" }
+                    p class="lead" { "This is the first report: nothing to compare with yet." }
+                },
+            );
         };
-        let _ = write!(
-            out,
-            "<p class=\"lead\">Compared with the report of {}.</p>",
-            esc(&timestamp(ch.previous_generated_at))
-        );
+        let d = &ch.counts_delta;
+        let rows: Vec<Vec<Markup>> = [
+            (
+                "Recommended CPU cores",
+                signed(ch.recommended_cores_delta, 2),
+            ),
+            (
+                "Recommended memory GiB",
+                signed(ch.recommended_gib_delta, 1),
+            ),
+            ("Warning containers", signed_count(d.warning)),
+            ("OOM risks", signed_count(d.oom_risks)),
+            ("Throttling risks", signed_count(d.throttling_risks)),
+            ("Insufficient data", signed_count(d.insufficient_data)),
+            ("Findings", signed_count(d.findings)),
+        ]
+        .into_iter()
+        .map(|(figure, change)| vec![cell(figure), cell(change)])
+        .collect();
+        section(
+            "change",
+            html! {
+                h2 { "Change since the previous report" }
+                p class="lead" { "Compared with the report of " (timestamp(ch.previous_generated_at)) "." }
+                (self.change_kpis(ch))
+                (table(&["Figure", "#Change"], &rows))
+                div class="cols" {
+                    @for (title, items, none) in [
+                        ("New critical", &ch.new_critical, "No container became critical."),
+                        ("Resolved critical", &ch.resolved_critical, "No critical container was resolved."),
+                    ] {
+                        div {
+                            h3 { (title) " (" (items.len()) ")" }
+                            (self.change_items(items, none))
+                        }
+                    }
+                }
+            },
+        )
+    }
+
+    /// The change's four figures: savings, critical containers, requests and counts.
+    fn change_kpis(&self, ch: &Change) -> Markup {
         let d = &ch.counts_delta;
         let direction = |v: f64| {
             if v > 0.0 {
@@ -382,98 +446,101 @@ impl Html<'_> {
                 ""
             }
         };
-        let _ = write!(
-            out,
-            "<div class=\"kpis\">\
-             <div class=\"kpi\"><div class=\"label\">Net savings per month</div><div class=\"value {}\">{}</div><div class=\"sub\">was {}</div></div>\
-             <div class=\"kpi\"><div class=\"label\">Critical containers</div><div class=\"value {}\">{}</div><div class=\"sub\">{} new · {} resolved</div></div>\
-             <div class=\"kpi\"><div class=\"label\">Requested CPU / memory</div><div class=\"value\">{} / {}</div><div class=\"sub\">cores / GiB</div></div>\
-             <div class=\"kpi\"><div class=\"label\">Containers</div><div class=\"value\">{}</div><div class=\"sub\">{} workloads</div></div></div>",
-            direction(ch.monthly_savings_delta),
-            esc(&signed_money(ch.monthly_savings_delta, self.currency)),
-            self.money(ch.previous_monthly_savings),
-            direction(-(d.critical as f64)),
-            signed_count(d.critical),
-            ch.new_critical.len(),
-            ch.resolved_critical.len(),
-            signed(ch.requested_cores_delta, 2),
-            signed(ch.requested_gib_delta, 1),
-            signed_count(ch.containers_delta),
-            signed_count(ch.workloads_delta),
-        );
-        table(
-            out,
-            &["Figure", "#Change"],
-            &[
-                vec![
-                    "Recommended CPU cores".into(),
-                    signed(ch.recommended_cores_delta, 2),
-                ],
-                vec![
-                    "Recommended memory GiB".into(),
-                    signed(ch.recommended_gib_delta, 1),
-                ],
-                vec!["Warning containers".into(), signed_count(d.warning)],
-                vec!["OOM risks".into(), signed_count(d.oom_risks)],
-                vec!["Throttling risks".into(), signed_count(d.throttling_risks)],
-                vec![
-                    "Insufficient data".into(),
-                    signed_count(d.insufficient_data),
-                ],
-                vec!["Findings".into(), signed_count(d.findings)],
-            ],
-        );
-        out.push_str("<div class=\"cols\">");
-        for (title, items, none) in [
-            (
-                "New critical",
-                &ch.new_critical,
-                "No container became critical.",
-            ),
-            (
-                "Resolved critical",
-                &ch.resolved_critical,
-                "No critical container was resolved.",
-            ),
-        ] {
-            let _ = write!(out, "<div><h3>{title} ({})</h3>", items.len());
-            self.change_items(out, items, none);
-            out.push_str("</div>");
+        html! {
+            div class="kpis" {
+                div class="kpi" {
+                    div class="label" { "Net savings per month" }
+                    div class={ "value " (direction(ch.monthly_savings_delta)) } {
+                        (signed_money(ch.monthly_savings_delta, self.currency))
+                    }
+                    div class="sub" { "was " (self.money(ch.previous_monthly_savings)) }
+                }
+                div class="kpi" {
+                    div class="label" { "Critical containers" }
+                    div class={ "value " (direction(-(d.critical as f64))) } { (signed_count(d.critical)) }
+                    div class="sub" {
+                        (ch.new_critical.len()) " new · " (ch.resolved_critical.len()) " resolved"
+                    }
+                }
+                div class="kpi" {
+                    div class="label" { "Requested CPU / memory" }
+                    div class="value" {
+                        (signed(ch.requested_cores_delta, 2)) " / " (signed(ch.requested_gib_delta, 1))
+                    }
+                    div class="sub" { "cores / GiB" }
+                }
+                div class="kpi" {
+                    div class="label" { "Containers" }
+                    div class="value" { (signed_count(ch.containers_delta)) }
+                    div class="sub" { (signed_count(ch.workloads_delta)) " workloads" }
+                }
+            }
         }
-        out.push_str("</div></section>\n");
     }
 
-    fn change_items(&self, out: &mut String, items: &[ChangeItem], none: &str) {
+    fn change_items(&self, items: &[ChangeItem], none: &str) -> Markup {
         if items.is_empty() {
-            empty(out, none);
-            return;
+            return empty(none);
         }
-        out.push_str("<ul class=\"items\">");
-        for item in items {
-            let now = match item.severity {
-                Some(s) => format!("now {}", pill(s)),
-                None => "no longer reported".into(),
-            };
-            let _ = write!(
-                out,
-                "<li>{} — {now}<span class=\"sub-key\">{}</span></li>",
-                self.who(&item.key),
-                esc(&item.reason)
+        html! {
+            ul class="items" {
+                @for item in items {
+                    li {
+                        (self.who(&item.key)) " — "
+                        @match item.severity {
+                            Some(s) => { "now " (pill(s)) },
+                            None => { "no longer reported" },
+                        }
+                        span class="sub-key" { (item.reason) }
+                    }
+                }
+            }
+        }
+    }
+
+    fn distribution(&self, report: &Report) -> Markup {
+        let intro = html! {
+            h2 { "Where the resources are" }
+            p class="lead" { "Requested, used and recommended resources per namespace and cluster." }
+        };
+        if report.namespaces.is_empty() {
+            return section(
+                "distribution",
+                html! { (intro) (empty("No recommendations yet.")) },
             );
         }
-        out.push_str("</ul>");
+        let caption = if report.namespaces.len() > CHART_NAMESPACES {
+            format!(
+                "The {CHART_NAMESPACES} namespaces requesting the most CPU (of {})",
+                report.namespaces.len()
+            )
+        } else {
+            "Every namespace, most CPU requested first".to_string()
+        };
+        section(
+            "distribution",
+            html! {
+                (intro)
+                figure {
+                    figcaption { (caption) }
+                    (PreEscaped(chart::panels(
+                        "Requested, used and recommended CPU cores and memory GiB per namespace",
+                        &["CPU cores", "Memory GiB"],
+                        &[REQUESTED, USED, RECOMMENDED],
+                        &[cores, gib],
+                        &self.namespace_rows(report),
+                    )))
+                }
+                h3 { "Clusters" }
+                (self.groups(&report.clusters, false))
+                h3 { "Namespaces" }
+                (self.groups(&report.namespaces, true))
+            },
+        )
     }
 
-    fn distribution(&self, out: &mut String, report: &Report) {
-        out.push_str(
-            "<section id=\"distribution\"><h2>Where the resources are</h2>\
-             <p class=\"lead\">Requested, used and recommended resources per namespace and cluster.</p>",
-        );
-        if report.namespaces.is_empty() {
-            empty(out, "No recommendations yet.");
-            out.push_str("</section>\n");
-            return;
-        }
+    /// The namespaces requesting the most CPU, as the per-namespace chart's rows.
+    fn namespace_rows(&self, report: &Report) -> Vec<PanelRow> {
         let mut biggest: Vec<&GroupTotals> = report.namespaces.iter().collect();
         biggest.sort_by(|a, b| {
             b.totals
@@ -481,7 +548,7 @@ impl Html<'_> {
                 .total_cmp(&a.totals.requested_cores)
                 .then_with(|| a.namespace.cmp(&b.namespace))
         });
-        let rows: Vec<PanelRow> = biggest
+        biggest
             .iter()
             .take(CHART_NAMESPACES)
             .map(|g| {
@@ -499,35 +566,10 @@ impl Html<'_> {
                     ],
                 }
             })
-            .collect();
-        let caption = if report.namespaces.len() > CHART_NAMESPACES {
-            format!(
-                "The {CHART_NAMESPACES} namespaces requesting the most CPU (of {})",
-                report.namespaces.len()
-            )
-        } else {
-            "Every namespace, most CPU requested first".to_string()
-        };
-        let _ = write!(
-            out,
-            "<figure><figcaption>{}</figcaption>{}</figure>",
-            esc(&caption),
-            chart::panels(
-                "Requested, used and recommended CPU cores and memory GiB per namespace",
-                &["CPU cores", "Memory GiB"],
-                &[REQUESTED, USED, RECOMMENDED],
-                &[cores, gib],
-                &rows,
-            )
-        );
-        out.push_str("<h3>Clusters</h3>");
-        self.groups(out, &report.clusters, false);
-        out.push_str("<h3>Namespaces</h3>");
-        self.groups(out, &report.namespaces, true);
-        out.push_str("</section>\n");
+            .collect()
     }
 
-    fn groups(&self, out: &mut String, groups: &[GroupTotals], namespaces: bool) {
+    fn groups(&self, groups: &[GroupTotals], namespaces: bool) -> Markup {
         let mut header = vec!["Cluster"];
         if namespaces {
             header.push("Namespace");
@@ -540,412 +582,401 @@ impl Html<'_> {
             "#Critical",
             "#Warning",
         ]);
-        let rows: Vec<Vec<String>> = groups
+        let rows: Vec<Vec<Markup>> = groups
             .iter()
             .map(|g| {
                 let t = &g.totals;
-                let mut row = vec![esc(&g.cluster)];
+                let mut row = vec![cell(&g.cluster)];
                 if namespaces {
-                    row.push(format!(
-                        "<span class=\"wl\">{}</span>",
-                        esc(g.namespace.as_deref().unwrap_or(""))
-                    ));
+                    row.push(html! { span class="wl" { (g.namespace.as_deref().unwrap_or("")) } });
                 }
                 row.extend([
-                    t.workloads.to_string(),
-                    format!(
+                    cell(t.workloads),
+                    cell(format!(
                         "{} / {} / {}",
                         cores(t.requested_cores),
                         cores(t.used_cores),
                         cores(t.recommended_cores)
-                    ),
-                    format!(
+                    )),
+                    cell(format!(
                         "{} / {} / {}",
                         gib(t.requested_gib),
                         gib(t.used_gib),
                         gib(t.recommended_gib)
-                    ),
-                    self.money(t.monthly_savings),
-                    t.critical.to_string(),
-                    t.warning.to_string(),
+                    )),
+                    cell(self.money(t.monthly_savings)),
+                    cell(t.critical),
+                    cell(t.warning),
                 ]);
                 row
             })
             .collect();
-        table(out, &header, &rows);
+        table(&header, &rows)
     }
 
-    fn provisioning(&self, out: &mut String, report: &Report) {
+    fn provisioning(&self, report: &Report) -> Markup {
         let c = &report.summary.counts;
-        out.push_str("<section id=\"provisioning\"><h2>Over- and under-provisioned</h2>");
-        let _ = write!(
-            out,
-            "<p class=\"lead\">{} containers would save money with the recommendation, {} need more or are critical. The top {} of each.</p>",
-            c.over_provisioned,
-            c.under_provisioned,
-            super::TOP_N
-        );
-        out.push_str("<h3>Largest savings</h3>");
-        if report.over_provisioned.is_empty() {
-            empty(out, "No recommendation saves money.");
-        } else {
-            let max = report
-                .over_provisioned
-                .iter()
-                .map(|l| l.monthly_savings)
-                .fold(0.0, f64::max);
-            let rows: Vec<Vec<String>> = report
-                .over_provisioned
-                .iter()
-                .enumerate()
-                .map(|(i, l)| {
-                    vec![
-                        (i + 1).to_string(),
-                        self.who(&l.key),
-                        esc(&cpu_change(
-                            l.current.cpu_request_millicores,
-                            l.recommended.cpu_request_millicores,
-                        )),
-                        esc(&memory_change(
-                            l.current.memory_request_bytes,
-                            l.recommended.memory_request_bytes,
-                        )),
-                        format!("{:.1}", l.replicas),
-                        format!(
-                            "{} / {}",
-                            cores(-l.cpu_cores_delta),
-                            gib(-l.memory_gib_delta)
-                        ),
-                        format!(
-                            "{}{}",
-                            self.money(l.monthly_savings),
-                            chart::mini_bar(l.monthly_savings, max, "#059669")
-                        ),
-                        l.confidence.as_str().into(),
-                        held_out(l),
-                    ]
-                })
-                .collect();
-            table(
-                out,
-                &[
-                    "#",
-                    "Workload",
-                    "CPU request",
-                    "Memory request",
-                    "#Replicas",
-                    "#Cores / GiB freed",
-                    "#Savings / month",
-                    "Confidence",
-                    "Held out",
-                ],
-                &rows,
-            );
-        }
-        out.push_str("<h3>Needing more, or critical</h3>");
-        if report.under_provisioned.is_empty() {
-            empty(
-                out,
-                "No container needs more than it has, and none is critical.",
-            );
-        } else {
-            let rows: Vec<Vec<String>> = report
-                .under_provisioned
-                .iter()
-                .enumerate()
-                .map(|(i, l)| {
-                    vec![
-                        (i + 1).to_string(),
-                        self.who(&l.key),
-                        pill(l.severity),
-                        esc(&cpu_change(
-                            l.current.cpu_request_millicores,
-                            l.recommended.cpu_request_millicores,
-                        )),
-                        esc(&memory_change(
-                            l.current.memory_limit_bytes,
-                            l.recommended.memory_limit_bytes,
-                        )),
-                        esc(&cost(l.monthly_savings, self.currency)),
-                        codes(&l.findings),
-                        held_out(l),
-                    ]
-                })
-                .collect();
-            table(
-                out,
-                &[
-                    "#",
-                    "Workload",
-                    "Severity",
-                    "CPU request",
-                    "Memory limit",
-                    "#Cost / month",
-                    "Findings",
-                    "Held out",
-                ],
-                &rows,
-            );
-        }
-        out.push_str("</section>\n");
+        section(
+            "provisioning",
+            html! {
+                h2 { "Over- and under-provisioned" }
+                p class="lead" {
+                    (c.over_provisioned) " containers would save money with the recommendation, "
+                    (c.under_provisioned) " need more or are critical. The top " (super::TOP_N) " of each."
+                }
+                h3 { "Largest savings" }
+                @if report.over_provisioned.is_empty() {
+                    (empty("No recommendation saves money."))
+                } @else {
+                    (self.over_provisioned(&report.over_provisioned))
+                }
+                h3 { "Needing more, or critical" }
+                @if report.under_provisioned.is_empty() {
+                    (empty("No container needs more than it has, and none is critical."))
+                } @else {
+                    (self.under_provisioned(&report.under_provisioned))
+                }
+            },
+        )
+    }
+
+    fn over_provisioned(&self, lines: &[Line]) -> Markup {
+        let max = lines.iter().map(|l| l.monthly_savings).fold(0.0, f64::max);
+        let rows: Vec<Vec<Markup>> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                vec![
+                    cell(i + 1),
+                    self.who(&l.key),
+                    cell(cpu_change(
+                        l.current.cpu_request_millicores,
+                        l.recommended.cpu_request_millicores,
+                    )),
+                    cell(memory_change(
+                        l.current.memory_request_bytes,
+                        l.recommended.memory_request_bytes,
+                    )),
+                    cell(format!("{:.1}", l.replicas)),
+                    cell(format!(
+                        "{} / {}",
+                        cores(-l.cpu_cores_delta),
+                        gib(-l.memory_gib_delta)
+                    )),
+                    html! {
+                        (self.money(l.monthly_savings))
+                        (PreEscaped(chart::mini_bar(l.monthly_savings, max, "#059669")))
+                    },
+                    cell(l.confidence.as_str()),
+                    held_out(l),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "#",
+                "Workload",
+                "CPU request",
+                "Memory request",
+                "#Replicas",
+                "#Cores / GiB freed",
+                "#Savings / month",
+                "Confidence",
+                "Held out",
+            ],
+            &rows,
+        )
+    }
+
+    fn under_provisioned(&self, lines: &[Line]) -> Markup {
+        let rows: Vec<Vec<Markup>> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                vec![
+                    cell(i + 1),
+                    self.who(&l.key),
+                    pill(l.severity),
+                    cell(cpu_change(
+                        l.current.cpu_request_millicores,
+                        l.recommended.cpu_request_millicores,
+                    )),
+                    cell(memory_change(
+                        l.current.memory_limit_bytes,
+                        l.recommended.memory_limit_bytes,
+                    )),
+                    cell(cost(l.monthly_savings, self.currency)),
+                    codes(&l.findings),
+                    held_out(l),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "#",
+                "Workload",
+                "Severity",
+                "CPU request",
+                "Memory limit",
+                "#Cost / month",
+                "Findings",
+                "Held out",
+            ],
+            &rows,
+        )
     }
 
     /// The top changes hour by hour: what a reader checks before trusting a number.
-    fn usage(&self, out: &mut String, report: &Report) {
+    fn usage(&self, report: &Report) -> Markup {
         if report.usage.is_empty() {
-            return;
+            return html! {};
         }
-        out.push_str(
-            "<section id=\"usage\"><h2>Usage over time</h2>\
-             <p class=\"lead\">The top changes hour by hour over the window they were computed on: \
-             each hour's median, p95 and peak against the current and recommended requests \
-             (solid) and limits (dashed); ▼ OOM kill, ● restart.</p>",
-        );
-        out.push_str("<p class=\"legend-note\">");
-        for l in timeline::levels(Resource::Cpu, &FULL, &FULL) {
-            let _ = write!(
-                out,
-                "<span style=\"color:{}\">━</span> {} &nbsp; ",
-                l.color, l.label
-            );
-        }
-        out.push_str("</p>");
         let lines = report
             .over_provisioned
             .iter()
             .chain(&report.under_provisioned);
-        for t in &report.usage {
-            let Some(line) = lines.clone().find(|l| l.key == t.key) else {
-                continue;
-            };
-            let _ = write!(
-                out,
-                "<figure class=\"usage\" data-container=\"{}\"><figcaption>{}</figcaption><div class=\"cols\">",
-                esc(&format!("{}/{}/{}/{}", t.key.namespace, t.key.kind, t.key.workload, t.key.container)),
-                self.who(&t.key)
-            );
-            for (resource, points, title) in [
-                (Resource::Cpu, &t.cpu, "CPU by hour"),
-                (Resource::Memory, &t.memory, "Memory working set by hour"),
-            ] {
-                let _ = write!(
-                    out,
-                    "<div data-resource=\"{}\">{}</div>",
-                    resource.as_str(),
-                    timeline::render(
-                        &format!("{title} of {}", t.key.container),
-                        points,
-                        &timeline::levels(resource, &line.current, &line.recommended),
-                        &t.events,
-                        (t.from, t.to),
-                        &|v| timeline::short_value(resource, v),
-                    )
-                );
-            }
-            out.push_str("</div></figure>");
-        }
-        out.push_str("</section>\n");
+        section(
+            "usage",
+            html! {
+                h2 { "Usage over time" }
+                p class="lead" {
+                    "The top changes hour by hour over the window they were computed on: \
+                     each hour's median, p95 and peak against the current and recommended requests \
+                     (solid) and limits (dashed); ▼ OOM kill, ● restart."
+                }
+                p class="legend-note" {
+                    @for l in timeline::levels(Resource::Cpu, &FULL, &FULL) {
+                        span style={ "color:" (l.color) } { "━" } " " (l.label) (PreEscaped(" &nbsp; "))
+                    }
+                }
+                @for t in &report.usage {
+                    @if let Some(line) = lines.clone().find(|l| l.key == t.key) {
+                        (self.usage_figure(t, line))
+                    }
+                }
+            },
+        )
     }
 
-    fn risks(&self, out: &mut String, report: &Report) {
-        out.push_str(
-            "<section id=\"risks\"><h2>Runtime risks</h2>\
-             <p class=\"lead\">Limits drive runtime: memory above the limit is an OOM kill, CPU at the limit is throttling. \
-             Measured on history with the current values.</p>",
-        );
-        let _ = write!(out, "<h3>OOM risks ({})</h3>", report.oom_risks.len());
-        if report.oom_risks.is_empty() {
-            empty(
-                out,
-                "No OOM kills, and no memory peak above the current limit.",
-            );
-        } else {
-            let rows: Vec<Vec<String>> = report
-                .oom_risks
-                .iter()
-                .map(|l| {
-                    vec![
-                        self.who(&l.key),
-                        l.oom_kills.to_string(),
-                        l.restarts.to_string(),
+    /// One container's CPU and memory by hour, side by side.
+    fn usage_figure(&self, t: &super::UsageTimeline, line: &Line) -> Markup {
+        let k = &t.key;
+        html! {
+            figure class="usage" data-container={ (k.namespace) "/" (k.kind) "/" (k.workload) "/" (k.container) } {
+                figcaption { (self.who(k)) }
+                div class="cols" {
+                    @for (resource, points, title) in [
+                        (Resource::Cpu, &t.cpu, "CPU by hour"),
+                        (Resource::Memory, &t.memory, "Memory working set by hour"),
+                    ] {
+                        div data-resource=(resource.as_str()) {
+                            (PreEscaped(timeline::render(
+                                &format!("{title} of {}", k.container),
+                                points,
+                                &timeline::levels(resource, &line.current, &line.recommended),
+                                &t.events,
+                                (t.from, t.to),
+                                &|v| timeline::short_value(resource, v),
+                            )))
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn risks(&self, report: &Report) -> Markup {
+        section(
+            "risks",
+            html! {
+                h2 { "Runtime risks" }
+                p class="lead" {
+                    "Limits drive runtime: memory above the limit is an OOM kill, CPU at the limit is throttling. \
+                     Measured on history with the current values."
+                }
+                h3 { "OOM risks (" (report.oom_risks.len()) ")" }
+                @if report.oom_risks.is_empty() {
+                    (empty("No OOM kills, and no memory peak above the current limit."))
+                } @else {
+                    (self.oom_risks(&report.oom_risks))
+                }
+                h3 { "Throttling risks (" (report.throttling_risks.len()) ")" }
+                @if report.throttling_risks.is_empty() {
+                    (empty("No CPU-starved container, and none often above its CPU limit."))
+                } @else {
+                    (self.throttling_risks(&report.throttling_risks))
+                }
+            },
+        )
+    }
+
+    fn oom_risks(&self, lines: &[Line]) -> Markup {
+        let rows: Vec<Vec<Markup>> = lines
+            .iter()
+            .map(|l| {
+                vec![
+                    self.who(&l.key),
+                    cell(l.oom_kills),
+                    cell(l.restarts),
+                    cell(
                         l.memory_over_limit_hours
                             .map_or_else(|| "-".into(), |h| h.to_string()),
-                        esc(&l
-                            .memory_peak_bytes
-                            .map_or_else(|| "-".into(), memory_measured)),
-                        esc(&memory_change(
-                            l.current.memory_limit_bytes,
-                            l.recommended.memory_limit_bytes,
-                        )),
-                    ]
-                })
-                .collect();
-            table(
-                out,
-                &[
-                    "Workload",
-                    "#OOM kills",
-                    "#Restarts",
-                    "#Hours above limit",
-                    "#Memory peak",
-                    "#Memory limit",
-                ],
-                &rows,
-            );
-        }
-        let _ = write!(
-            out,
-            "<h3>Throttling risks ({})</h3>",
-            report.throttling_risks.len()
-        );
-        if report.throttling_risks.is_empty() {
-            empty(
-                out,
-                "No CPU-starved container, and none often above its CPU limit.",
-            );
-        } else {
-            let rows: Vec<Vec<String>> = report
-                .throttling_risks
-                .iter()
-                .map(|l| {
-                    vec![
-                        self.who(&l.key),
-                        percent_opt(l.throttled_ratio),
-                        percent_opt(l.cpu_over_limit_share),
-                        esc(&l
-                            .cpu_percentile_millicores
-                            .map_or_else(|| "-".into(), cpu_measured)),
-                        esc(&cpu_change(
-                            l.current.cpu_limit_millicores,
-                            l.recommended.cpu_limit_millicores,
-                        )),
-                        codes(&l.findings),
-                    ]
-                })
-                .collect();
-            table(
-                out,
-                &[
-                    "Workload",
-                    "#Throttled periods",
-                    "#Samples above limit",
-                    "#CPU percentile",
-                    "#CPU limit",
-                    "Findings",
-                ],
-                &rows,
-            );
-        }
-        out.push_str("</section>\n");
+                    ),
+                    cell(
+                        l.memory_peak_bytes
+                            .map_or_else(|| "-".into(), memory_measured),
+                    ),
+                    cell(memory_change(
+                        l.current.memory_limit_bytes,
+                        l.recommended.memory_limit_bytes,
+                    )),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "Workload",
+                "#OOM kills",
+                "#Restarts",
+                "#Hours above limit",
+                "#Memory peak",
+                "#Memory limit",
+            ],
+            &rows,
+        )
     }
 
-    fn guidance(&self, out: &mut String, report: &Report) {
-        out.push_str(
-            "<section id=\"guidance\"><h2>Guidance findings and data gaps</h2>\
-             <p class=\"lead\">Always set limits; memory request = limit; CPU limit = 4 × request; \
-             a disruption budget for every multi-replica workload.</p>",
-        );
-        let _ = write!(out, "<h3>Findings by code ({})</h3>", report.findings.len());
-        if report.findings.is_empty() {
-            empty(out, "Every container follows the guidance.");
-        } else {
-            let rows: Vec<Vec<String>> = report
-                .findings
-                .iter()
-                .map(|f| {
-                    let mut examples: Vec<String> = f
-                        .examples
-                        .iter()
-                        .map(|e| {
-                            format!(
-                                "{}/{} <span class=\"sub-key\" style=\"display:inline\">({})</span>",
-                                esc(&e.key.namespace),
-                                esc(&e.key.workload),
-                                esc(&e.key.container)
-                            )
-                        })
-                        .collect();
-                    let more = f.count.saturating_sub(f.examples.len());
-                    if more > 0 {
-                        examples.push(format!("and {more} more"));
-                    }
-                    vec![
-                        format!("<code>{}</code>", esc(&f.code)),
-                        pill(f.severity),
-                        f.count.to_string(),
-                        esc(&f
-                            .examples
-                            .first()
-                            .map(|e| e.message.clone())
-                            .unwrap_or_default()),
-                        examples.join("<br>"),
-                    ]
-                })
-                .collect();
-            table(
-                out,
-                &[
-                    "Code",
-                    "Severity",
-                    "#Containers",
-                    "What it says",
-                    "Examples",
-                ],
-                &rows,
-            );
-        }
-        let _ = write!(
-            out,
-            "<h3>Insufficient data ({})</h3>",
-            report.insufficient_data.len()
-        );
-        if report.insufficient_data.is_empty() {
-            empty(out, "Every container has enough history.");
-        } else {
-            let rows: Vec<Vec<String>> = report
-                .insufficient_data
-                .iter()
-                .map(|l: &Line| {
-                    vec![
-                        self.who(&l.key),
-                        l.history_hours.to_string(),
-                        esc(&l.reason),
-                    ]
-                })
-                .collect();
-            table(out, &["Workload", "#History hours", "Reason"], &rows);
-        }
-        out.push_str("</section>\n");
+    fn throttling_risks(&self, lines: &[Line]) -> Markup {
+        let rows: Vec<Vec<Markup>> = lines
+            .iter()
+            .map(|l| {
+                vec![
+                    self.who(&l.key),
+                    cell(percent_opt(l.throttled_ratio)),
+                    cell(percent_opt(l.cpu_over_limit_share)),
+                    cell(
+                        l.cpu_percentile_millicores
+                            .map_or_else(|| "-".into(), cpu_measured),
+                    ),
+                    cell(cpu_change(
+                        l.current.cpu_limit_millicores,
+                        l.recommended.cpu_limit_millicores,
+                    )),
+                    codes(&l.findings),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "Workload",
+                "#Throttled periods",
+                "#Samples above limit",
+                "#CPU percentile",
+                "#CPU limit",
+                "Findings",
+            ],
+            &rows,
+        )
+    }
+
+    fn guidance(&self, report: &Report) -> Markup {
+        let insufficient: Vec<Vec<Markup>> = report
+            .insufficient_data
+            .iter()
+            .map(|l: &Line| vec![self.who(&l.key), cell(l.history_hours), cell(&l.reason)])
+            .collect();
+        section(
+            "guidance",
+            html! {
+                h2 { "Guidance findings and data gaps" }
+                p class="lead" {
+                    "Always set limits; memory request = limit; CPU limit = 4 × request; \
+                     a disruption budget for every multi-replica workload."
+                }
+                h3 { "Findings by code (" (report.findings.len()) ")" }
+                @if report.findings.is_empty() {
+                    (empty("Every container follows the guidance."))
+                } @else {
+                    (findings(report))
+                }
+                h3 { "Insufficient data (" (report.insufficient_data.len()) ")" }
+                @if insufficient.is_empty() {
+                    (empty("Every container has enough history."))
+                } @else {
+                    (table(&["Workload", "#History hours", "Reason"], &insufficient))
+                }
+            },
+        )
     }
 }
 
+/// The findings by code, with a few examples of each.
+fn findings(report: &Report) -> Markup {
+    let rows: Vec<Vec<Markup>> = report
+        .findings
+        .iter()
+        .map(|f| {
+            let more = f.count.saturating_sub(f.examples.len());
+            let examples = html! {
+                @for (i, e) in f.examples.iter().enumerate() {
+                    @if i > 0 { br; }
+                    (e.key.namespace) "/" (e.key.workload) " "
+                    span class="sub-key" style="display:inline" { "(" (e.key.container) ")" }
+                }
+                @if more > 0 {
+                    @if !f.examples.is_empty() { br; }
+                    "and " (more) " more"
+                }
+            };
+            vec![
+                html! { code { (f.code) } },
+                pill(f.severity),
+                cell(f.count),
+                cell(
+                    f.examples
+                        .first()
+                        .map(|e| e.message.as_str())
+                        .unwrap_or_default(),
+                ),
+                examples,
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "Code",
+            "Severity",
+            "#Containers",
+            "What it says",
+            "Examples",
+        ],
+        &rows,
+    )
+}
+
 /// A top line's strategy, how it was chosen, and its held-out figures, as one cell.
-fn held_out(l: &Line) -> String {
+fn held_out(l: &Line) -> Markup {
     let figures = l
         .holdout
         .as_ref()
         .map(holdout::summary)
         .unwrap_or_else(|| holdout::NOT_ENOUGH_HISTORY.into());
     if l.strategy.is_empty() {
-        return esc(&figures);
+        return cell(figures);
     }
-    let choice = l
-        .strategy_choice
-        .as_deref()
-        .filter(|c| !c.is_empty())
-        .map(|c| format!(" <span class=\"ctr\">({})</span>", esc(c)))
-        .unwrap_or_default();
-    format!(
-        "<code>{}</code>{choice}<span class=\"sub-key\">{}</span>",
-        esc(&l.strategy),
-        esc(&figures)
-    )
+    let choice = l.strategy_choice.as_deref().filter(|c| !c.is_empty());
+    html! {
+        code { (l.strategy) }
+        @if let Some(c) = choice { " " span class="ctr" { "(" (c) ")" } }
+        span class="sub-key" { (figures) }
+    }
 }
 
-fn codes(findings: &[String]) -> String {
-    findings
-        .iter()
-        .map(|c| format!("<code>{}</code>", esc(c)))
-        .collect::<Vec<_>>()
-        .join(" ")
+fn codes(findings: &[String]) -> Markup {
+    html! {
+        @for (i, c) in findings.iter().enumerate() {
+            @if i > 0 { " " }
+            code { (c) }
+        }
+    }
 }

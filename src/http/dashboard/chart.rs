@@ -3,7 +3,9 @@
 
 use std::fmt::Write;
 
-use super::html::Esc;
+use maud::html;
+
+use super::html::escape_html;
 use crate::model::Resource;
 use crate::report::timeline::{self, trim};
 use crate::sketch::Sketch;
@@ -169,7 +171,7 @@ pub fn histogram(title: &str, unit: Unit, sketch: &Sketch, marks: &[Mark]) -> St
         "<svg class=\"chart\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" \
          aria-label=\"{t}\" data-unit=\"{u}\" data-samples=\"{n}\" \
          xmlns=\"http://www.w3.org/2000/svg\">\n<title>{t}</title>\n",
-        t = Esc(title),
+        t = escape_html(title),
         u = match unit {
             Unit::Millicores => "millicores",
             Unit::Bytes => "bytes",
@@ -304,7 +306,7 @@ pub fn histogram(title: &str, unit: Unit, sketch: &Sketch, marks: &[Mark]) -> St
             } else {
                 2.5
             },
-            label = Esc(&mark.label),
+            label = escape_html(&mark.label),
             text = format_value(unit, mark.value),
             note = if offscale { " (off scale)" } else { "" },
         );
@@ -324,29 +326,27 @@ pub fn histogram(title: &str, unit: Unit, sketch: &Sketch, marks: &[Mark]) -> St
 
 /// The legend of `marks`, as an HTML list (values in display units).
 pub fn legend(unit: Unit, marks: &[Mark], data_max: Option<f64>) -> String {
-    let mut out = String::from("<ul class=\"legend\">");
-    for mark in marks {
-        let style = if mark.kind.dash().is_empty() {
-            "solid"
-        } else if mark.kind == MarkKind::Basis {
-            "dotted"
-        } else {
-            "dashed"
-        };
-        let off = matches!(data_max, Some(max) if max > 0.0 && mark.value > max * OFF_SCALE_FACTOR);
-        let _ = write!(
-            out,
-            "<li data-legend=\"{}\"><span class=\"swatch\" style=\"border-top:3px {style} {}\"></span>\
-             {} <b>{}</b>{}</li>",
-            mark.kind.name(),
-            mark.kind.color(),
-            Esc(&mark.label),
-            format_value(unit, mark.value),
-            if off { " <em>(off scale →)</em>" } else { "" }
-        );
+    html! {
+        ul class="legend" {
+            @for mark in marks {
+                @let style = if mark.kind.dash().is_empty() {
+                    "solid"
+                } else if mark.kind == MarkKind::Basis {
+                    "dotted"
+                } else {
+                    "dashed"
+                };
+                @let off = matches!(data_max, Some(max) if max > 0.0 && mark.value > max * OFF_SCALE_FACTOR);
+                li data-legend=(mark.kind.name()) {
+                    span class="swatch" style={ "border-top:3px " (style) " " (mark.kind.color()) } {}
+                    (mark.label) " " b { (format_value(unit, mark.value)) }
+                    @if off { " " em { "(off scale →)" } }
+                }
+            }
+            li class="bars" { span class="swatch bar" {} "share of samples" }
+        }
     }
-    out.push_str("<li class=\"bars\"><span class=\"swatch bar\"></span>share of samples</li></ul>");
-    out
+    .into_string()
 }
 
 #[cfg(test)]

@@ -2,13 +2,13 @@
 //! paginated on the server through query parameters so it works without JavaScript.
 
 use std::collections::BTreeSet;
-use std::fmt::Write;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::Html;
+use maud::{html, Markup};
 
-use super::html::{self, encode_component, money, Esc};
+use super::html::{self, encode_component, money};
 use super::PageError;
 use crate::fleet::{savings, Totals};
 use crate::http::AppState;
@@ -316,151 +316,171 @@ pub async fn page(
     let clusters: BTreeSet<&str> = all.iter().map(|r| r.key.cluster.as_str()).collect();
     let totals = Totals::of(rows.iter().copied());
 
-    let mut body = String::with_capacity(64 * 1024);
-    let _ = write!(
-        body,
-        "<h1>Fleet</h1>\n<p class=\"sub\">{} containers in {} workloads{}</p>\n",
-        totals.containers,
-        totals.workloads,
-        if view.is_filtered() {
-            format!(
-                " match the filters (of {} stored) · <a href=\"/\">clear filters</a>",
-                all.len()
-            )
-        } else {
-            String::new()
-        }
-    );
-    render_totals(&mut body, &view, &totals);
-    render_filters(&mut body, &view, &namespaces, &clusters);
-    if all.is_empty() {
-        body.push_str(
-            "<p class=\"empty\">No recommendations yet. Run <code>rightsizer collect</code> and \
-             <code>rightsizer analyze</code>, or let <code>rightsizer serve</code> do it on schedule.</p>\n",
-        );
-    } else if rows.is_empty() {
-        body.push_str("<p class=\"empty\">No container matches these filters.</p>\n");
-    } else {
-        let start = (view.page - 1) * PAGE_ROWS;
-        let shown = &rows[start..(start + PAGE_ROWS).min(rows.len())];
-        render_table(&mut body, &view, shown, clusters.len() > 1, pages);
-        render_pager(&mut body, &view, start, shown.len(), rows.len(), pages);
-    }
     let changes = state
         .store
         .changes(view.cluster.as_deref(), RECENT_CHANGES)
         .await?;
-    render_changes(&mut body, &changes);
-    Ok(Html(html::page("Fleet", &body)))
+    let shown = (!rows.is_empty()).then(|| {
+        let start = (view.page - 1) * PAGE_ROWS;
+        (start, &rows[start..(start + PAGE_ROWS).min(rows.len())])
+    });
+    // Line breaks between blocks keep the page source readable.
+    let body = html! {
+        h1 { "Fleet" } "\n"
+        p class="sub" {
+            (totals.containers) " containers in " (totals.workloads) " workloads"
+            @if view.is_filtered() {
+                " match the filters (of " (all.len()) " stored) · " a href="/" { "clear filters" }
+            }
+        }
+        "\n"
+        (render_totals(&view, &totals))
+        (render_filters(&view, &namespaces, &clusters))
+        @if all.is_empty() {
+            p class="empty" {
+                "No recommendations yet. Run " code { "rightsizer collect" } " and "
+                code { "rightsizer analyze" } ", or let " code { "rightsizer serve" }
+                " do it on schedule."
+            }
+            "\n"
+        } @else if let Some((start, shown)) = shown {
+            (render_table(&view, shown, clusters.len() > 1, pages))
+            (render_pager(&view, start, shown.len(), rows.len(), pages))
+        } @else {
+            p class="empty" { "No container matches these filters." } "\n"
+        }
+        (render_changes(&changes))
+    };
+    Ok(Html(html::page("Fleet", body)))
 }
 
 /// In-place changes listed under the fleet table (`/api/v1/changes` has them all).
 const RECENT_CHANGES: usize = 10;
 
 /// The latest in-place resizes and rollbacks, when there are any.
-fn render_changes(out: &mut String, changes: &[crate::model::ChangeRecord]) {
+fn render_changes(changes: &[crate::model::ChangeRecord]) -> Markup {
     use crate::quantity::{cpu_opt, memory_opt};
     if changes.is_empty() {
-        return;
+        return html! {};
     }
-    out.push_str(
-        "<section class=\"changes\"><h2>Recent in-place changes</h2>\
-         <table class=\"fleet\"><thead><tr><th>when</th><th>pod / container</th><th>what</th>\
-         <th>CPU req/lim</th><th>memory req/lim</th><th>outcome</th><th>by</th></tr></thead><tbody>\n",
-    );
-    for c in changes {
-        let pair = |r: &crate::model::Resources, cpu: bool| {
-            if cpu {
-                format!(
-                    "{}/{}",
-                    cpu_opt(r.cpu_request_millicores),
-                    cpu_opt(r.cpu_limit_millicores)
-                )
-            } else {
-                format!(
-                    "{}/{}",
-                    memory_opt(r.memory_request_bytes),
-                    memory_opt(r.memory_limit_bytes)
-                )
+    let cpu = |r: &crate::model::Resources| {
+        format!(
+            "{}/{}",
+            cpu_opt(r.cpu_request_millicores),
+            cpu_opt(r.cpu_limit_millicores)
+        )
+    };
+    let memory = |r: &crate::model::Resources| {
+        format!(
+            "{}/{}",
+            memory_opt(r.memory_request_bytes),
+            memory_opt(r.memory_limit_bytes)
+        )
+    };
+    html! {
+        section class="changes" {
+            h2 { "Recent in-place changes" }
+            table class="fleet" {
+                thead {
+                    tr {
+                        th { "when" } th { "pod / container" } th { "what" }
+                        th { "CPU req/lim" } th { "memory req/lim" } th { "outcome" } th { "by" }
+                    }
+                }
+                tbody {
+                    "\n"
+                    @for c in changes {
+                        tr data-change=(c.id) data-kind=(c.kind) {
+                            td { (html::timestamp(c.at)) }
+                            td { (c.namespace) "/" (c.pod) " · " (c.container) }
+                            td { (c.kind) }
+                            td { (cpu(&c.before)) " → " (cpu(&c.after)) }
+                            td { (memory(&c.before)) " → " (memory(&c.after)) }
+                            td { (c.outcome) }
+                            td { (c.actor) }
+                        }
+                        "\n"
+                    }
+                }
             }
-        };
-        let _ = writeln!(
-            out,
-            "<tr data-change=\"{id}\" data-kind=\"{kind}\"><td>{at}</td><td>{ns}/{pod} · {container}</td><td>{kind}</td>\
-             <td>{cb} → {ca}</td><td>{mb} → {ma}</td><td>{outcome}</td><td>{actor}</td></tr>",
-            id = c.id,
-            kind = Esc(&c.kind),
-            at = Esc(&html::timestamp(c.at)),
-            ns = Esc(&c.namespace),
-            pod = Esc(&c.pod),
-            container = Esc(&c.container),
-            cb = Esc(&pair(&c.before, true)),
-            ca = Esc(&pair(&c.after, true)),
-            mb = Esc(&pair(&c.before, false)),
-            ma = Esc(&pair(&c.after, false)),
-            outcome = Esc(&c.outcome),
-            actor = Esc(&c.actor),
-        );
+        }
+        "\n"
     }
-    out.push_str("</tbody></table></section>\n");
 }
 
-fn bar_row(out: &mut String, label: &str, class: &str, value: f64, max: f64, unit: &str) {
+fn bar_row(label: &str, class: &str, value: f64, max: f64, unit: &str) -> Markup {
     let width = if max > 0.0 { value / max * 100.0 } else { 0.0 };
-    let _ = write!(
-        out,
-        "<div class=\"meter\"><span class=\"meter-label\">{label}</span>\
-         <span class=\"meter-track\"><span class=\"meter-fill {class}\" style=\"width:{width:.1}%\"></span></span>\
-         <span class=\"meter-value\" data-total=\"{class}\">{} {unit}</span></div>",
-        html::group_thousands(value, 1)
-    );
+    html! {
+        div class="meter" {
+            span class="meter-label" { (label) }
+            span class="meter-track" {
+                span class={ "meter-fill " (class) } style={ "width:" (format!("{width:.1}")) "%" } {}
+            }
+            span class="meter-value" data-total=(class) { (html::group_thousands(value, 1)) " " (unit) }
+        }
+    }
 }
 
-fn render_totals(out: &mut String, view: &View, t: &Totals) {
-    out.push_str("<section class=\"cards\">\n");
-    for (title, unit, requested, used, recommended, key) in [
+fn render_totals(view: &View, t: &Totals) -> Markup {
+    let resources = [
         (
             "CPU",
             "cores",
-            t.requested_cores,
-            t.used_cores,
-            t.recommended_cores,
+            [t.requested_cores, t.used_cores, t.recommended_cores],
             "cpu",
         ),
         (
             "Memory",
             "GiB",
-            t.requested_gib,
-            t.used_gib,
-            t.recommended_gib,
+            [t.requested_gib, t.used_gib, t.recommended_gib],
             "memory",
         ),
-    ] {
-        let max = requested.max(used).max(recommended);
-        let _ = write!(
-            out,
-            "<div class=\"card\" data-card=\"{key}\"><h2>{title}</h2>"
-        );
-        bar_row(
-            out,
-            "requested",
-            &format!("{key}-requested"),
-            requested,
-            max,
-            unit,
-        );
-        bar_row(out, "used (mean)", &format!("{key}-used"), used, max, unit);
-        bar_row(
-            out,
-            "recommended",
-            &format!("{key}-recommended"),
-            recommended,
-            max,
-            unit,
-        );
-        out.push_str("</div>\n");
+    ];
+    let labels = ["requested", "used (mean)", "recommended"];
+    let suffixes = ["requested", "used", "recommended"];
+    html! {
+        section class="cards" {
+            "\n"
+            @for (title, unit, values, key) in resources {
+                @let max = values.iter().copied().fold(f64::MIN, f64::max);
+                div class="card" data-card=(key) {
+                    h2 { (title) }
+                    @for i in 0..3 {
+                        (bar_row(labels[i], &format!("{key}-{}", suffixes[i]), values[i], max, unit))
+                    }
+                }
+                "\n"
+            }
+            (money_card(t)) "\n"
+            div class="card" data-card="severity" {
+                h2 { "Severity" }
+                ul class="counts" {
+                    @for severity in [Severity::Critical, Severity::Warning, Severity::Info] {
+                        @let filtered = View { severity: Some(severity), ..view.clone() };
+                        @let s = severity.as_str();
+                        li {
+                            a href=(filtered.href(view.sort, view.order, 1)) {
+                                span class={ "badge sev-" (s) } { (s) } " "
+                                b data-count=(s) { (t.by_severity[severity as usize]) }
+                            }
+                        }
+                    }
+                }
+                p class="muted" {
+                    (t.by_status[0]) " proposals · " (t.by_status[1]) " no change · "
+                    (t.by_status[2]) " insufficient data"
+                }
+            }
+            "\n"
+        }
+        "\n"
     }
-    let (headline, note) = if t.monthly_savings >= 0.0 {
+}
+
+/// What applying the proposals saves per month, or costs when they add capacity.
+fn money_card(t: &Totals) -> Markup {
+    let saves = t.monthly_savings >= 0.0;
+    let (headline, note) = if saves {
         (
             money(t.monthly_savings, &t.currency),
             "saved per month by applying the proposals",
@@ -471,149 +491,114 @@ fn render_totals(out: &mut String, view: &View, t: &Totals) {
             "more per month: the proposals add capacity where it is short",
         )
     };
-    let _ = writeln!(
-        out,
-        "<div class=\"card\" data-card=\"money\"><h2>Money</h2>\
-         <p class=\"big {}\" data-total=\"savings\">{}</p><p class=\"muted\">{}</p></div>",
-        if t.monthly_savings >= 0.0 {
-            "good"
-        } else {
-            "bad"
-        },
-        headline,
-        note
-    );
-    out.push_str(
-        "<div class=\"card\" data-card=\"severity\"><h2>Severity</h2><ul class=\"counts\">",
-    );
-    for severity in [Severity::Critical, Severity::Warning, Severity::Info] {
-        let mut filtered = view.clone();
-        filtered.severity = Some(severity);
-        let _ = write!(
-            out,
-            "<li><a href=\"{}\"><span class=\"badge sev-{s}\">{s}</span> \
-             <b data-count=\"{s}\">{}</b></a></li>",
-            Esc(&filtered.href(view.sort, view.order, 1)),
-            t.by_severity[severity as usize],
-            s = severity.as_str(),
-        );
-    }
-    let _ = writeln!(
-        out,
-        "</ul><p class=\"muted\">{} proposals · {} no change · {} insufficient data</p></div>",
-        t.by_status[0], t.by_status[1], t.by_status[2]
-    );
-    out.push_str("</section>\n");
-}
-
-fn option(out: &mut String, value: &str, label: &str, selected: bool) {
-    let _ = write!(
-        out,
-        "<option value=\"{}\"{}>{}</option>",
-        Esc(value),
-        if selected { " selected" } else { "" },
-        Esc(label)
-    );
-}
-
-fn render_filters(
-    out: &mut String,
-    view: &View,
-    namespaces: &BTreeSet<&str>,
-    clusters: &BTreeSet<&str>,
-) {
-    out.push_str("<form class=\"filters\" method=\"get\" action=\"/\">\n");
-    if clusters.len() > 1 || view.cluster.is_some() {
-        out.push_str("<label>Cluster <select name=\"cluster\">");
-        option(out, "", "all", view.cluster.is_none());
-        for c in clusters {
-            option(out, c, c, view.cluster.as_deref() == Some(c));
+    html! {
+        div class="card" data-card="money" {
+            h2 { "Money" }
+            p class={ "big " (if saves { "good" } else { "bad" }) } data-total="savings" { (headline) }
+            p class="muted" { (note) }
         }
-        out.push_str("</select></label>\n");
     }
-    out.push_str("<label>Namespace <select name=\"namespace\">");
-    option(out, "", "all", view.namespace.is_none());
-    for ns in namespaces {
-        option(out, ns, ns, view.namespace.as_deref() == Some(ns));
+}
+
+fn options<'a>(
+    any: &str,
+    values: impl IntoIterator<Item = &'a str>,
+    selected: Option<&str>,
+) -> Markup {
+    html! {
+        option value="" selected[selected.is_none()] { (any) }
+        @for v in values {
+            option value=(v) selected[selected == Some(v)] { (v) }
+        }
     }
-    out.push_str("</select></label>\n<label>Severity <select name=\"severity\">");
-    option(out, "", "any", view.severity.is_none());
-    for s in [Severity::Critical, Severity::Warning, Severity::Info] {
-        option(out, s.as_str(), s.as_str(), view.severity == Some(s));
+}
+
+fn render_filters(view: &View, namespaces: &BTreeSet<&str>, clusters: &BTreeSet<&str>) -> Markup {
+    let severities = [Severity::Critical, Severity::Warning, Severity::Info].map(Severity::as_str);
+    let statuses = [Status::Ok, Status::NoChange, Status::InsufficientData].map(Status::as_str);
+    html! {
+        form class="filters" method="get" action="/" {
+            "\n"
+            @if clusters.len() > 1 || view.cluster.is_some() {
+                label {
+                    "Cluster "
+                    select name="cluster" { (options("all", clusters.iter().copied(), view.cluster.as_deref())) }
+                }
+                "\n"
+            }
+            label {
+                "Namespace "
+                select name="namespace" { (options("all", namespaces.iter().copied(), view.namespace.as_deref())) }
+            }
+            "\n"
+            label {
+                "Severity "
+                select name="severity" { (options("any", severities, view.severity.map(Severity::as_str))) }
+            }
+            "\n"
+            label {
+                "Status "
+                select name="status" { (options("any", statuses, view.status.map(Status::as_str))) }
+            }
+            "\n"
+            label {
+                "Search "
+                input type="search" name="q" value=(view.q.as_deref().unwrap_or("")) placeholder="name contains…";
+            }
+            "\n"
+            input type="hidden" name="sort" value=(view.sort.as_str());
+            input type="hidden" name="order" value=(view.order.as_str());
+            "\n"
+            button type="submit" { "Apply" } " " a class="reset" href="/" { "Reset" }
+            "\n"
+        }
+        "\n"
     }
-    out.push_str("</select></label>\n<label>Status <select name=\"status\">");
-    option(out, "", "any", view.status.is_none());
-    for s in [Status::Ok, Status::NoChange, Status::InsufficientData] {
-        option(out, s.as_str(), s.as_str(), view.status == Some(s));
-    }
-    let _ = write!(
-        out,
-        "</select></label>\n<label>Search <input type=\"search\" name=\"q\" value=\"{}\" \
-         placeholder=\"name contains…\"></label>\n\
-         <input type=\"hidden\" name=\"sort\" value=\"{}\"><input type=\"hidden\" name=\"order\" value=\"{}\">\n\
-         <button type=\"submit\">Apply</button> <a class=\"reset\" href=\"/\">Reset</a>\n</form>\n",
-        Esc(view.q.as_deref().unwrap_or("")),
-        view.sort.as_str(),
-        view.order.as_str()
-    );
 }
 
 /// A header cell: a sort link for server-sortable columns, plain text (sortable by the
 /// script on a single page) for the others.
-fn header(out: &mut String, view: &View, label: &str, sort: Option<SortKey>, kind: &str) {
-    match sort {
-        Some(key) => {
-            let active = view.sort == key;
-            let order = if active {
-                view.order.flip()
-            } else {
-                key.default_order()
-            };
-            let aria = match (active, view.order) {
-                (false, _) => "",
-                (true, Order::Asc) => " aria-sort=\"ascending\"",
-                (true, Order::Desc) => " aria-sort=\"descending\"",
-            };
-            let arrow = match (active, view.order) {
-                (false, _) => "",
-                (true, Order::Asc) => " ▲",
-                (true, Order::Desc) => " ▼",
-            };
-            let _ = write!(
-                out,
-                "<th data-type=\"{kind}\" data-sort=\"{}\"{aria}><a href=\"{}\">{label}{arrow}</a></th>",
-                key.as_str(),
-                Esc(&view.href(key, order, 1)),
-            );
-        }
-        None => {
-            let _ = write!(out, "<th data-type=\"{kind}\">{label}</th>");
+fn header(view: &View, label: &str, sort: Option<SortKey>, kind: &str) -> Markup {
+    let Some(key) = sort else {
+        return html! { th data-type=(kind) { (label) } };
+    };
+    let active = view.sort == key;
+    let order = if active {
+        view.order.flip()
+    } else {
+        key.default_order()
+    };
+    let (aria, arrow) = match (active, view.order) {
+        (false, _) => (None, ""),
+        (true, Order::Asc) => (Some("ascending"), " ▲"),
+        (true, Order::Desc) => (Some("descending"), " ▼"),
+    };
+    html! {
+        th data-type=(kind) data-sort=(key.as_str()) aria-sort=[aria] {
+            a href=(view.href(key, order, 1)) { (label) (arrow) }
         }
     }
 }
 
 fn change_cell(
-    out: &mut String,
     current: Option<i64>,
     recommended: Option<i64>,
     proposed: bool,
     fmt: fn(Option<i64>) -> String,
-) {
-    let now = fmt(current);
-    let sort_value = current.unwrap_or(0);
-    if proposed && recommended != current {
-        let direction = match (current, recommended) {
-            (Some(c), Some(r)) if r < c => "down",
-            (Some(_), Some(_)) => "up",
-            _ => "set",
-        };
-        let _ = write!(
-            out,
-            "<td class=\"num\" data-v=\"{sort_value}\">{now} <span class=\"arrow {direction}\">→</span> <b>{}</b></td>",
-            fmt(recommended)
-        );
-    } else {
-        let _ = write!(out, "<td class=\"num\" data-v=\"{sort_value}\">{now}</td>");
+) -> Markup {
+    let direction = match (current, recommended) {
+        _ if !proposed || recommended == current => None,
+        (Some(c), Some(r)) if r < c => Some("down"),
+        (Some(_), Some(_)) => Some("up"),
+        _ => Some("set"),
+    };
+    html! {
+        td class="num" data-v=(current.unwrap_or(0)) {
+            (fmt(current))
+            @if let Some(direction) = direction {
+                " " span class={ "arrow " (direction) } { "→" } " " b { (fmt(recommended)) }
+            }
+        }
     }
 }
 
@@ -628,132 +613,89 @@ pub fn workload_href(r: &Recommendation) -> String {
     )
 }
 
-fn render_table(
-    out: &mut String,
-    view: &View,
-    rows: &[&Recommendation],
-    with_cluster: bool,
-    pages: usize,
-) {
-    let _ = write!(
-        out,
-        "<div class=\"table-wrap\"><table class=\"fleet sortable\" data-pages=\"{pages}\">\n<thead><tr>"
-    );
-    if with_cluster {
-        header(out, view, "Cluster", None, "text");
-    }
-    header(out, view, "Namespace", None, "text");
-    header(out, view, "Kind", None, "text");
-    header(out, view, "Workload", Some(SortKey::Name), "text");
-    header(out, view, "Container", None, "text");
-    header(out, view, "CPU request", None, "num");
-    header(out, view, "Memory request", None, "num");
-    header(out, view, "Confidence", None, "num");
-    header(out, view, "Severity", Some(SortKey::Severity), "num");
-    header(out, view, "Savings / month", Some(SortKey::Savings), "num");
-    header(out, view, "Status", None, "text");
-    out.push_str("</tr></thead>\n<tbody>\n");
-    for r in rows {
-        let k = &r.key;
-        let proposed = r.status == Status::Ok;
-        let _ = write!(
-            out,
-            "<tr data-key=\"{}/{}/{}/{}\">",
-            Esc(&k.namespace),
-            Esc(&k.kind),
-            Esc(&k.workload),
-            Esc(&k.container)
-        );
-        if with_cluster {
-            let _ = write!(out, "<td>{}</td>", Esc(&k.cluster));
-        }
-        let href = workload_href(r);
-        let _ = write!(
-            out,
-            "<td>{ns}</td><td>{kind}</td><td data-v=\"{ns}/{kind}/{w}/{c}\"><a href=\"{href}\">{w}</a></td>\
-             <td><a href=\"{href}#container-{anchor}\">{c}</a></td>",
-            ns = Esc(&k.namespace),
-            kind = Esc(&k.kind),
-            w = Esc(&k.workload),
-            c = Esc(&k.container),
-            anchor = encode_component(&k.container),
-        );
-        change_cell(
-            out,
-            r.current.cpu_request_millicores,
-            r.recommended.cpu_request_millicores,
-            proposed,
-            quantity::cpu_opt,
-        );
-        change_cell(
-            out,
-            r.current.memory_request_bytes,
-            r.recommended.memory_request_bytes,
-            proposed,
-            quantity::memory_opt,
-        );
-        let confidence_rank = match r.confidence {
-            Confidence::Low => 0,
-            Confidence::Medium => 1,
-            Confidence::High => 2,
-        };
-        let savings_cell = match &r.impact {
-            Some(i) if i.monthly_cost_delta != 0.0 => {
-                let s = -i.monthly_cost_delta;
-                format!(
-                    "<span class=\"{}\">{}</span>",
-                    if s >= 0.0 { "good" } else { "bad" },
-                    money(s, &i.currency)
-                )
+fn render_table(view: &View, rows: &[&Recommendation], with_cluster: bool, pages: usize) -> Markup {
+    html! {
+        div class="table-wrap" {
+            table class="fleet sortable" data-pages=(pages) {
+                "\n"
+                thead {
+                    tr {
+                        @if with_cluster { (header(view, "Cluster", None, "text")) }
+                        (header(view, "Namespace", None, "text"))
+                        (header(view, "Kind", None, "text"))
+                        (header(view, "Workload", Some(SortKey::Name), "text"))
+                        (header(view, "Container", None, "text"))
+                        (header(view, "CPU request", None, "num"))
+                        (header(view, "Memory request", None, "num"))
+                        (header(view, "Confidence", None, "num"))
+                        (header(view, "Severity", Some(SortKey::Severity), "num"))
+                        (header(view, "Savings / month", Some(SortKey::Savings), "num"))
+                        (header(view, "Status", None, "text"))
+                    }
+                }
+                "\n"
+                tbody {
+                    "\n"
+                    @for r in rows { (table_row(r, with_cluster)) "\n" }
+                }
             }
-            _ => "<span class=\"muted\">—</span>".into(),
-        };
-        let _ = writeln!(
-            out,
-            "<td data-v=\"{confidence_rank}\">{}</td>\
-             <td data-v=\"{sev}\"><span class=\"badge sev-{s}\">{s}</span></td>\
-             <td class=\"num\" data-v=\"{savings:.4}\">{savings_cell}</td>\
-             <td><span class=\"status st-{st}\">{st}</span></td></tr>",
-            r.confidence.as_str(),
-            sev = r.severity as usize,
-            s = r.severity.as_str(),
-            savings = savings(r),
-            st = r.status.as_str(),
-        );
+        }
+        "\n"
     }
-    out.push_str("</tbody></table></div>\n");
 }
 
-fn render_pager(
-    out: &mut String,
-    view: &View,
-    start: usize,
-    shown: usize,
-    total: usize,
-    pages: usize,
-) {
-    let _ = write!(
-        out,
-        "<nav class=\"pager\" aria-label=\"pages\"><span>rows {}–{} of {total} · page {} of {pages}</span>",
-        start + 1,
-        start + shown,
-        view.page
-    );
-    if view.page > 1 {
-        let _ = write!(
-            out,
-            " <a rel=\"prev\" href=\"{}\">← previous</a>",
-            Esc(&view.href(view.sort, view.order, view.page - 1))
-        );
+/// One container of the fleet table; `data-v` holds what the script sorts by.
+fn table_row(r: &Recommendation, with_cluster: bool) -> Markup {
+    let k = &r.key;
+    let proposed = r.status == Status::Ok;
+    let href = workload_href(r);
+    let confidence_rank = match r.confidence {
+        Confidence::Low => 0,
+        Confidence::Medium => 1,
+        Confidence::High => 2,
+    };
+    let s = r.severity.as_str();
+    let st = r.status.as_str();
+    html! {
+        tr data-key={ (k.namespace) "/" (k.kind) "/" (k.workload) "/" (k.container) } {
+            @if with_cluster { td { (k.cluster) } }
+            td { (k.namespace) }
+            td { (k.kind) }
+            td data-v={ (k.namespace) "/" (k.kind) "/" (k.workload) "/" (k.container) } {
+                a href=(href) { (k.workload) }
+            }
+            td { a href={ (href) "#container-" (encode_component(&k.container)) } { (k.container) } }
+            (change_cell(r.current.cpu_request_millicores, r.recommended.cpu_request_millicores, proposed, quantity::cpu_opt))
+            (change_cell(r.current.memory_request_bytes, r.recommended.memory_request_bytes, proposed, quantity::memory_opt))
+            td data-v=(confidence_rank) { (r.confidence.as_str()) }
+            td data-v=(r.severity as usize) { span class={ "badge sev-" (s) } { (s) } }
+            td class="num" data-v=(format!("{:.4}", savings(r))) {
+                @match &r.impact {
+                    Some(i) if i.monthly_cost_delta != 0.0 => {
+                        @let saved = -i.monthly_cost_delta;
+                        span class=(if saved >= 0.0 { "good" } else { "bad" }) { (money(saved, &i.currency)) }
+                    }
+                    _ => { span class="muted" { "—" } }
+                }
+            }
+            td { span class={ "status st-" (st) } { (st) } }
+        }
     }
-    if view.page < pages {
-        let _ = write!(
-            out,
-            " <a rel=\"next\" href=\"{}\">next →</a>",
-            Esc(&view.href(view.sort, view.order, view.page + 1))
-        );
+}
+
+fn render_pager(view: &View, start: usize, shown: usize, total: usize, pages: usize) -> Markup {
+    html! {
+        nav class="pager" aria-label="pages" {
+            span { "rows " (start + 1) "–" (start + shown) " of " (total) " · page " (view.page) " of " (pages) }
+            @if view.page > 1 {
+                " " a rel="prev" href=(view.href(view.sort, view.order, view.page - 1)) { "← previous" }
+            }
+            @if view.page < pages {
+                " " a rel="next" href=(view.href(view.sort, view.order, view.page + 1)) { "next →" }
+            }
+        }
+        "\n"
     }
-    out.push_str("</nav>\n");
 }
 
 #[cfg(test)]

@@ -1,45 +1,32 @@
 //! Small HTML helpers: escaping, URL encoding, number formatting and the page shell.
 
-use std::fmt::{self, Write};
+use std::fmt::Write;
 
-/// Escapes `s` for HTML text and for quoted attribute values.
+use maud::{html, Markup, PreEscaped};
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// Escapes `s` for HTML text and quoted attribute values, for the SVG the charts write as
+/// strings and for callers predicting what a page contains: maud's escaper, the one the
+/// templates apply, plus `'`, so that the result is safe in single-quoted attributes too.
 pub fn escape_html(s: &str) -> String {
-    Esc(s).to_string()
+    let mut out = String::with_capacity(s.len());
+    let _ = maud::Escaper::new(&mut out).write_str(s);
+    out.replace('\'', "&#39;")
 }
 
-/// A `Display` wrapper that escapes while formatting, so `write!` needs no temporary string.
-pub struct Esc<'a>(pub &'a str);
-
-impl fmt::Display for Esc<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut rest = self.0;
-        while let Some(at) = rest.find(['&', '<', '>', '"', '\'']) {
-            f.write_str(&rest[..at])?;
-            f.write_str(match rest.as_bytes()[at] {
-                b'&' => "&amp;",
-                b'<' => "&lt;",
-                b'>' => "&gt;",
-                b'"' => "&quot;",
-                _ => "&#39;",
-            })?;
-            rest = &rest[at + 1..];
-        }
-        f.write_str(rest)
-    }
-}
+/// Everything but RFC 3986 unreserved characters (`A-Z a-z 0-9 - . _ ~`), so one encoding
+/// is safe in a path segment, a query value and a fragment alike.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Percent-encodes `s` for a path segment, query value or fragment: everything but
 /// RFC 3986 unreserved characters.
 pub fn encode_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    utf8_percent_encode(s, COMPONENT).to_string()
 }
 
 /// A number with thousands separators and `decimals` digits: `12,345.6`.
@@ -95,22 +82,38 @@ pub fn timestamp(secs: i64) -> String {
 }
 
 /// The page shell: head with the stylesheet and script, a header bar and `body` in `<main>`.
-pub fn page(title: &str, body: &str) -> String {
-    let mut out = String::with_capacity(body.len() + 1024);
-    let _ = write!(
-        out,
-        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{title} · rightsizer</title>\n\
-         <link rel=\"stylesheet\" href=\"/assets/app.css?v={v}\">\n\
-         <script src=\"/assets/app.js?v={v}\" defer></script>\n</head>\n<body>\n\
-         <header class=\"top\"><a class=\"brand\" href=\"/\">rightsizer</a>\
-         <span class=\"tagline\">requests &amp; limits from history</span></header>\n\
-         <main>\n{body}</main>\n</body>\n</html>\n",
-        title = Esc(title),
-        v = env!("CARGO_PKG_VERSION"),
-    );
-    out
+pub fn page(title: &str, body: Markup) -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    // Line breaks between blocks keep the page source readable.
+    html! {
+        // Lower case, as pages have always started (a test pins it); maud's DOCTYPE is upper.
+        (PreEscaped("<!doctype html>")) "\n"
+        html lang="en" {
+            "\n"
+            head {
+                "\n"
+                meta charset="utf-8"; "\n"
+                meta name="viewport" content="width=device-width, initial-scale=1"; "\n"
+                title { (title) " · rightsizer" } "\n"
+                link rel="stylesheet" href={ "/assets/app.css?v=" (version) }; "\n"
+                script src={ "/assets/app.js?v=" (version) } defer {} "\n"
+            }
+            "\n"
+            body {
+                "\n"
+                header class="top" {
+                    a class="brand" href="/" { "rightsizer" }
+                    span class="tagline" { "requests & limits from history" }
+                }
+                "\n"
+                main { "\n" (body) }
+                "\n"
+            }
+            "\n"
+        }
+        "\n"
+    }
+    .into_string()
 }
 
 #[cfg(test)]

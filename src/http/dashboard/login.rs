@@ -7,9 +7,10 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
 use cookie::{Cookie, SameSite};
+use maud::html;
 use serde::Deserialize;
 
-use super::html::{self, Esc};
+use super::html;
 use crate::http::access::same_origin;
 use crate::http::auth::{SESSION_COOKIE, SESSION_TTL_SECS};
 use crate::http::error::ApiError;
@@ -128,17 +129,24 @@ fn local_path(next: Option<&str>) -> &str {
 }
 
 fn form(status: StatusCode, message: &str, next: &str) -> Response {
-    let body = format!(
-        "<section class=\"login\"><h1>Log in</h1><p class=\"message\">{}</p>\
-         <form method=\"post\" action=\"/login\">\
-         <input type=\"hidden\" name=\"next\" value=\"{}\">\
-         <label>API token <input type=\"password\" name=\"token\" autocomplete=\"current-password\" required autofocus></label> \
-         <button type=\"submit\">Log in</button></form>\
-         <p>API clients send <code>Authorization: Bearer &lt;token&gt;</code> instead.</p></section>\n",
-        Esc(message),
-        Esc(next),
-    );
-    let mut response = (status, Html(html::page("Log in", &body))).into_response();
+    let body = html! {
+        section class="login" {
+            h1 { "Log in" }
+            p class="message" { (message) }
+            form method="post" action="/login" {
+                input type="hidden" name="next" value=(next);
+                label {
+                    "API token "
+                    input type="password" name="token" autocomplete="current-password" required autofocus;
+                }
+                " "
+                button type="submit" { "Log in" }
+            }
+            p { "API clients send " code { "Authorization: Bearer <token>" } " instead." }
+        }
+        "\n"
+    };
+    let mut response = (status, Html(html::page("Log in", body))).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -93,17 +93,17 @@ impl IntoResponse for PageError {
             PageError::Store(_) => "Unavailable",
         };
         let param = match &self {
-            PageError::BadRequest { param, .. } => {
-                format!(" data-param=\"{}\"", html::Esc(param))
-            }
-            _ => String::new(),
+            PageError::BadRequest { param, .. } => Some(param.as_str()),
+            _ => None,
         };
-        let body = format!(
-            "<section class=\"error\"{param}><h1>{} {title}</h1><p>{}</p>\
-             <p><a href=\"/\">← back to the fleet</a></p></section>\n",
-            status.as_u16(),
-            html::Esc(&self.to_string()),
-        );
-        (status, Html(html::page(title, &body))).into_response()
+        let body = maud::html! {
+            section class="error" data-param=[param] {
+                h1 { (status.as_u16()) " " (title) }
+                p { (self.to_string()) }
+                p { a href="/" { "← back to the fleet" } }
+            }
+            "\n"
+        };
+        (status, Html(html::page(title, body))).into_response()
     }
 }

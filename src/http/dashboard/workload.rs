@@ -3,14 +3,13 @@
 //! backtest (in-sample and held out), impact, the strategy tournament and findings; then the
 //! copyable patch of the whole workload.
 
-use std::fmt::Write;
-
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::Html;
+use maud::{html, Markup, PreEscaped};
 
 use super::chart::{self, Mark, MarkKind, Unit};
-use super::html::{self, encode_component, money, percent, Esc};
+use super::html::{self, encode_component, money, percent};
 use super::timeline;
 use super::PageError;
 use crate::fleet::savings;
@@ -105,21 +104,63 @@ pub async fn page(
         kind,
         name,
     };
-    let mut body = String::with_capacity(64 * 1024);
-    render_summary(&mut body, &workload, &recs);
+    let mut containers = Vec::with_capacity(recs.len());
     for ((rec, rows), signals) in recs.iter().zip(&usage).zip(&signals) {
         let merged = merge_window(rows, rec.evidence.window_hours);
-        let mut timelines = String::new();
-        render_timelines(&mut timelines, rec, rows, signals, window(rec));
-        render_container(&mut body, rec, &merged, &timelines);
+        let timelines = render_timelines(rec, rows, signals, window(rec));
+        containers.push(render_container(rec, &merged, timelines));
     }
-    render_patch(&mut body, &workload, &recs);
+    let body = html! {
+        (render_summary(&workload, &recs))
+        @for container in containers { (container) }
+        (render_patch(&workload, &recs))
+    };
     let title = format!("{}/{}/{}", workload.namespace, workload.kind, workload.name);
-    Ok(Html(html::page(&title, &body)))
+    Ok(Html(html::page(&title, body)))
 }
 
-fn render_summary(out: &mut String, w: &WorkloadKey, recs: &[Recommendation]) {
+fn render_summary(w: &WorkloadKey, recs: &[Recommendation]) -> Markup {
     let worst = recs.iter().map(|r| r.severity).max().unwrap_or_default();
+    let computed = recs.iter().map(|r| r.computed_at).max().unwrap_or(0);
+    let json = format!(
+        "/api/v1/recommendations/{}/{}/{}?cluster={}",
+        encode_component(&w.namespace),
+        encode_component(&w.kind),
+        encode_component(&w.name),
+        encode_component(&w.cluster)
+    );
+    // Line breaks between blocks keep the page source readable.
+    html! {
+        nav class="crumbs" {
+            a href="/" { "Fleet" } " › "
+            a href={ "/?namespace=" (encode_component(&w.namespace)) } { (w.namespace) }
+            " › " (w.kind)
+        }
+        "\n"
+        h1 { (w.name) " " span class={ "badge sev-" (worst.as_str()) } { (worst.as_str()) } }
+        "\n"
+        p class="sub" {
+            (w.kind) " in namespace " b { (w.namespace) } " of cluster " b { (w.cluster) } " · "
+            (recs.len()) " container" @if recs.len() != 1 { "s" } " · analyzed "
+            (html::timestamp(computed)) " · " a href=(json) { "JSON" } " · " a href="#patch" { "patch" }
+        }
+        "\n"
+        (summary_cards(recs))
+        @if recs.len() > 1 {
+            nav class="toc" {
+                "Containers: "
+                @for (i, r) in recs.iter().enumerate() {
+                    @if i > 0 { " · " }
+                    a href={ "#container-" (encode_component(&r.key.container)) } { (r.key.container) }
+                }
+            }
+            "\n"
+        }
+    }
+}
+
+/// What the workload's proposals save, and how its CPU and memory requests move.
+fn summary_cards(recs: &[Recommendation]) -> Markup {
     let total_savings: f64 = recs.iter().map(savings).sum();
     let currency = recs
         .iter()
@@ -135,58 +176,26 @@ fn render_summary(out: &mut String, w: &WorkloadKey, recs: &[Recommendation]) {
         .filter_map(|r| r.impact.as_ref())
         .map(|i| i.memory_gib_delta)
         .sum();
-    let computed = recs.iter().map(|r| r.computed_at).max().unwrap_or(0);
-    let _ = write!(
-        out,
-        "<nav class=\"crumbs\"><a href=\"/\">Fleet</a> › <a href=\"/?namespace={ns_q}\">{ns}</a> › {kind}</nav>\n\
-         <h1>{name} <span class=\"badge sev-{sev}\">{sev}</span></h1>\n\
-         <p class=\"sub\">{kind} in namespace <b>{ns}</b> of cluster <b>{cluster}</b> · \
-         {n} container{s} · analyzed {when} · \
-         <a href=\"/api/v1/recommendations/{ns_p}/{kind_p}/{name_p}?cluster={cluster_q}\">JSON</a> · \
-         <a href=\"#patch\">patch</a></p>\n",
-        ns_q = encode_component(&w.namespace),
-        ns = Esc(&w.namespace),
-        kind = Esc(&w.kind),
-        name = Esc(&w.name),
-        cluster = Esc(&w.cluster),
-        sev = worst.as_str(),
-        n = recs.len(),
-        s = if recs.len() == 1 { "" } else { "s" },
-        when = html::timestamp(computed),
-        ns_p = encode_component(&w.namespace),
-        kind_p = encode_component(&w.kind),
-        name_p = encode_component(&w.name),
-        cluster_q = encode_component(&w.cluster),
-    );
-    let _ = writeln!(
-        out,
-        "<section class=\"cards\">\
-         <div class=\"card\"><h2>Money</h2><p class=\"big {cls}\">{amount}</p><p class=\"muted\">{note}</p></div>\
-         <div class=\"card\"><h2>CPU requests</h2><p class=\"big\">{cores} cores</p><p class=\"muted\">across replicas</p></div>\
-         <div class=\"card\"><h2>Memory requests</h2><p class=\"big\">{gib} GiB</p><p class=\"muted\">across replicas</p></div>\
-         </section>",
-        cls = if total_savings >= 0.0 { "good" } else { "bad" },
-        amount = money(total_savings.abs(), currency),
-        note = if total_savings >= 0.0 {
-            "saved per month"
-        } else {
-            "more per month"
-        },
-        cores = signed(cores, 2),
-        gib = signed(gib, 2),
-    );
-    if recs.len() > 1 {
-        out.push_str("<nav class=\"toc\">Containers: ");
-        for (i, r) in recs.iter().enumerate() {
-            let _ = write!(
-                out,
-                "{}<a href=\"#container-{}\">{}</a>",
-                if i > 0 { " · " } else { "" },
-                encode_component(&r.key.container),
-                Esc(&r.key.container)
-            );
+    let saves = total_savings >= 0.0;
+    html! {
+        section class="cards" {
+            div class="card" {
+                h2 { "Money" }
+                p class={ "big " (if saves { "good" } else { "bad" }) } { (money(total_savings.abs(), currency)) }
+                p class="muted" { (if saves { "saved per month" } else { "more per month" }) }
+            }
+            div class="card" {
+                h2 { "CPU requests" }
+                p class="big" { (signed(cores, 2)) " cores" }
+                p class="muted" { "across replicas" }
+            }
+            div class="card" {
+                h2 { "Memory requests" }
+                p class="big" { (signed(gib, 2)) " GiB" }
+                p class="muted" { "across replicas" }
+            }
         }
-        out.push_str("</nav>\n");
+        "\n"
     }
 }
 
@@ -261,121 +270,118 @@ fn trim_number(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-fn render_container(out: &mut String, rec: &Recommendation, window: &WindowUsage, timelines: &str) {
+fn render_container(rec: &Recommendation, window: &WindowUsage, timelines: Markup) -> Markup {
     let c = &rec.key.container;
-    let _ = write!(
-        out,
-        "<section class=\"container\" id=\"container-{c_attr}\" data-container=\"{c_attr}\">\n\
-         <h2>Container <code>{c_attr}</code> <span class=\"status st-{st}\">{st}</span> \
-         <span class=\"badge sev-{sev}\">{sev}</span> \
-         <span class=\"confidence\">confidence {conf} ({score:.0}%)</span></h2>\n\
-         <p class=\"reason\">{reason}</p>\n",
-        c_attr = Esc(c),
-        st = rec.status.as_str(),
-        sev = rec.severity.as_str(),
-        conf = rec.confidence.as_str(),
-        score = rec.confidence_score * 100.0,
-        reason = Esc(&rec.reason),
-    );
-    render_resources(out, rec);
-
-    out.push_str("<div class=\"charts\">\n");
-    for (resource, unit, sketch, title) in [
-        (Resource::Cpu, Unit::Millicores, &window.cpu, "CPU usage"),
-        (
-            Resource::Memory,
-            Unit::Bytes,
-            &window.memory,
-            "Memory working set",
-        ),
-    ] {
-        let marks = marks(rec, resource);
-        let scale = if unit == Unit::Millicores {
-            1000.0
-        } else {
-            1.0
-        };
-        let data_max = (sketch.count() > 0).then(|| sketch.max() * scale);
-        let span = match window.span {
-            Some((first, last)) if sketch.count() > 0 => format!(
-                " · <span title=\"{} – {}\">{} h to {}</span> · {} samples",
-                html::timestamp(first),
-                html::timestamp(last + 3600),
-                window.hours,
-                html::timestamp(last + 3600),
-                html::group_thousands(sketch.count() as f64, 0)
-            ),
-            _ => " · no stored usage".into(),
-        };
-        let _ = write!(
-            out,
-            "<figure class=\"chart-box\" data-resource=\"{}\"><figcaption><b>{title}</b>{span}</figcaption>\n{}{}</figure>\n",
-            resource.as_str(),
-            chart::histogram(&format!("{title} of {c}"), unit, sketch, &marks),
-            chart::legend(unit, &marks, data_max),
-        );
+    html! {
+        section class="container" id={ "container-" (c) } data-container=(c) {
+            "\n"
+            h2 {
+                "Container " code { (c) } " "
+                span class={ "status st-" (rec.status.as_str()) } { (rec.status.as_str()) } " "
+                span class={ "badge sev-" (rec.severity.as_str()) } { (rec.severity.as_str()) } " "
+                span class="confidence" {
+                    "confidence " (rec.confidence.as_str()) " ("
+                    (format!("{:.0}", rec.confidence_score * 100.0)) "%)"
+                }
+            }
+            "\n"
+            p class="reason" { (rec.reason) } "\n"
+            (render_resources(rec))
+            div class="charts" {
+                "\n"
+                (histogram_figure(rec, window, Resource::Cpu))
+                (histogram_figure(rec, window, Resource::Memory))
+            }
+            "\n"
+            (timelines)
+            div class="facts" {
+                "\n"
+                (render_evidence(rec))
+                (render_backtest(rec))
+                (render_impact(rec))
+            }
+            "\n"
+            (render_tournament(rec))
+            (render_findings(rec))
+        }
+        "\n"
     }
-    out.push_str("</div>\n");
-    out.push_str(timelines);
-    out.push_str("<div class=\"facts\">\n");
-    render_evidence(out, rec);
-    render_backtest(out, rec);
-    render_impact(out, rec);
-    out.push_str("</div>\n");
-    render_tournament(out, rec);
-    render_findings(out, rec);
-    out.push_str("</section>\n");
+}
+
+/// One resource's usage histogram over the window, with the requests and limits marked.
+fn histogram_figure(rec: &Recommendation, window: &WindowUsage, resource: Resource) -> Markup {
+    let (unit, sketch, title, scale) = match resource {
+        Resource::Cpu => (Unit::Millicores, &window.cpu, "CPU usage", 1000.0),
+        Resource::Memory => (Unit::Bytes, &window.memory, "Memory working set", 1.0),
+    };
+    let marks = marks(rec, resource);
+    let data_max = (sketch.count() > 0).then(|| sketch.max() * scale);
+    let span = window.span.filter(|_| sketch.count() > 0);
+    html! {
+        figure class="chart-box" data-resource=(resource.as_str()) {
+            figcaption {
+                b { (title) }
+                @if let Some((first, last)) = span {
+                    " · "
+                    span title={ (html::timestamp(first)) " – " (html::timestamp(last + 3600)) } {
+                        (window.hours) " h to " (html::timestamp(last + 3600))
+                    }
+                    " · " (html::group_thousands(sketch.count() as f64, 0)) " samples"
+                } @else {
+                    " · no stored usage"
+                }
+            }
+            "\n"
+            (PreEscaped(chart::histogram(&format!("{title} of {}", rec.key.container), unit, sketch, &marks)))
+            (PreEscaped(chart::legend(unit, &marks, data_max)))
+        }
+        "\n"
+    }
 }
 
 /// Hour-by-hour usage of both resources over the window, against the requests and limits.
 fn render_timelines(
-    out: &mut String,
     rec: &Recommendation,
     rows: &[UsageHour],
     signals: &[SignalHour],
     (from, to): (i64, i64),
-) {
+) -> Markup {
     // Nothing stored (no watermark: `to` is i64::MIN), nothing to draw over time; the
     // histogram beside it already says "no stored usage".
     if rows.is_empty() {
-        return;
+        return html! {};
     }
     // Hours stored before the window began are not what the analyzer read.
     let first = to.saturating_sub(i64::from(rec.evidence.window_hours.max(1)) * 3600);
     let from = from.max(first);
-    let _ = writeln!(
-        out,
-        "<div class=\"charts timelines\" data-container=\"{}\">",
-        Esc(&rec.key.container)
-    );
-    for (resource, unit, title) in [
-        (Resource::Cpu, Unit::Millicores, "CPU usage by hour"),
-        (Resource::Memory, Unit::Bytes, "Memory working set by hour"),
-    ] {
-        let points = timeline::points(rows, resource);
-        let _ = write!(
-            out,
-            "<figure class=\"chart-box\" data-resource=\"{}\"><figcaption><b>{title}</b> · median, p95 and peak of each hour; ▼ OOM kill, ● restart</figcaption>\n{}</figure>\n",
-            resource.as_str(),
-            timeline::timeline(
-                &format!("{title} of {}", rec.key.container),
-                unit,
-                &points,
-                &marks(rec, resource),
-                signals,
-                (from, to),
-            ),
-        );
+    html! {
+        div class="charts timelines" data-container=(rec.key.container) {
+            "\n"
+            @for (resource, unit, title) in [
+                (Resource::Cpu, Unit::Millicores, "CPU usage by hour"),
+                (Resource::Memory, Unit::Bytes, "Memory working set by hour"),
+            ] {
+                figure class="chart-box" data-resource=(resource.as_str()) {
+                    figcaption { b { (title) } " · median, p95 and peak of each hour; ▼ OOM kill, ● restart" }
+                    "\n"
+                    (PreEscaped(timeline::timeline(
+                        &format!("{title} of {}", rec.key.container),
+                        unit,
+                        &timeline::points(rows, resource),
+                        &marks(rec, resource),
+                        signals,
+                        (from, to),
+                    )))
+                }
+                "\n"
+            }
+        }
+        "\n"
     }
-    out.push_str("</div>\n");
 }
 
-fn render_resources(out: &mut String, rec: &Recommendation) {
+fn render_resources(rec: &Recommendation) -> Markup {
     let proposed = rec.status == Status::Ok;
-    out.push_str(
-        "<table class=\"resources\"><thead><tr><th></th><th>current</th><th>recommended</th>\
-         <th>change</th></tr></thead><tbody>\n",
-    );
     type Fmt = fn(Option<i64>) -> String;
     let rows: [(&str, Option<i64>, Option<i64>, Fmt); 4] = [
         (
@@ -403,185 +409,168 @@ fn render_resources(out: &mut String, rec: &Recommendation) {
             quantity::memory_opt,
         ),
     ];
-    for (label, current, recommended, fmt) in rows {
-        let change = match (current, recommended) {
-            _ if !proposed => "<span class=\"muted\">—</span>".to_string(),
-            (Some(c), Some(r)) if c == r => "<span class=\"muted\">same</span>".into(),
-            (Some(c), Some(r)) if c > 0 => format!(
-                "<span class=\"{}\">{:+.0}%</span>",
-                if r < c { "down" } else { "up" },
-                (r - c) as f64 / c as f64 * 100.0
-            ),
-            (None, Some(_)) => "<span class=\"up\">set (was unset)</span>".into(),
-            _ => String::new(),
-        };
-        let _ = writeln!(
-            out,
-            "<tr><th>{label}</th><td class=\"num\">{}</td><td class=\"num\"><b>{}</b></td><td class=\"num\">{change}</td></tr>",
-            fmt(current),
-            if proposed { fmt(recommended) } else { "—".into() },
-        );
+    html! {
+        table class="resources" {
+            thead { tr { th {} th { "current" } th { "recommended" } th { "change" } } }
+            tbody {
+                "\n"
+                @for (label, current, recommended, fmt) in rows {
+                    tr {
+                        th { (label) }
+                        td class="num" { (fmt(current)) }
+                        td class="num" { b { @if proposed { (fmt(recommended)) } @else { "—" } } }
+                        td class="num" { (resource_change(proposed, current, recommended)) }
+                    }
+                    "\n"
+                }
+            }
+        }
+        "\n"
     }
-    out.push_str("</tbody></table>\n");
 }
 
-fn dl_row(out: &mut String, term: &str, value: &str) {
-    let _ = write!(out, "<dt>{}</dt><dd>{value}</dd>", Esc(term));
+/// How a proposal moves one value: `−25%`, `same`, `set (was unset)`.
+fn resource_change(proposed: bool, current: Option<i64>, recommended: Option<i64>) -> Markup {
+    match (current, recommended) {
+        _ if !proposed => html! { span class="muted" { "—" } },
+        (Some(c), Some(r)) if c == r => html! { span class="muted" { "same" } },
+        (Some(c), Some(r)) if c > 0 => html! {
+            span class=(if r < c { "down" } else { "up" }) {
+                (format!("{:+.0}", (r - c) as f64 / c as f64 * 100.0)) "%"
+            }
+        },
+        (None, Some(_)) => html! { span class="up" { "set (was unset)" } },
+        _ => html! {},
+    }
 }
 
-fn render_evidence(out: &mut String, rec: &Recommendation) {
+fn dl_row(term: &str, value: impl maud::Render) -> Markup {
+    html! { dt { (term) } dd { (value) } }
+}
+
+fn render_evidence(rec: &Recommendation) -> Markup {
     let e = &rec.evidence;
-    out.push_str("<div class=\"fact\" data-fact=\"evidence\"><h3>Evidence</h3><dl>");
+    html! {
+        div class="fact" data-fact="evidence" {
+            h3 { "Evidence" }
+            dl { (evidence_rows(rec)) }
+            @if !e.rules.is_empty() {
+                details {
+                    summary { "Rules applied" }
+                    ul class="rules" { @for rule in &e.rules { li { (rule) } } }
+                }
+            }
+        }
+        "\n"
+    }
+}
+
+/// The evidence card's terms: what was measured, over how long, and what was applied.
+fn evidence_rows(rec: &Recommendation) -> Markup {
+    let e = &rec.evidence;
     let opt = |v: Option<f64>, f: fn(f64) -> String| v.map(f).unwrap_or_else(|| "—".into());
-    dl_row(
-        out,
-        &format!("CPU p{}", trim_number(e.cpu_percentile)),
-        &opt(e.cpu_percentile_millicores, quantity::cpu_measured),
-    );
-    dl_row(
-        out,
-        "CPU mean",
-        &opt(e.cpu_mean_millicores, quantity::cpu_measured),
-    );
     let basis = if e.memory_basis.is_empty() {
         "peak"
     } else {
         e.memory_basis.as_str()
     };
-    dl_row(
-        out,
-        &format!("Memory {basis}"),
-        &opt(e.memory_peak_bytes, quantity::memory_measured),
-    );
-    dl_row(
-        out,
-        "Memory mean",
-        &opt(e.memory_mean_bytes, quantity::memory_measured),
-    );
-    dl_row(
-        out,
-        "Samples",
-        &format!(
+    let choice = e.strategy_choice.as_deref().filter(|c| !c.is_empty());
+    html! {
+        (dl_row(&format!("CPU p{}", trim_number(e.cpu_percentile)), opt(e.cpu_percentile_millicores, quantity::cpu_measured)))
+        (dl_row("CPU mean", opt(e.cpu_mean_millicores, quantity::cpu_measured)))
+        (dl_row(&format!("Memory {basis}"), opt(e.memory_peak_bytes, quantity::memory_measured)))
+        (dl_row("Memory mean", opt(e.memory_mean_bytes, quantity::memory_measured)))
+        (dl_row("Samples", format!(
             "{} CPU · {} memory",
             html::group_thousands(e.samples as f64, 0),
             html::group_thousands(e.memory_samples as f64, 0)
-        ),
-    );
-    dl_row(
-        out,
-        "History",
-        &format!("{} h of a {} h window", e.history_hours, e.window_hours),
-    );
-    dl_row(out, "Margin", &percent(e.margin));
-    dl_row(out, "Average replicas", &trim_number(e.average_replicas));
-    dl_row(
-        out,
-        "OOM kills / restarts",
-        &format!("{} / {}", e.oom_kills, e.restarts),
-    );
-    dl_row(
-        out,
-        "Throttled periods",
-        &e.throttled_ratio.map(percent).unwrap_or_else(|| "—".into()),
-    );
-    let strategy = match e.strategy_choice.as_deref().filter(|c| !c.is_empty()) {
-        Some(choice) => format!(
-            "{}<br><span class=\"muted\" data-strategy-choice>{}</span>",
-            Esc(&rec.strategy),
-            Esc(choice)
-        ),
-        None => Esc(&rec.strategy).to_string(),
-    };
-    dl_row(out, "Strategy", &strategy);
-    if let Some(from) = e.fitted_from {
-        dl_row(
-            out,
-            "Fitted from",
-            &format!(
-                "<span data-fitted-from=\"{from}\">{}</span><br><span class=\"muted\">a lasting \
-                 level shift then; earlier history left out</span>",
-                html::timestamp(from)
-            ),
-        );
-    }
-    if !e.policy_sources.is_empty() {
-        dl_row(
-            out,
-            "Policy",
-            &Esc(&e.policy_sources.join(" → ")).to_string(),
-        );
-    }
-    out.push_str("</dl>");
-    if !e.rules.is_empty() {
-        out.push_str("<details><summary>Rules applied</summary><ul class=\"rules\">");
-        for rule in &e.rules {
-            let _ = write!(out, "<li>{}</li>", Esc(rule));
+        )))
+        (dl_row("History", format!("{} h of a {} h window", e.history_hours, e.window_hours)))
+        (dl_row("Margin", percent(e.margin)))
+        (dl_row("Average replicas", trim_number(e.average_replicas)))
+        (dl_row("OOM kills / restarts", format!("{} / {}", e.oom_kills, e.restarts)))
+        (dl_row("Throttled periods", e.throttled_ratio.map(percent).unwrap_or_else(|| "—".into())))
+        (dl_row("Strategy", html! {
+            (rec.strategy)
+            @if let Some(choice) = choice { br; span class="muted" data-strategy-choice { (choice) } }
+        }))
+        @if let Some(from) = e.fitted_from {
+            (dl_row("Fitted from", html! {
+                span data-fitted-from=(from) { (html::timestamp(from)) } br;
+                span class="muted" { "a lasting level shift then; earlier history left out" }
+            }))
         }
-        out.push_str("</ul></details>");
+        @if !e.policy_sources.is_empty() {
+            (dl_row("Policy", e.policy_sources.join(" → ")))
+        }
     }
-    out.push_str("</div>\n");
 }
 
-fn render_backtest(out: &mut String, rec: &Recommendation) {
-    out.push_str("<div class=\"fact\" data-fact=\"backtest\"><h3>Backtest</h3>");
-    if let Some(b) = &rec.backtest {
-        render_in_sample(out, b);
-    } else {
-        out.push_str("<p class=\"muted\">No backtest: too little history.</p>");
+fn render_backtest(rec: &Recommendation) -> Markup {
+    html! {
+        div class="fact" data-fact="backtest" {
+            h3 { "Backtest" }
+            @if let Some(b) = &rec.backtest {
+                (render_in_sample(b))
+            } @else {
+                p class="muted" { "No backtest: too little history." }
+            }
+            (render_holdout(rec))
+        }
+        "\n"
     }
-    render_holdout(out, rec);
-    out.push_str("</div>\n");
 }
 
-fn render_in_sample(out: &mut String, b: &Backtest) {
+fn render_in_sample(b: &Backtest) -> Markup {
     let share = |v: Option<f64>| v.map(percent).unwrap_or_else(|| "—".into());
     let hours = |v: Option<u32>| v.map(|h| format!("{h} h")).unwrap_or_else(|| "—".into());
-    let _ = write!(
-        out,
-        "<table class=\"backtest\"><thead><tr><th>on the window's history</th><th>current</th>\
-         <th>recommended</th></tr></thead><tbody>\
-         <tr><th>CPU samples above request</th><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\
-         <tr><th>CPU samples above limit (throttled)</th><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\
-         <tr><th>Hours above memory limit (OOM)</th><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\
-         </tbody></table>",
-        share(b.current.cpu_over_request_share),
-        share(b.recommended.cpu_over_request_share),
-        share(b.current.cpu_over_limit_share),
-        share(b.recommended.cpu_over_limit_share),
-        hours(b.current.memory_over_limit_hours),
-        hours(b.recommended.memory_over_limit_hours),
-    );
-    if b.memory_censored {
-        out.push_str(
-            "<p class=\"note\">Memory history is censored: OOM kills cut peaks above the old \
-             limit, so the real peak may be higher than seen.</p>",
-        );
+    let rows = [
+        (
+            "CPU samples above request",
+            share(b.current.cpu_over_request_share),
+            share(b.recommended.cpu_over_request_share),
+        ),
+        (
+            "CPU samples above limit (throttled)",
+            share(b.current.cpu_over_limit_share),
+            share(b.recommended.cpu_over_limit_share),
+        ),
+        (
+            "Hours above memory limit (OOM)",
+            hours(b.current.memory_over_limit_hours),
+            hours(b.recommended.memory_over_limit_hours),
+        ),
+    ];
+    html! {
+        table class="backtest" {
+            thead { tr { th { "on the window's history" } th { "current" } th { "recommended" } } }
+            tbody {
+                @for (label, current, recommended) in rows {
+                    tr { th { (label) } td class="num" { (current) } td class="num" { (recommended) } }
+                }
+            }
+        }
+        @if b.memory_censored {
+            p class="note" {
+                "Memory history is censored: OOM kills cut peaks above the old \
+                 limit, so the real peak may be higher than seen."
+            }
+        }
     }
 }
 
 /// Current and recommended values on days they were not fitted on, side by side: part of
 /// the backtest card, so in-sample and held-out figures read together.
-fn render_holdout(out: &mut String, rec: &Recommendation) {
+fn render_holdout(rec: &Recommendation) -> Markup {
     let e = &rec.evidence;
-    out.push_str("<div data-fact=\"holdout\">");
     let Some(h) = holdout::recommended(e) else {
-        let _ = write!(
-            out,
-            "<p class=\"muted\" data-no-holdout>No held-out figures: {}.</p></div>",
-            holdout::NOT_ENOUGH_HISTORY
-        );
-        return;
+        return html! {
+            div data-fact="holdout" {
+                p class="muted" data-no-holdout { "No held-out figures: " (holdout::NOT_ENOUGH_HISTORY) "." }
+            }
+        };
     };
-    let _ = write!(
-        out,
-        "<p class=\"note\"><b>Held-out backtest</b>: each of the last {} scored with the \
-         values fitted on the history before it; the current values replayed on the same \
-         days.</p><table class=\"backtest\"><thead><tr><th>on {} held out</th>\
-         <th>current</th><th>recommended</th></tr></thead><tbody>",
-        holdout::days(h.days),
-        holdout::days(h.days)
-    );
-    type Cell = fn(&HoldoutFigures) -> String;
+    type Cell = fn(&HoldoutFigures) -> Markup;
     let rows: [(&str, Cell); 6] = [
         ("Hours above memory limit (OOM)", |h| {
             flag(
@@ -594,225 +583,231 @@ fn render_holdout(out: &mut String, rec: &Recommendation) {
             flag(over, &holdout::peak_ratio(h.memory_peak_ratio))
         }),
         ("CPU samples above limit", |h| {
-            holdout::share(h.cpu_over_limit_share)
+            html! { (holdout::share(h.cpu_over_limit_share)) }
         }),
         ("CPU samples above request", |h| {
-            holdout::share(h.cpu_over_request_share)
+            html! { (holdout::share(h.cpu_over_request_share)) }
         }),
-        ("CPU slack", |h| holdout::slack(h.cpu_slack)),
-        ("Memory slack", |h| holdout::slack(h.memory_slack)),
+        ("CPU slack", |h| html! { (holdout::slack(h.cpu_slack)) }),
+        (
+            "Memory slack",
+            |h| html! { (holdout::slack(h.memory_slack)) },
+        ),
     ];
     let current = holdout::current(e);
-    for (label, cell) in rows {
-        let _ = write!(
-            out,
-            "<tr><th>{label}</th><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-            current.map(cell).unwrap_or_else(|| "—".into()),
-            cell(h),
-        );
+    html! {
+        div data-fact="holdout" {
+            p class="note" {
+                b { "Held-out backtest" } ": each of the last " (holdout::days(h.days))
+                " scored with the values fitted on the history before it; the current values \
+                 replayed on the same days."
+            }
+            table class="backtest" {
+                thead { tr { th { "on " (holdout::days(h.days)) " held out" } th { "current" } th { "recommended" } } }
+                tbody {
+                    @for (label, cell) in rows {
+                        tr {
+                            th { (label) }
+                            td class="num" { @if let Some(c) = current { (cell(c)) } @else { "—" } }
+                            td class="num" { (cell(h)) }
+                        }
+                    }
+                }
+            }
+        }
     }
-    out.push_str("</tbody></table></div>");
 }
 
 /// `text`, marked bad when `bad`.
-fn flag(bad: bool, text: &str) -> String {
-    if bad {
-        format!("<span class=\"bad\">{text}</span>")
-    } else {
-        text.to_string()
+fn flag(bad: bool, text: &str) -> Markup {
+    html! {
+        @if bad { span class="bad" { (text) } } @else { (text) }
     }
 }
 
 /// Every candidate strategy's walk-forward figures, cost and proposal, the chosen one marked.
-fn render_tournament(out: &mut String, rec: &Recommendation) {
+fn render_tournament(rec: &Recommendation) -> Markup {
     let scores = &rec.evidence.strategy_scores;
     if scores.is_empty() {
-        return;
+        return html! {};
     }
     let currency = rec.impact.as_ref().map_or("", |i| i.currency.as_str());
-    let chosen = scores
-        .iter()
-        .find(|s| s.chosen)
-        .map(|s| format!(", <b>{}</b> chosen", Esc(&s.strategy)))
-        .unwrap_or_default();
-    let _ = write!(
-        out,
-        "<details class=\"tournament\" data-fact=\"tournament\" open><summary>Strategy \
-         tournament: {} candidate{}{chosen}</summary>\n<div class=\"table-wrap\"><table>\
-         <thead><tr><th>Strategy</th><th class=\"num\">Days</th>\
-         <th class=\"num\">Memory<br>overrun h</th><th class=\"num\">Peak /<br>limit</th>\
-         <th class=\"num\">CPU &gt;<br>limit</th><th class=\"num\">CPU &gt;<br>request</th>\
-         <th class=\"num\">CPU<br>slack</th><th class=\"num\">Memory<br>slack</th>\
-         <th>Met<br>objective</th><th class=\"num\">Idle /<br>month</th>\
-         <th class=\"num\">CPU request<br>/ limit</th><th class=\"num\">Memory request<br>/ limit</th>\
-         </tr></thead><tbody>\n",
-        scores.len(),
-        if scores.len() == 1 { "" } else { "s" },
-    );
-    for s in scores {
-        let h = &s.holdout;
-        let r = &s.recommended;
-        let _ = writeln!(
-            out,
-            "<tr data-strategy=\"{name}\"{chosen_attr}><td>{name_cell}</td>\
-             <td class=\"num\">{days}</td><td class=\"num\">{overrun}</td>\
-             <td class=\"num\">{peak}</td><td class=\"num\">{over_limit}</td>\
-             <td class=\"num\">{over_request}</td><td class=\"num\">{cpu_slack}</td>\
-             <td class=\"num\">{memory_slack}</td><td>{objective}</td>\
-             <td class=\"num\">{idle}</td><td class=\"num\">{cpu_req} / {cpu_lim}</td>\
-             <td class=\"num\">{mem_req} / {mem_lim}</td></tr>",
-            name = Esc(&s.strategy),
-            chosen_attr = if s.chosen { " data-chosen" } else { "" },
-            name_cell = if s.chosen {
-                format!(
-                    "<b>{}</b> <span class=\"badge sev-info\">chosen</span>",
-                    Esc(&s.strategy)
-                )
-            } else {
-                Esc(&s.strategy).to_string()
-            },
-            days = h.days,
-            overrun = flag(
-                h.memory_overrun_hours > 0,
-                &h.memory_overrun_hours.to_string()
-            ),
-            peak = flag(
-                h.memory_peak_ratio.is_some_and(|r| r > 1.0),
-                &holdout::peak_ratio(h.memory_peak_ratio)
-            ),
-            over_limit = holdout::share(h.cpu_over_limit_share),
-            over_request = holdout::share(h.cpu_over_request_share),
-            cpu_slack = holdout::slack(h.cpu_slack),
-            memory_slack = holdout::slack(h.memory_slack),
-            objective = if s.met_objective {
-                "<span class=\"good\">yes</span>"
-            } else {
-                "<span class=\"bad\">no</span>"
-            },
-            idle = money(s.idle_monthly_cost, currency),
-            cpu_req = quantity::cpu_opt(r.cpu_request_millicores),
-            cpu_lim = quantity::cpu_opt(r.cpu_limit_millicores),
-            mem_req = quantity::memory_opt(r.memory_request_bytes),
-            mem_lim = quantity::memory_opt(r.memory_limit_bytes),
-        );
-    }
-    out.push_str("</tbody></table></div>\n");
+    let chosen = scores.iter().find(|s| s.chosen);
     // The misses are sentences: listed under the table they keep its columns narrow enough
     // to show the cost and the proposal without scrolling.
     let missed: Vec<_> = scores
         .iter()
         .filter(|s| !s.met_objective && !s.misses.is_empty())
         .collect();
-    if !missed.is_empty() {
-        out.push_str("<ul class=\"rules\" data-misses>");
-        for s in missed {
-            let misses: Vec<String> = s.misses.iter().map(|m| Esc(m).to_string()).collect();
-            let _ = write!(
-                out,
-                "<li><b>{}</b> missed the objective: {}</li>",
-                Esc(&s.strategy),
-                misses.join("; ")
-            );
+    html! {
+        details class="tournament" data-fact="tournament" open {
+            summary {
+                "Strategy tournament: " (scores.len()) " candidate" @if scores.len() != 1 { "s" }
+                @if let Some(s) = chosen { ", " b { (s.strategy) } " chosen" }
+            }
+            "\n"
+            div class="table-wrap" {
+                table {
+                    (tournament_header())
+                    tbody {
+                        "\n"
+                        @for s in scores { (tournament_row(s, currency)) "\n" }
+                    }
+                }
+            }
+            "\n"
+            @if !missed.is_empty() {
+                ul class="rules" data-misses {
+                    @for s in missed {
+                        li {
+                            b { (s.strategy) } " missed the objective: "
+                            @for (i, m) in s.misses.iter().enumerate() { @if i > 0 { "; " } (m) }
+                        }
+                    }
+                }
+            }
+            p class="note" {
+                "Every candidate is fitted and scored walk-forward on the same \
+                 held-out days. Idle cost: requested but unused resources, priced per pod-month."
+            }
         }
-        out.push_str("</ul>");
+        "\n"
     }
-    out.push_str(
-        "<p class=\"note\">Every candidate is fitted and scored walk-forward on the same \
-         held-out days. Idle cost: requested but unused resources, priced per pod-month.</p>\
-         </details>\n",
-    );
 }
 
-fn render_impact(out: &mut String, rec: &Recommendation) {
-    out.push_str("<div class=\"fact\" data-fact=\"impact\"><h3>Impact</h3>");
-    match &rec.impact {
-        Some(i) => {
-            out.push_str("<dl>");
-            dl_row(out, "Replicas", &trim_number(i.replicas));
-            dl_row(
-                out,
-                "CPU requested",
-                &format!("{} cores", signed(i.cpu_cores_delta, 2)),
-            );
-            dl_row(
-                out,
-                "Memory requested",
-                &format!("{} GiB", signed(i.memory_gib_delta, 2)),
-            );
-            let s = -i.monthly_cost_delta;
-            dl_row(
-                out,
-                if s >= 0.0 {
-                    "Saves per month"
-                } else {
-                    "Costs more per month"
-                },
-                &format!(
-                    "<span class=\"{}\">{}</span>",
-                    if s >= 0.0 { "good" } else { "bad" },
-                    money(s.abs(), &i.currency)
-                ),
-            );
-            out.push_str("</dl>");
+/// The tournament table's head: short names broken over two lines keep the columns narrow.
+fn tournament_header() -> Markup {
+    let numeric = [
+        ("Memory", "overrun h"),
+        ("Peak /", "limit"),
+        ("CPU >", "limit"),
+        ("CPU >", "request"),
+        ("CPU", "slack"),
+        ("Memory", "slack"),
+    ];
+    html! {
+        thead {
+            tr {
+                th { "Strategy" }
+                th class="num" { "Days" }
+                @for (top, bottom) in numeric { th class="num" { (top) br; (bottom) } }
+                th { "Met" br; "objective" }
+                th class="num" { "Idle /" br; "month" }
+                th class="num" { "CPU request" br; "/ limit" }
+                th class="num" { "Memory request" br; "/ limit" }
+            }
         }
-        None => out.push_str("<p class=\"muted\">No impact computed.</p>"),
     }
-    if let Some(h) = &rec.hpa {
-        let _ = write!(
-            out,
-            "<p class=\"note\">HPA <b>{}</b> scales on CPU at {}%: about {} → {} replicas after \
-             the change, or set its target to {}% to keep today's scale point.</p>",
-            Esc(&h.hpa),
-            trim_number(h.cpu_target_utilization),
-            trim_number(h.current_replicas),
-            trim_number(h.expected_replicas),
-            trim_number(h.target_utilization_for_same_scale),
-        );
-    }
-    out.push_str("</div>\n");
 }
 
-fn render_findings(out: &mut String, rec: &Recommendation) {
+/// One candidate's held-out figures, idle cost and proposal.
+fn tournament_row(s: &crate::model::StrategyScore, currency: &str) -> Markup {
+    let h = &s.holdout;
+    let r = &s.recommended;
+    html! {
+        tr data-strategy=(s.strategy) data-chosen[s.chosen] {
+            td {
+                @if s.chosen { b { (s.strategy) } " " span class="badge sev-info" { "chosen" } }
+                @else { (s.strategy) }
+            }
+            td class="num" { (h.days) }
+            td class="num" { (flag(h.memory_overrun_hours > 0, &h.memory_overrun_hours.to_string())) }
+            td class="num" {
+                (flag(h.memory_peak_ratio.is_some_and(|r| r > 1.0), &holdout::peak_ratio(h.memory_peak_ratio)))
+            }
+            td class="num" { (holdout::share(h.cpu_over_limit_share)) }
+            td class="num" { (holdout::share(h.cpu_over_request_share)) }
+            td class="num" { (holdout::slack(h.cpu_slack)) }
+            td class="num" { (holdout::slack(h.memory_slack)) }
+            td {
+                @if s.met_objective { span class="good" { "yes" } }
+                @else { span class="bad" { "no" } }
+            }
+            td class="num" { (money(s.idle_monthly_cost, currency)) }
+            td class="num" { (quantity::cpu_opt(r.cpu_request_millicores)) " / " (quantity::cpu_opt(r.cpu_limit_millicores)) }
+            td class="num" {
+                (quantity::memory_opt(r.memory_request_bytes)) " / " (quantity::memory_opt(r.memory_limit_bytes))
+            }
+        }
+    }
+}
+
+fn render_impact(rec: &Recommendation) -> Markup {
+    html! {
+        div class="fact" data-fact="impact" {
+            h3 { "Impact" }
+            @if let Some(i) = &rec.impact {
+                @let s = -i.monthly_cost_delta;
+                dl {
+                    (dl_row("Replicas", trim_number(i.replicas)))
+                    (dl_row("CPU requested", format!("{} cores", signed(i.cpu_cores_delta, 2))))
+                    (dl_row("Memory requested", format!("{} GiB", signed(i.memory_gib_delta, 2))))
+                    (dl_row(
+                        if s >= 0.0 { "Saves per month" } else { "Costs more per month" },
+                        html! { span class=(if s >= 0.0 { "good" } else { "bad" }) { (money(s.abs(), &i.currency)) } },
+                    ))
+                }
+            } @else {
+                p class="muted" { "No impact computed." }
+            }
+            @if let Some(h) = &rec.hpa {
+                p class="note" {
+                    "HPA " b { (h.hpa) } " scales on CPU at " (trim_number(h.cpu_target_utilization))
+                    "%: about " (trim_number(h.current_replicas)) " → " (trim_number(h.expected_replicas))
+                    " replicas after the change, or set its target to "
+                    (trim_number(h.target_utilization_for_same_scale)) "% to keep today's scale point."
+                }
+            }
+        }
+        "\n"
+    }
+}
+
+fn render_findings(rec: &Recommendation) -> Markup {
     if rec.findings.is_empty() {
-        return;
+        return html! {};
     }
-    out.push_str("<div class=\"findings\"><h3>Findings</h3><ul>");
-    for f in &rec.findings {
-        let _ = write!(
-            out,
-            "<li data-finding=\"{code}\"><span class=\"badge sev-{s}\">{s}</span> \
-             <code>{code}</code> {}</li>",
-            Esc(&f.message),
-            code = Esc(&f.code),
-            s = f.severity.as_str(),
-        );
+    html! {
+        div class="findings" {
+            h3 { "Findings" }
+            ul {
+                @for f in &rec.findings {
+                    li data-finding=(f.code) {
+                        span class={ "badge sev-" (f.severity.as_str()) } { (f.severity.as_str()) } " "
+                        code { (f.code) } " " (f.message)
+                    }
+                }
+            }
+        }
+        "\n"
     }
-    out.push_str("</ul></div>\n");
 }
 
-fn render_patch(out: &mut String, w: &WorkloadKey, recs: &[Recommendation]) {
-    out.push_str("<section class=\"patch\" id=\"patch\"><h2>Patch</h2>\n");
-    match patch::render(PatchFormat::StrategicMerge, w, recs, None) {
-        Ok(text) => {
-            let _ = write!(
-                out,
-                "<p class=\"muted\">Strategic-merge patch for <code>kubectl patch</code>; \
-                 it changes only the containers with a proposal.</p>\n\
-                 <div class=\"copy-wrap\"><button type=\"button\" class=\"copy\" \
-                 data-copy-target=\"patch-text\" hidden>Copy</button>\
-                 <pre id=\"patch-text\">{}</pre></div>\n",
-                Esc(&text)
-            );
+fn render_patch(w: &WorkloadKey, recs: &[Recommendation]) -> Markup {
+    html! {
+        section class="patch" id="patch" {
+            h2 { "Patch" } "\n"
+            @match patch::render(PatchFormat::StrategicMerge, w, recs, None) {
+                Ok(text) => {
+                    p class="muted" {
+                        "Strategic-merge patch for " code { "kubectl patch" }
+                        "; it changes only the containers with a proposal."
+                    }
+                    "\n"
+                    div class="copy-wrap" {
+                        button type="button" class="copy" data-copy-target="patch-text" hidden { "Copy" }
+                        pre id="patch-text" { (text) }
+                    }
+                    "\n"
+                }
+                Err(e) => {
+                    p class="muted" data-no-patch { (e.to_string()) }
+                    "\n"
+                }
+            }
         }
-        Err(e) => {
-            let _ = writeln!(
-                out,
-                "<p class=\"muted\" data-no-patch>{}</p>",
-                Esc(&e.to_string())
-            );
-        }
+        "\n"
     }
-    out.push_str("</section>\n");
 }
 
 #[cfg(test)]

@@ -17,56 +17,85 @@ pub fn build(recs: &[Recommendation], previous: Option<&Report>, generated_at: i
     let mut recs: Vec<&Recommendation> = recs.iter().collect();
     recs.sort_by(|a, b| a.key.cmp(&b.key));
     let containers: Vec<Line> = recs.iter().map(|r| line(r)).collect();
+    let mut s = Sections::of(&containers);
+    let summary = summary(&recs, &containers, &s);
+    s.over.truncate(TOP_N);
+    s.under.truncate(TOP_N);
+    let change = previous.map(|p| change(p, &summary, &containers));
+    Report {
+        version: REPORT_VERSION,
+        generated_at,
+        clusters: groups(&recs, |r| (r.key.cluster.clone(), None)),
+        namespaces: groups(&recs, |r| {
+            (r.key.cluster.clone(), Some(r.key.namespace.clone()))
+        }),
+        findings: findings(&recs),
+        summary,
+        over_provisioned: s.over,
+        under_provisioned: s.under,
+        oom_risks: s.oom,
+        throttling_risks: s.throttling,
+        insufficient_data: s.insufficient,
+        change,
+        containers,
+        usage: Vec::new(),
+    }
+}
 
-    let mut over: Vec<Line> = containers
-        .iter()
-        .filter(|l| is_over_provisioned(l))
-        .cloned()
-        .collect();
-    over.sort_by(|a, b| {
-        descending(a.monthly_savings, b.monthly_savings)
-            .then(ascending(a.cpu_cores_delta, b.cpu_cores_delta))
-            .then_with(|| a.key.cmp(&b.key))
-    });
-    let mut under: Vec<Line> = containers
-        .iter()
-        .filter(|l| is_under_provisioned(l))
-        .cloned()
-        .collect();
-    // Critical first (at risk now), then the largest cost increase.
-    under.sort_by(|a, b| {
-        let critical = |l: &Line| l.severity == Severity::Critical;
-        critical(b)
-            .cmp(&critical(a))
-            .then(ascending(a.monthly_savings, b.monthly_savings))
-            .then_with(|| a.key.cmp(&b.key))
-    });
-    let mut oom: Vec<Line> = containers
-        .iter()
-        .filter(|l| is_oom_risk(l))
-        .cloned()
-        .collect();
-    oom.sort_by_key(|l| {
-        (
-            Reverse(l.oom_kills),
-            Reverse(l.memory_over_limit_hours.unwrap_or(0)),
-            l.key.clone(),
-        )
-    });
-    let mut throttling: Vec<Line> = containers
-        .iter()
-        .filter(|l| is_throttling_risk(l))
-        .cloned()
-        .collect();
-    throttling.sort_by(|a, b| {
-        descending(throttling_score(a), throttling_score(b)).then_with(|| a.key.cmp(&b.key))
-    });
-    let insufficient: Vec<Line> = containers
-        .iter()
-        .filter(|l| l.status == Status::InsufficientData)
-        .cloned()
-        .collect();
+/// The report's lists of containers, each in its order (before the top lists are cut).
+struct Sections {
+    over: Vec<Line>,
+    under: Vec<Line>,
+    oom: Vec<Line>,
+    throttling: Vec<Line>,
+    insufficient: Vec<Line>,
+}
 
+impl Sections {
+    fn of(containers: &[Line]) -> Sections {
+        let pick = |keep: fn(&Line) -> bool| -> Vec<Line> {
+            containers.iter().filter(|l| keep(l)).cloned().collect()
+        };
+        let mut over = pick(is_over_provisioned);
+        over.sort_by(|a, b| {
+            descending(a.monthly_savings, b.monthly_savings)
+                .then(ascending(a.cpu_cores_delta, b.cpu_cores_delta))
+                .then_with(|| a.key.cmp(&b.key))
+        });
+        let mut under = pick(is_under_provisioned);
+        // Critical first (at risk now), then the largest cost increase.
+        under.sort_by(|a, b| {
+            let critical = |l: &Line| l.severity == Severity::Critical;
+            critical(b)
+                .cmp(&critical(a))
+                .then(ascending(a.monthly_savings, b.monthly_savings))
+                .then_with(|| a.key.cmp(&b.key))
+        });
+        let mut oom = pick(is_oom_risk);
+        oom.sort_by_key(|l| {
+            (
+                Reverse(l.oom_kills),
+                Reverse(l.memory_over_limit_hours.unwrap_or(0)),
+                l.key.clone(),
+            )
+        });
+        let mut throttling = pick(is_throttling_risk);
+        throttling.sort_by(|a, b| {
+            descending(throttling_score(a), throttling_score(b)).then_with(|| a.key.cmp(&b.key))
+        });
+        Sections {
+            over,
+            under,
+            oom,
+            throttling,
+            insufficient: pick(|l| l.status == Status::InsufficientData),
+        }
+    }
+}
+
+/// The fleet's totals and counts: savings both ways, statuses, severities and the sections'
+/// sizes (all of them, not the top lists).
+fn summary(recs: &[&Recommendation], containers: &[Line], s: &Sections) -> Summary {
     let fleet = fleet::Totals::of(recs.iter().copied());
     let strategies: std::collections::BTreeSet<String> =
         recs.iter().map(|r| r.strategy.clone()).collect();
@@ -82,14 +111,14 @@ pub fn build(recs: &[Recommendation], previous: Option<&Report>, generated_at: i
                 .sum(),
         ),
         counts: Counts {
-            over_provisioned: over.len() as i64,
-            under_provisioned: under.len() as i64,
-            oom_risks: oom.len() as i64,
-            throttling_risks: throttling.len() as i64,
+            over_provisioned: s.over.len() as i64,
+            under_provisioned: s.under.len() as i64,
+            oom_risks: s.oom.len() as i64,
+            throttling_risks: s.throttling.len() as i64,
             findings: recs.iter().map(|r| r.findings.len() as i64).sum(),
             ..Counts::default()
         },
-        holdout: holdout_totals(&containers),
+        holdout: holdout_totals(containers),
     };
     let c = &mut summary.counts;
     c.ok = fleet.status(Status::Ok) as i64;
@@ -98,28 +127,7 @@ pub fn build(recs: &[Recommendation], previous: Option<&Report>, generated_at: i
     c.critical = fleet.severity(Severity::Critical) as i64;
     c.warning = fleet.severity(Severity::Warning) as i64;
     c.info = fleet.severity(Severity::Info) as i64;
-    over.truncate(TOP_N);
-    under.truncate(TOP_N);
-
-    let change = previous.map(|p| change(p, &summary, &containers));
-    Report {
-        version: REPORT_VERSION,
-        generated_at,
-        clusters: groups(&recs, |r| (r.key.cluster.clone(), None)),
-        namespaces: groups(&recs, |r| {
-            (r.key.cluster.clone(), Some(r.key.namespace.clone()))
-        }),
-        findings: findings(&recs),
-        summary,
-        over_provisioned: over,
-        under_provisioned: under,
-        oom_risks: oom,
-        throttling_risks: throttling,
-        insufficient_data: insufficient,
-        change,
-        containers,
-        usage: Vec::new(),
-    }
+    summary
 }
 
 /// The held-out figures of the proposed changes against the current values, fleet-wide (how,

@@ -387,109 +387,108 @@ impl PolicyOverride {
 
 impl Policy {
     /// Checks the values make sense; the message names the field.
+    ///
+    /// Longer than 80 lines on purpose: one flat table of independent checks, one per field,
+    /// read top to bottom; splitting it would only scatter the list.
     pub fn validate(&self, scope: &str) -> Result<(), String> {
-        let bad = |field: &str, want: &str, got: String| {
-            Err(format!("{scope}.{field} must be {want}, got {got}"))
-        };
-        if !(self.cpu_percentile > 0.0 && self.cpu_percentile <= 100.0) {
-            return bad(
+        let duration = |d: Duration| humantime::format_duration(d).to_string();
+        // Each check in order: whether it holds, the field, what it must be, what it is.
+        let checks = [
+            (
+                self.cpu_percentile > 0.0 && self.cpu_percentile <= 100.0,
                 "cpu_percentile",
                 "in (0, 100]",
                 self.cpu_percentile.to_string(),
-            );
-        }
-        if !(0.0..=10.0).contains(&self.margin) {
-            return bad("margin", "between 0 and 10", self.margin.to_string());
-        }
-        if let Some(r) = self.cpu_limit_ratio {
-            if !(r >= 1.0 && r.is_finite()) {
-                return bad("cpu_limit_ratio", "at least 1 or \"none\"", r.to_string());
-            }
-        }
-        if self.min_cpu_millicores < 1 {
-            return bad(
+            ),
+            (
+                (0.0..=10.0).contains(&self.margin),
+                "margin",
+                "between 0 and 10",
+                self.margin.to_string(),
+            ),
+            (
+                self.cpu_limit_ratio
+                    .is_none_or(|r| r >= 1.0 && r.is_finite()),
+                "cpu_limit_ratio",
+                "at least 1 or \"none\"",
+                self.cpu_limit_ratio.unwrap_or_default().to_string(),
+            ),
+            (
+                self.min_cpu_millicores >= 1,
                 "min_cpu",
                 "at least 1m",
                 self.min_cpu_millicores.to_string(),
-            );
-        }
-        if self.min_memory_bytes < MIB {
-            return bad(
+            ),
+            (
+                self.min_memory_bytes >= MIB,
                 "min_memory",
                 "at least 1Mi",
                 self.min_memory_bytes.to_string(),
-            );
-        }
-        if self
-            .max_cpu_millicores
-            .is_some_and(|m| m < self.min_cpu_millicores)
-        {
-            return bad(
+            ),
+            (
+                self.max_cpu_millicores
+                    .is_none_or(|m| m >= self.min_cpu_millicores),
                 "max_cpu",
                 "at least min_cpu",
                 format!("{:?}", self.max_cpu_millicores),
-            );
-        }
-        if self
-            .max_memory_bytes
-            .is_some_and(|m| m < self.min_memory_bytes)
-        {
-            return bad(
+            ),
+            (
+                self.max_memory_bytes
+                    .is_none_or(|m| m >= self.min_memory_bytes),
                 "max_memory",
                 "at least min_memory",
                 format!("{:?}", self.max_memory_bytes),
-            );
-        }
-        if self.window.as_secs() < 3600 {
-            return bad(
+            ),
+            (
+                self.window.as_secs() >= 3600,
                 "window",
                 "at least 1h",
-                humantime::format_duration(self.window).to_string(),
-            );
-        }
-        if self.half_life.as_secs() < 60 {
-            return bad(
+                duration(self.window),
+            ),
+            (
+                self.half_life.as_secs() >= 60,
                 "half_life",
                 "at least 1m",
-                humantime::format_duration(self.half_life).to_string(),
-            );
-        }
-        if self.cpu_round_millicores < 1 || self.memory_round_bytes < 1 {
-            return bad(
+                duration(self.half_life),
+            ),
+            (
+                self.cpu_round_millicores >= 1 && self.memory_round_bytes >= 1,
                 "cpu_rounding/memory_rounding",
                 "at least 1",
                 format!("{}/{}", self.cpu_round_millicores, self.memory_round_bytes),
-            );
-        }
-        if !(0.0..=10.0).contains(&self.min_change_relative) {
-            return bad(
+            ),
+            (
+                (0.0..=10.0).contains(&self.min_change_relative),
                 "min_change_relative",
                 "between 0 and 10",
                 self.min_change_relative.to_string(),
-            );
-        }
-        if self.oom_bump_factor < 1.0 {
-            return bad(
+            ),
+            (
+                // As before: only a factor below 1 is refused (NaN passes this check).
+                self.oom_bump_factor.is_nan() || self.oom_bump_factor >= 1.0,
                 "oom_bump_factor",
                 "at least 1",
                 self.oom_bump_factor.to_string(),
-            );
-        }
-        if !(0.0..=1.0).contains(&self.throttling_ratio) {
-            return bad(
+            ),
+            (
+                (0.0..=1.0).contains(&self.throttling_ratio),
                 "throttling_ratio",
                 "between 0 and 1",
                 self.throttling_ratio.to_string(),
-            );
-        }
-        if !(0.0..=10.0).contains(&self.throttling_bump) {
-            return bad(
+            ),
+            (
+                (0.0..=10.0).contains(&self.throttling_bump),
                 "throttling_bump",
                 "between 0 and 10",
                 self.throttling_bump.to_string(),
-            );
+            ),
+        ];
+        match checks.into_iter().find(|(holds, ..)| !holds) {
+            Some((_, field, want, got)) => {
+                Err(format!("{scope}.{field} must be {want}, got {got}"))
+            }
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The window in whole hours.

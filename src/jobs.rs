@@ -268,17 +268,7 @@ pub async fn compute_recommendations_of(
     let mut containers = store.containers(Some(cluster)).await?;
     let mut disagreements = (0, 0);
     if let Some(snapshot) = kubernetes {
-        let keys: Vec<ContainerKey> = containers.iter().map(|c| c.key.clone()).collect();
-        let d = crate::cluster::reconcile(snapshot, cluster, &keys);
-        if !d.is_empty() {
-            tracing::warn!(
-                only_in_api = d.only_in_api.len(),
-                only_in_prometheus = d.only_in_prometheus.len(),
-                examples = ?d.only_in_api.iter().chain(&d.only_in_prometheus).take(5).map(|k| k.to_string()).collect::<Vec<_>>(),
-                "the Kubernetes API and Prometheus disagree on which workload containers exist"
-            );
-        }
-        disagreements = (d.only_in_api.len(), d.only_in_prometheus.len());
+        disagreements = reconcile(snapshot, cluster, &containers);
         merge_kubernetes(snapshot, cluster, &mut workloads, &mut containers, now);
     }
     if let Some(only) = only {
@@ -297,10 +287,7 @@ pub async fn compute_recommendations_of(
         .map(|r| (r.key, r.strategy))
         .collect();
     let longest = settings.policies.longest_window().0.as_secs() as i64;
-    let mut oom_kills: HashMap<ContainerKey, Vec<crate::model::OomKillHour>> = HashMap::new();
-    for k in store.oom_kills(cluster, to - longest).await? {
-        oom_kills.entry(k.key.clone()).or_default().push(k);
-    }
+    let oom_kills = oom_kills_by_container(store, cluster, to - longest).await?;
     let mut recs = Vec::with_capacity(containers.len());
     for c in &containers {
         let workload = workloads.get(&c.key.workload_key());
@@ -331,6 +318,39 @@ pub async fn compute_recommendations_of(
         recs.push(analyzer::recommend(&input, &policy, &ctx, window_end, now));
     }
     Ok((recs, to, disagreements))
+}
+
+/// Which workload containers only the Kubernetes API, and only Prometheus, knows (logged
+/// with examples when they disagree).
+fn reconcile(
+    snapshot: &crate::cluster::ClusterSnapshot,
+    cluster: &str,
+    containers: &[ContainerObservation],
+) -> (usize, usize) {
+    let keys: Vec<ContainerKey> = containers.iter().map(|c| c.key.clone()).collect();
+    let d = crate::cluster::reconcile(snapshot, cluster, &keys);
+    if !d.is_empty() {
+        tracing::warn!(
+            only_in_api = d.only_in_api.len(),
+            only_in_prometheus = d.only_in_prometheus.len(),
+            examples = ?d.only_in_api.iter().chain(&d.only_in_prometheus).take(5).map(|k| k.to_string()).collect::<Vec<_>>(),
+            "the Kubernetes API and Prometheus disagree on which workload containers exist"
+        );
+    }
+    (d.only_in_api.len(), d.only_in_prometheus.len())
+}
+
+/// The OOM kills recorded for `cluster` from `from` on, by workload container.
+async fn oom_kills_by_container(
+    store: &dyn Store,
+    cluster: &str,
+    from: i64,
+) -> Result<HashMap<ContainerKey, Vec<crate::model::OomKillHour>>, StoreError> {
+    let mut out: HashMap<ContainerKey, Vec<crate::model::OomKillHour>> = HashMap::new();
+    for k in store.oom_kills(cluster, from).await? {
+        out.entry(k.key.clone()).or_default().push(k);
+    }
+    Ok(out)
 }
 
 /// Adds the OOM kills recorded outside the collection to a container's collected `signals`:

@@ -46,6 +46,24 @@ pub(in crate::store) async fn write_chunk(
             .copied()
             .ok_or_else(|| StoreError::Invalid(format!("no container row for {key} in this chunk")))
     };
+    let usage = usage_days(conn, plan, &id_of).await?;
+    write_usage_days(conn, &usage).await?;
+
+    let signals = signal_days(conn, plan, &id_of).await?;
+    write_signal_days(conn, &signals).await?;
+
+    sql::execute_all(conn, sql::upsert_workloads(plan)).await?;
+    sql::execute_all(conn, sql::insert_collected_hours(cluster, plan)).await?;
+    Ok(())
+}
+
+/// The chunk's usage as whole day rows: its hours over the stored rows of the same days
+/// (replace, never add).
+async fn usage_days(
+    conn: &mut impl Conn,
+    plan: &ChunkPlan<'_>,
+    id_of: &impl Fn(&ContainerKey) -> Result<i64, StoreError>,
+) -> Result<UsageDays, StoreError> {
     let mut usage = UsageDays::new();
     for u in &plan.usage {
         aligned(u.hour_start)?;
@@ -75,8 +93,15 @@ pub(in crate::store) async fn write_chunk(
             }
         }
     }
-    write_usage_days(conn, &usage).await?;
+    Ok(usage)
+}
 
+/// The chunk's signals as whole day rows, over the stored rows of the same days.
+async fn signal_days(
+    conn: &mut impl Conn,
+    plan: &ChunkPlan<'_>,
+    id_of: &impl Fn(&ContainerKey) -> Result<i64, StoreError>,
+) -> Result<SignalDays, StoreError> {
     let mut signals = SignalDays::new();
     for s in &plan.signals {
         aligned(s.hour_start)?;
@@ -106,11 +131,7 @@ pub(in crate::store) async fn write_chunk(
             }
         }
     }
-    write_signal_days(conn, &signals).await?;
-
-    sql::execute_all(conn, sql::upsert_workloads(plan)).await?;
-    sql::execute_all(conn, sql::insert_collected_hours(cluster, plan)).await?;
-    Ok(())
+    Ok(signals)
 }
 
 /// Writes whole usage day rows, replacing stored ones.

@@ -444,7 +444,7 @@ impl Strategy for TimeAware {
 
 impl TimeAware {
     fn fit(&self, h: &History<'_>, end: usize, policy: &Policy) -> Option<Fit> {
-        let first = h.blocks.first()?;
+        h.blocks.first()?;
         let (cpu_means, memory_means) = block_means(h, end);
         let start = regime_start(&cpu_means)
             .into_iter()
@@ -465,57 +465,9 @@ impl TimeAware {
             }
             None => String::new(),
         };
-        // Per day of the week, start-up hours left out of the request.
-        let mut by_day: Vec<(Hist, usize)> = (0..7).map(|_| (first.cpu.empty_like(), 0)).collect();
-        let mut all = first.cpu.empty_like();
-        let mut memory = first.memory.empty_like();
-        let mut cpu_peak: Option<(f64, i64)> = None;
-        for b in &h.blocks[lo..end] {
-            memory.add(&b.memory, 1.0);
-            if let Some((p, at)) = b.cpu_peak {
-                if cpu_peak.is_none_or(|(q, _)| p > q) {
-                    cpu_peak = Some((p, at));
-                }
-            }
-            for (day, hist, hours) in &b.cpu_steady {
-                by_day[*day].0.add(hist, 1.0);
-                by_day[*day].1 += hours;
-                all.add(hist, 1.0);
-            }
-        }
-        if all.total() <= 0.0 {
-            // Only start-up hours: fall back to everything.
-            for b in &h.blocks[lo..end] {
-                all.add(&b.cpu, 1.0);
-            }
-        }
+        let (by_day, all, memory, cpu_peak) = steady_usage(h, lo, end);
         let overall = all.quantile(q)?;
-        // A weekly profile is a level held by several days of the week (busy weekdays); a
-        // peak on one day (a weekly batch) is a recurring peak, left to the limit.
-        let mut days: Vec<(f64, usize)> = by_day
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, hours))| *hours >= WEEKDAY_MIN_HOURS)
-            .filter_map(|(d, (hist, _))| hist.quantile(q).map(|v| (v, d)))
-            .collect();
-        days.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let busiest = days.get(WEEKLY_PROFILE_DAYS - 1).copied();
-        let pct = pct_label(policy.cpu_percentile);
-        let cpu = match busiest {
-            Some((v, d)) if v > overall => Basis {
-                value: v * 1000.0,
-                label: format!(
-                    "{pct} of the {} busiest days of the week (down to {}){since}",
-                    WEEKLY_PROFILE_DAYS, WEEKDAYS[d]
-                ),
-                margin: policy.margin,
-            },
-            _ => Basis {
-                value: overall * 1000.0,
-                label: format!("{pct}{since}"),
-                margin: policy.margin,
-            },
-        };
+        let cpu = cpu_basis(&by_day, overall, policy, &since);
         let cpu_limit_floor = cpu_peak.map(|(p, at)| {
             (
                 p * 1000.0 * (1.0 + policy.margin),
@@ -536,6 +488,73 @@ impl TimeAware {
             fitted_from,
             notes,
         })
+    }
+}
+
+/// What [`steady_usage`] gathers: per day of the week, the steady CPU and its hours; all
+/// steady CPU; memory; the highest CPU seen and its hour.
+type SteadyUsage = (Vec<(Hist, usize)>, Hist, Hist, Option<(f64, i64)>);
+
+/// Per day of the week, the CPU of steady hours (start-up hours left out of the request)
+/// and how many hours each day has; all of them together (everything when there are only
+/// start-up hours); memory; and the highest CPU seen with its hour, over blocks `[lo, end)`.
+fn steady_usage(h: &History<'_>, lo: usize, end: usize) -> SteadyUsage {
+    let first = &h.blocks[0];
+    let mut by_day: Vec<(Hist, usize)> = (0..7).map(|_| (first.cpu.empty_like(), 0)).collect();
+    let mut all = first.cpu.empty_like();
+    let mut memory = first.memory.empty_like();
+    let mut cpu_peak: Option<(f64, i64)> = None;
+    for b in &h.blocks[lo..end] {
+        memory.add(&b.memory, 1.0);
+        if let Some((p, at)) = b.cpu_peak {
+            if cpu_peak.is_none_or(|(q, _)| p > q) {
+                cpu_peak = Some((p, at));
+            }
+        }
+        for (day, hist, hours) in &b.cpu_steady {
+            by_day[*day].0.add(hist, 1.0);
+            by_day[*day].1 += hours;
+            all.add(hist, 1.0);
+        }
+    }
+    if all.total() <= 0.0 {
+        // Only start-up hours: fall back to everything.
+        for b in &h.blocks[lo..end] {
+            all.add(&b.cpu, 1.0);
+        }
+    }
+    (by_day, all, memory, cpu_peak)
+}
+
+/// The CPU basis: the percentile of the busiest days of the week when that level is above
+/// the overall percentile, else the overall one.
+fn cpu_basis(by_day: &[(Hist, usize)], overall: f64, policy: &Policy, since: &str) -> Basis {
+    let q = policy.cpu_percentile / 100.0;
+    // A weekly profile is a level held by several days of the week (busy weekdays); a
+    // peak on one day (a weekly batch) is a recurring peak, left to the limit.
+    let mut days: Vec<(f64, usize)> = by_day
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, hours))| *hours >= WEEKDAY_MIN_HOURS)
+        .filter_map(|(d, (hist, _))| hist.quantile(q).map(|v| (v, d)))
+        .collect();
+    days.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let busiest = days.get(WEEKLY_PROFILE_DAYS - 1).copied();
+    let pct = pct_label(policy.cpu_percentile);
+    match busiest {
+        Some((v, d)) if v > overall => Basis {
+            value: v * 1000.0,
+            label: format!(
+                "{pct} of the {} busiest days of the week (down to {}){since}",
+                WEEKLY_PROFILE_DAYS, WEEKDAYS[d]
+            ),
+            margin: policy.margin,
+        },
+        _ => Basis {
+            value: overall * 1000.0,
+            label: format!("{pct}{since}"),
+            margin: policy.margin,
+        },
     }
 }
 

@@ -139,31 +139,33 @@ pub fn histogram(title: &str, unit: Unit, sketch: &Sketch, marks: &[Mark]) -> St
     } else {
         0.0
     };
-    let off_scale = |m: &Mark| data_max > 0.0 && m.value > data_max * OFF_SCALE_FACTOR;
+    let f = Frame {
+        unit,
+        data_max,
+        domain: 0.0,
+        plot_w: WIDTH - LEFT - RIGHT,
+        plot_h: HEIGHT - TOP - BOTTOM,
+        bottom: HEIGHT - BOTTOM,
+    };
     let in_scale_max = marks
         .iter()
-        .filter(|m| !off_scale(m))
+        .filter(|m| !f.off_scale(m))
         .map(|m| m.value)
         .fold(data_max, f64::max);
-    let domain = if in_scale_max > 0.0 {
-        in_scale_max * 1.08
-    } else {
-        scale
+    let f = Frame {
+        domain: if in_scale_max > 0.0 {
+            in_scale_max * 1.08
+        } else {
+            scale
+        },
+        ..f
     };
-
     let mut bins = [0u64; BINS];
     for (lower, upper, count) in sketch.buckets() {
         let value = (lower + upper) / 2.0 * scale;
-        let index = ((value / domain) * BINS as f64).floor() as usize;
+        let index = ((value / f.domain) * BINS as f64).floor() as usize;
         bins[index.min(BINS - 1)] += count;
     }
-    let total = sketch.count().max(1) as f64;
-    let tallest = bins.iter().copied().max().unwrap_or(0).max(1) as f64;
-
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
-    let x = |v: f64| LEFT + (v / domain).clamp(0.0, 1.0) * plot_w;
-    let bottom = TOP + plot_h;
 
     let mut out = String::with_capacity(8 * 1024);
     let _ = write!(
@@ -178,38 +180,81 @@ pub fn histogram(title: &str, unit: Unit, sketch: &Sketch, marks: &[Mark]) -> St
         },
         n = sketch.count(),
     );
+    f.grid(&mut out, &bins, sketch.count());
+    f.bars(&mut out, &bins, sketch.count());
+    f.x_axis(&mut out);
+    f.marks(&mut out, marks);
+    out.push_str("</svg>\n");
+    out
+}
 
-    // Grid and y axis: share of samples per bin.
-    let top_share = tallest / total;
-    for i in 0..=4 {
-        let y = bottom - plot_h * i as f64 / 4.0;
-        let _ = writeln!(
-            out,
-            "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" \
-             stroke=\"#e2e8f0\" stroke-width=\"1\"/>",
-            WIDTH - RIGHT
-        );
-        if i > 0 && sketch.count() > 0 {
+/// A histogram's geometry: its unit, the largest sample, the axis' extent (display units)
+/// and the plot's size.
+#[derive(Clone, Copy)]
+struct Frame {
+    unit: Unit,
+    data_max: f64,
+    domain: f64,
+    plot_w: f64,
+    plot_h: f64,
+    bottom: f64,
+}
+
+impl Frame {
+    /// A mark far beyond the data is drawn at the edge rather than squashing the bars.
+    fn off_scale(&self, m: &Mark) -> bool {
+        self.data_max > 0.0 && m.value > self.data_max * OFF_SCALE_FACTOR
+    }
+
+    fn x(&self, v: f64) -> f64 {
+        LEFT + (v / self.domain).clamp(0.0, 1.0) * self.plot_w
+    }
+
+    /// Grid and y axis: share of samples per bin.
+    fn grid(&self, out: &mut String, bins: &[u64; BINS], samples: u64) {
+        let (bottom, plot_h) = (self.bottom, self.plot_h);
+        let total = samples.max(1) as f64;
+        let tallest = bins.iter().copied().max().unwrap_or(0).max(1) as f64;
+        let top_share = tallest / total;
+        for i in 0..=4 {
+            let y = bottom - plot_h * i as f64 / 4.0;
             let _ = writeln!(
                 out,
-                "<text class=\"tick\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-                LEFT - 6.0,
-                y + 4.0,
-                trim(top_share * 100.0 * i as f64 / 4.0, 1) + "%"
+                "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" \
+             stroke=\"#e2e8f0\" stroke-width=\"1\"/>",
+                WIDTH - RIGHT
             );
+            if i > 0 && samples > 0 {
+                let _ = writeln!(
+                    out,
+                    "<text class=\"tick\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+                    LEFT - 6.0,
+                    y + 4.0,
+                    trim(top_share * 100.0 * i as f64 / 4.0, 1) + "%"
+                );
+            }
         }
     }
 
-    // Bars.
-    let bin_w = plot_w / BINS as f64;
-    for (i, &count) in bins.iter().enumerate() {
-        if count == 0 {
-            continue;
-        }
-        let h = (count as f64 / tallest * plot_h).max(1.0);
-        let from = domain * i as f64 / BINS as f64;
-        let to = domain * (i + 1) as f64 / BINS as f64;
-        let _ = writeln!(
+    fn bars(&self, out: &mut String, bins: &[u64; BINS], samples: u64) {
+        let (bottom, plot_h, plot_w, domain, unit) = (
+            self.bottom,
+            self.plot_h,
+            self.plot_w,
+            self.domain,
+            self.unit,
+        );
+        let total = samples.max(1) as f64;
+        let tallest = bins.iter().copied().max().unwrap_or(0).max(1) as f64;
+        let bin_w = plot_w / BINS as f64;
+        for (i, &count) in bins.iter().enumerate() {
+            if count == 0 {
+                continue;
+            }
+            let h = (count as f64 / tallest * plot_h).max(1.0);
+            let from = domain * i as f64 / BINS as f64;
+            let to = domain * (i + 1) as f64 / BINS as f64;
+            let _ = writeln!(
             out,
             "<rect class=\"bar\" data-bar=\"{i}\" data-count=\"{count}\" x=\"{:.1}\" y=\"{:.1}\" \
              width=\"{:.1}\" height=\"{h:.1}\" fill=\"#94a3b8\"><title>{} – {}: {} of samples</title></rect>",
@@ -220,32 +265,34 @@ pub fn histogram(title: &str, unit: Unit, sketch: &Sketch, marks: &[Mark]) -> St
             format_value(unit, to),
             super::html::percent(count as f64 / total),
         );
-    }
-    if sketch.count() == 0 {
-        let _ = writeln!(
+        }
+        if samples == 0 {
+            let _ = writeln!(
             out,
             "<text class=\"empty\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">no usage stored for this window</text>",
             LEFT + plot_w / 2.0,
             TOP + plot_h / 2.0
         );
+        }
     }
 
-    // X axis.
-    let _ = writeln!(
+    fn x_axis(&self, out: &mut String) {
+        let (bottom, domain, unit) = (self.bottom, self.domain, self.unit);
+        let _ = writeln!(
         out,
         "<line class=\"axis\" x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{bottom:.1}\" y2=\"{bottom:.1}\" stroke=\"#64748b\"/>",
         WIDTH - RIGHT
     );
-    let base = match unit {
-        Unit::Millicores => 1.0,
-        Unit::Bytes if domain >= 2.0 * 1073741824.0 => 1073741824.0,
-        Unit::Bytes => 1048576.0,
-    };
-    let step = tick_step(domain, base);
-    let mut tick = 0.0;
-    while tick <= domain * 1.0001 {
-        let tx = x(tick);
-        let _ = writeln!(
+        let base = match unit {
+            Unit::Millicores => 1.0,
+            Unit::Bytes if domain >= 2.0 * 1073741824.0 => 1073741824.0,
+            Unit::Bytes => 1048576.0,
+        };
+        let step = tick_step(domain, base);
+        let mut tick = 0.0;
+        while tick <= domain * 1.0001 {
+            let tx = self.x(tick);
+            let _ = writeln!(
             out,
             "<line x1=\"{tx:.1}\" x2=\"{tx:.1}\" y1=\"{bottom:.1}\" y2=\"{:.1}\" stroke=\"#64748b\"/>\
              <text class=\"tick\" x=\"{tx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
@@ -253,75 +300,77 @@ pub fn histogram(title: &str, unit: Unit, sketch: &Sketch, marks: &[Mark]) -> St
             bottom + 17.0,
             tick_label(unit, tick, domain)
         );
-        tick += step;
-    }
-    let _ = writeln!(
-        out,
-        "<text class=\"axis-title\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-        WIDTH - RIGHT,
-        HEIGHT - 2.0,
-        match unit {
-            Unit::Millicores if domain >= 2000.0 => "CPU (cores)",
-            Unit::Millicores => "CPU (millicores)",
-            Unit::Bytes => "memory working set",
+            tick += step;
         }
-    );
-
-    // Marks last, so they sit on top of the bars; limits after requests so an equal pair
-    // shows the dashes of the limit over the solid request.
-    let mut ordered: Vec<&Mark> = marks.iter().collect();
-    ordered.sort_by_key(|m| match m.kind {
-        MarkKind::Basis => 0,
-        MarkKind::CurrentRequest => 1,
-        MarkKind::RecommendedRequest => 2,
-        MarkKind::CurrentLimit => 3,
-        MarkKind::RecommendedLimit => 4,
-    });
-    for mark in ordered {
-        let offscale = off_scale(mark);
-        let mx = if offscale {
-            WIDTH - RIGHT
-        } else {
-            x(mark.value)
-        };
-        let dash = match mark.kind.dash() {
-            "" => String::new(),
-            d => format!(" stroke-dasharray=\"{d}\""),
-        };
         let _ = writeln!(
             out,
-            "<line class=\"mark\" data-mark=\"{name}\" data-value=\"{value}\"{off} \
-             x1=\"{mx:.1}\" x2=\"{mx:.1}\" y1=\"{TOP:.1}\" y2=\"{bottom:.1}\" stroke=\"{color}\" \
-             stroke-width=\"{w}\"{dash}><title>{label}: {text}{note}</title></line>",
-            name = mark.kind.name(),
-            value = mark.value,
-            off = if offscale {
-                " data-offscale=\"true\""
-            } else {
-                ""
-            },
-            color = mark.kind.color(),
-            w = if mark.kind == MarkKind::Basis {
-                1.5
-            } else {
-                2.5
-            },
-            label = escape_html(&mark.label),
-            text = format_value(unit, mark.value),
-            note = if offscale { " (off scale)" } else { "" },
+            "<text class=\"axis-title\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            WIDTH - RIGHT,
+            HEIGHT - 2.0,
+            match unit {
+                Unit::Millicores if domain >= 2000.0 => "CPU (cores)",
+                Unit::Millicores => "CPU (millicores)",
+                Unit::Bytes => "memory working set",
+            }
         );
-        if offscale {
+    }
+
+    /// Marks last, so they sit on top of the bars; limits after requests so an equal pair
+    /// shows the dashes of the limit over the solid request.
+    fn marks(&self, out: &mut String, marks: &[Mark]) {
+        let (bottom, unit) = (self.bottom, self.unit);
+        let mut ordered: Vec<&Mark> = marks.iter().collect();
+        ordered.sort_by_key(|m| match m.kind {
+            MarkKind::Basis => 0,
+            MarkKind::CurrentRequest => 1,
+            MarkKind::RecommendedRequest => 2,
+            MarkKind::CurrentLimit => 3,
+            MarkKind::RecommendedLimit => 4,
+        });
+        for mark in ordered {
+            let offscale = self.off_scale(mark);
+            let mx = if offscale {
+                WIDTH - RIGHT
+            } else {
+                self.x(mark.value)
+            };
+            let dash = match mark.kind.dash() {
+                "" => String::new(),
+                d => format!(" stroke-dasharray=\"{d}\""),
+            };
             let _ = writeln!(
                 out,
-                "<path d=\"M{:.1} {:.1} l-8 -5 v10 z\" fill=\"{}\"/>",
-                mx,
-                TOP + 6.0,
-                mark.kind.color()
+                "<line class=\"mark\" data-mark=\"{name}\" data-value=\"{value}\"{off} \
+             x1=\"{mx:.1}\" x2=\"{mx:.1}\" y1=\"{TOP:.1}\" y2=\"{bottom:.1}\" stroke=\"{color}\" \
+             stroke-width=\"{w}\"{dash}><title>{label}: {text}{note}</title></line>",
+                name = mark.kind.name(),
+                value = mark.value,
+                off = if offscale {
+                    " data-offscale=\"true\""
+                } else {
+                    ""
+                },
+                color = mark.kind.color(),
+                w = if mark.kind == MarkKind::Basis {
+                    1.5
+                } else {
+                    2.5
+                },
+                label = escape_html(&mark.label),
+                text = format_value(unit, mark.value),
+                note = if offscale { " (off scale)" } else { "" },
             );
+            if offscale {
+                let _ = writeln!(
+                    out,
+                    "<path d=\"M{:.1} {:.1} l-8 -5 v10 z\" fill=\"{}\"/>",
+                    mx,
+                    TOP + 6.0,
+                    mark.kind.color()
+                );
+            }
         }
     }
-    out.push_str("</svg>\n");
-    out
 }
 
 /// The legend of `marks`, as an HTML list (values in display units).

@@ -179,8 +179,13 @@ pub fn render(
     let y_max = if top > 0.0 { top * 1.08 } else { 1.0 };
     let span = (to - from).max(3600) as f64;
     let (w, h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
-    let x = |t: i64| LEFT + ((t - from) as f64 + 1800.0) / span * w;
-    let y = |v: f64| TOP + h - v / y_max * h;
+    let axes = Axes {
+        from,
+        span,
+        y_max,
+        w,
+        h,
+    };
     let mut out = String::with_capacity(8 * 1024);
     let _ = write!(
         out,
@@ -201,65 +206,101 @@ pub fn render(
         start = esc(&timestamp(from)),
         end = esc(&timestamp(to)),
     );
-    for l in levels {
-        let _ = write!(
-            out,
-            "<line data-mark=\"{name}\" x1=\"{LEFT}\" x2=\"{x2:.1}\" y1=\"{yv:.1}\" y2=\"{yv:.1}\" \
-             stroke=\"{color}\" stroke-width=\"1.5\" stroke-dasharray=\"{dash}\"><title>{label} {value}</title></line>",
-            name = esc(l.name),
-            x2 = LEFT + w,
-            yv = y(l.value),
-            color = esc(l.color),
-            dash = esc(l.dash),
-            label = esc(l.label),
-            value = esc(&format(l.value)),
-        );
-    }
-    type Pick = fn(&HourPoint) -> f64;
-    let series: [(&str, &str, Pick); 3] = [
-        ("max", "#94a3b8", |p| p.max),
-        ("p95", "#0f766e", |p| p.p95),
-        ("p50", "#14b8a6", |p| p.p50),
-    ];
-    for (name, color, value) in series {
-        let coords: Vec<String> = points
-            .iter()
-            .map(|p| format!("{:.1},{:.1}", x(p.hour_start), y(value(p))))
-            .collect();
-        let _ = write!(
-            out,
-            "<polyline data-series=\"{name}\" data-points=\"{n}\" points=\"{coords}\" fill=\"none\" \
-             stroke=\"{color}\" stroke-width=\"1.2\"/>",
-            n = coords.len(),
-            coords = coords.join(" "),
-        );
-    }
-    for e in events
-        .iter()
-        .filter(|e| e.hour_start >= from && e.hour_start < to)
-    {
-        let cx = x(e.hour_start);
-        let at = esc(&timestamp(e.hour_start));
-        if e.oom_kills > 0 {
-            let _ = write!(
-                out,
-                "<path data-event=\"oom-kill\" data-hour=\"{hour}\" d=\"M{cx:.1},{TOP:.1} l-4,-7 h8 z\" fill=\"#dc2626\">\
-                 <title>{n} OOM kill(s) at {at}</title></path>",
-                hour = e.hour_start,
-                n = e.oom_kills,
-            );
-        }
-        let other = e.restarts.saturating_sub(e.oom_kills);
-        if other > 0 {
-            let _ = write!(
-                out,
-                "<circle data-event=\"restart\" data-hour=\"{hour}\" cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"3\" fill=\"#f59e0b\">\
-                 <title>{other} restart(s) at {at}</title></circle>",
-                hour = e.hour_start,
-                cy = TOP - 4.0,
-            );
-        }
-    }
+    axes.levels(&mut out, levels, format);
+    axes.series(&mut out, points);
+    axes.events(&mut out, events, (from, to));
     out.push_str("</svg>");
     out
+}
+
+/// Where an hour and a value land in the plot.
+struct Axes {
+    from: i64,
+    span: f64,
+    y_max: f64,
+    w: f64,
+    h: f64,
+}
+
+impl Axes {
+    /// The middle of the hour starting at `t`.
+    fn x(&self, t: i64) -> f64 {
+        LEFT + ((t - self.from) as f64 + 1800.0) / self.span * self.w
+    }
+
+    fn y(&self, v: f64) -> f64 {
+        TOP + self.h - v / self.y_max * self.h
+    }
+
+    /// Requests and limits as horizontal lines.
+    fn levels(&self, out: &mut String, levels: &[Level], format: &dyn Fn(f64) -> String) {
+        let w = self.w;
+        for l in levels {
+            let _ = write!(
+                out,
+                "<line data-mark=\"{name}\" x1=\"{LEFT}\" x2=\"{x2:.1}\" y1=\"{yv:.1}\" y2=\"{yv:.1}\" \
+                 stroke=\"{color}\" stroke-width=\"1.5\" stroke-dasharray=\"{dash}\"><title>{label} {value}</title></line>",
+                name = esc(l.name),
+                x2 = LEFT + w,
+                yv = self.y(l.value),
+                color = esc(l.color),
+                dash = esc(l.dash),
+                label = esc(l.label),
+                value = esc(&format(l.value)),
+            );
+        }
+    }
+
+    /// The hourly peak, p95 and median as polylines.
+    fn series(&self, out: &mut String, points: &[HourPoint]) {
+        type Pick = fn(&HourPoint) -> f64;
+        let series: [(&str, &str, Pick); 3] = [
+            ("max", "#94a3b8", |p| p.max),
+            ("p95", "#0f766e", |p| p.p95),
+            ("p50", "#14b8a6", |p| p.p50),
+        ];
+        for (name, color, value) in series {
+            let coords: Vec<String> = points
+                .iter()
+                .map(|p| format!("{:.1},{:.1}", self.x(p.hour_start), self.y(value(p))))
+                .collect();
+            let _ = write!(
+                out,
+                "<polyline data-series=\"{name}\" data-points=\"{n}\" points=\"{coords}\" fill=\"none\" \
+                 stroke=\"{color}\" stroke-width=\"1.2\"/>",
+                n = coords.len(),
+                coords = coords.join(" "),
+            );
+        }
+    }
+
+    /// OOM kills (a red marker) and other restarts (an amber dot) above their hours.
+    fn events(&self, out: &mut String, events: &[EventHour], (from, to): (i64, i64)) {
+        for e in events
+            .iter()
+            .filter(|e| e.hour_start >= from && e.hour_start < to)
+        {
+            let cx = self.x(e.hour_start);
+            let at = esc(&timestamp(e.hour_start));
+            if e.oom_kills > 0 {
+                let _ = write!(
+                    out,
+                    "<path data-event=\"oom-kill\" data-hour=\"{hour}\" d=\"M{cx:.1},{TOP:.1} l-4,-7 h8 z\" fill=\"#dc2626\">\
+                     <title>{n} OOM kill(s) at {at}</title></path>",
+                    hour = e.hour_start,
+                    n = e.oom_kills,
+                );
+            }
+            let other = e.restarts.saturating_sub(e.oom_kills);
+            if other > 0 {
+                let _ = write!(
+                    out,
+                    "<circle data-event=\"restart\" data-hour=\"{hour}\" cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"3\" fill=\"#f59e0b\">\
+                     <title>{other} restart(s) at {at}</title></circle>",
+                    hour = e.hour_start,
+                    cy = TOP - 4.0,
+                );
+            }
+        }
+    }
 }

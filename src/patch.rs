@@ -294,43 +294,51 @@ pub fn render(
                 out.push_str(&yaml_serde::to_string(&item).expect("YAML values always serialize"));
             }
         }
-        PatchFormat::JsonPatch => {
-            let order =
-                container_order.ok_or_else(|| PatchError::NeedsContainerOrder(label(workload)))?;
-            let base: String = pod_spec_path(&workload.kind)
-                .unwrap_or(DEFAULT_POD_SPEC_PATH)
-                .iter()
-                .map(|k| format!("/{k}"))
-                .collect();
-            let mut ops = Vec::new();
-            for r in &proposals {
-                let index = order
-                    .iter()
-                    .position(|c| *c == r.key.container)
-                    .ok_or_else(|| PatchError::NeedsContainerOrder(label(workload)))?;
-                let n = &r.recommended;
-                let mut value = json!({});
-                for (name, cpu, mem) in [
-                    ("requests", n.cpu_request_millicores, n.memory_request_bytes),
-                    ("limits", n.cpu_limit_millicores, n.memory_limit_bytes),
-                ] {
-                    let mut section = serde_json::Map::new();
-                    if let Some(c) = cpu {
-                        section.insert("cpu".into(), json!(quantity::cpu(c)));
-                    }
-                    if let Some(m) = mem {
-                        section.insert("memory".into(), json!(quantity::memory(m)));
-                    }
-                    if !section.is_empty() {
-                        value[name] = serde_json::Value::Object(section);
-                    }
-                }
-                ops.push(json!({"op": "add", "path": format!("{base}/containers/{index}/resources"), "value": value}));
-            }
-            out = serde_json::to_string_pretty(&ops).expect("JSON values always serialize");
-            out.push('\n');
-        }
+        PatchFormat::JsonPatch => out = json_patch(workload, &proposals, container_order)?,
     }
+    Ok(out)
+}
+
+/// A JSON Patch (RFC 6902) adding each container's resources by its index in
+/// `container_order` (the order of the workload's containers, which JSON Patch paths need).
+fn json_patch(
+    workload: &WorkloadKey,
+    proposals: &[&Recommendation],
+    container_order: Option<&[String]>,
+) -> Result<String, PatchError> {
+    let order = container_order.ok_or_else(|| PatchError::NeedsContainerOrder(label(workload)))?;
+    let base: String = pod_spec_path(&workload.kind)
+        .unwrap_or(DEFAULT_POD_SPEC_PATH)
+        .iter()
+        .map(|k| format!("/{k}"))
+        .collect();
+    let mut ops = Vec::new();
+    for r in proposals {
+        let index = order
+            .iter()
+            .position(|c| *c == r.key.container)
+            .ok_or_else(|| PatchError::NeedsContainerOrder(label(workload)))?;
+        let n = &r.recommended;
+        let mut value = json!({});
+        for (name, cpu, mem) in [
+            ("requests", n.cpu_request_millicores, n.memory_request_bytes),
+            ("limits", n.cpu_limit_millicores, n.memory_limit_bytes),
+        ] {
+            let mut section = serde_json::Map::new();
+            if let Some(c) = cpu {
+                section.insert("cpu".into(), json!(quantity::cpu(c)));
+            }
+            if let Some(m) = mem {
+                section.insert("memory".into(), json!(quantity::memory(m)));
+            }
+            if !section.is_empty() {
+                value[name] = serde_json::Value::Object(section);
+            }
+        }
+        ops.push(json!({"op": "add", "path": format!("{base}/containers/{index}/resources"), "value": value}));
+    }
+    let mut out = serde_json::to_string_pretty(&ops).expect("JSON values always serialize");
+    out.push('\n');
     Ok(out)
 }
 

@@ -186,14 +186,7 @@ pub(crate) fn write_kustomize(
 /// kustomization, keeping every other byte.
 fn merge_patch_entries(src: &str, wanted: &[String]) -> Result<String, String> {
     let value: Value = yaml_serde::from_str(src).map_err(|e| format!("not valid YAML: {e}"))?;
-    let present: BTreeSet<String> = match value.get("patches") {
-        Some(Value::Sequence(items)) => items
-            .iter()
-            .filter_map(|i| i.get("path").and_then(Value::as_str).map(str::to_string))
-            .collect(),
-        Some(Value::Null) | None => BTreeSet::new(),
-        Some(_) => return Err("`patches` is not a list".into()),
-    };
+    let present = patch_paths(&value)?;
     let mut missing: Vec<&String> = wanted.iter().filter(|w| !present.contains(*w)).collect();
     missing.sort();
     missing.dedup();
@@ -262,17 +255,36 @@ fn merge_patch_entries(src: &str, wanted: &[String]) -> Result<String, String> {
         }
     }
     let out = apply_splices(src, &splices);
+    check_merged(&out, present.len() + missing.len())?;
+    Ok(out)
+}
+
+/// The paths a kustomization's `patches:` list already holds.
+fn patch_paths(kustomization: &Value) -> Result<BTreeSet<String>, String> {
+    match kustomization.get("patches") {
+        Some(Value::Sequence(items)) => Ok(items
+            .iter()
+            .filter_map(|i| i.get("path").and_then(Value::as_str).map(str::to_string))
+            .collect()),
+        Some(Value::Null) | None => Ok(BTreeSet::new()),
+        Some(_) => Err("`patches` is not a list".into()),
+    }
+}
+
+/// The merged kustomization still parses and lists exactly `entries` patches: a splice that
+/// went wrong is an error, never a written file.
+fn check_merged(out: &str, entries: usize) -> Result<(), String> {
     let check: Value =
-        yaml_serde::from_str(&out).map_err(|e| format!("merge broke the YAML: {e}"))?;
+        yaml_serde::from_str(out).map_err(|e| format!("merge broke the YAML: {e}"))?;
     if check
         .get("patches")
         .and_then(Value::as_sequence)
         .map(Vec::len)
-        != Some(present.len() + missing.len())
+        != Some(entries)
     {
         return Err("merge did not add the patches as expected".into());
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The `kubectl patch` body of one workload (strategic merge JSON).

@@ -163,8 +163,9 @@ pub(crate) fn parse_file(text: String) -> Result<ManifestFile, String> {
     Ok(ManifestFile { text, docs })
 }
 
-/// Walks `repo` and reads every manifest and kustomization.
-pub(crate) fn scan(repo: &Path, skip: &[PathBuf]) -> Result<Scan, GitopsError> {
+/// Every YAML file under `repo` (but `skip`), parsed; a file that is not UTF-8 or not YAML is
+/// listed as malformed, not an error.
+fn read_files(repo: &Path, skip: &[PathBuf]) -> Result<Scan, GitopsError> {
     let mut paths = Vec::new();
     walk(repo, repo, skip, &mut paths)?;
     let mut found = Scan::default();
@@ -188,6 +189,12 @@ pub(crate) fn scan(repo: &Path, skip: &[PathBuf]) -> Result<Scan, GitopsError> {
             Err(message) => found.malformed.push(Malformed { file: rel, message }),
         }
     }
+    Ok(found)
+}
+
+/// Walks `repo` and reads every manifest and kustomization.
+pub(crate) fn scan(repo: &Path, skip: &[PathBuf]) -> Result<Scan, GitopsError> {
+    let mut found = read_files(repo, skip)?;
     let kustomize = Kustomize::read(&found.files);
     let deployed = kustomize.namespaces();
     for (rel, file) in &found.files {

@@ -347,11 +347,24 @@ fn workload_facts(
     workloads: &BTreeSet<WorkloadKey>,
     seen_at: i64,
 ) -> Vec<WorkloadInfo> {
-    let mut replicas: HashMap<(String, String, String), i64> = HashMap::new();
-    let mut hpas: BTreeMap<(String, String), HpaInfo> = BTreeMap::new();
-    let mut hpa_targets: HashMap<(String, String, String), (String, String)> = HashMap::new();
-    let mut pdbs: BTreeMap<(String, String), PdbInfo> = BTreeMap::new();
+    let mut f = Facts::default();
     for s in facts {
+        f.add(s);
+    }
+    workloads.iter().map(|w| f.info(w, seen_at)).collect()
+}
+
+/// Replicas, HPAs (and what each scales) and PDBs, by namespace and name.
+#[derive(Default)]
+struct Facts {
+    replicas: HashMap<(String, String, String), i64>,
+    hpas: BTreeMap<(String, String), HpaInfo>,
+    hpa_targets: HashMap<(String, String, String), (String, String)>,
+    pdbs: BTreeMap<(String, String), PdbInfo>,
+}
+
+impl Facts {
+    fn add(&mut self, s: &InstantSample) {
         let get = |k: &str| s.labels.get(k).cloned().unwrap_or_default();
         let ns = get("namespace");
         let hpa_key = (ns.clone(), get("horizontalpodautoscaler"));
@@ -359,19 +372,22 @@ fn workload_facts(
         let value = s.value.round() as i64;
         match s.labels.get("__name__").map(String::as_str).unwrap_or("") {
             "kube_deployment_spec_replicas" => {
-                replicas.insert((ns, "Deployment".into(), get("deployment")), value);
+                self.replicas
+                    .insert((ns, "Deployment".into(), get("deployment")), value);
             }
             "kube_statefulset_replicas" => {
-                replicas.insert((ns, "StatefulSet".into(), get("statefulset")), value);
+                self.replicas
+                    .insert((ns, "StatefulSet".into(), get("statefulset")), value);
             }
             "kube_horizontalpodautoscaler_info" => {
-                hpa_targets.insert(
+                self.hpa_targets.insert(
                     (ns, get("scaletargetref_kind"), get("scaletargetref_name")),
                     hpa_key,
                 );
             }
             "kube_horizontalpodautoscaler_spec_target_metric" => {
-                let hpa = hpas
+                let hpa = self
+                    .hpas
                     .entry(hpa_key.clone())
                     .or_insert_with(|| new_hpa(&hpa_key.1));
                 let (metric, target_type) = (get("metric_name"), get("metric_target_type"));
@@ -383,18 +399,20 @@ fn workload_facts(
                 hpa.metrics.sort();
             }
             "kube_horizontalpodautoscaler_spec_min_replicas" => {
-                hpas.entry(hpa_key.clone())
+                self.hpas
+                    .entry(hpa_key.clone())
                     .or_insert_with(|| new_hpa(&hpa_key.1))
                     .min_replicas = Some(value);
             }
             "kube_horizontalpodautoscaler_spec_max_replicas" => {
-                hpas.entry(hpa_key.clone())
+                self.hpas
+                    .entry(hpa_key.clone())
                     .or_insert_with(|| new_hpa(&hpa_key.1))
                     .max_replicas = Some(value);
             }
             name @ ("kube_poddisruptionbudget_status_pod_disruptions_allowed"
             | "kube_poddisruptionbudget_status_expected_pods") => {
-                let pdb = pdbs.entry(pdb_key.clone()).or_insert_with(|| PdbInfo {
+                let pdb = self.pdbs.entry(pdb_key.clone()).or_insert_with(|| PdbInfo {
                     name: pdb_key.1.clone(),
                     disruptions_allowed: None,
                     expected_pods: None,
@@ -409,29 +427,31 @@ fn workload_facts(
             _ => {}
         }
     }
-    workloads
-        .iter()
-        .map(|w| {
-            let id = (w.namespace.clone(), w.kind.clone(), w.name.clone());
-            let hpa = hpa_targets
-                .get(&id)
-                .map(|k| hpas.get(k).cloned().unwrap_or_else(|| new_hpa(&k.1)));
-            let pdb = [w.name.clone(), format!("{}-pdb", w.name)]
-                .into_iter()
-                .find_map(|name| pdbs.get(&(w.namespace.clone(), name)).cloned());
-            WorkloadInfo {
-                key: w.clone(),
-                spec_replicas: replicas.get(&id).copied(),
-                hpa,
-                pdb,
-                annotations: BTreeMap::new(),
-                labels: BTreeMap::new(),
-                from_kubernetes_api: false,
-                seen_at,
-            }
-        })
-        .collect()
+
+    /// What is known of workload `w`; a PDB is matched by the workload's name (or
+    /// `<name>-pdb`), the usual convention, since kube-state-metrics has no selectors.
+    fn info(&self, w: &WorkloadKey, seen_at: i64) -> WorkloadInfo {
+        let id = (w.namespace.clone(), w.kind.clone(), w.name.clone());
+        let hpa = self
+            .hpa_targets
+            .get(&id)
+            .map(|k| self.hpas.get(k).cloned().unwrap_or_else(|| new_hpa(&k.1)));
+        let pdb = [w.name.clone(), format!("{}-pdb", w.name)]
+            .into_iter()
+            .find_map(|name| self.pdbs.get(&(w.namespace.clone(), name)).cloned());
+        WorkloadInfo {
+            key: w.clone(),
+            spec_replicas: self.replicas.get(&id).copied(),
+            hpa,
+            pdb,
+            annotations: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            from_kubernetes_api: false,
+            seen_at,
+        }
+    }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

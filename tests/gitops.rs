@@ -11,6 +11,8 @@
 
 #[path = "support/forge.rs"]
 mod forge;
+#[path = "support/git.rs"]
+mod git_support;
 #[path = "support/huge.rs"]
 mod huge;
 
@@ -21,6 +23,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use forge::{FakeForge, Reply};
+use git_support::git;
 use rightsizer::gitops::{
     run, ForgeConfig, ForgeError, ForgeKind, GitopsError, GitopsOptions, GitopsReport,
     HelmValuesMapping, OutputMode, PullRequestAction, SkipReason, WorkloadRef,
@@ -638,22 +641,6 @@ async fn patches_output_writes_kubectl_bodies_and_commands() {
     assert!(!report.files.is_empty());
     let again = run(&opts, &fixture_recs()).await.expect("second run");
     assert!(again.files.is_empty(), "{:?}", again.files);
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=Test", "-c", "user.email=test@localhost"])
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A work tree with the fixture committed on `main`, pushed to a bare `origin`.

@@ -7,8 +7,6 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +23,7 @@ use rightsizer::sketch::Sketch;
 use rightsizer::store::{RecommendationFilter, Store};
 use serde_json::{json, Value};
 use support::forge::{FakeForge, Reply};
+use support::git::git;
 use support::kube_resize::{self, Cluster, Shared};
 use support::prometheus::TempDir;
 
@@ -348,22 +347,6 @@ async fn the_pod_watch_reacts_to_a_kill_as_it_streams_in() {
         .await
         .expect("the watch stops on shutdown")
         .unwrap();
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=Test", "-c", "user.email=test@localhost"])
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test]

@@ -96,6 +96,18 @@ fn cluster_filter(settings: &Settings) -> Option<String> {
     (settings.cluster_chosen || single).then(|| settings.cluster.clone())
 }
 
+/// `chosen`, or every cluster the store holds.
+async fn cluster_names(store: &dyn Store, chosen: Option<String>) -> anyhow::Result<Vec<String>> {
+    Ok(match chosen {
+        Some(c) => vec![c],
+        None => store_clusters(store)
+            .await?
+            .into_iter()
+            .map(|c| c.cluster)
+            .collect(),
+    })
+}
+
 /// The clusters the store has collected, for analysis without Prometheus at hand.
 async fn store_clusters(store: &dyn Store) -> anyhow::Result<Vec<jobs::ClusterJob>> {
     let mut names: Vec<String> = store
@@ -135,14 +147,11 @@ async fn backtest(
         .map_err(|e| anyhow!(e.replace("backtest.days", "--days")))?;
     let store = open_store(settings).await?;
     // Every cluster the store holds unless one was named: a backtest reads history only.
-    let names = match settings.cluster_chosen.then(|| settings.cluster.clone()) {
-        Some(c) => vec![c],
-        None => store_clusters(store.as_ref())
-            .await?
-            .into_iter()
-            .map(|c| c.cluster)
-            .collect(),
-    };
+    let names = cluster_names(
+        store.as_ref(),
+        settings.cluster_chosen.then(|| settings.cluster.clone()),
+    )
+    .await?;
     let mut recs = Vec::new();
     for name in &names {
         let (computed, ..) =
@@ -494,14 +503,7 @@ async fn recommend(
         };
         if store.recommendations(&all).await?.is_empty() {
             // Nothing analyzed yet: analyze what was collected, then list.
-            let names = match cluster {
-                Some(c) => vec![c],
-                None => store_clusters(store.as_ref())
-                    .await?
-                    .into_iter()
-                    .map(|c| c.cluster)
-                    .collect(),
-            };
+            let names = cluster_names(store.as_ref(), cluster).await?;
             for name in names {
                 jobs::analyze_cluster(store.as_ref(), &name, &analysis_settings(settings), now())
                     .await?;

@@ -1,6 +1,7 @@
 pub mod browser;
 pub mod dump;
 pub mod forge;
+pub mod git;
 pub mod huge;
 pub mod kube_api;
 pub mod kube_resize;

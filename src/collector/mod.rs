@@ -558,14 +558,7 @@ async fn fetch_chunk(
                     tokio::task::spawn_blocking(move || ingest::build_chunk(&cluster, run, &part))
                         .await
                         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-                chunk.containers.extend(built.containers);
-                chunk.usage.extend(built.usage);
-                chunk.signals.extend(built.signals);
-                chunk.workloads.extend(built.workloads);
-                stats.samples += s.samples;
-                stats.rejected += s.rejected;
-                stats.inferred_pods += s.inferred_pods;
-                stats.ignored_series += s.ignored_series;
+                append_group(&mut chunk, &mut stats, built, &s);
             }
             Err(e) if is_too_big(&e) => {
                 let names: Vec<String> = match group {
@@ -587,6 +580,24 @@ async fn fetch_chunk(
         }
     }
     Ok((chunk, stats, split, counts))
+}
+
+/// Adds one namespace group's summaries to its chunk (groups are disjoint: a namespace is
+/// in one group), and its counts to the chunk's.
+fn append_group(
+    chunk: &mut crate::model::Chunk,
+    stats: &mut ingest::ChunkStats,
+    built: crate::model::Chunk,
+    s: &ingest::ChunkStats,
+) {
+    chunk.containers.extend(built.containers);
+    chunk.usage.extend(built.usage);
+    chunk.signals.extend(built.signals);
+    chunk.workloads.extend(built.workloads);
+    stats.samples += s.samples;
+    stats.rejected += s.rejected;
+    stats.inferred_pods += s.inferred_pods;
+    stats.ignored_series += s.ignored_series;
 }
 
 /// How long a run waits, at its end, for a chunk another process holds: past it, the

@@ -448,58 +448,8 @@ impl SqliteStore {
         .await?;
         let (mut usage_rows, mut signal_rows) = (0usize, 0usize);
         for id in ids {
-            let hours: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(
-                "select resource, hour_start, sketch from usage_hours where container_id = $1",
-            )
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
-            usage_rows += hours.len();
-            let mut usage = history::UsageDays::new();
-            for (resource, hour, sketch) in hours {
-                let resource = Resource::parse(&resource).ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "usage hour of container {id} at {hour}: unknown resource {resource:?}"
-                    ))
-                })?;
-                usage
-                    .entry((id, resource.as_str(), packed::day_of(hour)))
-                    .or_default()
-                    .insert(history::aligned(hour)?, sketch);
-            }
-            history::write_usage_days(&mut *tx, &usage).await?;
-
-            let hours: Vec<(i64, i64, i64, f64, f64)> = sqlx::query_as(
-                "select hour_start, restarts, oom_kills, cfs_periods, cfs_throttled_periods \
-                 from signal_hours where container_id = $1",
-            )
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
-            signal_rows += hours.len();
-            let mut signals = history::SignalDays::new();
-            for (hour, restarts, oom_kills, periods, throttled) in hours {
-                let count = |v: i64, what: &str| {
-                    u32::try_from(v).map_err(|_| {
-                        StoreError::Corrupt(format!(
-                            "signals of container {id} at {hour}: {what} = {v}"
-                        ))
-                    })
-                };
-                signals
-                    .entry((id, packed::day_of(hour)))
-                    .or_default()
-                    .insert(
-                        history::aligned(hour)?,
-                        (
-                            count(restarts, "restarts")?,
-                            count(oom_kills, "oom_kills")?,
-                            periods,
-                            throttled,
-                        ),
-                    );
-            }
-            history::write_signal_days(&mut *tx, &signals).await?;
+            usage_rows += pack_usage(&mut tx, id).await?;
+            signal_rows += pack_signals(&mut tx, id).await?;
         }
         sqlx::query("drop table if exists usage_hours")
             .execute(&mut *tx)
@@ -511,4 +461,63 @@ impl SqliteStore {
         tracing::info!(usage_rows, signal_rows, "packed hour rows into day rows");
         Ok(())
     }
+}
+
+/// Packs the usage hour rows of container `id` into day rows; returns how many it read.
+async fn pack_usage(conn: &mut sqlx::SqliteConnection, id: i64) -> Result<usize, StoreError> {
+    let hours: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(
+        "select resource, hour_start, sketch from usage_hours where container_id = $1",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let rows = hours.len();
+    let mut usage = history::UsageDays::new();
+    for (resource, hour, sketch) in hours {
+        let resource = Resource::parse(&resource).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "usage hour of container {id} at {hour}: unknown resource {resource:?}"
+            ))
+        })?;
+        usage
+            .entry((id, resource.as_str(), packed::day_of(hour)))
+            .or_default()
+            .insert(history::aligned(hour)?, sketch);
+    }
+    history::write_usage_days(&mut *conn, &usage).await?;
+    Ok(rows)
+}
+
+/// Packs the signal hour rows of container `id` into day rows; returns how many it read.
+async fn pack_signals(conn: &mut sqlx::SqliteConnection, id: i64) -> Result<usize, StoreError> {
+    let hours: Vec<(i64, i64, i64, f64, f64)> = sqlx::query_as(
+        "select hour_start, restarts, oom_kills, cfs_periods, cfs_throttled_periods \
+         from signal_hours where container_id = $1",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let rows = hours.len();
+    let mut signals = history::SignalDays::new();
+    for (hour, restarts, oom_kills, periods, throttled) in hours {
+        let count = |v: i64, what: &str| {
+            u32::try_from(v).map_err(|_| {
+                StoreError::Corrupt(format!("signals of container {id} at {hour}: {what} = {v}"))
+            })
+        };
+        signals
+            .entry((id, packed::day_of(hour)))
+            .or_default()
+            .insert(
+                history::aligned(hour)?,
+                (
+                    count(restarts, "restarts")?,
+                    count(oom_kills, "oom_kills")?,
+                    periods,
+                    throttled,
+                ),
+            );
+    }
+    history::write_signal_days(&mut *conn, &signals).await?;
+    Ok(rows)
 }

@@ -261,6 +261,18 @@ fn amount(value: &Amount, field: &str, cpu: bool) -> Result<i64, String> {
     }
 }
 
+impl Ratio {
+    /// The CPU limit ratio it says: a number, or none for `"none"`; `field` names it in the
+    /// error.
+    fn limit_ratio(&self, field: &str) -> Result<Option<f64>, String> {
+        match self {
+            Ratio::Number(n) => Ok(Some(*n)),
+            Ratio::Word(w) if w == "none" => Ok(None),
+            Ratio::Word(w) => Err(format!("{field} must be a number or \"none\", got {w:?}")),
+        }
+    }
+}
+
 impl PolicyOverride {
     /// Applies the fields set here on top of `policy`; `scope` names where they come from in errors.
     pub fn apply(&self, policy: &mut Policy, scope: &str) -> Result<(), String> {
@@ -285,16 +297,7 @@ impl PolicyOverride {
         set!(throttling_ratio);
         set!(throttling_bump);
         if let Some(r) = &self.cpu_limit_ratio {
-            policy.cpu_limit_ratio = match r {
-                Ratio::Number(n) => Some(*n),
-                Ratio::Word(w) if w == "none" => None,
-                Ratio::Word(w) => {
-                    return Err(format!(
-                        "{} must be a number or \"none\", got {w:?}",
-                        f("cpu_limit_ratio")
-                    ))
-                }
-            };
+            policy.cpu_limit_ratio = r.limit_ratio(&f("cpu_limit_ratio"))?;
         }
         let cpu_fields: [(&Option<Amount>, &str, &mut i64); 3] = [
             (&self.min_cpu, "min_cpu", &mut policy.min_cpu_millicores),

@@ -155,16 +155,7 @@ pub fn panels(
     let group_h = series.len() as f64 * (bar_h + bar_gap) - bar_gap;
     let top = 48.0;
     let height = top + rows.len() as f64 * (group_h + group_gap) + 6.0;
-    let maxima: Vec<f64> = (0..titles.len())
-        .map(|p| {
-            nice_ceiling(
-                rows.iter()
-                    .flat_map(|r| r.values.get(p).into_iter().flatten())
-                    .copied()
-                    .fold(0.0, f64::max),
-            )
-        })
-        .collect();
+    let maxima = panel_maxima(rows, titles.len());
 
     let mut out = String::new();
     open_svg(&mut out, width, height, label);
@@ -221,6 +212,20 @@ pub fn panels(
     }
     out.push_str("</svg>");
     out
+}
+
+/// Each of the `panels` panels' scale: a round number above its largest value.
+fn panel_maxima(rows: &[PanelRow], panels: usize) -> Vec<f64> {
+    (0..panels)
+        .map(|p| {
+            nice_ceiling(
+                rows.iter()
+                    .flat_map(|r| r.values.get(p).into_iter().flatten())
+                    .copied()
+                    .fold(0.0, f64::max),
+            )
+        })
+        .collect()
 }
 
 /// A stacked horizontal bar of counts with a legend (e.g. containers by severity).

@@ -292,6 +292,8 @@ async fn an_oom_killed_status_event_raises_memory_in_one_turn_and_resizes_the_po
 
     // The same status again (a re-list, another replica's event): nothing more.
     assert!(reactor.on_pod(&pod, env.now).await.is_empty());
+    // Nor a minute later: the status has no finish time, so it must not read as a new kill.
+    assert!(reactor.on_pod(&pod, env.now + 60).await.is_empty());
     // The recorded kill holds until its hour is collected: a full analysis keeps the raise.
     jobs::analyze_cluster(env.store.as_ref(), "prod", &settings(), env.now + 60)
         .await

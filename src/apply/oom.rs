@@ -42,6 +42,18 @@ pub struct PodKill {
     pub finished_at: i64,
 }
 
+impl PodKill {
+    /// What tells one kill from another: the container's restart count moves on with each.
+    fn id(&self) -> (String, String, String, i32) {
+        (
+            self.namespace.clone(),
+            self.pod.clone(),
+            self.container.clone(),
+            self.restart_count,
+        )
+    }
+}
+
 /// The OOM kills `pod`'s status shows: containers whose last termination reason is
 /// `OOMKilled`.
 pub fn kills_of(pod: &Pod, now: i64) -> Vec<PodKill> {
@@ -91,8 +103,10 @@ pub struct OomReactor {
     gitops: Option<crate::gitops::GitopsOptions>,
     actor: String,
     holder: String,
-    /// Kills seen, with their finish times (forgotten after [`RECENT_SECS`] × 4).
-    seen: BTreeMap<PodKill, i64>,
+    /// Kills seen by namespace, pod, container and restart count (not the finish time, which
+    /// is "now" when the status omits it), with their finish times (forgotten after
+    /// [`RECENT_SECS`] × 4).
+    seen: BTreeMap<(String, String, String, i32), i64>,
     /// Distinct kills per workload container and hour, as recorded.
     counts: BTreeMap<(ContainerKey, i64), u32>,
     owners: Owners,
@@ -138,7 +152,7 @@ impl OomReactor {
             .retain(|(_, hour), _| *hour > now - 4 * RECENT_SECS);
         let fresh: Vec<PodKill> = kills_of(pod, now)
             .into_iter()
-            .filter(|k| !self.seen.contains_key(k) && k.finished_at > now - RECENT_SECS)
+            .filter(|k| !self.seen.contains_key(&k.id()) && k.finished_at > now - RECENT_SECS)
             .collect();
         if fresh.is_empty() {
             return Vec::new();
@@ -175,7 +189,7 @@ impl OomReactor {
                 kills: *count,
             });
             keys.insert(key);
-            self.seen.insert(k.clone(), k.finished_at);
+            self.seen.insert(k.id(), k.finished_at);
         }
         if let Err(e) = self.store.record_oom_kills(&kills).await {
             tracing::error!(error = %e, "OOM kill: cannot record it (the next collection sees it)");

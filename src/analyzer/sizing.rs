@@ -155,30 +155,17 @@ fn starved_request(
     request
 }
 
-fn clamp_cpu(mut request: i64, policy: &Policy, out: &mut Sized) -> i64 {
-    if request < policy.min_cpu_millicores {
-        request = policy.min_cpu_millicores;
-        out.rules.push(format!(
-            "cpu request raised to the floor {}",
-            quantity::cpu(request)
-        ));
+fn clamp_cpu(request: i64, policy: &Policy, out: &mut Sized) -> i64 {
+    Bounds {
+        what: "cpu request",
+        min: policy.min_cpu_millicores,
+        max: policy.max_cpu_millicores,
+        show: quantity::cpu,
+        capped_code: "cpu-capped",
+        capped_severity: Severity::Warning,
+        capped_message: |max| format!("the CPU request wanted more than the policy maximum {max}"),
     }
-    if let Some(max) = policy.max_cpu_millicores.filter(|m| request > *m) {
-        request = max;
-        out.rules.push(format!(
-            "cpu request capped at the ceiling {}",
-            quantity::cpu(max)
-        ));
-        out.findings.push(Finding {
-            code: "cpu-capped".into(),
-            severity: Severity::Warning,
-            message: format!(
-                "the CPU request wanted more than the policy maximum {}",
-                quantity::cpu(max)
-            ),
-        });
-    }
-    request
+    .clamp(request, out)
 }
 
 fn cpu_limit(request: i64, policy: &Policy, out: &mut Sized) -> Option<i64> {
@@ -272,30 +259,55 @@ fn oom_bump(
     memory.max(bumped)
 }
 
-fn clamp_memory(mut memory: i64, policy: &Policy, out: &mut Sized) -> i64 {
-    if memory < policy.min_memory_bytes {
-        memory = policy.min_memory_bytes;
-        out.rules.push(format!(
-            "memory raised to the floor {}",
-            quantity::memory(memory)
-        ));
+fn clamp_memory(memory: i64, policy: &Policy, out: &mut Sized) -> i64 {
+    Bounds {
+        what: "memory",
+        min: policy.min_memory_bytes,
+        max: policy.max_memory_bytes,
+        show: quantity::memory,
+        capped_code: "memory-capped",
+        capped_severity: Severity::Critical,
+        capped_message: |max| format!("memory wanted more than the policy maximum {max}: OOM risk"),
     }
-    if let Some(max) = policy.max_memory_bytes.filter(|m| memory > *m) {
-        memory = max;
-        out.rules.push(format!(
-            "memory capped at the ceiling {}",
-            quantity::memory(max)
-        ));
-        out.findings.push(Finding {
-            code: "memory-capped".into(),
-            severity: Severity::Critical,
-            message: format!(
-                "memory wanted more than the policy maximum {}: OOM risk",
-                quantity::memory(max)
-            ),
-        });
+    .clamp(memory, out)
+}
+
+/// A resource's policy floor and ceiling, and how reaching each is told in the evidence.
+struct Bounds {
+    what: &'static str,
+    min: i64,
+    max: Option<i64>,
+    show: fn(i64) -> String,
+    capped_code: &'static str,
+    capped_severity: Severity,
+    capped_message: fn(String) -> String,
+}
+
+impl Bounds {
+    fn clamp(&self, mut value: i64, out: &mut Sized) -> i64 {
+        if value < self.min {
+            value = self.min;
+            out.rules.push(format!(
+                "{} raised to the floor {}",
+                self.what,
+                (self.show)(value)
+            ));
+        }
+        if let Some(max) = self.max.filter(|m| value > *m) {
+            value = max;
+            out.rules.push(format!(
+                "{} capped at the ceiling {}",
+                self.what,
+                (self.show)(max)
+            ));
+            out.findings.push(Finding {
+                code: self.capped_code.into(),
+                severity: self.capped_severity,
+                message: (self.capped_message)((self.show)(max)),
+            });
+        }
+        value
     }
-    memory
 }
 
 #[cfg(test)]

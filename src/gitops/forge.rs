@@ -483,59 +483,21 @@ async fn github(
         forge: c.forge,
         message: format!("repository {:?} must be owner/name", cfg.repo),
     })?;
-    let pulls = c.url(&["repos", owner, name, "pulls"])?;
-    let head = format!("{owner}:{branch}");
-    let open = c
-        .call(
-            Method::GET,
-            pulls.clone(),
-            &[("head", &head), ("state", "open")],
-            None,
-        )
-        .await?;
-    let list = open.as_array().ok_or_else(|| ForgeError::Decode {
-        forge: c.forge,
-        path: pulls.path().to_string(),
-        message: "expected a list of pull requests".into(),
-    })?;
-    let decode = |v: &Value, path: &str| {
-        number(v, "number").ok_or_else(|| ForgeError::Decode {
-            forge: c.forge,
-            path: path.to_string(),
-            message: "no pull request number".into(),
-        })
-    };
-    if let Some(existing) = list.first() {
-        let n = decode(existing, pulls.path())?.to_string();
-        let url = c.url(&["repos", owner, name, "pulls", &n])?;
-        let path = url.path().to_string();
-        let updated = c
-            .call(
-                Method::PATCH,
-                url,
-                &[],
-                Some(json!({ "title": title, "body": body })),
-            )
-            .await?;
-        return Ok(PullRequestReport {
-            number: decode(&updated, &path)?,
-            url: url_of(&updated, "html_url"),
-            action: PullRequestAction::Updated,
-        });
-    }
-    let created = c
-        .call(
-            Method::POST,
-            pulls.clone(),
-            &[],
-            Some(json!({ "title": title, "head": branch, "base": cfg.base_branch, "body": body })),
-        )
-        .await?;
-    Ok(PullRequestReport {
-        number: decode(&created, pulls.path())?,
-        url: url_of(&created, "html_url"),
-        action: PullRequestAction::Created,
-    })
+    upsert(
+        c,
+        Dialect {
+            collection: vec!["repos", owner, name, "pulls"],
+            find: vec![("head", format!("{owner}:{branch}")), ("state", "open".into())],
+            noun: "pull requests",
+            id_key: "number",
+            id_missing: "no pull request number",
+            update: Method::PATCH,
+            update_body: json!({ "title": title, "body": body }),
+            create_body: json!({ "title": title, "head": branch, "base": cfg.base_branch, "body": body }),
+            url_key: "html_url",
+        },
+    )
+    .await
 }
 
 async fn gitlab(
@@ -545,61 +507,82 @@ async fn gitlab(
     body: &str,
 ) -> Result<PullRequestReport, ForgeError> {
     let cfg = c.cfg;
-    let mrs = c.url(&["projects", &cfg.repo, "merge_requests"])?;
-    let open = c
-        .call(
-            Method::GET,
-            mrs.clone(),
-            &[("source_branch", branch), ("state", "opened")],
-            None,
-        )
-        .await?;
-    let list = open.as_array().ok_or_else(|| ForgeError::Decode {
-        forge: c.forge,
-        path: mrs.path().to_string(),
-        message: "expected a list of merge requests".into(),
-    })?;
-    let decode = |v: &Value, path: &str| {
-        number(v, "iid").ok_or_else(|| ForgeError::Decode {
-            forge: c.forge,
-            path: path.to_string(),
-            message: "no merge request iid".into(),
-        })
-    };
-    if let Some(existing) = list.first() {
-        let iid = decode(existing, mrs.path())?.to_string();
-        let url = c.url(&["projects", &cfg.repo, "merge_requests", &iid])?;
-        let path = url.path().to_string();
-        let updated = c
-            .call(
-                Method::PUT,
-                url,
-                &[],
-                Some(json!({ "title": title, "description": body })),
-            )
-            .await?;
-        return Ok(PullRequestReport {
-            number: decode(&updated, &path)?,
-            url: url_of(&updated, "web_url"),
-            action: PullRequestAction::Updated,
-        });
-    }
-    let created = c
-        .call(
-            Method::POST,
-            mrs.clone(),
-            &[],
-            Some(json!({
+    upsert(
+        c,
+        Dialect {
+            collection: vec!["projects", &cfg.repo, "merge_requests"],
+            find: vec![("source_branch", branch.into()), ("state", "opened".into())],
+            noun: "merge requests",
+            id_key: "iid",
+            id_missing: "no merge request iid",
+            update: Method::PUT,
+            update_body: json!({ "title": title, "description": body }),
+            create_body: json!({
                 "source_branch": branch,
                 "target_branch": cfg.base_branch,
                 "title": title,
                 "description": body,
-            })),
-        )
+            }),
+            url_key: "web_url",
+        },
+    )
+    .await
+}
+
+/// Where a forge keeps its pull (merge) requests and what it calls their parts: GitHub's
+/// pulls API and GitLab's merge requests API differ only in these.
+struct Dialect<'a> {
+    /// Path segments of the list of requests, also where a new one is created.
+    collection: Vec<&'a str>,
+    /// Query that lists the open request from our branch.
+    find: Vec<(&'static str, String)>,
+    noun: &'static str,
+    /// The field that numbers a request in its URL.
+    id_key: &'static str,
+    id_missing: &'static str,
+    update: Method,
+    update_body: Value,
+    create_body: Value,
+    /// The field holding the request's page for people.
+    url_key: &'static str,
+}
+
+/// Updates the open request from the branch in `d.find`, or creates one.
+async fn upsert(c: &Client<'_>, d: Dialect<'_>) -> Result<PullRequestReport, ForgeError> {
+    let list_url = c.url(&d.collection)?;
+    let query: Vec<(&str, &str)> = d.find.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let open = c.call(Method::GET, list_url.clone(), &query, None).await?;
+    let list = open.as_array().ok_or_else(|| ForgeError::Decode {
+        forge: c.forge,
+        path: list_url.path().to_string(),
+        message: format!("expected a list of {}", d.noun),
+    })?;
+    let decode = |v: &Value, path: &str| {
+        number(v, d.id_key).ok_or_else(|| ForgeError::Decode {
+            forge: c.forge,
+            path: path.to_string(),
+            message: d.id_missing.into(),
+        })
+    };
+    if let Some(existing) = list.first() {
+        let id = decode(existing, list_url.path())?.to_string();
+        let mut segments = d.collection.clone();
+        segments.push(&id);
+        let url = c.url(&segments)?;
+        let path = url.path().to_string();
+        let updated = c.call(d.update, url, &[], Some(d.update_body)).await?;
+        return Ok(PullRequestReport {
+            number: decode(&updated, &path)?,
+            url: url_of(&updated, d.url_key),
+            action: PullRequestAction::Updated,
+        });
+    }
+    let created = c
+        .call(Method::POST, list_url.clone(), &[], Some(d.create_body))
         .await?;
     Ok(PullRequestReport {
-        number: decode(&created, mrs.path())?,
-        url: url_of(&created, "web_url"),
+        number: decode(&created, list_url.path())?,
+        url: url_of(&created, d.url_key),
         action: PullRequestAction::Created,
     })
 }

@@ -130,16 +130,20 @@ fn kustomize_patch(p: &Proposal) -> String {
     )
 }
 
-/// Writes kustomize patches and merges their entries into `kustomization.yaml`.
-pub(crate) fn write_kustomize(
+/// Writes one patch file per proposal into the output folder, `body` rendering it; returns
+/// each written proposal with its file name (a proposal without a usable name is failed in
+/// `applied` and left out).
+fn write_each<'p, 'r>(
     target: &Target,
-    proposals: &[&Proposal],
-) -> Result<Applied, GitopsError> {
-    let mut applied = Applied::default();
-    let mut entries = Vec::new();
+    proposals: &[&'p Proposal<'r>],
+    ext: &str,
+    body: fn(&Proposal) -> String,
+    applied: &mut Applied,
+) -> Result<Vec<(String, &'p Proposal<'r>)>, GitopsError> {
+    let mut written = Vec::new();
     let mut taken = BTreeMap::new();
     for p in proposals {
-        let name = match file_name(p, "yaml", &mut taken) {
+        let name = match file_name(p, ext, &mut taken) {
             Ok(name) => name,
             Err(why) => {
                 applied.fail(&p.workload, why);
@@ -148,13 +152,27 @@ pub(crate) fn write_kustomize(
         };
         let path = target.out_dir.join(&name);
         let rel = relative(target.repo, &path);
-        if write_if_changed(target.out_dir, &path, &kustomize_patch(p))? {
+        if write_if_changed(target.out_dir, &path, &body(p))? {
             applied.files.insert(rel.clone());
             applied.changes.push((p.workload.clone(), changes_of(p)));
         }
         applied.file_of.insert(p.workload.clone(), rel);
-        entries.push(name);
+        written.push((name, *p));
     }
+    Ok(written)
+}
+
+/// Writes kustomize patches and merges their entries into `kustomization.yaml`.
+pub(crate) fn write_kustomize(
+    target: &Target,
+    proposals: &[&Proposal],
+) -> Result<Applied, GitopsError> {
+    let mut applied = Applied::default();
+    let mut entries: Vec<String> =
+        write_each(target, proposals, "yaml", kustomize_patch, &mut applied)?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
     if entries.is_empty() {
         return Ok(applied);
     }
@@ -344,25 +362,11 @@ pub(crate) fn write_kubectl(
     proposals: &[&Proposal],
 ) -> Result<Applied, GitopsError> {
     let mut applied = Applied::default();
-    let mut commands = BTreeSet::new();
-    let mut taken = BTreeMap::new();
-    for p in proposals {
-        let name = match file_name(p, "json", &mut taken) {
-            Ok(name) => name,
-            Err(why) => {
-                applied.fail(&p.workload, why);
-                continue;
-            }
-        };
-        let path = target.out_dir.join(&name);
-        let rel = relative(target.repo, &path);
-        if write_if_changed(target.out_dir, &path, &kubectl_patch(p))? {
-            applied.files.insert(rel.clone());
-            applied.changes.push((p.workload.clone(), changes_of(p)));
-        }
-        applied.file_of.insert(p.workload.clone(), rel);
-        commands.insert(kubectl_command(&p.workload, &name));
-    }
+    let mut commands: BTreeSet<String> =
+        write_each(target, proposals, "json", kubectl_patch, &mut applied)?
+            .into_iter()
+            .map(|(name, p)| kubectl_command(&p.workload, &name))
+            .collect();
     if commands.is_empty() {
         return Ok(applied);
     }

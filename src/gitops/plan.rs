@@ -287,15 +287,7 @@ pub(crate) fn decide(
         memory_request_bytes: pick(memory, r.memory_request_bytes),
         memory_limit_bytes: pick(memory, r.memory_limit_bytes),
     };
-    let after = Resources {
-        cpu_request_millicores: write
-            .cpu_request_millicores
-            .or(before.cpu_request_millicores),
-        cpu_limit_millicores: write.cpu_limit_millicores.or(before.cpu_limit_millicores),
-        memory_request_bytes: write.memory_request_bytes.or(before.memory_request_bytes),
-        memory_limit_bytes: write.memory_limit_bytes.or(before.memory_limit_bytes),
-    };
-    Some((after, write))
+    Some((super::apply::overlay(before, &write), write))
 }
 
 fn below_detail(before: &Resources, rec: &Recommendation, f: &ProposalFilter) -> String {

@@ -11,6 +11,209 @@ use super::{NewRun, RunOutcome, RunStart, StoreError, StoredRun};
 use super::{ReportListing, StoredReport, StoredReportInput};
 use crate::model::{Recommendation, WorkloadInfo};
 
+/// Implements [`super::Store`] for a backend (`$store`, with a `pool` of its database): the
+/// methods below, the same text on both backends, followed by the backend's own (`$own`).
+macro_rules! store_impl {
+    ($store:ty; $($own:tt)*) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            $($own)*
+
+            #[tracing::instrument(skip_all)]
+            async fn ping(&self) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("select 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all, fields(%cluster))]
+            async fn collected_hours(
+                &self,
+                cluster: &str,
+                from: i64,
+                to: i64,
+            ) -> Result<Vec<i64>, $crate::store::StoreError> {
+                $crate::store::shared::collected_hours(&mut *self.pool.acquire().await?, cluster, from, to).await
+            }
+
+            #[tracing::instrument(skip_all, fields(%cluster))]
+            async fn watermark(&self, cluster: &str) -> Result<Option<i64>, $crate::store::StoreError> {
+                $crate::store::shared::history_end(&mut *self.pool.acquire().await?, Some(cluster)).await
+            }
+
+            #[tracing::instrument(skip_all, fields(key = %key))]
+            async fn usage(
+                &self,
+                key: &$crate::model::ContainerKey,
+                from: i64,
+                to: i64,
+            ) -> Result<Vec<$crate::model::UsageHour>, $crate::store::StoreError> {
+                $crate::store::history::usage(&mut *self.pool.acquire().await?, key, from, to).await
+            }
+
+            #[tracing::instrument(skip_all, fields(key = %key))]
+            async fn signals(
+                &self,
+                key: &$crate::model::ContainerKey,
+                from: i64,
+                to: i64,
+            ) -> Result<Vec<$crate::model::SignalHour>, $crate::store::StoreError> {
+                $crate::store::history::signals(&mut *self.pool.acquire().await?, key, from, to).await
+            }
+
+            #[tracing::instrument(skip_all, fields(cluster = ?cluster))]
+            async fn workloads(&self, cluster: Option<&str>) -> Result<Vec<$crate::model::WorkloadInfo>, $crate::store::StoreError> {
+                $crate::store::shared::workloads(&mut *self.pool.acquire().await?, cluster).await
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn recommendations_version(&self) -> Result<(i64, i64), $crate::store::StoreError> {
+                $crate::store::shared::recommendations_version(&mut *self.pool.acquire().await?).await
+            }
+
+            #[tracing::instrument(skip_all, fields(%cluster, recommendations = recs.len()))]
+            async fn replace_recommendations(
+                &self,
+                cluster: &str,
+                recs: &[$crate::model::Recommendation],
+            ) -> Result<(), $crate::store::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                $crate::store::shared::replace_recommendations(&mut *tx, cluster, recs).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all, fields(generated_at = report.generated_at))]
+            async fn save_report(&self, report: &$crate::store::StoredReportInput) -> Result<i64, $crate::store::StoreError> {
+                $crate::store::shared::save_report(&mut *self.pool.acquire().await?, report).await
+            }
+
+            #[tracing::instrument(skip_all, fields(%id))]
+            async fn report(&self, id: i64) -> Result<Option<$crate::store::StoredReport>, $crate::store::StoreError> {
+                $crate::store::shared::report(&mut *self.pool.acquire().await?, Some(id)).await
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn latest_report(&self) -> Result<Option<$crate::store::StoredReport>, $crate::store::StoreError> {
+                $crate::store::shared::report(&mut *self.pool.acquire().await?, None).await
+            }
+
+            #[tracing::instrument(skip_all, fields(%limit))]
+            async fn list_reports(&self, limit: usize) -> Result<Vec<$crate::store::ReportListing>, $crate::store::StoreError> {
+                $crate::store::shared::list_reports(&mut *self.pool.acquire().await?, limit).await
+            }
+
+            async fn put_recommendation(&self, rec: &$crate::model::Recommendation) -> Result<(), $crate::store::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                $crate::store::shared::put_recommendation(&mut *tx, rec).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn record_oom_kills(
+                &self,
+                kills: &[$crate::model::OomKillHour],
+            ) -> Result<(), $crate::store::StoreError> {
+                $crate::store::shared::record_oom_kills(&mut *self.pool.acquire().await?, kills).await
+            }
+
+            async fn oom_kills(
+                &self,
+                cluster: &str,
+                from: i64,
+            ) -> Result<Vec<$crate::model::OomKillHour>, $crate::store::StoreError> {
+                $crate::store::shared::oom_kills(&mut *self.pool.acquire().await?, cluster, from).await
+            }
+
+            async fn record_changes(
+                &self,
+                changes: &[$crate::model::ChangeRecord],
+            ) -> Result<(), $crate::store::StoreError> {
+                $crate::store::shared::record_changes(&mut *self.pool.acquire().await?, changes).await
+            }
+
+            async fn changes(
+                &self,
+                cluster: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<$crate::model::ChangeRecord>, $crate::store::StoreError> {
+                $crate::store::shared::changes(&mut *self.pool.acquire().await?, cluster, limit).await
+            }
+
+            async fn lease_job(
+                &self,
+                job: &str,
+                period: i64,
+                holder: &str,
+                now: i64,
+                ttl_secs: i64,
+            ) -> Result<bool, $crate::store::StoreError> {
+                $crate::store::shared::lease_job(
+                    &mut *self.pool.acquire().await?,
+                    job,
+                    period,
+                    holder,
+                    now,
+                    ttl_secs,
+                )
+                .await
+            }
+
+            async fn finish_job(&self, job: &str, period: i64, holder: &str) -> Result<(), $crate::store::StoreError> {
+                $crate::store::shared::finish_job(&mut *self.pool.acquire().await?, job, period, holder).await
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn history_end(&self) -> Result<Option<i64>, $crate::store::StoreError> {
+                $crate::store::shared::history_end(&mut *self.pool.acquire().await?, None).await
+            }
+
+            #[tracing::instrument(skip_all, fields(%keep_newest, %older_than))]
+            async fn prune_reports(&self, keep_newest: usize, older_than: i64) -> Result<u64, $crate::store::StoreError> {
+                $crate::store::shared::prune_reports(&mut *self.pool.acquire().await?, keep_newest, older_than).await
+            }
+
+            #[tracing::instrument(skip_all, fields(kind = run.kind.as_str()))]
+            async fn start_run(&self, run: &$crate::store::NewRun<'_>) -> Result<$crate::store::RunStart, $crate::store::StoreError> {
+                $crate::store::shared::start_run(&mut *self.pool.acquire().await?, run).await
+            }
+
+            async fn renew_run(
+                &self,
+                seq: i64,
+                holder: &str,
+                done: u64,
+                total: u64,
+                lease_until: i64,
+            ) -> Result<bool, $crate::store::StoreError> {
+                $crate::store::shared::renew_run(
+                    &mut *self.pool.acquire().await?,
+                    seq,
+                    holder,
+                    (done, total),
+                    lease_until,
+                )
+                .await
+            }
+
+            #[tracing::instrument(skip_all, fields(%seq))]
+            async fn finish_run(
+                &self,
+                seq: i64,
+                holder: &str,
+                outcome: &$crate::store::RunOutcome,
+            ) -> Result<bool, $crate::store::StoreError> {
+                $crate::store::shared::finish_run(&mut *self.pool.acquire().await?, seq, holder, outcome).await
+            }
+
+            async fn run(&self, seq: i64) -> Result<Option<$crate::store::StoredRun>, $crate::store::StoreError> {
+                $crate::store::shared::run(&mut *self.pool.acquire().await?, seq).await
+            }
+        }
+    };
+}
+
+pub(in crate::store) use store_impl;
+
 /// The first row `stmt` returns, if any.
 async fn fetch_optional<R: BothRow>(
     conn: &mut impl Conn,

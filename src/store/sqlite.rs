@@ -3,7 +3,6 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -11,14 +10,9 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::rows::{filter_columns, ChunkPlan, ContainerRow, RecommendationRow};
 use super::sql::{self, PruneTarget};
-use super::{history, packed, shared, Claim, RecommendationFilter, Store, StoreError};
-use super::{NewRun, RunOutcome, RunStart, StoredRun};
+use super::{history, packed, shared, Claim, RecommendationFilter, StoreError};
 use super::{PruneOptions, StoreSize, TablePrune};
-use super::{ReportListing, StoredReport, StoredReportInput};
-use crate::model::{
-    Chunk, ContainerKey, ContainerObservation, Recommendation, Resource, SignalHour, UsageHour,
-    WorkloadInfo,
-};
+use crate::model::{Chunk, ContainerObservation, Recommendation, Resource};
 
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -128,8 +122,9 @@ impl SqliteStore {
     }
 }
 
-#[async_trait]
-impl Store for SqliteStore {
+shared::store_impl! {
+    SqliteStore;
+
     fn backend(&self) -> &'static str {
         "sqlite"
     }
@@ -140,27 +135,6 @@ impl Store for SqliteStore {
             .run(&self.pool)
             .await?;
         self.pack_hour_rows().await
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("select 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    #[tracing::instrument(skip_all, fields(%cluster))]
-    async fn collected_hours(
-        &self,
-        cluster: &str,
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<i64>, StoreError> {
-        shared::collected_hours(&mut *self.pool.acquire().await?, cluster, from, to).await
-    }
-
-    #[tracing::instrument(skip_all, fields(%cluster))]
-    async fn watermark(&self, cluster: &str) -> Result<Option<i64>, StoreError> {
-        shared::history_end(&mut *self.pool.acquire().await?, Some(cluster)).await
     }
 
     #[tracing::instrument(
@@ -195,48 +169,6 @@ impl Store for SqliteStore {
             .collect())
     }
 
-    #[tracing::instrument(skip_all, fields(key = %key))]
-    async fn usage(
-        &self,
-        key: &ContainerKey,
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<UsageHour>, StoreError> {
-        history::usage(&mut *self.pool.acquire().await?, key, from, to).await
-    }
-
-    #[tracing::instrument(skip_all, fields(key = %key))]
-    async fn signals(
-        &self,
-        key: &ContainerKey,
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<SignalHour>, StoreError> {
-        history::signals(&mut *self.pool.acquire().await?, key, from, to).await
-    }
-
-    #[tracing::instrument(skip_all, fields(cluster = ?cluster))]
-    async fn workloads(&self, cluster: Option<&str>) -> Result<Vec<WorkloadInfo>, StoreError> {
-        shared::workloads(&mut *self.pool.acquire().await?, cluster).await
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn recommendations_version(&self) -> Result<(i64, i64), StoreError> {
-        shared::recommendations_version(&mut *self.pool.acquire().await?).await
-    }
-
-    #[tracing::instrument(skip_all, fields(%cluster, recommendations = recs.len()))]
-    async fn replace_recommendations(
-        &self,
-        cluster: &str,
-        recs: &[Recommendation],
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        shared::replace_recommendations(&mut *tx, cluster, recs).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     #[tracing::instrument(skip_all)]
     async fn recommendations(
         &self,
@@ -257,63 +189,6 @@ impl Store for SqliteStore {
         rows.into_iter().map(RecommendationRow::decode).collect()
     }
 
-    #[tracing::instrument(skip_all, fields(generated_at = report.generated_at))]
-    async fn save_report(&self, report: &StoredReportInput) -> Result<i64, StoreError> {
-        shared::save_report(&mut *self.pool.acquire().await?, report).await
-    }
-
-    #[tracing::instrument(skip_all, fields(%id))]
-    async fn report(&self, id: i64) -> Result<Option<StoredReport>, StoreError> {
-        shared::report(&mut *self.pool.acquire().await?, Some(id)).await
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn latest_report(&self) -> Result<Option<StoredReport>, StoreError> {
-        shared::report(&mut *self.pool.acquire().await?, None).await
-    }
-
-    #[tracing::instrument(skip_all, fields(%limit))]
-    async fn list_reports(&self, limit: usize) -> Result<Vec<ReportListing>, StoreError> {
-        shared::list_reports(&mut *self.pool.acquire().await?, limit).await
-    }
-
-    async fn put_recommendation(&self, rec: &Recommendation) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        shared::put_recommendation(&mut *tx, rec).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn record_oom_kills(
-        &self,
-        kills: &[crate::model::OomKillHour],
-    ) -> Result<(), StoreError> {
-        shared::record_oom_kills(&mut *self.pool.acquire().await?, kills).await
-    }
-
-    async fn oom_kills(
-        &self,
-        cluster: &str,
-        from: i64,
-    ) -> Result<Vec<crate::model::OomKillHour>, StoreError> {
-        shared::oom_kills(&mut *self.pool.acquire().await?, cluster, from).await
-    }
-
-    async fn record_changes(
-        &self,
-        changes: &[crate::model::ChangeRecord],
-    ) -> Result<(), StoreError> {
-        shared::record_changes(&mut *self.pool.acquire().await?, changes).await
-    }
-
-    async fn changes(
-        &self,
-        cluster: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<crate::model::ChangeRecord>, StoreError> {
-        shared::changes(&mut *self.pool.acquire().await?, cluster, limit).await
-    }
-
     async fn claim_chunk(
         &self,
         _cluster: &str,
@@ -321,34 +196,6 @@ impl Store for SqliteStore {
     ) -> Result<Option<Claim>, StoreError> {
         // One process per SQLite file: nobody to contend with.
         Ok(Some(Claim::uncontended()))
-    }
-
-    async fn lease_job(
-        &self,
-        job: &str,
-        period: i64,
-        holder: &str,
-        now: i64,
-        ttl_secs: i64,
-    ) -> Result<bool, StoreError> {
-        shared::lease_job(
-            &mut *self.pool.acquire().await?,
-            job,
-            period,
-            holder,
-            now,
-            ttl_secs,
-        )
-        .await
-    }
-
-    async fn finish_job(&self, job: &str, period: i64, holder: &str) -> Result<(), StoreError> {
-        shared::finish_job(&mut *self.pool.acquire().await?, job, period, holder).await
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn history_end(&self) -> Result<Option<i64>, StoreError> {
-        shared::history_end(&mut *self.pool.acquire().await?, None).await
     }
 
     #[tracing::instrument(skip_all, fields(cutoff = options.cutoff, dry_run = options.dry_run))]
@@ -376,48 +223,6 @@ impl Store for SqliteStore {
             bytes: (pages * page_size) as u64,
             free_bytes: (free * page_size) as u64,
         })
-    }
-
-    #[tracing::instrument(skip_all, fields(%keep_newest, %older_than))]
-    async fn prune_reports(&self, keep_newest: usize, older_than: i64) -> Result<u64, StoreError> {
-        shared::prune_reports(&mut *self.pool.acquire().await?, keep_newest, older_than).await
-    }
-
-    #[tracing::instrument(skip_all, fields(kind = run.kind.as_str()))]
-    async fn start_run(&self, run: &NewRun<'_>) -> Result<RunStart, StoreError> {
-        shared::start_run(&mut *self.pool.acquire().await?, run).await
-    }
-
-    async fn renew_run(
-        &self,
-        seq: i64,
-        holder: &str,
-        done: u64,
-        total: u64,
-        lease_until: i64,
-    ) -> Result<bool, StoreError> {
-        shared::renew_run(
-            &mut *self.pool.acquire().await?,
-            seq,
-            holder,
-            (done, total),
-            lease_until,
-        )
-        .await
-    }
-
-    #[tracing::instrument(skip_all, fields(%seq))]
-    async fn finish_run(
-        &self,
-        seq: i64,
-        holder: &str,
-        outcome: &RunOutcome,
-    ) -> Result<bool, StoreError> {
-        shared::finish_run(&mut *self.pool.acquire().await?, seq, holder, outcome).await
-    }
-
-    async fn run(&self, seq: i64) -> Result<Option<StoredRun>, StoreError> {
-        shared::run(&mut *self.pool.acquire().await?, seq).await
     }
 }
 

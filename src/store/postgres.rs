@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
+use sqlx::{Connection, PgConnection, Postgres};
 
-use super::rows::{filter_columns, ChunkPlan, ContainerRow, RecommendationRow};
+use super::rows::ChunkPlan;
 use super::sql::{self, PruneTarget};
-use super::{history, shared, Claim, RecommendationFilter, StoreError};
+use super::{history, shared, Claim, StoreError};
 use super::{PruneOptions, StoreSize, TablePrune};
-use crate::model::{Chunk, ContainerObservation, Recommendation};
+use crate::model::Chunk;
 
 /// How long opening a connection may take before the database counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -264,7 +264,8 @@ impl PostgresStore {
 }
 
 shared::store_impl! {
-    PostgresStore;
+    // Byte order, like ContainerKey's Ord and SQLite, whatever the database's collation.
+    PostgresStore, collate = " collate \"C\"";
 
     fn backend(&self) -> &'static str {
         "postgres"
@@ -294,52 +295,7 @@ shared::store_impl! {
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, fields(cluster = ?cluster))]
-    async fn containers(
-        &self,
-        cluster: Option<&str>,
-    ) -> Result<Vec<ContainerObservation>, StoreError> {
-        let mut select = QueryBuilder::<Postgres>::new(
-            "select cluster, namespace, kind, workload, container, cpu_request_millicores, \
-             cpu_limit_millicores, memory_request_bytes, memory_limit_bytes, seen_at from containers",
-        );
-        if let Some(cluster) = cluster {
-            select.push(" where cluster = ").push_bind(cluster);
-        }
-        // Byte order, like ContainerKey's Ord and SQLite, whatever the database's collation.
-        select.push(
-            " order by cluster collate \"C\", namespace collate \"C\", kind collate \"C\", \
-             workload collate \"C\", container collate \"C\"",
-        );
-        let rows: Vec<ContainerRow> = select.build_query_as().fetch_all(&self.pool).await?;
-        Ok(rows
-            .into_iter()
-            .map(ContainerRow::into_observation)
-            .collect())
-    }
 
-    #[tracing::instrument(skip_all)]
-    async fn recommendations(
-        &self,
-        filter: &RecommendationFilter,
-    ) -> Result<Vec<Recommendation>, StoreError> {
-        let mut select = QueryBuilder::<Postgres>::new(
-            "select cluster, namespace, kind, workload, container, body from recommendations where true",
-        );
-        for (column, value) in filter_columns(filter) {
-            if let Some(value) = value {
-                select
-                    .push(format_args!(" and {column} = "))
-                    .push_bind(value);
-            }
-        }
-        select.push(
-            " order by namespace collate \"C\", kind collate \"C\", workload collate \"C\", \
-             container collate \"C\", cluster collate \"C\"",
-        );
-        let rows: Vec<RecommendationRow> = select.build_query_as().fetch_all(&self.pool).await?;
-        rows.into_iter().map(RecommendationRow::decode).collect()
-    }
 
     async fn claim_chunk(
         &self,

@@ -3,21 +3,41 @@
 //! and runs. A backend's method takes a connection (or a transaction) and calls one of these.
 
 use super::rows::{
-    check_cluster, count_param, limit_param, run_outcome_columns, RecommendationValues,
-    ReportListingRow, ReportRow, ReportValues, RunRow, WorkloadRow, RUN_COLUMNS,
+    check_cluster, count_param, filter_columns, limit_param, run_outcome_columns, ContainerRow,
+    RecommendationRow, RecommendationValues, ReportListingRow, ReportRow, ReportValues, RunRow,
+    WorkloadRow, RUN_COLUMNS,
 };
 use super::sql::{batched, execute_all, key_values, BothRow, Conn, Statement, Value};
-use super::{NewRun, RunOutcome, RunStart, StoreError, StoredRun};
+use super::{NewRun, RecommendationFilter, RunOutcome, RunStart, StoreError, StoredRun};
 use super::{ReportListing, StoredReport, StoredReportInput};
-use crate::model::{Recommendation, WorkloadInfo};
+use crate::model::{ContainerObservation, Recommendation, WorkloadInfo};
 
 /// Implements [`super::Store`] for a backend (`$store`, with a `pool` of its database): the
 /// methods below, the same text on both backends, followed by the backend's own (`$own`).
+/// `$collate` follows each column a listing is ordered by, for byte order on both.
 macro_rules! store_impl {
-    ($store:ty; $($own:tt)*) => {
+    ($store:ty, collate = $collate:literal; $($own:tt)*) => {
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             $($own)*
+
+            #[tracing::instrument(skip_all, fields(cluster = ?cluster))]
+            async fn containers(
+                &self,
+                cluster: Option<&str>,
+            ) -> Result<Vec<$crate::model::ContainerObservation>, $crate::store::StoreError> {
+                let mut conn = self.pool.acquire().await?;
+                $crate::store::shared::containers(&mut *conn, cluster, $collate).await
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn recommendations(
+                &self,
+                filter: &$crate::store::RecommendationFilter,
+            ) -> Result<Vec<$crate::model::Recommendation>, $crate::store::StoreError> {
+                let mut conn = self.pool.acquire().await?;
+                $crate::store::shared::recommendations(&mut *conn, filter, $collate).await
+            }
 
             #[tracing::instrument(skip_all)]
             async fn ping(&self) -> Result<(), $crate::store::StoreError> {
@@ -213,6 +233,62 @@ macro_rules! store_impl {
 }
 
 pub(in crate::store) use store_impl;
+
+/// `order by` the columns, each followed by `collate`.
+fn order_by(columns: &[&str], collate: &str) -> String {
+    let keys: Vec<String> = columns.iter().map(|c| format!("{c}{collate}")).collect();
+    format!(" order by {}", keys.join(", "))
+}
+
+/// Containers last seen, optionally of one cluster, by cluster and key.
+pub(in crate::store) async fn containers(
+    conn: &mut impl Conn,
+    cluster: Option<&str>,
+    collate: &str,
+) -> Result<Vec<ContainerObservation>, StoreError> {
+    let mut text = String::from(
+        "select cluster, namespace, kind, workload, container, cpu_request_millicores, \
+         cpu_limit_millicores, memory_request_bytes, memory_limit_bytes, seen_at from containers",
+    );
+    let mut values = Vec::new();
+    if let Some(cluster) = cluster {
+        text.push_str(" where cluster = $1");
+        values.push(Value::Text(cluster));
+    }
+    text.push_str(&order_by(
+        &["cluster", "namespace", "kind", "workload", "container"],
+        collate,
+    ));
+    let rows: Vec<ContainerRow> = conn.fetch_all(&Statement::new(&text, values)).await?;
+    Ok(rows
+        .into_iter()
+        .map(ContainerRow::into_observation)
+        .collect())
+}
+
+/// Stored recommendations matching `filter`, by namespace, kind, workload, container, cluster.
+pub(in crate::store) async fn recommendations(
+    conn: &mut impl Conn,
+    filter: &RecommendationFilter,
+    collate: &str,
+) -> Result<Vec<Recommendation>, StoreError> {
+    let mut text = String::from(
+        "select cluster, namespace, kind, workload, container, body from recommendations where true",
+    );
+    let mut values = Vec::new();
+    for (column, value) in filter_columns(filter) {
+        if let Some(value) = value {
+            values.push(Value::Text(value));
+            text.push_str(&format!(" and {column} = ${}", values.len()));
+        }
+    }
+    text.push_str(&order_by(
+        &["namespace", "kind", "workload", "container", "cluster"],
+        collate,
+    ));
+    let rows: Vec<RecommendationRow> = conn.fetch_all(&Statement::new(&text, values)).await?;
+    rows.into_iter().map(RecommendationRow::decode).collect()
+}
 
 /// The first row `stmt` returns, if any.
 async fn fetch_optional<R: BothRow>(

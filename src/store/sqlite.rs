@@ -6,13 +6,13 @@ use std::time::Duration;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{Sqlite, SqliteConnection};
 
-use super::rows::{filter_columns, ChunkPlan, ContainerRow, RecommendationRow};
+use super::rows::ChunkPlan;
 use super::sql::{self, PruneTarget};
-use super::{history, packed, shared, Claim, RecommendationFilter, StoreError};
+use super::{history, packed, shared, Claim, StoreError};
 use super::{PruneOptions, StoreSize, TablePrune};
-use crate::model::{Chunk, ContainerObservation, Recommendation, Resource};
+use crate::model::{Chunk, Resource};
 
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -123,7 +123,7 @@ impl SqliteStore {
 }
 
 shared::store_impl! {
-    SqliteStore;
+    SqliteStore, collate = "";
 
     fn backend(&self) -> &'static str {
         "sqlite"
@@ -149,45 +149,7 @@ shared::store_impl! {
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, fields(cluster = ?cluster))]
-    async fn containers(
-        &self,
-        cluster: Option<&str>,
-    ) -> Result<Vec<ContainerObservation>, StoreError> {
-        let mut select = QueryBuilder::<Sqlite>::new(
-            "select cluster, namespace, kind, workload, container, cpu_request_millicores, \
-             cpu_limit_millicores, memory_request_bytes, memory_limit_bytes, seen_at from containers",
-        );
-        if let Some(cluster) = cluster {
-            select.push(" where cluster = ").push_bind(cluster);
-        }
-        select.push(" order by cluster, namespace, kind, workload, container");
-        let rows: Vec<ContainerRow> = select.build_query_as().fetch_all(&self.pool).await?;
-        Ok(rows
-            .into_iter()
-            .map(ContainerRow::into_observation)
-            .collect())
-    }
 
-    #[tracing::instrument(skip_all)]
-    async fn recommendations(
-        &self,
-        filter: &RecommendationFilter,
-    ) -> Result<Vec<Recommendation>, StoreError> {
-        let mut select = QueryBuilder::<Sqlite>::new(
-            "select cluster, namespace, kind, workload, container, body from recommendations where true",
-        );
-        for (column, value) in filter_columns(filter) {
-            if let Some(value) = value {
-                select
-                    .push(format_args!(" and {column} = "))
-                    .push_bind(value);
-            }
-        }
-        select.push(" order by namespace, kind, workload, container, cluster");
-        let rows: Vec<RecommendationRow> = select.build_query_as().fetch_all(&self.pool).await?;
-        rows.into_iter().map(RecommendationRow::decode).collect()
-    }
 
     async fn claim_chunk(
         &self,

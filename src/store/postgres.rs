@@ -295,8 +295,6 @@ shared::store_impl! {
         Ok(())
     }
 
-
-
     async fn claim_chunk(
         &self,
         cluster: &str,

@@ -149,8 +149,6 @@ shared::store_impl! {
         Ok(())
     }
 
-
-
     async fn claim_chunk(
         &self,
         _cluster: &str,

@@ -65,6 +65,28 @@ impl Markdown<'_> {
         }
     }
 
+    /// A section of `items` in a table, one row each (`row` gets its index), or `none`.
+    fn listed<T>(
+        &mut self,
+        title: &str,
+        none: &str,
+        items: &[T],
+        header: &[&str],
+        row: impl Fn(&Self, usize, &T) -> Vec<String>,
+    ) {
+        self.heading(title);
+        if items.is_empty() {
+            self.line(none);
+            return;
+        }
+        let rows = items
+            .iter()
+            .enumerate()
+            .map(|(i, t)| row(self, i, t))
+            .collect();
+        self.table(header, rows);
+    }
+
     fn workload(&self, key: &ContainerKey) -> String {
         let w = super::text::workload(key);
         if self.multi_cluster {
@@ -275,39 +297,10 @@ impl Markdown<'_> {
     }
 
     fn over(&mut self, report: &Report) {
-        self.heading("Top over-provisioned");
-        if report.over_provisioned.is_empty() {
-            self.line("None: no recommendation saves money.");
-            return;
-        }
-        let rows = report
-            .over_provisioned
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                vec![
-                    (i + 1).to_string(),
-                    self.workload(&l.key),
-                    l.key.container.clone(),
-                    cpu_change(
-                        l.current.cpu_request_millicores,
-                        l.recommended.cpu_request_millicores,
-                    ),
-                    memory_change(
-                        l.current.memory_request_bytes,
-                        l.recommended.memory_request_bytes,
-                    ),
-                    format!("{:.1}", l.replicas),
-                    cores(-l.cpu_cores_delta),
-                    gib(-l.memory_gib_delta),
-                    money(l.monthly_savings, self.currency),
-                    l.confidence.as_str().into(),
-                    held_out(l),
-                    strategy(l),
-                ]
-            })
-            .collect();
-        self.table(
+        self.listed(
+            "Top over-provisioned",
+            "None: no recommendation saves money.",
+            &report.over_provisioned,
             &[
                 "#",
                 "Workload",
@@ -322,42 +315,36 @@ impl Markdown<'_> {
                 "Held out",
                 "Strategy",
             ],
-            rows,
-        );
-    }
-
-    fn under(&mut self, report: &Report) {
-        self.heading("Top under-provisioned and critical");
-        if report.under_provisioned.is_empty() {
-            self.line("None: no container needs more than it has, and none is critical.");
-            return;
-        }
-        let rows = report
-            .under_provisioned
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
+            |md, i, l| {
                 vec![
                     (i + 1).to_string(),
-                    self.workload(&l.key),
+                    md.workload(&l.key),
                     l.key.container.clone(),
-                    l.severity.as_str().into(),
                     cpu_change(
                         l.current.cpu_request_millicores,
                         l.recommended.cpu_request_millicores,
                     ),
                     memory_change(
-                        l.current.memory_limit_bytes,
-                        l.recommended.memory_limit_bytes,
+                        l.current.memory_request_bytes,
+                        l.recommended.memory_request_bytes,
                     ),
-                    cost(l.monthly_savings, self.currency),
-                    l.findings.join(", "),
+                    format!("{:.1}", l.replicas),
+                    cores(-l.cpu_cores_delta),
+                    gib(-l.memory_gib_delta),
+                    money(l.monthly_savings, md.currency),
+                    l.confidence.as_str().into(),
                     held_out(l),
                     strategy(l),
                 ]
-            })
-            .collect();
-        self.table(
+            },
+        );
+    }
+
+    fn under(&mut self, report: &Report) {
+        self.listed(
+            "Top under-provisioned and critical",
+            "None: no container needs more than it has, and none is critical.",
+            &report.under_provisioned,
             &[
                 "#",
                 "Workload",
@@ -370,22 +357,47 @@ impl Markdown<'_> {
                 "Held out",
                 "Strategy",
             ],
-            rows,
+            |md, i, l| {
+                vec![
+                    (i + 1).to_string(),
+                    md.workload(&l.key),
+                    l.key.container.clone(),
+                    l.severity.as_str().into(),
+                    cpu_change(
+                        l.current.cpu_request_millicores,
+                        l.recommended.cpu_request_millicores,
+                    ),
+                    memory_change(
+                        l.current.memory_limit_bytes,
+                        l.recommended.memory_limit_bytes,
+                    ),
+                    cost(l.monthly_savings, md.currency),
+                    l.findings.join(", "),
+                    held_out(l),
+                    strategy(l),
+                ]
+            },
         );
     }
 
     fn oom(&mut self, report: &Report) {
-        self.heading("OOM risks");
-        if report.oom_risks.is_empty() {
-            self.line("None: no OOM kills, and no memory peak above the current limit.");
-            return;
-        }
-        let rows = report
-            .oom_risks
-            .iter()
-            .map(|l| {
+        self.listed(
+            "OOM risks",
+            "None: no OOM kills, and no memory peak above the current limit.",
+            &report.oom_risks,
+            &[
+                "Workload",
+                "Container",
+                "OOM kills",
+                "Restarts",
+                "Hours above limit",
+                "Memory peak",
+                "Memory limit",
+                "Recommended limit",
+            ],
+            |md, _, l| {
                 vec![
-                    self.workload(&l.key),
+                    md.workload(&l.key),
                     l.key.container.clone(),
                     l.oom_kills.to_string(),
                     l.restarts.to_string(),
@@ -398,35 +410,26 @@ impl Markdown<'_> {
                     memory_opt(l.current.memory_limit_bytes),
                     memory_opt(l.recommended.memory_limit_bytes),
                 ]
-            })
-            .collect();
-        self.table(
-            &[
-                "Workload",
-                "Container",
-                "OOM kills",
-                "Restarts",
-                "Hours above limit",
-                "Memory peak",
-                "Memory limit",
-                "Recommended limit",
-            ],
-            rows,
+            },
         );
     }
 
     fn throttling(&mut self, report: &Report) {
-        self.heading("Throttling risks");
-        if report.throttling_risks.is_empty() {
-            self.line("None: no CPU-starved container, and none often above its CPU limit.");
-            return;
-        }
-        let rows = report
-            .throttling_risks
-            .iter()
-            .map(|l| {
+        self.listed(
+            "Throttling risks",
+            "None: no CPU-starved container, and none often above its CPU limit.",
+            &report.throttling_risks,
+            &[
+                "Workload",
+                "Container",
+                "Throttled periods",
+                "Samples above limit",
+                "CPU percentile",
+                "CPU limit",
+            ],
+            |md, _, l| {
                 vec![
-                    self.workload(&l.key),
+                    md.workload(&l.key),
                     l.key.container.clone(),
                     percent_opt(l.throttled_ratio),
                     percent_opt(l.cpu_over_limit_share),
@@ -438,35 +441,21 @@ impl Markdown<'_> {
                         l.recommended.cpu_limit_millicores,
                     ),
                 ]
-            })
-            .collect();
-        self.table(
-            &[
-                "Workload",
-                "Container",
-                "Throttled periods",
-                "Samples above limit",
-                "CPU percentile",
-                "CPU limit",
-            ],
-            rows,
+            },
         );
     }
 
     fn findings(&mut self, report: &Report) {
-        self.heading("Guidance findings");
-        if report.findings.is_empty() {
-            self.line("None: every container follows the guidance.");
-            return;
-        }
-        let rows = report
-            .findings
-            .iter()
-            .map(|f| {
+        self.listed(
+            "Guidance findings",
+            "None: every container follows the guidance.",
+            &report.findings,
+            &["Code", "Severity", "Containers", "What it says", "Examples"],
+            |md, _, f| {
                 let examples: Vec<String> = f
                     .examples
                     .iter()
-                    .map(|e| format!("{} ({})", self.workload(&e.key), e.key.container))
+                    .map(|e| format!("{} ({})", md.workload(&e.key), e.key.container))
                     .collect();
                 let more = f.count.saturating_sub(f.examples.len());
                 let mut examples = examples.join(", ");
@@ -483,33 +472,25 @@ impl Markdown<'_> {
                         .unwrap_or_default(),
                     examples,
                 ]
-            })
-            .collect();
-        self.table(
-            &["Code", "Severity", "Containers", "What it says", "Examples"],
-            rows,
+            },
         );
     }
 
     fn insufficient(&mut self, report: &Report) {
-        self.heading("Insufficient data");
-        if report.insufficient_data.is_empty() {
-            self.line("None: every container has enough history.");
-            return;
-        }
-        let rows = report
-            .insufficient_data
-            .iter()
-            .map(|l: &Line| {
+        self.listed(
+            "Insufficient data",
+            "None: every container has enough history.",
+            &report.insufficient_data,
+            &["Workload", "Container", "History hours", "Reason"],
+            |md, _, l| {
                 vec![
-                    self.workload(&l.key),
+                    md.workload(&l.key),
                     l.key.container.clone(),
                     l.history_hours.to_string(),
                     l.reason.clone(),
                 ]
-            })
-            .collect();
-        self.table(&["Workload", "Container", "History hours", "Reason"], rows);
+            },
+        );
     }
 }
 

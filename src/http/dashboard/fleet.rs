@@ -105,6 +105,29 @@ fn parse_severity(s: &str) -> Option<Severity> {
     }
 }
 
+fn parse_order(s: &str) -> Option<Order> {
+    match s {
+        "asc" => Some(Order::Asc),
+        "desc" => Some(Order::Desc),
+        _ => None,
+    }
+}
+
+/// `parse(value)`, or the error naming the parameter and the values it takes.
+fn known<T>(
+    name: &str,
+    value: &str,
+    parse: fn(&str) -> Option<T>,
+    expected: &str,
+) -> Result<T, PageError> {
+    parse(value).ok_or_else(|| {
+        PageError::bad(
+            name,
+            format!("unknown value {value:?}; expected {expected}"),
+        )
+    })
+}
+
 fn parse_status(s: &str) -> Option<Status> {
     [Status::Ok, Status::NoChange, Status::InsufficientData]
         .into_iter()
@@ -136,45 +159,19 @@ impl View {
             }
             match name.as_str() {
                 "sort" => {
-                    view.sort = SortKey::parse(value).ok_or_else(|| {
-                        PageError::bad(
-                            "sort",
-                            format!("unknown value {value:?}; expected savings, severity or name"),
-                        )
-                    })?;
+                    view.sort = known("sort", value, SortKey::parse, "savings, severity or name")?
                 }
-                "order" => {
-                    order = Some(match value {
-                        "asc" => Order::Asc,
-                        "desc" => Order::Desc,
-                        _ => {
-                            return Err(PageError::bad(
-                                "order",
-                                format!("unknown value {value:?}; expected asc or desc"),
-                            ))
-                        }
-                    });
-                }
+                "order" => order = Some(known("order", value, parse_order, "asc or desc")?),
                 "cluster" => view.cluster = Some(value.to_string()),
                 "namespace" => view.namespace = Some(value.to_string()),
                 "q" => view.q = Some(value.to_string()),
                 "severity" => {
-                    view.severity = Some(parse_severity(value).ok_or_else(|| {
-                        PageError::bad(
-                            "severity",
-                            format!("unknown value {value:?}; expected info, warning or critical"),
-                        )
-                    })?);
+                    let expected = "info, warning or critical";
+                    view.severity = Some(known("severity", value, parse_severity, expected)?);
                 }
                 "status" => {
-                    view.status = Some(parse_status(value).ok_or_else(|| {
-                        PageError::bad(
-                            "status",
-                            format!(
-                                "unknown value {value:?}; expected ok, no-change or insufficient-data"
-                            ),
-                        )
-                    })?);
+                    let expected = "ok, no-change or insufficient-data";
+                    view.status = Some(known("status", value, parse_status, expected)?);
                 }
                 "page" => {
                     view.page =

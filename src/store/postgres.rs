@@ -370,6 +370,7 @@ shared::store_impl! {
 sql::conn_impl!(
     PgConnection,
     Postgres,
+    text = sql::numbered,
     async fn lock_day(&mut self, cluster: &str, day: i64) -> Result<(), StoreError> {
         // Negated: a key apart from the collection cells' claims, which are positive.
         sqlx::query("select pg_advisory_xact_lock($1)")

@@ -186,7 +186,7 @@ shared::store_impl! {
     }
 }
 
-sql::conn_impl!(SqliteConnection, Sqlite);
+sql::conn_impl!(SqliteConnection, Sqlite, text = sql::anonymous_placeholders);
 
 impl SqliteStore {
     /// Packs the hour rows of a database older than migration 0006 into day rows, then drops

@@ -20,10 +20,11 @@ wait_http() {
 # backfill OPENMETRICS_FILE TSDB_DIR: promtool into a TSDB directory. promtool reads the whole
 # file once per block window, and rounds --max-block-duration down to 2h x 3^n with windows
 # aligned to multiples of it since the epoch; the largest (39366h) keeps any history in one
-# or two windows, so two or three passes instead of one per 2 hours.
+# or two windows, so two or three passes instead of one per 2 hours. A third argument sets
+# another block length (make bench: the blocks a Prometheus of a given retention keeps).
 backfill() {
-  local file=$1 dir=$2
-  promtool tsdb create-blocks-from openmetrics --quiet --max-block-duration=39366h "$file" "$dir" >/dev/null
+  local file=$1 dir=$2 block=${3:-39366h}
+  promtool tsdb create-blocks-from openmetrics --quiet --max-block-duration="$block" "$file" "$dir" >/dev/null
 }
 
 # start_prometheus TSDB_DIR PORT LOG: a Prometheus with no scrape targets serving the TSDB.

@@ -177,6 +177,11 @@ struct Framer {
     buf: BytesMut,
 }
 
+/// The frames' checksum, CRC-32C. Slice-by-16 tables, built once: every byte of an answer
+/// goes through it (the bytewise default was 5 % of a remote-read backfill's CPU).
+static CRC32C: crc::Crc<u32, crc::Table<16>> =
+    crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
+
 /// What a frame could not be.
 #[derive(Debug, PartialEq, Eq)]
 enum FrameError {
@@ -213,7 +218,7 @@ impl Framer {
         self.buf.advance(header);
         let expected = self.buf.get_u32();
         let message = self.buf.split_to(len as usize).freeze();
-        let got = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&message);
+        let got = CRC32C.checksum(&message);
         if got != expected {
             return Err(FrameError::Crc { expected, got });
         }

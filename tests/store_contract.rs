@@ -214,6 +214,7 @@ contract!(
     run_with_backdoor: corrupt_rows_are_reported,
     corrupt_reports_are_reported,
     collection_claims_are_exclusive_between_processes,
+    span_claims_hold_their_cells_together,
     runs_are_shared_and_one_of_a_kind_runs_between_processes,
     abandoned_runs_stop_blocking_when_their_lease_expires,
     concurrent_starts_let_exactly_one_run,
@@ -1194,6 +1195,31 @@ async fn collection_claims_are_exclusive_between_processes(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     next.unwrap().release().await;
+}
+
+/// A span's cells claimed together: those another process holds are refused, the others
+/// are held as one claim (on one connection) until it is released.
+async fn span_claims_hold_their_cells_together(store: Arc<dyn Store>, backdoor: Backdoor) {
+    let url = match &backdoor {
+        Backdoor::Sqlite(url) | Backdoor::Postgres(url) => url.clone(),
+    };
+    let other = store::connect(&url).await.unwrap();
+    let cells = [T0, T0 + 6 * HOUR, T0 + 12 * HOUR];
+    let held = other.claim_chunk("span", cells[1]).await.unwrap().unwrap();
+    let (granted, claim) = store.claim_chunks("span", &cells).await.unwrap();
+    if let Backdoor::Sqlite(_) = backdoor {
+        assert_eq!(granted, vec![true; 3], "one process per SQLite file");
+        return;
+    }
+    assert_eq!(granted, vec![true, false, true]);
+    for cell in [cells[0], cells[2]] {
+        assert!(other.claim_chunk("span", cell).await.unwrap().is_none());
+    }
+    claim.release().await;
+    held.release().await;
+    let (granted, claim) = other.claim_chunks("span", &cells).await.unwrap();
+    assert_eq!(granted, vec![true; 3], "all released");
+    claim.release().await;
 }
 
 /// A second process on the same database.

@@ -286,6 +286,24 @@ pub trait Store: Send + Sync {
         cluster: &str,
         cell_start: i64,
     ) -> Result<Option<Claim>, StoreError>;
+    /// Claims several cells of `cluster` at once (a span of chunks read together): which
+    /// of `cell_starts` were granted, and one claim holding them all, given up together.
+    /// A backend that holds a claim on a connection holds these on one, so a span does not
+    /// take a connection per cell.
+    async fn claim_chunks(
+        &self,
+        cluster: &str,
+        cell_starts: &[i64],
+    ) -> Result<(Vec<bool>, Claim), StoreError> {
+        let mut granted = Vec::with_capacity(cell_starts.len());
+        for &cell in cell_starts {
+            let claim = self.claim_chunk(cluster, cell).await?;
+            // Only a backend without contention (every claim uncontended) keeps this
+            // default; one whose claims hold something overrides it.
+            granted.push(claim.is_some());
+        }
+        Ok((granted, Claim::uncontended()))
+    }
     /// Leases the run of `job` for `period` to `holder` until `now + ttl_secs`: true when
     /// nobody ran it yet and no other holder's lease is still valid. Scheduled jobs of
     /// several replicas run once per period this way; an expired lease (its holder died)

@@ -309,10 +309,39 @@ shared::store_impl! {
         if !got {
             return Ok(None);
         }
-        Ok(Some(Claim::held(Box::new(AdvisoryLock {
+        Ok(Some(Claim::held(Box::new(AdvisoryLocks {
             conn: Some(conn),
-            key,
+            keys: vec![key],
         }))))
+    }
+
+    async fn claim_chunks(
+        &self,
+        cluster: &str,
+        cell_starts: &[i64],
+    ) -> Result<(Vec<bool>, Claim), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let (mut granted, mut keys) = (Vec::new(), Vec::new());
+        for &cell in cell_starts {
+            let key = super::claim_key(cluster, cell);
+            let got: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
+                .bind(key)
+                .fetch_one(&mut *conn)
+                .await?;
+            granted.push(got);
+            if got {
+                keys.push(key);
+            }
+        }
+        let claim = if keys.is_empty() {
+            Claim::uncontended()
+        } else {
+            Claim::held(Box::new(AdvisoryLocks {
+                conn: Some(conn),
+                keys,
+            }))
+        };
+        Ok((granted, claim))
     }
 
     #[tracing::instrument(skip_all, fields(cutoff = options.cutoff, dry_run = options.dry_run))]
@@ -383,31 +412,41 @@ sql::conn_impl!(
 
 /// A session advisory lock on a connection taken out of the pool. Released, the connection
 /// goes back; dropped unreleased, the connection is closed, which frees the lock.
-struct AdvisoryLock {
+/// Advisory locks of collection cells, held on one connection (one cell's, or a span's).
+struct AdvisoryLocks {
     conn: Option<sqlx::pool::PoolConnection<Postgres>>,
-    key: i64,
+    keys: Vec<i64>,
 }
 
-#[async_trait]
-impl super::ClaimHold for AdvisoryLock {
-    async fn release(mut self: Box<Self>) {
-        if let Some(mut conn) = self.conn.take() {
-            let unlocked = sqlx::query_scalar::<_, bool>("select pg_advisory_unlock($1)")
-                .bind(self.key)
-                .fetch_one(&mut *conn)
-                .await;
-            if !matches!(unlocked, Ok(true)) {
-                tracing::warn!(
-                    key = self.key,
-                    "releasing a collection claim failed; closing its connection"
-                );
-                conn.close_on_drop();
-            }
+/// Unlocks `keys` on `conn`; a connection that fails to is closed instead of returned to
+/// the pool, which frees whatever it still holds.
+async fn unlock(mut conn: sqlx::pool::PoolConnection<Postgres>, keys: &[i64]) {
+    for &key in keys {
+        let unlocked = sqlx::query_scalar::<_, bool>("select pg_advisory_unlock($1)")
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await;
+        if !matches!(unlocked, Ok(true)) {
+            tracing::warn!(
+                key,
+                "releasing a collection claim failed; closing its connection"
+            );
+            conn.close_on_drop();
+            return;
         }
     }
 }
 
-impl Drop for AdvisoryLock {
+#[async_trait]
+impl super::ClaimHold for AdvisoryLocks {
+    async fn release(mut self: Box<Self>) {
+        if let Some(conn) = self.conn.take() {
+            unlock(conn, &self.keys).await;
+        }
+    }
+}
+
+impl Drop for AdvisoryLocks {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.as_mut() {
             conn.close_on_drop();

@@ -23,6 +23,7 @@ pub mod queries;
 pub mod raw;
 pub mod recent;
 pub mod settings;
+mod span;
 
 pub use queries::Scope;
 pub use settings::{CollectorConfig, CollectorSource, HttpCompression};
@@ -212,6 +213,8 @@ pub struct ChunkQueries {
     pub sizes: String,
     /// Owner edges (instant).
     pub owners: String,
+    /// How far back from `time` the owners query looks, in seconds.
+    pub owners_span: i64,
     /// Workload facts: replicas, HPA, PDB (instant; never split, it is small).
     pub facts: String,
     /// Requests, limits, info, restarts, OOM and throttling counters per pod container.
@@ -240,6 +243,7 @@ impl ChunkQueries {
             time: end,
             sizes: queries::namespace_sizes(span, scope),
             owners: queries::owners(span, scope),
+            owners_span: span,
             facts: queries::workload_facts(scope),
             state: RangeQuery {
                 promql: queries::container_state(scope),
@@ -617,86 +621,244 @@ enum Outcome {
 /// Where fetched pieces go: the writer, or a count of hours collected elsewhere.
 type ToWriter = tokio::sync::mpsc::Sender<Result<Fetched, u64>>;
 
-/// Claims the chunk's cell, drops the hours that were collected meanwhile (by another
-/// process), and fetches the runs that remain, each sized first and cut into pieces when
-/// its series would make one chunk too big ([`SERIES_HOURS_PER_CHUNK`]); every piece goes
-/// to the writer as soon as it is fetched, so memory holds a piece, not a cell. With
-/// `wait`, polls a held cell until its holder is done (or died: its claim is freed with
-/// its connection), at most [`CLAIM_WAIT`].
-async fn claim_and_fetch(
-    prom: &PromClient,
+/// A claimed cell: the runs of its hours still missing, and its claim (released with the
+/// cell's last piece).
+struct Claimed {
+    runs: Vec<Vec<i64>>,
+    claim: Claim,
+}
+
+/// Claims the cell of `hours` and drops the hours that were collected meanwhile (by
+/// another process); `Err` with what became of the cell when there is nothing to fetch.
+/// With `wait`, polls a held cell until its holder is done (or died: its claim is freed
+/// with its connection), at most [`CLAIM_WAIT`].
+async fn claim_cell(
     store: &dyn Store,
     hours: Vec<i64>,
     opts: &CollectOptions,
-    via: Via,
-    to_writer: &ToWriter,
     wait: bool,
-) -> Result<Outcome, CollectError> {
+) -> Result<Result<Claimed, Outcome>, CollectError> {
     let n = hours.len() as u64;
     let cell = cell_of(hours[0], opts.chunk_hours);
     let deadline = std::time::Instant::now() + CLAIM_WAIT;
     let claim = loop {
         match store.claim_chunk(&opts.cluster, cell).await? {
             Some(claim) => break claim,
-            None if !wait => return Ok(Outcome::Held(hours)),
+            None if !wait => return Ok(Err(Outcome::Held(hours))),
             None if std::time::Instant::now() >= deadline => {
                 tracing::warn!(
                     cell,
                     "another process held this chunk too long; leaving it to them"
                 );
-                return Ok(Outcome::Elsewhere(n));
+                return Ok(Err(Outcome::Elsewhere(n)));
             }
             None => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
         }
     };
+    let runs = missing_runs(store, hours, opts).await?;
+    if runs.is_empty() {
+        claim.release().await;
+        return Ok(Err(Outcome::Elsewhere(n)));
+    }
+    Ok(Ok(Claimed { runs, claim }))
+}
+
+/// The runs of a claimed cell's `hours` that nobody collected meanwhile.
+async fn missing_runs(
+    store: &dyn Store,
+    hours: Vec<i64>,
+    opts: &CollectOptions,
+) -> Result<Vec<Vec<i64>>, CollectError> {
     let last = hours[hours.len() - 1] + 3600;
     let done: HashSet<i64> = store
         .collected_hours(&opts.cluster, hours[0], last)
         .await?
         .into_iter()
         .collect();
-    let runs = plan_chunks(
+    Ok(plan_chunks(
         &hours
             .into_iter()
             .filter(|h| !done.contains(h))
             .collect::<Vec<_>>(),
         opts.chunk_hours,
-    );
-    if runs.is_empty() {
-        claim.release().await;
-        return Ok(Outcome::Elsewhere(n));
+    ))
+}
+
+/// Claims the cells of a span together (one claim for all, released with the span's last
+/// piece); a cell another process holds is left for later, one it collected meanwhile
+/// counted.
+async fn claim_span(
+    store: &dyn Store,
+    cells: Vec<Vec<i64>>,
+    opts: &CollectOptions,
+    outcomes: &mut Vec<Outcome>,
+) -> Result<Vec<(Vec<i64>, Option<Claim>)>, CollectError> {
+    let starts: Vec<i64> = cells
+        .iter()
+        .map(|hours| cell_of(hours[0], opts.chunk_hours))
+        .collect();
+    let (granted, claim) = store.claim_chunks(&opts.cluster, &starts).await?;
+    let mut work: Vec<(Vec<i64>, Option<Claim>)> = Vec::new();
+    for (hours, granted) in cells.into_iter().zip(granted) {
+        if !granted {
+            outcomes.push(Outcome::Held(hours));
+            continue;
+        }
+        let n = hours.len() as u64;
+        let runs = missing_runs(store, hours, opts).await?;
+        if runs.is_empty() {
+            outcomes.push(Outcome::Elsewhere(n));
+        }
+        work.extend(runs.into_iter().map(|run| (run, None)));
     }
-    let mut claim = Some(claim);
-    let n_runs = runs.len();
-    for (r, run) in runs.into_iter().enumerate() {
-        let sized = size_run(prom, &run, opts).await?;
-        let series = sized.sizes.iter().map(|(_, n)| n).sum();
-        let pieces: Vec<&[i64]> = run.chunks(piece_hours(series, run.len())).collect();
-        let n_pieces = pieces.len();
-        for (p, piece) in pieces.into_iter().enumerate() {
-            let (chunk, stats, split, mut counts) =
-                fetch_chunk(prom, piece, opts, via, &sized).await?;
-            if p == 0 {
-                counts.queries += 2; // the run's sizing
+    match work.last_mut() {
+        Some(last) => last.1 = Some(claim),
+        None => claim.release().await,
+    }
+    Ok(work)
+}
+
+/// Claims the cells (one, or a span of consecutive ones under remote read) and fetches the
+/// runs that remain; what became of each cell another process holds or collected is in
+/// the outcomes. Each run is sized first and cut into pieces when its series would make
+/// one chunk too big ([`SERIES_HOURS_PER_CHUNK`]); every piece goes to the writer as soon
+/// as it is fetched, so memory holds a piece, not a cell. Several runs read over remote
+/// read are read together where their series allow ([`span`]).
+async fn claim_and_fetch(
+    prom: &PromClient,
+    store: &dyn Store,
+    cells: Vec<Vec<i64>>,
+    opts: &CollectOptions,
+    via: Via,
+    to_writer: &ToWriter,
+    wait: bool,
+) -> Result<Vec<Outcome>, CollectError> {
+    let mut outcomes = Vec::new();
+    let mut work: Vec<(Vec<i64>, Option<Claim>)> = Vec::new();
+    if cells.len() > 1 {
+        work = claim_span(store, cells, opts, &mut outcomes).await?;
+    } else if let Some(hours) = cells.into_iter().next() {
+        match claim_cell(store, hours, opts, wait).await? {
+            Ok(Claimed { runs, claim }) => {
+                let n = runs.len();
+                let mut claim = Some(claim);
+                for (i, run) in runs.into_iter().enumerate() {
+                    work.push((run, if i + 1 == n { claim.take() } else { None }));
+                }
             }
-            let fetched = Fetched {
-                chunk,
-                stats,
-                split,
-                counts,
-                claim: if r + 1 == n_runs && p + 1 == n_pieces {
-                    claim.take()
-                } else {
-                    None
-                },
-            };
-            if to_writer.send(Ok(fetched)).await.is_err() {
-                // The writer stopped (it failed): the run ends with its error.
-                return Ok(Outcome::Sent);
+            Err(outcome) => outcomes.push(outcome),
+        }
+    }
+    if work.is_empty() {
+        return Ok(outcomes);
+    }
+    outcomes.push(Outcome::Sent);
+    if via.remote_read && work.len() > 1 {
+        fetch_spans(prom, work, opts, via, to_writer).await?;
+    } else {
+        for (run, claim) in work {
+            if !fetch_run(prom, &run, claim, opts, via, to_writer).await? {
+                break;
             }
         }
     }
-    Ok(Outcome::Sent)
+    Ok(outcomes)
+}
+
+/// Fetches one run, sized on its own and cut into pieces, each handed to the writer (the
+/// claim with the last); `false` when the writer stopped (it failed: the run ends with its
+/// error).
+async fn fetch_run(
+    prom: &PromClient,
+    run: &[i64],
+    mut claim: Option<Claim>,
+    opts: &CollectOptions,
+    via: Via,
+    to_writer: &ToWriter,
+) -> Result<bool, CollectError> {
+    let sized = size_run(prom, run, opts).await?;
+    let series = sized.sizes.iter().map(|(_, n)| n).sum();
+    let pieces: Vec<&[i64]> = run.chunks(piece_hours(series, run.len())).collect();
+    let n_pieces = pieces.len();
+    for (p, piece) in pieces.into_iter().enumerate() {
+        let (chunk, stats, split, mut counts) = fetch_chunk(prom, piece, opts, via, &sized).await?;
+        if p == 0 {
+            counts.queries += 2; // the run's sizing
+        }
+        let fetched = Fetched {
+            chunk,
+            stats,
+            split,
+            counts,
+            claim: if p + 1 == n_pieces {
+                claim.take()
+            } else {
+                None
+            },
+        };
+        if to_writer.send(Ok(fetched)).await.is_err() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Fetches consecutive runs over remote read, as few reads as their series allow: sized
+/// once together, then read in spans ([`span::sub_spans`]); a span that cannot be read at
+/// once (a namespace too big for it, or, under `auto` or for its size, a read that failed)
+/// is fetched run by run.
+async fn fetch_spans(
+    prom: &PromClient,
+    work: Vec<(Vec<i64>, Option<Claim>)>,
+    opts: &CollectOptions,
+    via: Via,
+    to_writer: &ToWriter,
+) -> Result<(), CollectError> {
+    let (runs, mut claims): (Vec<Vec<i64>>, Vec<Option<Claim>>) = work.into_iter().unzip();
+    let whole = ChunkQueries::new(&runs.concat(), opts.step_secs, &opts.scope);
+    let sizes = parse_sizes(&prom.query(&whole.sizes, whole.time).await?.series);
+    let mut sizing_queries = 1;
+    let series = sizes.iter().map(|(_, n)| n).sum();
+    for range in span::sub_spans(&runs, series) {
+        let sub = &runs[range.clone()];
+        if sub.len() > 1 {
+            let facts = futures::future::try_join_all(sub.iter().map(|run| async move {
+                let q = ChunkQueries::new(run, opts.step_secs, &opts.scope);
+                prom.query(&q.facts, q.time).await
+            }))
+            .await?;
+            match span::fetch_span(prom, sub, opts, &sizes, &facts).await {
+                Ok(Some(chunks)) => {
+                    for (i, mut c) in range.zip(chunks) {
+                        c.counts.queries += std::mem::take(&mut sizing_queries);
+                        c.counts.queries += 1; // its facts
+                        let fetched = Fetched {
+                            chunk: c.chunk,
+                            stats: c.stats,
+                            split: c.split,
+                            counts: c.counts,
+                            claim: claims[i].take(),
+                        };
+                        if to_writer.send(Ok(fetched)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) if via.fall_back || is_too_big(&e) => {
+                    tracing::warn!(error = %e, hours = sub.iter().map(Vec::len).sum::<usize>(), "reading several chunks at once failed: reading them one by one");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for i in range {
+            if !fetch_run(prom, &runs[i], claims[i].take(), opts, via, to_writer).await? {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The source a run reads from, and why `auto` chose range queries when it did.
@@ -763,6 +925,25 @@ fn check_window(opts: &CollectOptions) -> Result<(), CollectError> {
     Ok(())
 }
 
+/// Consecutive chunks (adjacent cells) grouped into spans of at most `max_hours` hours;
+/// each chunk alone when `max_hours` is 0.
+fn spans(chunks: Vec<Vec<i64>>, max_hours: usize) -> Vec<Vec<Vec<i64>>> {
+    let mut out: Vec<Vec<Vec<i64>>> = Vec::new();
+    for chunk in chunks {
+        match out.last_mut() {
+            Some(span)
+                if span.iter().map(Vec::len).sum::<usize>() + chunk.len() <= max_hours
+                    && span.last().and_then(|c| c.last()).map(|h| h + 3600)
+                        == chunk.first().copied() =>
+            {
+                span.push(chunk)
+            }
+            _ => out.push(vec![chunk]),
+        }
+    }
+    out
+}
+
 /// Chunks another process holds are skipped at first and waited for at the end, so the
 /// run ends with every hour collected by someone: an analysis right after it sees them
 /// all, and a holder that died is replaced.
@@ -776,30 +957,41 @@ async fn fetch_all(
 ) -> Result<(), CollectError> {
     let mut held = Vec::new();
     let tx = &tx;
-    let mut fetches = futures::stream::iter(chunks)
-        .map(|hours| claim_and_fetch(prom, store, hours, opts, via, tx, false))
-        .buffered(opts.concurrency.max(1) + 1);
-    while let Some(outcome) = fetches.next().await {
-        match outcome? {
-            Outcome::Held(hours) => held.push(hours),
-            Outcome::Sent => {}
-            Outcome::Elsewhere(n) => {
-                if tx.send(Err(n)).await.is_err() {
-                    return Ok(());
+    // `concurrency` chunks and one more under way; under remote read one span at a time
+    // (its groups' reads keep Prometheus busy, and each span holds a week's summaries).
+    let (span_hours, ahead) = if via.remote_read {
+        (span::SPAN_HOURS, 1)
+    } else {
+        (0, opts.concurrency.max(1) + 1)
+    };
+    let mut fetches = futures::stream::iter(spans(chunks, span_hours))
+        .map(|cells| claim_and_fetch(prom, store, cells, opts, via, tx, false))
+        .buffered(ahead);
+    while let Some(outcomes) = fetches.next().await {
+        for outcome in outcomes? {
+            match outcome {
+                Outcome::Held(hours) => held.push(hours),
+                Outcome::Sent => {}
+                Outcome::Elsewhere(n) => {
+                    if tx.send(Err(n)).await.is_err() {
+                        return Ok(());
+                    }
                 }
             }
         }
     }
     drop(fetches);
     for hours in held {
-        match claim_and_fetch(prom, store, hours, opts, via, tx, true).await? {
-            Outcome::Sent => {}
-            Outcome::Elsewhere(n) => {
-                if tx.send(Err(n)).await.is_err() {
-                    break;
+        for outcome in claim_and_fetch(prom, store, vec![hours], opts, via, tx, true).await? {
+            match outcome {
+                Outcome::Sent => {}
+                Outcome::Elsewhere(n) => {
+                    if tx.send(Err(n)).await.is_err() {
+                        return Ok(());
+                    }
                 }
+                Outcome::Held(_) => unreachable!("a waiting claim is never left held"),
             }
-            Outcome::Held(_) => unreachable!("a waiting claim is never left held"),
         }
     }
     Ok(())

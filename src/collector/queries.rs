@@ -112,14 +112,33 @@ pub fn memory_peak(step_secs: i64, scope: &Scope) -> String {
     )
 }
 
+/// The series that tell owners: pods', ReplicaSets' and Jobs'.
+const OWNER_METRICS: &str = "kube_pod_owner|kube_replicaset_owner|kube_job_owner";
+/// The labels an owner edge is told by (the `max by` of [`owners`]).
+pub const OWNER_LABELS: [&str; 6] = [
+    "namespace",
+    "pod",
+    "replicaset",
+    "job_name",
+    "owner_kind",
+    "owner_name",
+];
+
 /// Owner edges alive at any time in the last `span_secs`.
 pub fn owners(span_secs: i64, scope: &Scope) -> String {
     format!(
-        "max by (namespace, pod, replicaset, job_name, owner_kind, owner_name) \
-         (max_over_time({{__name__=~\"kube_pod_owner|kube_replicaset_owner|kube_job_owner\"{}}}[{}]))",
+        "max by ({}) (max_over_time({{__name__=~\"{OWNER_METRICS}\"{}}}[{}]))",
+        OWNER_LABELS.join(", "),
         scope.matchers(),
         duration(span_secs)
     )
+}
+
+/// What a remote read asks for in place of [`owners`]: the owner series, raw.
+pub fn owner_selection(scope: &Scope) -> Vec<Matcher> {
+    let mut out = vec![Matcher::new(MatchKind::Re, "__name__", OWNER_METRICS)];
+    out.extend(scope.remote_matchers());
+    out
 }
 
 /// Series per namespace alive in the last `span_secs`: the pod containers' memory and info

@@ -11,9 +11,10 @@ use std::collections::HashMap;
 
 use crate::prometheus::engine::{self, RangeFn};
 use crate::prometheus::remote_read::{RawSeries, ReadStats, SeriesSink};
-use crate::prometheus::{Answer, Labels, PromClient, PromError, RangeSeries};
+use crate::prometheus::{Answer, InstantSample, Labels, PromClient, PromError, RangeSeries};
 
-use super::queries::{raw_selection, RawMetric};
+use super::queries::{owner_selection, raw_selection, RawMetric};
+use super::ChunkQueries;
 use super::{RangeQuery, Scope};
 
 /// `rate(...[5m])`'s window.
@@ -181,23 +182,123 @@ impl Emulation {
     }
 }
 
-impl SeriesSink for Emulation {
-    fn series(&mut self, raw: RawSeries) {
+/// Evaluates one series' samples (in time order) that fall in its window.
+pub trait Window {
+    /// The samples of the series labelled `labels` within the window.
+    fn eval(&mut self, labels: &Labels, samples: &[(i64, f64)]);
+}
+
+impl Window for Emulation {
+    fn eval(&mut self, labels: &Labels, samples: &[(i64, f64)]) {
         let (eval, step) = (self.eval, self.max_by.step);
         let times = engine::steps(self.max_by.start, self.max_by.end, step);
-        let merge = self.max_by.merger(&raw.labels);
+        let merge = self.max_by.merger(labels);
         match eval {
-            Eval::Rate => {
-                engine::range_eval(&raw.samples, RangeFn::Rate, RATE_RANGE_MS, times, merge)
+            Eval::Rate => engine::range_eval(samples, RangeFn::Rate, RATE_RANGE_MS, times, merge),
+            Eval::MaxOverStep => {
+                engine::range_eval(samples, RangeFn::MaxOverTime, step * 1000, times, merge)
             }
-            Eval::MaxOverStep => engine::range_eval(
-                &raw.samples,
-                RangeFn::MaxOverTime,
-                step * 1000,
-                times,
-                merge,
-            ),
-            Eval::Instant => engine::instant_eval(&raw.samples, LOOKBACK_MS, times, merge),
+            Eval::Instant => engine::instant_eval(samples, LOOKBACK_MS, times, merge),
+        }
+    }
+}
+
+impl SeriesSink for Emulation {
+    fn series(&mut self, raw: RawSeries) {
+        self.eval(&raw.labels, &raw.samples);
+    }
+}
+
+/// One read serving several chunks: each part gets the samples of its own window
+/// (`[from_ms, to_ms]`, both ends inclusive), exactly those a read of that window alone
+/// returns, since Prometheus trims a read to its range.
+pub struct Spread<W> {
+    parts: Vec<(i64, i64, W)>,
+}
+
+impl<W> Spread<W> {
+    /// The window the read must cover.
+    fn range(&self) -> (i64, i64) {
+        let from = self.parts.iter().map(|p| p.0).min().unwrap_or(0);
+        let to = self.parts.iter().map(|p| p.1).max().unwrap_or(0);
+        (from, to)
+    }
+
+    fn into_parts(self) -> impl Iterator<Item = W> {
+        self.parts.into_iter().map(|(_, _, w)| w)
+    }
+}
+
+impl<W: Window> SeriesSink for Spread<W> {
+    fn series(&mut self, raw: RawSeries) {
+        for (from, to, window) in &mut self.parts {
+            let lo = raw.samples.partition_point(|s| s.0 < *from);
+            let hi = raw.samples.partition_point(|s| s.0 <= *to);
+            if lo < hi {
+                window.eval(&raw.labels, &raw.samples[lo..hi]);
+            }
+        }
+    }
+}
+
+/// What [`super::queries::owners`] answers at `time` over its span, from the raw owner
+/// series: per `max by` group the largest value of its series within the window (stale
+/// markers are not samples to `max_over_time`), NaN replaced as Prometheus replaces it.
+pub struct OwnerEdges {
+    time: i64,
+    edges: HashMap<Labels, f64>,
+}
+
+impl Window for OwnerEdges {
+    fn eval(&mut self, labels: &Labels, samples: &[(i64, f64)]) {
+        let mut max: Option<f64> = None;
+        for &(_, v) in samples.iter().filter(|s| !engine::is_stale(s.1)) {
+            match max {
+                Some(m) if !(m < v || m.is_nan()) => {}
+                _ => max = Some(v),
+            }
+        }
+        let Some(v) = max else { return };
+        let key: Labels = super::queries::OWNER_LABELS
+            .iter()
+            .filter_map(|&name| {
+                let value = labels.get(name)?;
+                (!value.is_empty()).then(|| (name.to_string(), value.clone()))
+            })
+            .collect();
+        match self.edges.get_mut(&key) {
+            Some(old) if !(*old < v || old.is_nan()) => {}
+            Some(old) => *old = v,
+            None => {
+                self.edges.insert(key, v);
+            }
+        }
+    }
+}
+
+impl OwnerEdges {
+    /// The answer as the instant query gives it (non-finite values skipped and counted).
+    fn into_answer(self) -> Answer<InstantSample> {
+        let mut non_finite_skipped = 0;
+        let mut series: Vec<InstantSample> = self
+            .edges
+            .into_iter()
+            .filter(|(_, v)| {
+                let keep = v.is_finite();
+                non_finite_skipped += u64::from(!keep);
+                keep
+            })
+            .map(|(labels, value)| InstantSample {
+                labels,
+                time: self.time,
+                value,
+            })
+            .collect();
+        series.sort_by(|a, b| a.labels.iter().cmp(b.labels.iter()));
+        Answer {
+            series,
+            non_finite_skipped,
+            warnings: Vec::new(),
         }
     }
 }
@@ -237,6 +338,70 @@ pub async fn read_range(
     // Sorting and filtering a few hundred series is quick; the evaluation itself ran as
     // frames arrived.
     Ok(emulation.max_by.into_answer())
+}
+
+/// The answers to the range query of `metric` in each of `chunks` (all within `scope`),
+/// from one remote read covering them all.
+pub async fn read_spread(
+    prom: &PromClient,
+    metric: RawMetric,
+    chunks: &[ChunkQueries],
+    scope: &Scope,
+    stats: &mut RawStats,
+) -> Result<Vec<Answer<RangeSeries>>, PromError> {
+    let of = |q: &ChunkQueries| match metric {
+        RawMetric::State => q.state.clone(),
+        RawMetric::Cpu => q.cpu.clone(),
+        RawMetric::Memory => q.memory.clone(),
+    };
+    let spread = || Spread {
+        parts: chunks
+            .iter()
+            .map(|c| {
+                let q = of(c);
+                let (from, to) = Emulation::read_range(metric, &q);
+                (from, to, Emulation::new(metric, &q))
+            })
+            .collect(),
+    };
+    let (from_ms, to_ms) = spread().range();
+    let (spread, read) = prom
+        .remote_read(from_ms, to_ms, &raw_selection(metric, scope), spread)
+        .await?;
+    stats.add(&read);
+    Ok(spread
+        .into_parts()
+        .map(|e| e.max_by.into_answer())
+        .collect())
+}
+
+/// The answers to each chunk's owners query (within `scope`), from one remote read of the
+/// raw owner series covering them all.
+pub async fn read_owners(
+    prom: &PromClient,
+    chunks: &[ChunkQueries],
+    scope: &Scope,
+    stats: &mut RawStats,
+) -> Result<Vec<Answer<InstantSample>>, PromError> {
+    let spread = || Spread {
+        parts: chunks
+            .iter()
+            .map(|c| {
+                // `max_over_time(…[span])` at `time`: both ends inclusive in 2.x.
+                let window = OwnerEdges {
+                    time: c.time,
+                    edges: HashMap::new(),
+                };
+                ((c.time - c.owners_span) * 1000, c.time * 1000, window)
+            })
+            .collect(),
+    };
+    let (from_ms, to_ms) = spread().range();
+    let (spread, read) = prom
+        .remote_read(from_ms, to_ms, &owner_selection(scope), spread)
+        .await?;
+    stats.add(&read);
+    Ok(spread.into_parts().map(OwnerEdges::into_answer).collect())
 }
 
 #[cfg(test)]

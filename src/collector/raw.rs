@@ -61,27 +61,16 @@ impl MaxBy {
     /// A merger of values of the series labelled `labels` into its group:
     /// `merge(t_ms, value)` for `t_ms` on the grid.
     fn merger(&mut self, labels: &Labels) -> impl FnMut(i64, f64) + '_ {
-        let key: Labels = self
-            .by
-            .iter()
-            .filter_map(|&name| {
-                let value = labels.get(name)?;
-                (!value.is_empty()).then(|| (name.to_string(), value.clone()))
-            })
-            .collect();
+        let key = group_key(self.by, labels);
         let n = ((self.end - self.start) / self.step + 1).max(0) as usize;
         let (start, step) = (self.start, self.step);
         let slots = self.groups.entry(key).or_insert_with(|| vec![None; n]);
         move |t_ms: i64, v: f64| {
-            let Some(slot) = usize::try_from((t_ms / 1000 - start) / step)
+            if let Some(slot) = usize::try_from((t_ms / 1000 - start) / step)
                 .ok()
                 .and_then(|i| slots.get_mut(i))
-            else {
-                return;
-            };
-            match slot {
-                Some(old) if !(*old < v || old.is_nan()) => {}
-                _ => *slot = Some(v),
+            {
+                keep_max(slot, v);
             }
         }
     }
@@ -100,7 +89,7 @@ impl MaxBy {
     pub fn into_answer(self) -> Answer<RangeSeries> {
         let mut non_finite_skipped = 0;
         let (start, step) = (self.start, self.step);
-        let mut series: Vec<RangeSeries> = self
+        let series: Vec<RangeSeries> = self
             .groups
             .into_iter()
             .map(|(labels, values)| {
@@ -108,22 +97,53 @@ impl MaxBy {
                     .into_iter()
                     .enumerate()
                     .filter_map(|(i, v)| Some((start + i as i64 * step, v?)))
-                    .filter(|&(_, v)| {
-                        let keep = v.is_finite();
-                        non_finite_skipped += u64::from(!keep);
-                        keep
-                    })
+                    .filter(|&(_, v)| is_finite_or_counted(v, &mut non_finite_skipped))
                     .collect();
                 RangeSeries { labels, samples }
             })
             .filter(|s| !s.samples.is_empty())
             .collect();
-        series.sort_by(|a, b| a.labels.iter().cmp(b.labels.iter()));
-        Answer {
-            series,
-            non_finite_skipped,
-            warnings: Vec::new(),
-        }
+        sorted_answer(series, |s| &s.labels, non_finite_skipped)
+    }
+}
+
+/// The labels of `labels` named in `by` that have a value: what a `by` clause groups on.
+fn group_key(by: &[&str], labels: &Labels) -> Labels {
+    by.iter()
+        .filter_map(|&name| {
+            let value = labels.get(name)?;
+            (!value.is_empty()).then(|| (name.to_string(), value.clone()))
+        })
+        .collect()
+}
+
+/// Merges `v` into a running maximum as Prometheus' `max` does: the first value, replaced
+/// by a larger one, or by anything when it is NaN.
+fn keep_max(slot: &mut Option<f64>, v: f64) {
+    match slot {
+        Some(old) if !(*old < v || old.is_nan()) => {}
+        _ => *slot = Some(v),
+    }
+}
+
+/// Whether `v` is finite; counts it in `skipped` when not (the client skips those).
+fn is_finite_or_counted(v: f64, skipped: &mut u64) -> bool {
+    let keep = v.is_finite();
+    *skipped += u64::from(!keep);
+    keep
+}
+
+/// An answer of `series` sorted by their labels, as Prometheus sorts its results.
+fn sorted_answer<T>(
+    mut series: Vec<T>,
+    labels: impl Fn(&T) -> &Labels,
+    non_finite_skipped: u64,
+) -> Answer<T> {
+    series.sort_by(|a, b| labels(a).iter().cmp(labels(b).iter()));
+    Answer {
+        series,
+        non_finite_skipped,
+        warnings: Vec::new(),
     }
 }
 
@@ -246,33 +266,18 @@ impl<W: Window> SeriesSink for Spread<W> {
 /// markers are not samples to `max_over_time`), NaN replaced as Prometheus replaces it.
 pub struct OwnerEdges {
     time: i64,
-    edges: HashMap<Labels, f64>,
+    edges: HashMap<Labels, Option<f64>>,
 }
 
 impl Window for OwnerEdges {
     fn eval(&mut self, labels: &Labels, samples: &[(i64, f64)]) {
-        let mut max: Option<f64> = None;
+        let mut max = None;
         for &(_, v) in samples.iter().filter(|s| !engine::is_stale(s.1)) {
-            match max {
-                Some(m) if !(m < v || m.is_nan()) => {}
-                _ => max = Some(v),
-            }
+            keep_max(&mut max, v);
         }
         let Some(v) = max else { return };
-        let key: Labels = super::queries::OWNER_LABELS
-            .iter()
-            .filter_map(|&name| {
-                let value = labels.get(name)?;
-                (!value.is_empty()).then(|| (name.to_string(), value.clone()))
-            })
-            .collect();
-        match self.edges.get_mut(&key) {
-            Some(old) if !(*old < v || old.is_nan()) => {}
-            Some(old) => *old = v,
-            None => {
-                self.edges.insert(key, v);
-            }
-        }
+        let key = group_key(&super::queries::OWNER_LABELS, labels);
+        keep_max(self.edges.entry(key).or_insert(None), v);
     }
 }
 
@@ -280,26 +285,18 @@ impl OwnerEdges {
     /// The answer as the instant query gives it (non-finite values skipped and counted).
     fn into_answer(self) -> Answer<InstantSample> {
         let mut non_finite_skipped = 0;
-        let mut series: Vec<InstantSample> = self
+        let series: Vec<InstantSample> = self
             .edges
             .into_iter()
-            .filter(|(_, v)| {
-                let keep = v.is_finite();
-                non_finite_skipped += u64::from(!keep);
-                keep
-            })
+            .filter_map(|(labels, value)| Some((labels, value?)))
+            .filter(|&(_, v)| is_finite_or_counted(v, &mut non_finite_skipped))
             .map(|(labels, value)| InstantSample {
                 labels,
                 time: self.time,
                 value,
             })
             .collect();
-        series.sort_by(|a, b| a.labels.iter().cmp(b.labels.iter()));
-        Answer {
-            series,
-            non_finite_skipped,
-            warnings: Vec::new(),
-        }
+        sorted_answer(series, |s| &s.labels, non_finite_skipped)
     }
 }
 

@@ -350,12 +350,17 @@ async fn prometheus_killed_mid_run_fails_it_and_a_rerun_after_restart_completes_
             }
         })
     };
+    // Spans of four chunks: remote read fetches a span before its first chunk is
+    // committed, and the window must still have spans to read when Prometheus dies.
     let failed = tokio::time::timeout(
         PATIENCE,
         collector::collect(
             &client(&url),
             store.store.as_ref(),
-            &options(&history, progress),
+            &CollectOptions {
+                span_hours: 4 * CHUNK_HOURS as usize,
+                ..options(&history, progress)
+            },
         ),
     )
     .await

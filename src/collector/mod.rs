@@ -27,6 +27,7 @@ mod span;
 
 pub use queries::Scope;
 pub use settings::{CollectorConfig, CollectorSource, HttpCompression};
+pub use span::SPAN_HOURS;
 
 /// Extra history before a chunk that owner lookups cover: a rate over 5 minutes still
 /// reports a pod for a few minutes after its owner series ended.
@@ -102,6 +103,9 @@ pub struct CollectOptions {
     pub progress: Progress,
     /// Where history comes from; `Auto` probes the server once (per client).
     pub source: CollectorSource,
+    /// Hours of consecutive chunks a remote read covers at once at most (see [`span`]);
+    /// 0 reads chunk by chunk.
+    pub span_hours: usize,
 }
 
 impl CollectOptions {
@@ -119,6 +123,7 @@ impl CollectOptions {
             max_series_per_query: defaults.max_series_per_query,
             progress: Progress::default(),
             source: defaults.source,
+            span_hours: span::SPAN_HOURS,
         }
     }
 }
@@ -958,9 +963,9 @@ async fn fetch_all(
     let mut held = Vec::new();
     let tx = &tx;
     // `concurrency` chunks and one more under way; under remote read one span at a time
-    // (its groups' reads keep Prometheus busy, and each span holds a week's summaries).
-    let (span_hours, ahead) = if via.remote_read {
-        (span::SPAN_HOURS, 1)
+    // (its groups' reads keep Prometheus busy, and a span holds its chunks' summaries).
+    let (span_hours, ahead) = if via.remote_read && opts.span_hours > 0 {
+        (opts.span_hours, 1)
     } else {
         (0, opts.concurrency.max(1) + 1)
     };

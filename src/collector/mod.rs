@@ -821,7 +821,7 @@ async fn fetch_spans(
 ) -> Result<(), CollectError> {
     let (runs, mut claims): (Vec<Vec<i64>>, Vec<Option<Claim>>) = work.into_iter().unzip();
     let whole = ChunkQueries::new(&runs.concat(), opts.step_secs, &opts.scope);
-    let sizes = parse_sizes(&prom.query(&whole.sizes, whole.time).await?.series);
+    let sizes = span::sizes(prom, &whole, &opts.scope).await?;
     let mut sizing_queries = 1;
     let series = sizes.iter().map(|(_, n)| n).sum();
     for range in span::sub_spans(&runs, series) {

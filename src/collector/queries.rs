@@ -153,6 +153,15 @@ pub fn namespace_sizes(span_secs: i64, scope: &Scope) -> String {
     )
 }
 
+/// The series [`namespace_sizes`] counts, as selectors for `/api/v1/series`: Prometheus
+/// finds them in its index without reading a sample.
+pub fn sized_series(scope: &Scope) -> [String; 2] {
+    [
+        cadvisor(MEMORY_METRIC, scope),
+        cadvisor("kube_pod_container_info", scope),
+    ]
+}
+
 /// Container state over time ([`STATE_METRICS`]), raw series (the collector takes the max
 /// per metric, pod container and resource). Counters are turned into per-hour increases by
 /// the collector, so a coarse step is enough.

@@ -515,13 +515,16 @@ impl PromClient {
             .collect();
         params.push(("start", start.to_string()));
         params.push(("end", end.to_string()));
-        let (url, body) = self.post("/api/v1/series", &params).await?;
-        decode_envelope(
-            &url,
-            &body,
-            &matchers.join(" or "),
-            std::marker::PhantomData::<Vec<Labels>>,
-        )
+        self.with_retries("series", || async {
+            let (url, body) = self.post("/api/v1/series", &params).await?;
+            decode_envelope(
+                &url,
+                &body,
+                &matchers.join(" or "),
+                std::marker::PhantomData::<Vec<Labels>>,
+            )
+        })
+        .await
     }
 
     /// A POST of `body` to `path`, signed with AWS SigV4 when configured.

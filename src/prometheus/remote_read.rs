@@ -261,23 +261,24 @@ impl<S: SeriesSink> Assembler<S> {
                 .into_iter()
                 .map(|l| (l.name, l.value))
                 .collect();
-            let mut samples = Vec::new();
+            // A series cut over frames goes on in the same buffer.
+            if self.current.as_ref().is_none_or(|cur| cur.labels != labels) {
+                self.flush();
+                self.current = Some(RawSeries {
+                    labels,
+                    samples: Vec::new(),
+                });
+            }
+            let cur = self.current.as_mut().expect("set above");
             for chunk in &series.chunks {
                 if chunk.r#type != pb::XOR {
                     return Err(format!(
-                        "chunk of encoding {} for {labels:?}: only XOR (1) is understood",
-                        chunk.r#type
+                        "chunk of encoding {} for {:?}: only XOR (1) is understood",
+                        chunk.r#type, cur.labels
                     ));
                 }
-                samples
-                    .extend(xor::decode(&chunk.data).map_err(|e| format!("{e} for {labels:?}"))?);
-            }
-            match &mut self.current {
-                Some(cur) if cur.labels == labels => cur.samples.extend(samples),
-                _ => {
-                    self.flush();
-                    self.current = Some(RawSeries { labels, samples });
-                }
+                xor::decode_into(&chunk.data, &mut cur.samples)
+                    .map_err(|e| format!("{e} for {:?}", cur.labels))?;
             }
         }
         Ok(())

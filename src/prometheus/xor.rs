@@ -47,7 +47,19 @@ impl Bits<'_> {
         if self.pos + n as usize > self.bytes.len() * 8 {
             return None;
         }
-        // Up to a byte at a time: this runs for every sample of a remote-read answer.
+        if n == 0 {
+            return Some(0);
+        }
+        // This runs for every sample of a remote-read answer: away from the end of the
+        // chunk, nine bytes hold any 64 bits at any bit offset, read as one number.
+        let (byte, offset) = (self.pos / 8, (self.pos % 8) as u32);
+        if let Some(window) = self.bytes.get(byte..byte + 9) {
+            let head = u64::from_be_bytes(window[..8].try_into().expect("eight bytes"));
+            let x = (u128::from(head) << 8) | u128::from(window[8]);
+            // The wanted bits to the top of 128, then down to the bottom.
+            self.pos += n as usize;
+            return Some(((x << (56 + offset)) >> (128 - n)) as u64);
+        }
         let mut v = 0u64;
         let mut need = n;
         while need > 0 {
@@ -87,11 +99,20 @@ impl Bits<'_> {
 /// Decodes every `(timestamp_ms, value)` of one chunk, stale markers included
 /// (callers that emulate PromQL drop them, as range selection does).
 pub fn decode(chunk: &[u8]) -> Result<Vec<(i64, f64)>, XorError> {
+    let mut out = Vec::new();
+    decode_into(chunk, &mut out)?;
+    Ok(out)
+}
+
+/// [`decode`], appending to `out` (a series' samples, chunk after chunk, without a buffer
+/// per chunk). On an error `out` may hold part of the chunk.
+pub fn decode_into(chunk: &[u8], out: &mut Vec<(i64, f64)>) -> Result<(), XorError> {
     if chunk.len() < 2 {
         return Err(XorError::NoHeader(chunk.len()));
     }
     let declared = u16::from_be_bytes([chunk[0], chunk[1]]) as usize;
-    let mut out = Vec::with_capacity(declared);
+    out.reserve(declared);
+    let before = out.len();
     let mut r = Bits {
         bytes: &chunk[2..],
         pos: 0,
@@ -99,8 +120,7 @@ pub fn decode(chunk: &[u8]) -> Result<Vec<(i64, f64)>, XorError> {
     let truncated = |read| XorError::Truncated { read, declared };
     let (mut t, mut delta, mut v) = (0i64, 0i64, 0u64);
     let (mut leading, mut trailing) = (0u32, 0u32);
-    while out.len() < declared {
-        let i = out.len();
+    for i in 0..declared {
         match i {
             0 => {
                 t = r
@@ -126,7 +146,8 @@ pub fn decode(chunk: &[u8]) -> Result<Vec<(i64, f64)>, XorError> {
         }
         out.push((t, f64::from_bits(v)));
     }
-    Ok(out)
+    debug_assert_eq!(out.len() - before, declared);
+    Ok(())
 }
 
 /// Buckets `0`, `10`+14 bits, `110`+17, `1110`+20, `1111`+64. The sign is folded as

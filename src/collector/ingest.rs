@@ -103,7 +103,9 @@ pub fn build_chunk(cluster: &str, hours: Vec<i64>, answers: &Answers) -> (Chunk,
         ..ChunkStats::default()
     };
 
-    let mut sketches: BTreeMap<(ContainerKey, Resource, i64), Sketch> = BTreeMap::new();
+    // Per workload container, its hours: the container is looked up once per series (a
+    // hash of its key), each hour of the series by two integers, with no key cloned.
+    let mut sketches: HashMap<ContainerKey, BTreeMap<(Resource, i64), Sketch>> = HashMap::new();
     for (resource, series) in [
         (Resource::Cpu, &answers.cpu),
         (Resource::Memory, &answers.memory),
@@ -113,14 +115,14 @@ pub fn build_chunk(cluster: &str, hours: Vec<i64>, answers: &Answers) -> (Chunk,
                 stats.ignored_series += 1;
                 continue;
             };
-            // Samples come in time order: one map entry (and one key clone) per hour of a
-            // series, not per sample.
+            let hours = sketches.entry(key).or_default();
+            // Samples come in time order: one map entry per hour of a series, not per sample.
             for run in s
                 .samples
                 .chunk_by(|a, b| a.0.div_euclid(3600) == b.0.div_euclid(3600))
             {
                 let hour = run[0].0 - run[0].0.rem_euclid(3600);
-                let sketch = sketches.entry((key.clone(), resource, hour)).or_default();
+                let sketch = hours.entry((resource, hour)).or_default();
                 for &(_, v) in run {
                     match sketch.insert(v) {
                         Ok(()) => stats.samples += 1,
@@ -144,13 +146,20 @@ pub fn build_chunk(cluster: &str, hours: Vec<i64>, answers: &Answers) -> (Chunk,
             seen_at: l.seen_at,
         })
         .collect();
-    let usage: Vec<UsageHour> = sketches
+    // Sorted by container, resource and hour, as the rows are written.
+    let by_key: BTreeMap<ContainerKey, BTreeMap<(Resource, i64), Sketch>> =
+        sketches.into_iter().collect();
+    let usage: Vec<UsageHour> = by_key
         .into_iter()
-        .map(|((key, resource, hour_start), sketch)| UsageHour {
-            key,
-            resource,
-            hour_start,
-            sketch,
+        .flat_map(|(key, hours)| {
+            hours
+                .into_iter()
+                .map(move |((resource, hour_start), sketch)| UsageHour {
+                    key: key.clone(),
+                    resource,
+                    hour_start,
+                    sketch,
+                })
         })
         .collect();
     let seen_at = hours.iter().copied().max().map(|h| h + 3600).unwrap_or(0);

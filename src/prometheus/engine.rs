@@ -79,11 +79,16 @@ pub fn range_eval(
     times: impl Iterator<Item = i64>,
     mut sink: impl FnMut(i64, f64),
 ) {
-    let live: Vec<(i64, f64)> = samples
-        .iter()
-        .copied()
-        .filter(|&(_, v)| !is_stale(v))
-        .collect();
+    // Most series hold no stale marker: they are read in place, not copied.
+    let live: std::borrow::Cow<[(i64, f64)]> = if samples.iter().any(|&(_, v)| is_stale(v)) {
+        samples
+            .iter()
+            .copied()
+            .filter(|&(_, v)| !is_stale(v))
+            .collect()
+    } else {
+        samples.into()
+    };
     let (mut lo, mut hi) = (0, 0);
     for t in times {
         while hi < live.len() && live[hi].0 <= t {

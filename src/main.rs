@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 
 use clap::Parser;
-use rightsizer::config::{Cli, LogFormat};
+use rightsizer::config::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn init_tracing(format: LogFormat) {
@@ -24,18 +24,24 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.global.log_format);
-    // On a worker rather than the main thread: the command's futures and the HTTP
-    // connections they wait on then wake each other within one worker's queue instead of
-    // across threads (futex and eventfd calls were a quarter of a remote-read backfill's CPU).
-    let run = tokio::spawn(rightsizer::cli::run(cli));
-    match run
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-    {
+    // `serve` answers requests while it collects: it gets worker threads. A one-off command
+    // runs on this thread alone: its futures and the HTTP connections they wait on then wake
+    // each other without crossing threads (futex and eventfd calls were a quarter of a
+    // remote-read backfill's CPU), and its allocations stay in one malloc arena (spread over
+    // worker threads they cost 1.4 x the peak RSS). Summaries are still built on the blocking
+    // pool, beside the reads.
+    let mut runtime = match cli.command {
+        Command::Serve { .. } => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .expect("the Tokio runtime starts");
+    match runtime.block_on(rightsizer::cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -30,9 +30,8 @@ fn main() -> std::process::ExitCode {
     // `serve` answers requests while it collects: it gets worker threads. A one-off command
     // runs on this thread alone: its futures and the HTTP connections they wait on then wake
     // each other without crossing threads (futex and eventfd calls were a quarter of a
-    // remote-read backfill's CPU), and its allocations stay in one malloc arena (spread over
-    // worker threads they cost 1.4 x the peak RSS). Summaries are still built on the blocking
-    // pool, beside the reads.
+    // remote-read backfill's CPU). Summaries are still built on the blocking pool, beside
+    // the reads.
     let mut runtime = match cli.command {
         Command::Serve { .. } => tokio::runtime::Builder::new_multi_thread(),
         _ => tokio::runtime::Builder::new_current_thread(),

@@ -96,16 +96,10 @@ impl Bits<'_> {
     }
 }
 
-/// Decodes every `(timestamp_ms, value)` of one chunk, stale markers included
-/// (callers that emulate PromQL drop them, as range selection does).
-pub fn decode(chunk: &[u8]) -> Result<Vec<(i64, f64)>, XorError> {
-    let mut out = Vec::new();
-    decode_into(chunk, &mut out)?;
-    Ok(out)
-}
-
-/// [`decode`], appending to `out` (a series' samples, chunk after chunk, without a buffer
-/// per chunk). On an error `out` may hold part of the chunk.
+/// Decodes every `(timestamp_ms, value)` of one chunk, stale markers included (callers
+/// that emulate PromQL drop them, as range selection does), appending them to `out`: a
+/// series' samples, chunk after chunk, without a buffer per chunk. On an error `out` may
+/// hold part of the chunk.
 pub fn decode_into(chunk: &[u8], out: &mut Vec<(i64, f64)>) -> Result<(), XorError> {
     if chunk.len() < 2 {
         return Err(XorError::NoHeader(chunk.len()));
@@ -193,6 +187,12 @@ fn next_value(r: &mut Bits, prev: u64, leading: &mut u32, trailing: &mut u32) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn decode(chunk: &[u8]) -> Result<Vec<(i64, f64)>, XorError> {
+        let mut out = Vec::new();
+        decode_into(chunk, &mut out)?;
+        Ok(out)
+    }
 
     /// A minimal encoder mirroring xor.go, so the decoder can be checked on series
     /// with every bucket width and value shape (the real-Prometheus test covers what

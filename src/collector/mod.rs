@@ -463,18 +463,21 @@ async fn fetch_group(
     Ok(())
 }
 
-/// Fetches one chunk: sizes it, then asks for everything at once or, when too big, per
-/// namespace group, halving a group that Prometheus still refuses for its size.
-/// Each namespace group's answers are summarized as soon as they arrive, so memory holds
-/// one group's raw answers at a time (bounded by `max_series_per_query`), not the
-/// cluster's; the groups' summaries are disjoint (a namespace is in one group) and are
-/// concatenated into the chunk.
-/// Series-hours one chunk may hold: a run of hours whose namespaces hold more series than
-/// this divided by its length is fetched and written in shorter pieces, so a chunk's
-/// answers and summaries stay bounded whatever the fleet (and a small fleet gets whole-day
-/// chunks: Prometheus answers a day of remote read for a third of the CPU of four
-/// 6-hour reads).
+/// Series-hours one namespace group's read may hold (its answers, or the evaluations of a
+/// remote read): the largest namespace, which is never split, bounds how long a piece of a
+/// run may be, and a span's groups take fewer series the more hours they cover.
 const SERIES_HOURS_PER_CHUNK: u64 = 20_000;
+
+/// Series-hours of summaries held before they are written: a piece of a run (every
+/// namespace group's summaries of its hours) or the chunks of a span. Summaries grow with
+/// workload containers, and series (which count every pod that came and went) are never
+/// fewer, so this bounds them for any fleet: 300 containers' four days fit in a span, and a
+/// fleet of thousands gets pieces shorter than a day. This bound, not the
+/// group's, decides a big fleet's piece: at 5,000 containers (17,000 series) pieces bounded
+/// by a group's budget were one hour long, and every hour cost Prometheus a read of every
+/// series (a day's backfill took 38 s, 37 s of Prometheus CPU; in 23-hour pieces, 8 s and
+/// 5.7 s).
+pub(super) const SERIES_HOURS_PER_WRITE: u64 = 15 * SERIES_HOURS_PER_CHUNK;
 
 /// What sizing a run found: series per namespace (which decides the namespace groups and
 /// the length of its pieces) and the workload facts at its end.
@@ -499,10 +502,20 @@ async fn size_run(
     })
 }
 
-/// Hours per piece of a run of `hours` whose namespaces hold `series` series.
-fn piece_hours(series: u64, hours: usize) -> usize {
-    let fit = SERIES_HOURS_PER_CHUNK / series.max(1);
-    (fit as usize).clamp(1, hours.max(1))
+/// Hours per piece of a run of `hours` whose namespaces hold `sizes` series: the pieces'
+/// summaries stay within [`SERIES_HOURS_PER_WRITE`] and the biggest read within
+/// [`SERIES_HOURS_PER_CHUNK`] (the largest namespace, or everything when queries are never
+/// split); the pieces of a run are as long as each other, give or take an hour.
+fn piece_hours(sizes: &[(String, u64)], hours: usize, max_series_per_query: u64) -> usize {
+    let total: u64 = sizes.iter().map(|(_, n)| n).sum();
+    let largest = match max_series_per_query {
+        0 => total,
+        _ => sizes.iter().map(|(_, n)| *n).max().unwrap_or(0),
+    };
+    let fit = (SERIES_HOURS_PER_WRITE / total.max(1)).min(SERIES_HOURS_PER_CHUNK / largest.max(1));
+    let hours = hours.max(1);
+    let pieces = hours.div_ceil((fit as usize).clamp(1, hours));
+    hours.div_ceil(pieces)
 }
 
 /// Series per namespace group for a chunk of `hours`: `max_series_per_query` holds for a
@@ -513,6 +526,12 @@ fn group_series(max_series_per_query: u64, hours: usize) -> u64 {
     max_series_per_query * (24 / hours.clamp(1, 24)) as u64
 }
 
+/// Fetches one chunk: sizes it, then asks for everything at once or, when too big, per
+/// namespace group, halving a group that Prometheus still refuses for its size.
+/// Each namespace group's answers are summarized as soon as they arrive, so memory holds
+/// one group's raw answers at a time (bounded by `max_series_per_query`), not the
+/// cluster's; the groups' summaries are disjoint (a namespace is in one group) and are
+/// concatenated into the chunk.
 async fn fetch_chunk(
     prom: &PromClient,
     hours: &[i64],
@@ -726,7 +745,7 @@ async fn claim_span(
 /// Claims the cells (one, or a span of consecutive ones under remote read) and fetches the
 /// runs that remain; what became of each cell another process holds or collected is in
 /// the outcomes. Each run is sized first and cut into pieces when its series would make
-/// one chunk too big ([`SERIES_HOURS_PER_CHUNK`]); every piece goes to the writer as soon
+/// one chunk too big ([`piece_hours`]); every piece goes to the writer as soon
 /// as it is fetched, so memory holds a piece, not a cell. Several runs read over remote
 /// read are read together where their series allow ([`span`]).
 async fn claim_and_fetch(
@@ -782,8 +801,8 @@ async fn fetch_run(
     to_writer: &ToWriter,
 ) -> Result<bool, CollectError> {
     let sized = size_run(prom, run, opts).await?;
-    let series = sized.sizes.iter().map(|(_, n)| n).sum();
-    let pieces: Vec<&[i64]> = run.chunks(piece_hours(series, run.len())).collect();
+    let piece = piece_hours(&sized.sizes, run.len(), opts.max_series_per_query);
+    let pieces: Vec<&[i64]> = run.chunks(piece).collect();
     let n_pieces = pieces.len();
     for (p, piece) in pieces.into_iter().enumerate() {
         let (chunk, stats, split, mut counts) = fetch_chunk(prom, piece, opts, via, &sized).await?;
@@ -1175,10 +1194,19 @@ mod tests {
     // A small fleet keeps whole-day chunks; a big one gets pieces short enough to bound a
     // chunk's summaries, and its groups take more series per query for a short piece.
     fn big_fleets_get_shorter_pieces_with_bigger_groups() {
-        assert_eq!(piece_hours(800, 24), 24);
-        assert_eq!(piece_hours(5_000, 24), 4);
-        assert_eq!(piece_hours(13_000, 24), 1);
-        assert_eq!(piece_hours(0, 3), 3);
+        let fleet = |namespaces: u64, each: u64| -> Vec<(String, u64)> {
+            (0..namespaces).map(|i| (format!("ns-{i}"), each)).collect()
+        };
+        assert_eq!(piece_hours(&fleet(80, 10), 24, 300), 24);
+        // 5,000 containers: the day in two pieces, not 24.
+        assert_eq!(piece_hours(&fleet(1_336, 13), 24, 300), 12);
+        assert_eq!(piece_hours(&fleet(4, 4_000), 24, 300), 5);
+        // One namespace bounds the piece by its own reads.
+        assert_eq!(piece_hours(&fleet(1, 5_000), 24, 300), 4);
+        // Queries never split: everything is one read.
+        assert_eq!(piece_hours(&fleet(80, 10), 24, 0), 24);
+        assert_eq!(piece_hours(&fleet(1_336, 13), 24, 0), 1);
+        assert_eq!(piece_hours(&[], 3, 300), 3);
         assert_eq!(group_series(300, 24), 300);
         assert_eq!(group_series(300, 4), 1_800);
         assert_eq!(group_series(300, 1), 7_200);

@@ -14,20 +14,13 @@ use crate::prometheus::{Answer, InstantSample, PromClient, PromError};
 use super::raw::{self, RawStats};
 use super::{
     append_group, group_series, ingest, namespace_groups, queries::RawMetric, ChunkQueries,
-    CollectOptions, Counts, SERIES_HOURS_PER_CHUNK,
+    CollectOptions, Counts, SERIES_HOURS_PER_CHUNK, SERIES_HOURS_PER_WRITE,
 };
 
 /// Hours of history one span covers at most: four day-long chunks. Longer spans cost
 /// Prometheus less still (a week: 2.5 s of its CPU instead of 3.1 s for 300 containers'
 /// 14 days) but hold more summaries (peak RSS 166 MB instead of 133 MB).
 pub const SPAN_HOURS: usize = 96;
-
-/// Series-hours of summaries a span may hold before its chunks are written: fifteen
-/// chunks' worth ([`SERIES_HOURS_PER_CHUNK`] bounds what one namespace group's read
-/// holds). A span's summaries grow with its workload containers, and its series (which
-/// count every pod that came and went) are never fewer, so this bounds them for any fleet:
-/// 300 containers' four days fit, a fleet of thousands reads day by day.
-const SERIES_HOURS_PER_SPAN: u64 = 15 * SERIES_HOURS_PER_CHUNK;
 
 /// Series per namespace over the window of `whole` (the span's chunks as one): the
 /// series [`super::queries::namespace_sizes`] counts, listed by `/api/v1/series`, which
@@ -55,14 +48,14 @@ pub async fn sizes(
 }
 
 /// Consecutive runs of a span that are read together: as many as keep the summaries of
-/// `series` series within [`SERIES_HOURS_PER_SPAN`]; a run alone when even two do not fit.
+/// `series` series within [`SERIES_HOURS_PER_WRITE`]; a run alone when even two do not fit.
 pub fn sub_spans(runs: &[Vec<i64>], series: u64) -> Vec<std::ops::Range<usize>> {
     let mut out: Vec<std::ops::Range<usize>> = Vec::new();
     let mut hours = 0u64;
     for (i, run) in runs.iter().enumerate() {
         let n = run.len() as u64;
         match out.last_mut() {
-            Some(r) if (hours + n) * series.max(1) <= SERIES_HOURS_PER_SPAN => {
+            Some(r) if (hours + n) * series.max(1) <= SERIES_HOURS_PER_WRITE => {
                 r.end = i + 1;
                 hours += n;
             }

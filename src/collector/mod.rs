@@ -472,11 +472,10 @@ const SERIES_HOURS_PER_CHUNK: u64 = 20_000;
 /// namespace group's summaries of its hours) or the chunks of a span. Summaries grow with
 /// workload containers, and series (which count every pod that came and went) are never
 /// fewer, so this bounds them for any fleet: 300 containers' four days fit in a span, and a
-/// fleet of thousands gets pieces shorter than a day. This bound, not the
-/// group's, decides a big fleet's piece: at 5,000 containers (17,000 series) pieces bounded
-/// by a group's budget were one hour long, and every hour cost Prometheus a read of every
-/// series (a day's backfill took 38 s, 37 s of Prometheus CPU; in 23-hour pieces, 8 s and
-/// 5.7 s).
+/// fleet of thousands gets pieces shorter than a day. This bound, not the group's, decides a
+/// big fleet's piece: at 5,000 containers (28,700 series over a day) pieces bounded by a
+/// group's budget were one hour long, and every hour cost Prometheus a read of every series
+/// (23 hours took 38 s, 37 s of Prometheus CPU; in three pieces of 8 hours, 9.5 s and 7.4 s).
 pub(super) const SERIES_HOURS_PER_WRITE: u64 = 15 * SERIES_HOURS_PER_CHUNK;
 
 /// What sizing a run found: series per namespace (which decides the namespace groups and
@@ -1198,8 +1197,8 @@ mod tests {
             (0..namespaces).map(|i| (format!("ns-{i}"), each)).collect()
         };
         assert_eq!(piece_hours(&fleet(80, 10), 24, 300), 24);
-        // 5,000 containers: the day in two pieces, not 24.
-        assert_eq!(piece_hours(&fleet(1_336, 13), 24, 300), 12);
+        // 5,000 containers (28,700 series over a day): three pieces, not 24.
+        assert_eq!(piece_hours(&fleet(1_336, 22), 24, 300), 8);
         assert_eq!(piece_hours(&fleet(4, 4_000), 24, 300), 5);
         // One namespace bounds the piece by its own reads.
         assert_eq!(piece_hours(&fleet(1, 5_000), 24, 300), 4);

@@ -466,7 +466,7 @@ async fn fetch_group(
 /// Series-hours one namespace group's read may hold (its answers, or the evaluations of a
 /// remote read): the largest namespace, which is never split, bounds how long a piece of a
 /// run may be, and a span's groups take fewer series the more hours they cover.
-const SERIES_HOURS_PER_CHUNK: u64 = 20_000;
+const SERIES_HOURS_PER_READ: u64 = 20_000;
 
 /// Series-hours of summaries held before they are written: a piece of a run (every
 /// namespace group's summaries of its hours) or the chunks of a span. Summaries grow with
@@ -476,7 +476,7 @@ const SERIES_HOURS_PER_CHUNK: u64 = 20_000;
 /// big fleet's piece: at 5,000 containers (28,700 series over a day) pieces bounded by a
 /// group's budget were one hour long, and every hour cost Prometheus a read of every series
 /// (23 hours took 38 s, 37 s of Prometheus CPU; in three pieces of 8 hours, 9.5 s and 7.4 s).
-pub(super) const SERIES_HOURS_PER_WRITE: u64 = 15 * SERIES_HOURS_PER_CHUNK;
+pub(super) const SERIES_HOURS_PER_WRITE: u64 = 15 * SERIES_HOURS_PER_READ;
 
 /// What sizing a run found: series per namespace (which decides the namespace groups and
 /// the length of its pieces) and the workload facts at its end.
@@ -503,7 +503,7 @@ async fn size_run(
 
 /// Hours per piece of a run of `hours` whose namespaces hold `sizes` series: the pieces'
 /// summaries stay within [`SERIES_HOURS_PER_WRITE`] and the biggest read within
-/// [`SERIES_HOURS_PER_CHUNK`] (the largest namespace, or everything when queries are never
+/// [`SERIES_HOURS_PER_READ`] (the largest namespace, or everything when queries are never
 /// split); the pieces of a run are as long as each other, give or take an hour.
 fn piece_hours(sizes: &[(String, u64)], hours: usize, max_series_per_query: u64) -> usize {
     let total: u64 = sizes.iter().map(|(_, n)| n).sum();
@@ -511,7 +511,7 @@ fn piece_hours(sizes: &[(String, u64)], hours: usize, max_series_per_query: u64)
         0 => total,
         _ => sizes.iter().map(|(_, n)| *n).max().unwrap_or(0),
     };
-    let fit = (SERIES_HOURS_PER_WRITE / total.max(1)).min(SERIES_HOURS_PER_CHUNK / largest.max(1));
+    let fit = (SERIES_HOURS_PER_WRITE / total.max(1)).min(SERIES_HOURS_PER_READ / largest.max(1));
     let hours = hours.max(1);
     let pieces = hours.div_ceil((fit as usize).clamp(1, hours));
     hours.div_ceil(pieces)

@@ -14,7 +14,7 @@ use crate::prometheus::{Answer, InstantSample, PromClient, PromError};
 use super::raw::{self, RawStats};
 use super::{
     append_group, group_series, ingest, namespace_groups, queries::RawMetric, ChunkQueries,
-    CollectOptions, Counts, SERIES_HOURS_PER_CHUNK, SERIES_HOURS_PER_WRITE,
+    CollectOptions, Counts, SERIES_HOURS_PER_READ, SERIES_HOURS_PER_WRITE,
 };
 
 /// Hours of history one span covers at most: four day-long chunks. Longer spans cost
@@ -69,7 +69,7 @@ pub fn sub_spans(runs: &[Vec<i64>], series: u64) -> Vec<std::ops::Range<usize>> 
 }
 
 /// Namespace groups for reading `hours` hours at once: each group's series over those
-/// hours stay within one chunk's budget of series-hours (what the evaluations of one read
+/// hours stay within [`SERIES_HOURS_PER_READ`] (what the evaluations of one read
 /// hold), and within `max_series_per_query` (0: no limit). `None` when one namespace alone
 /// is over it: its chunks are then read one by one, in pieces.
 fn span_groups(
@@ -77,7 +77,7 @@ fn span_groups(
     hours: usize,
     max_series_per_query: u64,
 ) -> Option<Vec<Option<Vec<String>>>> {
-    let budget = SERIES_HOURS_PER_CHUNK / hours.max(1) as u64;
+    let budget = SERIES_HOURS_PER_READ / hours.max(1) as u64;
     let cap = match group_series(max_series_per_query, hours) {
         0 => budget,
         m => m.min(budget),

@@ -504,7 +504,7 @@ async fn size_run(
 /// Hours per piece of a run of `hours` whose namespaces hold `sizes` series: the pieces'
 /// summaries stay within [`SERIES_HOURS_PER_WRITE`] and the biggest read within
 /// [`SERIES_HOURS_PER_READ`] (the largest namespace, or everything when queries are never
-/// split); the pieces of a run are as long as each other, give or take an hour.
+/// split); a run is cut into as few pieces as fit, all as long as the first but the last.
 fn piece_hours(sizes: &[(String, u64)], hours: usize, max_series_per_query: u64) -> usize {
     let total: u64 = sizes.iter().map(|(_, n)| n).sum();
     let largest = match max_series_per_query {
@@ -1049,7 +1049,7 @@ async fn write_all(
         if let Some(claim) = f.claim {
             claim.release().await;
         }
-        // Not `extend`: it reserves room for every usage hour (31 MB for a day of 5,000
+        // Not `extend`: it reserves room for every usage hour (31 MB for 13 hours of 5,000
         // containers) and clones each hour's key.
         for key in
             (chunk.usage.iter().map(|u| &u.key)).chain(chunk.containers.iter().map(|c| &c.key))

@@ -241,6 +241,17 @@ pub struct Chunk {
     pub workloads: Vec<WorkloadInfo>,
 }
 
+impl Chunk {
+    /// A chunk of `cluster` covering `hours` with nothing seen in them (yet).
+    pub fn empty(cluster: &str, hours: Vec<i64>) -> Self {
+        Chunk {
+            cluster: cluster.to_string(),
+            hours,
+            ..Chunk::default()
+        }
+    }
+}
+
 /// Whether a recommendation proposes numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]

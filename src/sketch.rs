@@ -152,6 +152,12 @@ impl Sketch {
         }
     }
 
+    /// Gives back the room the buckets grew into but do not use: a finished hour is kept
+    /// until written, and its buckets grew by doubling.
+    pub fn shrink_to_fit(&mut self) {
+        self.bins.shrink_to_fit();
+    }
+
     /// Number of samples.
     pub fn count(&self) -> u64 {
         self.count

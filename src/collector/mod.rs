@@ -342,7 +342,8 @@ fn is_too_big(e: &PromError) -> bool {
 
 /// A chunk fetched and waiting to be written, with the claim to release after writing.
 struct Fetched {
-    chunk: crate::model::Chunk,
+    /// The piece's summaries: its hours, then every namespace group's (see [`append_group`]).
+    parts: Vec<crate::model::Chunk>,
     stats: ingest::ChunkStats,
     split: bool,
     counts: Counts,
@@ -482,7 +483,9 @@ pub(super) const SERIES_HOURS_PER_WRITE: u64 = 15 * SERIES_HOURS_PER_READ;
 /// the length of its pieces) and the workload facts at its end.
 struct Sized {
     sizes: Vec<(String, u64)>,
-    facts: crate::prometheus::Answer<crate::prometheus::InstantSample>,
+    facts: std::sync::Arc<[crate::prometheus::InstantSample]>,
+    /// Non-finite samples of the facts, skipped.
+    facts_skipped: u64,
 }
 
 async fn size_run(
@@ -495,9 +498,11 @@ async fn size_run(
         prom.query(&whole.sizes, whole.time),
         prom.query(&whole.facts, whole.time)
     );
+    let facts = facts?;
     Ok(Sized {
         sizes: parse_sizes(&sizes?.series),
-        facts: facts?,
+        facts: facts.series.into(),
+        facts_skipped: facts.non_finite_skipped,
     })
 }
 
@@ -537,19 +542,12 @@ async fn fetch_chunk(
     opts: &CollectOptions,
     via: Via,
     sized: &Sized,
-) -> Result<(crate::model::Chunk, ingest::ChunkStats, bool, Counts), PromError> {
+) -> Result<(Vec<crate::model::Chunk>, ingest::ChunkStats, bool, Counts), PromError> {
     let whole = ChunkQueries::new(hours, opts.step_secs, &opts.scope);
-    let (sizes, facts) = (&sized.sizes, &sized.facts);
-    let mut chunk = crate::model::Chunk {
-        cluster: opts.cluster.clone(),
-        hours: hours.to_vec(),
-        containers: Vec::new(),
-        usage: Vec::new(),
-        signals: Vec::new(),
-        workloads: Vec::new(),
-    };
+    let sizes = &sized.sizes;
+    let mut parts = vec![crate::model::Chunk::empty(&opts.cluster, hours.to_vec())];
     let mut stats = ingest::ChunkStats {
-        rejected: facts.non_finite_skipped,
+        rejected: sized.facts_skipped,
         ..Default::default()
     };
     let mut counts = Counts::default();
@@ -573,7 +571,7 @@ async fn fetch_chunk(
             }
         };
         let mut part = ingest::Answers {
-            facts: facts.series.clone(),
+            facts: sized.facts.clone(),
             ..Default::default()
         };
         match fetch_group(prom, q, via, &mut part, &mut counts).await {
@@ -585,7 +583,7 @@ async fn fetch_chunk(
                     tokio::task::spawn_blocking(move || ingest::build_chunk(&cluster, run, &part))
                         .await
                         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-                append_group(&mut chunk, &mut stats, built, &s);
+                append_group(&mut parts, &mut stats, built, &s);
             }
             Err(e) if is_too_big(&e) => {
                 let names: Vec<String> = match group {
@@ -606,21 +604,20 @@ async fn fetch_chunk(
             Err(e) => return Err(e),
         }
     }
-    Ok((chunk, stats, split, counts))
+    Ok((parts, stats, split, counts))
 }
 
-/// Adds one namespace group's summaries to its chunk (groups are disjoint: a namespace is
-/// in one group), and its counts to the chunk's.
+/// Adds one namespace group's summaries to its chunk's parts (groups are disjoint: a
+/// namespace is in one group), and its counts to the chunk's. Kept as parts, written in one
+/// transaction ([`Store::write_parts`]): joined, a piece's vectors grew by doubling and
+/// were copied at each step.
 fn append_group(
-    chunk: &mut crate::model::Chunk,
+    parts: &mut Vec<crate::model::Chunk>,
     stats: &mut ingest::ChunkStats,
     built: crate::model::Chunk,
     s: &ingest::ChunkStats,
 ) {
-    chunk.containers.extend(built.containers);
-    chunk.usage.extend(built.usage);
-    chunk.signals.extend(built.signals);
-    chunk.workloads.extend(built.workloads);
+    parts.push(built);
     stats.samples += s.samples;
     stats.rejected += s.rejected;
     stats.inferred_pods += s.inferred_pods;
@@ -804,12 +801,12 @@ async fn fetch_run(
     let pieces: Vec<&[i64]> = run.chunks(piece).collect();
     let n_pieces = pieces.len();
     for (p, piece) in pieces.into_iter().enumerate() {
-        let (chunk, stats, split, mut counts) = fetch_chunk(prom, piece, opts, via, &sized).await?;
+        let (parts, stats, split, mut counts) = fetch_chunk(prom, piece, opts, via, &sized).await?;
         if p == 0 {
             counts.queries += 2; // the run's sizing
         }
         let fetched = Fetched {
-            chunk,
+            parts,
             stats,
             split,
             counts,
@@ -856,7 +853,7 @@ async fn fetch_spans(
                         c.counts.queries += std::mem::take(&mut sizing_queries);
                         c.counts.queries += 1; // its facts
                         let fetched = Fetched {
-                            chunk: c.chunk,
+                            parts: c.parts,
                             stats: c.stats,
                             split: c.split,
                             counts: c.counts,
@@ -1043,17 +1040,18 @@ async fn write_all(
             }
         };
         let f = fetched;
-        let (chunk, stats) = (f.chunk, f.stats);
-        let n_hours = chunk.hours.len() as u64;
-        store.write_chunk(&chunk).await?;
+        let (parts, stats) = (f.parts, f.stats);
+        let hours = &parts[0].hours;
+        let n_hours = hours.len() as u64;
+        store.write_parts(&parts).await?;
         if let Some(claim) = f.claim {
             claim.release().await;
         }
         // Not `extend`: it reserves room for every usage hour (31 MB for 13 hours of 5,000
         // containers) and clones each hour's key.
-        for key in
-            (chunk.usage.iter().map(|u| &u.key)).chain(chunk.containers.iter().map(|c| &c.key))
-        {
+        for key in parts.iter().flat_map(|c| {
+            (c.usage.iter().map(|u| &u.key)).chain(c.containers.iter().map(|c| &c.key))
+        }) {
             if !seen.contains(key) {
                 seen.insert(key.clone());
             }
@@ -1064,7 +1062,7 @@ async fn write_all(
         opts.progress.report(progressed, total);
         report.add_chunk(f.split, &f.counts, &stats);
         tracing::debug!(
-            first_hour = chunk.hours[0],
+            first_hour = hours[0],
             hours = n_hours,
             samples = stats.samples,
             "chunk written"

@@ -94,8 +94,8 @@ fn span_groups(
 /// One chunk of a span, fetched: its summaries, what building them found, whether it was
 /// read in namespace groups, and the requests it took (the span's all go to its first).
 pub struct SpanChunk {
-    /// The chunk's summaries, every namespace group's.
-    pub chunk: crate::model::Chunk,
+    /// The chunk's summaries: its hours, then every namespace group's (see [`append_group`]).
+    pub parts: Vec<crate::model::Chunk>,
     /// What building them found.
     pub stats: ingest::ChunkStats,
     /// Whether the span was read in namespace groups.
@@ -123,14 +123,7 @@ pub async fn fetch_span(
         .iter()
         .zip(facts)
         .map(|(run, facts)| SpanChunk {
-            chunk: crate::model::Chunk {
-                cluster: opts.cluster.clone(),
-                hours: run.clone(),
-                containers: Vec::new(),
-                usage: Vec::new(),
-                signals: Vec::new(),
-                workloads: Vec::new(),
-            },
+            parts: vec![crate::model::Chunk::empty(&opts.cluster, run.clone())],
             stats: ingest::ChunkStats {
                 rejected: facts.non_finite_skipped,
                 ..Default::default()
@@ -139,6 +132,8 @@ pub async fn fetch_span(
             counts: Counts::default(),
         })
         .collect();
+    let facts: Vec<std::sync::Arc<[InstantSample]>> =
+        facts.iter().map(|f| f.series.as_slice().into()).collect();
     let mut counts = Counts::default();
     let mut building: Option<Building> = None;
     for group in groups {
@@ -164,11 +159,11 @@ pub async fn fetch_span(
         let (owners, state, cpu, memory) = (owners?, state?, cpu?, memory?);
         let inputs: Vec<(Vec<i64>, ingest::Answers)> = runs
             .iter()
-            .zip(facts)
+            .zip(&facts)
             .zip(owners.into_iter().zip(state).zip(cpu).zip(memory))
             .map(|((run, facts), (((owners, state), cpu), memory))| {
                 let answers = ingest::Answers {
-                    facts: facts.series.clone(),
+                    facts: facts.clone(),
                     non_finite_skipped: owners.non_finite_skipped
                         + state.non_finite_skipped
                         + cpu.non_finite_skipped
@@ -212,7 +207,7 @@ async fn append_built(out: &mut [SpanChunk], building: Building) {
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
     for (into, (built, s)) in out.iter_mut().zip(built) {
-        append_group(&mut into.chunk, &mut into.stats, built, &s);
+        append_group(&mut into.parts, &mut into.stats, built, &s);
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::packed;
-use super::rows::{usage_hour, ChunkPlan, ContainerIdRow};
+use super::rows::{usage_hour, ChunkPlan, ContainerIdRow, BATCH_ROWS};
 use super::sql::{self, Conn, Statement, Value};
 use super::StoreError;
 use crate::model::{ContainerKey, SignalHour, UsageHour};
@@ -46,8 +46,7 @@ pub(in crate::store) async fn write_chunk(
             .copied()
             .ok_or_else(|| StoreError::Invalid(format!("no container row for {key} in this chunk")))
     };
-    let usage = usage_days(conn, plan, &id_of).await?;
-    write_usage_days(conn, &usage).await?;
+    write_usage(conn, plan, &id_of).await?;
 
     let signals = signal_days(conn, plan, &id_of).await?;
     write_signal_days(conn, &signals).await?;
@@ -57,25 +56,45 @@ pub(in crate::store) async fn write_chunk(
     Ok(())
 }
 
-/// The chunk's usage as whole day rows: its hours over the stored rows of the same days
-/// (replace, never add).
-async fn usage_days(
+/// The chunk's usage as whole day rows over the stored rows of the same days (replace,
+/// never add), read, merged and rewritten [`BATCH_ROWS`] rows at a time in key order:
+/// all of a big fleet's piece at once held its day rows three times over (the chunk's
+/// sketches, the stored ones, the encoded rows).
+async fn write_usage(
     conn: &mut impl Conn,
     plan: &ChunkPlan<'_>,
     id_of: &impl Fn(&ContainerKey) -> Result<i64, StoreError>,
-) -> Result<UsageDays, StoreError> {
-    let mut usage = UsageDays::new();
-    for u in &plan.usage {
-        aligned(u.hour_start)?;
-        usage
-            .entry((
-                id_of(u.key)?,
-                u.resource.as_str(),
-                packed::day_of(u.hour_start),
-            ))
-            .or_default()
-            .insert(u.hour_start, u.sketch.clone());
+) -> Result<(), StoreError> {
+    let mut hours: Vec<(sql::UsageDayKey, i64, &[u8])> = plan
+        .usage
+        .iter()
+        .map(|u| {
+            let day = packed::day_of(aligned(u.hour_start)?);
+            let key = (id_of(u.key)?, u.resource.as_str(), day);
+            Ok((key, u.hour_start, u.sketch.as_slice()))
+        })
+        .collect::<Result<_, StoreError>>()?;
+    hours.sort_unstable_by_key(|&(key, hour, _)| (key, hour));
+    let mut rest = hours.as_slice();
+    while !rest.is_empty() {
+        let mut usage = UsageDays::new();
+        let mut taken = 0;
+        for &(key, hour, sketch) in rest {
+            if usage.len() == BATCH_ROWS && !usage.contains_key(&key) {
+                break;
+            }
+            usage.entry(key).or_default().insert(hour, sketch.to_vec());
+            taken += 1;
+        }
+        rest = &rest[taken..];
+        merge_stored_usage(conn, &mut usage).await?;
+        write_usage_days(conn, &usage).await?;
     }
+    Ok(())
+}
+
+/// Adds the stored hours of `usage`'s day rows that it does not have.
+async fn merge_stored_usage(conn: &mut impl Conn, usage: &mut UsageDays) -> Result<(), StoreError> {
     let keys: Vec<sql::UsageDayKey> = usage.keys().copied().collect();
     for select in sql::select_usage_days(&keys) {
         let rows: Vec<(i64, String, i64, Vec<u8>)> = conn.fetch_all(&select).await?;
@@ -93,7 +112,7 @@ async fn usage_days(
             }
         }
     }
-    Ok(usage)
+    Ok(())
 }
 
 /// The chunk's signals as whole day rows, over the stored rows of the same days.

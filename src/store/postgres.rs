@@ -282,15 +282,15 @@ shared::store_impl! {
 
     #[tracing::instrument(
         skip_all,
-        fields(cluster = %chunk.cluster, containers = chunk.containers.len(), usage_rows = chunk.usage.len())
+        fields(cluster = %parts.first().map_or("", |c| c.cluster.as_str()), parts = parts.len(), usage_rows = parts.iter().map(|c| c.usage.len()).sum::<usize>())
     )]
-    async fn write_chunk(&self, chunk: &Chunk) -> Result<(), StoreError> {
-        let plan = ChunkPlan::new(chunk)?;
+    async fn write_parts(&self, parts: &[Chunk]) -> Result<(), StoreError> {
+        let plan = ChunkPlan::new(parts)?;
         let hours = plan.usage.iter().map(|u| u.hour_start);
         self.create_partitions(hours.chain(plan.signals.iter().map(|s| s.hour_start)))
             .await?;
         let mut tx = self.pool.begin().await?;
-        history::write_chunk(&mut *tx, &chunk.cluster, &plan).await?;
+        history::write_chunk(&mut *tx, plan.cluster, &plan).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -43,6 +43,8 @@ pub(in crate::store) struct UsageValues<'a> {
 /// Rows are in key order, so concurrent writers lock shared rows in the same order and never
 /// deadlock each other.
 pub(in crate::store) struct ChunkPlan<'a> {
+    /// The cluster every part belongs to.
+    pub cluster: &'a str,
     /// Containers with requests/limits, the newest observation of each key.
     pub observed: Vec<Observed<'a>>,
     /// Keys that only have usage, with the newest hour of it as `seen_at`.
@@ -60,9 +62,22 @@ pub(in crate::store) struct ChunkPlan<'a> {
 }
 
 impl<'a> ChunkPlan<'a> {
-    pub fn new(chunk: &'a Chunk) -> Result<Self, StoreError> {
+    /// The plan of a chunk given as `parts` of one cluster (see [`super::Store::write_parts`]).
+    pub fn new(parts: &'a [Chunk]) -> Result<Self, StoreError> {
+        let cluster = match parts {
+            [] => return Err(StoreError::Invalid("a chunk of no parts".into())),
+            [first, rest @ ..] => match rest.iter().find(|p| p.cluster != first.cluster) {
+                Some(other) => {
+                    return Err(StoreError::Invalid(format!(
+                        "parts of one chunk from clusters {:?} and {:?}",
+                        first.cluster, other.cluster
+                    )))
+                }
+                None => first.cluster.as_str(),
+            },
+        };
         let mut observed: BTreeMap<&ContainerKey, &ContainerObservation> = BTreeMap::new();
-        for container in &chunk.containers {
+        for container in parts.iter().flat_map(|c| &c.containers) {
             let newest = observed.entry(&container.key).or_insert(container);
             if container.seen_at >= newest.seen_at {
                 *newest = container;
@@ -71,20 +86,20 @@ impl<'a> ChunkPlan<'a> {
 
         let mut usage: BTreeMap<(&ContainerKey, Resource, i64), &UsageHour> = BTreeMap::new();
         let mut newest_hour: BTreeMap<&ContainerKey, i64> = BTreeMap::new();
-        for hour in &chunk.usage {
+        for hour in parts.iter().flat_map(|c| &c.usage) {
             usage.insert((&hour.key, hour.resource, hour.hour_start), hour);
             let newest = newest_hour.entry(&hour.key).or_insert(hour.hour_start);
             *newest = (*newest).max(hour.hour_start);
         }
 
         let mut signals: BTreeMap<(&ContainerKey, i64), &SignalHour> = BTreeMap::new();
-        for signal in &chunk.signals {
+        for signal in parts.iter().flat_map(|c| &c.signals) {
             signals.insert((&signal.key, signal.hour_start), signal);
             let newest = newest_hour.entry(&signal.key).or_insert(signal.hour_start);
             *newest = (*newest).max(signal.hour_start);
         }
         let mut workloads: BTreeMap<&WorkloadKey, &WorkloadInfo> = BTreeMap::new();
-        for w in &chunk.workloads {
+        for w in parts.iter().flat_map(|c| &c.workloads) {
             let newest = workloads.entry(&w.key).or_insert(w);
             if w.seen_at >= newest.seen_at {
                 *newest = w;
@@ -109,11 +124,12 @@ impl<'a> ChunkPlan<'a> {
             .into_values()
             .map(UsageValues::new)
             .collect::<Result<_, _>>()?;
-        let mut hours = chunk.hours.clone();
+        let mut hours: Vec<i64> = parts.iter().flat_map(|c| c.hours.iter().copied()).collect();
         hours.sort_unstable();
         hours.dedup();
 
         Ok(ChunkPlan {
+            cluster,
             observed: observed
                 .into_values()
                 .map(|o| Observed {

@@ -498,9 +498,11 @@ async fn size_run(
         prom.query(&whole.sizes, whole.time),
         prom.query(&whole.facts, whole.time)
     );
+    // The sizing query's error first: it is the one that says the chunk is too big.
+    let sizes = parse_sizes(&sizes?.series);
     let facts = facts?;
     Ok(Sized {
-        sizes: parse_sizes(&sizes?.series),
+        sizes,
         facts: facts.series.into(),
         facts_skipped: facts.non_finite_skipped,
     })

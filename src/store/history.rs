@@ -75,18 +75,15 @@ async fn write_usage(
         })
         .collect::<Result<_, StoreError>>()?;
     hours.sort_unstable_by_key(|&(key, hour, _)| (key, hour));
-    let mut rest = hours.as_slice();
-    while !rest.is_empty() {
-        let mut usage = UsageDays::new();
-        let mut taken = 0;
-        for &(key, hour, sketch) in rest {
-            if usage.len() == BATCH_ROWS && !usage.contains_key(&key) {
-                break;
-            }
-            usage.entry(key).or_default().insert(hour, sketch.to_vec());
-            taken += 1;
-        }
-        rest = &rest[taken..];
+    let rows: Vec<_> = hours.chunk_by(|a, b| a.0 == b.0).collect();
+    for batch in rows.chunks(BATCH_ROWS) {
+        let mut usage: UsageDays = batch
+            .iter()
+            .map(|row| {
+                let hours = row.iter().map(|&(_, hour, sketch)| (hour, sketch.to_vec()));
+                (row[0].0, hours.collect())
+            })
+            .collect();
         merge_stored_usage(conn, &mut usage).await?;
         write_usage_days(conn, &usage).await?;
     }

@@ -41,6 +41,14 @@ pub fn prometheus_answer(data: &[u8]) {
         if status >= 300 {
             assert!(matrix.is_err() && vector.is_err() && series.is_err());
         }
+        // A range answer read as it arrives (in pieces of any size) is the one-pass
+        // decoder's answer, or an error: never another answer.
+        for piece in [1, 7, 4096] {
+            let split = crate::prometheus::decode_matrix_in_pieces(data, status, samples, piece);
+            if let Ok(split) = split {
+                assert_eq!(Some(&split), matrix.as_ref().ok(), "pieces of {piece}");
+            }
+        }
         if let Ok(m) = matrix {
             assert!(m
                 .series

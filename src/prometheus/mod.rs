@@ -494,10 +494,10 @@ impl PromClient {
                 ("end", end.to_string()),
                 ("step", step_secs.to_string()),
             ];
-            let (url, body) = self.post("/api/v1/query_range", &params).await?;
+            let sent = self.send("/api/v1/query_range", &params).await?;
             // At most 11,000 points per series (Prometheus' own limit).
             let points = ((end - start) / step_secs.max(1) + 1).clamp(1, 11_000) as usize;
-            decode_off_thread::<decode::Matrix>(url, body, promql, points).await
+            self.read_matrix(sent, promql, points).await
         })
         .await
     }
@@ -589,8 +589,20 @@ impl PromClient {
         path: &str,
         params: &[(&str, String)],
     ) -> Result<(String, RawBody), PromError> {
-        let _permit = match &self.in_flight {
-            Some(limit) => Some(limit.acquire().await.expect("the limit is never closed")),
+        let sent = self.send(path, params).await?;
+        self.finish_post(sent).await
+    }
+
+    /// Sends a POST of `params` to `path`: the answer's head, its body still to read.
+    async fn send(&self, path: &str, params: &[(&str, String)]) -> Result<Sent, PromError> {
+        let permit = match &self.in_flight {
+            Some(limit) => Some(
+                limit
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the limit is never closed"),
+            ),
             None => None,
         };
         let mut form: Vec<(&str, String)> = params.to_vec();
@@ -612,41 +624,162 @@ impl PromClient {
             self.http.post(format!("{}{}", self.base, path)).form(&form)
         };
         req = self.with_auth(req);
-        let http_err = |e: reqwest::Error| PromError::Http {
-            url: url.clone(),
-            timeout: e.is_timeout(),
-            message: describe_reqwest_error(&e),
+        let resp = req.send().await.map_err(|e| http_error(&url, &e))?;
+        Ok(Sent {
+            status: resp.status().as_u16(),
+            content_type: content_type(&resp),
+            resp,
+            url,
+            _permit: permit,
+        })
+    }
+
+    /// Reads a range answer, decoding its series as they arrive
+    /// ([`decode::MatrixStream`]); an answer that is not split (an error, another
+    /// server's layout) is decoded whole on the blocking pool, as [`Self::post`]'s are.
+    async fn read_matrix(
+        &self,
+        mut sent: Sent,
+        query: &str,
+        points: usize,
+    ) -> Result<Answer<RangeSeries>, PromError> {
+        let cap = self.max_response_bytes;
+        let too_large = |url: &str| PromError::TooLarge {
+            url: url.to_string(),
+            cap_bytes: cap,
         };
-        let mut resp = req.send().await.map_err(http_err)?;
-        let status = resp.status().as_u16();
-        let content_type = content_type(&resp);
-        let bytes = read_capped(&mut resp, self.max_response_bytes)
+        let streams = sent.is_json() && (200..300).contains(&sent.status);
+        if !streams || sent.resp.content_length().is_some_and(|n| n > cap) {
+            let (url, body) = self.finish_post(sent).await?;
+            return decode_off_thread::<decode::Matrix>(url, body, query, points).await;
+        }
+        let mut stream = decode::MatrixStream::new(points);
+        let mut read = 0u64;
+        while let Some(chunk) = sent
+            .resp
+            .chunk()
+            .await
+            .map_err(|e| http_error(&sent.url, &e))?
+        {
+            read += chunk.len() as u64;
+            if read > cap {
+                return Err(too_large(&sent.url));
+            }
+            stream
+                .push(&chunk)
+                .map_err(|e| stream_error(&sent.url, e))?;
+        }
+        let streamed = stream.finish().map_err(|e| stream_error(&sent.url, e))?;
+        match split_answer(&sent.url, sent.status, query, points, streamed)? {
+            Ok(answer) => Ok(answer),
+            Err(body) => decode_off_thread::<decode::Matrix>(sent.url, body, query, points).await,
+        }
+    }
+
+    /// Reads an answer whole (at most `max_response_bytes`) and checks that it is JSON.
+    async fn finish_post(&self, mut sent: Sent) -> Result<(String, RawBody), PromError> {
+        let bytes = read_capped(&mut sent.resp, self.max_response_bytes)
             .await
             .map_err(|e| match e {
-                Some(e) => http_err(e),
+                Some(e) => http_error(&sent.url, &e),
                 None => PromError::TooLarge {
-                    url: url.clone(),
+                    url: sent.url.clone(),
                     cap_bytes: self.max_response_bytes,
                 },
             })?;
-        let is_json = content_type.starts_with("application/json");
         // Prometheus puts its error envelope on 400/422/503 as JSON; anything else failing is a proxy or a crash.
-        if !is_json {
+        if !sent.is_json() {
             let snippet = snippet(&bytes);
-            return Err(if (200..300).contains(&status) {
+            return Err(if (200..300).contains(&sent.status) {
                 PromError::Decode {
-                    url,
-                    message: format!("expected JSON, got content type {content_type:?}: {snippet}"),
+                    url: sent.url,
+                    message: format!(
+                        "expected JSON, got content type {:?}: {snippet}",
+                        sent.content_type
+                    ),
                 }
             } else {
                 PromError::Status {
-                    url,
-                    status,
+                    url: sent.url,
+                    status: sent.status,
                     snippet,
                 }
             });
         }
-        Ok((url, RawBody { bytes, status }))
+        Ok((
+            sent.url,
+            RawBody {
+                bytes,
+                status: sent.status,
+            },
+        ))
+    }
+}
+
+/// An answer whose head has arrived, and the permit its request holds until the body is read.
+struct Sent {
+    url: String,
+    resp: reqwest::Response,
+    status: u16,
+    content_type: String,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Sent {
+    fn is_json(&self) -> bool {
+        self.content_type.starts_with("application/json")
+    }
+}
+
+fn http_error(url: &str, e: &reqwest::Error) -> PromError {
+    PromError::Http {
+        url: url.to_string(),
+        timeout: e.is_timeout(),
+        message: describe_reqwest_error(e),
+    }
+}
+
+/// A finished [`decode::MatrixStream`]'s answer, or the whole body when it was not split.
+fn split_answer(
+    url: &str,
+    status: u16,
+    query: &str,
+    points: usize,
+    streamed: decode::Streamed,
+) -> Result<Result<Answer<RangeSeries>, RawBody>, PromError> {
+    match streamed {
+        decode::Streamed::Whole(bytes) => Ok(Err(RawBody {
+            bytes: bytes.into(),
+            status,
+        })),
+        decode::Streamed::Split {
+            series,
+            skipped,
+            rest,
+        } => {
+            // What followed the list (the envelope's end, warnings) is checked as an
+            // answer whose list is empty.
+            let body = RawBody {
+                bytes: [decode::MATRIX_HEAD, b"]", &rest].concat().into(),
+                status,
+            };
+            let mut answer = decode_query::<decode::Matrix>(url, &body, query, points)?;
+            answer.series = series;
+            answer.non_finite_skipped += skipped;
+            Ok(Ok(answer))
+        }
+    }
+}
+
+/// A split answer's error, worded as the one-pass decoder words it.
+fn stream_error(url: &str, e: decode::StreamError) -> PromError {
+    let message = match e {
+        decode::StreamError::Data(e) => format!("answer: {e}"),
+        decode::StreamError::Syntax(e, near) => format!("invalid JSON ({e}): {}", snippet(&near)),
+    };
+    PromError::Decode {
+        url: url.to_string(),
+        message,
     }
 }
 
@@ -831,6 +964,32 @@ pub(crate) fn decode_raw(bytes: &[u8], status: u16, samples: usize) -> DecodedAs
     )
 }
 
+/// A range answer as [`PromClient::query_range`] reads it when it arrives in pieces of
+/// `piece` bytes with `status`: the fuzz targets' way to hold it to the one-pass decoder.
+pub(crate) fn decode_matrix_in_pieces(
+    bytes: &[u8],
+    status: u16,
+    samples: usize,
+    piece: usize,
+) -> Result<Answer<RangeSeries>, PromError> {
+    let body = |bytes: &[u8]| RawBody {
+        bytes: bytes::Bytes::copy_from_slice(bytes),
+        status,
+    };
+    if !(200..300).contains(&status) {
+        return decode_query::<decode::Matrix>("u", &body(bytes), "q", samples);
+    }
+    let mut stream = decode::MatrixStream::new(samples);
+    for p in bytes.chunks(piece.max(1)) {
+        stream.push(p).map_err(|e| stream_error("u", e))?;
+    }
+    let streamed = stream.finish().map_err(|e| stream_error("u", e))?;
+    match split_answer("u", status, "q", samples, streamed)? {
+        Ok(answer) => Ok(answer),
+        Err(whole) => decode_query::<decode::Matrix>("u", &whole, "q", samples),
+    }
+}
+
 /// Decodes a query answer whose result must be of kind `K`.
 fn decode_query<K: decode::ResultKind>(
     url: &str,
@@ -885,6 +1044,75 @@ mod tests {
             vec![(1700000000, 0.5), (1700000240, 0.001)]
         );
         assert_eq!(answer.series[0].labels["pod"], "api-1");
+    }
+
+    /// Range answers as Prometheus writes them, and as others might.
+    const SPLIT_CASES: &[&str] = &[
+        r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#,
+        r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"pod":"a"},"values":[[1,"1"],[2,"NaN"]]}]}}"#,
+        // A label value holding the boundary, brackets, escaped quotes and a backslash.
+        r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"pod":"a},{\"metric\":[{\\\\"},"values":[[1,"1"]]},{"metric":{},"values":[]},{"metric":{"pod":"c"},"values":[[3,"+Inf"],[4,"2.5"]]}]},"warnings":["a ]}, warning"]}"#,
+        // Spaces between series; members after the list; then another layout altogether.
+        r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"pod":"a"},"values":[[1,"1"]]} , {"metric":{"pod":"b"},"values":[[1,"2"]]}],"stats":{"x":[{}]}}}"#,
+        r#"{"status":"success","data":{"resultType":"matrix","result":[{"values":[[1,"1"]],"metric":{"pod":"a"}},{"values":[],"metric":{}}]}}"#,
+        r#"{ "status": "success", "data": {"result": [{"metric":{},"values":[[1,"1"]]}], "resultType": "matrix"}}"#,
+        r#"{"status":"error","errorType":"bad_data","error":"no"}"#,
+    ];
+
+    #[test]
+    fn a_range_answer_read_in_pieces_is_the_whole_answer() {
+        for case in SPLIT_CASES {
+            let whole = decode_query::<decode::Matrix>("u", &body(200, case), "q", 4);
+            assert_eq!(
+                whole.is_ok(),
+                !case.contains("bad_data"),
+                "{case}: {whole:?}"
+            );
+            for piece in [1, 2, 3, 7, 13, 64, case.len()] {
+                let split = decode_matrix_in_pieces(case.as_bytes(), 200, 4, piece);
+                match (&whole, &split) {
+                    (Ok(w), Ok(s)) => assert_eq!(w, s, "{case} in pieces of {piece}"),
+                    (Err(w), Err(s)) => assert_eq!(w.kind(), s.kind(), "{case}: {w} / {s}"),
+                    _ => panic!("{case} in pieces of {piece}: {whole:?} / {split:?}"),
+                }
+            }
+        }
+        let three = decode_matrix_in_pieces(SPLIT_CASES[2].as_bytes(), 200, 4, 5).unwrap();
+        assert_eq!(three.series.len(), 3);
+        assert_eq!(three.series[0].labels["pod"], r#"a},{"metric":[{\\"#);
+        assert_eq!(three.non_finite_skipped, 1);
+    }
+
+    #[test]
+    fn a_range_answer_broken_in_its_list_is_an_error() {
+        let head = r#"{"status":"success","data":{"resultType":"matrix","result":["#;
+        let series = r#"{"metric":{"pod":"a"},"values":[[1,"1"]]}"#;
+        for (broken, says) in [
+            // Cut inside a series, between series, after the list.
+            (format!("{head}{series},{{\"metric\":{{"), "ends inside"),
+            (format!("{head}{series},"), "ends inside"),
+            (format!("{head}{series}]}}"), "EOF"),
+            // A trailing comma, a value that is no series, garbage after one.
+            (format!("{head}{series},]}}}}"), "expected a series"),
+            (format!("{head}{series},1]}}}}"), "expected a series"),
+            (format!("{head}{series}x]}}}}"), "expected ','"),
+            // A series that is not one, and a second list after the first.
+            (
+                format!(r#"{head}{{"metric":{{"pod":1}},"values":[]}}]}}}}"#),
+                "answer:",
+            ),
+            (
+                format!(r#"{head}{series}],"result":[]}}}}"#),
+                "duplicate field",
+            ),
+        ] {
+            for piece in [1, 4, broken.len()] {
+                let err = decode_matrix_in_pieces(broken.as_bytes(), 200, 4, piece).unwrap_err();
+                assert_eq!(err.kind(), "decode", "{broken}: {err}");
+                assert!(err.to_string().contains(says), "{broken}: {err}");
+            }
+            assert!(decode_query::<decode::Matrix>("u", &body(200, &broken), "q", 4).is_err());
+        }
     }
 
     #[test]

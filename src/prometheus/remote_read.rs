@@ -12,7 +12,7 @@
 use bytes::{Buf, BytesMut};
 use prost::Message;
 
-use super::{content_type, describe_reqwest_error, read_capped, snippet, xor};
+use super::{content_type, http_error, read_capped, snippet, xor};
 use super::{Labels, PromClient, PromError};
 
 /// A frame larger than this is refused. Prometheus cuts frames at
@@ -352,11 +352,7 @@ impl PromClient {
             None => None,
         };
         let url = format!("{}/api/v1/read", self.shown);
-        let http_err = |e: reqwest::Error| PromError::Http {
-            url: url.clone(),
-            timeout: e.is_timeout(),
-            message: describe_reqwest_error(&e),
-        };
+        let http_err = |e: reqwest::Error| http_error(&url, &e);
         let decode_err = |message: String| PromError::Decode {
             url: url.clone(),
             message,

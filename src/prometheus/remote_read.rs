@@ -139,8 +139,9 @@ mod pb {
         pub max_time_ms: i64,
         #[prost(int32, tag = "3")]
         pub r#type: i32,
-        #[prost(bytes = "vec", tag = "4")]
-        pub data: Vec<u8>,
+        // A slice of the frame it came in (decoded from `Bytes`), not a copy of it.
+        #[prost(bytes = "bytes", tag = "4")]
+        pub data: bytes::Bytes,
     }
 
     /// `ReadRequest.ResponseType.STREAMED_XOR_CHUNKS`.
@@ -249,7 +250,7 @@ impl SeriesSink for Vec<RawSeries> {
 }
 
 impl<S: SeriesSink> Assembler<S> {
-    fn frame(&mut self, message: &[u8]) -> Result<(), String> {
+    fn frame(&mut self, message: bytes::Bytes) -> Result<(), String> {
         let frame = pb::ChunkedReadResponse::decode(message).map_err(|e| {
             format!(
                 "frame {} is not a ChunkedReadResponse: {e}",
@@ -399,7 +400,7 @@ impl PromClient {
             assembler.stats.bytes += piece.len() as u64;
             framer.buf.extend_from_slice(&piece);
             while let Some(message) = framer.next().map_err(|e| decode_err(frame_error(e)))? {
-                assembler.frame(&message).map_err(decode_err)?;
+                assembler.frame(message).map_err(decode_err)?;
             }
         }
         if !framer.buf.is_empty() {
@@ -501,7 +502,7 @@ mod tests {
             max_time_ms: t,
             r#type: pb::XOR,
             // One sample at t = 0 with value 0: count 1, varint 0, 64 zero bits.
-            data: [vec![0, 1, 0], vec![0; 8]].concat(),
+            data: [vec![0, 1, 0], vec![0; 8]].concat().into(),
         };
         let frame_of = |name: &str| pb::ChunkedReadResponse {
             chunked_series: vec![pb::ChunkedSeries {
@@ -520,7 +521,7 @@ mod tests {
             end_ms: 0,
         };
         for name in ["m", "m", "n"] {
-            asm.frame(&frame_of(name).encode_to_vec()).unwrap();
+            asm.frame(frame_of(name).encode_to_vec().into()).unwrap();
         }
         asm.flush();
         assert_eq!(asm.stats.series, 2);
@@ -538,7 +539,7 @@ mod tests {
             min_time_ms: min,
             max_time_ms: max,
             r#type: pb::XOR,
-            data: count.to_be_bytes().to_vec(),
+            data: count.to_be_bytes().to_vec().into(),
         };
         let minute = 60_000;
         // 120 samples a minute apart, then four days to the end: one per minute.
@@ -552,7 +553,7 @@ mod tests {
         assert_eq!(
             expected_samples(
                 &pb::Chunk {
-                    data: vec![],
+                    data: bytes::Bytes::new(),
                     ..chunk(0, 0, 0)
                 },
                 1
@@ -572,7 +573,7 @@ mod tests {
                     min_time_ms: 0,
                     max_time_ms: 0,
                     r#type: 2,
-                    data: vec![],
+                    data: bytes::Bytes::new(),
                 }],
             }],
             query_index: 0,
@@ -583,7 +584,7 @@ mod tests {
             stats: ReadStats::default(),
             end_ms: 0,
         };
-        let err = asm.frame(&frame.encode_to_vec()).unwrap_err();
+        let err = asm.frame(frame.encode_to_vec().into()).unwrap_err();
         assert!(err.contains("encoding 2"), "{err}");
     }
 }

@@ -8,6 +8,7 @@ use super::rows::{usage_hour, ChunkPlan, ContainerIdRow, BATCH_ROWS};
 use super::sql::{self, Conn, Statement, Value};
 use super::StoreError;
 use crate::model::{ContainerKey, SignalHour, UsageHour};
+use crate::sketch::Sketch;
 
 /// Usage hours by day row: per (container id, resource, day), each hour's sketch.
 pub(in crate::store) type UsageDays = BTreeMap<sql::UsageDayKey, BTreeMap<i64, Vec<u8>>>;
@@ -65,13 +66,13 @@ async fn write_usage(
     plan: &ChunkPlan<'_>,
     id_of: &impl Fn(&ContainerKey) -> Result<i64, StoreError>,
 ) -> Result<(), StoreError> {
-    let mut hours: Vec<(sql::UsageDayKey, i64, &[u8])> = plan
+    let mut hours: Vec<(sql::UsageDayKey, i64, &Sketch)> = plan
         .usage
         .iter()
         .map(|u| {
             let day = packed::day_of(aligned(u.hour_start)?);
-            let key = (id_of(u.key)?, u.resource.as_str(), day);
-            Ok((key, u.hour_start, u.sketch.as_slice()))
+            let key = (id_of(&u.key)?, u.resource.as_str(), day);
+            Ok((key, u.hour_start, &u.sketch))
         })
         .collect::<Result<_, StoreError>>()?;
     hours.sort_unstable_by_key(|&(key, hour, _)| (key, hour));
@@ -80,7 +81,9 @@ async fn write_usage(
         let mut usage: UsageDays = batch
             .iter()
             .map(|row| {
-                let hours = row.iter().map(|&(_, hour, sketch)| (hour, sketch.to_vec()));
+                let hours = row
+                    .iter()
+                    .map(|&(_, hour, sketch)| (hour, sketch.to_bytes()));
                 (row[0].0, hours.collect())
             })
             .collect();

@@ -30,14 +30,6 @@ pub(in crate::store) struct Observed<'a> {
     pub seen_at: i64,
 }
 
-/// One usage row, encoded for the database.
-pub(in crate::store) struct UsageValues<'a> {
-    pub key: &'a ContainerKey,
-    pub resource: Resource,
-    pub hour_start: i64,
-    pub sketch: Vec<u8>,
-}
-
 /// A chunk reduced to the rows to write, each key at most once per statement (Postgres refuses
 /// an upsert that touches a row twice; SQLite would let the last one win — both now agree).
 /// Rows are in key order, so concurrent writers lock shared rows in the same order and never
@@ -51,8 +43,11 @@ pub(in crate::store) struct ChunkPlan<'a> {
     pub usage_only: Vec<(&'a ContainerKey, i64)>,
     /// Distinct keys of `usage`, whose ids the usage rows need.
     pub usage_keys: Vec<&'a ContainerKey>,
-    /// Usage rows, the last one of each (key, resource, hour) in the chunk.
-    pub usage: Vec<UsageValues<'a>>,
+    /// Usage rows, the last one of each (key, resource, hour) in the chunk, in that order.
+    /// Their sketches are encoded when their day rows are written, a batch at a time:
+    /// encoded here, a big fleet's piece held every sketch twice (5,000 containers:
+    /// 126,000 hours, 10 MB of encodings beside the sketches).
+    pub usage: Vec<&'a UsageHour>,
     /// Signal rows, the last one of each (key, hour) in the chunk.
     pub signals: Vec<&'a SignalHour>,
     /// Workload facts, the newest of each workload, with their JSON bodies.
@@ -84,10 +79,20 @@ impl<'a> ChunkPlan<'a> {
             }
         }
 
-        let mut usage: BTreeMap<(&ContainerKey, Resource, i64), &UsageHour> = BTreeMap::new();
+        // Sorted rather than mapped: a tree of 126,000 hours (a piece of 5,000 containers)
+        // cost 7 MB beside them. The sort is stable and keeps the last of equal hours.
+        let mut usage: Vec<&UsageHour> = parts.iter().flat_map(|c| &c.usage).collect();
+        usage.sort_by(|a, b| usage_order(a).cmp(&usage_order(b)));
+        usage.dedup_by(|later, kept| {
+            let same = usage_order(later) == usage_order(kept);
+            if same {
+                std::mem::swap(later, kept);
+            }
+            same
+        });
         let mut newest_hour: BTreeMap<&ContainerKey, i64> = BTreeMap::new();
-        for hour in parts.iter().flat_map(|c| &c.usage) {
-            usage.insert((&hour.key, hour.resource, hour.hour_start), hour);
+        for hour in &usage {
+            check_count(hour)?;
             let newest = newest_hour.entry(&hour.key).or_insert(hour.hour_start);
             *newest = (*newest).max(hour.hour_start);
         }
@@ -120,10 +125,6 @@ impl<'a> ChunkPlan<'a> {
             .map(|(&key, &seen_at)| (key, seen_at))
             .collect();
         let usage_keys = newest_hour.keys().copied().collect();
-        let usage = usage
-            .into_values()
-            .map(UsageValues::new)
-            .collect::<Result<_, _>>()?;
         let mut hours: Vec<i64> = parts.iter().flat_map(|c| c.hours.iter().copied()).collect();
         hours.sort_unstable();
         hours.dedup();
@@ -153,25 +154,24 @@ impl<'a> ChunkPlan<'a> {
     }
 }
 
-impl<'a> UsageValues<'a> {
-    fn new(hour: &'a UsageHour) -> Result<Self, StoreError> {
-        // Refused as when a column held it, so both backends keep refusing the same chunks.
-        i64::try_from(hour.sketch.count()).map_err(|_| {
-            StoreError::Invalid(format!(
-                "{} {} at {}: sample count {} does not fit a bigint",
-                hour.key,
-                hour.resource.as_str(),
-                hour.hour_start,
-                hour.sketch.count()
-            ))
-        })?;
-        Ok(UsageValues {
-            key: &hour.key,
-            resource: hour.resource,
-            hour_start: hour.hour_start,
-            sketch: hour.sketch.to_bytes(),
-        })
-    }
+/// The order of a chunk's usage rows: key, resource, hour.
+fn usage_order(hour: &UsageHour) -> (&ContainerKey, Resource, i64) {
+    (&hour.key, hour.resource, hour.hour_start)
+}
+
+/// Refused as when a column held the sample count, so both backends keep refusing the same
+/// chunks.
+fn check_count(hour: &UsageHour) -> Result<(), StoreError> {
+    i64::try_from(hour.sketch.count()).map_err(|_| {
+        StoreError::Invalid(format!(
+            "{} {} at {}: sample count {} does not fit a bigint",
+            hour.key,
+            hour.resource.as_str(),
+            hour.hour_start,
+            hour.sketch.count()
+        ))
+    })?;
+    Ok(())
 }
 
 /// A recommendation with its JSON body.

@@ -535,3 +535,39 @@ async fn credentials_in_the_url_are_sent_but_never_printed() {
         "invalid Prometheus URL \"ftp://***@x\": scheme must be http or https"
     );
 }
+
+const THREE_SERIES: &str = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n\
+{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"metric\":{\"pod\":\"a\"},\"values\":[[10,\"1\"],[70,\"NaN\"]]},\
+{\"metric\":{\"pod\":\"b\"},\"values\":[[10,\"2\"]]},{\"metric\":{\"pod\":\"c\"},\"values\":[[70,\"3\"]]}]},\"warnings\":[\"w\"]}";
+
+/// The same answer in an order Prometheus does not write (`result` before `resultType`):
+/// read whole, then folded.
+const THREE_SERIES_OTHER_ORDER: &str = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n\
+{\"status\":\"success\",\"warnings\":[\"w\"],\"data\":{\"result\":[{\"metric\":{\"pod\":\"a\"},\"values\":[[10,\"1\"],[70,\"NaN\"]]},\
+{\"metric\":{\"pod\":\"b\"},\"values\":[[10,\"2\"]]},{\"metric\":{\"pod\":\"c\"},\"values\":[[70,\"3\"]]}],\"resultType\":\"matrix\"}}";
+
+/// A folded range query hands every series to the fold, in the answer's order, and keeps
+/// none; the count of skipped values it returns is the plain query's.
+#[tokio::test]
+async fn a_folded_range_query_hands_over_every_series_and_keeps_none() {
+    for response in [THREE_SERIES, THREE_SERIES_OTHER_ORDER] {
+        let (url, _seen) = fake(response, Duration::ZERO).await;
+        let c = client(&url, Duration::from_secs(5), None);
+        let plain = c.query_range("up", 10, 70, 60).await.unwrap();
+        let folded_series = std::sync::Mutex::new(Vec::new());
+        let fold = |series: Vec<rightsizer::prometheus::RangeSeries>| {
+            folded_series.lock().unwrap().extend(series)
+        };
+        let folded = c.query_range_folded("up", 10, 70, 60, &fold).await.unwrap();
+        let pods: Vec<&str> = plain
+            .series
+            .iter()
+            .map(|s| s.labels["pod"].as_str())
+            .collect();
+        assert_eq!(pods, ["a", "b", "c"]);
+        assert_eq!(folded_series.into_inner().unwrap(), plain.series);
+        assert!(folded.series.is_empty());
+        assert_eq!(folded.non_finite_skipped, 1);
+        assert_eq!(folded.non_finite_skipped, plain.non_finite_skipped);
+    }
+}

@@ -165,10 +165,17 @@ pub fn aggregate(
     for s in &answer.series {
         max_by.add(s);
     }
-    let mut out = max_by.into_answer();
-    out.non_finite_skipped += answer.non_finite_skipped;
-    out.warnings = answer.warnings;
-    out
+    with_answer_notes(max_by.into_answer(), answer)
+}
+
+/// `aggregated` with the count of values `raw` (the answer it was computed from) skipped.
+pub fn with_answer_notes(
+    mut aggregated: Answer<RangeSeries>,
+    raw: Answer<RangeSeries>,
+) -> Answer<RangeSeries> {
+    aggregated.non_finite_skipped += raw.non_finite_skipped;
+    aggregated.warnings = raw.warnings;
+    aggregated
 }
 
 /// Evaluates one range query series by series as they arrive, keeping per output group

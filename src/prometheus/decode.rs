@@ -458,6 +458,12 @@ impl MatrixStream {
         }
     }
 
+    /// The series decoded so far, taken out of the stream (a caller that folds them as
+    /// they come does not hold them).
+    pub fn take_series(&mut self) -> Vec<RangeSeries> {
+        std::mem::take(&mut self.series)
+    }
+
     /// Takes the next bytes of the body, decoding every series they complete.
     pub fn push(&mut self, bytes: &[u8]) -> Result<(), StreamError> {
         self.pending.extend_from_slice(bytes);

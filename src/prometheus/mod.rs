@@ -487,6 +487,33 @@ impl PromClient {
         end: i64,
         step_secs: i64,
     ) -> Result<Answer<RangeSeries>, PromError> {
+        self.range_answer(promql, start, end, step_secs, None).await
+    }
+
+    /// [`Self::query_range`], each series handed to `fold` as soon as it is decoded rather
+    /// than kept: the answer returned holds no series, only the count of skipped values.
+    /// A request that is retried hands its series to `fold` again, so
+    /// folding must give the same result for a series seen twice (a maximum does).
+    pub async fn query_range_folded(
+        &self,
+        promql: &str,
+        start: i64,
+        end: i64,
+        step_secs: i64,
+        fold: &(dyn Fn(Vec<RangeSeries>) + Sync),
+    ) -> Result<Answer<RangeSeries>, PromError> {
+        self.range_answer(promql, start, end, step_secs, Some(fold))
+            .await
+    }
+
+    async fn range_answer(
+        &self,
+        promql: &str,
+        start: i64,
+        end: i64,
+        step_secs: i64,
+        fold: Option<&(dyn Fn(Vec<RangeSeries>) + Sync)>,
+    ) -> Result<Answer<RangeSeries>, PromError> {
         self.with_retries("query_range", || async {
             let params = [
                 ("query", promql.to_string()),
@@ -497,7 +524,11 @@ impl PromClient {
             let sent = self.send("/api/v1/query_range", &params).await?;
             // At most 11,000 points per series (Prometheus' own limit).
             let points = ((end - start) / step_secs.max(1) + 1).clamp(1, 11_000) as usize;
-            self.read_matrix(sent, promql, points).await
+            let mut answer = self.read_matrix(sent, promql, points, fold).await?;
+            if let Some(fold) = fold {
+                fold(std::mem::take(&mut answer.series));
+            }
+            Ok(answer)
         })
         .await
     }
@@ -642,6 +673,7 @@ impl PromClient {
         mut sent: Sent,
         query: &str,
         points: usize,
+        fold: Option<&(dyn Fn(Vec<RangeSeries>) + Sync)>,
     ) -> Result<Answer<RangeSeries>, PromError> {
         let cap = self.max_response_bytes;
         let too_large = |url: &str| PromError::TooLarge {
@@ -668,6 +700,9 @@ impl PromClient {
             stream
                 .push(&chunk)
                 .map_err(|e| stream_error(&sent.url, e))?;
+            if let Some(fold) = fold {
+                fold(stream.take_series());
+            }
         }
         let streamed = stream.finish().map_err(|e| stream_error(&sent.url, e))?;
         match split_answer(&sent.url, sent.status, query, points, streamed)? {
@@ -979,15 +1014,21 @@ pub(crate) fn decode_matrix_in_pieces(
     if !(200..300).contains(&status) {
         return decode_query::<decode::Matrix>("u", &body(bytes), "q", samples);
     }
+    // Series are taken out as they come, as a folded query takes them.
     let mut stream = decode::MatrixStream::new(samples);
+    let mut taken = Vec::new();
     for p in bytes.chunks(piece.max(1)) {
         stream.push(p).map_err(|e| stream_error("u", e))?;
+        taken.extend(stream.take_series());
     }
     let streamed = stream.finish().map_err(|e| stream_error("u", e))?;
-    match split_answer("u", status, "q", samples, streamed)? {
-        Ok(answer) => Ok(answer),
-        Err(whole) => decode_query::<decode::Matrix>("u", &whole, "q", samples),
-    }
+    let mut answer = match split_answer("u", status, "q", samples, streamed)? {
+        Ok(answer) => answer,
+        Err(whole) => decode_query::<decode::Matrix>("u", &whole, "q", samples)?,
+    };
+    taken.append(&mut answer.series);
+    answer.series = taken;
+    Ok(answer)
 }
 
 /// Decodes a query answer whose result must be of kind `K`.

@@ -168,7 +168,8 @@ pub fn aggregate(
     with_answer_notes(max_by.into_answer(), answer)
 }
 
-/// `aggregated` with the count of values `raw` (the answer it was computed from) skipped.
+/// `aggregated` with what `raw` (the answer it was computed from) noted: the count of values
+/// it skipped, and its warnings.
 pub fn with_answer_notes(
     mut aggregated: Answer<RangeSeries>,
     raw: Answer<RangeSeries>,

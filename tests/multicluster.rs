@@ -610,6 +610,68 @@ async fn namespace_groups_planned_ahead_store_what_one_query_would() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_new_hour_in_namespace_groups_stores_what_one_query_would() {
+    use rightsizer::config::CollectorSource;
+    let fx = fixture().await;
+    let prom = client(fx.east_alone.url());
+    let dir = TempDir::new("rs-multicluster-hour-groups").unwrap();
+    // The scheduled run's case: the window's last hour alone is missing, one chunk in one
+    // piece, so its namespace groups go `concurrency` at a time (one group per namespace
+    // at one series a day).
+    for (source, name) in [
+        (CollectorSource::QueryRange, "query-range"),
+        (CollectorSource::RemoteRead, "remote-read"),
+    ] {
+        let (split, whole) = (
+            sqlite(&dir, &format!("{name}-split")).await,
+            sqlite(&dir, &format!("{name}-whole")).await,
+        );
+        let hour = |max_series_per_query| CollectOptions {
+            max_series_per_query,
+            source,
+            ..options("east", fx.end - 3600, fx.end)
+        };
+        let report = collector::collect(&prom, split.as_ref(), &hour(1))
+            .await
+            .unwrap();
+        assert_eq!((report.chunks, report.split_chunks), (1, 1), "{report:?}");
+        let one = collector::collect(&prom, whole.as_ref(), &hour(0))
+            .await
+            .unwrap();
+        assert_eq!(report.source, name);
+        assert!(
+            report.queries >= one.queries + 2 * 4,
+            "at least three groups of four requests: {report:?} vs {one:?}"
+        );
+        assert_eq!(one.split_chunks, 0, "{one:?}");
+        let requests_aside = |r: &CollectReport| CollectReport {
+            queries: 0,
+            split_chunks: 0,
+            remote_read_bytes: 0,
+            remote_read_samples: 0,
+            ..r.clone()
+        };
+        assert_eq!(requests_aside(&report), requests_aside(&one));
+        // Not `assert_same`: a CronJob that did not run in the hour is known, without usage.
+        let (got, want) = (
+            dump(split.as_ref(), "east").await,
+            dump(whole.as_ref(), "east").await,
+        );
+        let with_usage = want.usage.values().filter(|u| !u.is_empty()).count();
+        assert!(
+            with_usage > 10,
+            "{name}: {with_usage} containers with usage"
+        );
+        assert_eq!(got.containers, want.containers, "{name}: containers");
+        assert_eq!(got.workloads, want.workloads, "{name}: workloads");
+        for (key, rows) in &want.usage {
+            assert!(got.usage.get(key) == Some(rows), "{name}: usage of {key}");
+        }
+        assert!(got.signals == want.signals, "{name}: signals");
+    }
+}
+
 /// `peakSamples` of a query (`stats=all`): the count `--query.max-samples` is held against.
 async fn peak_samples(http: &reqwest::Client, base: &str, query: Query<'_>) -> u64 {
     let (path, params) = match query {

@@ -361,12 +361,23 @@ struct Counts {
     raw: raw::RawStats,
 }
 
+impl Counts {
+    fn add(&mut self, other: &Counts) {
+        self.queries += other.queries;
+        self.fallbacks += other.fallbacks;
+        self.raw.bytes += other.raw.bytes;
+        self.raw.samples += other.raw.samples;
+    }
+}
+
 /// How a run reads the range selections: remote read (`fall_back`: under `auto`, a
-/// group whose read fails is asked again with range queries) or range queries.
+/// group whose read fails is asked again with range queries) or range queries, and how
+/// many namespace groups a chunk asks for at once when it is all the run fetches.
 #[derive(Debug, Clone, Copy)]
 struct Via {
     remote_read: bool,
     fall_back: bool,
+    alone_groups: usize,
 }
 
 /// The state, CPU and memory answers of one group, from range queries.
@@ -543,15 +554,16 @@ fn group_series(max_series_per_query: u64, hours: usize) -> u64 {
 /// Fetches one chunk: sizes it, then asks for everything at once or, when too big, per
 /// namespace group, halving a group that Prometheus still refuses for its size.
 /// Each namespace group's answers are summarized as soon as they arrive, so memory holds
-/// one group's raw answers at a time (bounded by `max_series_per_query`), not the
-/// cluster's; the groups' summaries are disjoint (a namespace is in one group) and are
-/// concatenated into the chunk.
+/// `groups_at_once` groups' raw answers at a time (each bounded by `max_series_per_query`),
+/// not the cluster's; the groups' summaries are disjoint (a namespace is in one group) and
+/// are concatenated into the chunk.
 async fn fetch_chunk(
     prom: &PromClient,
     hours: &[i64],
     opts: &CollectOptions,
     via: Via,
     sized: &Sized,
+    groups_at_once: usize,
 ) -> Result<(Vec<crate::model::Chunk>, ingest::ChunkStats, bool, Counts), PromError> {
     let whole = ChunkQueries::new(hours, opts.step_secs, &opts.scope);
     let sizes = &sized.sizes;
@@ -567,27 +579,38 @@ async fn fetch_chunk(
             Some(groups) => groups.into_iter().rev().map(Some).collect(),
         };
     let mut split = pending.len() > 1;
-    while let Some(group) = pending.pop() {
-        let narrowed;
+    let whole = &whole;
+    let fetch_one = |group: Option<Vec<String>>| async move {
         let q = match &group {
-            None => &whole,
-            Some(names) => {
-                narrowed = ChunkQueries::new(
-                    hours,
-                    opts.step_secs,
-                    &opts.scope.with_namespaces(names.clone()),
-                );
-                &narrowed
-            }
+            None => whole.clone(),
+            Some(names) => ChunkQueries::new(
+                hours,
+                opts.step_secs,
+                &opts.scope.with_namespaces(names.clone()),
+            ),
         };
         let mut part = ingest::Answers {
             facts: sized.facts.clone(),
             ..Default::default()
         };
-        match fetch_group(prom, q, via, &mut part, &mut counts).await {
-            Ok(()) => {
-                // Summarized on the blocking pool, like the answers were decoded: the
-                // other chunks' transfers go on meanwhile.
+        let mut counts = Counts::default();
+        let result = fetch_group(prom, &q, via, &mut part, &mut counts).await;
+        (group, result.map(|()| part), counts)
+    };
+    // With two groups or more at once, Prometheus evaluates one group's queries while another's
+    // answers are encoded and decoded. Results are taken in the order asked.
+    let mut in_flight = futures::stream::FuturesOrdered::new();
+    loop {
+        while in_flight.len() < groups_at_once.max(1) {
+            let Some(group) = pending.pop() else { break };
+            in_flight.push_back(fetch_one(group));
+        }
+        let Some((group, result, c)) = in_flight.next().await else {
+            break;
+        };
+        counts.add(&c);
+        match result {
+            Ok(part) => {
                 let (cluster, run) = (opts.cluster.clone(), hours.to_vec());
                 let (built, s) =
                     tokio::task::spawn_blocking(move || ingest::build_chunk(&cluster, run, &part))
@@ -811,7 +834,11 @@ async fn fetch_run(
     let pieces: Vec<&[i64]> = run.chunks(piece).collect();
     let n_pieces = pieces.len();
     for (p, piece) in pieces.into_iter().enumerate() {
-        let (parts, stats, split, mut counts) = fetch_chunk(prom, piece, opts, via, &sized).await?;
+        // Only a piece that is the whole run: pieces after it would wait on the writer
+        // holding this one's summaries, with more answers in memory meanwhile.
+        let groups = if n_pieces == 1 { via.alone_groups } else { 1 };
+        let (parts, stats, split, mut counts) =
+            fetch_chunk(prom, piece, opts, via, &sized, groups).await?;
         if p == 0 {
             counts.queries += 2; // the run's sizing
         }
@@ -898,6 +925,7 @@ async fn resolve_source(prom: &PromClient, source: CollectorSource) -> (Via, Opt
             Via {
                 remote_read: true,
                 fall_back: false,
+                alone_groups: 1,
             },
             None,
         ),
@@ -905,6 +933,7 @@ async fn resolve_source(prom: &PromClient, source: CollectorSource) -> (Via, Opt
             Via {
                 remote_read: false,
                 fall_back: false,
+                alone_groups: 1,
             },
             None,
         ),
@@ -918,6 +947,7 @@ async fn resolve_source(prom: &PromClient, source: CollectorSource) -> (Via, Opt
                         Via {
                             remote_read: true,
                             fall_back: true,
+                            alone_groups: 1,
                         },
                         None,
                     )
@@ -930,6 +960,7 @@ async fn resolve_source(prom: &PromClient, source: CollectorSource) -> (Via, Opt
                 Via {
                     remote_read: false,
                     fall_back: false,
+                    alone_groups: 1,
                 },
                 Some(why),
             )
@@ -987,6 +1018,17 @@ async fn fetch_all(
 ) -> Result<(), CollectError> {
     let mut held = Vec::new();
     let tx = &tx;
+    // A run of one chunk (an incremental run's new hour) would leave Prometheus with one
+    // namespace group's queries at a time, idle while their answers travel: it asks for
+    // `concurrency` groups at once instead, as many answers as chunks in flight hold.
+    let via = Via {
+        alone_groups: if chunks.len() == 1 {
+            opts.concurrency.max(1)
+        } else {
+            1
+        },
+        ..via
+    };
     // `concurrency` chunks and one more under way; under remote read one span at a time
     // (its groups' reads keep Prometheus busy, and a span holds its chunks' summaries).
     let (span_hours, ahead) = if via.remote_read && opts.span_hours > 0 {

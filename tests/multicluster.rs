@@ -617,8 +617,8 @@ async fn one_new_hour_in_namespace_groups_stores_what_one_query_would() {
     let prom = client(fx.east_alone.url());
     let dir = TempDir::new("rs-multicluster-hour-groups").unwrap();
     // The scheduled run's case: the window's last hour alone is missing, one chunk in one
-    // piece, so its namespace groups go `concurrency` at a time (one group per namespace
-    // at one series a day).
+    // piece, so its namespace groups go `concurrency` at a time (a limit of one series a
+    // day is 24 series a group for an hour).
     for (source, name) in [
         (CollectorSource::QueryRange, "query-range"),
         (CollectorSource::RemoteRead, "remote-read"),

@@ -446,4 +446,35 @@ mod tests {
         assert_eq!(answer.series[0].samples, vec![(600, 5.0), (660, 3.0)]);
         assert_eq!(answer.non_finite_skipped, 1);
     }
+
+    #[test]
+    fn a_group_merges_its_series_step_by_step_in_the_order_they_came() {
+        let q = RangeQuery {
+            promql: String::new(),
+            start: 0,
+            end: 300,
+            step_secs: 60,
+        };
+        let mut max_by = MaxBy::new(&["pod"], &q);
+        let series = |id: &str, samples: &[(i64, f64)]| RangeSeries {
+            labels: [("pod", "p"), ("id", id)]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            samples: samples.to_vec(),
+        };
+        let nan = f64::NAN;
+        // The later series first; a NaN is replaced by whatever follows it at its step, and
+        // replaces nothing; a step only NaN stays NaN, skipped and counted.
+        max_by.add(&series("a", &[(120, 4.0), (180, nan), (240, 1.0)]));
+        max_by.add(&series("b", &[(0, nan), (60, nan), (120, nan), (180, 7.0)]));
+        max_by.add(&series("c", &[(60, 2.0), (300, 5.0)]));
+        let answer = max_by.into_answer();
+        assert_eq!(answer.series.len(), 1);
+        assert_eq!(
+            answer.series[0].samples,
+            vec![(60, 2.0), (120, 4.0), (180, 7.0), (240, 1.0), (300, 5.0)]
+        );
+        assert_eq!(answer.non_finite_skipped, 1);
+    }
 }

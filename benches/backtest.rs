@@ -81,7 +81,7 @@ fn history(seed: u64, days: i64) -> (Vec<UsageHour>, Vec<SignalHour>, Resources)
         }
         for (resource, sketch) in [(Resource::Cpu, cpu), (Resource::Memory, mem)] {
             usage.push(UsageHour {
-                key: key(0),
+                key: key(0).into(),
                 resource,
                 hour_start: t,
                 sketch,

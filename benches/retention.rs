@@ -67,7 +67,7 @@ fn day_chunk(keys: &[ContainerKey], day: i64, rng: &mut impl Rng) -> Chunk {
                     sketch.insert(v).expect("finite, positive");
                 }
                 chunk.usage.push(UsageHour {
-                    key: key.clone(),
+                    key: key.clone().into(),
                     resource,
                     hour_start: hour,
                     sketch,

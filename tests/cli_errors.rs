@@ -346,7 +346,7 @@ async fn prune_deletes_history_past_retention_and_says_what() {
             usage: hours
                 .iter()
                 .map(|&h| UsageHour {
-                    key: key.clone(),
+                    key: key.clone().into(),
                     resource: Resource::Cpu,
                     hour_start: h,
                     sketch: sketch.clone(),

@@ -38,13 +38,13 @@ fn history(key: &ContainerKey) -> Vec<UsageHour> {
             mem.insert(100.0 * 1048576.0).unwrap();
         }
         out.push(UsageHour {
-            key: key.clone(),
+            key: key.clone().into(),
             resource: Resource::Cpu,
             hour_start: T0 + h * HOUR,
             sketch: cpu,
         });
         out.push(UsageHour {
-            key: key.clone(),
+            key: key.clone().into(),
             resource: Resource::Memory,
             hour_start: T0 + h * HOUR,
             sketch: mem,

@@ -336,7 +336,7 @@ fn usage_rows() -> Vec<UsageHour> {
             }
             for (resource, sketch) in [(Resource::Cpu, cpu), (Resource::Memory, memory)] {
                 rows.push(UsageHour {
-                    key: k.clone(),
+                    key: k.clone().into(),
                     resource,
                     hour_start,
                     sketch,

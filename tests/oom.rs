@@ -135,7 +135,7 @@ impl Env {
             }
             for (resource, sketch) in [(Resource::Cpu, cpu), (Resource::Memory, memory)] {
                 usage.push(UsageHour {
-                    key: key(),
+                    key: key().into(),
                     resource,
                     hour_start,
                     sketch,

@@ -445,7 +445,7 @@ async fn seed_usage(store: &dyn Store, key: &ContainerKey, end: i64) {
         }
         for (resource, sketch) in [(Resource::Cpu, cpu), (Resource::Memory, memory)] {
             usage.push(UsageHour {
-                key: key.clone(),
+                key: key.clone().into(),
                 resource,
                 hour_start,
                 sketch,

@@ -249,7 +249,7 @@ fn sketch_of(values: &[f64]) -> Sketch {
 
 fn usage(key: &ContainerKey, resource: Resource, hour_start: i64, values: &[f64]) -> UsageHour {
     UsageHour {
-        key: key.clone(),
+        key: key.clone().into(),
         resource,
         hour_start,
         sketch: sketch_of(values),
@@ -330,7 +330,7 @@ fn expected_usage(chunk: &Chunk, key: &ContainerKey) -> Vec<UsageHour> {
     let mut rows: Vec<UsageHour> = chunk
         .usage
         .iter()
-        .filter(|u| &u.key == key)
+        .filter(|u| &*u.key == key)
         .cloned()
         .collect();
     rows.sort_by_key(|u| (u.resource, u.hour_start));
@@ -1618,7 +1618,7 @@ async fn postgres_hour_rows_are_packed_into_day_rows_by_the_migration() {
         // And the store keeps writing into the packed rows: a new hour joins its day.
         let mut chunk = two_hours();
         chunk.hours = vec![T0 + 25 * HOUR];
-        chunk.usage.retain(|u| u.key == api() && u.hour_start == T0);
+        chunk.usage.retain(|u| *u.key == api() && u.hour_start == T0);
         for u in &mut chunk.usage {
             u.hour_start = T0 + 25 * HOUR;
         }

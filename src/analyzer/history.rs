@@ -369,7 +369,8 @@ pub(crate) fn test_hour(resource: Resource, hour_start: i64, values: &[f64]) -> 
             kind: "Deployment".into(),
             workload: "w".into(),
             container: "c".into(),
-        },
+        }
+        .into(),
         resource,
         hour_start,
         sketch,

@@ -32,13 +32,13 @@ fn usage_pods(hours: i64, pods: usize, cpu: &[f64], mem: &[f64]) -> Vec<UsageHou
             m.insert(mem[(i + h as usize) % mem.len()]).unwrap();
         }
         out.push(UsageHour {
-            key: key(),
+            key: key().into(),
             resource: Resource::Cpu,
             hour_start,
             sketch: c,
         });
         out.push(UsageHour {
-            key: key(),
+            key: key().into(),
             resource: Resource::Memory,
             hour_start,
             sketch: m,

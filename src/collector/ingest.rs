@@ -155,6 +155,7 @@ pub fn build_chunk(cluster: &str, hours: Vec<i64>, answers: &Answers) -> (Chunk,
     // twice the room it needed until written.
     let mut usage: Vec<UsageHour> = Vec::with_capacity(by_key.values().map(BTreeMap::len).sum());
     for (key, hours) in by_key {
+        let key = std::sync::Arc::new(key);
         for ((resource, hour_start), mut sketch) in hours {
             sketch.shrink_to_fit();
             usage.push(UsageHour {

@@ -1102,7 +1102,7 @@ async fn write_all(
         // Not `extend`: it reserves room for every usage hour (31 MB for 13 hours of 5,000
         // containers) and clones each hour's key.
         for key in parts.iter().flat_map(|c| {
-            (c.usage.iter().map(|u| &u.key)).chain(c.containers.iter().map(|c| &c.key))
+            (c.usage.iter().map(|u| &*u.key)).chain(c.containers.iter().map(|c| &c.key))
         }) {
             if !seen.contains(key) {
                 seen.insert(key.clone());

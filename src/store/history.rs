@@ -207,13 +207,14 @@ pub(in crate::store) async fn usage(
     let select = Statement::new(sql::USAGE_DAYS, key_and_days(key, from, to));
     let rows: Vec<(String, i64, Vec<u8>)> = conn.fetch_all(&select).await?;
     let mut out = Vec::new();
+    let shared = std::sync::Arc::new(key.clone());
     for (resource, day, bytes) in rows {
         let hours = packed::decode_usage(day, &bytes).map_err(|e| {
             StoreError::Corrupt(format!("usage of {key} ({resource}) on day {day}: {e}"))
         })?;
         for (hour_start, sketch) in hours {
             if hour_start >= from && hour_start < to {
-                out.push(usage_hour(key, &resource, hour_start, sketch)?);
+                out.push(usage_hour(&shared, &resource, hour_start, sketch)?);
             }
         }
     }

@@ -279,7 +279,7 @@ impl ContainerRow {
 
 /// One stored usage hour from its parts (a day row's hour).
 pub(in crate::store) fn usage_hour(
-    key: &ContainerKey,
+    key: &std::sync::Arc<ContainerKey>,
     resource: &str,
     hour_start: i64,
     sketch: &[u8],

@@ -29,13 +29,13 @@ fn usage(start: i64, days: i64, f: impl Fn(i64) -> (f64, f64)) -> Vec<UsageHour>
             m.insert(mem * wobble).unwrap();
         }
         out.push(UsageHour {
-            key: key(),
+            key: key().into(),
             resource: Resource::Cpu,
             hour_start: t,
             sketch: c,
         });
         out.push(UsageHour {
-            key: key(),
+            key: key().into(),
             resource: Resource::Memory,
             hour_start: t,
             sketch: m,

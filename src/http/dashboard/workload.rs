@@ -827,7 +827,8 @@ mod tests {
                 kind: "Deployment".into(),
                 workload: "w".into(),
                 container: "app".into(),
-            },
+            }
+            .into(),
             resource,
             hour_start,
             sketch,

@@ -221,15 +221,16 @@ mod tests {
     use super::*;
 
     #[test]
-    // A week of day-long chunks of 2,000 series fits one span's summaries but for a day; at
-    // 5,000 series two days do; at 13,000 each day is alone (and is read in pieces, as
-    // without spans).
+    // A week of day-long chunks of 2,000 series fits one span's summaries, of 2,500 all but a
+    // day; at 5,000 series three days do; at 16,000 each day is alone (and is read in
+    // pieces, as without spans).
     fn spans_hold_a_bounded_number_of_series_hours() {
         let days: Vec<Vec<i64>> = (0..7).map(|d| vec![d; 24]).collect();
         assert_eq!(sub_spans(&days, 800), vec![0..7]);
-        assert_eq!(sub_spans(&days, 2_000), vec![0..6, 6..7]);
-        assert_eq!(sub_spans(&days, 5_000), vec![0..2, 2..4, 4..6, 6..7]);
-        assert_eq!(sub_spans(&days, 13_000).len(), 7);
+        assert_eq!(sub_spans(&days, 2_000), vec![0..7]);
+        assert_eq!(sub_spans(&days, 2_500), vec![0..6, 6..7]);
+        assert_eq!(sub_spans(&days, 5_000), vec![0..3, 3..6, 6..7]);
+        assert_eq!(sub_spans(&days, 16_000).len(), 7);
     }
 
     #[test]

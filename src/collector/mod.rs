@@ -498,7 +498,8 @@ const SERIES_HOURS_PER_READ: u64 = 20_000;
 /// (23 hours took 38 s, 37 s of Prometheus CPU; in three pieces of 8 hours, 9.5 s and 7.4 s).
 /// A remote read costs Prometheus about the same per series for an hour as for a day, so
 /// every piece pays it again: 360,000 makes that fleet's day two 12-hour pieces (peak RSS
-/// 125–130 MB, measured) instead of three 8-hour ones; one piece peaked at 224–232 MB.
+/// 125–130 MB, measured) instead of three 8-hour ones; one piece, measured before usage
+/// hours shared their container's key, peaked at 224–232 MB.
 pub(super) const SERIES_HOURS_PER_WRITE: u64 = 18 * SERIES_HOURS_PER_READ;
 
 /// What sizing a run found: series per namespace (which decides the namespace groups and

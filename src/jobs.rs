@@ -63,7 +63,7 @@ pub async fn collect_window(
         max_series_per_query: config.max_series_per_query,
         progress,
         source: config.source,
-        span_hours: collector::SPAN_HOURS,
+        span_hours: config.span_hours as usize,
     };
     let mut report = collector::collect(prom, store, &opts).await?;
     if window.until.is_none() {

@@ -34,6 +34,9 @@ fn options(history: &History, progress: Progress) -> CollectOptions {
         chunk_hours: CHUNK_HOURS,
         // Two chunks in flight: an abort also throws away one fetched ahead.
         concurrency: 2,
+        // Spans of two chunks, one transaction each: a run commits often, and an abort
+        // also lands inside a span's open transaction.
+        span_hours: 2 * CHUNK_HOURS as usize,
         progress,
         ..CollectOptions::new(CLUSTER, history.start, history.end)
     }

@@ -34,12 +34,13 @@ fn prometheus(dir: &TempDir) -> Prometheus {
     prometheus
 }
 
-/// One-hour chunks make many cells for the replicas to contend for.
+/// One-hour chunks make many cells for the replicas to contend for, and two-hour spans many
+/// commits.
 fn write_config(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("rightsizer.toml");
     std::fs::write(
         &path,
-        "[collector]\nchunk_hours = 1\nconcurrency = 2\n[policy]\nwindow = \"2d\"\n",
+        "[collector]\nchunk_hours = 1\nspan_hours = 2\nconcurrency = 2\n[policy]\nwindow = \"2d\"\n",
     )
     .unwrap();
     path

@@ -31,27 +31,47 @@ enum ReadMode {
     Cut,
     /// Flip a bit of the first frame's checksum.
     BadCrc,
+    /// Forward the reads while the proxy has counted at most this many, then cut every
+    /// later one as `Cut` does.
+    CutAfter(u64),
 }
 
 struct Proxy {
     url: String,
     mode: Arc<Mutex<ReadMode>>,
     reads: Arc<Mutex<u64>>,
+    /// Requests by path.
+    requests: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
 }
 
 async fn start_proxy(upstream: &str) -> Proxy {
     let mode = Arc::new(Mutex::new(ReadMode::Pass));
     let reads = Arc::new(Mutex::new(0u64));
-    let (upstream, state) = (upstream.to_string(), (mode.clone(), reads.clone()));
+    let requests: Arc<Mutex<std::collections::BTreeMap<String, u64>>> = Default::default();
+    let (upstream, state) = (
+        upstream.to_string(),
+        (mode.clone(), reads.clone(), requests.clone()),
+    );
     let http = reqwest::Client::new();
     let app = axum::Router::new().fallback(
         move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let (upstream, http, (mode, reads)) = (upstream.clone(), http.clone(), state.clone());
+            let (upstream, http, (mode, reads, requests)) =
+                (upstream.clone(), http.clone(), state.clone());
             async move {
                 let read = uri.path() == "/api/v1/read";
+                *requests
+                    .lock()
+                    .unwrap()
+                    .entry(uri.path().to_string())
+                    .or_default() += 1;
                 let mode = if read {
-                    *reads.lock().unwrap() += 1;
-                    *mode.lock().unwrap()
+                    let mut reads = reads.lock().unwrap();
+                    *reads += 1;
+                    match *mode.lock().unwrap() {
+                        ReadMode::CutAfter(n) if *reads > n => ReadMode::Cut,
+                        ReadMode::CutAfter(_) => ReadMode::Pass,
+                        mode => mode,
+                    }
                 } else {
                     ReadMode::Pass
                 };
@@ -93,7 +113,12 @@ async fn start_proxy(upstream: &str) -> Proxy {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Proxy { url, mode, reads }
+    Proxy {
+        url,
+        mode,
+        reads,
+        requests,
+    }
 }
 
 impl Proxy {
@@ -103,6 +128,13 @@ impl Proxy {
 
     fn reads(&self) -> u64 {
         *self.reads.lock().unwrap()
+    }
+
+    /// Requests to each of `/api/v1/series`, `/api/v1/query` and `/api/v1/read`.
+    fn requests(&self) -> [u64; 3] {
+        let requests = self.requests.lock().unwrap();
+        ["series", "query", "read"]
+            .map(|p| requests.get(&format!("/api/v1/{p}")).copied().unwrap_or(0))
     }
 }
 
@@ -141,6 +173,11 @@ fn client(url: &str) -> PromClient {
     })
     .unwrap()
 }
+
+/// `max_series_per_query` that cuts the fixture's 12-hour span into two namespace groups
+/// (a group may hold twice as many series over 12 hours as over a day; the biggest
+/// namespace has over 40 series of the span).
+const SPAN_GROUP_SERIES: u64 = 30;
 
 fn options(truth: &GroundTruth, source: CollectorSource) -> CollectOptions {
     CollectOptions {
@@ -268,6 +305,83 @@ async fn auto_falls_back_and_an_explicit_remote_read_fails_cleanly() {
         ("remote-read", 0)
     );
     assert_eq!(rows(store.as_ref()).await, reference);
+}
+
+/// A span read in several namespace groups is one transaction: groups written into it
+/// before a later group's read broke are rolled back with it. Under `remote-read` the run
+/// fails having written nothing; under `auto` the span's chunks are read again one by one
+/// and store what range queries store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_span_broken_after_groups_were_written_keeps_none_of_them() {
+    use CollectorSource::{Auto, QueryRange, RemoteRead};
+    let fx = tokio::task::spawn_blocking(fixture).await.unwrap();
+    let proxy = start_proxy(fx.prometheus.url()).await;
+    let dir = TempDir::new("rs-sources-span").unwrap();
+    // Six-hour chunks (two or three: cells follow the clock) read as one span, in
+    // namespace groups of a few series.
+    let options = |source| CollectOptions {
+        max_series_per_query: SPAN_GROUP_SERIES,
+        ..options(&fx.truth, source)
+    };
+
+    let reference = sqlite(&dir, "reference.db").await;
+    collector::collect(
+        &client(&proxy.url),
+        reference.as_ref(),
+        &options(QueryRange),
+    )
+    .await
+    .unwrap();
+    let reference = rows(reference.as_ref()).await;
+
+    let whole = sqlite(&dir, "whole.db").await;
+    let before = proxy.requests();
+    let r = collector::collect(&client(&proxy.url), whole.as_ref(), &options(RemoteRead))
+        .await
+        .unwrap();
+    let [series, queries, reads] = [0, 1, 2].map(|i| proxy.requests()[i] - before[i]);
+    // Read as a span: sized through /api/v1/series, each chunk's facts an instant query,
+    // then four reads per group (chunks read one by one size themselves and ask for each
+    // group's owners with instant queries).
+    assert!(
+        (series, queries, reads % 4) == (1, r.chunks, 0)
+            && reads / 4 >= 2
+            && r.split_chunks == r.chunks,
+        "the span is read in at least two groups: {series} series requests, {queries} \
+         queries, {reads} reads, {r:?}"
+    );
+    assert_eq!(rows(whole.as_ref()).await, reference);
+
+    // The first group's reads pass and the second's break: the first group was handed to
+    // the writer while the second was read.
+    let broken = sqlite(&dir, "broken.db").await;
+    proxy.set(ReadMode::CutAfter(proxy.reads() + 4));
+    let err = collector::collect(&client(&proxy.url), broken.as_ref(), &options(RemoteRead))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cut short"), "{err}");
+    assert!(rows(broken.as_ref()).await.is_empty(), "nothing written");
+    assert_eq!(
+        broken
+            .collected_hours("test", 0, i64::MAX / 2)
+            .await
+            .unwrap(),
+        Vec::<i64>::new()
+    );
+
+    // The probe is a read too.
+    let fallen_back = sqlite(&dir, "fallen-back.db").await;
+    proxy.set(ReadMode::CutAfter(proxy.reads() + 1 + 4));
+    let r = collector::collect(&client(&proxy.url), fallen_back.as_ref(), &options(Auto))
+        .await
+        .unwrap();
+    assert!(
+        r.source == "remote-read" && r.remote_read_fallbacks >= 1 && r.hours_collected == 12,
+        "{r:?}"
+    );
+    assert_eq!(rows(fallen_back.as_ref()).await, reference);
+    proxy.set(ReadMode::Pass);
 }
 
 /// The `max by` the collector computes from raw series equals the one Prometheus computes,

@@ -123,7 +123,7 @@ impl CollectOptions {
             max_series_per_query: defaults.max_series_per_query,
             progress: Progress::default(),
             source: defaults.source,
-            span_hours: span::SPAN_HOURS,
+            span_hours: defaults.span_hours as usize,
         }
     }
 }
@@ -338,6 +338,23 @@ fn is_too_big(e: &PromError) -> bool {
     };
     let message = message.to_lowercase();
     SIGNS.iter().any(|s| message.contains(s))
+}
+
+/// What the fetcher hands the writer.
+enum ToWrite {
+    /// A piece, written in a transaction of its own.
+    Piece(Fetched),
+    /// One namespace group's summaries of every chunk of a span, written into the span's
+    /// transaction (the first group opens it): a span's summaries are never all in memory.
+    Group(Vec<crate::model::Chunk>),
+    /// The end of a span read whole: each chunk's parts (its hours) written, the span's
+    /// transaction committed, then each chunk counted.
+    SpanEnd(Vec<Fetched>),
+    /// A span whose read failed after some of its groups were written: its transaction is
+    /// rolled back, and its chunks are fetched again (run by run) or the run fails.
+    SpanAbort,
+    /// Hours another process collected.
+    Elsewhere(u64),
 }
 
 /// A chunk fetched and waiting to be written, with the claim to release after writing.
@@ -655,6 +672,11 @@ fn append_group(
     s: &ingest::ChunkStats,
 ) {
     parts.push(built);
+    add_stats(stats, s);
+}
+
+/// Adds one namespace group's counts to its chunk's.
+fn add_stats(stats: &mut ingest::ChunkStats, s: &ingest::ChunkStats) {
     stats.samples += s.samples;
     stats.rejected += s.rejected;
     stats.inferred_pods += s.inferred_pods;
@@ -676,7 +698,7 @@ enum Outcome {
 }
 
 /// Where fetched pieces go: the writer, or a count of hours collected elsewhere.
-type ToWriter = tokio::sync::mpsc::Sender<Result<Fetched, u64>>;
+type ToWriter = tokio::sync::mpsc::Sender<ToWrite>;
 
 /// A claimed cell: the runs of its hours still missing, and its claim (released with the
 /// cell's last piece).
@@ -857,7 +879,7 @@ async fn fetch_run(
                 None
             },
         };
-        if to_writer.send(Ok(fetched)).await.is_err() {
+        if to_writer.send(ToWrite::Piece(fetched)).await.is_err() {
             return Ok(false);
         }
     }
@@ -880,7 +902,8 @@ async fn fetch_spans(
     let sizes = span::sizes(prom, &whole, &opts.scope).await?;
     let mut sizing_queries = 1;
     let series = sizes.iter().map(|(_, n)| n).sum();
-    for range in span::sub_spans(&runs, series) {
+    let largest = sizes.iter().map(|(_, n)| *n).max().unwrap_or(0);
+    for range in span::sub_spans(&runs, series, largest) {
         let sub = &runs[range.clone()];
         if sub.len() > 1 {
             let facts = futures::future::try_join_all(sub.iter().map(|run| async move {
@@ -888,21 +911,26 @@ async fn fetch_spans(
                 prom.query(&q.facts, q.time).await
             }))
             .await?;
-            match span::fetch_span(prom, sub, opts, &sizes, &facts).await {
+            let read = span::fetch_span(prom, sub, opts, &sizes, &facts, to_writer).await;
+            if read.is_err() && to_writer.send(ToWrite::SpanAbort).await.is_err() {
+                return Ok(());
+            }
+            match read {
                 Ok(Some(chunks)) => {
-                    for (i, mut c) in range.zip(chunks) {
+                    let chunks = range.zip(chunks).map(|(i, mut c)| {
                         c.counts.queries += std::mem::take(&mut sizing_queries);
                         c.counts.queries += 1; // its facts
-                        let fetched = Fetched {
-                            parts: c.parts,
+                        Fetched {
+                            parts: vec![crate::model::Chunk::empty(&opts.cluster, c.hours)],
                             stats: c.stats,
                             split: c.split,
                             counts: c.counts,
                             claim: claims[i].take(),
-                        };
-                        if to_writer.send(Ok(fetched)).await.is_err() {
-                            return Ok(());
                         }
+                    });
+                    let end = ToWrite::SpanEnd(chunks.collect());
+                    if to_writer.send(end).await.is_err() {
+                        return Ok(());
                     }
                     continue;
                 }
@@ -1049,7 +1077,7 @@ async fn fetch_all(
                 Outcome::Held(hours) => held.push(hours),
                 Outcome::Sent => {}
                 Outcome::Elsewhere(n) => {
-                    if tx.send(Err(n)).await.is_err() {
+                    if tx.send(ToWrite::Elsewhere(n)).await.is_err() {
                         return Ok(());
                     }
                 }
@@ -1062,7 +1090,7 @@ async fn fetch_all(
             match outcome {
                 Outcome::Sent => {}
                 Outcome::Elsewhere(n) => {
-                    if tx.send(Err(n)).await.is_err() {
+                    if tx.send(ToWrite::Elsewhere(n)).await.is_err() {
                         return Ok(());
                     }
                 }
@@ -1073,58 +1101,108 @@ async fn fetch_all(
     Ok(())
 }
 
-/// Writes each fetched piece as it comes (`total` hours in all, for the progress), counting
-/// into `report`; returns the workload containers seen. A writer that fails drops `rx`,
-/// which stops the fetcher at its next send.
+/// Writes each fetched piece, and each span's groups, as they come (`total` hours in all,
+/// for the progress), counting into `report`; returns the workload containers seen. A
+/// writer that fails drops `rx`, which stops the fetcher at its next send; a span's
+/// transaction still open then is rolled back.
 async fn write_all(
     store: &dyn Store,
-    mut rx: tokio::sync::mpsc::Receiver<Result<Fetched, u64>>,
+    mut rx: tokio::sync::mpsc::Receiver<ToWrite>,
     opts: &CollectOptions,
     report: &mut CollectReport,
     total: u64,
 ) -> Result<HashSet<crate::model::ContainerKey>, CollectError> {
     let mut seen = HashSet::new();
     let mut progressed = 0;
+    let mut span: Option<Box<dyn crate::store::PartsWriter>> = None;
     while let Some(item) = rx.recv().await {
-        let fetched = match item {
-            Ok(fetched) => fetched,
-            Err(hours) => {
+        match item {
+            ToWrite::Elsewhere(hours) => {
                 report.hours_collected_elsewhere += hours;
                 progressed += hours;
                 opts.progress.report(progressed, total);
-                continue;
             }
-        };
-        let f = fetched;
-        let (parts, stats) = (f.parts, f.stats);
-        let hours = &parts[0].hours;
-        let n_hours = hours.len() as u64;
-        store.write_parts(&parts).await?;
-        if let Some(claim) = f.claim {
-            claim.release().await;
-        }
-        // Not `extend`: it reserves room for every usage hour (31 MB for 13 hours of 5,000
-        // containers) and clones each hour's key.
-        for key in parts.iter().flat_map(|c| {
-            (c.usage.iter().map(|u| &*u.key)).chain(c.containers.iter().map(|c| &c.key))
-        }) {
-            if !seen.contains(key) {
-                seen.insert(key.clone());
+            ToWrite::Piece(fetched) => {
+                store.write_parts(&fetched.parts).await?;
+                note_containers(&mut seen, &fetched.parts);
+                written(fetched, opts, report, &mut progressed, total).await;
+            }
+            ToWrite::Group(parts) => {
+                let open = match &mut span {
+                    Some(open) => open,
+                    None => {
+                        let hours: Vec<i64> = parts.iter().flat_map(|p| p.hours.clone()).collect();
+                        span.insert(store.begin_parts(&hours).await?)
+                    }
+                };
+                open.write(&parts).await?;
+                note_containers(&mut seen, &parts);
+            }
+            ToWrite::SpanAbort => span = None,
+            ToWrite::SpanEnd(chunks) => {
+                let mut open = match span.take() {
+                    Some(open) => open,
+                    None => {
+                        let hours: Vec<i64> = chunks
+                            .iter()
+                            .flat_map(|c| c.parts[0].hours.clone())
+                            .collect();
+                        store.begin_parts(&hours).await?
+                    }
+                };
+                // Each chunk's hours, marked collected (every group's parts marked them
+                // too: this keeps the commit from depending on that).
+                let hours: Vec<crate::model::Chunk> =
+                    chunks.iter().flat_map(|c| c.parts.clone()).collect();
+                open.write(&hours).await?;
+                open.commit().await?;
+                for chunk in chunks {
+                    written(chunk, opts, report, &mut progressed, total).await;
+                }
             }
         }
-        crate::telemetry::metrics().chunk_written(&opts.cluster);
-        report.hours_collected += n_hours;
-        progressed += n_hours;
-        opts.progress.report(progressed, total);
-        report.add_chunk(f.split, &f.counts, &stats);
-        tracing::debug!(
-            first_hour = hours[0],
-            hours = n_hours,
-            samples = stats.samples,
-            "chunk written"
-        );
     }
     Ok(seen)
+}
+
+/// Adds the workload containers of `parts` to `seen`.
+fn note_containers(seen: &mut HashSet<crate::model::ContainerKey>, parts: &[crate::model::Chunk]) {
+    // Not `extend`: it reserves room for every usage hour (31 MB for 13 hours of 5,000
+    // containers) and clones each hour's key.
+    for key in parts
+        .iter()
+        .flat_map(|c| (c.usage.iter().map(|u| &*u.key)).chain(c.containers.iter().map(|c| &c.key)))
+    {
+        if !seen.contains(key) {
+            seen.insert(key.clone());
+        }
+    }
+}
+
+/// Releases a committed chunk's claim and counts it.
+async fn written(
+    f: Fetched,
+    opts: &CollectOptions,
+    report: &mut CollectReport,
+    progressed: &mut u64,
+    total: u64,
+) {
+    if let Some(claim) = f.claim {
+        claim.release().await;
+    }
+    let hours = &f.parts[0].hours;
+    let n_hours = hours.len() as u64;
+    crate::telemetry::metrics().chunk_written(&opts.cluster);
+    report.hours_collected += n_hours;
+    *progressed += n_hours;
+    opts.progress.report(*progressed, total);
+    report.add_chunk(f.split, &f.counts, &f.stats);
+    tracing::debug!(
+        first_hour = hours[0],
+        hours = n_hours,
+        samples = f.stats.samples,
+        "chunk written"
+    );
 }
 
 impl CollectReport {
@@ -1183,7 +1261,7 @@ pub async fn collect(
     // The fetcher runs ahead of the writer (bounded by the channel), so Prometheus keeps
     // answering while a chunk is summarized and committed. Both run in this task: dropping
     // the run stops both, and a claim dropped unreleased closes its connection.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Fetched, u64>>(1);
+    let (tx, rx) = tokio::sync::mpsc::channel::<ToWrite>(1);
     // `concurrency` queries at Prometheus at once, and one chunk more under way: while a
     // chunk's answers are decoded and summarized, the extra chunk's queries keep Prometheus
     // at full concurrency (a chunk sizes itself before it asks for its groups, and asks for

@@ -79,6 +79,9 @@ pub struct CollectorConfig {
     /// Hours per chunk (the claim grid); a fleet whose series would make a chunk too big is
     /// fetched in shorter pieces.
     pub chunk_hours: u32,
+    /// Hours of consecutive chunks read together over remote read and committed in one
+    /// transaction, at most; 0 reads and commits chunk by chunk.
+    pub span_hours: u32,
     /// Queries at Prometheus at once.
     pub concurrency: usize,
     /// Schedule of `serve`.
@@ -108,6 +111,7 @@ impl Default for CollectorConfig {
             compression: HttpCompression::Auto,
             step: Duration::from_secs(60),
             chunk_hours: 24,
+            span_hours: super::SPAN_HOURS as u32,
             concurrency: 2,
             interval: Duration::from_secs(600),
             timeout: Duration::from_secs(60),

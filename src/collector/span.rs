@@ -13,14 +13,29 @@ use crate::prometheus::{Answer, InstantSample, PromClient, PromError};
 
 use super::raw::{self, RawStats};
 use super::{
-    append_group, group_series, ingest, namespace_groups, queries::RawMetric, ChunkQueries,
-    CollectOptions, Counts, SERIES_HOURS_PER_READ, SERIES_HOURS_PER_WRITE,
+    add_stats, group_series, ingest, namespace_groups, queries::RawMetric, ChunkQueries,
+    CollectOptions, Counts, ToWrite, ToWriter,
 };
 
-/// Hours of history one span covers at most: four day-long chunks. Longer spans cost
-/// Prometheus less still (a week: 2.5 s of its CPU instead of 3.1 s for 300 containers'
-/// 14 days) but hold more summaries (peak RSS 166 MB instead of 133 MB).
-pub const SPAN_HOURS: usize = 96;
+/// Hours of history one span covers at most (`collector.span_hours`): 14 day-long chunks,
+/// the default window. Its namespace groups and the span's own budget usually end it
+/// sooner.
+pub const SPAN_HOURS: usize = 336;
+
+/// Series-hours of one span, which is one transaction (its chunks are marked collected
+/// together, and a failed read leaves none of them written): this bounds how long the
+/// transaction stays open while the span is read. 300 containers' 14 days (6,920 series)
+/// would fit in one.
+const SERIES_HOURS_PER_SPAN: u64 = 2_600_000;
+
+/// Series-hours of one namespace group of a span, which bounds our memory: a group's
+/// evaluations hold 16 bytes per pod container and step until its summaries are built, and
+/// the next group is read meanwhile. A namespace is never split, so the largest one also
+/// bounds the span's hours. At 300 containers over 14 days (the largest namespace 210
+/// series), measured: 80,000 read one span at 1.6-1.9 s of Prometheus CPU and 217-223 MB
+/// peak RSS, 40,000 two week-long spans at 2.5-2.8 s and 138 MB, 20,000 four at 4.1-4.8 s
+/// and 84-90 MB.
+const SERIES_HOURS_PER_SPAN_GROUP: u64 = 40_000;
 
 /// Series per namespace over the window of `whole` (the span's chunks as one): the
 /// series [`super::queries::namespace_sizes`] counts, listed by `/api/v1/series`, which
@@ -47,15 +62,20 @@ pub async fn sizes(
     Ok(sizes.into_iter().collect())
 }
 
-/// Consecutive runs of a span that are read together: as many as keep the summaries of
-/// `series` series within [`SERIES_HOURS_PER_WRITE`]; a run alone when even two do not fit.
-pub fn sub_spans(runs: &[Vec<i64>], series: u64) -> Vec<std::ops::Range<usize>> {
+/// Consecutive runs of a span that are read together: as many as keep `series` series
+/// within [`SERIES_HOURS_PER_SPAN`] and the `largest` namespace (never split) within
+/// [`SERIES_HOURS_PER_SPAN_GROUP`]; a run alone when even two do not fit.
+pub fn sub_spans(runs: &[Vec<i64>], series: u64, largest: u64) -> Vec<std::ops::Range<usize>> {
+    let fits = |hours: u64| {
+        hours * series.max(1) <= SERIES_HOURS_PER_SPAN
+            && hours * largest <= SERIES_HOURS_PER_SPAN_GROUP
+    };
     let mut out: Vec<std::ops::Range<usize>> = Vec::new();
     let mut hours = 0u64;
     for (i, run) in runs.iter().enumerate() {
         let n = run.len() as u64;
         match out.last_mut() {
-            Some(r) if (hours + n) * series.max(1) <= SERIES_HOURS_PER_WRITE => {
+            Some(r) if fits(hours + n) => {
                 r.end = i + 1;
                 hours += n;
             }
@@ -69,15 +89,15 @@ pub fn sub_spans(runs: &[Vec<i64>], series: u64) -> Vec<std::ops::Range<usize>> 
 }
 
 /// Namespace groups for reading `hours` hours at once: each group's series over those
-/// hours stay within [`SERIES_HOURS_PER_READ`] (what the evaluations of one read
-/// hold), and within `max_series_per_query` (0: no limit). `None` when one namespace alone
-/// is over it: its chunks are then read one by one, in pieces.
+/// hours stay within [`SERIES_HOURS_PER_SPAN_GROUP`], and within `max_series_per_query`
+/// (0: no limit). `None` when one namespace alone is over it: its chunks are then read one
+/// by one, in pieces.
 fn span_groups(
     sizes: &[(String, u64)],
     hours: usize,
     max_series_per_query: u64,
 ) -> Option<Vec<Option<Vec<String>>>> {
-    let budget = SERIES_HOURS_PER_READ / hours.max(1) as u64;
+    let budget = SERIES_HOURS_PER_SPAN_GROUP / hours.max(1) as u64;
     let cap = match group_series(max_series_per_query, hours) {
         0 => budget,
         m => m.min(budget),
@@ -91,11 +111,12 @@ fn span_groups(
     })
 }
 
-/// One chunk of a span, fetched: its summaries, what building them found, whether it was
-/// read in namespace groups, and the requests it took (the span's all go to its first).
+/// One chunk of a span, fetched (its summaries are with the writer): what building them
+/// found, whether it was read in namespace groups, and the requests it took (the span's
+/// all go to its first).
 pub struct SpanChunk {
-    /// The chunk's summaries: its hours, then every namespace group's (see [`append_group`]).
-    pub parts: Vec<crate::model::Chunk>,
+    /// The chunk's hours.
+    pub hours: Vec<i64>,
     /// What building them found.
     pub stats: ingest::ChunkStats,
     /// Whether the span was read in namespace groups.
@@ -105,14 +126,18 @@ pub struct SpanChunk {
 }
 
 /// Reads the chunks of `runs` (consecutive, ascending) at once, namespace group by
-/// namespace group, each chunk with the workload facts of its end (`facts`, one per run).
-/// `Ok(None)` when a namespace is too big to read the span at once.
+/// namespace group, each chunk with the workload facts of its end (`facts`, one per run),
+/// and hands each group's summaries to the writer as soon as they are built
+/// ([`ToWrite::Group`]). `Ok(None)` when a namespace is too big to read the span at once
+/// (nothing was read). After an error, groups may have gone to the writer: the caller
+/// aborts the span. A writer that stopped ends the reading early.
 pub async fn fetch_span(
     prom: &PromClient,
     runs: &[Vec<i64>],
     opts: &CollectOptions,
     sizes: &[(String, u64)],
     facts: &[Answer<InstantSample>],
+    to_writer: &ToWriter,
 ) -> Result<Option<Vec<SpanChunk>>, PromError> {
     let hours: usize = runs.iter().map(Vec::len).sum();
     let Some(groups) = span_groups(sizes, hours, opts.max_series_per_query) else {
@@ -123,7 +148,7 @@ pub async fn fetch_span(
         .iter()
         .zip(facts)
         .map(|(run, facts)| SpanChunk {
-            parts: vec![crate::model::Chunk::empty(&opts.cluster, run.clone())],
+            hours: run.clone(),
             stats: ingest::ChunkStats {
                 rejected: facts.non_finite_skipped,
                 ..Default::default()
@@ -146,15 +171,33 @@ pub async fn fetch_span(
             .map(|run| ChunkQueries::new(run, opts.step_secs, &scope))
             .collect();
         let (mut a, mut b, mut c, mut d) = Default::default();
-        let (owners, state, cpu, memory) = tokio::join!(
-            raw::read_owners(prom, &chunks, &scope, &mut a),
-            raw::read_spread(prom, RawMetric::State, &chunks, &scope, &mut b),
-            raw::read_spread(prom, RawMetric::Cpu, &chunks, &scope, &mut c),
-            raw::read_spread(prom, RawMetric::Memory, &chunks, &scope, &mut d),
+        // The group before, summarized on the blocking pool while this one is read, goes
+        // to the writer as soon as it is built (one span is read at a time, so Prometheus
+        // is not left waiting for us).
+        let previous = building.take();
+        let handed = async {
+            match previous {
+                Some(previous) => hand_over(&mut out, previous, to_writer).await,
+                None => true,
+            }
+        };
+        let ((owners, state, cpu, memory), handed) = tokio::join!(
+            async {
+                tokio::join!(
+                    raw::read_owners(prom, &chunks, &scope, &mut a),
+                    raw::read_spread(prom, RawMetric::State, &chunks, &scope, &mut b),
+                    raw::read_spread(prom, RawMetric::Cpu, &chunks, &scope, &mut c),
+                    raw::read_spread(prom, RawMetric::Memory, &chunks, &scope, &mut d),
+                )
+            },
+            handed
         );
         counts.queries += 4;
         for s in [a, b, c, d] {
             add(&mut counts.raw, s);
+        }
+        if !handed {
+            return Ok(Some(out));
         }
         let (owners, state, cpu, memory) = (owners?, state?, cpu?, memory?);
         let inputs: Vec<(Vec<i64>, ingest::Answers)> = runs
@@ -176,11 +219,6 @@ pub async fn fetch_span(
                 (run.clone(), answers)
             })
             .collect();
-        // Summarized on the blocking pool while the next group is read, so Prometheus is
-        // not left waiting for us (one span is read at a time).
-        if let Some(previous) = building.take() {
-            append_built(&mut out, previous).await;
-        }
         let cluster = opts.cluster.clone();
         building = Some(tokio::task::spawn_blocking(move || {
             inputs
@@ -190,7 +228,7 @@ pub async fn fetch_span(
         }));
     }
     if let Some(last) = building {
-        append_built(&mut out, last).await;
+        hand_over(&mut out, last, to_writer).await;
     }
     if let Some(first) = out.first_mut() {
         first.counts = counts;
@@ -201,14 +239,18 @@ pub async fn fetch_span(
 /// One namespace group's summaries of each chunk, being built.
 type Building = tokio::task::JoinHandle<Vec<(crate::model::Chunk, ingest::ChunkStats)>>;
 
-/// Adds a group's summaries, once built, to the span's chunks.
-async fn append_built(out: &mut [SpanChunk], building: Building) {
+/// Hands a group's summaries, once built, to the writer and adds their counts to the
+/// span's chunks; `false` when the writer stopped.
+async fn hand_over(out: &mut [SpanChunk], building: Building, to_writer: &ToWriter) -> bool {
     let built = building
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    let mut parts = Vec::with_capacity(built.len());
     for (into, (built, s)) in out.iter_mut().zip(built) {
-        append_group(&mut into.parts, &mut into.stats, built, &s);
+        add_stats(&mut into.stats, &s);
+        parts.push(built);
     }
+    to_writer.send(ToWrite::Group(parts)).await.is_ok()
 }
 
 fn add(into: &mut RawStats, s: RawStats) {
@@ -221,16 +263,21 @@ mod tests {
     use super::*;
 
     #[test]
-    // A week of day-long chunks of 2,000 series fits one span's summaries, of 2,500 all but a
-    // day; at 5,000 series three days do; at 16,000 each day is alone (and is read in
-    // pieces, as without spans).
+    // A week of day-long chunks of 15,000 series fits one span, of 16,000 all but a day; at
+    // 40,000 series two days do; at 120,000 each day is alone (and is read in pieces, as
+    // without spans). A namespace of 200 series fits a group over eight days, of 400 over
+    // four, of 2,000 over none.
     fn spans_hold_a_bounded_number_of_series_hours() {
         let days: Vec<Vec<i64>> = (0..7).map(|d| vec![d; 24]).collect();
-        assert_eq!(sub_spans(&days, 800), vec![0..7]);
-        assert_eq!(sub_spans(&days, 2_000), vec![0..7]);
-        assert_eq!(sub_spans(&days, 2_500), vec![0..6, 6..7]);
-        assert_eq!(sub_spans(&days, 5_000), vec![0..3, 3..6, 6..7]);
-        assert_eq!(sub_spans(&days, 16_000).len(), 7);
+        assert_eq!(sub_spans(&days, 800, 100), vec![0..7]);
+        assert_eq!(sub_spans(&days, 15_000, 100), vec![0..7]);
+        assert_eq!(sub_spans(&days, 16_000, 100), vec![0..6, 6..7]);
+        assert_eq!(sub_spans(&days, 40_000, 100), vec![0..2, 2..4, 4..6, 6..7]);
+        assert_eq!(sub_spans(&days, 120_000, 100).len(), 7);
+        assert_eq!(sub_spans(&days, 800, 200), vec![0..7]);
+        assert_eq!(sub_spans(&days, 800, 400), vec![0..4, 4..7]);
+        assert_eq!(sub_spans(&days, 6_920, 210), vec![0..7]);
+        assert_eq!(sub_spans(&days, 2_000, 2_000).len(), 7);
     }
 
     #[test]
@@ -239,18 +286,18 @@ mod tests {
             .iter()
             .map(|(n, s)| (n.to_string(), *s))
             .collect();
-        // 120 series over 120 hours: 14,400 series-hours, one read.
-        assert_eq!(span_groups(&sizes, 120, 0), Some(vec![None]));
-        // Over 168 hours the budget is 119 series a group.
+        // 120 series over 168 hours: 20,160 series-hours, one read.
+        assert_eq!(span_groups(&sizes, 168, 0), Some(vec![None]));
+        // Over 336 hours the budget is 119 series a group.
         assert_eq!(
-            span_groups(&sizes, 168, 0),
+            span_groups(&sizes, 336, 0),
             Some(vec![
                 Some(vec!["a".into(), "b".into()]),
                 Some(vec!["c".into()])
             ])
         );
         // The configured limit holds too; a namespace over it reads its days one by one.
-        assert_eq!(span_groups(&sizes, 168, 55), None);
-        assert_eq!(span_groups(&sizes, 168, 70).map(|g| g.len()), Some(2));
+        assert_eq!(span_groups(&sizes, 336, 55), None);
+        assert_eq!(span_groups(&sizes, 336, 70).map(|g| g.len()), Some(2));
     }
 }

@@ -16,6 +16,27 @@ pub(in crate::store) type UsageDays = BTreeMap<sql::UsageDayKey, BTreeMap<i64, V
 /// Signal hours by day row: per (container id, day), each hour's values.
 pub(in crate::store) type SignalDays = BTreeMap<(i64, i64), BTreeMap<i64, packed::Signals>>;
 
+/// A transaction parts are written into one after another (see [`super::Store::begin_parts`]).
+pub(in crate::store) struct OpenParts<DB: sqlx::Database> {
+    pub tx: sqlx::Transaction<'static, DB>,
+}
+
+#[async_trait::async_trait]
+impl<DB> super::PartsWriter for OpenParts<DB>
+where
+    DB: sqlx::Database,
+    DB::Connection: Conn,
+{
+    async fn write(&mut self, parts: &[crate::model::Chunk]) -> Result<(), StoreError> {
+        let plan = ChunkPlan::new(parts)?;
+        write_chunk(&mut *self.tx, plan.cluster, &plan).await
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        Ok(self.tx.commit().await?)
+    }
+}
+
 /// Writes a planned chunk of `cluster` inside the caller's transaction.
 pub(in crate::store) async fn write_chunk(
     conn: &mut impl Conn,

@@ -160,6 +160,15 @@ impl std::fmt::Debug for Claim {
     }
 }
 
+/// An open transaction of parts (see [`Store::begin_parts`]).
+#[async_trait]
+pub trait PartsWriter: Send {
+    /// Writes `parts` (of one cluster) into the transaction.
+    async fn write(&mut self, parts: &[Chunk]) -> Result<(), StoreError>;
+    /// Commits everything written.
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}
+
 /// A run to record as started (see [`Store::start_run`]).
 #[derive(Debug, Clone)]
 pub struct NewRun<'a> {
@@ -266,6 +275,12 @@ pub trait Store: Send + Sync {
     /// chunk, whose vectors would grow by doubling (28 MB of a 120 MB peak heap at 5,000
     /// containers).
     async fn write_parts(&self, parts: &[Chunk]) -> Result<(), StoreError>;
+    /// Opens one transaction for the chunks of `hours` written part by part (a span's
+    /// namespace groups, each as soon as it is built), so their summaries are never all in
+    /// memory at once and none of them is kept unless all are: dropped without
+    /// [`PartsWriter::commit`], it rolls back. Each [`PartsWriter::write`] writes as
+    /// [`Store::write_parts`] does, so the hours of every part are marked collected.
+    async fn begin_parts(&self, hours: &[i64]) -> Result<Box<dyn PartsWriter>, StoreError>;
     /// Known workload containers, optionally of one cluster, ordered by key.
     async fn containers(
         &self,

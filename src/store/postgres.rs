@@ -295,6 +295,15 @@ shared::store_impl! {
         Ok(())
     }
 
+    async fn begin_parts(&self, hours: &[i64]) -> Result<Box<dyn super::PartsWriter>, StoreError> {
+        // Before the transaction: a partition created inside it would hold its catalog
+        // lock, which every other writer of the month waits for, until the span commits.
+        self.create_partitions(hours.iter().copied()).await?;
+        Ok(Box::new(history::OpenParts {
+            tx: self.pool.begin().await?,
+        }))
+    }
+
     async fn claim_chunk(
         &self,
         cluster: &str,

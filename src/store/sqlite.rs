@@ -149,6 +149,12 @@ shared::store_impl! {
         Ok(())
     }
 
+    async fn begin_parts(&self, _hours: &[i64]) -> Result<Box<dyn super::PartsWriter>, StoreError> {
+        Ok(Box::new(history::OpenParts {
+            tx: self.pool.begin().await?,
+        }))
+    }
+
     async fn claim_chunk(
         &self,
         _cluster: &str,

@@ -409,7 +409,7 @@ async fn ranges_by_query(
     let ask = |metric: RawMetric, r: &RangeQuery| {
         let r = r.clone();
         async move {
-            let max_by = std::sync::Mutex::new(raw::MaxBy::new(raw::group_labels(metric), &r));
+            let max_by = std::sync::Mutex::new(raw::MaxBy::of(metric, &r));
             let fold = |series: Vec<crate::prometheus::RangeSeries>| {
                 let mut max_by = max_by
                     .lock()

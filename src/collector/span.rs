@@ -30,12 +30,18 @@ const SERIES_HOURS_PER_SPAN: u64 = 2_600_000;
 
 /// Series-hours of one namespace group of a span, which bounds our memory: a group's
 /// evaluations hold 16 bytes per pod container and step until its summaries are built, and
-/// the next group is read meanwhile. A namespace is never split, so the largest one also
-/// bounds the span's hours. At 300 containers over 14 days (the largest namespace 210
-/// series), measured: 80,000 read one span at 1.6-1.9 s of Prometheus CPU and 217-223 MB
-/// peak RSS, 40,000 two week-long spans at 2.5-2.8 s and 138 MB, 20,000 four at 4.1-4.8 s
-/// and 84-90 MB.
+/// the next group is read meanwhile, so two groups are in memory at once. At 300
+/// containers over 14 days, measured: 40,000 series-hours a group took about 110-125 MB
+/// peak RSS (after state groups were kept as runs; 139 MB before), 72,000 150-175 MB.
 const SERIES_HOURS_PER_SPAN_GROUP: u64 = 40_000;
+
+/// Series-hours of one namespace read alone, over the group budget. A namespace is never
+/// split, and a big one used to shorten the whole span to fit the group budget, although
+/// every span costs Prometheus the index entries of all the series again. Such a group is
+/// built before the next one is read, so memory still holds at most two groups' budgets.
+/// At 300 containers the largest namespace (210 series) then fits 14 days, and one span
+/// costs Prometheus about a fifth less CPU than two of a week.
+const SERIES_HOURS_PER_SPAN_NAMESPACE: u64 = 2 * SERIES_HOURS_PER_SPAN_GROUP;
 
 /// Series per namespace over the window of `whole` (the span's chunks as one): the
 /// series [`super::queries::namespace_sizes`] counts, listed by `/api/v1/series`, which
@@ -64,11 +70,11 @@ pub async fn sizes(
 
 /// Consecutive runs of a span that are read together: as many as keep `series` series
 /// within [`SERIES_HOURS_PER_SPAN`] and the `largest` namespace (never split) within
-/// [`SERIES_HOURS_PER_SPAN_GROUP`]; a run alone when even two do not fit.
+/// [`SERIES_HOURS_PER_SPAN_NAMESPACE`]; a run alone when even two do not fit.
 pub fn sub_spans(runs: &[Vec<i64>], series: u64, largest: u64) -> Vec<std::ops::Range<usize>> {
     let fits = |hours: u64| {
         hours * series.max(1) <= SERIES_HOURS_PER_SPAN
-            && hours * largest <= SERIES_HOURS_PER_SPAN_GROUP
+            && hours * largest <= SERIES_HOURS_PER_SPAN_NAMESPACE
     };
     let mut out: Vec<std::ops::Range<usize>> = Vec::new();
     let mut hours = 0u64;
@@ -89,25 +95,42 @@ pub fn sub_spans(runs: &[Vec<i64>], series: u64, largest: u64) -> Vec<std::ops::
 }
 
 /// Namespace groups for reading `hours` hours at once: each group's series over those
-/// hours stay within [`SERIES_HOURS_PER_SPAN_GROUP`], and within `max_series_per_query`
-/// (0: no limit). `None` when one namespace alone is over it: its chunks are then read one
-/// by one, in pieces.
+/// hours stay within [`SERIES_HOURS_PER_SPAN_GROUP`] (a namespace over it alone, within
+/// [`SERIES_HOURS_PER_SPAN_NAMESPACE`]), and within `max_series_per_query` (0: no limit),
+/// each with whether it is over the group budget. `None` when one namespace alone is over
+/// it: its chunks are then read one by one, in pieces.
 fn span_groups(
     sizes: &[(String, u64)],
     hours: usize,
     max_series_per_query: u64,
-) -> Option<Vec<Option<Vec<String>>>> {
-    let budget = SERIES_HOURS_PER_SPAN_GROUP / hours.max(1) as u64;
-    let cap = match group_series(max_series_per_query, hours) {
-        0 => budget,
-        m => m.min(budget),
+) -> Option<Vec<(Option<Vec<String>>, bool)>> {
+    let limit = |budget: u64| {
+        let budget = budget / hours.max(1) as u64;
+        match group_series(max_series_per_query, hours) {
+            0 => budget,
+            m => m.min(budget),
+        }
     };
-    if sizes.iter().any(|(_, n)| *n > cap) {
+    let (cap, alone) = (
+        limit(SERIES_HOURS_PER_SPAN_GROUP),
+        limit(SERIES_HOURS_PER_SPAN_NAMESPACE),
+    );
+    if sizes.iter().any(|(_, n)| *n > alone) {
         return None;
     }
     Some(match namespace_groups(sizes, cap) {
-        None => vec![None],
-        Some(groups) => groups.into_iter().map(Some).collect(),
+        None => vec![(None, false)],
+        Some(groups) => groups
+            .into_iter()
+            .map(|names| {
+                let series: u64 = sizes
+                    .iter()
+                    .filter(|(n, _)| names.contains(n))
+                    .map(|(_, s)| s)
+                    .sum();
+                (Some(names), series > cap)
+            })
+            .collect(),
     })
 }
 
@@ -160,8 +183,8 @@ pub async fn fetch_span(
     let facts: Vec<std::sync::Arc<[InstantSample]>> =
         facts.iter().map(|f| f.series.as_slice().into()).collect();
     let mut counts = Counts::default();
-    let mut building: Option<Building> = None;
-    for group in groups {
+    let mut building: Option<(Building, bool)> = None;
+    for (group, alone) in groups {
         let scope = match group {
             None => opts.scope.clone(),
             Some(names) => opts.scope.with_namespaces(names),
@@ -174,7 +197,17 @@ pub async fn fetch_span(
         // The group before, summarized on the blocking pool while this one is read, goes
         // to the writer as soon as it is built (one span is read at a time, so Prometheus
         // is not left waiting for us).
-        let previous = building.take();
+        let previous = match building.take() {
+            // A group over the budget is built before the next is read: memory holds it
+            // alone.
+            Some((big, true)) => {
+                if !hand_over(&mut out, big, to_writer).await {
+                    return Ok(Some(out));
+                }
+                None
+            }
+            other => other.map(|(group, _)| group),
+        };
         let handed = async {
             match previous {
                 Some(previous) => hand_over(&mut out, previous, to_writer).await,
@@ -220,14 +253,17 @@ pub async fn fetch_span(
             })
             .collect();
         let cluster = opts.cluster.clone();
-        building = Some(tokio::task::spawn_blocking(move || {
-            inputs
-                .into_iter()
-                .map(|(run, answers)| ingest::build_chunk(&cluster, run, &answers))
-                .collect::<Vec<_>>()
-        }));
+        building = Some((
+            tokio::task::spawn_blocking(move || {
+                inputs
+                    .into_iter()
+                    .map(|(run, answers)| ingest::build_chunk(&cluster, run, &answers))
+                    .collect::<Vec<_>>()
+            }),
+            alone,
+        ));
     }
-    if let Some(last) = building {
+    if let Some((last, _)) = building {
         hand_over(&mut out, last, to_writer).await;
     }
     if let Some(first) = out.first_mut() {
@@ -265,8 +301,8 @@ mod tests {
     #[test]
     // A week of day-long chunks of 15,000 series fits one span, of 16,000 all but a day; at
     // 40,000 series two days do; at 120,000 each day is alone (and is read in pieces, as
-    // without spans). A namespace of 200 series fits a group over eight days, of 400 over
-    // four, of 2,000 over none.
+    // without spans). A namespace of 400 series fits alone over eight days, of 500 over
+    // six, of 2,000 over none.
     fn spans_hold_a_bounded_number_of_series_hours() {
         let days: Vec<Vec<i64>> = (0..7).map(|d| vec![d; 24]).collect();
         assert_eq!(sub_spans(&days, 800, 100), vec![0..7]);
@@ -274,8 +310,8 @@ mod tests {
         assert_eq!(sub_spans(&days, 16_000, 100), vec![0..6, 6..7]);
         assert_eq!(sub_spans(&days, 40_000, 100), vec![0..2, 2..4, 4..6, 6..7]);
         assert_eq!(sub_spans(&days, 120_000, 100).len(), 7);
-        assert_eq!(sub_spans(&days, 800, 200), vec![0..7]);
-        assert_eq!(sub_spans(&days, 800, 400), vec![0..4, 4..7]);
+        assert_eq!(sub_spans(&days, 800, 400), vec![0..7]);
+        assert_eq!(sub_spans(&days, 800, 500), vec![0..6, 6..7]);
         assert_eq!(sub_spans(&days, 6_920, 210), vec![0..7]);
         assert_eq!(sub_spans(&days, 2_000, 2_000).len(), 7);
     }
@@ -286,16 +322,25 @@ mod tests {
             .iter()
             .map(|(n, s)| (n.to_string(), *s))
             .collect();
+        let names = |n: &[&str]| Some(n.iter().map(|n| n.to_string()).collect::<Vec<_>>());
         // 120 series over 168 hours: 20,160 series-hours, one read.
-        assert_eq!(span_groups(&sizes, 168, 0), Some(vec![None]));
+        assert_eq!(span_groups(&sizes, 168, 0), Some(vec![(None, false)]));
         // Over 336 hours the budget is 119 series a group.
         assert_eq!(
             span_groups(&sizes, 336, 0),
+            Some(vec![(names(&["a", "b"]), false), (names(&["c"]), false)])
+        );
+        // Over 720 hours it is 55: a namespace over it is read alone (and built before the
+        // next group is read), up to 111 series.
+        assert_eq!(
+            span_groups(&sizes, 720, 0),
             Some(vec![
-                Some(vec!["a".into(), "b".into()]),
-                Some(vec!["c".into()])
+                (names(&["a"]), false),
+                (names(&["b"]), true),
+                (names(&["c"]), false)
             ])
         );
+        assert_eq!(span_groups(&sizes, 1500, 0), None);
         // The configured limit holds too; a namespace over it reads its days one by one.
         assert_eq!(span_groups(&sizes, 336, 55), None);
         assert_eq!(span_groups(&sizes, 336, 70).map(|g| g.len()), Some(2));

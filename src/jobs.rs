@@ -53,10 +53,7 @@ pub async fn collect_window(
 ) -> Result<CollectReport, collector::CollectError> {
     let (from, to) = window.hours();
     let opts = CollectOptions {
-        cluster: cluster.to_string(),
         scope: scope.clone(),
-        from,
-        to,
         step_secs: config.step.as_secs() as i64,
         chunk_hours: config.chunk_hours,
         concurrency: config.concurrency,
@@ -64,6 +61,7 @@ pub async fn collect_window(
         progress,
         source: config.source,
         span_hours: config.span_hours as usize,
+        ..CollectOptions::new(cluster, from, to)
     };
     let mut report = collector::collect(prom, store, &opts).await?;
     if window.until.is_none() {

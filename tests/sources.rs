@@ -193,6 +193,15 @@ async fn sqlite(dir: &TempDir, name: &str) -> Arc<dyn Store> {
     rightsizer::store::connect(&url).await.unwrap()
 }
 
+/// The rows a range-query collect with `opts` stores.
+async fn reference_rows(url: &str, dir: &TempDir, opts: &CollectOptions) -> Vec<String> {
+    let reference = sqlite(dir, "reference.db").await;
+    collector::collect(&client(url), reference.as_ref(), opts)
+        .await
+        .unwrap();
+    rows(reference.as_ref()).await
+}
+
 /// Every container's usage and signal rows.
 async fn rows(store: &dyn Store) -> Vec<String> {
     let mut out = Vec::new();
@@ -307,6 +316,55 @@ async fn auto_falls_back_and_an_explicit_remote_read_fails_cleanly() {
     assert_eq!(rows(store.as_ref()).await, reference);
 }
 
+/// A namespace over a span's group budget (and within twice it) is read alone, and built
+/// before the next group is read, instead of shortening the span: the run is still one
+/// span, read in several groups, and stores what range queries store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_over_the_group_budget_is_read_alone_within_the_span() {
+    use CollectorSource::{QueryRange, RemoteRead};
+    let fx = tokio::task::spawn_blocking(fixture).await.unwrap();
+    let proxy = start_proxy(fx.prometheus.url()).await;
+    let dir = TempDir::new("rs-sources-alone").unwrap();
+    // The collector sizes namespaces by these series over the span (and its lookback).
+    let selectors = collector::queries::sized_series(&collector::Scope::default());
+    let selectors: Vec<&str> = selectors.iter().map(String::as_str).collect();
+    let mut sizes: std::collections::BTreeMap<String, u64> = Default::default();
+    for labels in client(fx.prometheus.url())
+        .series(&selectors, fx.truth.start - 3600, fx.truth.end)
+        .await
+        .unwrap()
+    {
+        *sizes.entry(labels["namespace"].clone()).or_default() += 1;
+    }
+    let largest = *sizes.values().max().unwrap();
+    let per_group = largest * 2 / 3;
+    assert!(
+        sizes.len() >= 3 && per_group < largest && per_group * 2 >= largest + 2,
+        "the largest namespace is over a group and within two: {sizes:?}"
+    );
+    let hours = ((fx.truth.end - fx.truth.start) / 3600) as u64;
+    let options = |source| CollectOptions {
+        span_group_series_hours: per_group * hours,
+        ..options(&fx.truth, source)
+    };
+
+    let reference = reference_rows(&proxy.url, &dir, &options(QueryRange)).await;
+
+    let store = sqlite(&dir, "remote.db").await;
+    let before = proxy.requests();
+    let r = collector::collect(&client(&proxy.url), store.as_ref(), &options(RemoteRead))
+        .await
+        .unwrap();
+    let [series, queries, reads] = [0, 1, 2].map(|i| proxy.requests()[i] - before[i]);
+    // One span (sized once, each chunk's facts an instant query, four reads per group).
+    assert!(
+        (series, queries, reads % 4) == (1, r.chunks, 0) && reads / 4 >= 2,
+        "one span in at least two groups: {series} series requests, {queries} queries, \
+         {reads} reads, {r:?}"
+    );
+    assert_eq!(rows(store.as_ref()).await, reference);
+}
+
 /// A span read in several namespace groups is one transaction: groups written into it
 /// before a later group's read broke are rolled back with it. Under `remote-read` the run
 /// fails having written nothing; under `auto` the span's chunks are read again one by one
@@ -324,15 +382,7 @@ async fn a_span_broken_after_groups_were_written_keeps_none_of_them() {
         ..options(&fx.truth, source)
     };
 
-    let reference = sqlite(&dir, "reference.db").await;
-    collector::collect(
-        &client(&proxy.url),
-        reference.as_ref(),
-        &options(QueryRange),
-    )
-    .await
-    .unwrap();
-    let reference = rows(reference.as_ref()).await;
+    let reference = reference_rows(&proxy.url, &dir, &options(QueryRange)).await;
 
     let whole = sqlite(&dir, "whole.db").await;
     let before = proxy.requests();

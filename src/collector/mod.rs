@@ -106,6 +106,9 @@ pub struct CollectOptions {
     /// Hours of consecutive chunks a remote read covers at once at most (see [`span`]);
     /// 0 reads chunk by chunk.
     pub span_hours: usize,
+    /// Series-hours of one namespace group of a span, which bounds memory: 40,000 (not a
+    /// setting; tests lower it to split small fixtures into groups).
+    pub span_group_series_hours: u64,
 }
 
 impl CollectOptions {
@@ -124,6 +127,7 @@ impl CollectOptions {
             progress: Progress::default(),
             source: defaults.source,
             span_hours: defaults.span_hours as usize,
+            span_group_series_hours: span::SERIES_HOURS_PER_SPAN_GROUP,
         }
     }
 }
@@ -903,7 +907,7 @@ async fn fetch_spans(
     let mut sizing_queries = 1;
     let series = sizes.iter().map(|(_, n)| n).sum();
     let largest = sizes.iter().map(|(_, n)| *n).max().unwrap_or(0);
-    for range in span::sub_spans(&runs, series, largest) {
+    for range in span::sub_spans(&runs, series, largest, opts.span_group_series_hours) {
         let sub = &runs[range.clone()];
         if sub.len() > 1 {
             let facts = futures::future::try_join_all(sub.iter().map(|run| async move {

@@ -33,15 +33,15 @@ const SERIES_HOURS_PER_SPAN: u64 = 2_600_000;
 /// the next group is read meanwhile, so two groups are in memory at once. At 300
 /// containers over 14 days, measured: 40,000 series-hours a group took about 110-125 MB
 /// peak RSS (after state groups were kept as runs; 139 MB before), 72,000 150-175 MB.
-const SERIES_HOURS_PER_SPAN_GROUP: u64 = 40_000;
+pub const SERIES_HOURS_PER_SPAN_GROUP: u64 = 40_000;
 
-/// Series-hours of one namespace read alone, over the group budget. A namespace is never
-/// split, and a big one used to shorten the whole span to fit the group budget, although
-/// every span costs Prometheus the index entries of all the series again. Such a group is
-/// built before the next one is read, so memory still holds at most two groups' budgets.
-/// At 300 containers the largest namespace (210 series) then fits 14 days, and one span
-/// costs Prometheus about a fifth less CPU than two of a week.
-const SERIES_HOURS_PER_SPAN_NAMESPACE: u64 = 2 * SERIES_HOURS_PER_SPAN_GROUP;
+/// Series-hours of one namespace read alone, as a multiple of the group budget. A namespace
+/// is never split, and a big one used to shorten the whole span to fit the group budget,
+/// although every span costs Prometheus the index entries of all the series again. Such a
+/// group is built before the next one is read, so memory still holds at most two groups'
+/// budgets. At 300 containers the largest namespace (210 series) then fits 14 days, and
+/// one span costs Prometheus about a fifth less CPU than two of a week.
+const NAMESPACE_ALONE_GROUPS: u64 = 2;
 
 /// Series per namespace over the window of `whole` (the span's chunks as one): the
 /// series [`super::queries::namespace_sizes`] counts, listed by `/api/v1/series`, which
@@ -70,11 +70,17 @@ pub async fn sizes(
 
 /// Consecutive runs of a span that are read together: as many as keep `series` series
 /// within [`SERIES_HOURS_PER_SPAN`] and the `largest` namespace (never split) within
-/// [`SERIES_HOURS_PER_SPAN_NAMESPACE`]; a run alone when even two do not fit.
-pub fn sub_spans(runs: &[Vec<i64>], series: u64, largest: u64) -> Vec<std::ops::Range<usize>> {
+/// [`NAMESPACE_ALONE_GROUPS`] group budgets (`group_budget` series-hours, see
+/// [`SERIES_HOURS_PER_SPAN_GROUP`]); a run alone when even two do not fit.
+pub fn sub_spans(
+    runs: &[Vec<i64>],
+    series: u64,
+    largest: u64,
+    group_budget: u64,
+) -> Vec<std::ops::Range<usize>> {
     let fits = |hours: u64| {
         hours * series.max(1) <= SERIES_HOURS_PER_SPAN
-            && hours * largest <= SERIES_HOURS_PER_SPAN_NAMESPACE
+            && hours * largest <= NAMESPACE_ALONE_GROUPS * group_budget
     };
     let mut out: Vec<std::ops::Range<usize>> = Vec::new();
     let mut hours = 0u64;
@@ -95,14 +101,15 @@ pub fn sub_spans(runs: &[Vec<i64>], series: u64, largest: u64) -> Vec<std::ops::
 }
 
 /// Namespace groups for reading `hours` hours at once: each group's series over those
-/// hours stay within [`SERIES_HOURS_PER_SPAN_GROUP`] (a namespace over it alone, within
-/// [`SERIES_HOURS_PER_SPAN_NAMESPACE`]), and within `max_series_per_query` (0: no limit),
+/// hours stay within `group_budget` series-hours (a namespace over it alone, within
+/// [`NAMESPACE_ALONE_GROUPS`] budgets), and within `max_series_per_query` (0: no limit),
 /// each with whether it is over the group budget. `None` when one namespace alone is over
 /// it: its chunks are then read one by one, in pieces.
 fn span_groups(
     sizes: &[(String, u64)],
     hours: usize,
     max_series_per_query: u64,
+    group_budget: u64,
 ) -> Option<Vec<(Option<Vec<String>>, bool)>> {
     let limit = |budget: u64| {
         let budget = budget / hours.max(1) as u64;
@@ -112,25 +119,31 @@ fn span_groups(
         }
     };
     let (cap, alone) = (
-        limit(SERIES_HOURS_PER_SPAN_GROUP),
-        limit(SERIES_HOURS_PER_SPAN_NAMESPACE),
+        limit(group_budget),
+        limit(NAMESPACE_ALONE_GROUPS * group_budget),
     );
     if sizes.iter().any(|(_, n)| *n > alone) {
         return None;
     }
     Some(match namespace_groups(sizes, cap) {
         None => vec![(None, false)],
-        Some(groups) => groups
-            .into_iter()
-            .map(|names| {
-                let series: u64 = sizes
-                    .iter()
-                    .filter(|(n, _)| names.contains(n))
-                    .map(|(_, s)| s)
-                    .sum();
-                (Some(names), series > cap)
-            })
-            .collect(),
+        Some(groups) => {
+            let mut groups: Vec<(Option<Vec<String>>, bool)> = groups
+                .into_iter()
+                .map(|names| {
+                    let series: u64 = sizes
+                        .iter()
+                        .filter(|(n, _)| names.contains(n))
+                        .map(|(_, s)| s)
+                        .sum();
+                    (Some(names), series > cap)
+                })
+                .collect();
+            // Namespaces read alone go first: the run's memory peak then comes at its
+            // start, before the other groups were read.
+            groups.sort_by_key(|(_, alone)| !alone);
+            groups
+        }
     })
 }
 
@@ -163,7 +176,12 @@ pub async fn fetch_span(
     to_writer: &ToWriter,
 ) -> Result<Option<Vec<SpanChunk>>, PromError> {
     let hours: usize = runs.iter().map(Vec::len).sum();
-    let Some(groups) = span_groups(sizes, hours, opts.max_series_per_query) else {
+    let Some(groups) = span_groups(
+        sizes,
+        hours,
+        opts.max_series_per_query,
+        opts.span_group_series_hours,
+    ) else {
         return Ok(None);
     };
     let split = groups.len() > 1;
@@ -305,15 +323,17 @@ mod tests {
     // six, of 2,000 over none.
     fn spans_hold_a_bounded_number_of_series_hours() {
         let days: Vec<Vec<i64>> = (0..7).map(|d| vec![d; 24]).collect();
-        assert_eq!(sub_spans(&days, 800, 100), vec![0..7]);
-        assert_eq!(sub_spans(&days, 15_000, 100), vec![0..7]);
-        assert_eq!(sub_spans(&days, 16_000, 100), vec![0..6, 6..7]);
-        assert_eq!(sub_spans(&days, 40_000, 100), vec![0..2, 2..4, 4..6, 6..7]);
-        assert_eq!(sub_spans(&days, 120_000, 100).len(), 7);
-        assert_eq!(sub_spans(&days, 800, 400), vec![0..7]);
-        assert_eq!(sub_spans(&days, 800, 500), vec![0..6, 6..7]);
-        assert_eq!(sub_spans(&days, 6_920, 210), vec![0..7]);
-        assert_eq!(sub_spans(&days, 2_000, 2_000).len(), 7);
+        let spans =
+            |series, largest| sub_spans(&days, series, largest, SERIES_HOURS_PER_SPAN_GROUP);
+        assert_eq!(spans(800, 100), vec![0..7]);
+        assert_eq!(spans(15_000, 100), vec![0..7]);
+        assert_eq!(spans(16_000, 100), vec![0..6, 6..7]);
+        assert_eq!(spans(40_000, 100), vec![0..2, 2..4, 4..6, 6..7]);
+        assert_eq!(spans(120_000, 100).len(), 7);
+        assert_eq!(spans(800, 400), vec![0..7]);
+        assert_eq!(spans(800, 500), vec![0..6, 6..7]);
+        assert_eq!(spans(6_920, 210), vec![0..7]);
+        assert_eq!(spans(2_000, 2_000).len(), 7);
     }
 
     #[test]
@@ -324,25 +344,37 @@ mod tests {
             .collect();
         let names = |n: &[&str]| Some(n.iter().map(|n| n.to_string()).collect::<Vec<_>>());
         // 120 series over 168 hours: 20,160 series-hours, one read.
-        assert_eq!(span_groups(&sizes, 168, 0), Some(vec![(None, false)]));
+        assert_eq!(
+            span_groups(&sizes, 168, 0, SERIES_HOURS_PER_SPAN_GROUP),
+            Some(vec![(None, false)])
+        );
         // Over 336 hours the budget is 119 series a group.
         assert_eq!(
-            span_groups(&sizes, 336, 0),
+            span_groups(&sizes, 336, 0, SERIES_HOURS_PER_SPAN_GROUP),
             Some(vec![(names(&["a", "b"]), false), (names(&["c"]), false)])
         );
-        // Over 720 hours it is 55: a namespace over it is read alone (and built before the
-        // next group is read), up to 111 series.
+        // Over 720 hours it is 55: a namespace over it is read alone (first, and built
+        // before the next group is read), up to 111 series.
         assert_eq!(
-            span_groups(&sizes, 720, 0),
+            span_groups(&sizes, 720, 0, SERIES_HOURS_PER_SPAN_GROUP),
             Some(vec![
-                (names(&["a"]), false),
                 (names(&["b"]), true),
+                (names(&["a"]), false),
                 (names(&["c"]), false)
             ])
         );
-        assert_eq!(span_groups(&sizes, 1500, 0), None);
+        assert_eq!(
+            span_groups(&sizes, 1500, 0, SERIES_HOURS_PER_SPAN_GROUP),
+            None
+        );
         // The configured limit holds too; a namespace over it reads its days one by one.
-        assert_eq!(span_groups(&sizes, 336, 55), None);
-        assert_eq!(span_groups(&sizes, 336, 70).map(|g| g.len()), Some(2));
+        assert_eq!(
+            span_groups(&sizes, 336, 55, SERIES_HOURS_PER_SPAN_GROUP),
+            None
+        );
+        assert_eq!(
+            span_groups(&sizes, 336, 70, SERIES_HOURS_PER_SPAN_GROUP).map(|g| g.len()),
+            Some(2)
+        );
     }
 }

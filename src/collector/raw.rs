@@ -40,13 +40,14 @@ enum Eval {
 /// aggregates itself because Prometheus 2.42 spends four to five times the CPU of the
 /// query on a `max by` over a range query.
 pub struct MaxBy {
-    by: &'static [&'static str],
+    /// The `by` labels, in name order.
+    by: Vec<&'static str>,
     start: i64,
     end: i64,
     step: i64,
     /// Whether groups are kept as runs and their answers [`thinned`] (the state series).
     thin: bool,
-    groups: HashMap<Labels, Slots>,
+    groups: HashMap<FlatKey, Slots>,
 }
 
 /// A group's values on the grid.
@@ -142,7 +143,7 @@ impl MaxBy {
     /// Groups by `by` on the grid of `q`.
     pub fn new(by: &'static [&'static str], q: &RangeQuery) -> Self {
         MaxBy {
-            by,
+            by: in_name_order(by),
             start: q.start,
             end: q.end,
             step: q.step_secs,
@@ -163,7 +164,7 @@ impl MaxBy {
     /// A merger of values of the series labelled `labels` into its group:
     /// `merge(t_ms, value)` for `t_ms` on the grid.
     fn merger(&mut self, labels: &Labels) -> impl FnMut(i64, f64) + '_ {
-        let key = group_key(self.by, labels);
+        let key = flat_key(&self.by, labels);
         let n = ((self.end - self.start) / self.step + 1).max(0) as usize;
         let (start, step) = (self.start, self.step);
         let slots = match self.groups.entry(key) {
@@ -204,10 +205,12 @@ impl MaxBy {
     pub fn into_answer(self) -> Answer<RangeSeries> {
         let mut non_finite_skipped = 0;
         let (start, step, thin) = (self.start, self.step, self.thin);
-        let series: Vec<RangeSeries> = self
-            .groups
+        let mut groups: Vec<(FlatKey, Slots)> = self.groups.into_iter().collect();
+        groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let series: Vec<RangeSeries> = groups
             .into_iter()
-            .map(|(labels, slots)| {
+            .map(|(key, slots)| {
+                let labels = labels_of(&key);
                 let finite =
                     |&(_, v): &(i64, f64)| is_finite_or_counted(v, &mut non_finite_skipped);
                 let samples = match slots {
@@ -235,18 +238,74 @@ impl MaxBy {
             })
             .filter(|s| !s.samples.is_empty())
             .collect();
-        sorted_answer(series, |s| &s.labels, non_finite_skipped)
+        Answer {
+            series,
+            non_finite_skipped,
+            warnings: Vec::new(),
+        }
     }
 }
 
-/// The labels of `labels` named in `by` that have a value: what a `by` clause groups on.
-fn group_key(by: &[&str], labels: &Labels) -> Labels {
-    by.iter()
-        .filter_map(|&name| {
-            let value = labels.get(name)?;
-            (!value.is_empty()).then(|| (name.to_string(), value.clone()))
-        })
-        .collect()
+/// A group's labels (those of its series named in `by` that have a value: what a `by`
+/// clause groups on) as one byte string: each name and value in name order, ended by a 0
+/// byte, a 0 byte within escaped as 0, 0xFF (no UTF-8 byte is 0xFF). Groups are hashed
+/// and compared as one slice rather than a tree of strings (at 5,000 containers, hashing
+/// and sorting the trees were a sixth of an incremental run's CPU), and the bytes sort as
+/// Prometheus sorts the labels.
+type FlatKey = Box<[u8]>;
+
+/// `by`, in name order, as a [`FlatKey`] lists them.
+fn in_name_order(by: &[&'static str]) -> Vec<&'static str> {
+    let mut names = by.to_vec();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// The [`FlatKey`] of `labels` grouped by `names` (in name order).
+fn flat_key(names: &[&str], labels: &Labels) -> FlatKey {
+    let mut key = Vec::with_capacity(96);
+    for &name in names {
+        let Some(value) = labels.get(name).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        for part in [name, value.as_str()] {
+            for &b in part.as_bytes() {
+                key.push(b);
+                if b == 0 {
+                    key.push(0xFF);
+                }
+            }
+            key.push(0);
+        }
+    }
+    key.into_boxed_slice()
+}
+
+/// The labels a [`FlatKey`] holds.
+fn labels_of(key: &[u8]) -> Labels {
+    let mut parts = Vec::new();
+    let mut part = Vec::new();
+    let mut bytes = key.iter().copied().peekable();
+    while let Some(b) = bytes.next() {
+        match b {
+            0 if bytes.peek() == Some(&0xFF) => {
+                bytes.next();
+                part.push(0);
+            }
+            0 => parts.push(
+                String::from_utf8(std::mem::take(&mut part))
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            ),
+            b => part.push(b),
+        }
+    }
+    let mut parts = parts.into_iter();
+    let mut labels = Labels::new();
+    while let (Some(name), Some(value)) = (parts.next(), parts.next()) {
+        labels.insert(name, value);
+    }
+    labels
 }
 
 /// Merges `v` into a running maximum as Prometheus' `max` does: the first value, replaced
@@ -263,20 +322,6 @@ fn is_finite_or_counted(v: f64, skipped: &mut u64) -> bool {
     let keep = v.is_finite();
     *skipped += u64::from(!keep);
     keep
-}
-
-/// An answer of `series` sorted by their labels, as Prometheus sorts its results.
-fn sorted_answer<T>(
-    mut series: Vec<T>,
-    labels: impl Fn(&T) -> &Labels,
-    non_finite_skipped: u64,
-) -> Answer<T> {
-    series.sort_by(|a, b| labels(a).iter().cmp(labels(b).iter()));
-    Answer {
-        series,
-        non_finite_skipped,
-        warnings: Vec::new(),
-    }
 }
 
 /// The labels each range selection is aggregated by.
@@ -406,7 +451,9 @@ impl<W: Window> SeriesSink for Spread<W> {
 /// markers are not samples to `max_over_time`), NaN replaced as Prometheus replaces it.
 pub struct OwnerEdges {
     time: i64,
-    edges: HashMap<Labels, Option<f64>>,
+    /// [`super::queries::OWNER_LABELS`], in name order.
+    by: Vec<&'static str>,
+    edges: HashMap<FlatKey, Option<f64>>,
 }
 
 impl Window for OwnerEdges {
@@ -416,7 +463,7 @@ impl Window for OwnerEdges {
             keep_max(&mut max, v);
         }
         let Some(v) = max else { return };
-        let key = group_key(&super::queries::OWNER_LABELS, labels);
+        let key = flat_key(&self.by, labels);
         keep_max(self.edges.entry(key).or_insert(None), v);
     }
 }
@@ -425,18 +472,26 @@ impl OwnerEdges {
     /// The answer as the instant query gives it (non-finite values skipped and counted).
     fn into_answer(self) -> Answer<InstantSample> {
         let mut non_finite_skipped = 0;
-        let series: Vec<InstantSample> = self
+        let mut edges: Vec<(FlatKey, f64)> = self
             .edges
             .into_iter()
-            .filter_map(|(labels, value)| Some((labels, value?)))
+            .filter_map(|(key, value)| Some((key, value?)))
             .filter(|&(_, v)| is_finite_or_counted(v, &mut non_finite_skipped))
-            .map(|(labels, value)| InstantSample {
-                labels,
+            .collect();
+        edges.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let series = edges
+            .into_iter()
+            .map(|(key, value)| InstantSample {
+                labels: labels_of(&key),
                 time: self.time,
                 value,
             })
             .collect();
-        sorted_answer(series, |s| &s.labels, non_finite_skipped)
+        Answer {
+            series,
+            non_finite_skipped,
+            warnings: Vec::new(),
+        }
     }
 }
 
@@ -527,6 +582,7 @@ pub async fn read_owners(
                 // `max_over_time(…[span])` at `time`: both ends inclusive in 2.x.
                 let window = OwnerEdges {
                     time: c.time,
+                    by: in_name_order(&super::queries::OWNER_LABELS),
                     edges: HashMap::new(),
                 };
                 ((c.time - c.owners_span) * 1000, c.time * 1000, window)
@@ -552,6 +608,47 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             samples: samples.to_vec(),
+        }
+    }
+
+    /// Flat keys order groups as their labels order (prefixes, NUL bytes, missing and empty
+    /// labels, other labels, non-ASCII) and give the labels back.
+    #[test]
+    fn flat_keys_sort_as_the_labels_and_give_them_back() {
+        let by = in_name_order(&["pod", "namespace", "container", "pod"]);
+        assert_eq!(by, ["container", "namespace", "pod"]);
+        let values = ["", "a", "ab", "a\0", "a\0b", "a\u{1}", "\0", "é", "b"];
+        let mut sets = Vec::new();
+        for ns in values {
+            for pod in values {
+                let mut labels = Labels::new();
+                for (k, v) in [
+                    ("namespace", ns),
+                    ("pod", pod),
+                    ("job", "x"),
+                    ("container", ""),
+                ] {
+                    labels.insert(k.to_string(), v.to_string());
+                }
+                sets.push(labels);
+            }
+        }
+        sets.push(Labels::new());
+        let grouped = |l: &Labels| -> Labels {
+            l.iter()
+                .filter(|(k, v)| by.contains(&k.as_str()) && !v.is_empty())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        for a in &sets {
+            assert_eq!(labels_of(&flat_key(&by, a)), grouped(a), "{a:?}");
+            for b in &sets {
+                assert_eq!(
+                    flat_key(&by, a).cmp(&flat_key(&by, b)),
+                    grouped(a).iter().cmp(grouped(b).iter()),
+                    "{a:?} {b:?}"
+                );
+            }
         }
     }
 

@@ -39,6 +39,9 @@ enum ReadMode {
 struct Proxy {
     url: String,
     mode: Arc<Mutex<ReadMode>>,
+    /// Whether owner queries over every namespace are refused as `--query.max-samples`
+    /// refuses them.
+    owners_too_big: Arc<Mutex<bool>>,
     reads: Arc<Mutex<u64>>,
     /// Requests by path.
     requests: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
@@ -46,16 +49,22 @@ struct Proxy {
 
 async fn start_proxy(upstream: &str) -> Proxy {
     let mode = Arc::new(Mutex::new(ReadMode::Pass));
+    let owners_too_big = Arc::new(Mutex::new(false));
     let reads = Arc::new(Mutex::new(0u64));
     let requests: Arc<Mutex<std::collections::BTreeMap<String, u64>>> = Default::default();
     let (upstream, state) = (
         upstream.to_string(),
-        (mode.clone(), reads.clone(), requests.clone()),
+        (
+            mode.clone(),
+            reads.clone(),
+            requests.clone(),
+            owners_too_big.clone(),
+        ),
     );
     let http = reqwest::Client::new();
     let app = axum::Router::new().fallback(
         move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let (upstream, http, (mode, reads, requests)) =
+            let (upstream, http, (mode, reads, requests, owners_too_big)) =
                 (upstream.clone(), http.clone(), state.clone());
             async move {
                 let read = uri.path() == "/api/v1/read";
@@ -64,6 +73,22 @@ async fn start_proxy(upstream: &str) -> Proxy {
                     .unwrap()
                     .entry(uri.path().to_string())
                     .or_default() += 1;
+                let promql = url::form_urlencoded::parse(&body)
+                    .find(|(k, _)| k == "query")
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
+                if *owners_too_big.lock().unwrap()
+                    && promql.contains("kube_pod_owner")
+                    && !promql.contains("namespace=~")
+                {
+                    // Prometheus' own words and status for a query over --query.max-samples.
+                    return (
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        [("content-type", "application/json")],
+                        r#"{"status":"error","errorType":"execution","error":"query processing would load too many samples into memory in query execution"}"#,
+                    )
+                        .into_response();
+                }
                 let mode = if read {
                     let mut reads = reads.lock().unwrap();
                     *reads += 1;
@@ -116,6 +141,7 @@ async fn start_proxy(upstream: &str) -> Proxy {
     Proxy {
         url,
         mode,
+        owners_too_big,
         reads,
         requests,
     }
@@ -369,6 +395,40 @@ async fn a_namespace_over_the_group_budget_is_read_alone_within_the_span() {
 /// before a later group's read broke are rolled back with it. Under `remote-read` the run
 /// fails having written nothing; under `auto` the span's chunks are read again one by one
 /// and store what range queries store.
+/// A scheduled run's one new hour asks for the hour's owners once, beside its sizing,
+/// rather than once per namespace group; when Prometheus refuses that query for its size,
+/// each group asks for its own, and the rows are the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_new_hour_asks_for_its_owners_once_or_per_group_when_refused() {
+    use CollectorSource::{QueryRange, RemoteRead};
+    let fx = tokio::task::spawn_blocking(fixture).await.unwrap();
+    let proxy = start_proxy(fx.prometheus.url()).await;
+    let dir = TempDir::new("rs-sources-hour-owners").unwrap();
+    // The last hour alone, in namespace groups of at most 24 series (1 a day).
+    let hour = |source| CollectOptions {
+        max_series_per_query: 1,
+        chunk_hours: 1,
+        source,
+        ..CollectOptions::new("test", fx.truth.end - 3600, fx.truth.end)
+    };
+    let reference = reference_rows(&proxy.url, &dir, &hour(QueryRange)).await;
+    for refused in [false, true] {
+        *proxy.owners_too_big.lock().unwrap() = refused;
+        let store = sqlite(&dir, &format!("hour-{refused}.db")).await;
+        let before = proxy.requests();
+        let r = collector::collect(&client(&proxy.url), store.as_ref(), &hour(RemoteRead))
+            .await
+            .unwrap();
+        let [_, queries, reads] = [0, 1, 2].map(|i| proxy.requests()[i] - before[i]);
+        let groups = reads / 3;
+        assert!(groups >= 2 && reads % 3 == 0, "{reads} reads, {r:?}");
+        // Sizing, facts and the hour's owners; when those are refused, each group's.
+        let owner_queries = if refused { 1 + groups } else { 1 };
+        assert_eq!(queries, 2 + owner_queries, "refused: {refused}, {r:?}");
+        assert_eq!(rows(store.as_ref()).await, reference, "refused: {refused}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_span_broken_after_groups_were_written_keeps_none_of_them() {
     use CollectorSource::{Auto, QueryRange, RemoteRead};

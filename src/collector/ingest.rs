@@ -14,8 +14,10 @@ use super::discovery::Owners;
 /// The answers of one chunk's queries.
 #[derive(Debug, Default)]
 pub struct Answers {
-    /// Owner edges (instant).
-    pub owners: Vec<InstantSample>,
+    /// Owner edges (instant). Shared, like `facts`, when they were asked for the whole run.
+    pub owners: std::sync::Arc<[InstantSample]>,
+    /// Whether `owners` are the whole run's rather than this namespace group's.
+    pub owners_of_run: bool,
     /// Workload facts: replicas, HPAs, PDBs (instant, raw series). Shared: every namespace
     /// group of a chunk is built with all of them (a clone per group was 3 MB at 5,000
     /// containers).
@@ -502,7 +504,7 @@ mod tests {
     #[test]
     fn pools_pods_and_splits_hours() {
         let answers = Answers {
-            owners: vec![owner("db-0"), owner("db-1")],
+            owners: vec![owner("db-0"), owner("db-1")].into(),
             cpu: vec![
                 series(
                     &[("namespace", "shop"), ("pod", "db-0"), ("container", "pg")],

@@ -471,12 +471,23 @@ async fn fetch_group(
     answers: &mut ingest::Answers,
     counts: &mut Counts,
 ) -> Result<(), PromError> {
+    // Owners asked for the whole run with its sizing ([`size_run`]) are not asked again.
+    let shared = answers.owners_of_run;
+    let owners = async {
+        if shared {
+            Ok(crate::prometheus::Answer {
+                series: Vec::new(),
+                non_finite_skipped: 0,
+                warnings: Vec::new(),
+            })
+        } else {
+            prom.query(&q.owners, q.time).await
+        }
+    };
+    let asked = if shared { 3 } else { 4 };
     let (owners, ranges) = if via.remote_read {
-        let (owners, ranges) = tokio::join!(
-            prom.query(&q.owners, q.time),
-            ranges_by_read(prom, q, &mut counts.raw)
-        );
-        counts.queries += 4;
+        let (owners, ranges) = tokio::join!(owners, ranges_by_read(prom, q, &mut counts.raw));
+        counts.queries += asked;
         match ranges {
             Err(e) if via.fall_back && !is_too_big(&e) => {
                 tracing::warn!(error = %e, "remote read failed: asking this namespace group with range queries");
@@ -487,9 +498,8 @@ async fn fetch_group(
             ranges => (owners, ranges),
         }
     } else {
-        let (owners, ranges) =
-            tokio::join!(prom.query(&q.owners, q.time), ranges_by_query(prom, q));
-        counts.queries += 4;
+        let (owners, ranges) = tokio::join!(owners, ranges_by_query(prom, q));
+        counts.queries += asked;
         (owners, ranges)
     };
     let (owners, [state, cpu, memory]) = (owners?, ranges?);
@@ -497,7 +507,9 @@ async fn fetch_group(
         + state.non_finite_skipped
         + cpu.non_finite_skipped
         + memory.non_finite_skipped;
-    answers.owners.extend(owners.series);
+    if !shared {
+        answers.owners = owners.series.into();
+    }
     answers.state.extend(state.series);
     answers.cpu.extend(cpu.series);
     answers.memory.extend(memory.series);
@@ -528,27 +540,61 @@ pub(super) const SERIES_HOURS_PER_WRITE: u64 = 18 * SERIES_HOURS_PER_READ;
 struct Sized {
     sizes: Vec<(String, u64)>,
     facts: std::sync::Arc<[crate::prometheus::InstantSample]>,
-    /// Non-finite samples of the facts, skipped.
+    /// The whole run's owner edges, when they were asked with the sizing ([`size_run`]).
+    owners: Option<std::sync::Arc<[crate::prometheus::InstantSample]>>,
+    /// Non-finite samples of the facts (and of the run's owners), skipped.
     facts_skipped: u64,
+    /// Requests the sizing took.
+    queries: u64,
 }
 
+/// Hours of a run whose namespace groups are asked for at once ([`Via::alone_groups`])
+/// up to which the run's owners are asked for with its sizing: a run this short is one
+/// piece, and an incremental run's new hour at 5,000 containers spent a quarter of its
+/// wall time on the sizing alone, with Prometheus evaluating one query on one core.
+const OWNERS_WITH_SIZING_HOURS: usize = 6;
+
+/// Sizes a run and asks for its workload facts; with `owners_too`, for its owner edges as
+/// well (one query beside the sizing rather than one per namespace group after it). Owners
+/// refused for their size are left to the groups.
 async fn size_run(
     prom: &PromClient,
     hours: &[i64],
     opts: &CollectOptions,
+    owners_too: bool,
 ) -> Result<Sized, PromError> {
     let whole = ChunkQueries::new(hours, opts.step_secs, &opts.scope);
-    let (sizes, facts) = tokio::join!(
+    let owners = async {
+        if owners_too {
+            Some(prom.query(&whole.owners, whole.time).await)
+        } else {
+            None
+        }
+    };
+    let (sizes, facts, owners) = tokio::join!(
         prom.query(&whole.sizes, whole.time),
-        prom.query(&whole.facts, whole.time)
+        prom.query(&whole.facts, whole.time),
+        owners
     );
     // The sizing query's error first: it is the one that says the chunk is too big.
     let sizes = parse_sizes(&sizes?.series);
     let facts = facts?;
+    let mut skipped = facts.non_finite_skipped;
+    let owners = match owners {
+        None => None,
+        Some(Err(e)) if is_too_big(&e) => None,
+        Some(owners) => {
+            let owners = owners?;
+            skipped += owners.non_finite_skipped;
+            Some(owners.series.into())
+        }
+    };
     Ok(Sized {
         sizes,
         facts: facts.series.into(),
-        facts_skipped: facts.non_finite_skipped,
+        owners,
+        facts_skipped: skipped,
+        queries: 2 + u64::from(owners_too),
     })
 }
 
@@ -616,6 +662,8 @@ async fn fetch_chunk(
         };
         let mut part = ingest::Answers {
             facts: sized.facts.clone(),
+            owners: sized.owners.clone().unwrap_or_default(),
+            owners_of_run: sized.owners.is_some(),
             ..Default::default()
         };
         let mut counts = Counts::default();
@@ -859,10 +907,15 @@ async fn fetch_run(
     via: Via,
     to_writer: &ToWriter,
 ) -> Result<bool, CollectError> {
-    let sized = size_run(prom, run, opts).await?;
+    let owners_too = via.alone_groups > 1 && run.len() <= OWNERS_WITH_SIZING_HOURS;
+    let mut sized = size_run(prom, run, opts, owners_too).await?;
     let piece = piece_hours(&sized.sizes, run.len(), opts.max_series_per_query);
     let pieces: Vec<&[i64]> = run.chunks(piece).collect();
     let n_pieces = pieces.len();
+    if n_pieces > 1 {
+        // Each piece asks for the owners of its own hours.
+        sized.owners = None;
+    }
     for (p, piece) in pieces.into_iter().enumerate() {
         // Only a piece that is the whole run: pieces after it would wait on the writer
         // holding this one's summaries, with more answers in memory meanwhile.
@@ -870,7 +923,7 @@ async fn fetch_run(
         let (parts, stats, split, mut counts) =
             fetch_chunk(prom, piece, opts, via, &sized, groups).await?;
         if p == 0 {
-            counts.queries += 2; // the run's sizing
+            counts.queries += sized.queries;
         }
         let fetched = Fetched {
             parts,

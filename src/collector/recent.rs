@@ -34,7 +34,7 @@ pub async fn oom_kills(
         prom.query_range(&q.promql, q.start, q.end, q.step_secs)
     );
     let answers = Answers {
-        owners: owners?.series,
+        owners: owners?.series.into(),
         state: raw::aggregate(RawMetric::State, &q, state?).series,
         ..Answers::default()
     };

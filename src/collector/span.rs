@@ -262,7 +262,8 @@ pub async fn fetch_span(
                         + state.non_finite_skipped
                         + cpu.non_finite_skipped
                         + memory.non_finite_skipped,
-                    owners: owners.series,
+                    owners: owners.series.into(),
+                    owners_of_run: false,
                     state: state.series,
                     cpu: cpu.series,
                     memory: memory.series,

@@ -19,6 +19,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=builder /usr/local/bin/rightsizer /usr/local/bin/rightsizer
 USER 65532:65532
+# glibc keeps freed memory per malloc arena, and makes up to 8 arenas per core for the
+# threads that decode Prometheus answers: two arenas held a 300-container collection at
+# 61 MB peak RSS instead of 77-82 MB, in the same wall time (measured on two cores).
+ENV MALLOC_ARENA_MAX=2
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/rightsizer"]
 CMD ["serve", "--listen", "0.0.0.0:8080"]

@@ -41,7 +41,7 @@ printf 'root:x:0:\nnonroot:x:65532:\n' >"$root/etc/group"
 chmod 1777 "$root/tmp"
 chown 65532:65532 "$root/home/nonroot"
 buildah config --entrypoint '["/usr/local/bin/rightsizer"]' --cmd 'serve --listen 0.0.0.0:8080' \
-  --user 65532:65532 --port 8080 --workingdir /home/nonroot \
+  --user 65532:65532 --port 8080 --workingdir /home/nonroot --env MALLOC_ARENA_MAX=2 \
   --label org.opencontainers.image.title=rightsizer \
   --label "org.opencontainers.image.version=$version" "$ctr"
 buildah commit --quiet "$ctr" "$image" >/dev/null

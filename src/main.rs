@@ -6,12 +6,6 @@ use clap::Parser;
 use rightsizer::config::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc rather than glibc's malloc: the collector allocates and frees millions of small
-/// labels and sample vectors, on the reading thread, the blocking pool and SQLite's worker
-/// threads, and glibc spent a fifth of its CPU doing it (docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_env("RIGHTSIZER_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));

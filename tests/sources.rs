@@ -391,10 +391,6 @@ async fn a_namespace_over_the_group_budget_is_read_alone_within_the_span() {
     assert_eq!(rows(store.as_ref()).await, reference);
 }
 
-/// A span read in several namespace groups is one transaction: groups written into it
-/// before a later group's read broke are rolled back with it. Under `remote-read` the run
-/// fails having written nothing; under `auto` the span's chunks are read again one by one
-/// and store what range queries store.
 /// A scheduled run's one new hour asks for the hour's owners once, beside its sizing,
 /// rather than once per namespace group; when Prometheus refuses that query for its size,
 /// each group asks for its own, and the rows are the same.
@@ -429,6 +425,10 @@ async fn one_new_hour_asks_for_its_owners_once_or_per_group_when_refused() {
     }
 }
 
+/// A span read in several namespace groups is one transaction: groups written into it
+/// before a later group's read broke are rolled back with it. Under `remote-read` the run
+/// fails having written nothing; under `auto` the span's chunks are read again one by one
+/// and store what range queries store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_span_broken_after_groups_were_written_keeps_none_of_them() {
     use CollectorSource::{Auto, QueryRange, RemoteRead};

@@ -16,8 +16,6 @@ use super::discovery::Owners;
 pub struct Answers {
     /// Owner edges (instant). Shared, like `facts`, when they were asked for the whole run.
     pub owners: std::sync::Arc<[InstantSample]>,
-    /// Whether `owners` are the whole run's rather than this namespace group's.
-    pub owners_of_run: bool,
     /// Workload facts: replicas, HPAs, PDBs (instant, raw series). Shared: every namespace
     /// group of a chunk is built with all of them (a clone per group was 3 MB at 5,000
     /// containers).

@@ -463,28 +463,23 @@ async fn ranges_by_read(
 /// together: the client's limit keeps them to `concurrency` at Prometheus, and a chunk alone
 /// (an incremental run's one hour) is not left with one query at a time. Each is answered
 /// before an error is returned, so `queries` counts exactly what Prometheus answered, the
-/// refused one included.
+/// refused one included. Without `ask_owners` the owners are not asked for: `answers`
+/// holds the whole run's, asked with its sizing ([`size_run`]).
 async fn fetch_group(
     prom: &PromClient,
     q: &ChunkQueries,
     via: Via,
+    ask_owners: bool,
     answers: &mut ingest::Answers,
     counts: &mut Counts,
 ) -> Result<(), PromError> {
-    // Owners asked for the whole run with its sizing ([`size_run`]) are not asked again.
-    let shared = answers.owners_of_run;
     let owners = async {
-        if shared {
-            Ok(crate::prometheus::Answer {
-                series: Vec::new(),
-                non_finite_skipped: 0,
-                warnings: Vec::new(),
-            })
-        } else {
-            prom.query(&q.owners, q.time).await
+        match ask_owners {
+            true => prom.query(&q.owners, q.time).await.map(Some),
+            false => Ok(None),
         }
     };
-    let asked = if shared { 3 } else { 4 };
+    let asked = 3 + u64::from(ask_owners);
     let (owners, ranges) = if via.remote_read {
         let (owners, ranges) = tokio::join!(owners, ranges_by_read(prom, q, &mut counts.raw));
         counts.queries += asked;
@@ -503,11 +498,10 @@ async fn fetch_group(
         (owners, ranges)
     };
     let (owners, [state, cpu, memory]) = (owners?, ranges?);
-    answers.non_finite_skipped += owners.non_finite_skipped
-        + state.non_finite_skipped
-        + cpu.non_finite_skipped
-        + memory.non_finite_skipped;
-    if !shared {
+    answers.non_finite_skipped +=
+        state.non_finite_skipped + cpu.non_finite_skipped + memory.non_finite_skipped;
+    if let Some(owners) = owners {
+        answers.non_finite_skipped += owners.non_finite_skipped;
         answers.owners = owners.series.into();
     }
     answers.state.extend(state.series);
@@ -663,11 +657,11 @@ async fn fetch_chunk(
         let mut part = ingest::Answers {
             facts: sized.facts.clone(),
             owners: sized.owners.clone().unwrap_or_default(),
-            owners_of_run: sized.owners.is_some(),
             ..Default::default()
         };
         let mut counts = Counts::default();
-        let result = fetch_group(prom, &q, via, &mut part, &mut counts).await;
+        let ask_owners = sized.owners.is_none();
+        let result = fetch_group(prom, &q, via, ask_owners, &mut part, &mut counts).await;
         (group, result.map(|()| part), counts)
     };
     // With two groups or more at once, Prometheus evaluates one group's queries while another's

@@ -263,7 +263,6 @@ pub async fn fetch_span(
                         + cpu.non_finite_skipped
                         + memory.non_finite_skipped,
                     owners: owners.series.into(),
-                    owners_of_run: false,
                     state: state.series,
                     cpu: cpu.series,
                     memory: memory.series,

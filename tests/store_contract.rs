@@ -209,6 +209,7 @@ contract!(
     changes_are_recorded_listed_newest_first_and_filtered,
     one_recommendation_is_replaced_alone,
     oom_kills_keep_the_larger_count_per_hour,
+    hours_written_one_at_a_time_read_back_as_written_at_once,
 );
 contract!(
     run_with_backdoor: corrupt_rows_are_reported,
@@ -523,6 +524,84 @@ async fn a_chunk_reads_back_as_written(store: Arc<dyn Store>) {
     // The hour without usage still counts as collected.
     assert_eq!(store.watermark("prod").await.unwrap(), Some(T0 + 3 * HOUR));
     assert_eq!(store.watermark("staging").await.unwrap(), None);
+}
+
+/// The hour `hour` of `chunk` alone, as an incremental run writes it.
+fn hour_of(chunk: &Chunk, hour: i64) -> Chunk {
+    Chunk {
+        hours: vec![hour],
+        usage: chunk
+            .usage
+            .iter()
+            .filter(|u| u.hour_start == hour)
+            .cloned()
+            .collect(),
+        signals: chunk
+            .signals
+            .iter()
+            .filter(|s| s.hour_start == hour)
+            .cloned()
+            .collect(),
+        ..chunk.clone()
+    }
+}
+
+/// Each new hour is appended to its day rows in SQL (every hour stored in them is earlier),
+/// an hour written again or out of order merges with them: either way the rows read back as
+/// the whole chunk written at once.
+async fn hours_written_one_at_a_time_read_back_as_written_at_once(store: Arc<dyn Store>) {
+    let mut chunk = two_hours();
+    chunk.signals.push(SignalHour {
+        key: api(),
+        hour_start: T0,
+        restarts: 1,
+        oom_kills: 0,
+        cfs_periods: 3000.0,
+        cfs_throttled_periods: 10.0,
+    });
+    let signals = |store: Arc<dyn Store>| async move {
+        store.signals(&api(), i64::MIN, i64::MAX).await.unwrap()
+    };
+    let check = |store: Arc<dyn Store>, chunk: Chunk| async move {
+        for key in [api(), sidecar()] {
+            let stored = store.usage(&key, i64::MIN, i64::MAX).await.unwrap();
+            assert_eq!(stored, expected_usage(&chunk, &key), "{key}");
+        }
+        let mut expected = chunk.signals.clone();
+        expected.sort_by_key(|s| s.hour_start);
+        assert_eq!(signals(store.clone()).await, expected);
+    };
+    for &hour in &chunk.hours {
+        store.write_chunk(&hour_of(&chunk, hour)).await.unwrap();
+    }
+    check(store.clone(), chunk.clone()).await;
+
+    // The first hour again, with other numbers: merged, in its place.
+    chunk.usage[0] = usage(&api(), Resource::Cpu, T0, &[0.9]);
+    store.write_chunk(&hour_of(&chunk, T0)).await.unwrap();
+    check(store.clone(), chunk.clone()).await;
+
+    // A later hour after those, appended again.
+    chunk.hours.push(T0 + 3 * HOUR);
+    chunk
+        .usage
+        .push(usage(&api(), Resource::Cpu, T0 + 3 * HOUR, &[0.4]));
+    chunk
+        .usage
+        .push(usage(&sidecar(), Resource::Memory, T0 + 3 * HOUR, &[6e7]));
+    chunk.signals.push(SignalHour {
+        key: api(),
+        hour_start: T0 + 3 * HOUR,
+        restarts: 0,
+        oom_kills: 0,
+        cfs_periods: 100.0,
+        cfs_throttled_periods: 0.0,
+    });
+    store
+        .write_chunk(&hour_of(&chunk, T0 + 3 * HOUR))
+        .await
+        .unwrap();
+    check(store.clone(), chunk.clone()).await;
 }
 
 async fn rewriting_a_chunk_replaces_instead_of_adding(store: Arc<dyn Store>) {

@@ -1,7 +1,8 @@
 //! History in day rows, the layout of both backends: the chunk write (read, merge, rewrite
-//! the day rows it touches) and the reads of usage and signal hours, over a [`Conn`].
+//! the day rows it touches, or append to them when it only adds later hours) and the reads
+//! of usage and signal hours, over a [`Conn`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::packed;
 use super::rows::{usage_hour, ChunkPlan, ContainerIdRow, BATCH_ROWS};
@@ -68,24 +69,67 @@ pub(in crate::store) async fn write_chunk(
             .copied()
             .ok_or_else(|| StoreError::Invalid(format!("no container row for {key} in this chunk")))
     };
-    write_usage(conn, plan, &id_of).await?;
+    let later = later_days(conn, cluster, plan).await?;
+    write_usage(conn, plan, &id_of, &later).await?;
 
-    let signals = signal_days(conn, plan, &id_of).await?;
+    let (signals, appended) = signal_days(conn, plan, &id_of, &later).await?;
     write_signal_days(conn, &signals).await?;
+    let rows = encoded_signal_days(&appended);
+    let concat = conn.concat_bytes("signal_days.hours", "substr(excluded.hours, 2)");
+    sql::execute_all(conn, sql::append_signal_days(&rows, &concat)).await?;
 
     sql::execute_all(conn, sql::upsert_workloads(plan)).await?;
     sql::execute_all(conn, sql::insert_collected_hours(cluster, plan)).await?;
     Ok(())
 }
 
+/// Days of the chunk that only add hours after every hour collected in them: the cluster
+/// has collected hours there, all before the chunk's first hour of that day. A day row
+/// holds only hours that were collected (written in the transaction that marks them), in
+/// hour order, so the chunk's hours of such a day are appended to its rows in SQL rather
+/// than read, merged and rewritten: one new hour at 5,000 containers read, decoded and
+/// rewrote every container's day rows (15 MB), 0.1 s of its 2 s.
+async fn later_days(
+    conn: &mut impl Conn,
+    cluster: &str,
+    plan: &ChunkPlan<'_>,
+) -> Result<BTreeSet<i64>, StoreError> {
+    let mut first: BTreeMap<i64, i64> = BTreeMap::new();
+    let hours = plan.hours.iter().copied();
+    let hours = hours.chain(plan.usage.iter().map(|u| u.hour_start));
+    for hour in hours.chain(plan.signals.iter().map(|s| s.hour_start)) {
+        let earliest = first.entry(packed::day_of(hour)).or_insert(hour);
+        *earliest = (*earliest).min(hour);
+    }
+    let mut later = BTreeSet::new();
+    for (day, first) in first {
+        let select = Statement::new(
+            "select max(hour_start) from collected_hours \
+             where cluster = $1 and hour_start >= $2 and hour_start < $3",
+            vec![
+                Value::Text(cluster),
+                Value::Int(day),
+                Value::Int(day + packed::DAY),
+            ],
+        );
+        let latest: Vec<(Option<i64>,)> = conn.fetch_all(&select).await?;
+        if latest.first().and_then(|l| l.0).is_some_and(|l| l < first) {
+            later.insert(day);
+        }
+    }
+    Ok(later)
+}
+
 /// The chunk's usage as whole day rows over the stored rows of the same days (replace,
 /// never add), read, merged and rewritten [`BATCH_ROWS`] rows at a time in key order:
 /// all of a big fleet's piece at once held its day rows three times over (the chunk's
-/// sketches, the stored ones, the encoded rows).
+/// sketches, the stored ones, the encoded rows). Rows of the `later` days are appended to
+/// instead (see [`later_days`]).
 async fn write_usage(
     conn: &mut impl Conn,
     plan: &ChunkPlan<'_>,
     id_of: &impl Fn(&ContainerKey) -> Result<i64, StoreError>,
+    later: &BTreeSet<i64>,
 ) -> Result<(), StoreError> {
     let mut hours: Vec<(sql::UsageDayKey, i64, &Sketch)> = plan
         .usage
@@ -98,8 +142,9 @@ async fn write_usage(
         .collect::<Result<_, StoreError>>()?;
     hours.sort_unstable_by_key(|&(key, hour, _)| (key, hour));
     let rows: Vec<_> = hours.chunk_by(|a, b| a.0 == b.0).collect();
+    let concat = conn.concat_bytes("usage_days.hours", "substr(excluded.hours, 2)");
     for batch in rows.chunks(BATCH_ROWS) {
-        let mut usage: UsageDays = batch
+        let (appended, mut usage): (UsageDays, UsageDays) = batch
             .iter()
             .map(|row| {
                 let hours = row
@@ -107,9 +152,11 @@ async fn write_usage(
                     .map(|&(_, hour, sketch)| (hour, sketch.to_bytes()));
                 (row[0].0, hours.collect())
             })
-            .collect();
+            .partition(|(key, _)| later.contains(&key.2));
         merge_stored_usage(conn, &mut usage).await?;
         write_usage_days(conn, &usage).await?;
+        let rows = encoded_usage_days(&appended);
+        sql::execute_all(conn, sql::append_usage_days(&rows, &concat)).await?;
     }
     Ok(())
 }
@@ -136,12 +183,14 @@ async fn merge_stored_usage(conn: &mut impl Conn, usage: &mut UsageDays) -> Resu
     Ok(())
 }
 
-/// The chunk's signals as whole day rows, over the stored rows of the same days.
+/// The chunk's signals as whole day rows, over the stored rows of the same days, and
+/// apart from them those of the `later` days, to be appended (see [`later_days`]).
 async fn signal_days(
     conn: &mut impl Conn,
     plan: &ChunkPlan<'_>,
     id_of: &impl Fn(&ContainerKey) -> Result<i64, StoreError>,
-) -> Result<SignalDays, StoreError> {
+    later: &BTreeSet<i64>,
+) -> Result<(SignalDays, SignalDays), StoreError> {
     let mut signals = SignalDays::new();
     for s in &plan.signals {
         aligned(s.hour_start)?;
@@ -158,6 +207,9 @@ async fn signal_days(
                 ),
             );
     }
+    let (appended, mut signals): (SignalDays, SignalDays) = signals
+        .into_iter()
+        .partition(|(key, _)| later.contains(&key.1));
     let keys: Vec<(i64, i64)> = signals.keys().copied().collect();
     for select in sql::select_signal_days(&keys) {
         let rows: Vec<(i64, i64, Vec<u8>)> = conn.fetch_all(&select).await?;
@@ -171,7 +223,23 @@ async fn signal_days(
             }
         }
     }
-    Ok(signals)
+    Ok((signals, appended))
+}
+
+/// Usage day rows, encoded.
+fn encoded_usage_days(usage: &UsageDays) -> Vec<(sql::UsageDayKey, Vec<u8>)> {
+    usage
+        .iter()
+        .map(|(&k, hours)| (k, packed::encode_usage(k.2, hours)))
+        .collect()
+}
+
+/// Signal day rows, encoded.
+fn encoded_signal_days(signals: &SignalDays) -> Vec<((i64, i64), Vec<u8>)> {
+    signals
+        .iter()
+        .map(|(&k, hours)| (k, packed::encode_signals(k.1, hours)))
+        .collect()
 }
 
 /// Writes whole usage day rows, replacing stored ones.
@@ -179,10 +247,7 @@ pub(in crate::store) async fn write_usage_days(
     conn: &mut impl Conn,
     usage: &UsageDays,
 ) -> Result<(), StoreError> {
-    let rows: Vec<(sql::UsageDayKey, Vec<u8>)> = usage
-        .iter()
-        .map(|(&k, hours)| (k, packed::encode_usage(k.2, hours)))
-        .collect();
+    let rows = encoded_usage_days(usage);
     sql::execute_all(conn, sql::upsert_usage_days(&rows)).await
 }
 
@@ -191,10 +256,7 @@ pub(in crate::store) async fn write_signal_days(
     conn: &mut impl Conn,
     signals: &SignalDays,
 ) -> Result<(), StoreError> {
-    let rows: Vec<((i64, i64), Vec<u8>)> = signals
-        .iter()
-        .map(|(&k, hours)| (k, packed::encode_signals(k.1, hours)))
-        .collect();
+    let rows = encoded_signal_days(signals);
     sql::execute_all(conn, sql::upsert_signal_days(&rows)).await
 }
 

@@ -91,6 +91,10 @@ pub(in crate::store) trait Conn: Send {
     async fn lock_day(&mut self, _cluster: &str, _day: i64) -> Result<(), StoreError> {
         Ok(())
     }
+    /// SQL joining two byte strings `a` and `b` into one.
+    fn concat_bytes(&self, a: &str, b: &str) -> String {
+        format!("{a} || {b}")
+    }
 }
 
 /// Implements [`Conn`] for the connection type of a backend (`$db`, its `sqlx::Database`),
@@ -316,6 +320,29 @@ pub(in crate::store) fn upsert_usage_days(rows: &[(UsageDayKey, Vec<u8>)]) -> Ve
     )
 }
 
+/// Inserts of usage day rows, each appended after the stored row of its key when there is
+/// one (its hours all come after the stored row's: see `history::later_days`): the encoded
+/// row without its version byte, joined by `concat` ([`Conn::concat_bytes`]).
+pub(in crate::store) fn append_usage_days<'a>(
+    rows: &'a [(UsageDayKey, Vec<u8>)],
+    concat: &str,
+) -> Vec<Statement<'a>> {
+    batched(
+        "insert into usage_days (container_id, resource, day, hours) ",
+        &format!(" on conflict (container_id, resource, day) do update set hours = {concat}"),
+        4,
+        rows,
+        |((id, resource, day), bytes), out| {
+            out.extend([
+                Value::Int(*id),
+                Value::Text(resource),
+                Value::Int(*day),
+                Value::Blob(bytes),
+            ])
+        },
+    )
+}
+
 /// Look-ups of the stored signal day rows of `(container id, day)` keys.
 pub(in crate::store) fn select_signal_days(keys: &[(i64, i64)]) -> Vec<Statement<'_>> {
     batched(
@@ -332,6 +359,22 @@ pub(in crate::store) fn upsert_signal_days(rows: &[((i64, i64), Vec<u8>)]) -> Ve
     batched(
         "insert into signal_days (container_id, day, hours) ",
         " on conflict (container_id, day) do update set hours = excluded.hours",
+        3,
+        rows,
+        |((id, day), bytes), out| {
+            out.extend([Value::Int(*id), Value::Int(*day), Value::Blob(bytes)])
+        },
+    )
+}
+
+/// Inserts of signal day rows, appended like [`append_usage_days`].
+pub(in crate::store) fn append_signal_days<'a>(
+    rows: &'a [((i64, i64), Vec<u8>)],
+    concat: &str,
+) -> Vec<Statement<'a>> {
+    batched(
+        "insert into signal_days (container_id, day, hours) ",
+        &format!(" on conflict (container_id, day) do update set hours = {concat}"),
         3,
         rows,
         |((id, day), bytes), out| {

@@ -192,7 +192,15 @@ shared::store_impl! {
     }
 }
 
-sql::conn_impl!(SqliteConnection, Sqlite, text = sql::anonymous_placeholders);
+sql::conn_impl!(
+    SqliteConnection,
+    Sqlite,
+    text = sql::anonymous_placeholders,
+    // SQLite's `||` makes text of its operands: the join is cast back to a blob.
+    fn concat_bytes(&self, a: &str, b: &str) -> String {
+        format!("cast({a} || {b} as blob)")
+    }
+);
 
 impl SqliteStore {
     /// Packs the hour rows of a database older than migration 0006 into day rows, then drops

@@ -304,20 +304,7 @@ pub(in crate::store) fn select_usage_days(keys: &[UsageDayKey]) -> Vec<Statement
 
 /// Upserts of whole usage day rows.
 pub(in crate::store) fn upsert_usage_days(rows: &[(UsageDayKey, Vec<u8>)]) -> Vec<Statement<'_>> {
-    batched(
-        "insert into usage_days (container_id, resource, day, hours) ",
-        " on conflict (container_id, resource, day) do update set hours = excluded.hours",
-        4,
-        rows,
-        |((id, resource, day), bytes), out| {
-            out.extend([
-                Value::Int(*id),
-                Value::Text(resource),
-                Value::Int(*day),
-                Value::Blob(bytes),
-            ])
-        },
-    )
+    usage_days(rows, "excluded.hours")
 }
 
 /// Inserts of usage day rows, each appended after the stored row of its key when there is
@@ -327,9 +314,14 @@ pub(in crate::store) fn append_usage_days<'a>(
     rows: &'a [(UsageDayKey, Vec<u8>)],
     concat: &str,
 ) -> Vec<Statement<'a>> {
+    usage_days(rows, concat)
+}
+
+/// Inserts of usage day rows whose conflicting stored row becomes `hours`.
+fn usage_days<'a>(rows: &'a [(UsageDayKey, Vec<u8>)], hours: &str) -> Vec<Statement<'a>> {
     batched(
         "insert into usage_days (container_id, resource, day, hours) ",
-        &format!(" on conflict (container_id, resource, day) do update set hours = {concat}"),
+        &format!(" on conflict (container_id, resource, day) do update set hours = {hours}"),
         4,
         rows,
         |((id, resource, day), bytes), out| {
@@ -356,15 +348,7 @@ pub(in crate::store) fn select_signal_days(keys: &[(i64, i64)]) -> Vec<Statement
 
 /// Upserts of whole signal day rows.
 pub(in crate::store) fn upsert_signal_days(rows: &[((i64, i64), Vec<u8>)]) -> Vec<Statement<'_>> {
-    batched(
-        "insert into signal_days (container_id, day, hours) ",
-        " on conflict (container_id, day) do update set hours = excluded.hours",
-        3,
-        rows,
-        |((id, day), bytes), out| {
-            out.extend([Value::Int(*id), Value::Int(*day), Value::Blob(bytes)])
-        },
-    )
+    signal_days(rows, "excluded.hours")
 }
 
 /// Inserts of signal day rows, appended like [`append_usage_days`].
@@ -372,9 +356,14 @@ pub(in crate::store) fn append_signal_days<'a>(
     rows: &'a [((i64, i64), Vec<u8>)],
     concat: &str,
 ) -> Vec<Statement<'a>> {
+    signal_days(rows, concat)
+}
+
+/// Inserts of signal day rows whose conflicting stored row becomes `hours`.
+fn signal_days<'a>(rows: &'a [((i64, i64), Vec<u8>)], hours: &str) -> Vec<Statement<'a>> {
     batched(
         "insert into signal_days (container_id, day, hours) ",
-        &format!(" on conflict (container_id, day) do update set hours = {concat}"),
+        &format!(" on conflict (container_id, day) do update set hours = {hours}"),
         3,
         rows,
         |((id, day), bytes), out| {

@@ -101,22 +101,29 @@ async fn later_days(
         let earliest = first.entry(packed::day_of(hour)).or_insert(hour);
         *earliest = (*earliest).min(hour);
     }
-    let mut later = BTreeSet::new();
-    for (day, first) in first {
-        let select = Statement::new(
-            "select max(hour_start) from collected_hours \
-             where cluster = $1 and hour_start >= $2 and hour_start < $3",
-            vec![
-                Value::Text(cluster),
-                Value::Int(day),
-                Value::Int(day + packed::DAY),
-            ],
-        );
-        let latest: Vec<(Option<i64>,)> = conn.fetch_all(&select).await?;
-        if latest.first().and_then(|l| l.0).is_some_and(|l| l < first) {
-            later.insert(day);
-        }
-    }
+    let (Some(&from), Some(&to)) = (first.keys().next(), first.keys().next_back()) else {
+        return Ok(BTreeSet::new());
+    };
+    // One look-up per chunk, not per day: a span's every namespace group asks.
+    let select = Statement::new(
+        "select hour_start - hour_start % 86400, max(hour_start) from collected_hours \
+         where cluster = $1 and hour_start >= $2 and hour_start < $3 group by 1",
+        vec![
+            Value::Text(cluster),
+            Value::Int(from),
+            Value::Int(to + packed::DAY),
+        ],
+    );
+    let latest: BTreeMap<i64, i64> = conn
+        .fetch_all::<(i64, i64)>(&select)
+        .await?
+        .into_iter()
+        .collect();
+    let later = first
+        .into_iter()
+        .filter(|(day, first)| latest.get(day).is_some_and(|l| l < first))
+        .map(|(day, _)| day)
+        .collect();
     Ok(later)
 }
 

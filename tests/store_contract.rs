@@ -210,6 +210,7 @@ contract!(
     one_recommendation_is_replaced_alone,
     oom_kills_keep_the_larger_count_per_hour,
     hours_written_one_at_a_time_read_back_as_written_at_once,
+    groups_of_one_transaction_read_back_as_written_at_once,
 );
 contract!(
     run_with_backdoor: corrupt_rows_are_reported,
@@ -602,6 +603,89 @@ async fn hours_written_one_at_a_time_read_back_as_written_at_once(store: Arc<dyn
         .await
         .unwrap();
     check(store.clone(), chunk.clone()).await;
+}
+
+/// The namespace groups of a new hour written one after another into one transaction
+/// ([`Store::begin_parts`], as a scheduled run writes its hour) are each appended to their
+/// day rows, though the first group marked the hour collected; a row the transaction wrote
+/// already merges the hour again instead (a second append would hold it twice).
+async fn groups_of_one_transaction_read_back_as_written_at_once(store: Arc<dyn Store>) {
+    let mut chunk = two_hours();
+    chunk.signals.push(SignalHour {
+        key: api(),
+        hour_start: T0,
+        restarts: 1,
+        oom_kills: 0,
+        cfs_periods: 3000.0,
+        cfs_throttled_periods: 10.0,
+    });
+    // The second group's container: an hour appended to its CPU row, a memory row new.
+    chunk
+        .usage
+        .push(usage(&sidecar(), Resource::Cpu, T0 + HOUR, &[0.02]));
+    chunk
+        .usage
+        .push(usage(&sidecar(), Resource::Memory, T0 + HOUR, &[6e7]));
+    let of = |chunk: &Chunk, key: &ContainerKey| Chunk {
+        usage: chunk
+            .usage
+            .iter()
+            .filter(|u| &*u.key == key)
+            .cloned()
+            .collect(),
+        signals: chunk
+            .signals
+            .iter()
+            .filter(|s| &s.key == key)
+            .cloned()
+            .collect(),
+        ..chunk.clone()
+    };
+    store.write_chunk(&hour_of(&chunk, T0)).await.unwrap();
+
+    let new = T0 + HOUR;
+    let mut open = store.begin_parts(&[new]).await.unwrap();
+    open.write(&[of(&hour_of(&chunk, new), &api())])
+        .await
+        .unwrap();
+    open.write(&[of(&hour_of(&chunk, new), &sidecar())])
+        .await
+        .unwrap();
+    // The first group's hour again, with other numbers, in the same transaction.
+    let again = chunk
+        .usage
+        .iter()
+        .position(|u| *u.key == api() && u.hour_start == new)
+        .expect("api has usage in the new hour");
+    chunk.usage[again].sketch = sketch_of(&[0.7]);
+    open.write(&[of(&hour_of(&chunk, new), &api())])
+        .await
+        .unwrap();
+    open.commit().await.unwrap();
+
+    let written = hour_of(&chunk, T0);
+    let mut expected = Chunk {
+        hours: vec![T0, new],
+        ..written.clone()
+    };
+    let later = hour_of(&chunk, new);
+    expected.usage.extend(later.usage);
+    expected.signals.extend(later.signals);
+    for key in [api(), sidecar()] {
+        let stored = store.usage(&key, i64::MIN, i64::MAX).await.unwrap();
+        assert_eq!(stored, expected_usage(&expected, &key), "{key}");
+    }
+    let mut signals = expected.signals.clone();
+    signals.sort_by_key(|s| s.hour_start);
+    let stored = store.signals(&api(), i64::MIN, i64::MAX).await.unwrap();
+    assert_eq!(stored, signals);
+    assert_eq!(
+        store
+            .collected_hours("prod", T0, T0 + 3 * HOUR)
+            .await
+            .unwrap(),
+        vec![T0, new]
+    );
 }
 
 async fn rewriting_a_chunk_replaces_instead_of_adding(store: Arc<dyn Store>) {

@@ -2,7 +2,7 @@
 //! the day rows it touches, or append to them when it only adds later hours) and the reads
 //! of usage and signal hours, over a [`Conn`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::packed;
 use super::rows::{usage_hour, ChunkPlan, ContainerIdRow, BATCH_ROWS};
@@ -20,6 +20,20 @@ pub(in crate::store) type SignalDays = BTreeMap<(i64, i64), BTreeMap<i64, packed
 /// A transaction parts are written into one after another (see [`super::Store::begin_parts`]).
 pub(in crate::store) struct OpenParts<DB: sqlx::Database> {
     pub tx: sqlx::Transaction<'static, DB>,
+    pub written: Written,
+}
+
+/// What a transaction has written so far, so that each write into it knows which day rows
+/// it may append to ([`later_days`]): the hours it marked collected are no longer "before"
+/// a later namespace group's hours, whose rows do not hold them.
+#[derive(Default)]
+pub(in crate::store) struct Written {
+    /// Per day written: the latest hour collected before the transaction, if any.
+    latest_before: BTreeMap<i64, Option<i64>>,
+    /// Usage day rows written, as (container id, day).
+    usage: HashSet<(i64, i64)>,
+    /// Signal day rows written, as (container id, day).
+    signals: HashSet<(i64, i64)>,
 }
 
 #[async_trait::async_trait]
@@ -30,7 +44,7 @@ where
 {
     async fn write(&mut self, parts: &[crate::model::Chunk]) -> Result<(), StoreError> {
         let plan = ChunkPlan::new(parts)?;
-        write_chunk(&mut *self.tx, plan.cluster, &plan).await
+        write_chunk(&mut *self.tx, plan.cluster, &plan, &mut self.written).await
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
@@ -38,11 +52,13 @@ where
     }
 }
 
-/// Writes a planned chunk of `cluster` inside the caller's transaction.
+/// Writes a planned chunk of `cluster` inside the caller's transaction, which `written`
+/// follows (a fresh one for a transaction of one write).
 pub(in crate::store) async fn write_chunk(
     conn: &mut impl Conn,
     cluster: &str,
     plan: &ChunkPlan<'_>,
+    written: &mut Written,
 ) -> Result<(), StoreError> {
     sql::execute_all(conn, sql::upsert_observed(plan)).await?;
     sql::execute_all(conn, sql::insert_usage_only(plan)).await?;
@@ -69,10 +85,10 @@ pub(in crate::store) async fn write_chunk(
             .copied()
             .ok_or_else(|| StoreError::Invalid(format!("no container row for {key} in this chunk")))
     };
-    let later = later_days(conn, cluster, plan).await?;
-    write_usage(conn, plan, &id_of, &later).await?;
+    let later = later_days(conn, cluster, plan, written).await?;
+    write_usage(conn, plan, &id_of, &later, &mut written.usage).await?;
 
-    let (signals, appended) = signal_days(conn, plan, &id_of, &later).await?;
+    let (signals, appended) = signal_days(conn, plan, &id_of, &later, &mut written.signals).await?;
     write_signal_days(conn, &signals).await?;
     let rows = encoded_signal_days(&appended);
     let concat = conn.concat_bytes("signal_days.hours", "substr(excluded.hours, 2)");
@@ -83,16 +99,20 @@ pub(in crate::store) async fn write_chunk(
     Ok(())
 }
 
-/// Days of the chunk that only add hours after every hour collected in them: the cluster
-/// has collected hours there, all before the chunk's first hour of that day. A day row
-/// holds only hours that were collected (written in the transaction that marks them), in
-/// hour order, so the chunk's hours of such a day are appended to its rows in SQL rather
-/// than read, merged and rewritten: one new hour at 5,000 containers read, decoded and
-/// rewrote every container's day rows (15 MB), 0.1 s of its 2 s.
+/// Days of the chunk that only add hours after every hour collected in them before the
+/// transaction: the cluster had collected hours there, all before the chunk's first hour
+/// of that day. A day row holds only hours that were collected (written in the transaction
+/// that marks them), in hour order, so the chunk's hours of such a day are appended to its
+/// rows in SQL rather than read, merged and rewritten: one new hour at 5,000 containers
+/// read, decoded and rewrote every container's day rows (15 MB), 0.1 s of its 2 s. The
+/// hours a transaction marked itself do not count: a later namespace group's rows do not
+/// hold them, and a row the transaction wrote already is never appended to
+/// ([`Written`]).
 async fn later_days(
     conn: &mut impl Conn,
     cluster: &str,
     plan: &ChunkPlan<'_>,
+    written: &mut Written,
 ) -> Result<BTreeSet<i64>, StoreError> {
     let mut first: BTreeMap<i64, i64> = BTreeMap::new();
     let hours = plan.hours.iter().copied();
@@ -101,27 +121,43 @@ async fn later_days(
         let earliest = first.entry(packed::day_of(hour)).or_insert(hour);
         *earliest = (*earliest).min(hour);
     }
-    let (Some(&from), Some(&to)) = (first.keys().next(), first.keys().next_back()) else {
-        return Ok(BTreeSet::new());
-    };
-    // One look-up per chunk, not per day: a span's every namespace group asks.
-    let select = Statement::new(
-        "select hour_start - hour_start % 86400, max(hour_start) from collected_hours \
-         where cluster = $1 and hour_start >= $2 and hour_start < $3 group by 1",
-        vec![
-            Value::Text(cluster),
-            Value::Int(from),
-            Value::Int(to + packed::DAY),
-        ],
-    );
-    let latest: BTreeMap<i64, i64> = conn
-        .fetch_all::<(i64, i64)>(&select)
-        .await?
-        .into_iter()
+    // Days this transaction has not written yet: what they held before it is still what
+    // they hold now (each day is locked from its first write until the commit).
+    let new: Vec<i64> = first
+        .keys()
+        .copied()
+        .filter(|day| !written.latest_before.contains_key(day))
         .collect();
+    if let (Some(&from), Some(&to)) = (new.first(), new.last()) {
+        // One look-up per chunk, not per day: a span's every namespace group asks.
+        let select = Statement::new(
+            "select hour_start - hour_start % 86400, max(hour_start) from collected_hours \
+             where cluster = $1 and hour_start >= $2 and hour_start < $3 group by 1",
+            vec![
+                Value::Text(cluster),
+                Value::Int(from),
+                Value::Int(to + packed::DAY),
+            ],
+        );
+        let latest: BTreeMap<i64, i64> = conn
+            .fetch_all::<(i64, i64)>(&select)
+            .await?
+            .into_iter()
+            .collect();
+        for day in new {
+            written.latest_before.insert(day, latest.get(&day).copied());
+        }
+    }
     let later = first
         .into_iter()
-        .filter(|(day, first)| latest.get(day).is_some_and(|l| l < first))
+        .filter(|(day, first)| {
+            written
+                .latest_before
+                .get(day)
+                .copied()
+                .flatten()
+                .is_some_and(|l| l < *first)
+        })
         .map(|(day, _)| day)
         .collect();
     Ok(later)
@@ -137,6 +173,7 @@ async fn write_usage(
     plan: &ChunkPlan<'_>,
     id_of: &impl Fn(&ContainerKey) -> Result<i64, StoreError>,
     later: &BTreeSet<i64>,
+    written: &mut HashSet<(i64, i64)>,
 ) -> Result<(), StoreError> {
     let mut hours: Vec<(sql::UsageDayKey, i64, &Sketch)> = plan
         .usage
@@ -159,7 +196,8 @@ async fn write_usage(
                     .map(|&(_, hour, sketch)| (hour, sketch.to_bytes()));
                 (row[0].0, hours.collect())
             })
-            .partition(|(key, _)| later.contains(&key.2));
+            .partition(|(key, _)| later.contains(&key.2) && !written.contains(&(key.0, key.2)));
+        written.extend(appended.keys().chain(usage.keys()).map(|k| (k.0, k.2)));
         merge_stored_usage(conn, &mut usage).await?;
         write_usage_days(conn, &usage).await?;
         let rows = encoded_usage_days(&appended);
@@ -197,6 +235,7 @@ async fn signal_days(
     plan: &ChunkPlan<'_>,
     id_of: &impl Fn(&ContainerKey) -> Result<i64, StoreError>,
     later: &BTreeSet<i64>,
+    written: &mut HashSet<(i64, i64)>,
 ) -> Result<(SignalDays, SignalDays), StoreError> {
     let mut signals = SignalDays::new();
     for s in &plan.signals {
@@ -216,7 +255,8 @@ async fn signal_days(
     }
     let (appended, mut signals): (SignalDays, SignalDays) = signals
         .into_iter()
-        .partition(|(key, _)| later.contains(&key.1));
+        .partition(|(key, _)| later.contains(&key.1) && !written.contains(key));
+    written.extend(appended.keys().chain(signals.keys()).copied());
     let keys: Vec<(i64, i64)> = signals.keys().copied().collect();
     for select in sql::select_signal_days(&keys) {
         let rows: Vec<(i64, i64, Vec<u8>)> = conn.fetch_all(&select).await?;

@@ -290,7 +290,7 @@ shared::store_impl! {
         self.create_partitions(hours.chain(plan.signals.iter().map(|s| s.hour_start)))
             .await?;
         let mut tx = self.pool.begin().await?;
-        history::write_chunk(&mut *tx, plan.cluster, &plan).await?;
+        history::write_chunk(&mut *tx, plan.cluster, &plan, &mut history::Written::default()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -301,6 +301,7 @@ shared::store_impl! {
         self.create_partitions(hours.iter().copied()).await?;
         Ok(Box::new(history::OpenParts {
             tx: self.pool.begin().await?,
+            written: history::Written::default(),
         }))
     }
 

@@ -144,7 +144,7 @@ shared::store_impl! {
     async fn write_parts(&self, parts: &[Chunk]) -> Result<(), StoreError> {
         let plan = ChunkPlan::new(parts)?;
         let mut tx = self.pool.begin().await?;
-        history::write_chunk(&mut *tx, plan.cluster, &plan).await?;
+        history::write_chunk(&mut *tx, plan.cluster, &plan, &mut history::Written::default()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -152,6 +152,7 @@ shared::store_impl! {
     async fn begin_parts(&self, _hours: &[i64]) -> Result<Box<dyn super::PartsWriter>, StoreError> {
         Ok(Box::new(history::OpenParts {
             tx: self.pool.begin().await?,
+            written: history::Written::default(),
         }))
     }
 

@@ -425,6 +425,71 @@ async fn one_new_hour_asks_for_its_owners_once_or_per_group_when_refused() {
     }
 }
 
+/// A scheduled run's one new hour writes its namespace groups into one transaction as they
+/// are built: groups written before a later group's read broke are rolled back with it.
+/// Under `remote-read` the run fails having written nothing; under `auto` the broken group
+/// is asked again with range queries and the rows are those range queries store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_new_hour_broken_after_groups_were_written_keeps_none_of_them() {
+    use CollectorSource::{Auto, QueryRange, RemoteRead};
+    let fx = tokio::task::spawn_blocking(fixture).await.unwrap();
+    let proxy = start_proxy(fx.prometheus.url()).await;
+    let dir = TempDir::new("rs-sources-hour-broken").unwrap();
+    // One group at a time: a group is handed to the writer before the next is read.
+    let hour = |source| CollectOptions {
+        max_series_per_query: 1,
+        chunk_hours: 1,
+        concurrency: 1,
+        source,
+        ..CollectOptions::new("test", fx.truth.end - 3600, fx.truth.end)
+    };
+    let reference = reference_rows(&proxy.url, &dir, &hour(QueryRange)).await;
+
+    let whole = sqlite(&dir, "whole.db").await;
+    let before = proxy.reads();
+    collector::collect(&client(&proxy.url), whole.as_ref(), &hour(RemoteRead))
+        .await
+        .unwrap();
+    // Three reads per group (a source given is not probed).
+    let reads = proxy.reads() - before;
+    assert!(
+        reads >= 2 * 3 && reads % 3 == 0,
+        "two groups or more: {reads} reads"
+    );
+    assert_eq!(rows(whole.as_ref()).await, reference);
+
+    // Every read passes but the last group's last: the groups before it were written into
+    // the hour's transaction by then.
+    let broken = sqlite(&dir, "broken.db").await;
+    proxy.set(ReadMode::CutAfter(proxy.reads() + reads - 1));
+    let err = collector::collect(&client(&proxy.url), broken.as_ref(), &hour(RemoteRead))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cut short"), "{err}");
+    assert!(rows(broken.as_ref()).await.is_empty(), "nothing written");
+    assert_eq!(
+        broken
+            .collected_hours("test", 0, i64::MAX / 2)
+            .await
+            .unwrap(),
+        Vec::<i64>::new()
+    );
+
+    // Under `auto`, the probe is a read too.
+    let fallen_back = sqlite(&dir, "fallen-back.db").await;
+    proxy.set(ReadMode::CutAfter(proxy.reads() + 1 + reads - 1));
+    let r = collector::collect(&client(&proxy.url), fallen_back.as_ref(), &hour(Auto))
+        .await
+        .unwrap();
+    assert!(
+        r.source == "remote-read" && r.remote_read_fallbacks == 1 && r.hours_collected == 1,
+        "{r:?}"
+    );
+    assert_eq!(rows(fallen_back.as_ref()).await, reference);
+    proxy.set(ReadMode::Pass);
+}
+
 /// A span read in several namespace groups is one transaction: groups written into it
 /// before a later group's read broke are rolled back with it. Under `remote-read` the run
 /// fails having written nothing; under `auto` the span's chunks are read again one by one

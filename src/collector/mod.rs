@@ -348,14 +348,16 @@ fn is_too_big(e: &PromError) -> bool {
 enum ToWrite {
     /// A piece, written in a transaction of its own.
     Piece(Fetched),
-    /// One namespace group's summaries of every chunk of a span, written into the span's
-    /// transaction (the first group opens it): a span's summaries are never all in memory.
+    /// One namespace group's summaries of every chunk of a span (or of a run's only chunk),
+    /// written into the span's transaction (the first group opens it): a span's summaries
+    /// are never all in memory.
     Group(Vec<crate::model::Chunk>),
-    /// The end of a span read whole: each chunk's parts (its hours) written, the span's
-    /// transaction committed, then each chunk counted.
+    /// The end of a span read whole (or of a run's only chunk): each chunk's parts (its
+    /// hours) written, the span's transaction committed, then each chunk counted.
     SpanEnd(Vec<Fetched>),
-    /// A span whose read failed after some of its groups were written: its transaction is
-    /// rolled back, and its chunks are fetched again (run by run) or the run fails.
+    /// A span (or a run's only chunk) whose read failed after some of its groups were
+    /// written: its transaction is rolled back, and its chunks are fetched again (run by
+    /// run) or the run fails.
     SpanAbort,
     /// Hours another process collected.
     Elsewhere(u64),
@@ -393,11 +395,13 @@ impl Counts {
 
 /// How a run reads the range selections: remote read (`fall_back`: under `auto`, a
 /// group whose read fails is asked again with range queries) or range queries, and how
-/// many namespace groups a chunk asks for at once when it is all the run fetches.
+/// many namespace groups a chunk asks for at once when it is all the run fetches
+/// (`alone`).
 #[derive(Debug, Clone, Copy)]
 struct Via {
     remote_read: bool,
     fall_back: bool,
+    alone: bool,
     alone_groups: usize,
 }
 
@@ -629,6 +633,7 @@ async fn fetch_chunk(
     via: Via,
     sized: &Sized,
     groups_at_once: usize,
+    stream: Option<&ToWriter>,
 ) -> Result<(Vec<crate::model::Chunk>, ingest::ChunkStats, bool, Counts), PromError> {
     let whole = ChunkQueries::new(hours, opts.step_secs, &opts.scope);
     let sizes = &sized.sizes;
@@ -683,7 +688,16 @@ async fn fetch_chunk(
                     tokio::task::spawn_blocking(move || ingest::build_chunk(&cluster, run, &part))
                         .await
                         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-                append_group(&mut parts, &mut stats, built, &s);
+                match stream {
+                    Some(to_writer) => {
+                        add_stats(&mut stats, &s);
+                        // A writer that stopped has failed: the run ends with its error.
+                        if to_writer.send(ToWrite::Group(vec![built])).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => append_group(&mut parts, &mut stats, built, &s),
+                }
             }
             Err(e) if is_too_big(&e) => {
                 let names: Vec<String> = match group {
@@ -914,8 +928,29 @@ async fn fetch_run(
         // Only a piece that is the whole run: pieces after it would wait on the writer
         // holding this one's summaries, with more answers in memory meanwhile.
         let groups = if n_pieces == 1 { via.alone_groups } else { 1 };
-        let (parts, stats, split, mut counts) =
-            fetch_chunk(prom, piece, opts, via, &sized, groups).await?;
+        // The run's only piece, alone in the collection (an incremental run's new hour):
+        // its groups are written into one transaction as they are built, while the later
+        // groups are still read, instead of all of them after the last.
+        let stream = n_pieces == 1 && via.alone;
+        let fetched = fetch_chunk(
+            prom,
+            piece,
+            opts,
+            via,
+            &sized,
+            groups,
+            stream.then_some(to_writer),
+        );
+        let (parts, stats, split, mut counts) = match fetched.await {
+            Ok(fetched) => fetched,
+            Err(e) => {
+                if stream {
+                    // Rolls back the groups written so far.
+                    let _ = to_writer.send(ToWrite::SpanAbort).await;
+                }
+                return Err(e.into());
+            }
+        };
         if p == 0 {
             counts.queries += sized.queries;
         }
@@ -930,7 +965,13 @@ async fn fetch_run(
                 None
             },
         };
-        if to_writer.send(ToWrite::Piece(fetched)).await.is_err() {
+        let end = if stream {
+            // Its hours marked collected and the transaction committed.
+            ToWrite::SpanEnd(vec![fetched])
+        } else {
+            ToWrite::Piece(fetched)
+        };
+        if to_writer.send(end).await.is_err() {
             return Ok(false);
         }
     }
@@ -1008,6 +1049,7 @@ async fn resolve_source(prom: &PromClient, source: CollectorSource) -> (Via, Opt
             Via {
                 remote_read: true,
                 fall_back: false,
+                alone: false,
                 alone_groups: 1,
             },
             None,
@@ -1016,6 +1058,7 @@ async fn resolve_source(prom: &PromClient, source: CollectorSource) -> (Via, Opt
             Via {
                 remote_read: false,
                 fall_back: false,
+                alone: false,
                 alone_groups: 1,
             },
             None,
@@ -1030,6 +1073,7 @@ async fn resolve_source(prom: &PromClient, source: CollectorSource) -> (Via, Opt
                         Via {
                             remote_read: true,
                             fall_back: true,
+                            alone: false,
                             alone_groups: 1,
                         },
                         None,
@@ -1043,6 +1087,7 @@ async fn resolve_source(prom: &PromClient, source: CollectorSource) -> (Via, Opt
                 Via {
                     remote_read: false,
                     fall_back: false,
+                    alone: false,
                     alone_groups: 1,
                 },
                 Some(why),
@@ -1105,6 +1150,7 @@ async fn fetch_all(
     // namespace group's queries at a time, idle while their answers travel: it asks for
     // `concurrency` groups at once instead, as many answers as chunks in flight hold.
     let via = Via {
+        alone: chunks.len() == 1,
         alone_groups: if chunks.len() == 1 {
             opts.concurrency.max(1)
         } else {

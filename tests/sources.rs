@@ -228,6 +228,44 @@ async fn reference_rows(url: &str, dir: &TempDir, opts: &CollectOptions) -> Vec<
     rows(reference.as_ref()).await
 }
 
+/// Reads break after `passing` reads. Under `remote-read` (`explicit`) the run fails
+/// having written nothing; under `auto` (whose probe is a read too) the broken reads are
+/// asked again with range queries and the run stores `reference`. Returns the `auto` run's
+/// report.
+async fn broken_reads_keep_nothing_or_fall_back(
+    proxy: &Proxy,
+    dir: &TempDir,
+    passing: u64,
+    explicit: &CollectOptions,
+    auto: &CollectOptions,
+    reference: &[String],
+) -> collector::CollectReport {
+    let broken = sqlite(dir, "broken.db").await;
+    proxy.set(ReadMode::CutAfter(proxy.reads() + passing));
+    let err = collector::collect(&client(&proxy.url), broken.as_ref(), explicit)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cut short"), "{err}");
+    assert!(rows(broken.as_ref()).await.is_empty(), "nothing written");
+    assert_eq!(
+        broken
+            .collected_hours("test", 0, i64::MAX / 2)
+            .await
+            .unwrap(),
+        Vec::<i64>::new()
+    );
+
+    let fallen_back = sqlite(dir, "fallen-back.db").await;
+    proxy.set(ReadMode::CutAfter(proxy.reads() + 1 + passing));
+    let r = collector::collect(&client(&proxy.url), fallen_back.as_ref(), auto)
+        .await
+        .unwrap();
+    assert_eq!(rows(fallen_back.as_ref()).await, reference);
+    proxy.set(ReadMode::Pass);
+    r
+}
+
 /// Every container's usage and signal rows.
 async fn rows(store: &dyn Store) -> Vec<String> {
     let mut out = Vec::new();
@@ -460,34 +498,20 @@ async fn one_new_hour_broken_after_groups_were_written_keeps_none_of_them() {
 
     // Every read passes but the last group's last: the groups before it were written into
     // the hour's transaction by then.
-    let broken = sqlite(&dir, "broken.db").await;
-    proxy.set(ReadMode::CutAfter(proxy.reads() + reads - 1));
-    let err = collector::collect(&client(&proxy.url), broken.as_ref(), &hour(RemoteRead))
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("cut short"), "{err}");
-    assert!(rows(broken.as_ref()).await.is_empty(), "nothing written");
-    assert_eq!(
-        broken
-            .collected_hours("test", 0, i64::MAX / 2)
-            .await
-            .unwrap(),
-        Vec::<i64>::new()
-    );
-
-    // Under `auto`, the probe is a read too.
-    let fallen_back = sqlite(&dir, "fallen-back.db").await;
-    proxy.set(ReadMode::CutAfter(proxy.reads() + 1 + reads - 1));
-    let r = collector::collect(&client(&proxy.url), fallen_back.as_ref(), &hour(Auto))
-        .await
-        .unwrap();
+    let (explicit, auto) = (hour(RemoteRead), hour(Auto));
+    let r = broken_reads_keep_nothing_or_fall_back(
+        &proxy,
+        &dir,
+        reads - 1,
+        &explicit,
+        &auto,
+        &reference,
+    )
+    .await;
     assert!(
         r.source == "remote-read" && r.remote_read_fallbacks == 1 && r.hours_collected == 1,
         "{r:?}"
     );
-    assert_eq!(rows(fallen_back.as_ref()).await, reference);
-    proxy.set(ReadMode::Pass);
 }
 
 /// A span read in several namespace groups is one transaction: groups written into it
@@ -529,34 +553,13 @@ async fn a_span_broken_after_groups_were_written_keeps_none_of_them() {
 
     // The first group's reads pass and the second's break: the first group was handed to
     // the writer while the second was read.
-    let broken = sqlite(&dir, "broken.db").await;
-    proxy.set(ReadMode::CutAfter(proxy.reads() + 4));
-    let err = collector::collect(&client(&proxy.url), broken.as_ref(), &options(RemoteRead))
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("cut short"), "{err}");
-    assert!(rows(broken.as_ref()).await.is_empty(), "nothing written");
-    assert_eq!(
-        broken
-            .collected_hours("test", 0, i64::MAX / 2)
-            .await
-            .unwrap(),
-        Vec::<i64>::new()
-    );
-
-    // The probe is a read too.
-    let fallen_back = sqlite(&dir, "fallen-back.db").await;
-    proxy.set(ReadMode::CutAfter(proxy.reads() + 1 + 4));
-    let r = collector::collect(&client(&proxy.url), fallen_back.as_ref(), &options(Auto))
-        .await
-        .unwrap();
+    let (explicit, auto) = (options(RemoteRead), options(Auto));
+    let r =
+        broken_reads_keep_nothing_or_fall_back(&proxy, &dir, 4, &explicit, &auto, &reference).await;
     assert!(
         r.source == "remote-read" && r.remote_read_fallbacks >= 1 && r.hours_collected == 12,
         "{r:?}"
     );
-    assert_eq!(rows(fallen_back.as_ref()).await, reference);
-    proxy.set(ReadMode::Pass);
 }
 
 /// The `max by` the collector computes from raw series equals the one Prometheus computes,

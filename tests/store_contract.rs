@@ -547,10 +547,8 @@ fn hour_of(chunk: &Chunk, hour: i64) -> Chunk {
     }
 }
 
-/// Each new hour is appended to its day rows in SQL (every hour stored in them is earlier),
-/// an hour written again or out of order merges with them: either way the rows read back as
-/// the whole chunk written at once.
-async fn hours_written_one_at_a_time_read_back_as_written_at_once(store: Arc<dyn Store>) {
+/// [`two_hours`] with signals in its first hour too.
+fn two_hours_signalled() -> Chunk {
     let mut chunk = two_hours();
     chunk.signals.push(SignalHour {
         key: api(),
@@ -560,27 +558,35 @@ async fn hours_written_one_at_a_time_read_back_as_written_at_once(store: Arc<dyn
         cfs_periods: 3000.0,
         cfs_throttled_periods: 10.0,
     });
-    let signals = |store: Arc<dyn Store>| async move {
-        store.signals(&api(), i64::MIN, i64::MAX).await.unwrap()
-    };
-    let check = |store: Arc<dyn Store>, chunk: Chunk| async move {
-        for key in [api(), sidecar()] {
-            let stored = store.usage(&key, i64::MIN, i64::MAX).await.unwrap();
-            assert_eq!(stored, expected_usage(&chunk, &key), "{key}");
-        }
-        let mut expected = chunk.signals.clone();
-        expected.sort_by_key(|s| s.hour_start);
-        assert_eq!(signals(store.clone()).await, expected);
-    };
+    chunk
+}
+
+/// The store reads back `chunk`'s usage of both containers and signals of `api`.
+async fn assert_reads_back(store: &dyn Store, chunk: &Chunk) {
+    for key in [api(), sidecar()] {
+        let stored = store.usage(&key, i64::MIN, i64::MAX).await.unwrap();
+        assert_eq!(stored, expected_usage(chunk, &key), "{key}");
+    }
+    let mut expected = chunk.signals.clone();
+    expected.sort_by_key(|s| s.hour_start);
+    let stored = store.signals(&api(), i64::MIN, i64::MAX).await.unwrap();
+    assert_eq!(stored, expected);
+}
+
+/// Each new hour is appended to its day rows in SQL (every hour stored in them is earlier),
+/// an hour written again or out of order merges with them: either way the rows read back as
+/// the whole chunk written at once.
+async fn hours_written_one_at_a_time_read_back_as_written_at_once(store: Arc<dyn Store>) {
+    let mut chunk = two_hours_signalled();
     for &hour in &chunk.hours {
         store.write_chunk(&hour_of(&chunk, hour)).await.unwrap();
     }
-    check(store.clone(), chunk.clone()).await;
+    assert_reads_back(&*store, &chunk).await;
 
     // The first hour again, with other numbers: merged, in its place.
     chunk.usage[0] = usage(&api(), Resource::Cpu, T0, &[0.9]);
     store.write_chunk(&hour_of(&chunk, T0)).await.unwrap();
-    check(store.clone(), chunk.clone()).await;
+    assert_reads_back(&*store, &chunk).await;
 
     // A later hour after those, appended again.
     chunk.hours.push(T0 + 3 * HOUR);
@@ -602,7 +608,7 @@ async fn hours_written_one_at_a_time_read_back_as_written_at_once(store: Arc<dyn
         .write_chunk(&hour_of(&chunk, T0 + 3 * HOUR))
         .await
         .unwrap();
-    check(store.clone(), chunk.clone()).await;
+    assert_reads_back(&*store, &chunk).await;
 }
 
 /// The namespace groups of a new hour written one after another into one transaction
@@ -610,15 +616,7 @@ async fn hours_written_one_at_a_time_read_back_as_written_at_once(store: Arc<dyn
 /// day rows, though the first group marked the hour collected; a row the transaction wrote
 /// already merges the hour again instead (a second append would hold it twice).
 async fn groups_of_one_transaction_read_back_as_written_at_once(store: Arc<dyn Store>) {
-    let mut chunk = two_hours();
-    chunk.signals.push(SignalHour {
-        key: api(),
-        hour_start: T0,
-        restarts: 1,
-        oom_kills: 0,
-        cfs_periods: 3000.0,
-        cfs_throttled_periods: 10.0,
-    });
+    let mut chunk = two_hours_signalled();
     // The second group's container: an hour appended to its CPU row, a memory row new.
     chunk
         .usage
@@ -663,22 +661,11 @@ async fn groups_of_one_transaction_read_back_as_written_at_once(store: Arc<dyn S
         .unwrap();
     open.commit().await.unwrap();
 
-    let written = hour_of(&chunk, T0);
-    let mut expected = Chunk {
-        hours: vec![T0, new],
-        ..written.clone()
-    };
+    let mut expected = hour_of(&chunk, T0);
     let later = hour_of(&chunk, new);
     expected.usage.extend(later.usage);
     expected.signals.extend(later.signals);
-    for key in [api(), sidecar()] {
-        let stored = store.usage(&key, i64::MIN, i64::MAX).await.unwrap();
-        assert_eq!(stored, expected_usage(&expected, &key), "{key}");
-    }
-    let mut signals = expected.signals.clone();
-    signals.sort_by_key(|s| s.hour_start);
-    let stored = store.signals(&api(), i64::MIN, i64::MAX).await.unwrap();
-    assert_eq!(stored, signals);
+    assert_reads_back(&*store, &expected).await;
     assert_eq!(
         store
             .collected_hours("prod", T0, T0 + 3 * HOUR)

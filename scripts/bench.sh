@@ -80,7 +80,7 @@ pg_db=""
 pg() { PGOPTIONS="-c client_min_messages=warning" psql "$pg_server" -q "$@"; }
 cleanup() {
   if [ -n "$prom_pid" ]; then stop_pid "$prom_pid"; fi
-  if [ -n "$pg_db" ]; then pg -c "drop database if exists $pg_db with (force)" || true; fi
+  if [ -n "$pg_db" ]; then pg -c "drop database if exists ${pg_db}_hour with (force)" -c "drop database if exists $pg_db with (force)" || true; fi
 }
 trap cleanup EXIT
 

@@ -625,7 +625,8 @@ fn group_series(max_series_per_query: u64, hours: usize) -> u64 {
 /// Each namespace group's answers are summarized as soon as they arrive, so memory holds
 /// `groups_at_once` groups' raw answers at a time (each bounded by `max_series_per_query`),
 /// not the cluster's; the groups' summaries are disjoint (a namespace is in one group) and
-/// are concatenated into the chunk.
+/// are concatenated into the chunk, or with `stream` handed to the writer one group at a
+/// time (the chunk's parts are then only its hours).
 async fn fetch_chunk(
     prom: &PromClient,
     hours: &[i64],

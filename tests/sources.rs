@@ -429,6 +429,17 @@ async fn a_namespace_over_the_group_budget_is_read_alone_within_the_span() {
     assert_eq!(rows(store.as_ref()).await, reference);
 }
 
+/// The last hour of `truth` alone, as a scheduled run collects it, in namespace groups of
+/// at most 24 series (1 a day).
+fn last_hour(truth: &GroundTruth, source: CollectorSource) -> CollectOptions {
+    CollectOptions {
+        max_series_per_query: 1,
+        chunk_hours: 1,
+        source,
+        ..CollectOptions::new("test", truth.end - 3600, truth.end)
+    }
+}
+
 /// A scheduled run's one new hour asks for the hour's owners once, beside its sizing,
 /// rather than once per namespace group; when Prometheus refuses that query for its size,
 /// each group asks for its own, and the rows are the same.
@@ -438,13 +449,7 @@ async fn one_new_hour_asks_for_its_owners_once_or_per_group_when_refused() {
     let fx = tokio::task::spawn_blocking(fixture).await.unwrap();
     let proxy = start_proxy(fx.prometheus.url()).await;
     let dir = TempDir::new("rs-sources-hour-owners").unwrap();
-    // The last hour alone, in namespace groups of at most 24 series (1 a day).
-    let hour = |source| CollectOptions {
-        max_series_per_query: 1,
-        chunk_hours: 1,
-        source,
-        ..CollectOptions::new("test", fx.truth.end - 3600, fx.truth.end)
-    };
+    let hour = |source| last_hour(&fx.truth, source);
     let reference = reference_rows(&proxy.url, &dir, &hour(QueryRange)).await;
     for refused in [false, true] {
         *proxy.owners_too_big.lock().unwrap() = refused;
@@ -475,11 +480,8 @@ async fn one_new_hour_broken_after_groups_were_written_keeps_none_of_them() {
     let dir = TempDir::new("rs-sources-hour-broken").unwrap();
     // One group at a time: a group is handed to the writer before the next is read.
     let hour = |source| CollectOptions {
-        max_series_per_query: 1,
-        chunk_hours: 1,
         concurrency: 1,
-        source,
-        ..CollectOptions::new("test", fx.truth.end - 3600, fx.truth.end)
+        ..last_hour(&fx.truth, source)
     };
     let reference = reference_rows(&proxy.url, &dir, &hour(QueryRange)).await;
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use rightsizer::prometheus::remote_read::{MatchKind, Matcher, RawSeries};
 use rightsizer::prometheus::{PromClient, PromConfig, PromError};
 use support::prometheus::Prometheus;
+use support::remote_write;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const START: i64 = 1_700_000_000;
@@ -89,6 +90,96 @@ async fn raw_samples_come_back_exactly_as_written() {
             assert_eq!(got.1.to_bits(), want.1.to_bits(), "{name} at {}", want.0);
         }
     }
+}
+
+/// A live Prometheus holds its newest hours in its head block, in memory, where a scheduled
+/// run reads its new hour: the fixture's first half backfilled into a block, the second
+/// sent over remote write into the head (in half-hour rounds across both series: the head
+/// refuses a sample over an hour older than its newest), read back across both at once.
+#[tokio::test]
+async fn samples_from_a_block_and_the_head_come_back_exactly_as_written() {
+    let (text, expected) = fixture();
+    let half = START + 3 * 3600 / 2;
+    let in_block = |line: &&str| {
+        line.starts_with('#')
+            || line
+                .rsplit_once(' ')
+                .is_some_and(|(_, t)| t.parse::<i64>().unwrap() < half)
+    };
+    let block: String = text
+        .lines()
+        .filter(in_block)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let prom = Prometheus::from_openmetrics_text_serving(
+        block.as_bytes(),
+        3 * 3600,
+        &["--web.enable-remote-write-receiver".into()],
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    for round in (half..START + 3 * 3600).step_by(1800) {
+        let series = expected
+            .iter()
+            .map(|(name, samples)| remote_write::Series {
+                labels: [
+                    ("__name__", name.as_str()),
+                    ("container", "app"),
+                    ("pod", "p"),
+                ]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
+                samples: samples
+                    .iter()
+                    .filter(|(t, _)| (round * 1000..(round + 1800) * 1000).contains(t))
+                    .copied()
+                    .collect(),
+            })
+            .collect();
+        remote_write::write(&http, prom.url(), series)
+            .await
+            .unwrap();
+    }
+    let client = client(prom.url());
+    for name in ["cpu_total", "mem"] {
+        let series = read_all(&client, &[Matcher::new(MatchKind::Eq, "__name__", name)])
+            .await
+            .unwrap();
+        let app: Vec<_> = series
+            .iter()
+            .filter(|s| s.labels["container"] == "app")
+            .collect();
+        assert_eq!(app.len(), 1, "{name}: {series:?}");
+        let want = &expected[name];
+        assert_eq!(app[0].samples.len(), want.len(), "{name}");
+        for (got, want) in app[0].samples.iter().zip(want) {
+            assert_eq!(got.0, want.0, "{name}");
+            assert_eq!(got.1.to_bits(), want.1.to_bits(), "{name} at {}", want.0);
+        }
+    }
+    // The head really held the second half: Prometheus counts what it took in.
+    let metrics = http
+        .get(format!("{}/metrics", prom.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let appended: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("prometheus_tsdb_head_samples_appended_total{type=\"float\"} ")
+        })
+        .or_else(|| {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("prometheus_tsdb_head_samples_appended_total "))
+        })
+        .expect("head samples metric")
+        .parse()
+        .unwrap();
+    assert_eq!(appended, 720.0, "two series' second halves in the head");
 }
 
 #[tokio::test]

@@ -7,3 +7,4 @@ pub mod kube_api;
 pub mod kube_resize;
 pub mod postgres;
 pub mod prometheus;
+pub mod remote_write;

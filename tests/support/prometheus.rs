@@ -120,6 +120,15 @@ impl Prometheus {
     /// Like [`Prometheus::from_openmetrics`] for text held in memory (small
     /// hand-written fixtures); it must end with `# EOF`.
     pub fn from_openmetrics_text(text: &[u8], span_secs: i64) -> io::Result<Self> {
+        Self::from_openmetrics_text_serving(text, span_secs, &[])
+    }
+
+    /// Like [`Prometheus::from_openmetrics_text`], with extra server flags.
+    pub fn from_openmetrics_text_serving(
+        text: &[u8],
+        span_secs: i64,
+        extra_args: &[String],
+    ) -> io::Result<Self> {
         let dir = TempDir::new("rightsizer-prometheus")?;
         let input = dir.path().join("input.om");
         fs::write(&input, text)?;
@@ -127,7 +136,7 @@ impl Prometheus {
         fs::create_dir_all(&data)?;
         let took = backfill(&input, &data, max_block_duration_for(span_secs))?;
         fs::remove_file(&input)?;
-        let mut prom = Self::serve(dir)?;
+        let mut prom = Self::serve_with(dir, extra_args)?;
         prom.backfill_time = Some(took);
         Ok(prom)
     }

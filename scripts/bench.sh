@@ -9,7 +9,9 @@
 # Env: BENCH_SIZES (copies per size, default "5 10 20"), BENCH_DAYS (14), BENCH_END (unix
 # seconds, default the start of yesterday UTC), BENCH_ROUNDS (2), BENCH_DATA (cache root,
 # default target/bench-data), BENCH_PORT_FROM (first port tried, 29090),
-# RIGHTSIZER_TEST_POSTGRES_URL (a server where databases rs_bench_<copies> may be created).
+# RIGHTSIZER_TEST_POSTGRES_URL (a server where databases rs_bench_<copies> may be created),
+# BENCH_HEAD_HOURS (2: the last hours sent to Prometheus' head block over remote write, as a
+# live Prometheus holds them; 0 puts the whole history in blocks).
 # The copies' and sizes' TSDBs are kept under BENCH_DATA/days-<days> and reused while the
 # end stays the same.
 set -euo pipefail
@@ -25,7 +27,10 @@ data_root=${BENCH_DATA:-$root/target/bench-data}
 # writes fastest); BENCH_BLOCK=18h gives the 18-hour blocks a Prometheus with the default
 # 15-day retention compacts to (promtool then reads the file once per block: ~7x slower).
 block=${BENCH_BLOCK:-}
+head_hours=${BENCH_HEAD_HOURS:-2}
+[[ $head_hours =~ ^[0-9]+$ ]] || { echo "BENCH_HEAD_HOURS must be a whole number of hours, got '$head_hours'" >&2; exit 2; }
 cache=$data_root/days-$days${block:+-blocks-$block}
+if [ "$head_hours" != 2 ]; then cache=$cache-head-$head_hours; fi
 pg_server=${RIGHTSIZER_TEST_POSTGRES_URL:-postgres://root@127.0.0.1:5432/postgres}
 # A fixed end keeps the generated history (and the cache) identical between runs.
 end=${BENCH_END:-$(( ($(date +%s) / 86400 - 1) * 86400 ))}
@@ -43,17 +48,21 @@ cargo bench --locked --bench collect --no-run
 # The single-size layout of earlier versions: nothing reads it any more.
 rm -rf "$data_root"/scale-*-days-*
 
-is_current() { [ -f "$1/ready" ] && [ "$(cat "$1/ready")" = "$end" ]; }
+stamp="$end head ${head_hours}h"
+head_args=()
+if [ "$head_hours" != 0 ]; then head_args=(--head-hours "$head_hours"); fi
+is_current() { [ -f "$1/ready" ] && [ "$(cat "$1/ready")" = "$stamp" ]; }
 
 # One copy per file and per TSDB: promtool holds its whole input in memory (~1 GB per GB of
 # text), and a copy's blocks are then shared by every size.
 backfill_copy() {
   local k=$1 dir=$cache/copy-$1
   rm -rf "$dir" && mkdir -p "$dir"
-  "$synth" --seed $((k + 1)) --days "$days" --scale 1 --first-copy "$k" --end "$end" --out "$dir" >/dev/null
+  "$synth" --seed $((k + 1)) --days "$days" --scale 1 --first-copy "$k" --end "$end" --out "$dir" \
+    "${head_args[@]}" >/dev/null
   backfill "$dir/metrics.om" "$dir/tsdb" ${block:+"$block"}
   rm -f "$dir/metrics.om"
-  echo "$end" > "$dir/ready"
+  echo "$stamp" > "$dir/ready"
 }
 missing=()
 for ((k = 0; k < copies; k++)); do is_current "$cache/copy-$k" || missing+=("$k"); done
@@ -106,7 +115,7 @@ for n in "${sizes[@]}"; do
     assembled=1
   fi
   port=$(free_port "${BENCH_PORT_FROM:-29090}")
-  prom_pid=$(start_prometheus "$dir/tsdb" "$port" "$dir/prometheus.log")
+  prom_pid=$(start_prometheus "$dir/tsdb" "$port" "$dir/prometheus.log" --web.enable-remote-write-receiver)
   url=http://127.0.0.1:$port
   wait_http "$url/-/ready" 300
   echo
@@ -133,7 +142,14 @@ for n in "${sizes[@]}"; do
     if [ "$blocks" != "$ranges" ]; then
       echo "    Prometheus merged $blocks blocks into $ranges in $(( $(date +%s) - t0 )) s (once per size and end)"
     fi
-    echo "$end" > "$dir/ready"
+    # The newest hours into the head, once: its write-ahead log keeps them for later runs.
+    if [ "$head_hours" != 0 ]; then
+      heads=()
+      for ((k = 0; k < n; k++)); do heads+=("$cache/copy-$k/head.txt"); done
+      BENCH_HEAD_FILES="${heads[*]}" BENCH_PROMETHEUS_URL=$url BENCH_HEAD_FROM=$((end - head_hours * 3600)) \
+      BENCH_TO=$end cargo bench --quiet --locked --bench collect
+    fi
+    echo "$stamp" > "$dir/ready"
   fi
 
   pg_db=rs_bench_$n

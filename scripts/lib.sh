@@ -27,14 +27,16 @@ backfill() {
   promtool tsdb create-blocks-from openmetrics --quiet --max-block-duration="$block" "$file" "$dir" >/dev/null
 }
 
-# start_prometheus TSDB_DIR PORT LOG: a Prometheus with no scrape targets serving the TSDB.
+# start_prometheus TSDB_DIR PORT LOG [FLAG...]: a Prometheus with no scrape targets serving the
+# TSDB, with any further flags.
 start_prometheus() {
   local dir=$1 port=$2 log=$3
+  shift 3
   printf 'global:\n  scrape_interval: 1m\nscrape_configs: []\n' > "$dir/../prometheus.yml"
   prometheus --config.file="$dir/../prometheus.yml" --storage.tsdb.path="$dir" \
     --storage.tsdb.retention.time=400d --web.listen-address="127.0.0.1:$port" \
     --storage.tsdb.min-block-duration=2h --storage.tsdb.max-block-duration=2h \
-    --query.max-samples=100000000 >"$log" 2>&1 &
+    --query.max-samples=100000000 "$@" >"$log" 2>&1 &
   echo $!
 }
 

@@ -13,6 +13,7 @@
 //! BENCH_CONTAINERS (workload containers generated), BENCH_POSTGRES_URL (an empty database),
 //! BENCH_RESULTS (a JSON line is appended). Summary: BENCH_SUMMARY (that file).
 
+mod head;
 mod result;
 mod summary;
 
@@ -803,6 +804,20 @@ fn print_size(r: &SizeResult, concurrency: usize) {
 async fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return; // `cargo test --all-targets` builds benches; nothing to run there.
+    }
+    if let Ok(files) = std::env::var("BENCH_HEAD_FILES") {
+        let files: Vec<&Path> = files.split_whitespace().map(Path::new).collect();
+        let url = env("BENCH_PROMETHEUS_URL");
+        let (from, to) = (env_parse("BENCH_HEAD_FROM"), env_parse("BENCH_TO"));
+        let started = Instant::now();
+        let samples = head::push(&url, &files, from, to).await;
+        println!(
+            "    sent the last {} h of {} copies to Prometheus' head: {samples} samples in {:.0} s",
+            (to - from) / 3600,
+            files.len(),
+            started.elapsed().as_secs_f64()
+        );
+        return;
     }
     match std::env::var("BENCH_SUMMARY") {
         Ok(path) => summary::summary(Path::new(&path)),

@@ -376,15 +376,28 @@ pub fn generate_with_probes<W: io::Write>(
     out: W,
     probe_times: &[i64],
 ) -> io::Result<(GroundTruth, Vec<ProbeValue>)> {
-    let run = writer::run(cfg, out, true, probe_times)?;
+    let run = writer::run(cfg, out, None, true, probe_times)?;
     Ok((run.truth, run.probes))
+}
+
+/// Like [`generate`], with the samples from `head_from` on (unix seconds) written to
+/// `head` as plain `name{labels} value timestamp` lines, not to `out`: blocks for promtool
+/// from `out`, and the newest hours to send to a running Prometheus, whose head block holds
+/// them as a live one holds the last hours.
+pub fn generate_split<W: io::Write>(
+    cfg: &SynthConfig,
+    out: W,
+    head_from: i64,
+    head: Box<dyn io::Write>,
+) -> io::Result<GroundTruth> {
+    Ok(writer::run(cfg, out, Some((head_from, head)), true, &[])?.truth)
 }
 
 /// Writes the history only: no truth, so memory stays flat however long the
 /// history and large the scale (the pooled CPU values for exact percentiles
 /// take 8 bytes per pod and eval timestamp). Returns the number of lines.
 pub fn write_openmetrics<W: io::Write>(cfg: &SynthConfig, out: W) -> io::Result<u64> {
-    Ok(writer::run(cfg, out, false, &[])?.lines)
+    Ok(writer::run(cfg, out, None, false, &[])?.lines)
 }
 
 /// The rollouts and restarts [`generate`] will produce for `cfg`, without

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use rightsizer_synth::{generate, SynthConfig};
+use rightsizer_synth::{generate, generate_split, SynthConfig};
 
 /// Write a synthetic cluster's history (OpenMetrics) and its ground truth (JSON).
 #[derive(Debug, Parser)]
@@ -41,6 +41,10 @@ struct Args {
     /// Per-day truth (every CPU value, hourly memory peaks) in truth.json; big.
     #[arg(long)]
     daily_truth: bool,
+    /// Write the last this many hours to head.txt (`name{labels} value timestamp` lines)
+    /// instead of metrics.om, for sending to a running Prometheus (`make bench`).
+    #[arg(long)]
+    head_hours: Option<u32>,
 }
 
 fn parse_time(s: &str) -> Result<i64, String> {
@@ -72,7 +76,21 @@ fn main() -> anyhow::Result<()> {
     let metrics = out.join("metrics.om");
     let file = std::fs::File::create(&metrics)
         .with_context(|| format!("creating {}", metrics.display()))?;
-    let truth = generate(&cfg, std::io::BufWriter::with_capacity(1 << 20, file))?;
+    let out_file = std::io::BufWriter::with_capacity(1 << 20, file);
+    let truth = match a.head_hours {
+        None => generate(&cfg, out_file)?,
+        Some(hours) => {
+            let path = out.join("head.txt");
+            let head = std::fs::File::create(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            generate_split(
+                &cfg,
+                out_file,
+                end - i64::from(hours) * 3600,
+                Box::new(head),
+            )?
+        }
+    };
     let truth_path = out.join("truth.json");
     let mut f = std::fs::File::create(&truth_path)
         .with_context(|| format!("creating {}", truth_path.display()))?;

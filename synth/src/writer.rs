@@ -24,9 +24,14 @@ pub(crate) struct Run {
     pub lines: u64,
 }
 
+/// Samples at or after a time written to a second file instead of the first: what a live
+/// Prometheus still holds in its head block rather than in blocks on disk.
+pub(crate) type Head = Option<(i64, Box<dyn Write>)>;
+
 pub(crate) fn run<W: Write>(
     cfg: &SynthConfig,
     out: W,
+    head: Head,
     want_truth: bool,
     probe_times: &[i64],
 ) -> io::Result<Run> {
@@ -43,6 +48,7 @@ pub(crate) fn run<W: Write>(
         cl: &cluster,
         om: Om {
             out: BufWriter::with_capacity(1 << 20, out),
+            head: head.map(|(from, w)| (from, BufWriter::with_capacity(1 << 20, w))),
             lines: 0,
         },
         idx,
@@ -55,6 +61,9 @@ pub(crate) fn run<W: Write>(
     g.om.out.write_all(b"# EOF\n")?;
     g.om.lines += 1;
     g.om.out.flush()?;
+    if let Some((_, head)) = &mut g.om.head {
+        head.flush()?;
+    }
     let lines = g.om.lines;
     let (truth, probes) = match g.truth.take() {
         Some(acc) => acc.finish(cfg, &cluster, &g.idx),
@@ -81,6 +90,7 @@ pub(crate) fn run<W: Write>(
 /// OpenMetrics output.
 struct Om<W: Write> {
     out: BufWriter<W>,
+    head: Option<(i64, BufWriter<Box<dyn Write>>)>,
     lines: u64,
 }
 
@@ -95,7 +105,10 @@ impl<W: Write> Om<W> {
         self.lines += 1;
         // `{}` on f64 prints the shortest text that parses back to the same
         // value, so Prometheus stores exactly what the truth used.
-        writeln!(self.out, "{prefix}{v} {t}")
+        match &mut self.head {
+            Some((from, head)) if t >= *from => writeln!(head, "{prefix}{v} {t}"),
+            _ => writeln!(self.out, "{prefix}{v} {t}"),
+        }
     }
 }
 

@@ -709,15 +709,9 @@ async fn peak_samples(http: &reqwest::Client, base: &str, query: Query<'_>) -> u
 /// Query requests a Prometheus has answered, refusals included (its own
 /// `prometheus_http_requests_total`).
 async fn queries_answered(http: &reqwest::Client, base: &str) -> u64 {
-    let text = http
-        .get(format!("{base}/metrics"))
-        .send()
+    support::prometheus::self_metrics(http, base)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .filter(|l| {
             l.starts_with("prometheus_http_requests_total{")
                 && (l.contains("handler=\"/api/v1/query\"")

@@ -158,27 +158,12 @@ async fn samples_from_a_block_and_the_head_come_back_exactly_as_written() {
         }
     }
     // The head really held the second half: Prometheus counts what it took in.
-    let metrics = http
-        .get(format!("{}/metrics", prom.url()))
-        .send()
+    let appended: f64 = support::prometheus::self_metrics(&http, prom.url())
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let appended: f64 = metrics
         .lines()
-        .find_map(|l| {
-            l.strip_prefix("prometheus_tsdb_head_samples_appended_total{type=\"float\"} ")
-        })
-        .or_else(|| {
-            metrics
-                .lines()
-                .find_map(|l| l.strip_prefix("prometheus_tsdb_head_samples_appended_total "))
-        })
-        .expect("head samples metric")
-        .parse()
-        .unwrap();
+        .filter(|l| l.starts_with("prometheus_tsdb_head_samples_appended_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
     assert_eq!(appended, 720.0, "two series' second halves in the head");
 }
 

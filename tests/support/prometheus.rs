@@ -374,3 +374,14 @@ fn http_status(port: u16, path: &str) -> io::Result<u16> {
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| io::Error::other(format!("bad HTTP answer: {line:?}")))
 }
+
+/// Prometheus' own metrics (the text of `base`/metrics).
+pub async fn self_metrics(http: &reqwest::Client, base: &str) -> String {
+    http.get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
